@@ -1,0 +1,1 @@
+"""Sans-I/O project context: ignore rules, snapshots, diffs, coalescing and the ledger."""

@@ -1,0 +1,1 @@
+"""Sans-I/O transcript model: events to blocks, incremental markdown and highlighting."""

@@ -1,0 +1,1 @@
+"""The local Responses server (`slipstream serve`); runs without the GUI."""

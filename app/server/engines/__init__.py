@@ -1,0 +1,1 @@
+"""Engines that produce model output for the local server."""

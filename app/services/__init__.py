@@ -1,0 +1,1 @@
+"""Async orchestration: owns tasks and lifetimes; no Qt."""

@@ -1,0 +1,1 @@
+"""Tool specs and pure tool logic: patches, path confinement, test-run model."""
