@@ -1,0 +1,119 @@
+"""What the UI may see and call: the services façade, as a Protocol plus plain value types.
+
+The UI subscribes to the signals and calls the methods; it never touches adapters or the protocol.
+`app.services.app.AppServices` implements it for real; UI tests use a fake with the same shape.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal, Protocol
+
+from app.services.signals import Signal
+
+ConnectionState = Literal["connecting", "warm", "streaming", "reconnecting", "offline", "error"]
+BadgeState = Literal["in_view", "pending", "excluded", "summarised"]
+
+
+@dataclass(frozen=True, slots=True)
+class ConnectionStatus:
+    state: ConnectionState
+    detail: str = ""  # words for the user: "connected to ws://127.0.0.1:8765", "401: wrong key", ...
+    engine: str = ""  # "scripted — no model", "gpt-5.3-codex via OpenAI", "llama.cpp (bridge)"
+    endpoint: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class StreamStats:
+    tokens_per_s_now: float = 0.0
+    tokens_per_s_peak: float = 0.0
+    context_tokens: int = 0
+    last_turn_input_tokens: int = 0
+    last_turn_cached_tokens: int = 0
+    session_input_tokens: int = 0
+    session_cached_tokens: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class FileBadge:
+    path: str
+    state: BadgeState
+    reason: str = ""  # for excluded/summarised: "secret", "gitignored", "binary", "too large", ...
+
+
+@dataclass(frozen=True, slots=True)
+class SessionInfo:
+    id: str
+    title: str
+    project: str
+    updated_at: float
+    turns: int
+
+
+@dataclass(slots=True)
+class ApprovalRequest:
+    """A patch or a command waiting for the user. The UI calls `resolve` exactly once.
+
+    kind "patch": `payload` = {"files": [{"path", "op", "hunks": [{"header", "lines"}]}], "patch": str};
+    decision = {"accept": True/False, "hunks": {path: [bool per hunk]}}.
+    kind "command": `payload` = {"command": str, "cwd": str}; decision = {"accept": bool, "always": bool}.
+    """
+
+    kind: Literal["patch", "command"]
+    title: str
+    payload: dict[str, Any]
+    resolve: Callable[[dict[str, Any]], None]
+
+
+@dataclass(frozen=True, slots=True)
+class TestEvent:
+    """One pytest phase event or a runner line, as streamed by the test adapter."""
+
+    __test__ = False  # not a pytest test class
+    kind: str  # "run_started", "collected", "started", "passed", "failed", "skipped", "xfailed", "error", "output", "run_finished"
+    nodeid: str = ""
+    duration: float = 0.0
+    text: str = ""  # failure text / output line / summary
+    data: dict[str, Any] = field(default_factory=dict)
+
+
+class TranscriptSignals(Protocol):
+    """The stream of transcript operations, mirroring `app.render.transcript.Transcript`'s input API."""
+
+    user_message: Signal[[str]]
+    assistant_begin: Signal[[str]]  # response_id
+    text_delta: Signal[[str, str]]  # item_id, delta
+    reasoning_delta: Signal[[str, str]]
+    tool_call_begin: Signal[[str, str, str]]  # item_id, name, call_id
+    tool_args_delta: Signal[[str, str]]
+    item_end: Signal[[str]]
+    tool_output: Signal[[str, str, bool]]  # call_id, text, ok
+    notice: Signal[[str, str]]  # kind ("info"|"warning"|"error"|"context"|"banner"), text
+    response_end: Signal[[str]]  # status: completed | incomplete | failed | cancelled
+
+
+class Services(Protocol):
+    """The façade the main window is built on."""
+
+    project_root: Path
+    transcript: TranscriptSignals
+    connection_changed: Signal[[ConnectionStatus]]
+    stats_changed: Signal[[StreamStats]]
+    files_changed: Signal[[Sequence[FileBadge]]]  # the whole list; the UI diffs it
+    approval_requested: Signal[[ApprovalRequest]]
+    test_event: Signal[[TestEvent]]
+    busy_changed: Signal[[bool]]  # a turn (or tool loop) is running
+    banner_changed: Signal[[str]]  # "" hides it
+
+    async def start(self) -> None: ...
+    async def aclose(self) -> None: ...
+    def send_message(self, text: str) -> None: ...
+    def stop(self) -> None: ...
+    def run_tests(self) -> None: ...
+    def list_sessions(self) -> list[SessionInfo]: ...
+    def open_session(self, session_id: str) -> None: ...
+    def new_session(self) -> None: ...
+    def pin(self, path: str, pinned: bool) -> None: ...
+    def undo_last_patch(self) -> None: ...
