@@ -1,0 +1,95 @@
+"""The WebSocket transport: a thin `websockets` client that only moves frames.
+
+Protocol decisions live in `app.protocol.client.ClientSession`; this module connects (with the
+bearer token on the upgrade), sends frames, yields received frames, answers pings (websockets does),
+and reports how the socket ended so the caller can classify the close code.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import AsyncIterator, Mapping
+from dataclasses import dataclass
+
+from websockets.asyncio.client import ClientConnection, connect
+from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidStatus, InvalidURI
+
+
+class TransportError(Exception):
+    """Connecting failed. `status` is the HTTP status of a refused upgrade (401, 404, 426, ...), else None."""
+
+    def __init__(self, message: str, *, status: int | None = None, body: str = "") -> None:
+        super().__init__(message)
+        self.status = status
+        self.body = body
+
+
+@dataclass(frozen=True, slots=True)
+class Closed:
+    """How a socket ended: the close code we received (1006 when the TCP stream just died)."""
+
+    code: int
+    reason: str
+
+
+class WsTransport:
+    """One open WebSocket. Create with `await WsTransport.open(...)`."""
+
+    def __init__(self, conn: ClientConnection) -> None:
+        self._conn = conn
+
+    @classmethod
+    async def open(
+        cls,
+        url: str,
+        *,
+        token: str | None = None,
+        headers: Mapping[str, str] | None = None,
+        open_timeout: float = 10.0,
+        max_size: int | None = 64 * 1024 * 1024,
+        ping_interval: float | None = 20.0,
+        ping_timeout: float | None = 60.0,
+    ) -> WsTransport:
+        hdrs = dict(headers or {})
+        if token:
+            hdrs["Authorization"] = f"Bearer {token}"
+        try:
+            conn = await connect(
+                url, additional_headers=hdrs, open_timeout=open_timeout, max_size=max_size,
+                ping_interval=ping_interval, ping_timeout=ping_timeout, compression=None,
+                user_agent_header="slipstream",
+            )
+        except InvalidStatus as exc:
+            resp = exc.response
+            body = (resp.body or b"").decode("utf-8", "replace")[:2000]
+            raise TransportError(f"{url} refused the WebSocket upgrade: HTTP {resp.status_code} {body}".strip(),
+                                 status=resp.status_code, body=body) from exc
+        except InvalidURI as exc:
+            raise TransportError(f"not a WebSocket URL: {url}") from exc
+        except (OSError, TimeoutError, InvalidHandshake) as exc:
+            raise TransportError(f"cannot connect to {url}: {exc or type(exc).__name__}") from exc
+        return cls(conn)
+
+    async def send(self, frame: bytes | str) -> None:
+        """Send one text frame (bytes are sent as text: they are UTF-8 JSON)."""
+        if isinstance(frame, bytes):
+            await self._conn.send(frame, text=True)
+        else:
+            await self._conn.send(frame)
+
+    async def frames(self) -> AsyncIterator[str | bytes]:
+        """Received frames until the socket closes (then see `closed`)."""
+        with contextlib.suppress(ConnectionClosed):
+            async for frame in self._conn:
+                yield frame
+
+    @property
+    def closed(self) -> Closed | None:
+        if self._conn.state.name != "CLOSED":
+            return None
+        # websockets reports 1006 itself when no close frame arrived.
+        return Closed(self._conn.close_code or 1006, self._conn.close_reason or "")
+
+    async def aclose(self, code: int = 1000, reason: str = "") -> None:
+        with contextlib.suppress(Exception):
+            await self._conn.close(code, reason)

@@ -1,0 +1,315 @@
+"""`ClientSession`: the client side of one Responses WebSocket connection, sans I/O.
+
+Drain-style: `create()` returns the frame to send, `receive_frame()` takes what arrived, and the
+caller drains `events_received()` (every decoded event, unknown types included) and `outcomes()`
+(one per request: `Completed`, or a recovery decision `Resend` / `Reconnect` / `Fail`).
+
+Per lane it keeps the chain head (the last completed response id), the settings that produced it,
+and the full local transcript (every input item and every output item). `create()` sends the
+incremental form (`previous_response_id` + only the new items) when a head exists, the settings
+equal the head's, and the transcript has nothing the server has not seen (the Codex rule,
+PROTOCOL §2.2); otherwise it sends the whole transcript on a fresh chain. So the socket cache is
+only an optimisation: nothing is lost when it is.
+
+Recovery (PROTOCOL §4.4), as values the caller acts on:
+- `previous_response_not_found` → `Resend(lane, frame)`: full input, fresh chain, at most once per
+  turn (a second miss is a `Fail`).
+- `websocket_connection_limit_reached` → `Reconnect(rebuild=True)`; then `on_disconnect()`.
+- any other `error`, or `response.failed` → `Fail(lane, code, message)`.
+- `on_disconnect()` → the in-flight turns were not completed: returns one `Resend` per lane with
+  the full input to send on the new connection; every chain head is dropped.
+
+One request in flight per lane: lanes are FIFO on the server and the next request needs the
+previous one's id. Use several lanes for concurrency.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Final
+
+from app.protocol.codec import decode_server, encode
+from app.protocol.errors import LocalProtocolError
+from app.protocol.events import (
+    UNSET,
+    ErrorEvent,
+    FunctionCallArgumentsDelta,
+    OutputItemAdded,
+    OutputItemDone,
+    OutputTextDelta,
+    ReasoningTextDelta,
+    ResponseCompleted,
+    ResponseCreate,
+    ResponseCreated,
+    ResponseFailed,
+    ResponseIncomplete,
+    ServerEvent,
+)
+
+__all__ = ["ClientSession", "Completed", "Fail", "Outcome", "Reconnect", "Resend"]
+
+Item = Mapping[str, Any]
+# Fields that describe the request, not its input: the incremental form needs them unchanged.
+_NOT_SETTINGS: Final = frozenset({"input", "previous_response_id", "stream_id", "generate", "stream"})
+
+
+@dataclass(frozen=True, slots=True)
+class Completed:
+    """A response reached `response.completed` or `response.incomplete`; its output is in the
+    transcript and its id is the lane's chain head."""
+
+    lane: str | None
+    response_id: str
+    status: str  # "completed" | "incomplete"
+    response: Mapping[str, Any]
+    output: Sequence[Item]
+
+
+@dataclass(frozen=True, slots=True)
+class Resend:
+    """Send `frame` (full input, no previous_response_id) to retry the turn on a fresh chain."""
+
+    lane: str | None
+    frame: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class Reconnect:
+    """Open a new connection; `rebuild`: chains are gone, call on_disconnect() and resend."""
+
+    rebuild: bool = True
+    reason: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class Fail:
+    """The request failed for a reason a resend will not fix."""
+
+    lane: str | None
+    code: str
+    message: str
+
+
+Outcome = Completed | Resend | Reconnect | Fail
+
+
+@dataclass(slots=True)
+class _Turn:
+    settings: dict[str, Any]
+    new_items: list[Item]
+    generate: bool
+    resent: bool = False
+    response_id: str | None = None
+    items: dict[int, dict[str, Any]] = field(default_factory=dict)  # output_index -> item being built
+    pieces: dict[int, list[str]] = field(default_factory=dict)  # output_index -> streamed text
+
+
+@dataclass(slots=True)
+class _Lane:
+    transcript: list[Item] = field(default_factory=list)
+    head: str | None = None
+    head_settings: dict[str, Any] | None = None
+    head_len: int = 0  # transcript length the server's chain at `head` covers
+    turn: _Turn | None = None
+
+
+class ClientSession:
+    """Chain heads, transcripts and in-flight turns of one connection (see module docstring)."""
+
+    def __init__(self, rebuild: Callable[[str | None, list[Item]], list[Item]] | None = None) -> None:
+        """`rebuild(lane, transcript) -> transcript` is called whenever a fresh chain starts (full
+        input): the context layer swaps stale project-context items for a snapshot of the disk as it
+        is now, so a new chain never replays old diffs and nothing is sent twice into one chain."""
+        self._rebuild = rebuild
+        self._lanes: dict[str | None, _Lane] = {}
+        self._events: list[ServerEvent] = []
+        self._outcomes: list[Outcome] = []
+
+    # ---- sending -----------------------------------------------------------------------------
+
+    def create(
+        self, new_items: Sequence[Item], *, lane: str | None = None, generate: bool = True, **settings: Any
+    ) -> bytes:
+        """The `response.create` frame for a new turn on `lane`. `settings` are ResponseCreate
+        fields (model, instructions, tools, tool_choice, store, ...) and must be resent every
+        turn (HTTP semantics: they do not carry over)."""
+        bad = _NOT_SETTINGS & settings.keys()
+        if bad:
+            raise LocalProtocolError(f"create() manages {sorted(bad)} itself", code="misuse")
+        state = self._lanes.setdefault(lane, _Lane())
+        if state.turn is not None:
+            raise LocalProtocolError(f"lane {lane!r} already has a request in flight", code="lane_busy")
+        items = list(new_items)
+        incremental = (
+            state.head is not None
+            and state.head_settings == settings
+            and state.head_len == len(state.transcript)
+        )
+        state.transcript.extend(items)
+        state.turn = _Turn(settings=settings, new_items=items, generate=generate)
+        if incremental:
+            return self._frame(lane, settings, items, generate, previous=state.head)
+        return self._frame(lane, settings, self._fresh(lane, state), generate, previous=None)
+
+    def _fresh(self, lane: str | None, state: _Lane) -> list[Item]:
+        """The full input of a fresh chain (after the rebuild hook, which may rewrite it)."""
+        if self._rebuild is not None:
+            state.transcript = list(self._rebuild(lane, list(state.transcript)))
+        return list(state.transcript)
+
+    def _frame(
+        self,
+        lane: str | None,
+        settings: dict[str, Any],
+        items: list[Item],
+        generate: bool,
+        previous: str | None,
+    ) -> bytes:
+        event = ResponseCreate(
+            **settings,
+            input=items,
+            previous_response_id=previous if previous is not None else UNSET,
+            stream_id=lane if lane is not None else UNSET,
+            generate=UNSET if generate else False,
+        )
+        return encode(event)
+
+    def _full_resend(self, lane: str | None, state: _Lane, turn: _Turn) -> Resend:
+        state.head, state.head_settings, state.head_len = None, None, 0
+        turn.items.clear()
+        turn.pieces.clear()
+        turn.response_id = None
+        frame = self._frame(lane, turn.settings, self._fresh(lane, state), turn.generate, previous=None)
+        return Resend(lane, frame)
+
+    # ---- receiving ---------------------------------------------------------------------------
+
+    def receive_frame(self, data: str | bytes) -> None:
+        """Decode one server frame (raises RemoteProtocolError on junk) and update state."""
+        self.receive_event(decode_server(data))
+
+    def receive_event(self, event: ServerEvent) -> None:
+        """Same as receive_frame for an already decoded event (e.g. from SSEDecoder)."""
+        self._events.append(event)
+        if isinstance(event, OutputTextDelta):  # hot path first
+            turn = self._turn(event.lane)
+            if turn is not None:
+                turn.pieces.setdefault(event.output_index, []).append(event.delta)
+            return
+        lane = event.lane
+        state = self._lanes.get(lane)
+        turn = state.turn if state is not None else None
+        if isinstance(event, ErrorEvent):
+            self._on_error(lane, event)
+            return
+        if state is None or turn is None:
+            return
+        if isinstance(event, ResponseCreated):
+            turn.response_id = event.response_id
+        elif isinstance(event, (FunctionCallArgumentsDelta, ReasoningTextDelta)):
+            turn.pieces.setdefault(event.output_index, []).append(event.delta)
+        elif isinstance(event, OutputItemAdded):
+            turn.items[event.output_index] = dict(event.item)
+        elif isinstance(event, OutputItemDone):
+            turn.items[event.output_index] = dict(event.item)
+            turn.pieces.pop(event.output_index, None)
+        elif isinstance(event, (ResponseCompleted, ResponseIncomplete)):
+            self._complete(lane, state, turn, event)
+        elif isinstance(event, ResponseFailed):
+            state.turn = None
+            state.head, state.head_settings, state.head_len = None, None, 0  # parent evicted
+            err = event.response.get("error") or {}
+            self._outcomes.append(
+                Fail(
+                    lane, str(err.get("code") or "server_error"), str(err.get("message") or "response failed")
+                )
+            )
+
+    def _turn(self, lane: str | None) -> _Turn | None:
+        state = self._lanes.get(lane)
+        return state.turn if state is not None else None
+
+    def _complete(
+        self, lane: str | None, state: _Lane, turn: _Turn, event: ResponseCompleted | ResponseIncomplete
+    ) -> None:
+        output = event.response.get("output")
+        if not isinstance(output, list) or (not output and turn.items):
+            output = [self._assembled(turn, i) for i in sorted(turn.items)]
+        state.transcript.extend(output)
+        state.turn = None
+        state.head = event.response_id or turn.response_id
+        state.head_settings = turn.settings
+        state.head_len = len(state.transcript)
+        status = "completed" if isinstance(event, ResponseCompleted) else "incomplete"
+        self._outcomes.append(Completed(lane, state.head or "", status, event.response, output))
+
+    def _assembled(self, turn: _Turn, index: int) -> dict[str, Any]:
+        """An item from its added/done events plus streamed pieces (when output was omitted)."""
+        item = turn.items[index]
+        pieces = turn.pieces.get(index)
+        if pieces:
+            text = "".join(pieces)
+            if item.get("type") == "function_call":
+                item["arguments"] = text
+            elif item.get("type") == "message":
+                item["content"] = [{"type": "output_text", "text": text, "annotations": []}]
+            elif item.get("type") == "reasoning":
+                item["content"] = [{"type": "reasoning_text", "text": text}]
+        return item
+
+    def _on_error(self, lane: str | None, event: ErrorEvent) -> None:
+        code = event.error.code or ""
+        if code == "websocket_connection_limit_reached":
+            self._outcomes.append(Reconnect(rebuild=True, reason=event.error.message))
+            return
+        state = self._lanes.get(lane)
+        turn = state.turn if state is not None else None
+        if state is None or turn is None:
+            self._outcomes.append(Fail(lane, code, event.error.message))
+            return
+        if code == "previous_response_not_found" and not turn.resent:
+            turn.resent = True
+            self._outcomes.append(self._full_resend(lane, state, turn))
+            return
+        state.turn = None
+        self._outcomes.append(Fail(lane, code, event.error.message))
+
+    def on_disconnect(self) -> list[Resend]:
+        """The connection is gone: every chain head with it. Returns the in-flight turns to resend
+        (full input) on the new connection; they stay in flight."""
+        out: list[Resend] = []
+        for lane, state in self._lanes.items():
+            turn = state.turn
+            if turn is None:
+                state.head, state.head_settings, state.head_len = None, None, 0
+            else:
+                out.append(self._full_resend(lane, state, turn))
+        return out
+
+    # ---- draining and inspection -------------------------------------------------------------
+
+    def events_received(self) -> list[ServerEvent]:
+        """Every event decoded since the last call, in order."""
+        out, self._events = self._events, []
+        return out
+
+    def outcomes(self) -> list[Outcome]:
+        """One outcome per finished request (plus Reconnect advice) since the last call."""
+        out, self._outcomes = self._outcomes, []
+        return out
+
+    def transcript(self, lane: str | None = None) -> Sequence[Item]:
+        """Every input and output item of `lane`, oldest first (read-only view)."""
+        state = self._lanes.get(lane)
+        return tuple(state.transcript) if state is not None else ()
+
+    def head(self, lane: str | None = None) -> str | None:
+        """The lane's chain head: the id the next incremental create will continue from."""
+        state = self._lanes.get(lane)
+        return state.head if state is not None else None
+
+    def in_flight(self, lane: str | None = None) -> bool:
+        """Whether `lane` has a request without its outcome yet."""
+        state = self._lanes.get(lane)
+        return state is not None and state.turn is not None

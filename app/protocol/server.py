@@ -1,0 +1,1040 @@
+"""`ServerSession`: the server side of one Responses WebSocket connection, sans I/O.
+
+Drain-style (STYLE.md §7.1): the adapter feeds frames and engine output in, and takes frames out.
+One session per WebSocket connection, or one per HTTP `POST /v1/responses` (`for_http`).
+
+Adapter loop (WebSocket)::
+
+    session = ServerSession(now=clock(), store=shared_store)
+    on frame:   session.receive_frame(data, now=clock())
+                for turn in session.ready_turns(): start_task(run(turn))
+                send(session.frames_to_send())
+    in run(turn):
+                async for out in engine.run(turn): session.feed(turn.response_id, out); send(...)
+                session.finish(turn.response_id, now=clock())        # or abort(...) on a crash
+                for turn in session.ready_turns(): start_task(run(turn))   # the lane is free again
+                send(session.frames_to_send())
+    on a timer: session.check_age(clock()); send(...); if session.close_requested: close(*it)
+
+Rules (PROTOCOL.md §1-§4, §8):
+- Lanes: `stream_id` names a lane; one lane runs its requests FIFO, never overlapping; lanes run
+  concurrently up to `max_in_flight` responses; at most `max_named_lanes` distinct named lanes per
+  connection (the default lane is free).
+- Chaining: `previous_response_id` resolves when the turn *starts*, from any lane's latest response
+  (the connection cache), then from the `ResponseStore` if the parent was stored. A miss answers
+  `previous_response_not_found`. A failed same-lane continuation evicts its parent from the
+  connection cache; a failed cross-lane fork keeps it.
+- History is shared, not copied: a chain's items live in one append-only list and each response
+  remembers its length. A child that extends the tip appends to the same list; a fork copies.
+  Work per turn is proportional to the new input.
+- `generate: false` (warm-up) never reaches the engine: created → in_progress → completed with
+  `output: []`, cached like any response.
+- Every response gets exactly one terminal event (completed / incomplete / failed); a request
+  refused before it starts gets one `error` event instead. `sequence_number` counts per response.
+- Age limit: past `max_age_s` new creates are refused with `websocket_connection_limit_reached`;
+  once nothing is in flight the session queues that error and sets `close_requested`.
+- Bad frames are answered with an `error` event (status 400) and the connection stays usable.
+  Codex's `response.processed` acknowledgement is ignored silently.
+
+HTTP mode (`ServerSession.for_http`, then `receive_http_body`): the body is a `response.create`
+without `type`; `stream_id` is refused; frames come out SSE-encoded (flat `error` shape). A request
+refused before it starts sets `http_error = (status, json_body)` instead (the adapter answers with
+that status). With `stream: false` the adapter ignores the frames and returns
+`final_response(response_id)` once the turn ended.
+"""
+
+from __future__ import annotations
+
+import re
+from collections import OrderedDict, deque
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Final, overload
+
+import msgspec
+
+from app.protocol.codec import decode_client, encode, encode_json, encode_sse, param_from_error
+from app.protocol.errors import LocalProtocolError, RemoteProtocolError
+from app.protocol.events import (
+    UNSET,
+    ContentPartAdded,
+    ContentPartDone,
+    ErrorDetail,
+    ErrorEvent,
+    FunctionCallArgumentsDelta,
+    FunctionCallArgumentsDone,
+    OutputItemAdded,
+    OutputItemDone,
+    OutputTextDelta,
+    OutputTextDone,
+    ReasoningTextDelta,
+    ReasoningTextDone,
+    ResponseCompleted,
+    ResponseCreate,
+    ResponseCreated,
+    ResponseFailed,
+    ResponseIncomplete,
+    ResponseInProgress,
+    ResponseSteer,
+    ServerEvent,
+    SteerFailed,
+)
+from app.protocol.ids import IdFactory, random_id
+from app.protocol.turns import (
+    EngineOutput,
+    Failure,
+    Incomplete,
+    Item,
+    ItemDone,
+    ReasoningDelta,
+    TextDelta,
+    ToolCallArgsDelta,
+    ToolCallStart,
+    Turn,
+    Usage,
+)
+
+__all__ = ["HistoryView", "ResponseStore", "ServerSession", "StoredResponse"]
+
+STREAM_ID_RE: Final = re.compile(r"[A-Za-z0-9_.\-]{1,256}")
+INVALID_STREAM_ID_MESSAGE: Final = (
+    "The 'stream_id' field must be a non-empty string with at most 256 characters and may only "
+    "contain letters, numbers, underscores, hyphens, and periods."
+)
+# Codes the official SDK's `ResponseError.code` knows; others are reported as server_error.
+_SDK_FAILURE_CODES: Final = frozenset(
+    {
+        "server_error",
+        "rate_limit_exceeded",
+        "invalid_prompt",
+        "vector_store_timeout",
+        "invalid_image",
+        "invalid_image_format",
+        "invalid_base64_image",
+        "invalid_image_url",
+        "image_too_large",
+        "image_too_small",
+        "image_parse_error",
+        "image_content_policy_violation",
+        "invalid_image_mode",
+        "image_file_too_large",
+        "unsupported_image_media_type",
+        "empty_image_file",
+        "failed_to_download_image",
+        "image_file_not_found",
+    }
+)
+_CHARS_PER_TOKEN: Final = 4
+_ENDED_MEMORY: Final = 256
+_item_size = encode_json  # an item's JSON size, for the ~4 chars/token estimate
+
+
+def _tokens(chars: int) -> int:
+    return -(-chars // _CHARS_PER_TOKEN)
+
+
+class HistoryView(Sequence[Item]):
+    """Read-only view of the first `length` items of a shared append-only list (no copy)."""
+
+    __slots__ = ("_items", "_length")
+
+    def __init__(self, items: list[Item], length: int) -> None:
+        self._items = items
+        self._length = length
+
+    def __len__(self) -> int:
+        return self._length
+
+    @overload
+    def __getitem__(self, index: int) -> Item: ...
+    @overload
+    def __getitem__(self, index: slice) -> Sequence[Item]: ...
+    def __getitem__(self, index: int | slice) -> Item | Sequence[Item]:
+        if isinstance(index, slice):
+            return self._items[: self._length][index]
+        if index < 0:
+            index += self._length
+        if not 0 <= index < self._length:
+            raise IndexError("history index out of range")
+        return self._items[index]
+
+    def __iter__(self) -> Iterator[Item]:
+        items = self._items
+        for i in range(self._length):
+            yield items[i]
+
+    def __repr__(self) -> str:
+        return f"HistoryView(len={self._length})"
+
+
+@dataclass(slots=True)
+class StoredResponse:
+    """A finished response as the cache and the store keep it: its chain is `items[:length]`
+    (history + its input + its output), `chars` the JSON size of that chain."""
+
+    id: str
+    items: list[Item]
+    length: int
+    chars: int
+    lane: str | None
+    response: dict[str, Any]  # the final response object
+    store: bool
+
+
+class ResponseStore:
+    """Server-wide bounded LRU of responses created with `store: true` (plain data, no I/O).
+
+    Lets HTTP clients chain with `previous_response_id` and lets WebSocket cache misses fall back
+    (PROTOCOL §2.2). Sessions of one server share one store; they run on one event loop."""
+
+    def __init__(self, max_entries: int = 1024) -> None:
+        if max_entries < 1:
+            raise ValueError("max_entries must be >= 1")
+        self.max_entries = max_entries
+        self._entries: OrderedDict[str, StoredResponse] = OrderedDict()
+
+    def get(self, response_id: str) -> StoredResponse | None:
+        entry = self._entries.get(response_id)
+        if entry is not None:
+            self._entries.move_to_end(response_id)
+        return entry
+
+    def put(self, entry: StoredResponse) -> None:
+        self._entries[entry.id] = entry
+        self._entries.move_to_end(entry.id)
+        while len(self._entries) > self.max_entries:
+            self._entries.popitem(last=False)
+
+    def __contains__(self, response_id: object) -> bool:
+        return response_id in self._entries
+
+    def __len__(self) -> int:
+        return len(self._entries)
+
+
+@dataclass(slots=True)
+class _Pending:
+    """A create waiting on its lane."""
+
+    lane: str | None
+    req: ResponseCreate
+    items: list[Item]
+    arrival: int  # connection-wide arrival order: lanes start in the order requests came in
+
+
+@dataclass(slots=True)
+class _Lane:
+    queue: deque[_Pending] = field(default_factory=deque)
+    active: str | None = None  # id of the running response
+    latest: StoredResponse | None = None  # the connection cache entry for this lane
+
+
+@dataclass(slots=True)
+class _OpenItem:
+    kind: str  # "message" | "reasoning" | "function_call"
+    id: str
+    output_index: int
+    parts: list[str] = field(default_factory=list)
+    call_id: str = ""
+    name: str = ""
+
+
+@dataclass(slots=True)
+class _Active:
+    """A response between response.created and its terminal event."""
+
+    id: str
+    lane: str | None
+    req: ResponseCreate
+    created_at: int
+    parent: StoredResponse | None
+    same_lane_parent: bool
+    items: list[Item]  # shared chain list, already extended with this turn's input
+    input_end: int  # len of the chain up to and including this turn's input
+    input_chars: int
+    seq: int = 0
+    output: list[Item] = field(default_factory=list)
+    open: _OpenItem | None = None
+    usage: Usage | None = None  # the engine's last Usage
+    out_chars: int = 0
+    reasoning_chars: int = 0
+    ended: bool = False
+
+
+def _str_or_none(value: object) -> str | None:
+    return value if isinstance(value, str) else None
+
+
+def _normalize_input(value: object) -> list[Item]:
+    """`input` as a list of items: a bare string is one user message."""
+    if value is UNSET or value is None:
+        return []
+    if isinstance(value, str):
+        return [{"type": "message", "role": "user", "content": value}]
+    if isinstance(value, list):
+        for i, item in enumerate(value):
+            if not isinstance(item, dict):
+                raise RemoteProtocolError(
+                    f"Invalid 'input[{i}]': expected an object, got {type(item).__name__}.",
+                    code="invalid_type",
+                    param=f"input[{i}]",
+                )
+        return value
+    raise RemoteProtocolError(
+        "Invalid 'input': expected a string or an array.", code="invalid_type", param="input"
+    )
+
+
+def _opt(value: Any, default: Any) -> Any:
+    return default if value is UNSET or value is None else value
+
+
+class ServerSession:
+    """One connection's protocol state. See the module docstring for the adapter loop."""
+
+    def __init__(
+        self,
+        *,
+        now: float,
+        max_age_s: float = 3600,
+        max_in_flight: int = 16,
+        max_named_lanes: int = 32,
+        max_frame_bytes: int = 16 * 1024 * 1024,
+        store: ResponseStore | None = None,
+        id_factory: IdFactory = random_id,
+        default_model: str | None = None,
+    ) -> None:
+        self.max_age_s = max_age_s
+        self.max_in_flight = max_in_flight
+        self.max_named_lanes = max_named_lanes
+        self.max_frame_bytes = max_frame_bytes
+        self.store = store
+        self.default_model = default_model
+        self._new_id = id_factory
+        self._started_at = now
+        self._now = now
+        self._lanes: dict[str | None, _Lane] = {None: _Lane()}
+        self._active: dict[str, _Active] = {}
+        self._out: list[bytes] = []
+        self._arrivals = 0
+        self._ended: OrderedDict[str, None] = OrderedDict()  # recently ended ids: finish() is idempotent
+        self._limit: str | None = None  # None | "draining" | "closed"
+        self._http = False
+        self._encode: Callable[[ServerEvent], bytes] = encode
+        self._finals: dict[str, dict[str, Any]] = {}
+        # Set when the adapter should close the connection: (close code, reason).
+        self.close_requested: tuple[int, str] | None = None
+        # HTTP mode: (status, JSON body) when the request was refused before a response existed.
+        self.http_error: tuple[int, bytes] | None = None
+        # HTTP mode: the request's `stream` flag (False: answer with final_response()).
+        self.http_stream = False
+
+    # ---- construction for HTTP ---------------------------------------------------------------
+
+    @classmethod
+    def for_http(
+        cls,
+        *,
+        now: float,
+        store: ResponseStore | None = None,
+        id_factory: IdFactory = random_id,
+        default_model: str | None = None,
+        max_frame_bytes: int = 16 * 1024 * 1024,
+    ) -> ServerSession:
+        """A session serving one `POST /v1/responses`: SSE frames, flat errors, no lanes."""
+        session = cls(
+            now=now,
+            store=store,
+            id_factory=id_factory,
+            default_model=default_model,
+            max_frame_bytes=max_frame_bytes,
+        )
+        session._http = True
+        session._encode = encode_sse
+        return session
+
+    def receive_http_body(self, body: bytes | str, now: float | None = None) -> None:
+        """Treat a JSON request body as one `response.create`."""
+        self._touch(now)
+        if not self._http:
+            raise LocalProtocolError(
+                "receive_http_body needs a session from ServerSession.for_http", code="misuse"
+            )
+        if len(body) > self.max_frame_bytes:
+            self._request_error(
+                None, "frame_too_large", f"Request body exceeds {self.max_frame_bytes} bytes.", None
+            )
+            return
+        try:
+            data = msgspec.json.decode(body)
+        except msgspec.DecodeError as exc:
+            self._request_error(None, "invalid_json", f"Request body is not valid JSON ({exc}).", None)
+            return
+        if not isinstance(data, dict):
+            self._request_error(None, "invalid_type", "Request body must be a JSON object.", None)
+            return
+        data.pop("type", None)
+        try:
+            req = msgspec.convert({"type": "response.create", **data}, ResponseCreate)
+        except msgspec.ValidationError as exc:
+            self._request_error(None, "invalid_type", f"Invalid request body: {exc}", param_from_error(exc))
+            return
+        self.http_stream = req.stream is True
+        self._on_create(req)
+
+    # ---- input -------------------------------------------------------------------------------
+
+    def receive_frame(self, data: str | bytes, now: float | None = None) -> None:
+        """Decode and act on one client text frame. Never raises for peer errors."""
+        self._touch(now)
+        self.check_age(self._now)
+        if len(data) > self.max_frame_bytes:
+            self._request_error(
+                None,
+                "frame_too_large",
+                f"Frame of {len(data)} bytes exceeds the {self.max_frame_bytes}-byte limit.",
+                None,
+            )
+            return
+        try:
+            event = decode_client(data)
+        except RemoteProtocolError as exc:
+            if exc.event_type == "response.processed":  # Codex acknowledgement (PROTOCOL §2.6)
+                return
+            self._request_error(None, exc.code, exc.message, exc.param)
+            return
+        if isinstance(event, ResponseSteer):
+            self._on_steer(event)
+        else:
+            self._on_create(event)
+
+    def _on_create(self, req: ResponseCreate) -> None:
+        lane: str | None = None
+        if req.stream_id is not UNSET:
+            if self._http:
+                self._request_error(
+                    None, "invalid_request", "'stream_id' is only supported over WebSocket.", "stream_id"
+                )
+                return
+            if not isinstance(req.stream_id, str) or not STREAM_ID_RE.fullmatch(req.stream_id):
+                self._request_error(None, "invalid_stream_id", INVALID_STREAM_ID_MESSAGE, "stream_id")
+                return
+            lane = req.stream_id
+        if self._limit is not None:
+            self._request_error(lane, "websocket_connection_limit_reached", self._limit_message(), None)
+            return
+        if req.background is True:
+            where = "over HTTP by this server" if self._http else "over WebSocket"
+            self._request_error(
+                lane, "invalid_request", f"Background mode is not supported {where}.", "background"
+            )
+            return
+        if req.conversation not in (UNSET, None):
+            self._request_error(
+                lane, "invalid_request", "'conversation' is not supported by this server.", "conversation"
+            )
+            return
+        if req.model is UNSET and self.default_model is None:
+            self._request_error(
+                lane, "missing_required_parameter", "Missing required parameter: 'model'.", "model"
+            )
+            return
+        try:
+            items = _normalize_input(req.input)
+        except RemoteProtocolError as exc:
+            self._request_error(lane, exc.code, exc.message, exc.param)
+            return
+        if lane is not None and lane not in self._lanes:
+            named = len(self._lanes) - 1
+            if named >= self.max_named_lanes:
+                self._request_error(
+                    lane,
+                    "websocket_stream_limit_reached",
+                    f"This WebSocket connection has reached its maximum number of distinct stream IDs "
+                    f"({self.max_named_lanes}). Reuse an existing stream_id or open a new WebSocket connection.",
+                    "stream_id",
+                )
+                return
+            self._lanes[lane] = _Lane()
+        self._arrivals += 1
+        self._lanes[lane].queue.append(_Pending(lane, req, items, self._arrivals))
+
+    def _on_steer(self, steer: ResponseSteer) -> None:
+        """No engine supports steering yet: answer `response.steer.failed` with the reason."""
+        target = self._active.get(steer.previous_response_id)
+        if target is not None:
+            code, message, seq, lane = (
+                "steering_not_supported",
+                "This server does not support steering a running response.",
+                self._next_seq(target),
+                target.lane,
+            )
+        else:
+            known = any(
+                ln.latest is not None and ln.latest.id == steer.previous_response_id
+                for ln in self._lanes.values()
+            )
+            code = "response_already_completed" if known else "response_not_found"
+            message = (
+                "The response completed and is no longer accepting steering input."
+                if known
+                else f"Response with id '{steer.previous_response_id}' is not active on this connection."
+            )
+            seq, lane = 0, None
+        self._emit(
+            SteerFailed(
+                sequence_number=seq,
+                stream_id=lane if lane is not None else UNSET,
+                error={"type": "invalid_request_error", "code": code, "message": message},
+                steer={"input": steer.input, "previous_response_id": steer.previous_response_id},
+            )
+        )
+
+    # ---- scheduling --------------------------------------------------------------------------
+
+    def ready_turns(self, now: float | None = None) -> list[Turn]:
+        """Start every request that may start now; return the turns the engine must run.
+
+        `response.created` and `response.in_progress` are already queued for each returned turn.
+        Requests that fail to start (unknown parent) get an `error`; warm-ups complete here."""
+        self._touch(now)
+        turns: list[Turn] = []
+        while True:
+            lanes = [ln for ln in self._lanes.values() if ln.active is None and ln.queue]
+            if not lanes:
+                break
+            lanes.sort(key=lambda ln: ln.queue[0].arrival)
+            progressed = False
+            for ln in lanes:
+                pend = ln.queue[0]
+                warm = pend.req.generate is False
+                if not warm and len(self._active) >= self.max_in_flight:
+                    continue
+                ln.queue.popleft()
+                progressed = True
+                turn = self._start(pend)
+                if turn is not None:
+                    turns.append(turn)
+            if not progressed:
+                break
+        return turns
+
+    def _lookup(self, response_id: str, lane: str | None) -> tuple[StoredResponse | None, bool]:
+        """(entry, whether `lane`'s own cache held it): any lane's cache first, then the store."""
+        for key, ln in self._lanes.items():
+            if ln.latest is not None and ln.latest.id == response_id:
+                return ln.latest, key == lane
+        if self.store is not None:
+            entry = self.store.get(response_id)
+            if entry is not None and entry.store:
+                return entry, False
+        return None, False
+
+    def _start(self, pend: _Pending) -> Turn | None:
+        req, lane = pend.req, pend.lane
+        pid = _str_or_none(req.previous_response_id)
+        parent: StoredResponse | None = None
+        same_lane = False
+        if pid:
+            parent, same_lane = self._lookup(pid, lane)
+            if parent is None:
+                self._request_error(
+                    lane,
+                    "previous_response_not_found",
+                    f"Previous response with id '{pid}' not found.",
+                    "previous_response_id",
+                )
+                return None
+        if parent is None:
+            items: list[Item] = []
+            base_chars = 0
+        elif parent.length == len(parent.items):
+            items, base_chars = parent.items, parent.chars  # extend the tip: shared, no copy
+        else:
+            items, base_chars = parent.items[: parent.length], parent.chars  # a fork: copy once
+        base_len = len(items)
+        input_chars = base_chars + sum(len(_item_size(it)) for it in pend.items)
+        items.extend(pend.items)
+        instructions = _str_or_none(req.instructions)
+        rid = self._new_id("resp")
+        active = _Active(
+            id=rid,
+            lane=lane,
+            req=req,
+            created_at=int(self._now),
+            parent=parent,
+            same_lane_parent=same_lane,
+            items=items,
+            input_end=len(items),
+            input_chars=input_chars + len(instructions or ""),
+        )
+        self._emit_response(active, ResponseCreated, self._response_obj(active, "in_progress"))
+        self._emit_response(active, ResponseInProgress, self._response_obj(active, "in_progress"))
+        if req.generate is False:
+            active.usage = None
+            self._end(active, "completed")
+            return None
+        self._active[rid] = active
+        self._lanes[lane].active = rid
+        tools = req.tools if isinstance(req.tools, list) else ()
+        metadata = req.metadata if isinstance(req.metadata, dict) else {}
+        return Turn(
+            response_id=rid,
+            model=self._model(req),
+            history=HistoryView(items, base_len),
+            new_input=tuple(pend.items),
+            instructions=instructions,
+            tools=tools,
+            tool_choice=_opt(req.tool_choice, "auto"),
+            parallel_tool_calls=bool(_opt(req.parallel_tool_calls, True)),
+            max_output_tokens=_opt(req.max_output_tokens, None),
+            temperature=_opt(req.temperature, None),
+            top_p=_opt(req.top_p, None),
+            metadata=metadata,
+            lane=lane,
+            previous_response_id=pid,
+        )
+
+    # ---- engine output -----------------------------------------------------------------------
+
+    def feed(self, response_id: str, output: EngineOutput, now: float | None = None) -> None:
+        """Turn one engine output into events. Output for a response that is not running
+        (unknown, or already ended by Failure/Incomplete/abort) raises LocalProtocolError."""
+        self._touch(now)
+        active = self._running(response_id)
+        if isinstance(output, TextDelta):
+            self._text(active, output.text)
+        elif isinstance(output, ToolCallArgsDelta):
+            self._call_args(active, output.delta)
+        elif isinstance(output, ReasoningDelta):
+            self._reasoning(active, output.text)
+        elif isinstance(output, ToolCallStart):
+            self._close_item(active, "completed")
+            self._open_call(active, output.call_id, output.name)
+        elif isinstance(output, ItemDone):
+            self._close_item(active, "completed")
+        elif isinstance(output, Usage):
+            active.usage = output
+        elif isinstance(output, Incomplete):
+            self._close_item(active, "incomplete")
+            self._end(active, "incomplete", incomplete_reason=output.reason)
+        elif isinstance(output, Failure):
+            self._close_item(active, "incomplete")
+            self._end(active, "failed", error=(output.code, output.message))
+        else:
+            raise LocalProtocolError(f"Unknown engine output {output!r}", code="invalid_output")
+
+    def finish(self, response_id: str, now: float | None = None) -> None:
+        """The engine's iteration ended: complete the response (no-op if already ended)."""
+        self._touch(now)
+        active = self._active.get(response_id)
+        if active is None:
+            if response_id in self._ended:
+                return
+            raise LocalProtocolError(
+                f"finish() for unknown response {response_id!r}", code="unknown_response"
+            )
+        self._close_item(active, "completed")
+        self._end(active, "completed")
+
+    def abort(
+        self, response_id: str, message: str, now: float | None = None, *, code: str = "server_error"
+    ) -> None:
+        """The engine crashed: end the response as `response.failed` (no-op if already ended)."""
+        self._touch(now)
+        active = self._active.get(response_id)
+        if active is None:
+            return
+        self._close_item(active, "incomplete")
+        self._end(active, "failed", error=(code, message))
+
+    def _running(self, response_id: str) -> _Active:
+        active = self._active.get(response_id)
+        if active is None:
+            raise LocalProtocolError(
+                f"Engine output for {response_id!r}, which is not running (unknown or already ended)",
+                code="unknown_response",
+            )
+        return active
+
+    def _sid(self, active: _Active) -> Any:
+        return active.lane if active.lane is not None else UNSET
+
+    def _next_seq(self, active: _Active) -> int:
+        seq = active.seq
+        active.seq = seq + 1
+        return seq
+
+    def _text(self, active: _Active, text: str) -> None:
+        item = active.open
+        if item is None or item.kind != "message":
+            self._close_item(active, "completed")
+            item = self._open(active, "message", "msg")
+            self._emit(
+                OutputItemAdded(
+                    sequence_number=self._next_seq(active),
+                    stream_id=self._sid(active),
+                    output_index=item.output_index,
+                    item={
+                        "type": "message",
+                        "id": item.id,
+                        "role": "assistant",
+                        "status": "in_progress",
+                        "content": [],
+                    },
+                )
+            )
+            self._emit(
+                ContentPartAdded(
+                    sequence_number=self._next_seq(active),
+                    stream_id=self._sid(active),
+                    item_id=item.id,
+                    output_index=item.output_index,
+                    content_index=0,
+                    part={"type": "output_text", "text": "", "annotations": []},
+                )
+            )
+        item.parts.append(text)
+        active.out_chars += len(text)
+        self._emit(
+            OutputTextDelta(
+                sequence_number=self._next_seq(active),
+                stream_id=self._sid(active),
+                item_id=item.id,
+                output_index=item.output_index,
+                delta=text,
+            )
+        )
+
+    def _reasoning(self, active: _Active, text: str) -> None:
+        item = active.open
+        if item is None or item.kind != "reasoning":
+            self._close_item(active, "completed")
+            item = self._open(active, "reasoning", "rs")
+            self._emit(
+                OutputItemAdded(
+                    sequence_number=self._next_seq(active),
+                    stream_id=self._sid(active),
+                    output_index=item.output_index,
+                    item={"type": "reasoning", "id": item.id, "summary": [], "status": "in_progress"},
+                )
+            )
+            self._emit(
+                ContentPartAdded(
+                    sequence_number=self._next_seq(active),
+                    stream_id=self._sid(active),
+                    item_id=item.id,
+                    output_index=item.output_index,
+                    content_index=0,
+                    part={"type": "reasoning_text", "text": ""},
+                )
+            )
+        item.parts.append(text)
+        active.out_chars += len(text)
+        active.reasoning_chars += len(text)
+        self._emit(
+            ReasoningTextDelta(
+                sequence_number=self._next_seq(active),
+                stream_id=self._sid(active),
+                item_id=item.id,
+                output_index=item.output_index,
+                delta=text,
+            )
+        )
+
+    def _open_call(self, active: _Active, call_id: str, name: str) -> None:
+        item = self._open(active, "function_call", "fc")
+        item.call_id, item.name = call_id, name
+        self._emit(
+            OutputItemAdded(
+                sequence_number=self._next_seq(active),
+                stream_id=self._sid(active),
+                output_index=item.output_index,
+                item={
+                    "type": "function_call",
+                    "id": item.id,
+                    "call_id": call_id,
+                    "name": name,
+                    "arguments": "",
+                    "status": "in_progress",
+                },
+            )
+        )
+
+    def _call_args(self, active: _Active, delta: str) -> None:
+        item = active.open
+        if item is None or item.kind != "function_call":
+            raise LocalProtocolError("ToolCallArgsDelta without an open ToolCallStart", code="invalid_output")
+        item.parts.append(delta)
+        active.out_chars += len(delta)
+        self._emit(
+            FunctionCallArgumentsDelta(
+                sequence_number=self._next_seq(active),
+                stream_id=self._sid(active),
+                item_id=item.id,
+                output_index=item.output_index,
+                delta=delta,
+            )
+        )
+
+    def _open(self, active: _Active, kind: str, prefix: str) -> _OpenItem:
+        item = _OpenItem(kind=kind, id=self._new_id(prefix), output_index=len(active.output))
+        active.open = item
+        return item
+
+    def _close_item(self, active: _Active, status: str) -> None:
+        item = active.open
+        if item is None:
+            return
+        active.open = None
+        text = "".join(item.parts)
+        sid = self._sid(active)
+        idx = item.output_index
+        final: dict[str, Any]
+        if item.kind == "message":
+            part = {"type": "output_text", "text": text, "annotations": []}
+            self._emit(
+                OutputTextDone(
+                    sequence_number=self._next_seq(active),
+                    stream_id=sid,
+                    item_id=item.id,
+                    output_index=idx,
+                    text=text,
+                )
+            )
+            self._emit(
+                ContentPartDone(
+                    sequence_number=self._next_seq(active),
+                    stream_id=sid,
+                    item_id=item.id,
+                    output_index=idx,
+                    content_index=0,
+                    part=part,
+                )
+            )
+            final = {
+                "type": "message",
+                "id": item.id,
+                "role": "assistant",
+                "status": status,
+                "content": [part],
+            }
+        elif item.kind == "reasoning":
+            part = {"type": "reasoning_text", "text": text}
+            self._emit(
+                ReasoningTextDone(
+                    sequence_number=self._next_seq(active),
+                    stream_id=sid,
+                    item_id=item.id,
+                    output_index=idx,
+                    text=text,
+                )
+            )
+            self._emit(
+                ContentPartDone(
+                    sequence_number=self._next_seq(active),
+                    stream_id=sid,
+                    item_id=item.id,
+                    output_index=idx,
+                    content_index=0,
+                    part=part,
+                )
+            )
+            final = {"type": "reasoning", "id": item.id, "summary": [], "content": [part], "status": status}
+        else:
+            self._emit(
+                FunctionCallArgumentsDone(
+                    sequence_number=self._next_seq(active),
+                    stream_id=sid,
+                    item_id=item.id,
+                    output_index=idx,
+                    arguments=text,
+                )
+            )
+            final = {
+                "type": "function_call",
+                "id": item.id,
+                "call_id": item.call_id,
+                "name": item.name,
+                "arguments": text,
+                "status": status,
+            }
+        active.output.append(final)
+        self._emit(
+            OutputItemDone(
+                sequence_number=self._next_seq(active), stream_id=sid, output_index=idx, item=final
+            )
+        )
+
+    # ---- the end of a response ---------------------------------------------------------------
+
+    def _usage(self, active: _Active) -> dict[str, Any]:
+        u = active.usage
+        if u is not None:
+            it, ot, cached, reasoning = u.input_tokens, u.output_tokens, u.cached_tokens, u.reasoning_tokens
+        else:
+            it = _tokens(active.input_chars)
+            ot = _tokens(active.out_chars)
+            reasoning = _tokens(active.reasoning_chars)
+            cached = 0
+        return {
+            "input_tokens": it,
+            "input_tokens_details": {"cached_tokens": cached, "cache_write_tokens": 0},
+            "output_tokens": ot,
+            "output_tokens_details": {"reasoning_tokens": reasoning},
+            "total_tokens": it + ot,
+        }
+
+    def _end(
+        self,
+        active: _Active,
+        status: str,
+        *,
+        incomplete_reason: str | None = None,
+        error: tuple[str, str] | None = None,
+    ) -> None:
+        active.ended = True
+        self._active.pop(active.id, None)
+        self._ended[active.id] = None
+        if len(self._ended) > _ENDED_MEMORY:
+            self._ended.popitem(last=False)
+        lane = self._lanes[active.lane]
+        if lane.active == active.id:
+            lane.active = None
+        extra: dict[str, Any] = {"completed_at": int(self._now), "usage": self._usage(active)}
+        if incomplete_reason is not None:
+            extra["incomplete_details"] = {"reason": incomplete_reason}
+        if error is not None:
+            code, message = error
+            if code not in _SDK_FAILURE_CODES:
+                code, message = "server_error", f"{code}: {message}"
+            extra["error"] = {"code": code, "message": message}
+        response = self._response_obj(active, status, output=active.output, **extra)
+        if status == "failed":
+            self._emit_response(active, ResponseFailed, response)
+            if active.same_lane_parent and lane.latest is active.parent:
+                lane.latest = None  # a failed same-lane continuation evicts its parent (§2.2)
+        else:
+            # Record the chain: this response's output follows its input in the shared list.
+            items = active.items
+            if len(items) != active.input_end:  # someone extended past our input: fork off
+                items = items[: active.input_end]
+            items.extend(active.output)
+            chars = active.input_chars + sum(len(_item_size(it)) for it in active.output)
+            store = active.req.store is not False
+            entry = StoredResponse(active.id, items, len(items), chars, active.lane, response, store)
+            lane.latest = entry
+            if store and self.store is not None:
+                self.store.put(entry)
+            cls = ResponseCompleted if status == "completed" else ResponseIncomplete
+            self._emit_response(active, cls, response)
+        if self._http:
+            self._finals[active.id] = response
+        self._maybe_close()
+
+    # ---- age limit ---------------------------------------------------------------------------
+
+    def check_age(self, now: float) -> None:
+        """Past `max_age_s`: refuse queued and new creates, and once nothing is in flight queue
+        `websocket_connection_limit_reached` and request a close (1001)."""
+        self._touch(now)
+        if self._http or self._limit is not None or now - self._started_at < self.max_age_s:
+            return
+        self._limit = "draining"
+        for ln in self._lanes.values():
+            while ln.queue:
+                pend = ln.queue.popleft()
+                self._request_error(
+                    pend.lane, "websocket_connection_limit_reached", self._limit_message(), None
+                )
+        self._maybe_close()
+
+    def _maybe_close(self) -> None:
+        if self._limit == "draining" and not self._active:
+            self._limit = "closed"
+            self._request_error(None, "websocket_connection_limit_reached", self._limit_message(), None)
+            self.close_requested = (1001, "connection age limit")
+
+    def _limit_message(self) -> str:
+        return (
+            f"Responses websocket connection limit reached ({self.max_age_s / 60:g} minutes). "
+            "Create a new websocket connection to continue."
+        )
+
+    # ---- output ------------------------------------------------------------------------------
+
+    def frames_to_send(self) -> list[bytes]:
+        """Frames queued since the last call (WebSocket: JSON text frames; HTTP: SSE chunks)."""
+        out, self._out = self._out, []
+        return out
+
+    def final_response(self, response_id: str) -> dict[str, Any] | None:
+        """HTTP mode: the final response object once the response ended (for `stream: false`)."""
+        return self._finals.get(response_id)
+
+    @property
+    def in_flight(self) -> int:
+        """Responses started and not yet ended."""
+        return len(self._active)
+
+    @property
+    def queued(self) -> int:
+        """Creates accepted and waiting on their lane or for capacity."""
+        return sum(len(ln.queue) for ln in self._lanes.values())
+
+    # ---- helpers -----------------------------------------------------------------------------
+
+    def _touch(self, now: float | None) -> None:
+        if now is not None:
+            self._now = now
+
+    def _emit(self, event: ServerEvent) -> None:
+        self._out.append(self._encode(event))
+
+    def _emit_response(self, active: _Active, cls: Any, response: dict[str, Any]) -> None:
+        self._emit(
+            cls(sequence_number=self._next_seq(active), stream_id=self._sid(active), response=response)
+        )
+
+    def _request_error(self, lane: str | None, code: str, message: str, param: str | None) -> None:
+        """A request refused before it started (or a bad frame): one `error` event, status 400."""
+        detail = ErrorDetail(type="invalid_request_error", code=code, message=message, param=param)
+        if self._http:
+            if self.http_error is None:
+                self.http_error = (400, encode_json({"error": detail}))
+            return
+        self._emit(ErrorEvent(status=400, stream_id=lane if lane is not None else UNSET, error=detail))
+
+    def _model(self, req: ResponseCreate) -> str:
+        return req.model if isinstance(req.model, str) else (self.default_model or "")
+
+    def _response_obj(
+        self, active: _Active, status: str, output: Sequence[Item] = (), **extra: Any
+    ) -> dict[str, Any]:
+        req = active.req
+        obj: dict[str, Any] = {
+            "id": active.id,
+            "object": "response",
+            "created_at": active.created_at,
+            "status": status,
+            "model": self._model(req),
+            "output": list(output),
+            "previous_response_id": _str_or_none(req.previous_response_id),
+            "store": req.store is not False,
+            "instructions": _opt(req.instructions, None),
+            "tools": _opt(req.tools, []),
+            "tool_choice": _opt(req.tool_choice, "auto"),
+            "parallel_tool_calls": _opt(req.parallel_tool_calls, True),
+            "temperature": _opt(req.temperature, None),
+            "top_p": _opt(req.top_p, None),
+            "max_output_tokens": _opt(req.max_output_tokens, None),
+            "metadata": _opt(req.metadata, {}),
+            "reasoning": _opt(req.reasoning, None),
+            "text": _opt(req.text, {"format": {"type": "text"}}),
+            "truncation": _opt(req.truncation, "disabled"),
+            "error": None,
+            "incomplete_details": None,
+            "usage": None,
+        }
+        obj.update(extra)
+        return obj

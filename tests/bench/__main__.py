@@ -1,0 +1,71 @@
+"""`make bench`: run every tests/bench/bench_*.py module's `run()`, print one table, write results.json.
+
+Each `run()` returns rows {"name", "value", "unit", "baseline", "ratio"}: `baseline` is the comparison
+measured in the same run (None where there is none), `ratio` = value / baseline unless the module says
+otherwise. Run one module alone with `python -m tests.bench bench_render`.
+"""
+
+from __future__ import annotations
+
+import importlib
+import json
+import math
+import pkgutil
+import sys
+import time
+import traceback
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+OUT = HERE.parent.parent / "build" / "bench" / "results.json"
+
+
+def _fmt(v: object) -> str:
+    if v is None:
+        return "-"
+    if isinstance(v, float):
+        if math.isnan(v):
+            return "nan"
+        return f"{v:,.3f}" if abs(v) < 100 else f"{v:,.0f}"
+    return str(v)
+
+
+def main(argv: list[str]) -> int:
+    wanted = set(argv)
+    names = sorted(m.name for m in pkgutil.iter_modules([str(HERE)]) if m.name.startswith("bench_"))
+    if wanted:
+        names = [n for n in names if n in wanted or n.removeprefix("bench_") in wanted]
+    rows: list[dict[str, object]] = []
+    failed: list[str] = []
+    for name in names:
+        t0 = time.perf_counter()
+        print(f"--- {name}", flush=True)
+        try:
+            mod = importlib.import_module(f"tests.bench.{name}")
+            got = mod.run()
+        except Exception:
+            traceback.print_exc()
+            failed.append(name)
+            continue
+        for row in got:
+            row = {"name": row["name"], "value": row.get("value"), "unit": row.get("unit", ""),
+                   "baseline": row.get("baseline"), "ratio": row.get("ratio")}
+            rows.append(row)
+        print(f"    ({time.perf_counter() - t0:.1f} s)", flush=True)
+    width = max([len(str(r["name"])) for r in rows] + [10])
+    print()
+    print(f"{'benchmark':<{width}}  {'value':>14}  {'unit':<10}  {'baseline':>14}  {'ratio':>9}")
+    for r in rows:
+        print(f"{r['name']!s:<{width}}  {_fmt(r['value']):>14}  {r['unit']!s:<10}  "
+              f"{_fmt(r['baseline']):>14}  {_fmt(r['ratio']):>9}")
+    OUT.parent.mkdir(parents=True, exist_ok=True)
+    OUT.write_text(json.dumps(rows, indent=2), encoding="utf-8")
+    print(f"\nwrote {OUT}")
+    if failed:
+        print(f"FAILED: {', '.join(failed)}", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
