@@ -70,12 +70,23 @@ class WsTransport:
             raise TransportError(f"cannot connect to {url}: {exc or type(exc).__name__}") from exc
         return cls(conn)
 
-    async def send(self, frame: bytes | str) -> None:
-        """Send one text frame (bytes are sent as text: they are UTF-8 JSON)."""
-        if isinstance(frame, bytes):
-            await self._conn.send(frame, text=True)
-        else:
-            await self._conn.send(frame)
+    async def send(self, frame: bytes | str) -> bool:
+        """Send one text frame (bytes are sent as text: they are UTF-8 JSON). False if the socket is gone."""
+        try:
+            if isinstance(frame, bytes):
+                await self._conn.send(frame, text=True)
+            else:
+                await self._conn.send(frame)
+        except ConnectionClosed:
+            return False
+        return True
+
+    async def recv(self) -> str | bytes | None:
+        """The next frame, or None once the socket is closed (then see `closed`)."""
+        try:
+            return await self._conn.recv()
+        except ConnectionClosed:
+            return None
 
     async def frames(self) -> AsyncIterator[str | bytes]:
         """Received frames until the socket closes (then see `closed`)."""

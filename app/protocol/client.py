@@ -287,6 +287,16 @@ class ClientSession:
                 out.append(self._full_resend(lane, state, turn))
         return out
 
+    def abandon(self, lane: str | None = None) -> None:
+        """Give up the lane's in-flight turn (the user stopped it, or retries ran out). Its input
+        stays in the transcript; the chain head is dropped since the server may hold a partial
+        response, so the next turn starts a fresh chain."""
+        state = self._lanes.get(lane)
+        if state is None:
+            return
+        state.turn = None
+        state.head, state.head_settings, state.head_len = None, None, 0
+
     # ---- draining and inspection -------------------------------------------------------------
 
     def events_received(self) -> list[ServerEvent]:

@@ -308,3 +308,17 @@ def test_rebuild_hook_rewrites_every_fresh_chain_and_only_those() -> None:
     contents = [i.get("content") for i in p.sent[2]["input"]]
     assert contents[0] == "snapshot 2" and "stale context" not in contents and "snapshot 1" not in contents
     assert contents[-1] == "next" and len(calls) == 2
+
+
+def test_abandon_frees_the_lane_and_forces_a_fresh_chain() -> None:
+    """After abandon() the lane accepts a new turn, sent in full with the abandoned input kept."""
+    p = Pair()
+    p.send(p.client.create([{"type": "message", "role": "user", "content": "one"}], **SETTINGS))
+    p.client.outcomes()
+    p.send(p.client.create([{"type": "message", "role": "user", "content": "two"}], **SETTINGS), run=False)
+    assert p.client.in_flight()
+    p.client.abandon()
+    assert not p.client.in_flight() and p.client.head() is None
+    frame = json.loads(p.client.create([{"type": "message", "role": "user", "content": "three"}], **SETTINGS))
+    assert "previous_response_id" not in frame
+    assert [i.get("content") for i in frame["input"] if i.get("role") == "user"] == ["one", "two", "three"]

@@ -1,0 +1,155 @@
+"""Which project paths the model may see: .gitignore at every level, defaults, secrets, user rules.
+
+Rules are layered; the first layer with a definite answer (match or negation) wins, highest first:
+
+    user settings  >  .slipstreamignore  >  secrets  >  .gitignore (deepest file first)  >  defaults
+
+Secrets sit above .gitignore so that a `!.env` in a .gitignore (which means "track it in git") never
+sends a key to the model; the user can still opt a file back in from settings or .slipstreamignore.
+As in git, a path inside an excluded directory is excluded whatever its own rules say.
+
+Sans-I/O: the caller reads the .gitignore files and hands their text in (`add_gitignore`).
+Paths are POSIX, relative to the project root, without a leading "./".
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+import pathspec
+
+__all__ = [
+    "DEFAULT_EXCLUDES",
+    "SECRET_PATTERNS",
+    "Exclusion",
+    "IgnoreRules",
+    "normalise_rel",
+]
+
+# Build output, virtualenvs, caches and VCS folders: never useful to the model, often huge.
+DEFAULT_EXCLUDES: tuple[str, ...] = (
+    ".git/", ".hg/", ".svn/", ".jj/",
+    "node_modules/", "bower_components/",
+    ".venv/", "venv/", ".env/", "env/", "__pypackages__/",
+    "__pycache__/", "*.pyc", "*.pyo", ".mypy_cache/", ".pytest_cache/", ".ruff_cache/", ".tox/", ".nox/",
+    ".hypothesis/", ".cache/", ".gradle/", ".idea/", ".vs/",
+    "build/", "dist/", "target/", "out/", "*.egg-info/", ".next/", ".nuxt/", ".parcel-cache/",
+    "coverage/", "htmlcov/", ".coverage",
+    ".DS_Store", "Thumbs.db", "*.swp", "*.swo", "*~", ".#*",
+)
+
+# Files that usually hold credentials: excluded by default and shown as excluded ("secret").
+SECRET_PATTERNS: tuple[str, ...] = (
+    ".env", ".env.*", "*.env", ".envrc",
+    "*.pem", "*.key", "*.p12", "*.pfx", "*.jks", "*.keystore", "*.kdbx", "*.asc", "*.gpg",
+    "id_rsa*", "id_dsa*", "id_ecdsa*", "id_ed25519*",
+    ".netrc", "_netrc", ".npmrc", ".pypirc", ".pgpass", ".htpasswd", ".git-credentials",
+    "credentials", "credentials.*", "*credentials*.json", "*-credentials.*", "secrets.*", "*.secret",
+    "service-account*.json", ".aws/", ".ssh/", ".gnupg/", ".docker/config.json", ".kube/config",
+    "terraform.tfstate", "terraform.tfstate.*", "*.tfvars",
+)
+
+
+@dataclass(frozen=True, slots=True)
+class Exclusion:
+    """Why a path is excluded: `reason` is a short word for the UI, `source` where the rule lives."""
+
+    reason: str  # "secret" | "gitignored" | "default" | "slipstreamignore" | "settings"
+    source: str  # ".gitignore", "src/.gitignore", ".slipstreamignore", "settings", "defaults"
+
+
+def normalise_rel(path: str) -> str:
+    """A root-relative POSIX path; raises ValueError for absolute paths or ones that climb out."""
+    p = path.replace("\\", "/")
+    if p.startswith("/") or (len(p) > 1 and p[1] == ":"):
+        raise ValueError(f"path must be relative to the project root: {path!r}")
+    parts = [s for s in p.split("/") if s not in ("", ".")]
+    if any(s == ".." for s in parts):
+        raise ValueError(f"path leaves the project root: {path!r}")
+    if not parts:
+        raise ValueError(f"empty path: {path!r}")
+    return "/".join(parts)
+
+
+def _spec(lines: Iterable[str]) -> pathspec.GitIgnoreSpec:
+    return pathspec.GitIgnoreSpec.from_lines([ln for ln in lines if ln.strip() and not ln.startswith("#")])
+
+
+class IgnoreRules:
+    """Decides, per root-relative path, whether it is excluded and why. Caches directory verdicts."""
+
+    def __init__(
+        self,
+        *,
+        user_patterns: Iterable[str] = (),
+        slipstreamignore: str = "",
+        defaults: Iterable[str] = DEFAULT_EXCLUDES,
+        secrets: Iterable[str] = SECRET_PATTERNS,
+    ) -> None:
+        self._user = _spec(user_patterns)
+        self._project = _spec(slipstreamignore.splitlines())
+        self._secrets = _spec(secrets)
+        self._defaults = _spec(defaults)
+        # directory ("" for the root) -> spec of that directory's .gitignore
+        self._gitignores: dict[str, pathspec.GitIgnoreSpec] = {}
+        self._dir_cache: dict[str, Exclusion | None] = {}
+
+    def add_gitignore(self, directory: str, text: str) -> None:
+        """Register the .gitignore found in `directory` ("" for the root); replaces an earlier one."""
+        d = "" if directory in ("", ".") else normalise_rel(directory)
+        self._gitignores[d] = _spec(text.splitlines())
+        self._dir_cache.clear()
+
+    def remove_gitignore(self, directory: str) -> None:
+        """Forget the .gitignore of `directory` (it was deleted)."""
+        d = "" if directory in ("", ".") else normalise_rel(directory)
+        if self._gitignores.pop(d, None) is not None:
+            self._dir_cache.clear()
+
+    def exclusion(self, path: str, *, is_dir: bool = False) -> Exclusion | None:
+        """The reason `path` is excluded, or None when the model may see it."""
+        rel = normalise_rel(path)
+        parts = rel.split("/")
+        for i in range(1, len(parts)):
+            verdict = self._dir_verdict("/".join(parts[:i]))
+            if verdict is not None:
+                return verdict
+        if is_dir:
+            return self._dir_verdict(rel)
+        return self._decide(rel, is_dir=False)
+
+    def is_excluded(self, path: str, *, is_dir: bool = False) -> bool:
+        """Shorthand for `exclusion(...) is not None`."""
+        return self.exclusion(path, is_dir=is_dir) is not None
+
+    def _dir_verdict(self, rel: str) -> Exclusion | None:
+        if rel not in self._dir_cache:
+            self._dir_cache[rel] = self._decide(rel, is_dir=True)
+        return self._dir_cache[rel]
+
+    def _decide(self, rel: str, *, is_dir: bool) -> Exclusion | None:
+        probe = rel + "/" if is_dir else rel
+        for spec, excl in (
+            (self._user, Exclusion("settings", "settings")),
+            (self._project, Exclusion("slipstreamignore", ".slipstreamignore")),
+            (self._secrets, Exclusion("secret", "defaults")),
+        ):
+            hit = spec.check_file(probe).include
+            if hit is not None:
+                return excl if hit else None
+        for d in self._gitignore_dirs_for(rel):
+            sub = probe if d == "" else probe[len(d) + 1 :]
+            hit = self._gitignores[d].check_file(sub).include
+            if hit is not None:
+                return Exclusion("gitignored", ".gitignore" if d == "" else f"{d}/.gitignore") if hit else None
+        if self._defaults.check_file(probe).include:
+            return Exclusion("default", "defaults")
+        return None
+
+    def _gitignore_dirs_for(self, rel: str) -> list[str]:
+        """Directories whose .gitignore applies to `rel`, deepest first."""
+        parts = rel.split("/")[:-1]
+        out = ["/".join(parts[:i]) for i in range(len(parts), 0, -1)]
+        out.append("")
+        return [d for d in out if d in self._gitignores]

@@ -1,0 +1,479 @@
+"""What the model has seen of each file versus what is on disk, per chain.
+
+Each file has a disk version (the last `observe`), a *sent* view (what the current chain has been
+given, acknowledged or not) and an *acked* view (what responses that completed carried). A view
+records the path the model knows the content under, its digest and the scanned text, so renames,
+deletions and diffs all fall out of comparing a view with the disk:
+
+    disk gone, view present          -> deleted        view.path != path -> renamed (+ diff)
+    view absent or gone, disk there  -> created        digests differ    -> modified (diff)
+
+Lifecycle of an update: `build_update` advances the sent views at once (so nothing is sent twice
+into one chain), `mark_sent` pins it to a chain, `acknowledge` (the carrying response completed)
+advances the acked views, `fail` (the response failed, the chain survives) rolls this and later
+updates back to the acked views so the change is sent again. `chain_lost` forgets every view; the
+next `build_snapshot` describes the current disk state for a fresh chain, so what was sent but
+never acknowledged is not lost, and nothing from the old chain leaks into the new one.
+
+A storm is capped at the token budget: the files that do not fit are listed with stats and become
+"summarised" (the model knows they changed and can read them with a tool).
+"""
+
+from __future__ import annotations
+
+import itertools
+from collections import Counter
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+from app.context.diffing import diff_text, human_size
+from app.context.secrets_scan import Finding, scan
+from app.context.snapshot import (
+    SNAPSHOT_MARKER,
+    FileVersion,
+    build_initial_context,
+    fence,
+    message_item,
+    snapshot_candidates,
+)
+from app.context.tokens import estimate_tokens
+
+__all__ = [
+    "UPDATE_MARKER",
+    "BadgeState",
+    "ContextUpdate",
+    "FileStatus",
+    "Ledger",
+    "LedgerStateError",
+    "is_context_item",
+]
+
+UPDATE_MARKER = "[slipstream context update]"
+BadgeState = Literal["in_view", "pending", "excluded", "summarised"]
+ViewKind = Literal["content", "summary", "gone"]
+_MAX_LIST_LINES = 40
+
+
+class LedgerStateError(RuntimeError):
+    """The caller used the ledger out of order (a stale update, no snapshot yet)."""
+
+
+@dataclass(frozen=True, slots=True)
+class _View:
+    path: str  # the path the model knows this content under
+    kind: ViewKind
+    digest: str = ""
+    text: str | None = None  # scanned text, for kind "content"
+    reason: str = ""  # for "summary": binary, too large, over the update budget, listed only
+
+
+class _Entry:
+    __slots__ = ("acked", "acked_seq", "disk", "path", "sent")
+
+    def __init__(self, disk: FileVersion) -> None:
+        self.path = disk.path
+        self.disk = disk
+        self.sent: _View | None = None
+        self.acked: _View | None = None
+        self.acked_seq = -1
+
+
+@dataclass(frozen=True, slots=True)
+class FileStatus:
+    """A badge for the UI's context panel."""
+
+    path: str
+    state: BadgeState
+    reason: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class ContextUpdate:
+    """One message for the chain: a snapshot (warm-up) or a batch of changes."""
+
+    id: str
+    kind: Literal["snapshot", "update"]
+    item: dict[str, Any]
+    text: str
+    paths: tuple[str, ...]  # files whose view this message changes
+    tokens: int
+    findings: Mapping[str, tuple[Finding, ...]] = field(default_factory=dict)
+    summarised: tuple[str, ...] = ()  # files that did not fit and were only listed
+
+    @property
+    def notices(self) -> list[str]:
+        """Words for the user about lines held back by the secret scanner."""
+        out = []
+        for path, found in sorted(self.findings.items()):
+            kinds = sorted({f.kind for f in found})
+            n = len(found)
+            out.append(f"Held back {n} line{'s' if n != 1 else ''} in {path} that look{'s' if n == 1 else ''} "
+                       f"like {', '.join(kinds)}.")
+        return out
+
+
+@dataclass(slots=True)
+class _Outstanding:
+    seq: int
+    generation: int
+    carried: list[tuple[_Entry, _View | None]]
+    chain_id: str | None = None
+
+
+def is_context_item(item: Mapping[str, Any]) -> bool:
+    """True for snapshot/update messages: drop them when replaying a transcript into a new chain."""
+    if item.get("type") != "message":
+        return False
+    content = item.get("content")
+    if not isinstance(content, list) or not content:
+        return False
+    first = content[0]
+    text = first.get("text", "") if isinstance(first, dict) else ""
+    return isinstance(text, str) and text.startswith((UPDATE_MARKER, SNAPSHOT_MARKER))
+
+
+def _view_of(v: FileVersion, text: str | None = None, reason: str = "") -> _View:
+    if text is not None:
+        return _View(v.path, "content", v.digest, text)
+    return _View(v.path, "summary", v.digest, None, reason or _summary_reason(v))
+
+
+def _summary_reason(v: FileVersion) -> str:
+    return {"binary": "binary", "oversized": "too large", "unreadable": "unreadable"}.get(v.kind, "listed only")
+
+
+def _group_by_dir(paths: Iterable[str]) -> list[str]:
+    counts: Counter[str] = Counter()
+    for p in paths:
+        parts = p.split("/")
+        counts["/".join(parts[:2]) + "/" if len(parts) > 2 else (parts[0] + "/" if len(parts) > 1 else ".")] += 1
+    return [f"{d}: {n} file{'s' if n != 1 else ''}" for d, n in sorted(counts.items())]
+
+
+def _compact(lines: list[str], paths: list[str]) -> list[str]:
+    if len(lines) <= _MAX_LIST_LINES:
+        return lines
+    return [*_group_by_dir(paths), f"({len(paths)} in total)"]
+
+
+@dataclass(slots=True)
+class _Section:
+    entry: _Entry
+    op: str  # "M", "A", "D", "R", "X", "S" (summary of a binary/oversized/unreadable file)
+    body: str  # diff or fenced content; "" for list-only entries
+    line: str  # one-line description used in lists and when the body does not fit
+    view: _View | None  # the view once this section is carried
+    cost: int
+    findings: tuple[Finding, ...] = ()
+    hidden: bool = False
+
+
+class Ledger:
+    """Per-file model view vs disk; builds snapshots and update messages. Sans-I/O, single-threaded."""
+
+    def __init__(self) -> None:
+        self._entries: dict[str, _Entry] = {}
+        self._generation = 0
+        self._chain_id: str | None = None
+        self._needs_snapshot = True
+        self._seq = itertools.count()
+        self._outstanding: dict[str, _Outstanding] = {}
+
+    # ---- disk side -------------------------------------------------------------------------------
+
+    def observe(self, version: FileVersion) -> None:
+        """Record the disk state of one file (a read, a deletion as kind "missing", an exclusion)."""
+        e = self._entries.get(version.path)
+        if e is None:
+            if not version.present:
+                return
+            self._entries[version.path] = _Entry(version)
+        else:
+            e.disk = version
+
+    def observe_many(self, versions: Iterable[FileVersion]) -> None:
+        """`observe` for each version."""
+        for v in versions:
+            self.observe(v)
+
+    def rename(self, src: str, dst: str) -> None:
+        """`src` was moved to `dst`: the model's view travels with it (observe `dst` afterwards)."""
+        e = self._entries.pop(src, None)
+        if e is None or src == dst:
+            if e is not None:
+                self._entries[src] = e
+            return
+        e.path = dst
+        e.disk = FileVersion(dst, e.disk.kind, e.disk.size, e.disk.mtime, e.disk.digest, e.disk.text,
+                             e.disk.lossy, e.disk.reason)
+        self._entries[dst] = e
+
+    def known_paths(self, under: str = "") -> list[str]:
+        """Paths present on disk as far as the ledger knows, optionally under a directory."""
+        prefix = under.rstrip("/") + "/" if under else ""
+        return sorted(p for p, e in self._entries.items() if e.disk.present and p.startswith(prefix))
+
+    def index(self) -> list[FileVersion]:
+        """The disk versions of all present files (for listings and the snapshot)."""
+        return [e.disk for e in self._entries.values() if e.disk.present]
+
+    def disk_version(self, path: str) -> FileVersion | None:
+        """The last observed version of `path`, if any."""
+        e = self._entries.get(path)
+        return e.disk if e else None
+
+    # ---- chain side ------------------------------------------------------------------------------
+
+    @property
+    def needs_snapshot(self) -> bool:
+        """True at start and after `chain_lost`: the next message must be `build_snapshot`."""
+        return self._needs_snapshot
+
+    def snapshot_candidates(self, budget_tokens: int, pins: Sequence[str] = (), now: float = 0.0) -> list[str]:
+        """Paths whose content the caller should read and pass to `build_snapshot` (text not held)."""
+        wanted = snapshot_candidates(self.index(), budget_tokens, pins, now)
+        return [p for p in wanted if self._entries[p].disk.text is None]
+
+    def build_snapshot(
+        self,
+        budget_tokens: int,
+        now: float,
+        pins: Sequence[str] = (),
+        contents: Mapping[str, FileVersion] | None = None,
+    ) -> ContextUpdate:
+        """The warm-up message for a fresh chain, from the current disk state; resets every view."""
+        for v in (contents or {}).values():
+            self.observe(v)
+        self._generation += 1
+        self._chain_id = None
+        self._outstanding.clear()
+        index = self.index()
+        held = {v.path: v for v in index if v.text is not None}
+        ctx = build_initial_context(index, held, budget_tokens, pins, now)
+        carried: list[tuple[_Entry, _View | None]] = []
+        for e in self._entries.values():
+            e.acked = None
+            e.acked_seq = -1
+            d = e.disk
+            if not d.present or d.kind == "excluded":
+                e.sent = None
+            elif d.path in ctx.included:
+                e.sent = _view_of(d, ctx.included[d.path].text)
+            else:
+                e.sent = _view_of(d)
+            if e.sent is not None:
+                carried.append((e, e.sent))
+        self._drop_gone()
+        self._needs_snapshot = False
+        uid = self._register(carried)
+        findings = {p: tuple(f) for p, f in ctx.findings.items()}
+        return ContextUpdate(uid, "snapshot", ctx.items[0], ctx.text, tuple(ctx.included), ctx.tokens, findings,
+                             tuple(ctx.listed_only))
+
+    def build_update(self, budget_tokens: int) -> ContextUpdate | None:
+        """One message with every change since the sent views, capped at `budget_tokens`; None if none."""
+        if self._needs_snapshot:
+            raise LedgerStateError("no chain: call build_snapshot first")
+        sections = [s for e in self._entries.values() if (s := self._section(e)) is not None]
+        if not sections:
+            return None
+        self._pair_content_renames(sections)
+        sections.sort(key=lambda s: s.entry.path)
+        shown = [s for s in sections if not s.hidden]
+        counts = Counter(s.op for s in shown)
+        words = {"M": "modified", "A": "created", "D": "deleted", "R": "renamed", "X": "now excluded",
+                 "S": "changed (content not sent)"}
+        head = [UPDATE_MARKER, "Files changed on disk since your last view: "
+                + ", ".join(f"{n} {words[op]}" for op, n in sorted(counts.items())) + "."]
+        for op, label in (("A", "Created"), ("D", "Deleted"), ("R", "Renamed"), ("X", "No longer visible"),
+                          ("S", "Changed, content not sent")):
+            group = [s for s in shown if s.op == op]
+            if group:
+                head.append(f"{label}:")
+                head += ["  " + ln for ln in _compact([s.line for s in group], [s.entry.path for s in group])]
+        text_head = "\n".join(head) + "\n"
+        used = estimate_tokens(text_head) + 40  # room for the overflow note
+        chosen: set[int] = set()
+        for i in sorted(range(len(sections)), key=lambda k: sections[k].cost):
+            s = sections[i]
+            if not s.body:
+                chosen.add(i)
+            elif used + s.cost <= budget_tokens:
+                chosen.add(i)
+                used += s.cost
+        bodies = [sections[i].body for i in range(len(sections)) if i in chosen and sections[i].body]
+        left = [s for i, s in enumerate(sections) if i not in chosen]
+        tail = ""
+        if left:
+            lines = [f"  {s.line}" for s in left]
+            if estimate_tokens("\n".join(lines)) > max(200, budget_tokens - used):
+                lines = ["  " + ln for ln in _group_by_dir(s.entry.path for s in left)]
+            added = sum(int(s.line.split("(+", 1)[1].split(" ")[0]) for s in left if "(+" in s.line)
+            tail = (f"\nOver this update's budget, {len(left)} more changed file(s) are listed only "
+                    f"({added} lines added in total); read them with a tool if you need them:\n"
+                    + "\n".join(lines) + "\n")
+        text = text_head + ("\n" + "\n".join(bodies) if bodies else "") + tail
+        carried: list[tuple[_Entry, _View | None]] = []
+        findings: dict[str, tuple[Finding, ...]] = {}
+        for i, s in enumerate(sections):
+            if i in chosen:
+                view = s.view
+                if s.findings:
+                    findings[s.entry.path] = s.findings
+            else:
+                view = _View(s.entry.path, "summary", s.entry.disk.digest, None, "over the update budget")
+            s.entry.sent = view
+            carried.append((s.entry, view))
+        uid = self._register(carried)
+        return ContextUpdate(uid, "update", message_item(text), text, tuple(s.entry.path for s in shown),
+                             estimate_tokens(text), findings, tuple(s.entry.path for s in left))
+
+    def mark_sent(self, update_id: str, chain_id: str) -> None:
+        """The update went out on `chain_id`. Raises for stale updates or a chain switch without loss."""
+        out = self._outstanding.get(update_id)
+        if out is None or out.generation != self._generation:
+            raise LedgerStateError(f"update {update_id} is stale or unknown; build a new one")
+        if self._chain_id is None:
+            self._chain_id = chain_id
+        elif self._chain_id != chain_id:
+            raise LedgerStateError(f"chain changed from {self._chain_id} to {chain_id} without chain_lost()")
+        out.chain_id = chain_id
+
+    def acknowledge(self, update_id: str) -> None:
+        """The response that carried `update_id` completed: its views are now the model's. Stale: ignored."""
+        out = self._outstanding.pop(update_id, None)
+        if out is None or out.generation != self._generation:
+            return
+        for e, view in out.carried:
+            if out.seq > e.acked_seq:
+                e.acked, e.acked_seq = view, out.seq
+        self._drop_gone()
+
+    def fail(self, update_id: str) -> None:
+        """The carrying response failed but the chain lives: roll it and later updates back."""
+        out = self._outstanding.get(update_id)
+        if out is None or out.generation != self._generation:
+            return
+        for uid, o in list(self._outstanding.items()):
+            if o.seq >= out.seq:
+                del self._outstanding[uid]
+                for e, _ in o.carried:
+                    e.sent = e.acked
+
+    def chain_lost(self) -> None:
+        """The chain is gone (not found, age limit, socket, restart): next comes `build_snapshot`."""
+        self._generation += 1
+        self._chain_id = None
+        self._outstanding.clear()
+        self._needs_snapshot = True
+
+    def has_pending(self) -> bool:
+        """True when some disk change has not been put into a message for the current chain."""
+        return self._needs_snapshot or any(self._delta(e, e.sent) for e in self._entries.values())
+
+    def status(self) -> list[FileStatus]:
+        """Per-file badges, sorted by path: in_view / pending / excluded(reason) / summarised(reason)."""
+        out = []
+        for p in sorted(self._entries):
+            e = self._entries[p]
+            d = e.disk
+            if d.kind == "excluded":
+                out.append(FileStatus(p, "excluded", d.reason))
+            elif not d.present:
+                if e.acked is not None and e.acked.kind != "gone":
+                    out.append(FileStatus(p, "pending", "deleted"))
+            elif self._needs_snapshot or self._delta(e, e.acked):
+                out.append(FileStatus(p, "pending", ""))
+            elif e.acked is not None and e.acked.kind == "content":
+                out.append(FileStatus(p, "in_view", ""))
+            else:
+                out.append(FileStatus(p, "summarised", e.acked.reason if e.acked else ""))
+        return out
+
+    # ---- internals -------------------------------------------------------------------------------
+
+    def _register(self, carried: list[tuple[_Entry, _View | None]]) -> str:
+        seq = next(self._seq)
+        uid = f"ctx-{self._generation}-{seq}"
+        self._outstanding[uid] = _Outstanding(seq, self._generation, carried)
+        return uid
+
+    def _drop_gone(self) -> None:
+        """Forget files that are gone and that no view (sent or acked) remembers."""
+        for p in [p for p, e in self._entries.items() if not e.disk.present
+                  and (e.sent is None or e.sent.kind == "gone") and (e.acked is None or e.acked.kind == "gone")
+                  and not any(e is c for o in self._outstanding.values() for c, _ in o.carried)]:
+            del self._entries[p]
+
+    @staticmethod
+    def _delta(e: _Entry, view: _View | None) -> str | None:
+        d = e.disk
+        known = view is not None and view.kind != "gone"
+        if not d.present:
+            return "deleted" if known else None
+        if d.kind == "excluded":
+            return "excluded" if known else None
+        if not known:
+            return "created"
+        assert view is not None
+        if view.path != e.path:
+            return "renamed"
+        if view.digest != d.digest or (not d.digest and view.text != d.text):
+            return "modified"
+        return None
+
+    def _section(self, e: _Entry) -> _Section | None:
+        delta = self._delta(e, e.sent)
+        if delta is None:
+            return None
+        d, view, path = e.disk, e.sent, e.path
+        if delta == "deleted":
+            assert view is not None
+            return _Section(e, "D", "", view.path, _View(view.path, "gone"), 0)
+        if delta == "excluded":
+            assert view is not None
+            moved = f"{view.path} -> {path}" if view.path != path else path
+            return _Section(e, "X", "", f"{moved} (excluded: {d.reason})", _View(path, "gone"), 0)
+        lossy = "  (not valid UTF-8: shown with replacement characters)" if d.lossy else ""
+        if d.kind != "text" or d.text is None:
+            why = _summary_reason(d) if d.kind != "text" else "content not read"
+            line = f"{path} ({why}, {human_size(d.size)})"
+            op = "A" if delta == "created" else ("R" if delta == "renamed" else "S")
+            if op == "R":
+                assert view is not None
+                line = f"{view.path} -> {line}"
+            return _Section(e, op, "", line, _View(path, "summary", d.digest, None, why), 0)
+        if delta == "created" or (view is not None and view.kind != "content"):
+            clean, found = scan(d.text)
+            op = "A" if delta == "created" else ("R" if delta == "renamed" else "M")
+            label = "new file" if op == "A" else "full content, not in your view before"
+            body = fence(path, clean, label + lossy)
+            prefix = f"{view.path} -> " if op == "R" and view is not None else ""
+            line = f"{prefix}{path} (+{clean.count(chr(10)) + (0 if clean.endswith(chr(10)) else 1)} lines)"
+            return _Section(e, op, body, line, _View(path, "content", d.digest, clean), estimate_tokens(body),
+                            tuple(found))
+        assert view is not None and view.text is not None
+        fd = diff_text(view.path, path, view.text, d.text)
+        op = "R" if delta == "renamed" else "M"
+        prefix = f"{view.path} -> " if op == "R" else ""
+        body = (fd.diff.rstrip("\n") + lossy + "\n") if fd.diff else ""
+        line = f"{prefix}{path} (+{fd.added} -{fd.removed})"
+        return _Section(e, op, body, line, _View(path, "content", d.digest, fd.new_text), estimate_tokens(body),
+                        fd.findings)
+
+    def _pair_content_renames(self, sections: list[_Section]) -> None:
+        """A deletion and a creation with the same content are a rename the events did not pair."""
+        deleted = {s.entry.sent.digest: s for s in sections
+                   if s.op == "D" and s.entry.sent is not None and s.entry.sent.digest}
+        for s in sections:
+            if s.op != "A" or not s.entry.disk.digest or s.entry.disk.digest not in deleted:
+                continue
+            gone = deleted.pop(s.entry.disk.digest)
+            old = gone.entry.sent
+            assert old is not None
+            s.op, s.body, s.cost = "R", "", 0
+            s.line = f"{old.path} -> {s.entry.path} (same content)"
+            s.view = _View(s.entry.path, old.kind, old.digest, old.text, old.reason)
+            gone.hidden = True  # still carried (its view becomes "gone"), but not listed as a deletion
+

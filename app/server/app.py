@@ -1,0 +1,508 @@
+"""The local Responses server: aiohttp adapter around the sans-I/O `ServerSession`.
+
+Routes: `GET /v1/responses` (WebSocket mode), `POST /v1/responses` (JSON, or SSE with
+`"stream": true`), `GET /healthz` (no auth). The adapter only pumps: feed the session, start one
+asyncio task per ready turn (lanes run concurrently), drain frames, write. Every protocol decision
+(lanes, caches, in-flight limit, errors, the age limit) lives in `app.protocol.server`.
+
+Flow control: frames go through a per-connection `Outbox` that a single writer task drains into
+the socket (aiohttp's `send_frame` waits on the transport's buffer). Producers (engine turns, the
+reader) wait while the outbox is above its high-water mark; if the writer makes no progress for
+`stall_timeout_s`, the client is not reading and the connection is closed (1008), so memory stays
+bounded. Usage bookkeeping happens after a turn ends, never per token.
+
+Clock: the session gets wall time (`time.time()`), because it stamps `created_at`/`completed_at`
+(epoch seconds on the wire) with the same `now` it measures the connection age with.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections import deque
+from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass
+from typing import Any
+
+from aiohttp import WSMsgType, web
+
+from app.protocol import codec
+from app.protocol.events import TERMINAL_TYPES, ErrorDetail, ErrorEvent
+from app.protocol.server import ResponseStore, ServerSession
+from app.server.auth import bearer_ok, new_token
+from app.server.engines.base import Engine, EngineConnection, EngineOutput, Turn
+
+__all__ = ["Outbox", "RunningServer", "ServerConfig", "build_app", "run_server"]
+
+log = logging.getLogger(__name__)
+
+MiB = 1024 * 1024
+CLOSE_POLICY = 1008  # the client is not reading: policy violation
+CLOSE_GOING_AWAY = 1001
+
+
+@dataclass
+class ServerConfig:
+    """Settings shared by every connection of one server."""
+
+    token: str
+    max_age_s: float = 3600.0
+    max_frame_bytes: int = 16 * MiB
+    high_water_bytes: int = 4 * MiB  # producers pause above this many unsent bytes
+    stall_timeout_s: float = 30.0  # writer without progress this long: the client is not reading
+    websocket: bool = True  # False: the upgrade is answered 426 (HTTP/SSE only), as servers without WS mode do
+
+
+@dataclass
+class Stats:
+    """Server-wide counters (kept off the streaming path: updated once per finished turn)."""
+
+    connections: int = 0
+    responses: int = 0
+    failed: int = 0
+
+
+class ClientStalled(Exception):
+    """The peer stopped reading and the outbox stayed full past the stall timeout."""
+
+
+class Outbox:
+    """Bounded queue of encoded frames between producers and the single writer task."""
+
+    def __init__(self, high_water: int, stall_timeout_s: float) -> None:
+        self._frames: deque[bytes] = deque()
+        self.size = 0
+        self.high_water = high_water
+        self.stall_timeout_s = stall_timeout_s
+        self.closed = False
+        self._ready = asyncio.Event()  # frames are waiting
+        self._room = asyncio.Event()  # below high water
+        self._room.set()
+
+    def put_many(self, frames: list[bytes]) -> None:
+        """Queue frames (never blocks; call `wait_room` afterwards to apply backpressure)."""
+        if not frames or self.closed:
+            return
+        self._frames.extend(frames)
+        self.size += sum(len(f) for f in frames)
+        self._ready.set()
+        if self.size > self.high_water:
+            self._room.clear()
+
+    async def wait_room(self) -> None:
+        """Wait until the outbox is below high water; ClientStalled if that takes too long."""
+        if self._room.is_set() or self.closed:
+            return
+        try:
+            await asyncio.wait_for(self._room.wait(), self.stall_timeout_s)
+        except TimeoutError:
+            raise ClientStalled(f"client read nothing for {self.stall_timeout_s:g} s") from None
+
+    async def get(self) -> bytes | None:
+        """Next frame for the writer; None once closed and empty."""
+        while not self._frames:
+            if self.closed:
+                return None
+            self._ready.clear()
+            await self._ready.wait()
+        frame = self._frames.popleft()
+        self.size -= len(frame)
+        if self.size <= self.high_water // 2:
+            self._room.set()
+        return frame
+
+    def close(self) -> None:
+        """No more frames; wake everyone."""
+        self.closed = True
+        self._ready.set()
+        self._room.set()
+
+
+@contextlib.asynccontextmanager
+async def _closing(outputs: AsyncIterator[EngineOutput]) -> AsyncIterator[AsyncIterator[EngineOutput]]:
+    """Close an engine's async generator even when the turn is cancelled (client gone)."""
+    try:
+        yield outputs
+    finally:
+        aclose = getattr(outputs, "aclose", None)
+        if aclose is not None:
+            await aclose()
+
+
+def _error_body(status: int, code: str, message: str, param: str | None = None) -> web.Response:
+    body = {"error": {"type": "invalid_request_error", "code": code, "message": message, "param": param}}
+    if status == 401:
+        body["error"]["type"] = "authentication_error"
+    return web.Response(status=status, body=codec.encode_json(body), content_type="application/json")
+
+
+def _error_frame(code: str, message: str, status: int = 400) -> bytes:
+    return codec.encode(ErrorEvent(status=status, error=ErrorDetail(code=code, message=message)))
+
+
+class _Connection:
+    """One WebSocket client: session + engine connection + turn tasks + writer."""
+
+    def __init__(self, server: _ServerState, ws: web.WebSocketResponse, request: web.Request) -> None:
+        self.server = server
+        self.ws = ws
+        self.request = request
+        cfg = server.config
+        self.started = time.time()
+        self.session = ServerSession(
+            now=self.started,
+            max_age_s=cfg.max_age_s,
+            max_frame_bytes=cfg.max_frame_bytes,
+            store=server.store,
+            default_model=server.engine.name,
+        )
+        self.engine: EngineConnection = server.engine.connect()
+        self.outbox = Outbox(cfg.high_water_bytes, cfg.stall_timeout_s)
+        self.turns: dict[str, asyncio.Task[None]] = {}
+        self.close_code: tuple[int, str] | None = None
+
+    # -- pumping -------------------------------------------------------------------------
+
+    def flush(self) -> None:
+        """Move the session's frames to the outbox and start newly ready turns."""
+        for turn in self.session.ready_turns():
+            task = asyncio.create_task(self._run_turn(turn), name=f"turn {turn.response_id}")
+            self.turns[turn.response_id] = task
+        self.outbox.put_many(self.session.frames_to_send())  # after ready_turns: it queues frames too
+        if self.session.close_requested and self.close_code is None:
+            self.close_code = self.session.close_requested
+            self.outbox.close()
+
+    async def _run_turn(self, turn: Turn) -> None:
+        rid = turn.response_id
+        try:
+            async with _closing(self.engine.run(turn)) as outputs:
+                async for out in outputs:
+                    self.session.feed(rid, out)
+                    self.flush()
+                    await self.outbox.wait_room()
+            self.session.finish(rid, time.time())
+        except asyncio.CancelledError:
+            raise
+        except ClientStalled as exc:
+            self.stalled(str(exc))
+            return
+        except Exception as exc:  # an engine crash fails this response only
+            log.exception("engine failed on %s", rid)
+            self.server.stats.failed += 1
+            self.session.abort(rid, f"engine error: {type(exc).__name__}: {exc}", time.time())
+        finally:
+            self.turns.pop(rid, None)
+        self.server.stats.responses += 1
+        self.flush()
+
+    def stalled(self, why: str) -> None:
+        """The client is not reading: stop everything and close with 1008."""
+        log.warning("closing stalled connection: %s", why)
+        if self.close_code is None:
+            self.close_code = (CLOSE_POLICY, "client is not reading")
+        self.outbox.close()
+        self._abort_transport()
+
+    def _abort_transport(self) -> None:
+        transport = self.request.transport
+        if transport is not None:
+            transport.abort()
+
+    # -- the two loops ---------------------------------------------------------------------
+
+    async def writer(self) -> None:
+        """Drain the outbox into the socket; close with the requested code at the end."""
+        with contextlib.suppress(ConnectionError, RuntimeError):
+            while (frame := await self.outbox.get()) is not None:
+                await self.ws.send_frame(frame, WSMsgType.TEXT)
+            if self.close_code is not None and not self.ws.closed:
+                code, reason = self.close_code
+                await asyncio.wait_for(self.ws.close(code=code, message=reason.encode()[:120]), 5)
+
+    async def age_timer(self) -> None:
+        """Ask the session about the age limit once it falls due; the session then drains
+        in-flight turns and requests the close itself (seen by `flush`)."""
+        deadline = self.started + self.server.config.max_age_s
+        while (remaining := deadline - time.time()) > 0:
+            await asyncio.sleep(remaining + 0.001)
+        self.session.check_age(time.time())
+        self.flush()
+
+    def going_away(self, reason: str) -> None:
+        """Server shutdown: stop reading and close with 1001 once queued frames are out."""
+        if self.close_code is None:
+            self.close_code = (CLOSE_GOING_AWAY, reason)
+        self.outbox.close()
+
+    async def reader(self) -> None:
+        """Feed client frames to the session until the socket closes."""
+        async for msg in self.ws:
+            if msg.type is WSMsgType.TEXT:
+                self.session.receive_frame(msg.data, time.time())
+            elif msg.type is WSMsgType.BINARY:
+                self.outbox.put_many(
+                    [_error_frame("binary_frame", "Binary frames are not supported; send JSON text frames.")]
+                )
+            elif msg.type is WSMsgType.ERROR:
+                break
+            self.flush()
+            if self.close_code is not None:
+                break
+            await self.outbox.wait_room()
+
+    async def run(self) -> None:
+        writer = asyncio.create_task(self.writer(), name="ws writer")
+        timer = asyncio.create_task(self.age_timer(), name="ws age timer")
+        try:
+            await self.reader()
+            if self.close_code is not None:  # drain pending frames (e.g. the age-limit error), then close
+                with contextlib.suppress(TimeoutError, ConnectionError):
+                    await asyncio.wait_for(asyncio.shield(writer), 5)
+        except ClientStalled as exc:
+            self.stalled(str(exc))
+        finally:
+            timer.cancel()
+            for task in list(self.turns.values()):
+                task.cancel()
+            self.outbox.close()
+            await asyncio.gather(*self.turns.values(), timer, return_exceptions=True)
+            if not writer.done():
+                writer.cancel()
+            await asyncio.gather(writer, return_exceptions=True)
+            with contextlib.suppress(Exception):
+                await self.engine.aclose()
+
+
+class _ServerState:
+    """What every handler shares."""
+
+    def __init__(self, engine: Engine, config: ServerConfig) -> None:
+        self.engine = engine
+        self.config = config
+        self.store = ResponseStore()
+        self.stats = Stats()
+        self.connections: set[_Connection] = set()
+
+
+STATE = web.AppKey("slipstream_state", _ServerState)
+
+
+def _authorized(request: web.Request) -> bool:
+    return bearer_ok(request.headers.get("Authorization"), request.app[STATE].config.token)
+
+
+async def _healthz(request: web.Request) -> web.Response:
+    state = request.app[STATE]
+    return web.json_response({"ok": True, "engine": state.engine.name})
+
+
+async def _websocket(request: web.Request) -> web.StreamResponse:
+    state = request.app[STATE]
+    if not _authorized(request):
+        return _error_body(
+            401, "invalid_api_key", "Missing or wrong bearer token (Authorization: Bearer <token>)."
+        )
+    if not state.config.websocket:
+        return _error_body(
+            426, "websocket_disabled", "This server does not offer WebSocket mode; use POST /v1/responses."
+        )
+    ws = web.WebSocketResponse(
+        max_msg_size=state.config.max_frame_bytes, autoping=True, decode_text=False, compress=True
+    )
+    if not ws.can_prepare(request).ok:
+        return _error_body(
+            400,
+            "websocket_upgrade_required",
+            "GET /v1/responses needs a WebSocket upgrade; use POST for HTTP.",
+        )
+    await ws.prepare(request)
+    conn = _Connection(state, ws, request)
+    state.connections.add(conn)
+    state.stats.connections += 1
+    try:
+        await conn.run()
+    finally:
+        state.connections.discard(conn)
+    return ws
+
+
+async def _post(request: web.Request) -> web.StreamResponse:
+    state = request.app[STATE]
+    cfg = state.config
+    if not _authorized(request):
+        return _error_body(
+            401, "invalid_api_key", "Missing or wrong bearer token (Authorization: Bearer <token>)."
+        )
+    try:
+        body = await request.read()
+    except web.HTTPRequestEntityTooLarge:
+        return _error_body(413, "frame_too_large", f"Request body exceeds {cfg.max_frame_bytes} bytes.")
+    session = ServerSession.for_http(
+        now=time.time(),
+        store=state.store,
+        default_model=state.engine.name,
+        max_frame_bytes=cfg.max_frame_bytes,
+    )
+    session.receive_http_body(body, time.time())
+    turns = session.ready_turns(time.time()) if session.http_error is None else []
+    if session.http_error is not None:
+        status, payload = session.http_error
+        return web.Response(status=status, body=payload, content_type="application/json")
+    turn = turns[0] if turns else None  # None: a warm-up, already completed
+    if not session.http_stream:
+        return await _post_json(state, session, turn)
+    resp = web.StreamResponse(
+        headers={"Content-Type": "text/event-stream", "Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
+    )
+    await resp.prepare(request)
+
+    async def write() -> None:
+        frames = session.frames_to_send()
+        if frames:
+            await asyncio.wait_for(resp.write(b"".join(frames)), cfg.stall_timeout_s)
+
+    try:
+        await write()
+        if turn is not None:
+            await _drive(state, session, turn, write)
+            await write()
+        await resp.write_eof()
+    except (ConnectionError, TimeoutError) as exc:
+        log.info("HTTP client went away mid-stream: %s", exc)
+    return resp
+
+
+async def _drive(
+    state: _ServerState, session: ServerSession, turn: Turn, after_each: Callable[[], Awaitable[None]]
+) -> None:
+    """Run one HTTP turn on its own engine connection, calling `after_each` per output."""
+    engine = state.engine.connect()
+    rid = turn.response_id
+    try:
+        async with _closing(engine.run(turn)) as outputs:
+            async for out in outputs:
+                session.feed(rid, out)
+                await after_each()
+        session.finish(rid, time.time())
+    except (asyncio.CancelledError, ConnectionError, TimeoutError):
+        raise
+    except Exception as exc:
+        log.exception("engine failed on %s", rid)
+        state.stats.failed += 1
+        session.abort(rid, f"engine error: {type(exc).__name__}: {exc}", time.time())
+    finally:
+        with contextlib.suppress(Exception):
+            await engine.aclose()
+    state.stats.responses += 1
+
+
+async def _post_json(state: _ServerState, session: ServerSession, turn: Turn | None) -> web.Response:
+    """`stream: false`: run the turn to its end and answer with the final response object."""
+
+    async def discard() -> None:
+        session.frames_to_send()
+
+    if turn is not None:
+        await _drive(state, session, turn, discard)
+        final = session.final_response(turn.response_id)
+    else:  # warm-up: the terminal event is among the few queued frames
+        final = None
+        decoder = codec.SSEDecoder()
+        for frame in session.frames_to_send():
+            for event in decoder.feed(frame):
+                if codec.event_type(event) in TERMINAL_TYPES:
+                    final = getattr(event, "response", None)
+    if final is None:
+        return _error_body(500, "server_error", "The response ended without a final state.")
+    return web.Response(body=codec.encode_json(final), content_type="application/json")
+
+
+async def _on_shutdown(app: web.Application) -> None:
+    """Close every WebSocket with 1001 so clients reconnect elsewhere instead of seeing a reset."""
+    for conn in list(app[STATE].connections):
+        conn.going_away("server shutting down")
+        with contextlib.suppress(Exception):
+            await asyncio.wait_for(conn.ws.close(code=CLOSE_GOING_AWAY, message=b"server shutting down"), 2)
+
+
+def build_app(engine: Engine, config: ServerConfig) -> web.Application:
+    """The aiohttp application (routes + shared state)."""
+    app = web.Application(client_max_size=config.max_frame_bytes)
+    app[STATE] = _ServerState(engine, config)
+    app.on_shutdown.append(_on_shutdown)
+    app.router.add_get("/healthz", _healthz)
+    app.router.add_get("/v1/responses", _websocket)
+    app.router.add_post("/v1/responses", _post)
+    return app
+
+
+@dataclass
+class RunningServer:
+    """A started server: where it listens and how to authenticate."""
+
+    host: str
+    port: int
+    token: str
+    app: web.Application
+
+    @property
+    def base_url(self) -> str:
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        return f"http://{host}:{self.port}"
+
+    @property
+    def http_url(self) -> str:
+        """POST endpoint; the SDK's base_url is `base_url + "/v1"`."""
+        return f"{self.base_url}/v1/responses"
+
+    @property
+    def url(self) -> str:
+        """The WebSocket endpoint."""
+        return "ws" + self.http_url.removeprefix("http")
+
+    @property
+    def stats(self) -> Stats:
+        return self.app[STATE].stats
+
+    @property
+    def config(self) -> ServerConfig:
+        """Live settings (tests flip `config.websocket` to refuse upgrades)."""
+        return self.app[STATE].config
+
+
+@contextlib.asynccontextmanager
+async def run_server(
+    engine: Engine,
+    host: str = "127.0.0.1",
+    port: int = 0,
+    token: str | None = None,
+    *,
+    max_age_s: float = 3600.0,
+    max_frame_bytes: int = 16 * MiB,
+    high_water_bytes: int = 4 * MiB,
+    stall_timeout_s: float = 30.0,
+) -> AsyncIterator[RunningServer]:
+    """Serve until the block exits; `srv.port` is the real port when `port=0`."""
+    config = ServerConfig(
+        token=token or new_token(),
+        max_age_s=max_age_s,
+        max_frame_bytes=max_frame_bytes,
+        high_water_bytes=high_water_bytes,
+        stall_timeout_s=stall_timeout_s,
+    )
+    app = build_app(engine, config)
+    runner = web.AppRunner(app, handle_signals=False, access_log=None, shutdown_timeout=2.0)
+    await runner.setup()
+    try:
+        site = web.TCPSite(runner, host, port)
+        await site.start()
+        server = site._server
+        sockets: Any = getattr(server, "sockets", None) or []
+        real_port = sockets[0].getsockname()[1] if sockets else port
+        yield RunningServer(host=host, port=real_port, token=config.token, app=app)
+    finally:
+        await runner.cleanup()
+        await engine.aclose()

@@ -1,0 +1,348 @@
+"""One persistent Responses session: connect, warm, send turns, recover, rotate, fall back to HTTP.
+
+`ResponsesSession.run_turn()` is the only way a turn leaves the app. Turns are serialised (one
+default lane, FIFO on the server too). The protocol decisions come from `ClientSession`; this
+service only acts on them:
+
+- `Completed` -> the turn's result.  `Fail` -> a failed result with the server's own words.
+- `Resend` (previous_response_not_found) -> send the full-input frame once on the same socket.
+- `Reconnect` (age limit) or a socket that drops mid-turn -> reconnect with backoff and resend the
+  turn in full on a fresh chain (the rebuild hook swaps stale context for a fresh snapshot).
+- The upgrade refused (404/405/426/501) or the socket failing again and again -> this one turn
+  goes over HTTP + SSE; the next turn tries the WebSocket again (never sticky).
+- Before the provider's connection age limit, the socket is rotated at a turn boundary.
+
+Nothing the user typed is lost: the transcript lives in `ClientSession`, not on the socket.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import random
+import time
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+from app.adapters.http_sse import HttpError, post_stream
+from app.adapters.ws_client import TransportError, WsTransport
+from app.protocol.backoff import backoff
+from app.protocol.client import ClientSession, Completed, Fail, Outcome, Reconnect, Resend
+from app.protocol.errors import RemoteProtocolError
+from app.protocol.events import ServerEvent
+from app.services.signals import Signal
+
+log = logging.getLogger(__name__)
+
+Item = Mapping[str, Any]
+REFUSED_UPGRADE = frozenset({404, 405, 426, 501})
+AUTH_FAILED = frozenset({401, 403})
+
+
+@dataclass(frozen=True, slots=True)
+class Endpoint:
+    """Where turns go. `max_age_s`: the provider's connection age limit (OpenAI 60 min, xAI 25)."""
+
+    url: str  # ws://127.0.0.1:8765/v1/responses, wss://api.openai.com/v1/responses
+    token: str | None = None
+    model: str = "scripted"
+    max_age_s: float | None = 3600.0
+    headers: Mapping[str, str] = field(default_factory=dict)
+    store: bool = False
+    label: str = ""  # what the status bar shows, e.g. "scripted — no model"
+
+
+@dataclass(frozen=True, slots=True)
+class TurnResult:
+    status: Literal["completed", "incomplete", "failed", "cancelled"]
+    response_id: str | None = None
+    output: Sequence[Item] = ()
+    usage: Mapping[str, Any] = field(default_factory=dict)
+    error: str = ""  # words for the user when not completed
+    code: str = ""
+    transport: Literal["websocket", "http", ""] = ""
+    latency_ms: float = 0.0  # send -> terminal event
+    bytes_sent: int = 0
+
+    @property
+    def ok(self) -> bool:
+        return self.status in ("completed", "incomplete")
+
+
+class TurnCancelled(Exception):
+    """The user stopped the turn."""
+
+
+class ResponsesSession:
+    """The app's single socket to the model (see module docstring)."""
+
+    def __init__(
+        self,
+        endpoint: Endpoint,
+        *,
+        rebuild: Callable[[str | None, list[Item]], list[Item]] | None = None,
+        clock: Callable[[], float] = time.monotonic,
+        max_attempts: int = 6,
+        initial_delay: float = 0.25,
+        max_delay: float = 4.0,
+        rotate_margin_s: float = 300.0,
+    ) -> None:
+        self.endpoint = endpoint
+        self.client = ClientSession(rebuild=rebuild)
+        self._clock = clock
+        self._ws: WsTransport | None = None
+        self._opened_at = 0.0
+        self._lock = asyncio.Lock()
+        self._max_attempts = max_attempts
+        self._delays = (initial_delay, max_delay)
+        self._rotate_margin = rotate_margin_s
+        self._cancel = asyncio.Event()
+        # (state, detail): connecting | warm | streaming | reconnecting | offline | error
+        self.state_changed: Signal[[str, str]] = Signal("state_changed")
+        self.state = "offline"
+        self.detail = ""
+        self.connections = 0  # sockets opened so far (rotations and reconnects included)
+        self.rotations = 0
+        self.http_turns = 0
+        self.bytes_sent = 0
+
+    # ---- state ---------------------------------------------------------------------------------
+
+    def _set_state(self, state: str, detail: str = "") -> None:
+        if (state, detail) != (self.state, self.detail):
+            self.state, self.detail = state, detail
+            self.state_changed.emit(state, detail)
+
+    @property
+    def busy(self) -> bool:
+        return self._lock.locked()
+
+    # ---- connection ----------------------------------------------------------------------------
+
+    async def _drop_socket(self, code: int = 1000, reason: str = "") -> None:
+        ws, self._ws = self._ws, None
+        if ws is not None:
+            await ws.aclose(code, reason)
+
+    def _socket_dead(self) -> bool:
+        return self._ws is not None and self._ws.closed is not None
+
+    async def _open(self) -> WsTransport:
+        self._set_state("connecting" if self.connections == 0 else "reconnecting", self.endpoint.url)
+        ws = await WsTransport.open(self.endpoint.url, token=self.endpoint.token, headers=self.endpoint.headers)
+        self._ws = ws
+        self._opened_at = self._clock()
+        self.connections += 1
+        self._set_state("warm", f"connected to {self.endpoint.url}")
+        return ws
+
+    def _needs_rotation(self) -> bool:
+        if self._ws is None or not self.endpoint.max_age_s:
+            return False
+        limit = self.endpoint.max_age_s
+        margin = min(self._rotate_margin, limit * 0.1)
+        return self._clock() - self._opened_at >= limit - margin
+
+    async def _boundary(self) -> None:
+        """Between turns: notice a dead socket, rotate before the age limit. Chains die with sockets."""
+        if self._socket_dead():
+            await self._drop_socket()
+            self.client.on_disconnect()
+        elif self._needs_rotation():
+            log.info("rotating the connection before its age limit")
+            self.rotations += 1
+            await self._drop_socket(1000, "rotating before the connection age limit")
+            self.client.on_disconnect()
+
+    # ---- turns ---------------------------------------------------------------------------------
+
+    def stop(self) -> None:
+        """Stop the running turn (the protocol has no cancel event: the socket is closed)."""
+        self._cancel.set()
+
+    async def run_turn(
+        self,
+        new_items: Sequence[Item],
+        *,
+        generate: bool = True,
+        settings: Mapping[str, Any] | None = None,
+        on_event: Callable[[ServerEvent], None] | None = None,
+        on_retry: Callable[[str], None] | None = None,
+    ) -> TurnResult:
+        """Send one turn and stream its events to `on_event`; returns when it ended, one way or another."""
+        async with self._lock:
+            self._cancel.clear()
+            await self._boundary()
+            opts = {"model": self.endpoint.model, "store": self.endpoint.store, **(settings or {})}
+            frame = self.client.create(list(new_items), generate=generate, **opts)
+            try:
+                return await self._drive(frame, on_event or (lambda e: None), on_retry or (lambda r: None))
+            except TurnCancelled:
+                self.client.abandon()
+                await self._drop_socket(1000, "stopped by the user")
+                self._set_state("offline", "stopped")
+                return TurnResult("cancelled", error="stopped by the user")
+            except BaseException:
+                self.client.abandon()
+                await self._drop_socket(1011, "client error")
+                raise
+
+    async def _drive(
+        self, frame: bytes, on_event: Callable[[ServerEvent], None], on_retry: Callable[[str], None]
+    ) -> TurnResult:
+        delays = self._delay_iter()
+        failures = 0
+        resent_in_place = False
+        last_error = ""
+        while True:
+            if self._ws is None:
+                try:
+                    await self._open()
+                except TransportError as exc:
+                    last_error = str(exc)
+                    if exc.status in AUTH_FAILED:
+                        self.client.abandon()
+                        self._set_state("error", f"{exc.status}: the endpoint refused the key")
+                        return TurnResult("failed", error=f"The endpoint refused the key (HTTP {exc.status}). "
+                                          "Check the API key in Settings.", code="unauthorized")
+                    failures += 1
+                    if exc.status in REFUSED_UPGRADE or failures >= 2:
+                        return await self._http_turn(on_event, why=last_error)
+                    self._set_state("reconnecting", last_error)
+                    await self._sleep(next(delays))
+                    continue
+            ws = self._ws
+            assert ws is not None
+            t0 = self._clock()
+            if not await ws.send(frame):
+                outcome: Outcome | None = None
+            else:
+                self.bytes_sent += len(frame)
+                outcome = await self._pump(ws, on_event)
+            if isinstance(outcome, Completed):
+                self._set_state("warm", f"connected to {self.endpoint.url}")
+                return TurnResult(outcome.status, outcome.response_id, outcome.output,  # type: ignore[arg-type]
+                                  _usage(outcome.response), transport="websocket",
+                                  latency_ms=(self._clock() - t0) * 1000, bytes_sent=len(frame))
+            if isinstance(outcome, Fail):
+                self._set_state("warm", f"connected to {self.endpoint.url}")
+                return TurnResult("failed", error=f"{outcome.message} ({outcome.code})" if outcome.code
+                                  else outcome.message, code=outcome.code, transport="websocket")
+            if isinstance(outcome, Resend) and not resent_in_place:
+                resent_in_place = True
+                on_retry("the server lost the conversation; resending it in full")
+                frame = outcome.frame
+                continue
+            # The socket is gone (dropped mid-turn, age limit, or a second miss): new socket, fresh chain.
+            reason = outcome.reason if isinstance(outcome, Reconnect) else "connection lost"
+            await self._drop_socket()
+            resends = [r for r in self.client.on_disconnect() if r.lane is None]
+            if not resends:  # the turn finished after all
+                return TurnResult("failed", error=reason)
+            frame = resends[0].frame
+            failures += 1
+            if failures >= self._max_attempts:
+                return await self._http_turn(on_event, why=reason)
+            on_retry(f"{reason}; retrying on a new connection")
+            self._set_state("reconnecting", reason)
+            if not isinstance(outcome, Reconnect):
+                await self._sleep(next(delays))
+
+    async def _pump(self, ws: WsTransport, on_event: Callable[[ServerEvent], None]) -> Outcome | None:
+        """Feed frames to the ClientSession until this lane's outcome; None if the socket closed."""
+        streaming = False
+        while True:
+            recv = asyncio.ensure_future(ws.recv())
+            cancel = asyncio.ensure_future(self._cancel.wait())
+            try:
+                done, _ = await asyncio.wait({recv, cancel}, return_when=asyncio.FIRST_COMPLETED)
+            finally:
+                cancel.cancel()
+            if recv not in done:
+                recv.cancel()
+                raise TurnCancelled
+            raw = recv.result()
+            if raw is None:
+                return None
+            try:
+                self.client.receive_frame(raw)
+            except RemoteProtocolError as exc:
+                log.warning("ignored a bad frame from the server: %s", exc)
+                self._set_state(self.state, f"the server sent a bad frame: {exc}")
+                continue
+            events = self.client.events_received()
+            if not streaming and events:
+                streaming = True
+                self._set_state("streaming", self.endpoint.url)
+            for ev in events:
+                on_event(ev)
+            for out in self.client.outcomes():
+                if out.lane is None if not isinstance(out, Reconnect) else True:
+                    return out
+
+    async def _http_turn(self, on_event: Callable[[ServerEvent], None], *, why: str) -> TurnResult:
+        """This turn over HTTP + SSE with the full input; the next turn tries the WebSocket again."""
+        resends = [r for r in self.client.on_disconnect() if r.lane is None]
+        if not resends:
+            return TurnResult("failed", error=why)
+        body = json.loads(resends[0].frame)
+        body.pop("type", None)
+        body.pop("stream_id", None)
+        body["stream"] = True
+        data = json.dumps(body).encode()
+        self.http_turns += 1
+        self._set_state("reconnecting", f"WebSocket unavailable ({why}); this turn goes over HTTP")
+        t0 = self._clock()
+        try:
+            async for ev in post_stream(self.endpoint.url, data, token=self.endpoint.token,
+                                        headers=self.endpoint.headers):
+                if self._cancel.is_set():
+                    raise TurnCancelled
+                self.client.receive_event(ev)
+                for e in self.client.events_received():
+                    on_event(e)
+                for out in self.client.outcomes():
+                    self.client.on_disconnect()  # HTTP responses are not in any socket's cache
+                    if isinstance(out, Completed):
+                        self._set_state("offline", "last turn went over HTTP; WebSocket will be retried")
+                        return TurnResult(out.status, out.response_id, out.output,  # type: ignore[arg-type]
+                                          _usage(out.response), transport="http",
+                                          latency_ms=(self._clock() - t0) * 1000, bytes_sent=len(data))
+                    msg = getattr(out, "message", "") or why
+                    return TurnResult("failed", error=msg, code=getattr(out, "code", ""), transport="http")
+        except HttpError as exc:
+            self.client.abandon()
+            detail = f"cannot reach {self.endpoint.url}: {exc}"
+            self._set_state("error" if exc.status in AUTH_FAILED else "offline", detail)
+            if exc.status in AUTH_FAILED:
+                return TurnResult("failed", error=f"The endpoint refused the key (HTTP {exc.status}).",
+                                  code="unauthorized", transport="http")
+            return TurnResult("failed", error=f"{why}; HTTP fallback failed too: {exc}", code="unreachable",
+                              transport="http")
+        self.client.abandon()
+        self._set_state("offline", "the HTTP stream ended early")
+        return TurnResult("failed", error="the HTTP stream ended before the response finished", transport="http")
+
+    # ---- helpers -------------------------------------------------------------------------------
+
+    def _delay_iter(self) -> Iterator[float]:
+        initial, max_delay = self._delays
+        return iter(backoff(initial=initial, factor=2, max_delay=max_delay, jitter=random.random))
+
+    async def _sleep(self, seconds: float) -> None:
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._cancel.wait(), seconds)
+        if self._cancel.is_set():
+            raise TurnCancelled
+
+    async def aclose(self) -> None:
+        await self._drop_socket(1000, "bye")
+        self._set_state("offline", "closed")
+
+
+def _usage(response: Mapping[str, Any]) -> Mapping[str, Any]:
+    usage = response.get("usage")
+    return usage if isinstance(usage, Mapping) else {}

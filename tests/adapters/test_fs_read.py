@@ -1,0 +1,120 @@
+"""Reading the tree: ignore rules, symlinks, errors as values, batches re-read from disk."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+from app.adapters.fs_read import (
+    RootMissingError,
+    load_rules,
+    read_batch,
+    read_version,
+    rel_path,
+    resync,
+    scan_tree,
+)
+from app.context.coalesce import Batch
+
+
+def _tree(root: Path) -> None:
+    (root / "src" / "pkg").mkdir(parents=True)
+    (root / "src" / "main.py").write_text("print('hi')\n")
+    (root / "src" / "pkg" / "mod.py").write_text("x = 1\n")
+    (root / "src" / "pkg" / "gen.txt").write_text("generated\n")
+    (root / "src" / "pkg" / ".gitignore").write_text("gen.txt\n")
+    (root / ".gitignore").write_text("*.log\n")
+    (root / "app.log").write_text("log\n")
+    (root / ".env").write_text("KEY=1\n")
+    (root / "node_modules" / "x").mkdir(parents=True)
+    (root / "node_modules" / "x" / "i.js").write_text("//\n")
+    (root / "logo.png").write_bytes(b"\x89PNG\x00\x00")
+
+
+def test_scan_respects_rules_and_classifies(tmp_path: Path) -> None:
+    """Nested .gitignore, defaults and secrets apply; excluded files are listed with a reason."""
+    _tree(tmp_path)
+    rules = load_rules(tmp_path)
+    idx = {v.path: v for v in scan_tree(tmp_path, rules)}
+    assert idx["src/main.py"].kind == "text" and idx["src/main.py"].text is None and idx["src/main.py"].digest
+    assert idx["src/pkg/gen.txt"].reason == "gitignored"
+    assert idx["app.log"].reason == "gitignored"
+    assert idx[".env"].reason == "secret"
+    assert idx["logo.png"].kind == "binary"
+    assert not any(p.startswith("node_modules") for p in idx)
+
+
+def test_symlink_loop_and_outside_links(tmp_path: Path) -> None:
+    """Directory links are never followed; file links outside the root are excluded."""
+    root = tmp_path / "proj"
+    root.mkdir()
+    (root / "a.py").write_text("a\n")
+    (root / "loop").symlink_to(root, target_is_directory=True)
+    (tmp_path / "secret.txt").write_text("s\n")
+    (root / "out.txt").symlink_to(tmp_path / "secret.txt")
+    (root / "in.txt").symlink_to(root / "a.py")
+    (root / "self").symlink_to(root / "self")  # a link to itself: ELOOP
+    idx = {v.path: v for v in scan_tree(root, load_rules(root))}
+    assert set(idx) == {"a.py", "out.txt", "in.txt", "self"}
+    assert idx["out.txt"].kind == "excluded" and idx["in.txt"].kind == "text"
+    assert idx["self"].kind == "unreadable"
+
+
+def test_errors_become_values(tmp_path: Path) -> None:
+    """A vanished file is 'missing'; an unreadable one is 'unreadable'; non-UTF-8 is lossy text."""
+    rules = load_rules(tmp_path)
+    assert read_version(tmp_path, "nope.py", rules).kind == "missing"
+    (tmp_path / "l.txt").write_bytes(b"caf\xe9\n")
+    v = read_version(tmp_path, "l.txt", rules)
+    assert v.lossy and v.text == "caf\ufffd\n"
+    p = tmp_path / "locked.py"
+    p.write_text("x\n")
+    p.chmod(0)
+    try:
+        if os.access(p, os.R_OK):
+            pytest.skip("running as root: permissions are not enforced")
+        assert read_version(tmp_path, "locked.py", rules).kind == "unreadable"
+    finally:
+        p.chmod(0o644)
+
+
+def test_rel_path_outside_root(tmp_path: Path) -> None:
+    """Paths outside the root map to None."""
+    assert rel_path(tmp_path, tmp_path / "a" / "b.py") == "a/b.py"
+    assert rel_path(tmp_path, tmp_path.parent / "x") is None
+    assert rel_path(tmp_path, tmp_path) is None
+
+
+def test_read_batch_rescans_dirs_and_reports_vanished(tmp_path: Path) -> None:
+    """A deleted directory's known files come back 'missing'; named paths are read with text."""
+    _tree(tmp_path)
+    rules = load_rules(tmp_path)
+    known = [v.path for v in scan_tree(tmp_path, rules) if v.kind != "excluded"]
+    for f in (tmp_path / "src" / "pkg").iterdir():
+        f.unlink()
+    (tmp_path / "src" / "pkg").rmdir()
+    (tmp_path / "src" / "main.py").write_text("print('bye')\n")
+    batch = Batch(frozenset({"src/main.py"}), frozenset({"src/pkg"}), (), 3, 0.0, 0.1)
+    out = read_batch(tmp_path, rules, batch, lambda d: [p for p in known if p.startswith(d + "/")])
+    by = {v.path: v for v in out.versions}
+    assert by["src/main.py"].text == "print('bye')\n"
+    assert by["src/pkg/mod.py"].kind == "missing"
+    assert not out.rules_changed
+
+
+def test_resync_marks_newly_ignored_as_excluded(tmp_path: Path) -> None:
+    """After a .gitignore change, a known file now ignored is 'excluded', not 'deleted'."""
+    _tree(tmp_path)
+    rules = load_rules(tmp_path)
+    known = [v.path for v in scan_tree(tmp_path, rules) if v.kind != "excluded"]
+    (tmp_path / ".gitignore").write_text("*.log\nsrc/\n")
+    out = {v.path: v for v in resync(tmp_path, rules, known)}
+    assert out["src/main.py"].kind == "excluded"
+
+
+def test_root_missing_is_a_clear_error(tmp_path: Path) -> None:
+    """A root that is gone raises RootMissingError with the path in the message."""
+    with pytest.raises(RootMissingError, match="no longer exists"):
+        scan_tree(tmp_path / "gone", load_rules(tmp_path))

@@ -1,0 +1,227 @@
+"""Ledger: idle push, queued while busy, ack on completion, chain loss, renames, storms, secrets."""
+
+from __future__ import annotations
+
+import hashlib
+
+import pytest
+
+from app.context.ignore import Exclusion
+from app.context.ledger import UPDATE_MARKER, Ledger, LedgerStateError, is_context_item
+from app.context.snapshot import FileVersion, make_version
+
+BUDGET = 4000
+
+
+def v(path: str, text: str, mtime: float = 0.0) -> FileVersion:
+    data = text.encode()
+    return make_version(path, data, size=len(data), mtime=mtime, digest=hashlib.blake2b(data).hexdigest())
+
+
+def gone(path: str) -> FileVersion:
+    return FileVersion(path, "missing")
+
+
+def started(*files: FileVersion) -> Ledger:
+    """A ledger whose snapshot was sent and acknowledged on chain c1."""
+    led = Ledger()
+    led.observe_many(files)
+    snap = led.build_snapshot(BUDGET, now=0.0)
+    led.mark_sent(snap.id, "c1")
+    led.acknowledge(snap.id)
+    return led
+
+
+def badges(led: Ledger) -> dict[str, tuple[str, str]]:
+    return {s.path: (s.state, s.reason) for s in led.status()}
+
+
+def test_update_before_snapshot_is_an_error() -> None:
+    """No chain yet: build_snapshot first."""
+    with pytest.raises(LedgerStateError):
+        Ledger().build_update(BUDGET)
+
+
+def test_idle_push_is_one_message_with_diff() -> None:
+    """A modification becomes one user message with the marker and a unified diff."""
+    led = started(v("a.py", "x = 1\ny = 2\n"))
+    assert badges(led)["a.py"] == ("in_view", "")
+    led.observe(v("a.py", "x = 1\ny = 3\n"))
+    assert badges(led)["a.py"][0] == "pending"
+    up = led.build_update(BUDGET)
+    assert up is not None and up.kind == "update" and up.paths == ("a.py",)
+    assert up.item["type"] == "message" and up.item["role"] == "user"
+    text = up.item["content"][0]["text"]
+    assert text.startswith(UPDATE_MARKER) and "--- a/a.py\n+++ b/a.py" in text and "-y = 2\n+y = 3" in text
+    assert is_context_item(up.item)
+    assert led.build_update(BUDGET) is None  # nothing is sent twice into one chain
+
+
+def test_ack_only_when_the_carrying_response_completed() -> None:
+    """Sent but unacknowledged stays pending; the ack flips it to in view."""
+    led = started(v("a.py", "1\n"))
+    led.observe(v("a.py", "2\n"))
+    up = led.build_update(BUDGET)
+    assert up is not None
+    led.mark_sent(up.id, "c1")
+    assert badges(led)["a.py"][0] == "pending"
+    led.acknowledge(up.id)
+    assert badges(led)["a.py"] == ("in_view", "")
+
+
+def test_queued_while_busy_then_sent_with_next_turn() -> None:
+    """Changes while a response is in flight accumulate into one update built at the next turn."""
+    led = started(v("a.py", "1\n"), v("b.py", "1\n"))
+    led.observe(v("a.py", "2\n"))
+    led.observe(v("b.py", "2\n"))
+    led.observe(v("a.py", "3\n"))
+    assert led.has_pending()
+    up = led.build_update(BUDGET)
+    assert up is not None and set(up.paths) == {"a.py", "b.py"}
+    assert "+3" in up.text and "+2" not in up.text.split("b/a.py", 1)[1].split("b/b.py")[0]
+
+
+def test_failed_response_resends_the_change() -> None:
+    """A failed carrying response rolls back; the next update carries the change again."""
+    led = started(v("a.py", "1\n"))
+    led.observe(v("a.py", "2\n"))
+    u1 = led.build_update(BUDGET)
+    assert u1 is not None
+    led.mark_sent(u1.id, "c1")
+    led.observe(v("c.py", "new\n"))
+    u2 = led.build_update(BUDGET)
+    assert u2 is not None and u2.paths == ("c.py",)
+    led.fail(u1.id)  # u2 was chained after u1: rolled back as well
+    u3 = led.build_update(BUDGET)
+    assert u3 is not None and set(u3.paths) == {"a.py", "c.py"} and "-1\n+2" in u3.text
+
+
+def test_chain_loss_rebuilds_from_disk_and_sends_nothing_twice() -> None:
+    """Sent-but-unacked changes land in the new snapshot; no diff of them follows into the new chain."""
+    led = started(v("a.py", "old\n"))
+    led.observe(v("a.py", "new\n"))
+    up = led.build_update(BUDGET)
+    assert up is not None
+    led.mark_sent(up.id, "c1")
+    led.chain_lost()
+    assert led.needs_snapshot
+    with pytest.raises(LedgerStateError):
+        led.mark_sent(up.id, "c2")  # a stale update never goes into the new chain
+    led.acknowledge(up.id)  # a late ack from the old chain is ignored
+    assert badges(led)["a.py"][0] == "pending"
+    snap = led.build_snapshot(BUDGET, now=0.0)
+    assert "new\n" in snap.text and "old" not in snap.text
+    led.mark_sent(snap.id, "c2")
+    assert led.build_update(BUDGET) is None
+    led.acknowledge(snap.id)
+    assert badges(led)["a.py"] == ("in_view", "")
+
+
+def test_chain_switch_without_loss_is_refused() -> None:
+    """Two chains in one generation would double-send: refused."""
+    led = started(v("a.py", "1\n"))
+    led.observe(v("a.py", "2\n"))
+    up = led.build_update(BUDGET)
+    assert up is not None
+    with pytest.raises(LedgerStateError):
+        led.mark_sent(up.id, "other-chain")
+
+
+def test_created_deleted_and_recreated() -> None:
+    """Created files carry content, deletions are listed, a recreated file comes back as created."""
+    led = started(v("a.py", "a\n"))
+    led.observe(v("new.py", "print(1)\n"))
+    up = led.build_update(BUDGET)
+    assert up is not None and "Created:\n  new.py" in up.text and "print(1)" in up.text
+    led.acknowledge(up.id)
+    led.observe(gone("a.py"))
+    up = led.build_update(BUDGET)
+    assert up is not None and "Deleted:\n  a.py" in up.text
+    led.acknowledge(up.id)
+    assert "a.py" not in badges(led)
+    led.observe(v("a.py", "back\n"))
+    up = led.build_update(BUDGET)
+    assert up is not None and "Created:\n  a.py" in up.text and "back" in up.text
+
+
+def test_delete_and_recreate_within_one_batch_is_a_modification() -> None:
+    """Atomic replace: the file is re-read, so the model gets a diff, not a delete + create."""
+    led = started(v("a.py", "1\n"))
+    led.observe(gone("a.py"))
+    led.observe(v("a.py", "2\n"))
+    up = led.build_update(BUDGET)
+    assert up is not None and "Deleted" not in up.text and "-1\n+2" in up.text
+
+
+def test_rename_with_edit_and_pure_rename_by_content() -> None:
+    """An event-paired rename diffs a/old b/new; an unpaired delete+create of equal content is a rename."""
+    led = started(v("old.py", "a\nb\n"), v("x.py", "same\n"))
+    led.rename("old.py", "new.py")
+    led.observe(v("new.py", "a\nb\nc\n"))
+    led.observe(gone("x.py"))
+    led.observe(v("y.py", "same\n"))
+    up = led.build_update(BUDGET)
+    assert up is not None
+    assert "--- a/old.py\n+++ b/new.py" in up.text
+    assert "x.py -> y.py (same content)" in up.text and "Deleted" not in up.text
+    led.acknowledge(up.id)
+    assert set(badges(led)) == {"new.py", "y.py"}
+    assert led.build_update(BUDGET) is None
+
+
+def test_binary_oversized_and_excluded_are_summarised_not_sent() -> None:
+    """No content for binary or oversized files; a file turned secret is reported as no longer visible."""
+    led = started(v("a.py", "1\n"), make_version("img.png", b"\x89PNG\x00..", size=7, mtime=0, digest="p1"))
+    assert badges(led)["img.png"] == ("summarised", "binary")
+    led.observe(make_version("img.png", b"\x89PNG\x00.!", size=7, mtime=0, digest="p2"))
+    led.observe(make_version("dump.sql", None, size=9_000_000, mtime=0, digest="d", max_bytes=1000))
+    led.observe(make_version("a.py", None, size=2, mtime=0, exclusion=Exclusion("gitignored", ".gitignore")))
+    up = led.build_update(BUDGET)
+    assert up is not None
+    assert "img.png (binary" in up.text and "dump.sql (too large" in up.text and "\x00" not in up.text
+    assert "No longer visible:\n  a.py (excluded: gitignored)" in up.text
+    led.acknowledge(up.id)
+    b = badges(led)
+    assert b["a.py"] == ("excluded", "gitignored") and b["dump.sql"] == ("summarised", "too large")
+
+
+def test_non_utf8_sent_with_replacement_and_marked() -> None:
+    """Latin-1 bytes become replacement characters and the message says so."""
+    led = started(v("a.py", "1\n"))
+    data = "naïve\n".encode("latin-1")
+    led.observe(make_version("l.txt", data, size=len(data), mtime=0, digest="l"))
+    up = led.build_update(BUDGET)
+    assert up is not None and "na\ufffdve" in up.text and "not valid UTF-8" in up.text
+
+
+def test_secret_in_new_line_is_withheld_with_notice() -> None:
+    """Only new lines are scanned; the key never leaves, and the user gets a notice."""
+    key = "ghp_" + "a1B2c3D4e5F6g7H8i9J0k1L2m3N4o5P6q7R8"
+    led = started(v("cfg.py", "A = 1\n"))
+    led.observe(v("cfg.py", f"A = 1\nTOKEN = '{key}'\n"))
+    up = led.build_update(BUDGET)
+    assert up is not None and key not in up.text and "line withheld" in up.text
+    assert up.findings["cfg.py"][0].kind == "a GitHub token"
+    assert up.notices == ["Held back 1 line in cfg.py that looks like a GitHub token."]
+    led.acknowledge(up.id)
+    led.observe(v("cfg.py", f"A = 2\nTOKEN = '{key}'\n"))
+    up2 = led.build_update(BUDGET)
+    assert up2 is not None and key not in up2.text and not up2.findings
+
+
+def test_storm_is_capped_at_the_budget_and_summarised() -> None:
+    """1,000 changed files: one message under budget, the rest listed with stats and 'summarised'."""
+    files = [v(f"src/m{i:04}.py", "".join(f"line {j}\n" for j in range(20))) for i in range(1000)]
+    led = started(*files)
+    for f in files:
+        assert f.text is not None
+        led.observe(v(f.path, f.text.replace("line 5\n", "line five\n")))
+    up = led.build_update(2000)
+    assert up is not None
+    assert up.tokens <= 2000 + 100
+    assert 0 < len(up.summarised) < 1000
+    assert "Over this update's budget" in up.text
+    led.acknowledge(up.id)
+    states = {s for s, _ in badges(led).values()}
+    assert states == {"in_view", "summarised"}
+    assert led.build_update(2000) is None  # the storm does not echo into later pushes

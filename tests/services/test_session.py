@@ -1,0 +1,134 @@
+"""ResponsesSession against a real `slipstream serve` (scripted engine) on 127.0.0.1."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from typing import Any
+
+import pytest
+
+from app.protocol.events import OutputTextDelta, ServerEvent
+from app.server.app import run_server
+from app.server.engines.scripted import ScriptedEngine
+from app.services.session import Endpoint, ResponsesSession
+
+pytestmark = pytest.mark.asyncio
+
+
+def user(text: str) -> dict[str, Any]:
+    return {"type": "message", "role": "user", "content": [{"type": "input_text", "text": text}]}
+
+
+def text_of(events: list[ServerEvent]) -> str:
+    return "".join(e.delta for e in events if isinstance(e, OutputTextDelta))
+
+
+async def test_turns_chain_incrementally_and_stream_events() -> None:
+    """Second turn sends only the new item; both answers stream as deltas."""
+    async with run_server(ScriptedEngine(rate_tps=0)) as srv:
+        s = ResponsesSession(Endpoint(srv.url, srv.token))
+        seen: list[ServerEvent] = []
+        r1 = await s.run_turn([user("first question")], on_event=seen.append)
+        assert r1.ok and r1.transport == "websocket" and "first question" in text_of(seen)
+        seen.clear()
+        r2 = await s.run_turn([user("second")], on_event=seen.append)
+        assert r2.ok and "second" in text_of(seen)
+        assert r2.bytes_sent < r1.bytes_sent + 200  # incremental: not the whole history again
+        frame_items = s.client.transcript()
+        assert len(frame_items) == 4 and s.connections == 1
+        await s.aclose()
+
+
+async def test_warm_up_then_turn_reuses_the_chain() -> None:
+    """generate:false is cached and chainable: the next turn continues from it."""
+    async with run_server(ScriptedEngine(rate_tps=0)) as srv:
+        s = ResponsesSession(Endpoint(srv.url, srv.token))
+        w = await s.run_turn([user("project context here")], generate=False)
+        assert w.ok and list(w.output) == []
+        head = s.client.head()
+        r = await s.run_turn([user("what changed?")])
+        assert r.ok and s.client.head() == r.response_id != head
+        await s.aclose()
+
+
+async def test_server_restart_mid_session_rebuilds_the_chain() -> None:
+    """A restarted server has no cache: the next turn goes out in full on a new socket and completes."""
+    async with run_server(ScriptedEngine(rate_tps=0)) as srv:
+        port, token = srv.port, srv.token
+        s = ResponsesSession(Endpoint(srv.url, token), initial_delay=0.01)
+        assert (await s.run_turn([user("one")])).ok
+    async with run_server(ScriptedEngine(rate_tps=0), port=port, token=token) as srv2:
+        retries: list[str] = []
+        r = await s.run_turn([user("two")], on_retry=retries.append)
+        assert r.ok and s.connections == 2
+        sent_users = [i for i in s.client.transcript() if i.get("role") == "user"]
+        assert len(sent_users) == 2  # "one" was replayed into the new chain, "two" appended
+        assert srv2.stats.connections == 1
+        await s.aclose()
+
+
+async def test_upgrade_refused_turn_goes_over_http_then_back_to_websocket() -> None:
+    """426 on the upgrade: this turn uses HTTP/SSE; the next one returns to the WebSocket."""
+    async with run_server(ScriptedEngine(rate_tps=0)) as srv:
+        s = ResponsesSession(Endpoint(srv.url, srv.token), initial_delay=0.01)
+        srv.config.websocket = False
+        seen: list[ServerEvent] = []
+        r1 = await s.run_turn([user("over http please")], on_event=seen.append)
+        assert r1.ok and r1.transport == "http" and "over http please" in text_of(seen)
+        srv.config.websocket = True
+        r2 = await s.run_turn([user("and now?")])
+        assert r2.ok and r2.transport == "websocket"
+        await s.aclose()
+
+
+async def test_wrong_key_fails_with_words() -> None:
+    """A 401 on the upgrade ends the turn with a clear message, not a crash or a retry loop."""
+    async with run_server(ScriptedEngine(rate_tps=0)) as srv:
+        s = ResponsesSession(Endpoint(srv.url, "wrong-token"))
+        r = await s.run_turn([user("hi")])
+        assert r.status == "failed" and "refused the key" in r.error and s.state == "error"
+        assert not s.client.in_flight()
+
+
+async def test_unreachable_endpoint_fails_with_words() -> None:
+    """Nothing listening: a failed result naming the endpoint, after bounded retries."""
+    async with run_server(ScriptedEngine(rate_tps=0)) as srv:
+        url = srv.url
+    s = ResponsesSession(Endpoint(url, "t"), initial_delay=0.01, max_delay=0.02)
+    r = await s.run_turn([user("hi")])
+    assert r.status == "failed" and "127.0.0.1" in r.error
+    # the user's message is kept for the next attempt
+    assert any(i.get("role") == "user" for i in s.client.transcript())
+
+
+async def test_age_limit_rotates_without_losing_a_turn() -> None:
+    """With a 0.5 s server age limit, turns keep completing across rotations."""
+    async with run_server(ScriptedEngine(rate_tps=0), max_age_s=0.5) as srv:
+        s = ResponsesSession(Endpoint(srv.url, srv.token, max_age_s=0.5), initial_delay=0.01)
+        for i in range(4):
+            r = await s.run_turn([user(f"turn {i}")])
+            assert r.ok, r.error
+            await asyncio.sleep(0.3)
+        assert s.connections >= 2
+        users = [json.dumps(i) for i in s.client.transcript() if i.get("role") == "user"]
+        assert len(users) == 4
+        await s.aclose()
+
+
+async def test_stop_cancels_a_long_answer_and_keeps_the_session_usable() -> None:
+    """stop() during a long stream ends the turn as cancelled; the next turn works."""
+    async with run_server(ScriptedEngine(rate_tps=2000)) as srv:
+        s = ResponsesSession(Endpoint(srv.url, srv.token))
+        got: list[ServerEvent] = []
+
+        def on_event(e: ServerEvent) -> None:
+            got.append(e)
+            if len(got) == 20:
+                s.stop()
+
+        r = await s.run_turn([user("/long 20000")], on_event=on_event)
+        assert r.status == "cancelled"
+        r2 = await s.run_turn([user("still there?")])
+        assert r2.ok
+        await s.aclose()
