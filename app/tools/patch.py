@@ -1,0 +1,693 @@
+"""The apply_patch format Codex uses: parse, plan against file contents, apply, merge three-way.
+
+    *** Begin Patch
+    *** Add File: path          every following line starts with "+"
+    *** Delete File: path
+    *** Update File: path
+    *** Move to: new/path       optional, right after Update File
+    @@ optional anchor line     one hunk ("chunk"); " " context, "-" removed, "+" added
+    *** End of File             optional: the hunk above sits at the end of the file
+    *** End Patch
+
+Pure: bytes and text in, text out. A hunk's context is matched exactly, then ignoring trailing
+whitespace, then ignoring all surrounding whitespace, then with typographic punctuation folded;
+the first pass that finds it wins and the error names the hunk when none does. Each file keeps its
+line endings (the dominant one for new lines) and whether it ended with a newline.
+
+A file the user changed after the model last saw it is merged three-way (`merge3`): the model's
+hunks are applied to the text it saw, then merged with the disk; overlapping edits are a
+`PatchConflict` showing both sides, never an overwrite.
+
+Errors: PatchError (ValueError) <- PatchParseError, PatchApplyError, PatchConflict.
+"""
+
+from __future__ import annotations
+
+import difflib
+import itertools
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+__all__ = [
+    "ChangeSet",
+    "Chunk",
+    "FileOp",
+    "FilePlan",
+    "MergeResult",
+    "Patch",
+    "PatchApplyError",
+    "PatchConflict",
+    "PatchError",
+    "PatchParseError",
+    "apply_chunks",
+    "decode_text",
+    "merge3",
+    "parse_patch",
+    "plan_patch",
+]
+
+BEGIN = "*** Begin Patch"
+END = "*** End Patch"
+ADD = "*** Add File: "
+DELETE = "*** Delete File: "
+UPDATE = "*** Update File: "
+MOVE = "*** Move to: "
+EOF_MARK = "*** End of File"
+
+OpKind = Literal["add", "delete", "update"]
+
+
+class PatchError(ValueError):
+    """Any patch failure; the message is written for the model and the user."""
+
+
+class PatchParseError(PatchError):
+    """The patch text is not in the apply_patch format."""
+
+
+class PatchApplyError(PatchError):
+    """A hunk did not match the file, or the file is missing, binary or already exists."""
+
+
+class PatchConflict(PatchError):
+    """The user changed the file since the model saw it, and the edits overlap."""
+
+    def __init__(self, path: str, conflicts: Sequence[Conflict]) -> None:
+        shown = "\n".join(c.render() for c in conflicts[:3])
+        more = f"\n... and {len(conflicts) - 3} more conflicts" if len(conflicts) > 3 else ""
+        super().__init__(
+            f"{path}: the file changed on disk since you read it, and your edit overlaps the user's "
+            f"change; nothing was written. Read the file again and redo the edit.\n{shown}{more}"
+        )
+        self.path = path
+        self.conflicts = list(conflicts)
+
+
+# ---------------------------------------------------------------------------------------------
+# Parsing
+
+
+@dataclass(frozen=True, slots=True)
+class Chunk:
+    """One `@@` hunk: optional anchor line, the lines it replaces and the lines it writes."""
+
+    anchor: str | None
+    old_lines: tuple[str, ...]
+    new_lines: tuple[str, ...]
+    is_eof: bool = False
+    diff_lines: tuple[str, ...] = ()  # the hunk as written (" ", "-", "+" prefixed), for review
+
+    @property
+    def header(self) -> str:
+        return f"@@ {self.anchor}" if self.anchor else "@@"
+
+
+@dataclass(frozen=True, slots=True)
+class FileOp:
+    """One file section of a patch."""
+
+    kind: OpKind
+    path: str
+    move_to: str | None = None
+    content: str = ""  # for "add": the whole new file
+    chunks: tuple[Chunk, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class Patch:
+    ops: tuple[FileOp, ...]
+    text: str
+
+    @property
+    def paths(self) -> list[str]:
+        out: list[str] = []
+        for op in self.ops:
+            out.append(op.path)
+            if op.move_to:
+                out.append(op.move_to)
+        return out
+
+
+def _strip_wrapper(text: str) -> list[str]:
+    lines = text.replace("\r\n", "\n").replace("\r", "\n").split("\n")
+    while lines and not lines[0].strip():
+        lines.pop(0)
+    while lines and not lines[-1].strip():
+        lines.pop()
+    # Models sometimes send the shell form: apply_patch <<'EOF' ... EOF
+    if len(lines) >= 2 and lines[0].strip().startswith(("<<", "apply_patch <<")) and lines[-1].strip() in (
+        "EOF",
+        "'EOF'",
+        '"EOF"',
+    ):
+        lines = lines[1:-1]
+    return lines
+
+
+def _path_after(line: str, prefix: str, lineno: int) -> str:
+    path = line[len(prefix) :].strip()
+    if not path:
+        raise PatchParseError(f"line {lineno}: {prefix.strip()} needs a path")
+    return path
+
+
+def parse_patch(text: str) -> Patch:
+    """Parse apply_patch text; PatchParseError names the line that is wrong."""
+    if not isinstance(text, str) or not text.strip():
+        raise PatchParseError("empty patch: expected '*** Begin Patch' ... '*** End Patch'")
+    lines = _strip_wrapper(text)
+    if not lines or lines[0].strip() != BEGIN:
+        raise PatchParseError(f"the first line must be '{BEGIN}', got {lines[0][:80]!r}" if lines else "empty patch")
+    if lines[-1].strip() != END:
+        raise PatchParseError(f"the last line must be '{END}', got {lines[-1][:80]!r}")
+    body = lines[1:-1]
+    ops: list[FileOp] = []
+    i = 0
+    while i < len(body):
+        line = body[i]
+        lineno = i + 2
+        stripped = line.strip()
+        if not stripped:
+            i += 1
+            continue
+        if stripped.startswith(ADD.strip()) and line.startswith(ADD):
+            path = _path_after(line, ADD, lineno)
+            i += 1
+            content: list[str] = []
+            while i < len(body) and not body[i].startswith("*** "):
+                if not body[i].startswith("+"):
+                    raise PatchParseError(
+                        f"line {i + 2}: in '*** Add File: {path}' every line must start with '+', got {body[i][:80]!r}"
+                    )
+                content.append(body[i][1:])
+                i += 1
+            ops.append(FileOp("add", path, content="".join(s + "\n" for s in content)))
+        elif line.startswith(DELETE):
+            ops.append(FileOp("delete", _path_after(line, DELETE, lineno)))
+            i += 1
+        elif line.startswith(UPDATE):
+            path = _path_after(line, UPDATE, lineno)
+            i += 1
+            move_to = None
+            if i < len(body) and body[i].startswith(MOVE):
+                move_to = _path_after(body[i], MOVE, i + 2)
+                i += 1
+            chunks, i = _parse_chunks(body, i, path)
+            if not chunks and move_to is None:
+                raise PatchParseError(f"line {lineno}: '*** Update File: {path}' has no hunks")
+            ops.append(FileOp("update", path, move_to=move_to, chunks=tuple(chunks)))
+        else:
+            raise PatchParseError(
+                f"line {lineno}: expected '*** Add File:', '*** Delete File:' or '*** Update File:', "
+                f"got {line[:80]!r}"
+            )
+    if not ops:
+        raise PatchParseError("the patch changes no files")
+    seen: set[str] = set()
+    for op in ops:
+        for p in (op.path, op.move_to):
+            if p is None:
+                continue
+            if p in seen:
+                raise PatchParseError(f"{p} appears more than once in the patch; merge those sections")
+            seen.add(p)
+    return Patch(tuple(ops), text)
+
+
+def _parse_chunks(body: list[str], i: int, path: str) -> tuple[list[Chunk], int]:
+    chunks: list[Chunk] = []
+    anchor: str | None = None
+    old: list[str] = []
+    new: list[str] = []
+    diff: list[str] = []
+    started = False  # a hunk is open (explicit @@ or implicit first hunk)
+
+    def close(is_eof: bool = False) -> None:
+        nonlocal old, new, diff, anchor, started
+        if started:
+            if not diff:
+                raise PatchParseError(f"{path}: hunk {len(chunks) + 1} ({anchor or '@@'}) has no lines")
+            chunks.append(Chunk(anchor, tuple(old), tuple(new), is_eof, tuple(diff)))
+        old, new, diff, anchor, started = [], [], [], None, False
+
+    while i < len(body):
+        line = body[i]
+        if line.startswith("*** "):
+            if line.strip() == EOF_MARK:
+                if not started:
+                    raise PatchParseError(f"line {i + 2}: '{EOF_MARK}' outside a hunk in {path}")
+                close(is_eof=True)
+                i += 1
+                continue
+            break
+        if line.startswith("@@"):
+            close()
+            rest = line[2:].strip()
+            if rest.endswith("@@") and rest != "@@":
+                rest = rest[:-2].rstrip()  # unified-diff style "@@ -1,2 +1,3 @@" is not ours; keep text
+            anchor = rest or None
+            started = True
+            i += 1
+            continue
+        if line == "" or line[0] in " +-":
+            if not started:
+                if chunks:
+                    raise PatchParseError(f"line {i + 2}: hunk lines in {path} must follow an '@@' line")
+                started = True  # the first hunk may omit its @@ line
+            tag, text = (line[0], line[1:]) if line else (" ", "")
+            diff.append(tag + text)
+            if tag in " -":
+                old.append(text)
+            if tag in " +":
+                new.append(text)
+            i += 1
+            continue
+        raise PatchParseError(
+            f"line {i + 2}: in {path}, hunk lines must start with ' ', '-' or '+', got {line[:80]!r}"
+        )
+    close()
+    return chunks, i
+
+
+# ---------------------------------------------------------------------------------------------
+# Text with its line endings
+
+
+def decode_text(data: bytes, path: str) -> str:
+    """UTF-8 text of a file, or PatchApplyError for binary content."""
+    if b"\x00" in data[:8192]:
+        raise PatchApplyError(f"{path} is a binary file; apply_patch edits text files only")
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise PatchApplyError(f"{path} is not UTF-8 text ({exc.reason} at byte {exc.start}); not patched") from None
+
+
+@dataclass(slots=True)
+class _Lines:
+    """A file as lines without endings, plus each line's ending."""
+
+    body: list[str]
+    ends: list[str]
+    eol: str  # the dominant ending, used for new lines
+
+    @classmethod
+    def of(cls, text: str) -> _Lines:
+        body: list[str] = []
+        ends: list[str] = []
+        for piece in text.splitlines(keepends=True):
+            if piece.endswith("\r\n"):
+                body.append(piece[:-2])
+                ends.append("\r\n")
+            elif piece.endswith("\n"):
+                body.append(piece[:-1])
+                ends.append("\n")
+            else:  # "\r" alone or other separators stay inside the line; only \n splits
+                body.append(piece)
+                ends.append("")
+        # splitlines also splits on \r, \v, \f, \u2028...: glue those back so only \n separates.
+        merged_b: list[str] = []
+        merged_e: list[str] = []
+        for b, e in zip(body, ends, strict=True):
+            if merged_e and merged_e[-1] == "":
+                merged_b[-1] += b
+                merged_e[-1] = e
+            else:
+                merged_b.append(b)
+                merged_e.append(e)
+        crlf = sum(1 for e in merged_e if e == "\r\n")
+        lf = sum(1 for e in merged_e if e == "\n")
+        return cls(merged_b, merged_e, "\r\n" if crlf > lf else "\n")
+
+    def text(self, final_newline: bool) -> str:
+        ends = [e or self.eol for e in self.ends]
+        if ends:
+            if final_newline and ends[-1] == "":
+                ends[-1] = self.eol
+            elif not final_newline:
+                ends[-1] = ""
+        return "".join(b + e for b, e in zip(self.body, ends, strict=True))
+
+
+def _fold(s: str) -> str:
+    table = {
+        "\u2010": "-", "\u2011": "-", "\u2012": "-", "\u2013": "-", "\u2014": "-", "\u2212": "-",
+        "\u2018": "'", "\u2019": "'", "\u201a": "'", "\u201b": "'",
+        "\u201c": '"', "\u201d": '"', "\u201e": '"', "\u201f": '"',
+        "\u00a0": " ", "\u2002": " ", "\u2003": " ", "\u2009": " ", "\u202f": " ",
+    }  # fmt: skip
+    return "".join(table.get(c, c) for c in s).strip()
+
+
+_PASSES: tuple[Callable[[str], str], ...] = (lambda s: s, str.rstrip, str.strip, _fold)
+
+
+def _seek(lines: Sequence[str], pattern: Sequence[str], start: int, eof: bool) -> int | None:
+    """Index where `pattern` occurs at or after `start`, trying ever looser comparisons."""
+    if not pattern:
+        return start
+    n, m = len(lines), len(pattern)
+    if m > n:
+        return None
+    for norm in _PASSES:
+        pat = [norm(p) for p in pattern]
+        candidates: Iterator[int] = iter(range(start, n - m + 1))
+        if eof:  # prefer the end of the file
+            candidates = iter([n - m, *range(start, n - m + 1)])
+        for i in candidates:
+            if i < start:
+                continue
+            if all(norm(lines[i + k]) == pat[k] for k in range(m)):
+                return i
+    return None
+
+
+def _keep_context(diff_lines: Sequence[str], matched: Sequence[str]) -> tuple[str, ...]:
+    """The hunk's new lines, with context lines taken from the file as it is (fuzzy matches)."""
+    out: list[str] = []
+    k = 0
+    for d in diff_lines:
+        tag, text = d[:1], d[1:]
+        if tag == " ":
+            out.append(matched[k])
+            k += 1
+        elif tag == "-":
+            k += 1
+        else:
+            out.append(text)
+    return tuple(out)
+
+
+def _describe(chunk: Chunk, index: int, total: int) -> str:
+    return f"hunk {index + 1} of {total} ({chunk.header})"
+
+
+def apply_chunks(text: str, chunks: Sequence[Chunk], path: str, *, selected: Sequence[bool] | None = None) -> str:
+    """Apply `chunks` (those `selected`) to `text`; PatchApplyError names the hunk that failed."""
+    had_final_nl = text.endswith("\n") or text == ""
+    doc = _Lines.of(text)
+    lines = doc.body
+    replacements: list[tuple[int, int, tuple[str, ...]]] = []
+    pos = 0
+    total = len(chunks)
+    for idx, chunk in enumerate(chunks):
+        if selected is not None and not selected[idx]:
+            continue
+        if chunk.anchor is not None:
+            at = _seek(lines, [chunk.anchor], pos, False)
+            if at is None:
+                raise PatchApplyError(
+                    f"{path}: {_describe(chunk, idx, total)} failed: the anchor line {chunk.anchor!r} was not "
+                    f"found{' after the previous hunk' if pos else ''}. Read the file again and resend the patch."
+                )
+            pos = at + 1
+        if not chunk.old_lines:
+            at = pos if chunk.anchor is not None else len(lines)
+            replacements.append((at, 0, chunk.new_lines))
+            continue
+        old, new = list(chunk.old_lines), chunk.new_lines
+        at = _seek(lines, old, pos, chunk.is_eof)
+        if at is None and old and old[-1] == "":
+            # A trailing blank context line is often the file's final newline, not a line.
+            old = old[:-1]
+            new = new[:-1] if new and new[-1] == "" else new
+            at = _seek(lines, old, pos, chunk.is_eof)
+        if at is None:
+            expected = "\n".join("  " + s for s in chunk.old_lines[:12])
+            more = "\n  ..." if len(chunk.old_lines) > 12 else ""
+            raise PatchApplyError(
+                f"{path}: {_describe(chunk, idx, total)} failed: these lines were not found"
+                f"{' after the previous hunk' if pos else ''} (also tried ignoring whitespace):\n"
+                f"{expected}{more}\nRead the file again and resend the patch with its exact lines."
+            )
+        if len(old) == len(chunk.old_lines) and chunk.diff_lines:
+            new = _keep_context(chunk.diff_lines, lines[at : at + len(old)])
+        replacements.append((at, len(old), tuple(new)))
+        pos = at + len(old)
+    replacements.sort(key=lambda r: r[0])
+    for (a0, alen, _), (b0, _, _) in itertools.pairwise(replacements):
+        if a0 + alen > b0:
+            raise PatchApplyError(f"{path}: two hunks overlap around line {b0 + 1}; merge them into one hunk")
+    body, ends = doc.body, doc.ends
+    for start, length, new_lines in reversed(replacements):
+        old_ends = ends[start : start + length]
+        new_ends = [doc.eol] * len(new_lines)
+        # Keep the endings of replaced lines where a line stays in place.
+        for k in range(min(len(old_ends), len(new_ends))):
+            new_ends[k] = old_ends[k] or doc.eol
+        body[start : start + length] = list(new_lines)
+        ends[start : start + length] = new_ends
+    if not body:
+        return ""
+    return doc.text(final_newline=had_final_nl)
+
+
+# ---------------------------------------------------------------------------------------------
+# Three-way merge
+
+
+@dataclass(frozen=True, slots=True)
+class Conflict:
+    base: tuple[str, ...]
+    ours: tuple[str, ...]  # the disk (the user's edit)
+    theirs: tuple[str, ...]  # the model's edit
+    line: int  # 1-based line in the merged output where it would start
+
+    def render(self) -> str:
+        def block(ls: tuple[str, ...]) -> str:
+            return "".join(s if s.endswith("\n") else s + "\n" for s in ls)
+
+        return (
+            f"<<<<<<< on disk (user) — near line {self.line}\n{block(self.ours)}"
+            f"||||||| what you read\n{block(self.base)}=======\n{block(self.theirs)}>>>>>>> your patch"
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class MergeResult:
+    text: str
+    conflicts: tuple[Conflict, ...]
+
+    @property
+    def clean(self) -> bool:
+        return not self.conflicts
+
+
+def _sync_regions(base: list[str], a: list[str], b: list[str]) -> list[tuple[int, int, int, int, int, int]]:
+    am = difflib.SequenceMatcher(None, base, a, autojunk=False).get_matching_blocks()
+    bm = difflib.SequenceMatcher(None, base, b, autojunk=False).get_matching_blocks()
+    ia = ib = 0
+    out: list[tuple[int, int, int, int, int, int]] = []
+    while ia < len(am) and ib < len(bm):
+        abase, amatch, alen = am[ia]
+        bbase, bmatch, blen = bm[ib]
+        lo, hi = max(abase, bbase), min(abase + alen, bbase + blen)
+        if lo < hi:
+            asub = amatch + (lo - abase)
+            bsub = bmatch + (lo - bbase)
+            out.append((lo, hi, asub, asub + hi - lo, bsub, bsub + hi - lo))
+        if abase + alen < bbase + blen:
+            ia += 1
+        else:
+            ib += 1
+    out.append((len(base), len(base), len(a), len(a), len(b), len(b)))
+    return out
+
+
+def merge3(base: str, ours: str, theirs: str) -> MergeResult:
+    """Line-based three-way merge (diff3): `ours` is the disk, `theirs` the model's edit of `base`."""
+    if ours == base:
+        return MergeResult(theirs, ())
+    if theirs in (base, ours):
+        return MergeResult(ours, ())
+    zb, za, zt = base.splitlines(keepends=True), ours.splitlines(keepends=True), theirs.splitlines(keepends=True)
+    out: list[str] = []
+    conflicts: list[Conflict] = []
+    iz = ia = ib = 0
+    for zmatch, zend, amatch, aend, bmatch, bend in _sync_regions(zb, za, zt):
+        if amatch > ia or bmatch > ib:
+            a_part, b_part, z_part = za[ia:amatch], zt[ib:bmatch], zb[iz:zmatch]
+            if a_part == b_part or b_part == z_part:
+                out.extend(a_part)
+            elif a_part == z_part:
+                out.extend(b_part)
+            else:
+                conflicts.append(Conflict(tuple(z_part), tuple(a_part), tuple(b_part), len(out) + 1))
+                out.extend(a_part)
+        elif zmatch > iz:
+            pass  # both sides deleted the same base lines
+        ia, ib, iz = amatch, bmatch, zmatch
+        if zend > zmatch:
+            out.extend(zb[zmatch:zend])
+            iz, ia, ib = zend, aend, bend
+    return MergeResult("".join(out), tuple(conflicts))
+
+
+# ---------------------------------------------------------------------------------------------
+# Planning: a proposed change set for review
+
+
+@dataclass(frozen=True, slots=True)
+class FilePlan:
+    """One file's proposed change.
+
+    `disk` is the file on disk when planned (None: it did not exist); `base` is the text the hunks
+    apply to (what the model saw, which may differ from `disk`); `new_text` is the result with every
+    hunk accepted (None: the file is deleted).
+    """
+
+    path: str
+    op: Literal["add", "delete", "update", "move"]
+    move_to: str | None
+    disk: str | None
+    base: str | None
+    new_text: str | None
+    chunks: tuple[Chunk, ...] = ()
+    disk_bytes: bytes | None = None  # for deletes of binary files: the pre-image as read
+    merged: bool = False  # the user's disk change was merged in
+
+    @property
+    def target(self) -> str:
+        return self.move_to or self.path
+
+    @property
+    def hunk_count(self) -> int:
+        return len(self.chunks) if self.op in ("update", "move") and self.chunks else 1
+
+    def render(self, accepted: Sequence[bool] | None = None) -> str | None:
+        """The file's new text with only the `accepted` hunks (all when None); PatchConflict on overlap."""
+        if self.op in ("add", "delete"):
+            if accepted is not None and not all(accepted):
+                return self.disk
+            return self.new_text
+        if accepted is None or all(accepted):
+            return self.new_text
+        assert self.base is not None and self.disk is not None
+        if self.chunks and not any(accepted):
+            return self.disk
+        mine = apply_chunks(self.base, self.chunks, self.path, selected=list(accepted)) if self.chunks else self.base
+        if self.base == self.disk:
+            return mine
+        result = merge3(self.base, self.disk, mine)
+        if not result.clean:
+            raise PatchConflict(self.path, result.conflicts)
+        return result.text
+
+    def unified_diff(self, context: int = 3) -> str:
+        old = self.disk or ""
+        new = self.new_text or ""
+        return "".join(
+            difflib.unified_diff(
+                old.splitlines(keepends=True),
+                new.splitlines(keepends=True),
+                fromfile=f"a/{self.path}" if self.disk is not None else "/dev/null",
+                tofile=f"b/{self.target}" if self.new_text is not None else "/dev/null",
+                n=context,
+            )
+        )
+
+    def hunks_payload(self) -> list[dict[str, Any]]:
+        """Per-hunk display for the review UI: [{"header", "lines"}]."""
+        if self.op == "add":
+            return [{"header": "new file", "lines": ["+" + s for s in (self.new_text or "").splitlines()]}]
+        if self.op == "delete":
+            return [{"header": "delete file", "lines": ["-" + s for s in (self.disk or "").splitlines()]}]
+        if not self.chunks:
+            return [{"header": f"rename to {self.move_to}", "lines": []}]
+        return [{"header": c.header, "lines": list(c.diff_lines)} for c in self.chunks]
+
+
+@dataclass(frozen=True, slots=True)
+class ChangeSet:
+    """Everything one patch would change, computed before anything touches the disk."""
+
+    files: tuple[FilePlan, ...]
+    patch: str
+    notes: tuple[str, ...] = field(default=())
+
+    def payload(self) -> dict[str, Any]:
+        """The ApprovalRequest payload for kind "patch"."""
+        return {
+            "files": [
+                {"path": f.target if f.move_to else f.path, "op": f.op, "from": f.path if f.move_to else None,
+                 "hunks": f.hunks_payload()}
+                for f in self.files
+            ],
+            "patch": self.patch,
+            "diff": self.diff(),
+        }  # fmt: skip
+
+    def diff(self) -> str:
+        return "".join(f.unified_diff() for f in self.files)
+
+    def summary(self) -> str:
+        """One line per file: 'M src/a.py (+3 -1)'."""
+        letters = {"add": "A", "delete": "D", "update": "M", "move": "R"}
+        out = []
+        for f in self.files:
+            plus = minus = 0
+            for line in f.unified_diff(context=0).splitlines():
+                if line.startswith("+") and not line.startswith("+++"):
+                    plus += 1
+                elif line.startswith("-") and not line.startswith("---"):
+                    minus += 1
+            name = f"{f.path} -> {f.move_to}" if f.move_to else f.path
+            merged = " (merged with the user's unsaved-to-you edits)" if f.merged else ""
+            out.append(f"{letters[f.op]} {name} (+{plus} -{minus}){merged}")
+        return "\n".join(out)
+
+
+def plan_patch(
+    patch: Patch | str,
+    read: Callable[[str], bytes | None],
+    seen: Callable[[str], str | None] | None = None,
+) -> ChangeSet:
+    """Compute the change set of `patch` against `read(path)` (None: missing).
+
+    `seen(path)` gives the text the model last saw, when known; if it differs from the disk, the
+    model's hunks are applied to it and merged three-way with the disk.
+    """
+    p = parse_patch(patch) if isinstance(patch, str) else patch
+    plans: list[FilePlan] = []
+    for op in p.ops:
+        data = read(op.path)
+        if op.kind == "add":
+            if data is not None:
+                raise PatchApplyError(
+                    f"{op.path} already exists; use '*** Update File: {op.path}' to change it"
+                )
+            plans.append(FilePlan(op.path, "add", None, None, None, op.content))
+            continue
+        if data is None:
+            verb = "delete" if op.kind == "delete" else "update"
+            raise PatchApplyError(f"cannot {verb} {op.path}: no such file in the project")
+        if op.kind == "delete":
+            try:
+                text: str | None = decode_text(data, op.path)
+            except PatchApplyError:
+                text = None
+            plans.append(FilePlan(op.path, "delete", None, text, text, None, disk_bytes=data))
+            continue
+        disk = decode_text(data, op.path)
+        if op.move_to is not None and read(op.move_to) is not None:
+            raise PatchApplyError(f"cannot move {op.path} to {op.move_to}: {op.move_to} already exists")
+        saw = seen(op.path) if seen is not None else None
+        base = disk if saw is None else saw
+        try:
+            mine = apply_chunks(base, op.chunks, op.path) if op.chunks else base
+        except PatchApplyError:
+            if base == disk:
+                raise
+            # The model's view is stale in a way the hunks do not fit: try the disk itself.
+            base = disk
+            mine = apply_chunks(base, op.chunks, op.path)
+        merged = False
+        if base != disk:
+            result = merge3(base, disk, mine)
+            if not result.clean:
+                raise PatchConflict(op.path, result.conflicts)
+            mine, merged = result.text, True
+        kind: Literal["update", "move"] = "move" if op.move_to else "update"
+        plans.append(FilePlan(op.path, kind, op.move_to, disk, base, mine, op.chunks, merged=merged))
+    return ChangeSet(tuple(plans), p.text)

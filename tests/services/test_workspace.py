@@ -1,0 +1,154 @@
+"""Live context sync end to end: a real folder, the real watcher, a real server with a recording engine."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from app.server.app import run_server
+from app.server.engines.base import EngineOutput, TextDelta, Turn
+from app.services.session import Endpoint, ResponsesSession
+from app.services.workspace import ContextSync, Push, Workspace
+from tests.conftest import wait_until
+
+pytestmark = pytest.mark.asyncio
+
+
+class Recorder:
+    """An engine that records every turn the server ran (shared across restarts)."""
+
+    name = "recorder"
+
+    def __init__(self) -> None:
+        self.turns: list[Turn] = []
+
+    def connect(self) -> Recorder:
+        return self
+
+    async def run(self, turn: Turn) -> AsyncIterator[EngineOutput]:
+        self.turns.append(turn)
+        yield TextDelta("ok")
+
+    async def aclose(self) -> None:
+        pass
+
+
+def texts(items: Any) -> list[str]:
+    out = []
+    for item in items:
+        content = item.get("content")
+        if isinstance(content, list):
+            out += [c.get("text", "") for c in content if isinstance(c, dict)]
+        elif isinstance(content, str):
+            out.append(content)
+    return out
+
+
+def chain_text(turn: Turn) -> str:
+    """Everything the server holds for this chain, as one string."""
+    return "\n".join(texts(list(turn.history) + list(turn.new_input)))
+
+
+def user(text: str) -> dict[str, Any]:
+    return {"type": "message", "role": "user", "content": [{"type": "input_text", "text": text}]}
+
+
+async def probe(sync: ContextSync, rec: Recorder) -> str:
+    """Warm-ups never reach an engine: run a generating turn and return the chain the server holds."""
+    result = await sync.turn([user("probe")])
+    assert result.ok, result.error
+    return chain_text(rec.turns[-1])
+
+
+async def make(tmp_path: Path, srv: Any) -> tuple[Workspace, ResponsesSession, ContextSync, list[Push]]:
+    ws = Workspace(tmp_path, quiet_s=0.03, max_window_s=0.3)
+    session = ResponsesSession(Endpoint(srv.url, srv.token), rebuild=ws.rebuild, initial_delay=0.01)
+    pushes: list[Push] = []
+    sync = ContextSync(ws, session, on_push=pushes.append)
+    await ws.start()
+    return ws, session, sync, pushes
+
+
+async def test_edits_reach_the_server_as_diffs_in_order_once_per_chain(tmp_path: Path) -> None:
+    """Snapshot first, then one diff per settled edit; no edit appears twice in the chain."""
+    (tmp_path / "a.py").write_text("x = 1\n")
+    (tmp_path / ".env").write_text("TOKEN=abc\n")
+    rec = Recorder()
+    async with run_server(rec) as srv:
+        ws, session, sync, pushes = await make(tmp_path, srv)
+        assert await sync.push()
+        first = await probe(sync, rec)
+        assert "x = 1" in first and "TOKEN=abc" not in first
+        for i in range(2, 5):
+            n = len(pushes)
+            (tmp_path / "a.py").write_text(f"x = {i}\n")
+            await wait_until(lambda n=n: len(pushes) > n, 10)
+        final = await probe(sync, rec)
+        for i in range(2, 5):
+            assert final.count(f"+x = {i}") == 1
+        assert final.index("+x = 2") < final.index("+x = 3") < final.index("+x = 4")
+        assert all(p.ok for p in pushes) and pushes[0].kind == "snapshot"
+        await wait_until(lambda: all(s.state == "in_view" for s in ws.status() if s.path == "a.py"))
+        assert {s.path: s.state for s in ws.status()}[".env"] == "excluded"
+        await sync.aclose()
+        await ws.aclose()
+        await session.aclose()
+
+
+async def test_server_restart_rebuilds_from_disk_and_loses_nothing(tmp_path: Path) -> None:
+    """Killed and restarted mid-session: the next push is a fresh snapshot holding the latest disk state."""
+    (tmp_path / "a.py").write_text("v = 'one'\n")
+    rec = Recorder()
+    async with run_server(rec) as srv:
+        port, token = srv.port, srv.token
+        ws, session, sync, _pushes = await make(tmp_path, srv)
+        assert await sync.push()
+    # the server is gone: edits made now must not be lost
+    (tmp_path / "a.py").write_text("v = 'two'\n")
+    (tmp_path / "b.py").write_text("new = True\n")
+    await asyncio.sleep(0.5)
+    async with run_server(rec, port=port, token=token):
+        text = await probe(sync, rec)
+        assert "v = 'two'" in text
+        assert "v = 'one'" not in text  # the new chain starts from the disk as it is now
+        assert text.count("new = True") == 1
+        await sync.aclose()
+        await ws.aclose()
+        await session.aclose()
+
+
+async def test_change_during_a_turn_waits_then_goes_out_once(tmp_path: Path) -> None:
+    """While a turn is in flight an edit is not pushed; it goes out right after, exactly once."""
+    (tmp_path / "m.py").write_text("a = 0\n")
+    rec = Recorder()
+    gate = asyncio.Event()
+    base_run = rec.run
+
+    async def gated(turn: Turn) -> AsyncIterator[EngineOutput]:
+        await gate.wait()
+        async for out in base_run(turn):
+            yield out
+
+    rec.run = gated  # type: ignore[method-assign]
+    async with run_server(rec) as srv:
+        ws, session, sync, pushes = await make(tmp_path, srv)
+        await sync.push()
+        turn = asyncio.ensure_future(sync.turn([user("hello")]))
+        await wait_until(lambda: session.busy and rec.turns == [] and session.state == "streaming", 5)
+        (tmp_path / "m.py").write_text("a = 1\n")
+        await wait_until(lambda: ws.has_pending(), 5)
+        await asyncio.sleep(0.2)
+        assert len(pushes) == 1  # nothing pushed while the response is in flight
+        gate.set()
+        assert (await turn).ok
+        await wait_until(lambda: len(pushes) == 2, 5)
+        assert pushes[1].kind == "update" and pushes[1].ok
+        text = await probe(sync, rec)
+        assert text.count("+a = 1") == 1 and text.index("hello") < text.index("+a = 1")
+        await sync.aclose()
+        await ws.aclose()
+        await session.aclose()
