@@ -1,0 +1,203 @@
+"""Incremental pygments highlighting of one growing code block.
+
+`CodeHighlighter.update(text)` is called with the block's whole text each time it grew (the text
+only ever grows at the end). Complete lines are lexed once, from the lexer state saved at the end
+of the previous complete line, and their spans are committed; only the partial last line is
+re-lexed on each update. Spans are `(start, end, key)` with `key` a pygments token type name such
+as "Token.Keyword"; the UI resolves keys to colours in its current theme, so a theme switch needs no
+re-lex.
+
+Resuming needs the lexer's state stack, which pygments does not expose, so `_lex` mirrors
+`RegexLexer.get_tokens_unprocessed` (pygments 2.x) and returns the stack. Lexers that are not plain
+RegexLexers (e.g. the hand-written JSON lexer) fall back to re-lexing the committed text of the
+block, which the markdown splitter caps in size.
+
+Some token regexes span lines (Python docstrings, C comments), so spans lexed a line batch at a
+time can differ from a whole lex while the block is open. `update(text, final=True)`, called once
+when the block freezes, re-lexes the block whole (capped in size by the splitter), so frozen blocks
+carry exactly the spans of a whole lex; the open block's spans are provisional.
+"""
+
+from __future__ import annotations
+
+import bisect
+from collections.abc import Iterator
+from typing import Any
+
+from pygments.lexer import Lexer, RegexLexer
+from pygments.lexers import get_lexer_by_name
+from pygments.token import Error, Text, Whitespace, _TokenType
+from pygments.util import ClassNotFound
+
+__all__ = ["CodeHighlighter", "Span", "lexer_for", "spans_in"]
+
+Span = tuple[int, int, str]  # start, end (offsets in the block text), token type name
+
+_ALIASES = {"py": "python", "sh": "bash", "shell": "bash", "zsh": "bash", "js": "javascript",
+            "ts": "typescript", "yml": "yaml", "c++": "cpp", "rs": "rust", "golang": "go",
+            "console": "bash", "text": "text", "plaintext": "text", "txt": "text", "": "text"}
+_LEXER_CACHE: dict[str, Lexer | None] = {}
+
+
+def lexer_for(lang: str) -> Lexer | None:
+    """A pygments lexer for a fence's info string; None means plain text. Unknown names are plain."""
+    key = lang.strip().lower().lstrip(".")
+    key = _ALIASES.get(key, key)
+    if key in _LEXER_CACHE:
+        return _LEXER_CACHE[key]
+    lexer: Lexer | None
+    if key == "text":
+        lexer = None
+    else:
+        try:
+            lexer = get_lexer_by_name(key, stripnl=False, stripall=False, ensurenl=False)
+        except ClassNotFound:
+            lexer = None
+    _LEXER_CACHE[key] = lexer
+    return lexer
+
+
+def _resumable(lexer: Lexer) -> bool:
+    return isinstance(lexer, RegexLexer) and (
+        type(lexer).get_tokens_unprocessed is RegexLexer.get_tokens_unprocessed
+    )
+
+
+def _lex(lexer: RegexLexer, text: str, stack: list[str]) -> tuple[list[tuple[int, Any, str]], list[str]]:
+    """RegexLexer.get_tokens_unprocessed that also returns the final state stack."""
+    out: list[tuple[int, Any, str]] = []
+    pos = 0
+    tokendefs: Any = lexer._tokens
+    statestack = list(stack)
+    statetokens = tokendefs[statestack[-1]]
+    n = len(text)
+    while pos < n:
+        for rexmatch, action, new_state in statetokens:
+            m = rexmatch(text, pos)
+            if m:
+                if action is not None:
+                    if type(action) is _TokenType:
+                        out.append((pos, action, m.group()))
+                    else:
+                        out.extend(action(lexer, m))
+                pos = m.end()
+                if new_state is not None:
+                    if isinstance(new_state, tuple):
+                        for state in new_state:
+                            if state == "#pop":
+                                if len(statestack) > 1:
+                                    statestack.pop()
+                            elif state == "#push":
+                                statestack.append(statestack[-1])
+                            else:
+                                statestack.append(state)
+                    elif isinstance(new_state, int):
+                        if abs(new_state) >= len(statestack):
+                            del statestack[1:]
+                        else:
+                            del statestack[new_state:]
+                    elif new_state == "#push":
+                        statestack.append(statestack[-1])
+                    statetokens = tokendefs[statestack[-1]]
+                break
+        else:
+            if text[pos] == "\n":
+                statestack = ["root"]
+                statetokens = tokendefs["root"]
+                out.append((pos, Whitespace, "\n"))
+            else:
+                out.append((pos, Error, text[pos]))
+            pos += 1
+    return out, statestack
+
+
+def _to_spans(tokens: Iterator[tuple[int, Any, str]] | list[tuple[int, Any, str]], base: int) -> list[Span]:
+    spans: list[Span] = []
+    for pos, ttype, value in tokens:
+        if not value or ttype is Text or ttype is Whitespace:
+            continue
+        key = str(ttype)
+        start = base + pos
+        if spans and spans[-1][2] == key and spans[-1][1] == start:
+            spans[-1] = (spans[-1][0], start + len(value), key)
+        else:
+            spans.append((start, start + len(value), key))
+    return spans
+
+
+class CodeHighlighter:
+    """Spans for one growing code block; pass `stack` to continue another block's lexer state."""
+
+    def __init__(self, lang: str, stack: list[str] | None = None) -> None:
+        self.lexer = lexer_for(lang)
+        self._resumable = self.lexer is not None and _resumable(self.lexer)
+        self._start_stack: list[str] = list(stack) if stack else ["root"]
+        self._stack = list(self._start_stack)
+        self._done = 0  # text[:_done] is committed (ends after a newline)
+        self._text_len = 0
+        self.committed: list[Span] = []
+        self.tail: list[Span] = []  # spans of the partial last line (provisional)
+
+    @property
+    def stack(self) -> list[str]:
+        """Lexer state after the committed text (to continue in a follow-on block)."""
+        return list(self._stack)
+
+    @property
+    def committed_len(self) -> int:
+        return self._done
+
+    def spans(self) -> list[Span]:
+        return self.committed + self.tail
+
+    def update(self, text: str, final: bool = False) -> None:
+        """Take the block's current text (a prefix-extension of the last one); lex what is new."""
+        if len(text) < self._text_len:
+            raise ValueError("code block text shrank; highlighting is append-only")
+        self._text_len = len(text)
+        lexer = self.lexer
+        if lexer is None:
+            self._done = len(text) if final else text.rfind("\n") + 1
+            return
+        if final:
+            self.tail = []
+            if self._resumable:
+                assert isinstance(lexer, RegexLexer)
+                tokens, self._stack = _lex(lexer, text, self._start_stack)
+                self.committed = _to_spans(tokens, 0)
+            elif len(text) > self._done:
+                self.committed = _to_spans(lexer.get_tokens_unprocessed(text), 0)
+            self._done = len(text)
+            return
+        cut = text.rfind("\n") + 1
+        if cut > self._done:
+            if self._resumable:
+                assert isinstance(lexer, RegexLexer)
+                tokens, self._stack = _lex(lexer, text[self._done:cut], self._stack)
+                self.committed.extend(_to_spans(tokens, self._done))
+            else:
+                self.committed = _to_spans(lexer.get_tokens_unprocessed(text[:cut]), 0)
+            self._done = cut
+        self.tail = []
+        if cut < len(text):
+            rest = text[cut:]
+            if self._resumable:
+                assert isinstance(lexer, RegexLexer)
+                tokens, _ = _lex(lexer, rest, self._stack)
+                self.tail = _to_spans(tokens, cut)
+            else:
+                self.tail = _to_spans(lexer.get_tokens_unprocessed(rest), cut)
+
+
+def spans_in(spans: list[Span], start: int, end: int) -> list[Span]:
+    """The spans overlapping [start, end), clipped to it (spans are sorted and disjoint)."""
+    i = bisect.bisect_right(spans, (start, 1 << 62, "")) - 1
+    i = max(i, 0)
+    out: list[Span] = []
+    for s, e, k in spans[i:]:
+        if s >= end:
+            break
+        if e <= start:
+            continue
+        out.append((max(s, start), min(e, end), k))
+    return out

@@ -1,0 +1,83 @@
+"""Incremental highlighting matches a whole lex."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from app.render.highlight import CodeHighlighter, _to_spans, lexer_for, spans_in
+
+ROOT = Path(__file__).resolve().parents[2]
+JS = "function f(a) {\n  /* multi\n  line */\n  return `t ${a}`;\n}\nconst x = [1, 2, 'q'];\n" * 20
+JSON = '{\n  "a": [1, 2, {"b": null}],\n  "c": "d"\n}\n' * 20
+
+
+def _whole(lang: str, text: str) -> list[tuple[int, int, str]]:
+    lexer = lexer_for(lang)
+    assert lexer is not None
+    return _to_spans(lexer.get_tokens_unprocessed(text), 0)
+
+
+@pytest.mark.parametrize(
+    ("lang", "text"),
+    [("python", (ROOT / "app/render/highlight.py").read_text()), ("javascript", JS), ("json", JSON)],
+)
+@pytest.mark.parametrize("step", [1, 37, 400])
+def test_final_spans_equal_whole_lex(lang: str, text: str, step: int) -> None:
+    """Fed in pieces of any size, the frozen block has exactly the spans of a whole lex."""
+    if step == 1:
+        text = text[:1500]
+    hl = CodeHighlighter(lang)
+    for i in range(step, len(text) + step, step):
+        hl.update(text[:i])
+        assert hl.spans() == sorted(hl.spans())
+    hl.update(text, final=True)
+    assert hl.spans() == _whole(lang, text)
+    assert hl.committed_len == len(text)
+
+
+def test_state_based_lexer_is_exact_while_streaming() -> None:
+    """For a lexer without line-spanning regexes the committed spans need no correction."""
+    text = "fn main() {\n    let s = \"a\\n\";\n    // c\n}\n" * 30
+    hl = CodeHighlighter("rust")
+    for i in range(0, len(text), 13):
+        hl.update(text[: i + 13])
+    assert hl.committed == _whole("rust", text)
+
+
+def test_only_new_lines_are_lexed() -> None:
+    """Committed spans only grow; the partial line is provisional."""
+    hl = CodeHighlighter("python")
+    hl.update("import os\nx = ")
+    first = list(hl.committed)
+    assert hl.committed_len == len("import os\n")
+    assert hl.tail and hl.tail[0][0] >= hl.committed_len
+    hl.update("import os\nx = 1\ny")
+    assert hl.committed[: len(first)] == first
+    with pytest.raises(ValueError, match="shrank"):
+        hl.update("import")
+
+
+def test_unknown_language_is_plain() -> None:
+    """An unknown info string gives no spans and no error."""
+    hl = CodeHighlighter("no-such-language")
+    hl.update("a b c\n", final=True)
+    assert hl.lexer is None and hl.spans() == []
+    assert lexer_for("py") is lexer_for("python")
+
+
+def test_continued_block_keeps_lexer_state() -> None:
+    """A block continued after a size cut starts in the previous block's lexer state."""
+    one = CodeHighlighter("python")
+    one.update('s = """\nopen\n')
+    two = CodeHighlighter("python", stack=one.stack)
+    two.update('still string\n"""\n', final=True)
+    assert two.spans()[0][2].startswith("Token.Literal.String")
+
+
+def test_spans_in_clips() -> None:
+    """spans_in returns the overlapping spans clipped to the window."""
+    spans = [(0, 3, "a"), (4, 8, "b"), (9, 10, "c")]
+    assert spans_in(spans, 2, 6) == [(2, 3, "a"), (4, 6, "b")]
+    assert spans_in(spans, 10, 12) == []

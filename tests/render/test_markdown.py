@@ -1,0 +1,163 @@
+"""Incremental block splitter and inline rendering."""
+
+from __future__ import annotations
+
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from app.render.markdown import (
+    BOLD,
+    CODE,
+    HARD_LINE,
+    MAX_BLOCK_CHARS,
+    BlockSplitter,
+    MdKind,
+    render_inline,
+    split_all,
+)
+
+SAMPLE = (
+    "# Title\n\nSome *para* text\nmore `x`.\n\n- a\n- b\n\n  cont\n\nnext para\n"
+    "```python\ndef f(x):\n    return x\n```\n> quote\n> more\n---\n~~~\nopen fence"
+)
+
+
+def _kinds(text: str) -> list[MdKind]:
+    return [b.kind for b in split_all(text)]
+
+
+def test_block_kinds() -> None:
+    """Headings, paragraphs, lists, code, quotes, rules and an open fence are recognised."""
+    blocks = split_all(SAMPLE)
+    assert [b.kind for b in blocks] == [
+        MdKind.HEADING, MdKind.PARAGRAPH, MdKind.LIST, MdKind.PARAGRAPH, MdKind.CODE,
+        MdKind.QUOTE, MdKind.RULE, MdKind.CODE,
+    ]
+    assert blocks[0].text == "Title" and blocks[0].level == 1
+    assert blocks[2].text == "- a\n- b\n\n  cont"
+    assert blocks[4].lang == "python" and blocks[4].text == "def f(x):\n    return x\n"
+    assert blocks[4].closed and not blocks[7].closed
+    assert blocks[7].text == "open fence"
+
+
+def test_fence_rules() -> None:
+    """A fence closes only with the same character and at least the same length."""
+    text = "````md\n```\ninner\n```\n````\nafter\n"
+    blocks = split_all(text)
+    assert [b.kind for b in blocks] == [MdKind.CODE, MdKind.PARAGRAPH]
+    assert blocks[0].text == "```\ninner\n```\n"
+    assert split_all("~~~\n```\n~~~\n")[0].text == "```\n"
+
+
+def test_fence_in_list_item() -> None:
+    """An indented fence under a list item is a code block with the indent stripped."""
+    blocks = split_all("1. step\n   ```bash\n   ls -l\n   ```\n2. next\n")
+    assert [b.kind for b in blocks] == [MdKind.LIST, MdKind.CODE, MdKind.LIST]
+    assert blocks[1].text == "ls -l\n" and blocks[1].lang == "bash"
+
+
+def test_frozen_blocks_are_handed_out_once() -> None:
+    """A block freezes when the next line cannot extend it, and take_frozen swaps it out."""
+    sp = BlockSplitter()
+    sp.feed("para one\n")
+    assert sp.take_frozen() == []
+    tail = sp.tail()
+    assert tail is not None and tail.text == "para one"
+    sp.feed("\n# Head")
+    frozen = sp.take_frozen()
+    assert [b.text for b in frozen] == ["para one"]
+    tail = sp.tail()
+    assert tail is not None and tail.kind is MdKind.HEADING and tail.text == "Head"
+    assert sp.take_frozen() == []
+    sp.feed("ing\n")
+    assert [b.text for b in sp.take_frozen()] == ["Heading"]
+    assert sp.tail() is None
+
+
+def test_open_fence_tail_hides_partial_closing_fence() -> None:
+    """The tail of an open fence shows code, not a half-typed closing fence."""
+    sp = BlockSplitter()
+    sp.feed("```py\nx = 1\n``")
+    tail = sp.tail()
+    assert tail is not None and tail.kind is MdKind.CODE and tail.text == "x = 1\n"
+
+
+def test_huge_line_is_cut_into_bounded_blocks() -> None:
+    """A 1 MB paragraph without newlines becomes bounded continuation blocks, losing nothing."""
+    text = ("word " * 200_000)[:1_000_000]
+    sp = BlockSplitter()
+    sp.feed(text)
+    tail = sp.tail()
+    assert tail is not None and len(tail.text) <= MAX_BLOCK_CHARS + HARD_LINE
+    sp.finish()
+    blocks = sp.take_frozen()
+    assert all(len(b.text) <= MAX_BLOCK_CHARS + HARD_LINE for b in blocks)
+    assert all(b.cont for b in blocks[1:])
+    assert "".join(b.text for b in blocks) == text
+
+
+def test_long_code_block_is_continued() -> None:
+    """A long fence is cut into code blocks of the same language, all lines kept in order."""
+    body = "".join(f"x{i} = {i}\n" for i in range(1000))
+    blocks = split_all(f"```python\n{body}```\n")
+    assert len(blocks) > 1 and all(b.kind is MdKind.CODE and b.lang == "python" for b in blocks)
+    assert "".join(b.text for b in blocks) == body
+    assert blocks[-1].closed and not blocks[0].closed
+
+
+def test_feed_after_finish_is_an_error() -> None:
+    """Feeding a finished splitter is a bug and says so."""
+    sp = BlockSplitter()
+    sp.finish()
+    try:
+        sp.feed("x")
+    except ValueError as e:
+        assert "finish" in str(e)
+    else:
+        raise AssertionError("expected ValueError")
+
+
+_pieces = st.sampled_from([
+    "a", " ", "\n", "\n\n", "#", "# ", "```", "```py", "~~~", "- ", "1. ", "> ", "---", "**b**",
+    "`c`", "  ", "word", "\t", "x" * 50,
+])
+
+
+@settings(max_examples=150, deadline=None, database=None)
+@given(st.lists(_pieces, max_size=60), st.data())
+def test_same_blocks_whole_or_in_pieces(pieces: list[str], data: st.DataObject) -> None:
+    """The final blocks do not depend on how the text was cut into deltas."""
+    text = "".join(pieces)
+    cuts = sorted(data.draw(st.lists(st.integers(0, len(text)), max_size=20)))
+    sp = BlockSplitter()
+    got = []
+    prev = 0
+    for c in [*cuts, len(text)]:
+        sp.feed(text[prev:c])
+        got.extend(sp.take_frozen())
+        sp.tail()
+        prev = c
+    sp.finish()
+    got.extend(sp.take_frozen())
+    assert got == split_all(text)
+
+
+def test_char_by_char_with_long_lines() -> None:
+    """Soft line cuts land in the same place whether fed whole or one character at a time."""
+    text = "intro\n\n" + ("abc " * 1500) + "\n\n```\n" + ("y" * 5000) + "\n```\ntail"
+    sp = BlockSplitter()
+    for ch in text:
+        sp.feed(ch)
+    sp.finish()
+    assert sp.take_frozen() == split_all(text)
+
+
+def test_inline_spans() -> None:
+    """Bold, code and safe links become spans; raw HTML and unsafe links stay text."""
+    spans = render_inline("a **b** `c` [l](https://x.y) [j](javascript:alert(1)) <b>h</b>")
+    assert ("b", BOLD) in [(s.text, s.flags) for s in spans]
+    assert ("c", CODE) in [(s.text, s.flags) for s in spans]
+    assert [s.href for s in spans if s.text == "l"] == ["https://x.y"]
+    assert not any("javascript" in s.href for s in spans)
+    assert "".join(s.text for s in spans).endswith("<b>h</b>")
+    assert render_inline("") == []

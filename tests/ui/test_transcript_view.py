@@ -1,0 +1,171 @@
+"""The transcript widget: frame-coalesced rendering, copy, collapse, follow, huge deltas."""
+
+from __future__ import annotations
+
+import pytest
+from PySide6.QtCore import QUrl
+from PySide6.QtGui import QGuiApplication
+
+from app.render.transcript import BlockKind
+from app.ui.theme import DARK, LIGHT
+from app.ui.transcript_view import TranscriptView
+
+
+def _drain(view: TranscriptView) -> int:
+    frames = 0
+    while view.pending:
+        view.flush()
+        frames += 1
+    return frames
+
+
+@pytest.fixture
+def view(qtbot):  # type: ignore[no-untyped-def]
+    v = TranscriptView(theme=LIGHT)
+    qtbot.addWidget(v)
+    v.resize(500, 300)
+    v.show()
+    return v
+
+
+def test_feeds_buffer_until_a_frame(view: TranscriptView) -> None:
+    """feed_* only buffers; one flush renders everything, coalesced."""
+    for ch in "Hello **world**\n":
+        view.feed_text("m", ch)
+    assert view.toPlainText() == "" and view.transcript.blocks == []
+    assert _drain(view) == 1
+    assert view.toPlainText() == "Hello world"
+    assert len(view.transcript.blocks) == 1
+
+
+def test_frame_timer_flushes(view: TranscriptView, qtbot) -> None:  # type: ignore[no-untyped-def]
+    """The frame timer applies buffered deltas without an explicit flush."""
+    view.feed_text("m", "tick")
+    qtbot.waitUntil(lambda: view.toPlainText() == "tick", timeout=3000)
+
+
+def test_rendered_text_of_a_turn(view: TranscriptView) -> None:
+    """User message, markdown, code, tool call and output all render in order."""
+    view.feed_user_message("hi")
+    view.feed_begin_assistant("r1")
+    text = "# Title\n\nSome *text*.\n\n```python\ndef f(x):\n    return x\n```\n- a\n- b\n"
+    for i in range(0, len(text), 3):
+        view.feed_text("m", text[i:i + 3])
+        view.flush()
+    view.feed_begin_tool_call("t", "read_file", "c1")
+    for ch in '{"path": "a.py"}':
+        view.feed_tool_args("t", ch)
+        view.flush()
+    assert view.toPlainText().endswith('{"path": "a.py"}')
+    view.feed_end_item("t")
+    view.feed_tool_output("c1", "line1\nline2\n", True)
+    view.feed_end_response("completed")
+    _drain(view)
+    lines = view.toPlainText().split("\n")
+    assert lines[:6] == ["You", "hi", "Title", "Some text.", "python  ⧉ Copy", "def f(x):"]
+    assert "    return x" in lines and "• a" in lines and "• b" in lines
+    assert "line2" in lines and lines[-1] == "line2"
+
+
+def test_code_is_highlighted_in_theme(view: TranscriptView) -> None:
+    """Keywords in a code block get the theme's keyword colour; a theme switch recolours."""
+    view.feed_text("m", "```python\nimport os\n```\n")
+    _drain(view)
+
+    def keyword_colour() -> str:
+        doc = view.document()
+        pos = view.toPlainText().index("import") + 1
+        blk = doc.findBlock(pos)
+        for fr in _fragments(blk):
+            if "import" in fr.text():
+                return fr.charFormat().foreground().color().name()
+        raise AssertionError("no import fragment")
+
+    light = LIGHT.code_style("Token.Keyword.Namespace")
+    assert light is not None and keyword_colour() == light.color.lower()
+    view.set_theme(DARK)
+    dark = DARK.code_style("Token.Keyword.Namespace")
+    assert dark is not None and keyword_colour() == dark.color.lower()
+    assert "import os" in view.toPlainText()
+
+
+def _fragments(block):  # type: ignore[no-untyped-def]
+    it = block.begin()
+    while not it.atEnd():
+        yield it.fragment()
+        it += 1
+
+
+def test_copy_button_copies_code(view: TranscriptView, qtbot) -> None:  # type: ignore[no-untyped-def]
+    """The copy anchor puts the code on the clipboard and emits copyRequested."""
+    view.feed_text("m", "```sh\nls -l\necho hi\n```\n")
+    _drain(view)
+    code = next(b for b in view.transcript.blocks if b.kind is BlockKind.CODE)
+    with qtbot.waitSignal(view.copyRequested) as sig:
+        view.anchorClicked.emit(QUrl(f"copy:{code.id}"))
+    assert sig.args == ["ls -l\necho hi\n"]
+    clip = QGuiApplication.clipboard()
+    assert clip is not None and clip.text() == "ls -l\necho hi\n"
+    pos = view.toPlainText().index("echo")
+    assert view.block_at(pos) == code.id
+
+
+def test_collapse_and_expand_tool_blocks(view: TranscriptView) -> None:
+    """Clicking a tool header toggles its body; later blocks keep their text."""
+    view.feed_begin_tool_call("t", "run_tests", "c9")
+    view.feed_tool_args("t", '{"k": "SECRET_ARGS"}')
+    view.feed_end_item("t")
+    view.feed_tool_output("c9", "PASSED\n", True)
+    view.feed_text("m2", "after")
+    _drain(view)
+    call = view.transcript.blocks[0]
+    assert "SECRET_ARGS" in view.toPlainText()
+    view.anchorClicked.emit(QUrl(f"toggle:{call.id}"))
+    assert "SECRET_ARGS" not in view.toPlainText() and "▸ tool run_tests" in view.toPlainText()
+    assert view.toPlainText().endswith("after") and "PASSED" in view.toPlainText()
+    view.anchorClicked.emit(QUrl(f"toggle:{call.id}"))
+    assert "SECRET_ARGS" in view.toPlainText()
+    assert view.block_at(view.toPlainText().index("after")) == view.transcript.blocks[-1].id
+
+
+def test_follow_and_scroll_up(view: TranscriptView) -> None:
+    """The view follows the stream until the user scrolls up; Esc stops, follow() resumes."""
+    bar = view.verticalScrollBar()
+    for i in range(60):
+        view.feed_text("m", f"line {i}\n\n")
+    _drain(view)
+    assert view.following and bar.maximum() > 0 and bar.value() == bar.maximum()
+    bar.setValue(0)  # the user scrolls up
+    assert not view.following
+    for i in range(20):
+        view.feed_text("m", f"more {i}\n\n")
+    _drain(view)
+    assert bar.value() == 0
+    view.follow()
+    assert view.following and bar.value() == bar.maximum()
+    from PySide6.QtCore import Qt
+    from PySide6.QtTest import QTest
+
+    QTest.keyClick(view, Qt.Key.Key_Escape)
+    assert not view.following
+
+
+def test_one_megabyte_delta_is_spread_over_frames(view: TranscriptView) -> None:
+    """A 1 MB single delta renders over several bounded frames and keeps every character."""
+    view.feed_text("m", "x")
+    view.flush()
+    text = ("lorem ipsum " * 90_000)[:1_000_000]
+    view.feed_text("m", text)
+    frames = _drain(view)
+    assert frames > 10
+    assert view.transcript.plain_text().replace("\n\n", "") == "x" + text
+    assert view.toPlainText().replace("\n", "").startswith("xlorem ipsum")
+    assert len(view.toPlainText().replace("\n", "")) == len(text) + 1
+
+
+def test_clear(view: TranscriptView) -> None:
+    """clear() empties the view and the model."""
+    view.feed_text("m", "abc")
+    _drain(view)
+    view.clear()
+    assert view.toPlainText() == "" and view.transcript.blocks == [] and not view.pending
