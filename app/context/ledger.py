@@ -368,6 +368,15 @@ class Ledger:
         self._outstanding.clear()
         self._needs_snapshot = True
 
+    def seen_text(self, path: str) -> str | None:
+        """The text the model has of `path` (what was sent on this chain), or None if it has none.
+        A patch planned against this text can tell a user's edit made since from the model's own."""
+        e = self._entries.get(path)
+        view = e.sent if e is not None else None
+        if view is None or view.kind != "content":
+            return None
+        return view.text
+
     def has_pending(self) -> bool:
         """True when some disk change has not been put into a message for the current chain."""
         return self._needs_snapshot or any(self._delta(e, e.sent) for e in self._entries.values())

@@ -287,6 +287,15 @@ class ClientSession:
                 out.append(self._full_resend(lane, state, turn))
         return out
 
+    def restore(self, items: Sequence[Item], lane: str | None = None) -> None:
+        """Seed a lane's transcript from history (a reopened session). No chain exists yet, so the
+        next turn sends it all on a fresh chain."""
+        state = self._lanes.setdefault(lane, _Lane())
+        if state.turn is not None:
+            raise LocalProtocolError(f"lane {lane!r} has a request in flight", code="lane_busy")
+        state.transcript = list(items)
+        state.head, state.head_settings, state.head_len = None, None, 0
+
     def abandon(self, lane: str | None = None) -> None:
         """Give up the lane's in-flight turn (the user stopped it, or retries ran out). Its input
         stays in the transcript; the chain head is dropped since the server may hold a partial

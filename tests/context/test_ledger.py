@@ -225,3 +225,17 @@ def test_storm_is_capped_at_the_budget_and_summarised() -> None:
     states = {s for s, _ in badges(led).values()}
     assert states == {"in_view", "summarised"}
     assert led.build_update(2000) is None  # the storm does not echo into later pushes
+
+
+def test_seen_text_is_what_the_chain_was_sent() -> None:
+    """seen_text follows the sent view: the snapshot's text, then the update's, None for unknown files."""
+    from app.context.snapshot import make_version
+
+    led = Ledger()
+    led.observe(make_version("a.py", b"x = 1\n", size=6, mtime=1.0, digest="d1"))
+    led.build_snapshot(10_000, 2.0, contents={"a.py": make_version("a.py", b"x = 1\n", size=6, mtime=1.0, digest="d1")})
+    assert led.seen_text("a.py") == "x = 1\n" and led.seen_text("b.py") is None
+    led.observe(make_version("a.py", b"x = 2\n", size=6, mtime=3.0, digest="d2"))
+    assert led.seen_text("a.py") == "x = 1\n"  # disk changed, the model has not seen it yet
+    assert led.build_update(10_000) is not None
+    assert led.seen_text("a.py") == "x = 2\n"

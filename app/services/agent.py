@@ -1,0 +1,278 @@
+"""The tool loop over the socket: function calls in, tool outputs back as the next turn's input.
+
+One `Agent.run(text)` is one user request: a turn, then as long as the model calls tools, their
+outputs go back as `function_call_output` items on the same chain (only the new items cross the
+wire). Calls of one response run concurrently (`parallel_tool_calls`). The loop ends when the model
+answers without calling a tool, at the tool-turn cap, when the same test failures repeat
+(fix-until-green is stuck), or when the user presses Stop.
+
+Patches and commands need the user's approval unless the policy says otherwise; the approval is
+asked through `approve(kind, title, payload) -> decision` (the UI shows the diff review / command
+prompt), so this module never blocks on a dialog and runs headless in tests.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from app.adapters.proc import detect_test_command, run_process, run_tests
+from app.adapters.project_fs import AppliedChange, ProjectFS
+from app.protocol.events import ServerEvent
+from app.services.session import TurnResult
+from app.services.workspace import ContextSync
+from app.tools.fileops import ToolContext, ToolResult, execute
+from app.tools.patch import PatchError
+from app.tools.specs import CommandPolicy, responses_tools
+from app.tools.testrun import TestRun, failure_signature, stuck
+
+log = logging.getLogger(__name__)
+
+Approver = Callable[[str, str, dict[str, Any]], Awaitable[dict[str, Any]]]
+
+INSTRUCTIONS = (
+    "You are Slipstream's coding assistant, working on the user's project through tools. "
+    "The project's files arrive as a snapshot and then as '[slipstream context update]' messages with "
+    "unified diffs whenever files change on disk: trust them over your memory. Read files with read_file, "
+    "find code with search, change code only with apply_patch (the user reviews every patch), and check "
+    "your work with run_tests. Keep answers short; use fenced code blocks for code."
+)
+
+
+@dataclass
+class AgentConfig:
+    approval_policy: str = "ask"  # ask | auto_patches | auto_all
+    command_policy: CommandPolicy = field(default_factory=CommandPolicy)
+    max_tool_turns: int = 25
+    command_timeout_s: float = 120.0
+    test_timeout_s: float = 600.0
+    stuck_repeats: int = 3
+    python: str | None = None  # the project's interpreter for pytest; None: its .venv or ours
+    test_command: str | None = None  # a custom test command instead of auto-detection
+
+
+@dataclass
+class RunOutcome:
+    """How one user request ended."""
+
+    status: str  # completed | failed | cancelled | cap | stuck
+    turns: int = 0
+    tool_calls: int = 0
+    message: str = ""
+    last: TurnResult | None = None
+
+
+class Agent:
+    def __init__(
+        self,
+        sync: ContextSync,
+        fs: ProjectFS,
+        *,
+        config: AgentConfig | None = None,
+        approve: Approver | None = None,
+        on_event: Callable[[ServerEvent], None] | None = None,
+        on_tool_output: Callable[[str, str, bool], None] | None = None,
+        on_test_event: Callable[[dict[str, Any]], None] | None = None,
+        on_notice: Callable[[str, str], None] | None = None,
+        instructions: str = INSTRUCTIONS,
+    ) -> None:
+        self.sync = sync
+        self.fs = fs
+        self.config = config or AgentConfig()
+        self._approve = approve
+        self._on_event = on_event or (lambda e: None)
+        self._on_tool_output = on_tool_output or (lambda call_id, text, ok: None)
+        self._on_test_event = on_test_event or (lambda ev: None)
+        self._notice = on_notice or (lambda kind, text: None)
+        self.instructions = instructions
+        self.tools = responses_tools()
+        self._stop = asyncio.Event()
+        self._turn_no = 0
+        self._failures: list[frozenset[str]] = []
+        self.applied: list[AppliedChange] = []
+        self.last_test_run: TestRun | None = None
+
+    @property
+    def root(self) -> Path:
+        return self.sync.workspace.root
+
+    def stop(self) -> None:
+        """Stop the loop: the running turn is cut, running tools and commands are killed."""
+        self._stop.set()
+        self.sync.session.stop()
+
+    def settings(self) -> dict[str, Any]:
+        return {"instructions": self.instructions, "tools": self.tools, "tool_choice": "auto",
+                "parallel_tool_calls": True}
+
+    async def run(self, text: str, *, on_retry: Callable[[str], None] | None = None) -> RunOutcome:
+        """One user request, through as many tool turns as it takes (see module docstring)."""
+        self._stop.clear()
+        self._turn_no += 1
+        items: list[dict[str, Any]] = [
+            {"type": "message", "role": "user", "content": [{"type": "input_text", "text": text}]}
+        ]
+        outcome = RunOutcome("completed")
+        while True:
+            result = await self.sync.turn(items, settings=self.settings(), on_event=self._on_event,
+                                          on_retry=on_retry)
+            outcome.turns += 1
+            outcome.last = result
+            if result.status == "cancelled" or self._stop.is_set():
+                outcome.status, outcome.message = "cancelled", "stopped by the user"
+                return outcome
+            if not result.ok:
+                outcome.status, outcome.message = "failed", result.error
+                return outcome
+            calls = [i for i in result.output if i.get("type") == "function_call"]
+            if not calls:
+                return outcome
+            if outcome.turns > self.config.max_tool_turns:
+                outcome.status = "cap"
+                outcome.message = (f"Stopped after {self.config.max_tool_turns} consecutive tool turns "
+                                   "(Settings: tool turn cap).")
+                self._notice("warning", outcome.message)
+                return outcome
+            outputs = await asyncio.gather(*(self._call(c) for c in calls))
+            outcome.tool_calls += len(calls)
+            if self._stop.is_set():
+                outcome.status, outcome.message = "cancelled", "stopped by the user"
+                return outcome
+            items = [{"type": "function_call_output", "call_id": str(c.get("call_id", "")), "output": out.output_text}
+                     for c, out in zip(calls, outputs, strict=True)]
+            if self._is_stuck():
+                outcome.status = "stuck"
+                outcome.message = (f"The same tests failed {self.config.stuck_repeats} runs in a row; "
+                                   "stopping the fix-until-green loop.")
+                self._notice("warning", outcome.message)
+                # The model still gets the tool outputs, so the chain stays consistent next time.
+                await self.sync.turn([*items, _user(outcome.message + " Stop and summarise.")],
+                                     settings={**self.settings(), "tool_choice": "none"}, on_event=self._on_event)
+                return outcome
+
+    def _is_stuck(self) -> bool:
+        return stuck(self._failures, repeats=self.config.stuck_repeats)
+
+    # ---- tools ---------------------------------------------------------------------------------
+
+    async def _call(self, call: Mapping[str, Any]) -> ToolResult:
+        name = str(call.get("name", ""))
+        call_id = str(call.get("call_id", ""))
+        args = call.get("arguments", "")
+        try:
+            result = await self._dispatch(name, args)
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:  # a tool bug must not kill the loop: the model reads the error
+            log.exception("tool %s failed", name)
+            result = ToolResult(False, f"error: {name} failed inside Slipstream: {exc}")
+        self._on_tool_output(call_id, result.output_text, result.ok)
+        return result
+
+    async def _dispatch(self, name: str, args: Any) -> ToolResult:
+        loop = asyncio.get_running_loop()
+        ctx = ToolContext(self.fs, seen=self.sync.workspace.ledger.seen_text)
+        # Validation and file tools are plain code over the project: off the loop for big trees.
+        result = await loop.run_in_executor(None, execute, name, args, ctx)
+        if not result.ok:
+            return result
+        if name == "apply_patch":
+            return await self._apply_patch(result)
+        if result.data.get("deferred"):
+            if name == "run_tests":
+                return await self._run_tests(result.data["arguments"])
+            if name == "run_command":
+                return await self._run_command(result.data["arguments"])
+        return result
+
+    async def _ask(self, kind: str, title: str, payload: dict[str, Any]) -> dict[str, Any]:
+        if self._approve is None:
+            return {"accept": False, "reason": "no one to ask"}
+        return await self._approve(kind, title, payload)
+
+    async def _apply_patch(self, planned: ToolResult) -> ToolResult:
+        change_set = planned.data["change_set"]
+        payload = planned.data["payload"]
+        if self.config.approval_policy in ("auto_patches", "auto_all"):
+            decision: dict[str, Any] = {"accept": True}
+        else:
+            decision = await self._ask("patch", "Review the proposed patch", payload)
+        if not decision.get("accept"):
+            why = decision.get("reason") or "the user rejected it"
+            return ToolResult(False, f"patch not applied: {why}. Ask the user what they want instead.")
+        hunks = decision.get("hunks") or None
+        try:
+            applied = await asyncio.get_running_loop().run_in_executor(
+                None, lambda: self.fs.apply(change_set, hunks, turn=self._turn_no, now=_now()))
+        except PatchError as exc:
+            return ToolResult(False, f"error: patch not applied: {exc}")
+        self.applied.append(applied)
+        return ToolResult(True, applied.for_model())
+
+    async def _run_tests(self, args: Mapping[str, Any]) -> ToolResult:
+        cmd = detect_test_command(self.root, targets=list(args.get("targets") or ()), python=self.config.python,
+                                  custom=self.config.test_command)
+        if cmd.runner != "none" and not await self._command_allowed(cmd.display, tests=True):
+            return ToolResult(False, "the user did not allow the test command to run")
+        run = await run_tests(cmd, on_event=self._on_test_event, timeout=self.config.test_timeout_s,
+                              stop=self._stop)
+        self.last_test_run = run
+        self._failures.append(failure_signature(run))
+        return ToolResult(run.ok, run.summary_for_model())
+
+    async def _command_allowed(self, command: str, *, tests: bool = False) -> bool:
+        if self.config.approval_policy == "auto_all":
+            return True
+        decision = self.config.command_policy.decide(command)
+        if decision == "deny":
+            return False
+        if decision == "allow":
+            return True
+        answer = await self._ask("command", "Run this test command?" if tests else "Run this command?",
+                                 {"command": command, "cwd": str(self.root)})
+        if answer.get("accept") and answer.get("always"):
+            self.config.command_policy = self.config.command_policy.with_allowed(command)
+        return bool(answer.get("accept"))
+
+    async def _run_command(self, args: Mapping[str, Any]) -> ToolResult:
+        command = str(args.get("command", ""))
+        if self.config.command_policy.mode == "never" and self.config.approval_policy != "auto_all":
+            return ToolResult(False, "refused: the approval policy does not allow commands in this project")
+        if not await self._command_allowed(command):
+            return ToolResult(False, f"the user did not allow `{command}` to run")
+        timeout = float(args.get("timeout_s") or self.config.command_timeout_s)
+        res = await run_process(command, cwd=self.root, timeout=timeout, stop=self._stop)
+        return ToolResult(res.exit_code == 0, res.for_model())
+
+    def undo_last(self) -> list[str]:
+        """Undo the most recent applied patch; returns the paths restored."""
+        restored = self.fs.undo()
+        return [p for cp in restored for p in cp.post]
+
+
+def _user(text: str) -> dict[str, Any]:
+    return {"type": "message", "role": "user", "content": [{"type": "input_text", "text": text}]}
+
+
+def _now() -> float:
+    import time
+
+    return time.time()
+
+
+def describe_call(call: Mapping[str, Any]) -> str:
+    """A one-line description of a function call for notices."""
+    try:
+        args = json.loads(call.get("arguments") or "{}")
+    except (TypeError, ValueError):
+        args = {}
+    shown = ", ".join(f"{k}={v!r}" for k, v in list(args.items())[:3]) if isinstance(args, dict) else ""
+    return f"{call.get('name')}({shown})"
+
+
+__all__: Sequence[str] = ["INSTRUCTIONS", "Agent", "AgentConfig", "RunOutcome", "describe_call"]

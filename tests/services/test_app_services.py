@@ -1,0 +1,90 @@
+"""AppServices (the UI's façade) without a UI: scripted first start, a turn, badges, history across restarts."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from app.adapters.store import HistoryStore
+from app.services.app import SCRIPTED_LABEL, AppServices
+from app.services.settings import Settings
+from tests.conftest import wait_until
+
+pytestmark = pytest.mark.asyncio
+
+
+class Recorder:
+    def __init__(self, svc: AppServices) -> None:
+        self.calls: list[tuple[str, tuple[Any, ...]]] = []
+        t = svc.transcript
+        for name in ("user_message", "assistant_begin", "text_delta", "tool_call_begin", "tool_output", "notice",
+                     "response_end"):
+            getattr(t, name).connect(lambda *a, n=name: self.calls.append((n, a)))
+        for name in ("connection_changed", "files_changed", "banner_changed", "busy_changed", "stats_changed"):
+            getattr(svc, name).connect(lambda *a, n=name: self.calls.append((n, a)))
+
+    def of(self, name: str) -> list[tuple[Any, ...]]:
+        return [a for n, a in self.calls if n == name]
+
+
+def make(tmp_path: Path, root: Path) -> AppServices:
+    return AppServices(root, Settings(), store=HistoryStore(tmp_path / "history.db"), persist_settings=False)
+
+
+async def test_first_start_runs_scripted_answers_and_syncs_edits(tmp_path: Path) -> None:
+    """No model configured: a scripted server, a banner, a streamed answer, badges that follow edits."""
+    root = tmp_path / "p"
+    root.mkdir()
+    (root / "main.py").write_text("print('hi')\n")
+    svc = make(tmp_path, root)
+    rec = Recorder(svc)
+    await svc.start()
+    try:
+        assert rec.of("banner_changed")[-1][0].startswith("No model is configured")
+        await wait_until(lambda: any(b.path == "main.py" and b.state == "in_view"
+                                     for a in rec.of("files_changed") for b in a[0]), 15)
+        svc.send_message("what does main.py do?")
+        await wait_until(lambda: rec.of("response_end") and not svc.busy, 15)
+        text = "".join(a[1] for a in rec.of("text_delta"))
+        assert "what does main.py do?" in text and "```" in text
+        statuses = [a[0] for a in rec.of("connection_changed")]
+        assert statuses[-1].engine == SCRIPTED_LABEL and statuses[-1].state in ("warm", "streaming")
+        assert rec.of("stats_changed")[-1][0].last_turn_input_tokens > 0
+        (root / "main.py").write_text("print('hello')\n")
+        await wait_until(lambda: any(b.path == "main.py" and b.state == "pending"
+                                     for b in rec.of("files_changed")[-1][0]) or svc.sync.pushes >= 2, 10)
+        await wait_until(lambda: all(b.state == "in_view" for b in rec.of("files_changed")[-1][0]
+                                     if b.path == "main.py"), 10)
+    finally:
+        await svc.aclose()
+
+
+async def test_reopening_restores_the_last_session(tmp_path: Path) -> None:
+    """After a restart the transcript is replayed and the conversation continues on a rebuilt chain."""
+    root = tmp_path / "p"
+    root.mkdir()
+    (root / "a.txt").write_text("alpha\n")
+    svc = make(tmp_path, root)
+    await svc.start()
+    svc.send_message("remember the word pineapple")
+    await wait_until(lambda: not svc.busy and svc.session is not None and svc.session.client.head(), 15)
+    await asyncio.sleep(0.1)
+    await svc.aclose()
+
+    svc2 = make(tmp_path, root)
+    rec = Recorder(svc2)
+    await svc2.start()
+    try:
+        assert [a[0] for a in rec.of("user_message")] == ["remember the word pineapple"]
+        assert any("Restored the session" in a[1] for a in rec.of("notice"))
+        assert svc2.list_sessions()[0].title.startswith("remember the word")
+        svc2.send_message("and now?")
+        await wait_until(lambda: len(rec.of("response_end")) >= 2 and not svc2.busy, 15)
+        users = [i for i in svc2.session.client.transcript() if i.get("role") == "user"]
+        texts = [str(i["content"]) for i in users]
+        assert any("pineapple" in t for t in texts) and any("and now?" in t for t in texts)
+    finally:
+        await svc2.aclose()
