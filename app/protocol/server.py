@@ -252,6 +252,7 @@ class _Active:
     items: list[Item]  # shared chain list, already extended with this turn's input
     input_end: int  # len of the chain up to and including this turn's input
     input_chars: int
+    cached_chars: int = 0  # the part of the input the chain already held (not re-sent, not re-parsed)
     seq: int = 0
     output: list[Item] = field(default_factory=list)
     open: _OpenItem | None = None
@@ -567,6 +568,7 @@ class ServerSession:
             items=items,
             input_end=len(items),
             input_chars=input_chars + len(instructions or ""),
+            cached_chars=base_chars,
         )
         self._emit_response(active, ResponseCreated, self._response_obj(active, "in_progress"))
         self._emit_response(active, ResponseInProgress, self._response_obj(active, "in_progress"))
@@ -876,7 +878,7 @@ class ServerSession:
             it = _tokens(active.input_chars)
             ot = _tokens(active.out_chars)
             reasoning = _tokens(active.reasoning_chars)
-            cached = 0
+            cached = min(_tokens(active.cached_chars), it)
         return {
             "input_tokens": it,
             "input_tokens_details": {"cached_tokens": cached, "cache_write_tokens": 0},

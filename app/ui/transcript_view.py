@@ -345,7 +345,7 @@ class TranscriptView(QTextBrowser):
             if not blk.cont:
                 cur.setBlockFormat(self._bfmt(top=6, bg=th.code_background))
                 cur.insertText(f"{blk.lang or 'code'}  ", self._fmt("muted"))
-                cur.insertText("⧉ Copy", self._fmt(("anchor", f"copy:{blk.id}")))
+                cur.insertText("Copy", self._fmt(("anchor", f"copy:{blk.id}")))
                 cur.insertBlock(self._bfmt(bg=th.code_background), self._fmt("mono"))
             else:
                 cur.setBlockFormat(self._bfmt(bg=th.code_background))
@@ -422,7 +422,7 @@ class TranscriptView(QTextBrowser):
         mark = "✓" if blk.ok else "✗"
         cur.insertText(f"{arrow} {mark} output  ", self._fmt(("anchor", f"toggle:{blk.id}")))
         cur.insertText(f"{lines} lines  ", self._fmt("muted"))
-        cur.insertText("⧉ Copy", self._fmt(("anchor", f"copy:{blk.id}")))
+        cur.insertText("Copy", self._fmt(("anchor", f"copy:{blk.id}")))
         if blk.collapsed:
             return
         preview = blk.text[:OUTPUT_PREVIEW_CHARS]

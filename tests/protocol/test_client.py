@@ -322,3 +322,17 @@ def test_abandon_frees_the_lane_and_forces_a_fresh_chain() -> None:
     frame = json.loads(p.client.create([{"type": "message", "role": "user", "content": "three"}], **SETTINGS))
     assert "previous_response_id" not in frame
     assert [i.get("content") for i in frame["input"] if i.get("role") == "user"] == ["one", "two", "three"]
+
+
+def test_usage_counts_the_chain_prefix_as_cached() -> None:
+    """A chained turn reports the history it did not resend as cached input tokens; a full send reports none."""
+    p = Pair()
+    big = {"type": "message", "role": "user", "content": "context " * 400}
+    p.send(p.client.create([big], **SETTINGS))
+    (first,) = p.client.outcomes()
+    assert isinstance(first, Completed) and first.response["usage"]["input_tokens_details"]["cached_tokens"] == 0
+    p.send(p.client.create([{"type": "message", "role": "user", "content": "next"}], **SETTINGS))
+    (second,) = p.client.outcomes()
+    assert isinstance(second, Completed)
+    usage = second.response["usage"]
+    assert 700 <= usage["input_tokens_details"]["cached_tokens"] < usage["input_tokens"]
