@@ -43,3 +43,36 @@ soak: venv
 
 clean:
 	rm -rf build dist $(VENV)
+
+# ---- packaging (packaging/README.md): PyInstaller one-folder bundle, .deb, .tar.gz, installed smoke
+.PHONY: package-smoke
+PKG_STAMP := $(VENV)/.installed-package
+VERSION = $(shell sed -n 's/^version = "\(.*\)"/\1/p' pyproject.toml | head -1)
+DEB_ARCH = $(shell dpkg --print-architecture 2>/dev/null || uname -m)
+
+$(PKG_STAMP): $(STAMP)
+	$(PY) -m pip install -q -e '.[package]'
+	@touch $(PKG_STAMP)
+
+bundle: $(PKG_STAMP)
+	$(PY) -m PyInstaller --noconfirm --clean --log-level WARN --distpath dist --workpath build/pyinstaller \
+	  packaging/slipstream.spec
+	@du -sh dist/slipstream
+
+deb:
+	@test -x dist/slipstream/slipstream || $(MAKE) bundle
+	rm -f dist/slipstream_*.deb
+	$(PY) packaging/build_deb.py --bundle dist/slipstream --out dist
+
+package: bundle deb
+	rm -f dist/slipstream-*.tar.gz
+	tar -C dist --transform 's,^slipstream,slipstream-$(VERSION),' -czf \
+	  dist/slipstream-$(VERSION)-linux-$(DEB_ARCH).tar.gz slipstream
+	@ls -la dist/*.deb dist/*.tar.gz
+
+package-smoke:
+	PY=$(PY) bash packaging/ci_smoke.sh
+
+screenshot:
+	xvfb-run -a -s "-screen 0 1280x800x24" env QT_QPA_PLATFORM=xcb timeout -k 5 60 \
+	  dist/slipstream/slipstream --smoke --screen --screenshot $(or $(OUT),dist/screenshot.png)

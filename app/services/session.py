@@ -18,7 +18,6 @@ Nothing the user typed is lost: the transcript lives in `ClientSession`, not on 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import json
 import logging
 import random
@@ -100,6 +99,7 @@ class ResponsesSession:
         self._delays = (initial_delay, max_delay)
         self._rotate_margin = rotate_margin_s
         self._cancel = asyncio.Event()
+        self._turn_task: asyncio.Task[Any] | None = None
         # (state, detail): connecting | warm | streaming | reconnecting | offline | error
         self.state_changed: Signal[[str, str]] = Signal("state_changed")
         self.state = "offline"
@@ -162,6 +162,8 @@ class ResponsesSession:
     def stop(self) -> None:
         """Stop the running turn (the protocol has no cancel event: the socket is closed)."""
         self._cancel.set()
+        if self._turn_task is not None and not self._turn_task.done():
+            self._turn_task.cancel()
 
     async def run_turn(
         self,
@@ -175,11 +177,21 @@ class ResponsesSession:
         """Send one turn and stream its events to `on_event`; returns when it ended, one way or another."""
         async with self._lock:
             self._cancel.clear()
+            self._turn_task = asyncio.current_task()
             await self._boundary()
             opts = {"model": self.endpoint.model, "store": self.endpoint.store, **(settings or {})}
             frame = self.client.create(list(new_items), generate=generate, **opts)
             try:
-                return await self._drive(frame, on_event or (lambda e: None), on_retry or (lambda r: None))
+                try:
+                    return await self._drive(frame, on_event or (lambda e: None), on_retry or (lambda r: None))
+                except asyncio.CancelledError:
+                    task = asyncio.current_task()
+                    if not self._cancel.is_set() or task is None:
+                        raise  # cancelled from outside: not a Stop
+                    task.uncancel()
+                    raise TurnCancelled from None
+                finally:
+                    self._turn_task = None
             except TurnCancelled:
                 self.client.abandon()
                 await self._drop_socket(1000, "stopped by the user")
@@ -252,35 +264,28 @@ class ResponsesSession:
                 await self._sleep(next(delays))
 
     async def _pump(self, ws: WsTransport, on_event: Callable[[ServerEvent], None]) -> Outcome | None:
-        """Feed frames to the ClientSession until this lane's outcome; None if the socket closed."""
+        """Feed frames to the ClientSession until this lane's outcome; None if the socket closed.
+        Stop cancels the running turn's task (no per-frame futures on this hot path)."""
         streaming = False
+        client = self.client
         while True:
-            recv = asyncio.ensure_future(ws.recv())
-            cancel = asyncio.ensure_future(self._cancel.wait())
-            try:
-                done, _ = await asyncio.wait({recv, cancel}, return_when=asyncio.FIRST_COMPLETED)
-            finally:
-                cancel.cancel()
-            if recv not in done:
-                recv.cancel()
-                raise TurnCancelled
-            raw = recv.result()
+            raw = await ws.recv()
             if raw is None:
                 return None
             try:
-                self.client.receive_frame(raw)
+                client.receive_frame(raw)
             except RemoteProtocolError as exc:
                 log.warning("ignored a bad frame from the server: %s", exc)
                 self._set_state(self.state, f"the server sent a bad frame: {exc}")
                 continue
-            events = self.client.events_received()
+            events = client.events_received()
             if not streaming and events:
                 streaming = True
                 self._set_state("streaming", self.endpoint.url)
-            for ev in events:
-                on_event(ev)
-            for out in self.client.outcomes():
-                if out.lane is None if not isinstance(out, Reconnect) else True:
+            for event in events:
+                on_event(event)
+            for out in client.outcomes():
+                if isinstance(out, Reconnect) or out.lane is None:
                     return out
 
     async def _http_turn(self, on_event: Callable[[ServerEvent], None], *, why: str) -> TurnResult:
@@ -333,10 +338,7 @@ class ResponsesSession:
         return iter(backoff(initial=initial, factor=2, max_delay=max_delay, jitter=random.random))
 
     async def _sleep(self, seconds: float) -> None:
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(self._cancel.wait(), seconds)
-        if self._cancel.is_set():
-            raise TurnCancelled
+        await asyncio.sleep(seconds)  # Stop cancels the turn's task, which ends this sleep
 
     async def aclose(self) -> None:
         await self._drop_socket(1000, "bye")

@@ -88,7 +88,7 @@ async def test_scripted_rollout_reads_patches_tests_and_undoes(tmp_path: Path) -
 async def test_rejected_patch_leaves_the_disk_alone_and_tells_the_model(tmp_path: Path) -> None:
     """A rejected review writes nothing; the model reads why in the tool output."""
     root = project(tmp_path)
-    async with run_server(ScriptedEngine(rate_tps=0, script=SCRIPT[1:2] + [[{"text": "ok"}]])) as srv:
+    async with run_server(ScriptedEngine(rate_tps=0, script=[*SCRIPT[1:2], [{"text": "ok"}]])) as srv:
         agent, _, _, ws = await build(root, srv, tmp_path)
 
         async def reject(kind: str, title: str, payload: dict[str, Any]) -> dict[str, Any]:
@@ -114,7 +114,8 @@ async def test_commands_never_run_without_approval(tmp_path: Path) -> None:
         async with run_server(ScriptedEngine(rate_tps=0, script=script)) as srv:
             agent, asked, _, ws = await build(root, srv, tmp_path, command_policy=policy)
 
-            async def approve(kind: str, title: str, payload: dict[str, Any], answer: bool = answer) -> dict[str, Any]:
+            async def approve(kind: str, title: str, payload: dict[str, Any], answer: bool = answer,
+                              asked: list[tuple[str, dict[str, Any]]] = asked) -> dict[str, Any]:
                 asked.append((kind, payload))
                 return {"accept": answer}
 

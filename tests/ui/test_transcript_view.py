@@ -62,7 +62,7 @@ def test_rendered_text_of_a_turn(view: TranscriptView) -> None:
     view.feed_end_response("completed")
     _drain(view)
     lines = view.toPlainText().split("\n")
-    assert lines[:6] == ["You", "hi", "Title", "Some text.", "python  ⧉ Copy", "def f(x):"]
+    assert lines[:6] == ["You", "hi", "Title", "Some text.", "python  Copy", "def f(x):"]
     assert "    return x" in lines and "• a" in lines and "• b" in lines
     assert "line2" in lines and lines[-1] == "line2"
 

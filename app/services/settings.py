@@ -1,0 +1,197 @@
+"""User settings: a small dataclass saved as JSON in the platform's config folder.
+
+API keys are deliberately NOT settings: they live in the OS keychain (app.adapters.secrets). The
+file format rejects them both ways: unknown fields such as "api_key" are dropped on load (and
+reported), and a value that looks like a key refuses to be saved, so a key pasted into the wrong
+field never reaches the disk in clear text.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import tempfile
+from dataclasses import asdict, dataclass, field, fields, replace
+from pathlib import Path
+from typing import Any, Literal, Protocol, get_args
+
+import platformdirs
+
+APP_NAME = "slipstream"
+CONFIG_FILE = "settings.json"
+MAX_RECENT = 10
+
+Provider = Literal["scripted", "local", "openai", "xai", "openai_compatible"]
+ApprovalPolicy = Literal["ask", "auto_patches", "auto_all"]
+ThemeChoice = Literal["system", "light", "dark"]
+
+PROVIDERS: dict[str, str] = {
+    "scripted": "Scripted demo (no model)",
+    "local": "Local server (llama.cpp, Ollama, vLLM, SGLang, LM Studio)",
+    "openai": "OpenAI",
+    "xai": "xAI",
+    "openai_compatible": "Other Responses-compatible endpoint",
+}
+APPROVAL_POLICIES: dict[str, str] = {
+    "ask": "Ask before every patch and command",
+    "auto_patches": "Apply patches, ask before commands",
+    "auto_all": "Never ask (trusted projects only)",
+}
+THEMES: dict[str, str] = {"system": "Follow the system", "light": "Light", "dark": "Dark"}
+
+# Shapes of well-known API keys; a settings value matching one is refused (it belongs in the keychain).
+_KEY_SHAPES = re.compile(r"^\s*(sk-[A-Za-z0-9_\-]{16,}|xai-[A-Za-z0-9]{16,}|sk-ant-[A-Za-z0-9_\-]{16,})\s*$")
+
+
+class SettingsError(ValueError):
+    """The config file is unreadable or a value is invalid; the message says which and why."""
+
+
+@dataclass(slots=True)
+class Settings:
+    """Everything the user configures, except secrets."""
+
+    provider: Provider = "scripted"
+    endpoint: str = ""  # ws(s):// or http(s):// base of the Responses endpoint; "" = provider default
+    model: str = ""
+    context_budget_tokens: int = 32_000
+    pins: list[str] = field(default_factory=list)  # project-relative paths always kept in view
+    approval_policy: ApprovalPolicy = "ask"
+    theme: ThemeChoice = "system"
+    recent_projects: list[str] = field(default_factory=list)
+    # Explicit opt-in to read keys from environment variables when no OS keychain exists.
+    allow_env_key_fallback: bool = False
+
+    @property
+    def model_configured(self) -> bool:
+        """True when the user picked a real model (not the scripted demo)."""
+        return self.provider != "scripted"
+
+    def validate(self) -> Settings:
+        """Raise SettingsError on a bad value; return self so calls chain."""
+        _check_choice("provider", self.provider, Provider)
+        _check_choice("approval_policy", self.approval_policy, ApprovalPolicy)
+        _check_choice("theme", self.theme, ThemeChoice)
+        if not isinstance(self.context_budget_tokens, int) or isinstance(self.context_budget_tokens, bool):
+            raise SettingsError(f"context_budget_tokens must be an integer, not {self.context_budget_tokens!r}")
+        if not 1_000 <= self.context_budget_tokens <= 10_000_000:
+            raise SettingsError(
+                f"context_budget_tokens must be between 1,000 and 10,000,000, not {self.context_budget_tokens:,}"
+            )
+        if self.endpoint and not re.match(r"^(wss?|https?)://[^\s/]+", self.endpoint):
+            raise SettingsError(f"endpoint must start with ws://, wss://, http:// or https://, not {self.endpoint!r}")
+        for name in ("pins", "recent_projects"):
+            value = getattr(self, name)
+            if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+                raise SettingsError(f"{name} must be a list of strings")
+        for f in fields(self):
+            value = getattr(self, f.name)
+            values = value if isinstance(value, list) else [value]
+            if any(isinstance(v, str) and _KEY_SHAPES.match(v) for v in values):
+                raise SettingsError(
+                    f"{f.name} looks like an API key; keys are kept in the OS keychain, never in the settings file"
+                )
+        return self
+
+    def with_recent(self, project: str | os.PathLike[str]) -> Settings:
+        """A copy with `project` first in the recent list (deduplicated, capped)."""
+        path = str(Path(project).expanduser().resolve())
+        recent = [path] + [p for p in self.recent_projects if p != path]
+        return replace(self, recent_projects=recent[:MAX_RECENT])
+
+    def to_json(self) -> str:
+        return json.dumps(asdict(self.validate()), indent=2, sort_keys=True) + "\n"
+
+
+def _check_choice(name: str, value: object, literal: object) -> None:
+    allowed = get_args(literal)
+    if value not in allowed:
+        raise SettingsError(f"{name} must be one of {', '.join(allowed)}; got {value!r}")
+
+
+def config_dir() -> Path:
+    """The platform's per-user config folder for Slipstream (created on save, not here)."""
+    return Path(platformdirs.user_config_dir(APP_NAME, appauthor=False))
+
+
+def config_path() -> Path:
+    return config_dir() / CONFIG_FILE
+
+
+@dataclass(frozen=True, slots=True)
+class LoadResult:
+    settings: Settings
+    warnings: tuple[str, ...] = ()  # words for the user: ignored fields, reset values
+
+
+def load_settings(path: Path | None = None) -> LoadResult:
+    """Read settings; a missing file gives defaults. Unknown fields are dropped with a warning.
+
+    Raises SettingsError when the file exists but is not a JSON object, or a value is invalid.
+    """
+    path = path or config_path()
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        return LoadResult(Settings())
+    except OSError as exc:
+        raise SettingsError(f"cannot read settings file {path}: {exc.strerror or exc}") from exc
+    try:
+        raw: Any = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise SettingsError(f"settings file {path} is not valid JSON (line {exc.lineno}: {exc.msg})") from exc
+    if not isinstance(raw, dict):
+        raise SettingsError(f"settings file {path} must hold a JSON object, not {type(raw).__name__}")
+    known = {f.name for f in fields(Settings)}
+    warnings = []
+    for name in sorted(set(raw) - known):
+        hint = " (API keys belong in the OS keychain)" if "key" in name.lower() else ""
+        warnings.append(f"ignored unknown setting {name!r}{hint}")
+    try:
+        settings = Settings(**{k: v for k, v in raw.items() if k in known})
+    except TypeError as exc:  # pragma: no cover - dataclass arguments are keyword-checked above
+        raise SettingsError(f"settings file {path}: {exc}") from exc
+    try:
+        settings.validate()
+    except SettingsError as exc:
+        raise SettingsError(f"settings file {path}: {exc}") from exc
+    return LoadResult(settings, tuple(warnings))
+
+
+def save_settings(settings: Settings, path: Path | None = None) -> Path:
+    """Validate, then write atomically (temp file + rename) so a crash never leaves half a file."""
+    path = path or config_path()
+    text = settings.to_json()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=".settings-", suffix=".json", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as fh:
+            fh.write(text)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return path
+
+
+@dataclass(frozen=True, slots=True)
+class KeychainInfo:
+    """Whether an OS keychain is there, in words the settings dialog can show."""
+
+    available: bool
+    backend: str = ""
+    message: str = ""
+
+
+class SettingsFacade(Protocol):
+    """What the settings dialog needs from the services (to be merged into `Services`)."""
+
+    settings: Settings
+
+    def save_settings(self, settings: Settings) -> None: ...
+    def keychain_info(self) -> KeychainInfo: ...
+    def has_api_key(self, provider: str) -> bool: ...
+    def set_api_key(self, provider: str, key: str) -> None:
+        """Store in the keychain; raise ValueError/RuntimeError with words for the user on failure."""
+        ...

@@ -1,0 +1,230 @@
+"""Wires one services façade to the main window, through the Bridge, and back.
+
+The window only lays out widgets; this class connects façade signals to widget updates and widget
+intents to façade calls. A façade call that raises never takes the UI down: the error is shown in
+words as a transcript notice. `bind()` again with another services object (another project) and
+the old bridge is closed first, so nothing from the old project can reach the window.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, cast
+
+from PySide6.QtCore import QObject, Qt, Signal
+from PySide6.QtWidgets import QApplication, QFileDialog, QMessageBox, QWidget
+
+from app import __version__
+from app.services.api import ApprovalRequest, ConnectionStatus, Services, TestEvent
+from app.services.settings import SettingsFacade
+from app.ui.bridge import Bridge
+from app.ui.diff_review import approval_dialog
+from app.ui.main_window import MainWindow, app_icon
+from app.ui.settings_dialog import SettingsDialog
+from app.ui.style import apply_theme, theme_for
+
+log = logging.getLogger(__name__)
+
+# façade transcript signal -> TranscriptView method
+FEEDS: dict[str, str] = {
+    "user_message": "feed_user_message",
+    "assistant_begin": "feed_begin_assistant",
+    "text_delta": "feed_text",
+    "reasoning_delta": "feed_reasoning",
+    "tool_call_begin": "feed_begin_tool_call",
+    "tool_args_delta": "feed_tool_args",
+    "item_end": "feed_end_item",
+    "tool_output": "feed_tool_output",
+    "notice": "feed_notice",
+    "response_end": "feed_end_response",
+}
+SETTINGS_METHODS = ("save_settings", "keychain_info", "has_api_key", "set_api_key")
+
+
+def settings_host(services: object) -> SettingsFacade | None:
+    """The services as a settings host, if they implement the settings extension."""
+    ok = hasattr(services, "settings") and all(callable(getattr(services, m, None)) for m in SETTINGS_METHODS)
+    return cast(SettingsFacade, services) if ok else None
+
+
+class Controller(QObject):
+    """`Controller(window)`, then `bind(services)`; emits `project_open_requested(Path)`."""
+
+    project_open_requested = Signal(object)
+
+    def __init__(self, window: MainWindow) -> None:
+        super().__init__(window)
+        self.window = window
+        self.services: Services | None = None
+        self.bridge: Bridge | None = None
+        self.dialogs: list[QWidget] = []  # open approval dialogs
+        self.last_status = ConnectionStatus("offline", "not connected")
+        w = window
+        w.composer.send_requested.connect(self._send)
+        w.composer.stop_requested.connect(lambda: self._call("stop"))
+        w.composer.stop_following.connect(w.transcript.stop_following)
+        w.context_panel.pin_requested.connect(lambda path, on: self._call("pin", path, on))
+        w.tests_panel.run_requested.connect(self._run_tests)
+        w.sessions_panel.open_requested.connect(self._open_session)
+        w.sessions_panel.new_requested.connect(self._new_session)
+        w.new_session_requested.connect(self._new_session)
+        w.settings_requested.connect(self.show_settings)
+        w.about_requested.connect(self.show_about)
+        w.open_project_requested.connect(self._on_open_project)
+        app = QApplication.instance()
+        if isinstance(app, QApplication):
+            app.styleHints().colorSchemeChanged.connect(lambda _s: self.apply_theme())
+
+    # binding --------------------------------------------------------------------------------------
+
+    def bind(self, services: Services) -> None:
+        self.unbind()
+        self.services = services
+        b = self.bridge = Bridge(services, self)
+        w = self.window
+        for signal, method in FEEDS.items():
+            getattr(b.transcript, signal).connect(getattr(w.transcript, method))
+        b.connection_changed.connect(self.show_connection)
+        b.stats_changed.connect(w.status.set_stats)
+        b.files_changed.connect(w.context_panel.update_files)
+        b.approval_requested.connect(self.show_approval)
+        b.test_event.connect(self._on_test_event)
+        b.busy_changed.connect(w.composer.set_busy)
+        b.banner_changed.connect(w.banner.set_text)
+        host = settings_host(services)
+        recent = host.settings.recent_projects if host else []
+        w.set_project(services.project_root, recent)
+        if host is not None:
+            w.context_panel.set_pinned(host.settings.pins)
+        self.refresh_sessions()
+        self.apply_theme()
+
+    def unbind(self) -> None:
+        if self.bridge is not None:
+            self.bridge.close()
+            self.bridge.deleteLater()
+        self.bridge = None
+        for dlg in list(self.dialogs):
+            dlg.close()  # resolves the pending request as refused
+        self.dialogs.clear()
+        self.services = None
+
+    # façade calls, guarded ------------------------------------------------------------------------
+
+    def _call(self, name: str, *args: Any) -> Any:
+        if self.services is None:
+            self.window.transcript.feed_notice("warning", "No project is open.")
+            return None
+        fn: Callable[..., Any] = getattr(self.services, name)
+        try:
+            return fn(*args)
+        except Exception as exc:  # the UI stays up and says what happened
+            log.exception("services.%s failed", name)
+            self.window.transcript.feed_notice("error", f"{name.replace('_', ' ')} failed: {exc}")
+            return None
+
+    def _send(self, text: str) -> None:
+        self.window.transcript.follow()
+        self._call("send_message", text)
+
+    def _run_tests(self) -> None:
+        self.window.side.setCurrentWidget(self.window.tests_panel)
+        self._call("run_tests")
+
+    def _open_session(self, session_id: str) -> None:
+        self.window.transcript.clear()  # the services replay the session's transcript
+        self._call("open_session", session_id)
+        self.refresh_sessions()
+
+    def _new_session(self) -> None:
+        self.window.transcript.clear()
+        self._call("new_session")
+        self.refresh_sessions()
+
+    def refresh_sessions(self) -> None:
+        sessions = self._call("list_sessions") if self.services is not None else []
+        current = str(getattr(self.services, "session_id", "") or "")
+        self.window.sessions_panel.set_sessions(sessions or [], current)
+
+    # signal handlers ------------------------------------------------------------------------------
+
+    def show_connection(self, status: ConnectionStatus) -> None:
+        self.last_status = status
+        self.window.status.set_connection(status)
+
+    def _on_test_event(self, ev: TestEvent) -> None:
+        panel = self.window.tests_panel
+        panel.apply(ev)
+        c = panel.run.counts()
+        bad = c["failed"] + c["error"]
+        label = "Tests"
+        if panel.run.running:
+            label = "Tests ⋯"
+        elif bad:
+            label = f"Tests · {bad} ✗"
+        elif c["passed"]:
+            label = f"Tests · {c['passed']} ✓"
+        self.window.set_tests_tab_text(label)
+
+    def show_approval(self, request: ApprovalRequest) -> QWidget:
+        dlg = approval_dialog(request, self.window)
+        self.dialogs.append(dlg)
+        dlg.finished.connect(lambda _r, d=dlg: self.dialogs.remove(d) if d in self.dialogs else None)
+        dlg.setWindowModality(Qt.WindowModality.NonModal)
+        dlg.show()
+        dlg.raise_()
+        return dlg
+
+    def show_settings(self) -> SettingsDialog | None:
+        host = settings_host(self.services) if self.services is not None else None
+        if host is None:
+            QMessageBox.information(self.window, "Settings", "Settings are not available until a project is open.")
+            return None
+        dlg = SettingsDialog(host, self.window)
+        dlg.setAttribute(Qt.WidgetAttribute.WA_DeleteOnClose)
+        dlg.accepted.connect(self.apply_theme)
+        dlg.accepted.connect(lambda: self.window.context_panel.set_pinned(host.settings.pins))
+        dlg.open()
+        return dlg
+
+    def show_about(self) -> QMessageBox:
+        box = QMessageBox(self.window)
+        box.setWindowTitle("About Slipstream")
+        box.setTextFormat(Qt.TextFormat.RichText)
+        box.setText(f"<h3>Slipstream {__version__}</h3>")
+        box.setInformativeText(
+            "Keeps a model's view of your project current over one WebSocket session, "
+            "and streams its answers and your test results live."
+        )
+        icon = app_icon()
+        if icon is not None:
+            box.setIconPixmap(icon.pixmap(64, 64))
+        box.setAttribute(Qt.WidgetAttribute.WA_DeleteOnClose)
+        box.open()
+        return box
+
+    def apply_theme(self) -> None:
+        app = QApplication.instance()
+        if not isinstance(app, QApplication):
+            return
+        host = settings_host(self.services) if self.services is not None else None
+        theme = theme_for(host.settings.theme if host else "system", app)
+        apply_theme(app, theme)
+        self.window.transcript.set_theme(theme)
+
+    def _on_open_project(self, path: Path | None) -> None:
+        if path is None:  # ask, without a nested event loop (the stream keeps running)
+            start = str(self.services.project_root) if self.services is not None else str(Path.home())
+            dlg = QFileDialog(self.window, "Open project folder", start)
+            dlg.setFileMode(QFileDialog.FileMode.Directory)
+            dlg.setOption(QFileDialog.Option.ShowDirsOnly, True)
+            dlg.setAttribute(Qt.WidgetAttribute.WA_DeleteOnClose)
+            dlg.fileSelected.connect(lambda chosen: self._on_open_project(Path(chosen)))
+            dlg.open()
+            return
+        if not path.is_dir():
+            self.window.transcript.feed_notice("error", f"Cannot open {path}: not a folder.")
+            return
+        self.project_open_requested.emit(path)

@@ -1,0 +1,179 @@
+"""The settings dialog: provider, endpoint, model, context budget and pins, approvals, theme, API key.
+
+The API key field never round-trips through `Settings`: on OK it goes to `set_api_key` (the OS
+keychain, via the services) and the field is cleared. Without a keychain the dialog says so and
+offers the explicit opt-in to read the key from an environment variable instead; it never offers
+to write the key anywhere else.
+"""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+from PySide6.QtWidgets import (
+    QCheckBox,
+    QComboBox,
+    QDialog,
+    QDialogButtonBox,
+    QFormLayout,
+    QGroupBox,
+    QLabel,
+    QLineEdit,
+    QPlainTextEdit,
+    QSpinBox,
+    QVBoxLayout,
+    QWidget,
+)
+
+from app.services.settings import (
+    APPROVAL_POLICIES,
+    PROVIDERS,
+    THEMES,
+    Settings,
+    SettingsError,
+    SettingsFacade,
+)
+
+ENDPOINT_HINTS = {
+    "scripted": "built in — no endpoint needed",
+    "local": "ws://127.0.0.1:8765/v1/responses  (slipstream serve)",
+    "openai": "wss://api.openai.com/v1/responses",
+    "xai": "wss://api.x.ai/v1/responses",
+    "openai_compatible": "ws(s)://host:port/v1/responses",
+}
+NEEDS_KEY = {"openai", "xai", "openai_compatible"}
+
+
+class SettingsDialog(QDialog):
+    """`SettingsDialog(host)`; on OK, saves through `host.save_settings` and stores a new key."""
+
+    def __init__(self, host: SettingsFacade, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.host = host
+        self.setWindowTitle("Settings")
+        self.setObjectName("settingsDialog")
+        self.setMinimumWidth(560)
+        s = host.settings
+
+        self.provider = QComboBox()
+        for key, label in PROVIDERS.items():
+            self.provider.addItem(label, key)
+        self.endpoint = QLineEdit()
+        self.model = QLineEdit()
+        self.model.setPlaceholderText("e.g. gpt-5.3-codex, grok-code-fast, qwen3-coder")
+        self.api_key = QLineEdit()
+        self.api_key.setEchoMode(QLineEdit.EchoMode.Password)
+        self.key_status = QLabel()
+        self.key_status.setWordWrap(True)
+        self.key_status.setObjectName("panelSummary")
+        self.env_fallback = QCheckBox("Read the key from an environment variable instead (no keychain)")
+        self.budget = QSpinBox()
+        self.budget.setRange(1_000, 10_000_000)
+        self.budget.setSingleStep(4_000)
+        self.budget.setGroupSeparatorShown(True)
+        self.budget.setSuffix(" tokens")
+        self.pins = QPlainTextEdit()
+        self.pins.setPlaceholderText("One project-relative path per line, always kept in the model's view")
+        self.pins.setFixedHeight(90)
+        self.approval = QComboBox()
+        for key, label in APPROVAL_POLICIES.items():
+            self.approval.addItem(label, key)
+        self.theme = QComboBox()
+        for key, label in THEMES.items():
+            self.theme.addItem(label, key)
+        self.error = QLabel()
+        self.error.setObjectName("errorText")
+        self.error.setWordWrap(True)
+        self.error.hide()
+
+        model_box = QGroupBox("Model")
+        form = QFormLayout(model_box)
+        form.addRow("Provider", self.provider)
+        form.addRow("Endpoint", self.endpoint)
+        form.addRow("Model", self.model)
+        form.addRow("API key", self.api_key)
+        form.addRow("", self.key_status)
+        form.addRow("", self.env_fallback)
+        ctx_box = QGroupBox("Context and approvals")
+        form2 = QFormLayout(ctx_box)
+        form2.addRow("Context budget", self.budget)
+        form2.addRow("Pinned files", self.pins)
+        form2.addRow("Approvals", self.approval)
+        look_box = QGroupBox("Appearance")
+        form3 = QFormLayout(look_box)
+        form3.addRow("Theme", self.theme)
+
+        self.buttons = QDialogButtonBox(QDialogButtonBox.StandardButton.Ok | QDialogButtonBox.StandardButton.Cancel)
+        self.buttons.accepted.connect(self.accept)
+        self.buttons.rejected.connect(self.reject)
+        lay = QVBoxLayout(self)
+        lay.setContentsMargins(16, 16, 16, 16)
+        lay.setSpacing(12)
+        for w in (model_box, ctx_box, look_box, self.error, self.buttons):
+            lay.addWidget(w)
+
+        self._load(s)
+        self.provider.currentIndexChanged.connect(self._update_key_state)
+
+    def _load(self, s: Settings) -> None:
+        self.provider.setCurrentIndex(max(self.provider.findData(s.provider), 0))
+        self.endpoint.setText(s.endpoint)
+        self.model.setText(s.model)
+        self.budget.setValue(s.context_budget_tokens)
+        self.pins.setPlainText("\n".join(s.pins))
+        self.approval.setCurrentIndex(max(self.approval.findData(s.approval_policy), 0))
+        self.theme.setCurrentIndex(max(self.theme.findData(s.theme), 0))
+        self.env_fallback.setChecked(s.allow_env_key_fallback)
+        self._update_key_state()
+
+    def _update_key_state(self) -> None:
+        provider = str(self.provider.currentData())
+        self.endpoint.setPlaceholderText(ENDPOINT_HINTS.get(provider, ""))
+        info = self.host.keychain_info()
+        needs = provider in NEEDS_KEY
+        self.api_key.setEnabled(needs and info.available)
+        self.env_fallback.setVisible(needs and not info.available)
+        if not needs:
+            self.key_status.setText("This provider needs no API key.")
+        elif not info.available:
+            self.key_status.setText(info.message or "No OS keychain is available; keys cannot be stored safely.")
+        elif self.host.has_api_key(provider):
+            self.key_status.setText(f"A key is stored in the OS keychain ({info.backend}). Type a new one to replace it.")
+            self.api_key.setPlaceholderText("••••••••  (stored)")
+        else:
+            self.key_status.setText(f"The key will be stored in the OS keychain ({info.backend}), never in the settings file.")
+            self.api_key.setPlaceholderText("paste the key")
+
+    def settings(self) -> Settings:
+        """The settings as edited (validated). Raises SettingsError with words for the user."""
+        pins = [line.strip() for line in self.pins.toPlainText().splitlines() if line.strip()]
+        s = replace(
+            self.host.settings,
+            provider=self.provider.currentData(),
+            endpoint=self.endpoint.text().strip(),
+            model=self.model.text().strip(),
+            context_budget_tokens=self.budget.value(),
+            pins=pins,
+            approval_policy=self.approval.currentData(),
+            theme=self.theme.currentData(),
+            allow_env_key_fallback=self.env_fallback.isChecked() and self.env_fallback.isVisibleTo(self),
+        )
+        return s.validate()
+
+    def accept(self) -> None:
+        try:
+            new = self.settings()
+            key = self.api_key.text().strip()
+            if key and self.api_key.isEnabled():
+                self.host.set_api_key(str(new.provider), key)
+                self.api_key.clear()  # stored: the key no longer lingers in the widget
+            self.host.save_settings(new)
+        except (SettingsError, ValueError, RuntimeError, OSError) as exc:
+            self.error.setText(str(exc))
+            self.error.show()
+            return
+        super().accept()
+
+    def done(self, result: int) -> None:
+        self.api_key.clear()  # however the dialog closes, the key does not stay in memory here
+        super().done(result)

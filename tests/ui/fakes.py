@@ -1,0 +1,140 @@
+"""FakeServices: the services façade's shape, recording calls; tests drive its signals by hand."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from app.services.api import (
+    ApprovalRequest,
+    ConnectionStatus,
+    FileBadge,
+    SessionInfo,
+    StreamStats,
+    TestEvent,
+)
+from app.services.settings import KeychainInfo, Settings
+from app.services.signals import Signal
+
+
+class FakeTranscript:
+    def __init__(self) -> None:
+        self.user_message: Signal[[str]] = Signal("user_message")
+        self.assistant_begin: Signal[[str]] = Signal("assistant_begin")
+        self.text_delta: Signal[[str, str]] = Signal("text_delta")
+        self.reasoning_delta: Signal[[str, str]] = Signal("reasoning_delta")
+        self.tool_call_begin: Signal[[str, str, str]] = Signal("tool_call_begin")
+        self.tool_args_delta: Signal[[str, str]] = Signal("tool_args_delta")
+        self.item_end: Signal[[str]] = Signal("item_end")
+        self.tool_output: Signal[[str, str, bool]] = Signal("tool_output")
+        self.notice: Signal[[str, str]] = Signal("notice")
+        self.response_end: Signal[[str]] = Signal("response_end")
+
+
+@dataclass
+class FakeServices:
+    """Records every call in `calls`; `scripted_reply` makes send_message stream a canned answer."""
+
+    project_root: Path = field(default_factory=lambda: Path("/tmp/project"))
+    settings: Settings = field(default_factory=Settings)
+    keychain: KeychainInfo = field(default_factory=lambda: KeychainInfo(True, "memory Keyring", ""))
+    scripted_reply: str | None = None
+    sessions: list[SessionInfo] = field(default_factory=list)
+    calls: list[tuple[str, tuple[Any, ...]]] = field(default_factory=list)
+    keys: dict[str, str] = field(default_factory=dict)
+    started: bool = False
+    closed: bool = False
+
+    def __post_init__(self) -> None:
+        self.transcript = FakeTranscript()
+        self.connection_changed: Signal[[ConnectionStatus]] = Signal("connection_changed")
+        self.stats_changed: Signal[[StreamStats]] = Signal("stats_changed")
+        self.files_changed: Signal[[Sequence[FileBadge]]] = Signal("files_changed")
+        self.approval_requested: Signal[[ApprovalRequest]] = Signal("approval_requested")
+        self.test_event: Signal[[TestEvent]] = Signal("test_event")
+        self.busy_changed: Signal[[bool]] = Signal("busy_changed")
+        self.banner_changed: Signal[[str]] = Signal("banner_changed")
+
+    async def start(self) -> None:
+        self.started = True
+        self._watch = asyncio.ensure_future(self._watch_folder())
+        self.connection_changed.emit(ConnectionStatus("warm", "connected", "scripted — no model", "ws://fake"))
+
+    async def _watch_folder(self) -> None:
+        """A stand-in for the real watcher: each file shows pending once, then in view."""
+        seen: set[str] = set()
+        while True:
+            try:
+                names = sorted(p.name for p in self.project_root.iterdir() if p.is_file())
+            except OSError:
+                names = []
+            fresh = [n for n in names if n not in seen]
+            if fresh:
+                self.files_changed.emit([FileBadge(n, "pending" if n in fresh else "in_view") for n in names])
+                seen.update(fresh)
+            seen &= set(names)
+            self.files_changed.emit([FileBadge(n, "in_view") for n in names])
+            await asyncio.sleep(0.02)
+
+    async def aclose(self) -> None:
+        self.closed = True
+        watch = getattr(self, "_watch", None)
+        if watch is not None:
+            watch.cancel()
+
+    def send_message(self, text: str) -> None:
+        self.calls.append(("send_message", (text,)))
+        self.transcript.user_message.emit(text)
+        if self.scripted_reply is not None:
+            self.busy_changed.emit(True)
+            self.transcript.assistant_begin.emit("resp_1")
+            for word in self.scripted_reply.split(" "):
+                self.transcript.text_delta.emit("msg_1", word + " ")
+            self.transcript.item_end.emit("msg_1")
+            self.transcript.response_end.emit("completed")
+            self.busy_changed.emit(False)
+
+    def stop(self) -> None:
+        self.calls.append(("stop", ()))
+
+    def run_tests(self) -> None:
+        self.calls.append(("run_tests", ()))
+
+    def list_sessions(self) -> list[SessionInfo]:
+        return list(self.sessions)
+
+    def open_session(self, session_id: str) -> None:
+        self.calls.append(("open_session", (session_id,)))
+
+    def new_session(self) -> None:
+        self.calls.append(("new_session", ()))
+
+    def pin(self, path: str, pinned: bool) -> None:
+        self.calls.append(("pin", (path, pinned)))
+
+    def undo_last_patch(self) -> None:
+        self.calls.append(("undo_last_patch", ()))
+
+    # settings extension (SettingsFacade)
+    def save_settings(self, settings: Settings) -> None:
+        settings.validate()
+        self.settings = settings
+        self.calls.append(("save_settings", (settings,)))
+
+    def keychain_info(self) -> KeychainInfo:
+        return self.keychain
+
+    def has_api_key(self, provider: str) -> bool:
+        return provider in self.keys
+
+    def set_api_key(self, provider: str, key: str) -> None:
+        if not self.keychain.available:
+            raise RuntimeError(self.keychain.message)
+        self.keys[provider] = key
+        self.calls.append(("set_api_key", (provider, "***")))
+
+    def names(self) -> list[str]:
+        return [name for name, _ in self.calls]

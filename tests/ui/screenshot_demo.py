@@ -1,0 +1,148 @@
+"""Screenshot of the main window on FakeServices with realistic content (for looking, not asserting).
+
+    xvfb-run -a -s "-screen 0 1280x800x24" env QT_QPA_PLATFORM=xcb \
+        .venv/bin/python -m tests.ui.screenshot_demo shot.png --theme dark --screen
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from app.services.api import ApprovalRequest, ConnectionStatus, FileBadge, SessionInfo, StreamStats, TestEvent
+from app.services.settings import Settings
+from tests.ui.fakes import FakeServices
+
+ANSWER = """The failing test comes from `parse_header` treating an empty line as the end of input.
+
+```python
+def parse_header(lines: list[str]) -> dict[str, str]:
+    out: dict[str, str] = {}
+    for line in lines:
+        if not line.strip():
+            continue  # was: break
+        key, _, value = line.partition(":")
+        out[key.strip().lower()] = value.strip()
+    return out
+```
+
+I changed `break` to `continue` and re-ran the tests: **11 passed, 1 failed** (an unrelated timeout).
+"""
+
+TRACE = """    def test_timeout():
+        client = Client(timeout=0.01)
+>       assert client.fetch("/slow") == b"ok"
+E       TimeoutError: read timed out after 0.01 s
+
+tests/test_client.py:42: TimeoutError"""
+
+
+def populate(fake: FakeServices, now: float) -> None:
+    t = fake.transcript
+    fake.connection_changed.emit(ConnectionStatus("warm", "connected to ws://127.0.0.1:8765", "scripted — no model",
+                                                  "ws://127.0.0.1:8765/v1/responses"))
+    fake.banner_changed.emit(
+        "**No model configured — running the scripted demo engine.** Connect a model in *Settings*: "
+        "OpenAI or xAI (API key in your keychain), a local server (`slipstream serve` with llama.cpp, "
+        "Ollama, vLLM, SGLang, LM Studio), or any Responses-compatible endpoint."
+    )
+    t.user_message.emit("Why does test_parse_header fail? Fix it and run the tests.")
+    t.assistant_begin.emit("resp_1")
+    t.tool_call_begin.emit("fc_1", "run_tests", "call_1")
+    t.tool_args_delta.emit("fc_1", '{"select": "tests/test_parse.py"}')
+    t.item_end.emit("fc_1")
+    t.tool_output.emit("call_1", "1 failed, 5 passed in 0.21s", False)
+    for chunk in ANSWER.split(" "):
+        t.text_delta.emit("msg_1", chunk + " ")
+    t.item_end.emit("msg_1")
+    t.response_end.emit("completed")
+    fake.stats_changed.emit(StreamStats(412.0, 2380.0, 18_420, 19_100, 17_900, 146_000, 128_500))
+    fake.files_changed.emit([
+        FileBadge("src/parse.py", "pending"),
+        FileBadge("src/client.py", "in_view"),
+        FileBadge("src/__init__.py", "in_view"),
+        FileBadge("tests/test_parse.py", "in_view"),
+        FileBadge("tests/test_client.py", "in_view"),
+        FileBadge("README.md", "in_view"),
+        FileBadge("pyproject.toml", "in_view"),
+        FileBadge("docs/logo.png", "summarised", "binary"),
+        FileBadge("data/fixtures.json", "summarised", "too large"),
+        FileBadge(".env", "excluded", "secret"),
+        FileBadge("build/out.o", "excluded", "gitignored"),
+    ])
+    events = [TestEvent("run_started"), TestEvent("collected", data={"count": 7})]
+    for name, outcome, dur, text in [
+        ("tests/test_parse.py::test_parse_header", "passed", 0.004, ""),
+        ("tests/test_parse.py::test_parse_empty", "passed", 0.002, ""),
+        ("tests/test_parse.py::test_parse_unicode", "passed", 0.003, ""),
+        ("tests/test_client.py::test_fetch", "passed", 0.051, ""),
+        ("tests/test_client.py::test_timeout", "failed", 0.013, TRACE),
+        ("tests/test_client.py::test_retry", "passed", 0.120, ""),
+        ("tests/test_client.py::test_proxy", "skipped", 0.0, "needs a proxy"),
+    ]:
+        events += [TestEvent("started", name), TestEvent(outcome, name, dur, text)]
+    events.append(TestEvent("run_finished", text="1 failed, 5 passed, 1 skipped"))
+    for ev in events:
+        fake.test_event.emit(ev)
+    fake.sessions[:] = [
+        SessionInfo("s3", "Why does test_parse_header fail?", str(fake.project_root), now - 20, 1),
+        SessionInfo("s2", "Add retries to the client", str(fake.project_root), now - 7200, 6),
+        SessionInfo("s1", "Explain the project layout", str(fake.project_root), now - 3 * 86400, 2),
+    ]
+
+
+def main(argv: list[str]) -> int:
+    import time
+
+    from PySide6.QtWidgets import QApplication
+
+    from app.ui.controller import Controller
+    from app.ui.main_window import MainWindow
+    from app.ui.smoke import save_screenshot
+
+    p = argparse.ArgumentParser()
+    p.add_argument("out", type=Path)
+    p.add_argument("--theme", default="dark")
+    p.add_argument("--screen", action="store_true")
+    p.add_argument("--dialog", choices=["none", "patch", "command", "settings"], default="none")
+    p.add_argument("--tab", type=int, default=0)
+    a = p.parse_args(argv)
+    app = QApplication.instance() or QApplication(sys.argv[:1])
+    fake = FakeServices(project_root=Path("/home/dev/parsekit"), settings=Settings(theme=a.theme, pins=["src/client.py"]))
+    fake.settings.recent_projects = ["/home/dev/parsekit", "/home/dev/webapp"]
+    win = MainWindow()
+    ctl = Controller(win)
+    ctl.bind(fake)
+    win.resize(1280, 800)
+    win.move(0, 0)
+    win.show()
+    populate(fake, time.time())
+    ctl.refresh_sessions()
+    win.side.setCurrentIndex(a.tab)
+    if a.dialog == "patch":
+        ctl.show_approval(ApprovalRequest("patch", "Apply patch to 1 file?", {"files": [{
+            "path": "src/parse.py", "op": "update", "hunks": [
+                {"header": "@@ -12,7 +12,7 @@ def parse_header", "lines": [
+                    "     for line in lines:", "         if not line.strip():", "-            break",
+                    "+            continue", "         key, _, value = line.partition(\":\")"]},
+                {"header": "@@ -30,3 +30,4 @@", "lines": [" def helper():", "+    # keep order", "     pass"]},
+            ]}]}, lambda d: None)).move(190, 80)
+    elif a.dialog == "command":
+        ctl.show_approval(ApprovalRequest("command", "Run a command?",
+                                          {"command": "pytest -q tests/test_client.py", "cwd": "/home/dev/parsekit"},
+                                          lambda d: None)).move(360, 260)
+    elif a.dialog == "settings":
+        dlg = ctl.show_settings()
+        if dlg is not None:
+            dlg.move(360, 60)
+    for _ in range(20):
+        app.processEvents()
+        time.sleep(0.02)
+    save_screenshot(win, a.out, screen=a.screen)
+    print(a.out)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

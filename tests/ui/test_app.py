@@ -1,0 +1,61 @@
+"""run_gui: argument parsing, the in-process smoke path, and the offline fallback."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from app.services.settings import Settings, load_settings
+from app.ui import app as gui_app
+from tests.ui.fakes import FakeServices
+
+
+def test_parse_args(tmp_path: Path) -> None:
+    """PATH, --smoke, --screenshot, --screen; a missing folder is an argparse error."""
+    args = gui_app.parse_args([str(tmp_path), "--smoke", "--screenshot", "x.png", "--screen"])
+    assert args == gui_app.GuiArgs(tmp_path.resolve(), True, Path("x.png"), True)
+    with pytest.raises(SystemExit):
+        gui_app.parse_args([str(tmp_path / "missing")])
+
+
+def test_run_gui_smoke_in_process(qapp, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:  # type: ignore[no-untyped-def]
+    """--smoke runs one turn on the given services, prints one line, exits 0, remembers the project."""
+    made: list[FakeServices] = []
+
+    def factory(root: Path, settings: Any) -> FakeServices:
+        fake = FakeServices(project_root=root, settings=settings, scripted_reply="done")
+        made.append(fake)
+        return fake
+
+    shot = tmp_path / "shot.png"
+    project = tmp_path / "proj"
+    project.mkdir()
+    rc = gui_app.run_gui([str(project), "--smoke", "--screenshot", str(shot)], factory=factory)
+    out = capsys.readouterr().out.strip().splitlines()
+    assert rc == 0, out
+    assert out[-1].startswith("smoke: ok — response completed")
+    assert shot.stat().st_size > 0
+    assert made[0].started and made[0].closed
+    assert made[0].settings.recent_projects[0] == str(project.resolve())
+
+
+def test_run_gui_offline_when_factory_fails(qapp, tmp_path: Path, capsys: pytest.CaptureFixture[str],  # type: ignore[no-untyped-def]
+                                             monkeypatch: pytest.MonkeyPatch) -> None:
+    """A failing factory: the window still opens offline; smoke says why and exits non-zero."""
+
+    def factory(root: Path, settings: Settings) -> Any:
+        raise RuntimeError("no engine configured")
+
+    rc = gui_app.run_gui([str(tmp_path), "--smoke"], factory=factory)
+    line = capsys.readouterr().out.strip().splitlines()[-1]
+    assert rc == 1
+    assert "no engine configured" in line and line.startswith("smoke: FAIL")
+
+
+def test_bad_arguments_return_2(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+    """A folder that does not exist: status 2 and a message, no window."""
+    assert gui_app.run_gui([str(tmp_path / "nope")]) == 2
+    assert "not a folder" in capsys.readouterr().err
+    assert load_settings().settings == Settings()
