@@ -191,7 +191,8 @@ class BatchPump:
         self.coalescer = coalescer
         self._on_batch = on_batch
         self._loop = loop
-        self._timer: asyncio.TimerHandle | None = None
+        self._timer: asyncio.Handle | None = None
+        self._timer_at = 0.0
 
     def feed(self, change: Change) -> None:
         """Call on the loop thread (e.g. as FsWatcher's `on_change`)."""
@@ -203,9 +204,11 @@ class BatchPump:
         if deadline is None:
             return
         if self._timer is not None:
-            if self._timer.when() <= deadline:
+            if self._timer_at <= deadline:
                 return  # already due earlier; _fire re-arms if it is too early
             self._timer.cancel()
+        # Remember the deadline ourselves: qasync's call_at returns a Handle without .when().
+        self._timer_at = deadline
         self._timer = self._loop.call_at(deadline, self._fire)
 
     def _fire(self) -> None:

@@ -91,6 +91,7 @@ class Agent:
         self._notice = on_notice or (lambda kind, text: None)
         self.instructions = instructions
         self.tools = responses_tools()
+        sync.settings = self.settings()  # context pushes share the turns' settings: the chain stays incremental
         self._stop = asyncio.Event()
         self._turn_no = 0
         self._failures: list[frozenset[str]] = []

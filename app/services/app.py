@@ -227,6 +227,11 @@ class AppServices:
     def busy(self) -> bool:
         return self._task is not None and not self._task.done()
 
+    @property
+    def session_id(self) -> str | None:
+        """The history session the transcript is saved to."""
+        return self._session_id
+
     def send_message(self, text: str) -> None:
         text = text.strip()
         if not text:

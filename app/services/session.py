@@ -221,7 +221,7 @@ class ResponsesSession:
                         return TurnResult("failed", error=f"The endpoint refused the key (HTTP {exc.status}). "
                                           "Check the API key in Settings.", code="unauthorized")
                     failures += 1
-                    if exc.status in REFUSED_UPGRADE or failures >= 2:
+                    if exc.status in REFUSED_UPGRADE or failures >= (2 if exc.status else self._max_attempts):
                         return await self._http_turn(on_event, why=last_error)
                     self._set_state("reconnecting", last_error)
                     await self._sleep(next(delays))

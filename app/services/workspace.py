@@ -228,6 +228,9 @@ class ContextSync:
         self.workspace = workspace
         self.session = session
         self.on_push = on_push or (lambda p: None)
+        # The request settings (instructions, tools, ...) of the turns this chain carries. Pushes
+        # must send the same ones: any difference makes the next turn resend the whole history.
+        self.settings: dict[str, Any] = {}
         self._task: asyncio.Task[None] | None = None
         self._holds = 0  # >0 while a caller is about to send a turn (the update rides along)
         self.pushes = 0
@@ -251,7 +254,7 @@ class ContextSync:
             return False
         items = [update.item] if update is not None else []
         t0 = time.perf_counter()
-        result = await self.session.run_turn(items, generate=False)
+        result = await self.session.run_turn(items, generate=False, settings=self.settings)
         ws.turn_done(result.ok)
         self.pushes += 1
         sent = result.bytes_sent

@@ -83,10 +83,22 @@ def run_gui(argv: list[str], factory: ServicesFactory | None = None) -> int:
     app.setApplicationName("Slipstream")
     app.setOrganizationName("Slipstream")
     app.setDesktopFileName("slipstream")
-    return asyncio.run(gui_main(app, args, factory), loop_factory=lambda: qasync.QEventLoop(app))
+    instance = None
+    if not args.smoke:  # a smoke run never hands over to (or blocks) a running app
+        from app.ui.single_instance import SingleInstance
+
+        instance = SingleInstance(args.path, parent=app)
+        if not instance.try_primary():
+            print(f"Slipstream is already open on {args.path}; brought that window to the front.")
+            return 0
+    try:
+        return asyncio.run(gui_main(app, args, factory, instance), loop_factory=lambda: qasync.QEventLoop(app))
+    finally:
+        if instance is not None:
+            instance.close()
 
 
-async def gui_main(app: Any, args: GuiArgs, factory: ServicesFactory | None = None) -> int:
+async def gui_main(app: Any, args: GuiArgs, factory: ServicesFactory | None = None, instance: Any = None) -> int:
     from PySide6.QtWidgets import QMessageBox
 
     from app.services.api import ConnectionStatus
@@ -100,6 +112,10 @@ async def gui_main(app: Any, args: GuiArgs, factory: ServicesFactory | None = No
         app.setWindowIcon(icon)
     window = MainWindow()
     controller = Controller(window)
+    if instance is not None:
+        from app.ui.single_instance import bring_to_front
+
+        instance.activated.connect(lambda: bring_to_front(window))
     problems: list[str] = []
     try:
         loaded = load_settings()

@@ -152,3 +152,25 @@ async def test_change_during_a_turn_waits_then_goes_out_once(tmp_path: Path) -> 
         await sync.aclose()
         await ws.aclose()
         await session.aclose()
+
+
+async def test_turn_after_a_push_stays_incremental(tmp_path: Path) -> None:
+    """Pushes carry the turns' settings, so the next turn continues the chain instead of resending it."""
+    (tmp_path / "big.py").write_text("data = 1\n" * 500)
+    rec = Recorder()
+    async with run_server(rec) as srv:
+        ws, session, sync, pushes = await make(tmp_path, srv)
+        settings = {"instructions": "be brief", "tools": [{"type": "function", "name": "noop",
+                                                            "parameters": {"type": "object", "properties": {}}}]}
+        sync.settings = settings
+        assert await sync.push()
+        result = await sync.turn([user("hi")], settings=settings)
+        assert result.ok
+        turn = rec.turns[-1]
+        assert turn.previous_response_id is not None  # chained on the warm-up
+        assert texts(turn.new_input) == ["hi"]  # only the new item crossed the wire
+        assert result.usage["input_tokens_details"]["cached_tokens"] > 1000
+        assert result.bytes_sent < 2000
+        await sync.aclose()
+        await ws.aclose()
+        await session.aclose()
