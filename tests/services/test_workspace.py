@@ -159,7 +159,7 @@ async def test_turn_after_a_push_stays_incremental(tmp_path: Path) -> None:
     (tmp_path / "big.py").write_text("data = 1\n" * 500)
     rec = Recorder()
     async with run_server(rec) as srv:
-        ws, session, sync, pushes = await make(tmp_path, srv)
+        ws, session, sync, _pushes = await make(tmp_path, srv)
         settings = {"instructions": "be brief", "tools": [{"type": "function", "name": "noop",
                                                             "parameters": {"type": "object", "properties": {}}}]}
         sync.settings = settings
