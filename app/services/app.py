@@ -139,7 +139,8 @@ class AppServices:
         self._session_id: str | None = None
         self._persisted = 0  # transcript items already in the store
         self._engine_label = ""
-        self._open_items: set[str] = set()
+        self._rerun_wanted = False
+        self._rerun_handle: asyncio.TimerHandle | asyncio.Handle | None = None
 
     # ---- lifecycle -----------------------------------------------------------------------------
 
@@ -153,12 +154,14 @@ class AppServices:
         session.state_changed.connect(self._on_state)
         self.sync = ContextSync(ws, session)
         ws.files_changed.connect(self._on_files)
+        ws.changed.connect(self._on_disk_changed)
         ws.notice.connect(self.transcript.notice.emit)
         policy = self.settings.approval_policy
         cmd_policy = CommandPolicy("ask")
         self.agent = Agent(
             self.sync, ProjectFS(self.project_root, ignore=ws.rules),
-            config=AgentConfig(approval_policy=policy, command_policy=cmd_policy),
+            config=AgentConfig(approval_policy=policy, command_policy=cmd_policy,
+                               max_tool_turns=self.settings.max_tool_turns),
             approve=self._approve, on_event=self._on_event, on_tool_output=self.transcript.tool_output.emit,
             on_test_event=self._on_test_event, on_notice=self.transcript.notice.emit,
         )
@@ -279,7 +282,27 @@ class AppServices:
         from app.adapters.proc import detect_test_command, run_tests
 
         cmd = detect_test_command(self.project_root)
+        if cmd.runner == "none":
+            self.transcript.notice.emit("info", cmd.note or "No test suite found.")
+            return
         await run_tests(cmd, on_event=self._on_test_event)
+        if self._rerun_wanted:  # files changed again while the tests ran
+            self._rerun_wanted = False
+            self._schedule_rerun()
+
+    def _on_disk_changed(self) -> None:
+        """Rerun-on-save: a settled batch of changes reruns the tests (debounced, never overlapping)."""
+        if not self.settings.rerun_tests_on_save or self.busy:
+            return  # while the agent works, it runs the tests itself
+        if self._tests_task is not None and not self._tests_task.done():
+            self._rerun_wanted = True
+            return
+        self._schedule_rerun()
+
+    def _schedule_rerun(self) -> None:
+        if self._rerun_handle is not None:
+            self._rerun_handle.cancel()
+        self._rerun_handle = asyncio.get_running_loop().call_later(0.3, self.run_tests)
 
     def pin(self, path: str, pinned: bool) -> None:
         pins = [p for p in self.settings.pins if p != path] + ([path] if pinned else [])
@@ -484,6 +507,7 @@ class AppServices:
         self.settings = settings
         if self.agent is not None:
             self.agent.config.approval_policy = settings.approval_policy
+            self.agent.config.max_tool_turns = settings.max_tool_turns
         if self.workspace is not None:
             self.workspace.pins = list(settings.pins)
             self.workspace.budget = settings.context_budget_tokens

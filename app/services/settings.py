@@ -62,6 +62,8 @@ class Settings:
     recent_projects: list[str] = field(default_factory=list)
     # Explicit opt-in to read keys from environment variables when no OS keychain exists.
     allow_env_key_fallback: bool = False
+    rerun_tests_on_save: bool = False
+    max_tool_turns: int = 25  # consecutive tool turns before the agent stops and asks
 
     @property
     def model_configured(self) -> bool:
@@ -81,6 +83,10 @@ class Settings:
             )
         if self.endpoint and not re.match(r"^(wss?|https?)://[^\s/]+", self.endpoint):
             raise SettingsError(f"endpoint must start with ws://, wss://, http:// or https://, not {self.endpoint!r}")
+        if not isinstance(self.max_tool_turns, int) or not 1 <= self.max_tool_turns <= 200:
+            raise SettingsError(f"max_tool_turns must be an integer from 1 to 200, not {self.max_tool_turns!r}")
+        if not isinstance(self.rerun_tests_on_save, bool):
+            raise SettingsError("rerun_tests_on_save must be true or false")
         for name in ("pins", "recent_projects"):
             value = getattr(self, name)
             if not isinstance(value, list) or not all(isinstance(v, str) for v in value):

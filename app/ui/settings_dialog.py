@@ -78,6 +78,10 @@ class SettingsDialog(QDialog):
         self.approval = QComboBox()
         for key, label in APPROVAL_POLICIES.items():
             self.approval.addItem(label, key)
+        self.rerun_tests = QCheckBox("Rerun the tests when a file is saved")
+        self.max_tool_turns = QSpinBox()
+        self.max_tool_turns.setRange(1, 200)
+        self.max_tool_turns.setToolTip("The agent stops after this many consecutive tool turns")
         self.theme = QComboBox()
         for key, label in THEMES.items():
             self.theme.addItem(label, key)
@@ -99,6 +103,8 @@ class SettingsDialog(QDialog):
         form2.addRow("Context budget", self.budget)
         form2.addRow("Pinned files", self.pins)
         form2.addRow("Approvals", self.approval)
+        form2.addRow("Tool turn cap", self.max_tool_turns)
+        form2.addRow("", self.rerun_tests)
         look_box = QGroupBox("Appearance")
         form3 = QFormLayout(look_box)
         form3.addRow("Theme", self.theme)
@@ -124,6 +130,8 @@ class SettingsDialog(QDialog):
         self.approval.setCurrentIndex(max(self.approval.findData(s.approval_policy), 0))
         self.theme.setCurrentIndex(max(self.theme.findData(s.theme), 0))
         self.env_fallback.setChecked(s.allow_env_key_fallback)
+        self.rerun_tests.setChecked(s.rerun_tests_on_save)
+        self.max_tool_turns.setValue(s.max_tool_turns)
         self._update_key_state()
 
     def _update_key_state(self) -> None:
@@ -157,6 +165,8 @@ class SettingsDialog(QDialog):
             approval_policy=self.approval.currentData(),
             theme=self.theme.currentData(),
             allow_env_key_fallback=self.env_fallback.isChecked() and self.env_fallback.isVisibleTo(self),
+            rerun_tests_on_save=self.rerun_tests.isChecked(),
+            max_tool_turns=self.max_tool_turns.value(),
         )
         return s.validate()
 

@@ -88,3 +88,23 @@ async def test_reopening_restores_the_last_session(tmp_path: Path) -> None:
         assert any("pineapple" in t for t in texts) and any("and now?" in t for t in texts)
     finally:
         await svc2.aclose()
+
+
+async def test_rerun_tests_on_save(tmp_path: Path) -> None:
+    """With the setting on, saving a file reruns the project's tests and their events stream out."""
+    root = tmp_path / "p"
+    root.mkdir()
+    (root / "pyproject.toml").write_text("[tool.pytest.ini_options]\n")
+    (root / "test_a.py").write_text("def test_a():\n    assert True\n")
+    svc = AppServices(root, Settings(rerun_tests_on_save=True), store=HistoryStore(tmp_path / "h.db"),
+                      persist_settings=False)
+    events: list[Any] = []
+    svc.test_event.connect(events.append)
+    await svc.start()
+    try:
+        await asyncio.sleep(0.3)
+        (root / "test_a.py").write_text("def test_a():\n    assert 1 == 2\n")
+        await wait_until(lambda: any(e.kind == "run_finished" for e in events), 30)
+        assert any(e.kind == "failed" and e.nodeid.endswith("test_a") for e in events)
+    finally:
+        await svc.aclose()
