@@ -26,8 +26,10 @@ if ! $SUDO apt-get install -y -qq --reinstall --no-install-recommends "$DEB" >/t
 fi
 BIN=$(command -v slipstream)
 [ "$(readlink -f "$BIN")" = /opt/slipstream/slipstream ] || { echo "slipstream on PATH is $BIN, not the package's" >&2; exit 1; }
-dpkg -L slipstream | grep -q '^/usr/share/applications/slipstream.desktop$'
-dpkg -L slipstream | grep -q '^/usr/share/icons/hicolor/256x256/apps/slipstream.png$'
+# (not `dpkg -L | grep -q`: grep exits early, dpkg dies of SIGPIPE and pipefail fails the step)
+files=$(dpkg -L slipstream)
+grep -qx '/usr/share/applications/slipstream.desktop' <<<"$files"
+grep -qx '/usr/share/icons/hicolor/256x256/apps/slipstream.png' <<<"$files"
 
 step "slipstream --version"
 want=$(sed -n 's/^version = "\(.*\)"/\1/p' pyproject.toml | head -1)

@@ -56,7 +56,7 @@ class WsTransport:
         try:
             conn = await connect(
                 url, additional_headers=hdrs, open_timeout=open_timeout, max_size=max_size,
-                ping_interval=ping_interval, ping_timeout=ping_timeout, compression=None,
+                ping_interval=ping_interval, ping_timeout=ping_timeout, compression=None, close_timeout=2.0,
                 user_agent_header="slipstream",
             )
         except InvalidStatus as exc:
@@ -102,5 +102,13 @@ class WsTransport:
         return Closed(self._conn.close_code or 1006, self._conn.close_reason or "")
 
     async def aclose(self, code: int = 1000, reason: str = "") -> None:
+        """Close politely (close handshake, bounded by the connection's close timeout)."""
         with contextlib.suppress(Exception):
             await self._conn.close(code, reason)
+
+    def abort(self) -> None:
+        """Drop the TCP connection at once: for Stop, when the server may be blocked writing to us
+        (frames queued ahead of its close frame would hold a polite close for its full timeout)."""
+        transport = getattr(self._conn, "transport", None)
+        if transport is not None:
+            transport.abort()

@@ -28,7 +28,7 @@ from typing import Any, Literal
 
 from app.adapters.http_sse import HttpError, post_stream
 from app.adapters.ws_client import TransportError, WsTransport
-from app.protocol.backoff import backoff
+from app.protocol.backoff import backoff, classify_close
 from app.protocol.client import ClientSession, Completed, Fail, Outcome, Reconnect, Resend
 from app.protocol.errors import RemoteProtocolError
 from app.protocol.events import ServerEvent
@@ -122,10 +122,13 @@ class ResponsesSession:
 
     # ---- connection ----------------------------------------------------------------------------
 
-    async def _drop_socket(self, code: int = 1000, reason: str = "") -> None:
+    async def _drop_socket(self, code: int = 1000, reason: str = "", *, abort: bool = False) -> None:
         ws, self._ws = self._ws, None
         if ws is not None:
-            await ws.aclose(code, reason)
+            if abort:
+                ws.abort()
+            else:
+                await ws.aclose(code, reason)
 
     def _socket_dead(self) -> bool:
         return self._ws is not None and self._ws.closed is not None
@@ -194,12 +197,12 @@ class ResponsesSession:
                     self._turn_task = None
             except TurnCancelled:
                 self.client.abandon()
-                await self._drop_socket(1000, "stopped by the user")
+                await self._drop_socket(abort=True)
                 self._set_state("offline", "stopped")
                 return TurnResult("cancelled", error="stopped by the user")
             except BaseException:
                 self.client.abandon()
-                await self._drop_socket(1011, "client error")
+                await self._drop_socket(abort=True)
                 raise
 
     async def _drive(
@@ -250,6 +253,17 @@ class ResponsesSession:
                 continue
             # The socket is gone (dropped mid-turn, age limit, or a second miss): new socket, fresh chain.
             reason = outcome.reason if isinstance(outcome, Reconnect) else "connection lost"
+            closed = ws.closed
+            if outcome is None and closed is not None and classify_close(closed.code) == "fatal":
+                # e.g. 1008 policy, 1009 too big, 1002 protocol error: retrying would fail the same way.
+                await self._drop_socket()
+                self.client.abandon()
+                detail = f"the server closed the connection (code {closed.code}{': ' + closed.reason if closed.reason else ''})"
+                self._set_state("offline", detail)
+                return TurnResult("failed", error=detail + "; your message is kept, send again to retry.",
+                                  code=f"close_{closed.code}", transport="websocket")
+            if closed is not None and outcome is None:
+                reason = f"connection lost (code {closed.code})"
             await self._drop_socket()
             resends = [r for r in self.client.on_disconnect() if r.lane is None]
             if not resends:  # the turn finished after all

@@ -132,3 +132,26 @@ async def test_stop_cancels_a_long_answer_and_keeps_the_session_usable() -> None
         r2 = await s.run_turn([user("still there?")])
         assert r2.ok
         await s.aclose()
+
+
+async def test_fatal_close_code_fails_the_turn_without_retrying() -> None:
+    """A server closing with 1008 (policy) mid-turn: one failed result naming the code, no reconnect storm."""
+    from websockets.asyncio.server import serve
+
+    accepted = 0
+
+    async def handler(conn: Any) -> None:
+        nonlocal accepted
+        accepted += 1
+        await conn.recv()
+        await conn.send(json.dumps({"type": "response.created", "sequence_number": 0,
+                                    "response": {"id": "resp_x", "status": "in_progress", "output": []}}))
+        await conn.close(1008, "you are not reading")
+
+    async with serve(handler, "127.0.0.1", 0) as server:
+        port = server.sockets[0].getsockname()[1]
+        s = ResponsesSession(Endpoint(f"ws://127.0.0.1:{port}/v1/responses", "t"), initial_delay=0.01)
+        r = await s.run_turn([user("hi")])
+        assert r.status == "failed" and "1008" in r.error and "you are not reading" in r.error
+        assert accepted == 1 and not s.client.in_flight()
+        assert any(i.get("role") == "user" for i in s.client.transcript())  # kept for a retry
