@@ -91,6 +91,9 @@ class Agent:
         self._notice = on_notice or (lambda kind, text: None)
         self.instructions = instructions
         self.tools = responses_tools()
+        # Extra request fields for this endpoint, e.g. include=["reasoning.encrypted_content"] so that a
+        # store=false chain can be rebuilt with its reasoning items (PROTOCOL §4.4).
+        self.extra_settings: dict[str, Any] = {}
         sync.settings = self.settings()  # context pushes share the turns' settings: the chain stays incremental
         self._stop = asyncio.Event()
         self._turn_no = 0
@@ -109,7 +112,7 @@ class Agent:
 
     def settings(self) -> dict[str, Any]:
         return {"instructions": self.instructions, "tools": self.tools, "tool_choice": "auto",
-                "parallel_tool_calls": True}
+                "parallel_tool_calls": True, **self.extra_settings}
 
     async def run(self, text: str, *, on_retry: Callable[[str], None] | None = None) -> RunOutcome:
         """One user request, through as many tool turns as it takes (see module docstring)."""

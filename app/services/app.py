@@ -165,6 +165,9 @@ class AppServices:
             approve=self._approve, on_event=self._on_event, on_tool_output=self.transcript.tool_output.emit,
             on_test_event=self._on_test_event, on_notice=self.transcript.notice.emit,
         )
+        if self.settings.provider in PRESETS and not self.endpoint.store:
+            self.agent.extra_settings = {"include": ["reasoning.encrypted_content"]}
+            self.sync.settings = self.agent.settings()
         self._open_history()
         await ws.start(watch=self._watch)
         self.sync.push_soon()  # the warm-up: snapshot of the project on a fresh chain
