@@ -82,7 +82,7 @@ def _load_object(frame: str | bytes, who: str) -> tuple[dict[str, Any], str]:
     """Parse a frame that failed typed decoding: must be a JSON object with a string `type`."""
     try:
         data = _ANY_DECODER.decode(frame)
-    except msgspec.DecodeError as exc:
+    except (msgspec.DecodeError, UnicodeDecodeError, RecursionError) as exc:  # bad UTF-8, nested too deep
         raise RemoteProtocolError(
             f"{who} frame is not valid JSON ({exc}): {_preview(frame)!r}", code="invalid_json"
         ) from None
@@ -133,7 +133,7 @@ def decode_server(frame: str | bytes) -> ServerEvent:
         return _SERVER_DECODER.decode(frame)
     except msgspec.ValidationError as exc:
         first = exc
-    except msgspec.DecodeError as exc:
+    except (msgspec.DecodeError, UnicodeDecodeError, RecursionError) as exc:  # bad UTF-8, nested too deep
         raise RemoteProtocolError(
             f"Server frame is not valid JSON ({exc}): {_preview(frame)!r}", code="invalid_json"
         ) from None
@@ -156,7 +156,7 @@ def decode_client(frame: str | bytes) -> ClientEvent:
         return _CLIENT_DECODER.decode(frame)
     except msgspec.ValidationError as exc:
         first = exc
-    except msgspec.DecodeError as exc:
+    except (msgspec.DecodeError, UnicodeDecodeError, RecursionError) as exc:  # bad UTF-8, nested too deep
         raise RemoteProtocolError(
             f"Client frame is not valid JSON ({exc}): {_preview(frame)!r}", code="invalid_json"
         ) from None

@@ -368,7 +368,7 @@ class ServerSession:
             return
         try:
             data = msgspec.json.decode(body)
-        except msgspec.DecodeError as exc:
+        except (msgspec.DecodeError, UnicodeDecodeError, RecursionError) as exc:  # bad UTF-8, nested too deep
             self._request_error(None, "invalid_json", f"Request body is not valid JSON ({exc}).", None)
             return
         if not isinstance(data, dict):

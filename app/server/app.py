@@ -52,7 +52,9 @@ class ServerConfig:
     max_frame_bytes: int = 16 * MiB
     high_water_bytes: int = 4 * MiB  # producers pause above this many unsent bytes
     stall_timeout_s: float = 30.0  # writer without progress this long: the client is not reading
-    websocket: bool = True  # False: the upgrade is answered 426 (HTTP/SSE only), as servers without WS mode do
+    websocket: bool = (
+        True  # False: the upgrade is answered 426 (HTTP/SSE only), as servers without WS mode do
+    )
 
 
 @dataclass

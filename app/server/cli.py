@@ -11,18 +11,20 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import os
 import signal
 import sys
 from pathlib import Path
 
 from app.server.auth import is_loopback, new_token, remove_token_file, write_token_file
 from app.server.engines.base import Engine
+from app.server.engines.profiles import PROFILES
 from app.server.engines.scripted import ScriptedEngine, ScriptError, load_script
 
 __all__ = ["build_engine", "build_parser", "main"]
 
 DEFAULT_PORT = 8765
-ENGINES = ("scripted",)
+ENGINES = ("scripted", "chat", "gguf")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -42,6 +44,31 @@ def build_parser() -> argparse.ArgumentParser:
         "--rate", type=float, default=1000.0, help="scripted engine: tokens/s, bursts at 4x (0 = unpaced)"
     )
     p.add_argument(
+        "--upstream",
+        action="append",
+        default=[],
+        metavar="URL",
+        help="chat engine: Chat Completions server, e.g. http://127.0.0.1:8080 (repeat for replicas; "
+        "each connection is pinned to one)",
+    )
+    p.add_argument(
+        "--upstream-model", help="chat engine: upstream model name (default: the request's, if listed)"
+    )
+    p.add_argument(
+        "--upstream-key-env",
+        metavar="VAR",
+        help="chat engine: environment variable holding the upstream API key",
+    )
+    p.add_argument(
+        "--upstream-profile",
+        choices=sorted(PROFILES),
+        help="chat engine: backend quirks to apply (default: detected from GET /v1/models)",
+    )
+    p.add_argument(
+        "--upstream-timeout", type=float, default=300.0, help="chat engine: seconds to wait for upstream data"
+    )
+    p.add_argument("--model-file", type=Path, help="gguf engine: the GGUF model file to run in-process")
+    p.add_argument(
         "--max-age", type=float, default=3600.0, help="connection age limit in seconds (default: 3600)"
     )
     p.add_argument("--max-frame-bytes", type=int, default=16 * 1024 * 1024, help=argparse.SUPPRESS)
@@ -53,10 +80,51 @@ def build_parser() -> argparse.ArgumentParser:
 
 def build_engine(args: argparse.Namespace) -> Engine:
     """The engine the arguments ask for; ScriptError/ValueError on bad settings."""
+    engine = getattr(args, "engine", "scripted")
+    if engine == "chat":
+        return _chat_engine(args)
+    if engine == "gguf":
+        return _gguf_engine(args)
     if args.rate < 0:
         raise ValueError("--rate must be >= 0")
     script = load_script(args.script) if args.script is not None else None
     return ScriptedEngine(rate_tps=args.rate, burst_tps=args.rate * 4, script=script)
+
+
+def _chat_engine(args: argparse.Namespace) -> Engine:
+    from app.server.engines.chat_completions import ChatCompletionsEngine  # httpx loads only when used
+
+    if not args.upstream:
+        raise ValueError("--engine chat needs --upstream URL (e.g. http://127.0.0.1:8080 for llama-server)")
+    key = None
+    if args.upstream_key_env:
+        key = os.environ.get(args.upstream_key_env)
+        if not key:
+            raise ValueError(
+                f"--upstream-key-env: the environment variable {args.upstream_key_env} is not set"
+            )
+    if args.upstream_timeout <= 0:
+        raise ValueError("--upstream-timeout must be > 0")
+    return ChatCompletionsEngine(
+        args.upstream,
+        model=args.upstream_model,
+        api_key=key,
+        profile=args.upstream_profile,
+        read_timeout_s=args.upstream_timeout,
+    )
+
+
+def _gguf_engine(args: argparse.Namespace) -> Engine:
+    from app.server.engines.llama_cpp import LlamaCppEngine, missing_reason
+
+    if args.model_file is None:
+        raise ValueError("--engine gguf needs --model-file PATH.gguf")
+    if not args.model_file.is_file():
+        raise ValueError(f"--model-file: no such file: {args.model_file}")
+    why = missing_reason()
+    if why:
+        raise ValueError(why)
+    return LlamaCppEngine(args.model_file)
 
 
 def _fail(message: str) -> int:

@@ -574,7 +574,7 @@ class ScriptedConnection:
         """Generate one turn (see the module docstring for what it says and how fast)."""
         pacer = Pacer(self._engine.rate_tps, self._engine.burst_tps)
         script = self._engine.script
-        index = model_turns_in(turn.history)
+        index = model_turns_in([*turn.history, *turn.new_input])  # a fresh chain resends earlier outputs
         steps: list[Step]
         if script is not None and index < len(script):
             steps = list(script[index])

@@ -1,0 +1,218 @@
+"""A real model path: a tiny random-weight GGUF served by llama-cpp-python, behind the bridge.
+
+Needs the optional extra `slipstream[local]` (llama-cpp-python, compiled from source: about 6+
+minutes on 2 cores; CI builds the wheel once into a cache folder, see README). Skipped otherwise.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+pytest.importorskip(
+    "llama_cpp.server",
+    reason="llama-cpp-python[server] is not installed (optional extra slipstream[local]; built from source)",
+)
+pytest.importorskip("gguf", reason="the gguf package is not installed (optional extra slipstream[local])")
+
+import aiohttp
+import httpx
+
+from app.server.app import run_server
+from app.server.engines.base import Failure, Turn
+from app.server.engines.chat_completions import ChatCompletionsEngine
+from tests.server.fixtures.make_tiny_gguf import token_id, write
+
+READ_FILE = {
+    "type": "function",
+    "name": "read_file",
+    "description": "Read a file",
+    "parameters": {
+        "type": "object",
+        "properties": {"path": {"type": "string", "enum": ["a.py"]}},
+        "required": ["path"],
+    },
+}
+TERMINAL = ("response.completed", "response.failed", "response.incomplete", "error")
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@pytest.fixture(scope="module")
+def llama_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """llama-cpp-python's OpenAI-compatible server on 127.0.0.1 with the tiny model; yields its URL."""
+    model = write(tmp_path_factory.mktemp("gguf") / "tiny.gguf")
+    port = _free_port()
+    cmd = [sys.executable, "-m", "llama_cpp.server", "--model", str(model), "--host", "127.0.0.1"]
+    cmd += ["--port", str(port), "--n_ctx", "2048", "--model_alias", "tiny", "--n_threads", "1"]
+    log = tmp_path_factory.mktemp("log") / "server.log"
+    with log.open("wb") as out:
+        proc = subprocess.Popen(
+            cmd, stdout=out, stderr=subprocess.STDOUT, env={**os.environ, "PYTHONUNBUFFERED": "1"}
+        )
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            if proc.poll() is not None:
+                pytest.fail(f"llama_cpp.server exited {proc.returncode}: {log.read_text()[-2000:]}")
+            try:
+                if httpx.get(f"{url}/v1/models", timeout=1).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                pass
+            if time.monotonic() > deadline:
+                pytest.fail(f"llama_cpp.server did not start in 60 s: {log.read_text()[-2000:]}")
+            time.sleep(0.2)
+        yield url
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
+
+def user(text: str) -> dict[str, Any]:
+    return {"type": "message", "role": "user", "content": [{"type": "input_text", "text": text}]}
+
+
+async def _turn(ws: aiohttp.ClientWebSocketResponse, **fields: Any) -> list[dict[str, Any]]:
+    await ws.send_str(json.dumps({"type": "response.create", "model": "tiny", **fields}))
+    events = []
+    while True:
+        msg = await asyncio.wait_for(ws.receive(), 60)
+        event = json.loads(msg.data)
+        events.append(event)
+        if event["type"] in TERMINAL:
+            return events
+
+
+@pytest.mark.asyncio
+async def test_multi_turn_with_a_tool_call_through_the_bridge(llama_server: str) -> None:
+    """Forced tool call (streamed argument fragments), tool result, then biased text, on one socket."""
+    engine = ChatCompletionsEngine(llama_server, extra_body={"logit_bias": {str(token_id("o")): 100.0}})
+    async with (
+        run_server(engine, token="t") as srv,
+        aiohttp.ClientSession() as http,
+        http.ws_connect(srv.url, headers={"Authorization": "Bearer t"}) as ws,
+    ):
+        first = await _turn(
+            ws,
+            input=[user("read a.py")],
+            tools=[READ_FILE],
+            tool_choice={"type": "function", "name": "read_file"},
+            temperature=0,
+            max_output_tokens=40,
+        )
+        assert first[-1]["type"] == "response.completed", first[-1]
+        fragments = [e["delta"] for e in first if e["type"] == "response.function_call_arguments.delta"]
+        assert len(fragments) > 3  # streamed token by token, not in one piece
+        item = next(i for i in first[-1]["response"]["output"] if i["type"] == "function_call")
+        assert item["name"] == "read_file" and json.loads(item["arguments"]) == {"path": "a.py"}
+        assert "".join(fragments) == item["arguments"]
+
+        second = await _turn(
+            ws,
+            previous_response_id=first[-1]["response"]["id"],
+            input=[{"type": "function_call_output", "call_id": item["call_id"], "output": "print('hi')"}],
+            tools=[READ_FILE],
+            tool_choice="none",
+            temperature=0,
+            max_output_tokens=6,
+        )
+        assert second[-1]["type"] == "response.incomplete", second[-1]["response"].get("error")
+        assert second[-1]["response"]["incomplete_details"]["reason"] == "max_output_tokens"
+        text = "".join(e["delta"] for e in second if e["type"] == "response.output_text.delta")
+        assert text == "oooooo"  # logit_bias makes the random model repeatable
+
+        third = await _turn(
+            ws,
+            previous_response_id=second[-1]["response"]["id"],
+            input=[user("again")],
+            temperature=0,
+            max_output_tokens=3,
+        )
+        assert "".join(e["delta"] for e in third if e["type"] == "response.output_text.delta") == "ooo"
+        usage = third[-1]["response"]["usage"]
+        assert usage["input_tokens"] > 20  # the upstream's own count of the whole rendered history
+
+
+@pytest.mark.asyncio
+async def test_bridge_reports_the_servers_own_error(llama_server: str) -> None:
+    """A prompt longer than the context (llama-cpp-python then streams nothing): its own words are quoted."""
+    engine = ChatCompletionsEngine(llama_server)
+    conn = engine.connect()
+    try:
+        too_long = Turn(response_id="r1", model="tiny", history=[], new_input=[user("x" * 5000)])
+        outs = [o async for o in conn.run(too_long)]
+        ok = [
+            o
+            async for o in conn.run(
+                Turn(response_id="r2", model="tiny", history=[], new_input=[user("hi")], max_output_tokens=2)
+            )
+        ]
+    finally:
+        await engine.aclose()
+    assert isinstance(outs[-1], Failure) and outs[-1].code == "upstream_error", outs
+    assert "HTTP 400" in outs[-1].message and "maximum context length is 2048" in outs[-1].message
+    assert not any(isinstance(o, Failure) for o in ok)
+
+
+@pytest.mark.asyncio
+async def test_in_process_gguf_engine_keeps_each_connections_cache(tmp_path: Path) -> None:
+    """--engine gguf: a forced tool call, then text; two connections take turns on one model."""
+    from app.server.engines.base import TextDelta, ToolCallArgsDelta, ToolCallStart
+    from app.server.engines.llama_cpp import LlamaCppEngine
+
+    engine = LlamaCppEngine(
+        write(tmp_path / "tiny.gguf"), n_ctx=1024, extra={"logit_bias": {token_id("o"): 100.0}}
+    )
+    try:
+        a, b = engine.connect(), engine.connect()
+        first = Turn(
+            response_id="r1",
+            model="tiny",
+            history=[],
+            new_input=[user("read")],
+            tools=[READ_FILE],
+            tool_choice={"type": "function", "name": "read_file"},
+            temperature=0,
+            max_output_tokens=40,
+        )
+        outs = [o async for o in a.run(first)]
+        start = next(o for o in outs if isinstance(o, ToolCallStart))
+        args = "".join(o.delta for o in outs if isinstance(o, ToolCallArgsDelta))
+        assert start.name == "read_file" and json.loads(args) == {"path": "a.py"}
+        other = [o async for o in b.run(Turn("x1", "tiny", [], [user("hello")], max_output_tokens=2))]
+        assert "".join(o.text for o in other if isinstance(o, TextDelta)) == "oo"
+        assert engine.owner is b and a._state is not None  # b took the model over: a's KV state was saved
+        item = {"type": "function_call", "call_id": start.call_id, "name": "read_file", "arguments": args}
+        second = Turn(
+            response_id="r2",
+            model="tiny",
+            history=[user("read"), item],
+            new_input=[{"type": "function_call_output", "call_id": start.call_id, "output": "x = 1"}],
+            previous_response_id="r1",
+            max_output_tokens=4,
+        )
+        outs = [o async for o in a.run(second)]
+        assert "".join(o.text for o in outs if isinstance(o, TextDelta)) == "oooo"
+        assert engine.owner is a
+    finally:
+        await engine.aclose()
