@@ -46,7 +46,7 @@ class Endpoint:
     """Where turns go. `max_age_s`: the provider's connection age limit (OpenAI 60 min, xAI 25)."""
 
     url: str  # ws://127.0.0.1:8765/v1/responses, wss://api.openai.com/v1/responses
-    token: str | None = None
+    token: str | None = field(default=None, repr=False)  # an API key: never in a repr, log or crash report
     model: str = "scripted"
     max_age_s: float | None = 3600.0
     headers: Mapping[str, str] = field(default_factory=dict)
