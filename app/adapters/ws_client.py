@@ -8,11 +8,17 @@ and reports how the socket ended so the caller can classify the close code.
 from __future__ import annotations
 
 import contextlib
+import logging
 from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass
 
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidStatus, InvalidURI
+
+# websockets logs the handshake headers (Authorization: Bearer <key>) at DEBUG. Its logger for our
+# connections is pinned at INFO, so no logging configuration can make it print an API key.
+_WIRE_LOG = logging.getLogger("slipstream.websocket")
+_WIRE_LOG.setLevel(logging.INFO)
 
 
 class TransportError(Exception):
@@ -57,7 +63,7 @@ class WsTransport:
             conn = await connect(
                 url, additional_headers=hdrs, open_timeout=open_timeout, max_size=max_size,
                 ping_interval=ping_interval, ping_timeout=ping_timeout, compression=None, close_timeout=2.0,
-                user_agent_header="slipstream",
+                user_agent_header="slipstream", logger=_WIRE_LOG,
             )
         except InvalidStatus as exc:
             resp = exc.response

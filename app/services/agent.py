@@ -219,8 +219,12 @@ class Agent:
         return ToolResult(True, applied.for_model())
 
     async def _run_tests(self, args: Mapping[str, Any]) -> ToolResult:
-        cmd = detect_test_command(self.root, targets=list(args.get("targets") or ()), python=self.config.python,
+        targets = [str(args["path"])] if args.get("path") else []
+        cmd = detect_test_command(self.root, targets=targets, python=self.config.python,
                                   custom=self.config.test_command)
+        if args.get("keyword") and cmd.runner == "pytest":  # -k is pytest's; other runners take no keyword
+            cmd = detect_test_command(self.root, targets=targets, python=self.config.python,
+                                      extra_args=["-k", str(args["keyword"])])
         if cmd.runner != "none" and not await self._command_allowed(cmd.display, tests=True):
             return ToolResult(False, "the user did not allow the test command to run")
         run = await run_tests(cmd, on_event=self._on_test_event, timeout=self.config.test_timeout_s,

@@ -302,11 +302,26 @@ class ResponsesSession:
                 if isinstance(out, Reconnect) or out.lane is None:
                     return out
 
-    async def _http_turn(self, on_event: Callable[[ServerEvent], None], *, why: str) -> TurnResult:
-        """This turn over HTTP + SSE with the full input; the next turn tries the WebSocket again."""
+    async def _http_turn(self, on_event: Callable[[ServerEvent], None], *, why: str, attempts: int = 3) -> TurnResult:
+        """This turn over HTTP + SSE with the full input; the next turn tries the WebSocket again.
+        A POST cut before its response finished (no HTTP status) is retried, bounded, with backoff."""
+        delays = self._delay_iter()
+        result = TurnResult("failed", error=why)
+        for attempt in range(attempts):
+            result, retry = await self._http_once(on_event, why=why)
+            if not retry or attempt == attempts - 1:
+                break
+            self._set_state("reconnecting", result.error)
+            await self._sleep(next(delays))
+        if not result.ok and self.client.in_flight():
+            self.client.abandon()
+        return result
+
+    async def _http_once(self, on_event: Callable[[ServerEvent], None], *, why: str) -> tuple[TurnResult, bool]:
+        """One POST; returns (result, worth retrying)."""
         resends = [r for r in self.client.on_disconnect() if r.lane is None]
         if not resends:
-            return TurnResult("failed", error=why)
+            return TurnResult("failed", error=why), False
         body = json.loads(resends[0].frame)
         body.pop("type", None)
         body.pop("stream_id", None)
@@ -329,21 +344,20 @@ class ResponsesSession:
                         self._set_state("offline", "last turn went over HTTP; WebSocket will be retried")
                         return TurnResult(out.status, out.response_id, out.output,  # type: ignore[arg-type]
                                           _usage(out.response), transport="http",
-                                          latency_ms=(self._clock() - t0) * 1000, bytes_sent=len(data))
+                                          latency_ms=(self._clock() - t0) * 1000, bytes_sent=len(data)), False
                     msg = getattr(out, "message", "") or why
-                    return TurnResult("failed", error=msg, code=getattr(out, "code", ""), transport="http")
+                    return TurnResult("failed", error=msg, code=getattr(out, "code", ""), transport="http"), False
         except HttpError as exc:
-            self.client.abandon()
             detail = f"cannot reach {self.endpoint.url}: {exc}"
             self._set_state("error" if exc.status in AUTH_FAILED else "offline", detail)
             if exc.status in AUTH_FAILED:
                 return TurnResult("failed", error=f"The endpoint refused the key (HTTP {exc.status}).",
-                                  code="unauthorized", transport="http")
+                                  code="unauthorized", transport="http"), False
             return TurnResult("failed", error=f"{why}; HTTP fallback failed too: {exc}", code="unreachable",
-                              transport="http")
-        self.client.abandon()
+                              transport="http"), exc.status is None
         self._set_state("offline", "the HTTP stream ended early")
-        return TurnResult("failed", error="the HTTP stream ended before the response finished", transport="http")
+        return TurnResult("failed", error="the HTTP stream ended before the response finished",
+                          transport="http"), True
 
     # ---- helpers -------------------------------------------------------------------------------
 

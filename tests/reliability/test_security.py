@@ -163,8 +163,6 @@ async def test_planted_api_key_appears_in_no_file_log_transcript_or_crash_report
 
 
 @pytest.mark.asyncio
-@pytest.mark.xfail(strict=True, reason="websockets' DEBUG log prints the upgrade's Authorization header; "
-                   "app/adapters/ws_client.py should pass connect(logger=...) a logger that never logs below INFO")
 async def test_planted_api_key_stays_out_of_debug_logs(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
     """Even with every logger at DEBUG, the key never reaches a log record."""
     assert await _planted_key_leaks(tmp_path, caplog, logging.DEBUG) == []
