@@ -342,6 +342,9 @@ async def _post(request: web.Request) -> web.StreamResponse:
         body = await request.read()
     except web.HTTPRequestEntityTooLarge:
         return _error_body(413, "frame_too_large", f"Request body exceeds {cfg.max_frame_bytes} bytes.")
+    except ConnectionError as exc:  # the client went away before its body arrived: nobody to answer
+        log.info("HTTP client went away while sending its request: %s", exc)
+        return web.Response(status=400)
     session = ServerSession.for_http(
         now=time.time(),
         store=state.store,
