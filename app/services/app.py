@@ -147,7 +147,8 @@ class AppServices:
     async def start(self) -> None:
         """Connect (starting a scripted server when no model is configured), index, warm up."""
         self.endpoint = await self._resolve_endpoint()
-        ws = Workspace(self.project_root, budget_tokens=self.settings.context_budget_tokens, pins=self.settings.pins)
+        ws = Workspace(self.project_root, budget_tokens=self.settings.context_budget_tokens, pins=self.settings.pins,
+                       user_ignores=self.settings.ignore_patterns)
         self.workspace = ws
         session = ResponsesSession(self.endpoint, rebuild=ws.rebuild)
         self.session = session

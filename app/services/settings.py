@@ -57,6 +57,7 @@ class Settings:
     model: str = ""
     context_budget_tokens: int = 32_000
     pins: list[str] = field(default_factory=list)  # project-relative paths always kept in view
+    ignore_patterns: list[str] = field(default_factory=list)  # gitignore-style, on top of the project's rules
     approval_policy: ApprovalPolicy = "ask"
     theme: ThemeChoice = "system"
     recent_projects: list[str] = field(default_factory=list)
@@ -87,7 +88,7 @@ class Settings:
             raise SettingsError(f"max_tool_turns must be an integer from 1 to 200, not {self.max_tool_turns!r}")
         if not isinstance(self.rerun_tests_on_save, bool):
             raise SettingsError("rerun_tests_on_save must be true or false")
-        for name in ("pins", "recent_projects"):
+        for name in ("pins", "recent_projects", "ignore_patterns"):
             value = getattr(self, name)
             if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
                 raise SettingsError(f"{name} must be a list of strings")

@@ -78,6 +78,9 @@ class SettingsDialog(QDialog):
         self.approval = QComboBox()
         for key, label in APPROVAL_POLICIES.items():
             self.approval.addItem(label, key)
+        self.ignores = QPlainTextEdit()
+        self.ignores.setPlaceholderText("Extra ignore patterns, gitignore syntax, one per line (e.g. *.log, data/)")
+        self.ignores.setFixedHeight(70)
         self.rerun_tests = QCheckBox("Rerun the tests when a file is saved")
         self.max_tool_turns = QSpinBox()
         self.max_tool_turns.setRange(1, 200)
@@ -102,6 +105,7 @@ class SettingsDialog(QDialog):
         form2 = QFormLayout(ctx_box)
         form2.addRow("Context budget", self.budget)
         form2.addRow("Pinned files", self.pins)
+        form2.addRow("Also ignore", self.ignores)
         form2.addRow("Approvals", self.approval)
         form2.addRow("Tool turn cap", self.max_tool_turns)
         form2.addRow("", self.rerun_tests)
@@ -131,6 +135,7 @@ class SettingsDialog(QDialog):
         self.theme.setCurrentIndex(max(self.theme.findData(s.theme), 0))
         self.env_fallback.setChecked(s.allow_env_key_fallback)
         self.rerun_tests.setChecked(s.rerun_tests_on_save)
+        self.ignores.setPlainText("\n".join(s.ignore_patterns))
         self.max_tool_turns.setValue(s.max_tool_turns)
         self._update_key_state()
 
@@ -166,6 +171,7 @@ class SettingsDialog(QDialog):
             theme=self.theme.currentData(),
             allow_env_key_fallback=self.env_fallback.isChecked() and self.env_fallback.isVisibleTo(self),
             rerun_tests_on_save=self.rerun_tests.isChecked(),
+            ignore_patterns=[ln.strip() for ln in self.ignores.toPlainText().splitlines() if ln.strip()],
             max_tool_turns=self.max_tool_turns.value(),
         )
         return s.validate()

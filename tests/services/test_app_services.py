@@ -108,3 +108,23 @@ async def test_rerun_tests_on_save(tmp_path: Path) -> None:
         assert any(e.kind == "failed" and e.nodeid.endswith("test_a") for e in events)
     finally:
         await svc.aclose()
+
+
+async def test_user_ignore_patterns_keep_files_out_of_the_model_view(tmp_path: Path) -> None:
+    """A pattern from the settings excludes matching files (shown as excluded), like .gitignore would."""
+    root = tmp_path / "p"
+    root.mkdir()
+    (root / "keep.py").write_text("x = 1\n")
+    (root / "huge.log").write_text("noise\n")
+    svc = AppServices(root, Settings(ignore_patterns=["*.log"]), store=HistoryStore(tmp_path / "h.db"),
+                      persist_settings=False)
+    badges: list[Any] = []
+    svc.files_changed.connect(badges.append)
+    await svc.start()
+    try:
+        await wait_until(lambda: badges and any(b.path == "keep.py" and b.state == "in_view" for b in badges[-1]), 15)
+        states = {b.path: b.state for b in badges[-1]}
+        assert states.get("huge.log") in (None, "excluded")
+        assert "noise" not in svc.workspace.last_snapshot.text
+    finally:
+        await svc.aclose()
