@@ -178,6 +178,8 @@ class AppServices:
             self._engine_label = self._fixed_endpoint.label or self._fixed_endpoint.model
             return self._fixed_endpoint
         s = self.settings
+        if s.provider == "local" and s.endpoint.startswith(("http://", "https://")):
+            return await self._bridge_endpoint()
         if s.provider in PRESETS or s.provider == "openai_compatible" or (s.provider == "local" and s.endpoint):
             try:
                 return self._configured_endpoint()
@@ -200,6 +202,29 @@ class AppServices:
         self._engine_label = f"{model} via {s.provider}"
         self.banner_changed.emit("")
         return Endpoint(url, key, model=model, max_age_s=max_age, label=self._engine_label)
+
+    async def _bridge_endpoint(self) -> Endpoint:
+        """A local Chat Completions server (llama.cpp, Ollama, vLLM, SGLang, LM Studio): our own
+        `slipstream serve --engine chat` in front of it gives it the incremental WebSocket session."""
+        s = self.settings
+        args = ["--upstream", s.endpoint] + (["--upstream-model", s.model] if s.model else [])
+        try:
+            self._server = await start_local_server(engine="chat", extra_args=args)
+        except LocalServerError as exc:
+            self.transcript.notice.emit("error", f"Could not bridge to {s.endpoint}: {exc} "
+                                                 "Falling back to the scripted engine.")
+            return await self._scripted_endpoint()
+        model = s.model or "default"
+        self._engine_label = f"{model} via {s.endpoint} (bridge)"
+        self.banner_changed.emit("")
+        return Endpoint(self._server.url, self._server.token, model=model, label=self._engine_label)
+
+    async def detect_local_servers(self) -> list[tuple[str, str, list[str]]]:
+        """Chat Completions servers answering on their default loopback ports: (label, url, models)."""
+        from app.services.providers import detect_local_servers
+
+        found = await detect_local_servers()
+        return [(d.label, d.url, list(d.models)) for d in found]
 
     async def _scripted_endpoint(self) -> Endpoint:
         try:

@@ -8,6 +8,7 @@ to write the key anywhere else.
 
 from __future__ import annotations
 
+import asyncio
 from dataclasses import replace
 
 from PySide6.QtWidgets import (
@@ -20,6 +21,7 @@ from PySide6.QtWidgets import (
     QLabel,
     QLineEdit,
     QPlainTextEdit,
+    QPushButton,
     QSpinBox,
     QVBoxLayout,
     QWidget,
@@ -36,7 +38,7 @@ from app.services.settings import (
 
 ENDPOINT_HINTS = {
     "scripted": "built in — no endpoint needed",
-    "local": "ws://127.0.0.1:8765/v1/responses  (slipstream serve)",
+    "local": "http://127.0.0.1:11434/v1 (bridged) or ws://127.0.0.1:8765/v1/responses",
     "openai": "wss://api.openai.com/v1/responses",
     "xai": "wss://api.x.ai/v1/responses",
     "openai_compatible": "ws(s)://host:port/v1/responses",
@@ -97,6 +99,13 @@ class SettingsDialog(QDialog):
         form = QFormLayout(model_box)
         form.addRow("Provider", self.provider)
         form.addRow("Endpoint", self.endpoint)
+        self.detect = QPushButton("Detect local servers")
+        self.detect.setToolTip("Look for llama.cpp, Ollama, vLLM, SGLang, LM Studio on their default ports")
+        self.detect.clicked.connect(self._detect)
+        self.detected = QLabel()
+        self.detected.setWordWrap(True)
+        form.addRow("", self.detect)
+        form.addRow("", self.detected)
         form.addRow("Model", self.model)
         form.addRow("API key", self.api_key)
         form.addRow("", self.key_status)
@@ -139,8 +148,37 @@ class SettingsDialog(QDialog):
         self.max_tool_turns.setValue(s.max_tool_turns)
         self._update_key_state()
 
+    def _detect(self) -> None:
+        """Probe the default loopback ports (off the UI thread's time: an asyncio task)."""
+        finder = getattr(self.host, "detect_local_servers", None)
+        if finder is None:
+            return
+        self.detect.setEnabled(False)
+        self.detected.setText("Looking…")
+
+        async def go() -> None:
+            try:
+                found = await finder()
+            except Exception as exc:
+                self.detected.setText(f"Detection failed: {exc}")
+                return
+            finally:
+                self.detect.setEnabled(True)
+            if not found:
+                self.detected.setText("No local server answered on the usual ports (8080, 11434, 1234, 8000, 30000).")
+                return
+            _label, url, models = found[0]
+            self.endpoint.setText(url)
+            if models and not self.model.text().strip():
+                self.model.setText(models[0])
+            self.detected.setText("Found: " + "; ".join(f"{lb} at {u}" for lb, u, _ in found)
+                                  + ". Slipstream bridges it to the WebSocket session.")
+
+        self._detect_task = asyncio.ensure_future(go())
+
     def _update_key_state(self) -> None:
         provider = str(self.provider.currentData())
+        self.detect.setVisible(provider == "local" and hasattr(self.host, "detect_local_servers"))
         self.endpoint.setPlaceholderText(ENDPOINT_HINTS.get(provider, ""))
         info = self.host.keychain_info()
         needs = provider in NEEDS_KEY

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 from pathlib import Path
 from typing import Any
 
@@ -128,3 +129,29 @@ async def test_user_ignore_patterns_keep_files_out_of_the_model_view(tmp_path: P
         assert "noise" not in svc.workspace.last_snapshot.text
     finally:
         await svc.aclose()
+
+
+async def test_local_chat_server_is_bridged_and_detected(tmp_path: Path) -> None:
+    """Provider 'local' with an http:// Chat Completions URL: the app starts its own bridge in front of it."""
+    from tests.server.engines.test_chat_completions import upstream
+
+    root = tmp_path / "p"
+    root.mkdir()
+    (root / "a.py").write_text("x = 1\n")
+    async with upstream() as up:
+        svc = AppServices(root, Settings(provider="local", endpoint=up.url + "/v1", model="m.gguf"),
+                          store=HistoryStore(tmp_path / "h.db"), persist_settings=False)
+        rec = Recorder(svc)
+        await svc.start()
+        try:
+            assert "(bridge)" in svc._engine_label and svc.endpoint is not None
+            assert svc.endpoint.url.startswith("ws://127.0.0.1:")
+            svc.send_message("hello")
+            await wait_until(lambda: rec.of("response_end") and not svc.busy, 20)
+            assert rec.of("response_end")[-1][0] == "completed"
+            assert "".join(a[1] for a in rec.of("text_delta"))  # the upstream's recorded answer
+            assert up.requests and up.requests[-1]["model"] == "m.gguf"
+            sent = json.dumps(up.requests[-1]["messages"])
+            assert "hello" in sent and "x = 1" in sent  # the snapshot and the question reached the model
+        finally:
+            await svc.aclose()
