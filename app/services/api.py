@@ -80,19 +80,21 @@ class TestEvent:
     data: dict[str, Any] = field(default_factory=dict)
 
 
-class TranscriptSignals(Protocol):
+class TranscriptSignals:
     """The stream of transcript operations, mirroring `app.render.transcript.Transcript`'s input API."""
 
-    user_message: Signal[[str]]
-    assistant_begin: Signal[[str]]  # response_id
-    text_delta: Signal[[str, str]]  # item_id, delta
-    reasoning_delta: Signal[[str, str]]
-    tool_call_begin: Signal[[str, str, str]]  # item_id, name, call_id
-    tool_args_delta: Signal[[str, str]]
-    item_end: Signal[[str]]
-    tool_output: Signal[[str, str, bool]]  # call_id, text, ok
-    notice: Signal[[str, str]]  # kind ("info"|"warning"|"error"|"context"|"banner"), text
-    response_end: Signal[[str]]  # status: completed | incomplete | failed | cancelled
+    def __init__(self) -> None:
+        self.user_message: Signal[[str]] = Signal("user_message")
+        self.assistant_begin: Signal[[str]] = Signal("assistant_begin")  # response_id
+        self.text_delta: Signal[[str, str]] = Signal("text_delta")  # item_id, delta
+        self.reasoning_delta: Signal[[str, str]] = Signal("reasoning_delta")
+        self.tool_call_begin: Signal[[str, str, str]] = Signal("tool_call_begin")  # item_id, name, call_id
+        self.tool_args_delta: Signal[[str, str]] = Signal("tool_args_delta")
+        self.item_end: Signal[[str]] = Signal("item_end")
+        self.tool_output: Signal[[str, str, bool]] = Signal("tool_output")  # call_id, text, ok
+        # kind ("info" | "warning" | "error" | "context" | "banner"), text
+        self.notice: Signal[[str, str]] = Signal("notice")
+        self.response_end: Signal[[str]] = Signal("response_end")  # completed | incomplete | failed | cancelled
 
 
 class Services(Protocol):

@@ -31,6 +31,7 @@ from app.services.api import (
     SessionInfo,
     StreamStats,
     TestEvent,
+    TranscriptSignals,
 )
 from app.services.session import Endpoint, ResponsesSession
 from app.services.settings import KeychainInfo, Settings, save_settings
@@ -52,22 +53,6 @@ PRESETS: dict[str, tuple[str, float, str]] = {
     "openai": ("wss://api.openai.com/v1/responses", 3600.0, "gpt-5.3-codex"),
     "xai": ("wss://api.x.ai/v1/responses", 1500.0, "grok-4.6"),
 }
-
-
-class TranscriptSignals:
-    """The transcript operation stream (see `api.TranscriptSignals`)."""
-
-    def __init__(self) -> None:
-        self.user_message: Signal[[str]] = Signal("user_message")
-        self.assistant_begin: Signal[[str]] = Signal("assistant_begin")
-        self.text_delta: Signal[[str, str]] = Signal("text_delta")
-        self.reasoning_delta: Signal[[str, str]] = Signal("reasoning_delta")
-        self.tool_call_begin: Signal[[str, str, str]] = Signal("tool_call_begin")
-        self.tool_args_delta: Signal[[str, str]] = Signal("tool_args_delta")
-        self.item_end: Signal[[str]] = Signal("item_end")
-        self.tool_output: Signal[[str, str, bool]] = Signal("tool_output")
-        self.notice: Signal[[str, str]] = Signal("notice")
-        self.response_end: Signal[[str]] = Signal("response_end")
 
 
 class _Rate:

@@ -8,10 +8,8 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import os
 import sys
 
-from app.adapters.local_server import LocalServerError, start_local_server
 from app.protocol.events import (
     FunctionCallArgumentsDelta,
     OutputItemAdded,
@@ -19,6 +17,7 @@ from app.protocol.events import (
     ReasoningTextDelta,
     ServerEvent,
 )
+from app.services.cli_common import EndpointUnavailable, endpoint_from_args
 from app.services.session import Endpoint, ResponsesSession
 
 
@@ -34,17 +33,10 @@ def _parser() -> argparse.ArgumentParser:
 
 async def _ask(args: argparse.Namespace) -> int:
     text = sys.stdin.read() if args.text == "-" else args.text
-    server = None
-    if args.endpoint:
-        url = args.endpoint
-        token = args.token or os.environ.get("SLIPSTREAM_TOKEN") or os.environ.get("OPENAI_API_KEY")
-    else:
-        try:
-            server = await start_local_server()
-        except LocalServerError as exc:
-            print(f"slipstream ask: {exc}", file=sys.stderr)
-            return 1
-        url, token = server.url, server.token
+    try:
+        url, token, server = await endpoint_from_args("ask", args.endpoint, args.token)
+    except EndpointUnavailable:
+        return 1
     session = ResponsesSession(Endpoint(url, token, model=args.model or "scripted"))
     out = sys.stdout
 

@@ -10,12 +10,11 @@ import argparse
 import asyncio
 import contextlib
 import json
-import os
 import signal
 import sys
 from pathlib import Path
 
-from app.adapters.local_server import LocalServerError, start_local_server
+from app.services.cli_common import EndpointUnavailable, endpoint_from_args
 from app.services.session import Endpoint, ResponsesSession
 from app.services.workspace import ContextSync, Push, Workspace
 
@@ -39,17 +38,10 @@ async def _watch(args: argparse.Namespace) -> int:
     if not root.is_dir():
         print(f"slipstream watch: {root} is not a folder", file=sys.stderr)
         return 2
-    server = None
-    if args.endpoint:
-        url = args.endpoint
-        token = args.token or os.environ.get("SLIPSTREAM_TOKEN") or os.environ.get("OPENAI_API_KEY")
-    else:
-        try:
-            server = await start_local_server()
-        except LocalServerError as exc:
-            print(f"slipstream watch: {exc}", file=sys.stderr)
-            return 1
-        url, token = server.url, server.token
+    try:
+        url, token, server = await endpoint_from_args("watch", args.endpoint, args.token)
+    except EndpointUnavailable:
+        return 1
     ws = Workspace(root, budget_tokens=args.budget, quiet_s=args.quiet_ms / 1000,
                    max_window_s=args.max_window_ms / 1000, force_polling=args.polling)
     session = ResponsesSession(Endpoint(url, token, model=args.model), rebuild=ws.rebuild)

@@ -15,23 +15,10 @@ from app.services.api import (
     SessionInfo,
     StreamStats,
     TestEvent,
+    TranscriptSignals,
 )
 from app.services.settings import KeychainInfo, Settings
 from app.services.signals import Signal
-
-
-class FakeTranscript:
-    def __init__(self) -> None:
-        self.user_message: Signal[[str]] = Signal("user_message")
-        self.assistant_begin: Signal[[str]] = Signal("assistant_begin")
-        self.text_delta: Signal[[str, str]] = Signal("text_delta")
-        self.reasoning_delta: Signal[[str, str]] = Signal("reasoning_delta")
-        self.tool_call_begin: Signal[[str, str, str]] = Signal("tool_call_begin")
-        self.tool_args_delta: Signal[[str, str]] = Signal("tool_args_delta")
-        self.item_end: Signal[[str]] = Signal("item_end")
-        self.tool_output: Signal[[str, str, bool]] = Signal("tool_output")
-        self.notice: Signal[[str, str]] = Signal("notice")
-        self.response_end: Signal[[str]] = Signal("response_end")
 
 
 @dataclass
@@ -49,7 +36,7 @@ class FakeServices:
     closed: bool = False
 
     def __post_init__(self) -> None:
-        self.transcript = FakeTranscript()
+        self.transcript = TranscriptSignals()
         self.connection_changed: Signal[[ConnectionStatus]] = Signal("connection_changed")
         self.stats_changed: Signal[[StreamStats]] = Signal("stats_changed")
         self.files_changed: Signal[[Sequence[FileBadge]]] = Signal("files_changed")

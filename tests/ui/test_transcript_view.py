@@ -169,3 +169,80 @@ def test_clear(view: TranscriptView) -> None:
     _drain(view)
     view.clear()
     assert view.toPlainText() == "" and view.transcript.blocks == [] and not view.pending
+
+
+_MD = ("## Step {i}\n\nThe **ledger** keeps `state` per [file](https://example.invalid/{i}).\n\n"
+       "```python\ndef f{i}(x):\n    return x + {i}  # add\n```\n\n- one\n- two\n\n")
+
+
+def test_zero_time_budget_still_makes_progress(view: TranscriptView, qtbot, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    """With no time budget every frame still feeds a chunk and renders a block; nothing is lost."""
+    import app.ui.transcript_view as tv
+
+    text = "".join(_MD.format(i=i) for i in range(30))
+    ref = TranscriptView(theme=LIGHT)
+    qtbot.addWidget(ref)
+    ref.feed_text("m", text)
+    _drain(ref)
+    monkeypatch.setattr(tv, "FRAME_BUDGET_S", 0.0)
+    monkeypatch.setattr(tv, "SLICE_S", 0.0)
+    view.feed_text("m", text)
+    frames = _drain(view)
+    assert frames > 30  # one block a frame at least, but not everything in one
+    assert view.toPlainText() == ref.toPlainText()
+    assert "def f29(x):" in view.toPlainText()
+
+
+def test_timer_slices_render_the_same_document(view: TranscriptView, qtbot) -> None:  # type: ignore[no-untyped-def]
+    """A large burst rendered by the frame timer in slices equals the synchronous render; then the timer sleeps."""
+    text = "".join(_MD.format(i=i) for i in range(400))  # ~50 KB: several frames of slices
+    ref = TranscriptView(theme=LIGHT)
+    qtbot.addWidget(ref)
+    ref.feed_text("m", text)
+    _drain(ref)
+    for i in range(0, len(text), 997):
+        view.feed_text("m", text[i:i + 997])
+    qtbot.waitUntil(lambda: not view.pending, timeout=10_000)
+    assert view.toPlainText() == ref.toPlainText()
+    qtbot.waitUntil(lambda: not view._timer.isActive(), timeout=3000)  # an idle frame stops the clock
+    view.feed_text("m", "tail")
+    assert view._timer.isActive()
+    qtbot.waitUntil(lambda: view.toPlainText().endswith("tail"), timeout=3000)
+
+
+def test_opaque_viewport_paints_its_background(view: TranscriptView) -> None:
+    """The viewport is opaque (blit scrolling) and paints the theme background itself."""
+    from PySide6.QtCore import Qt
+
+    assert view.viewport().testAttribute(Qt.WidgetAttribute.WA_OpaquePaintEvent)
+    img = view.viewport().grab().toImage()
+    assert img.pixelColor(img.width() // 2, img.height() - 5).name() == LIGHT.background
+    view.set_theme(DARK)
+    img = view.viewport().grab().toImage()
+    assert img.pixelColor(img.width() // 2, img.height() - 5).name() == DARK.background
+
+
+def test_links_keep_their_own_targets(view: TranscriptView) -> None:
+    """Each link fragment carries its href, underline and the link colour (formats are cached per style)."""
+    view.feed_text("m", "see [a](https://a.invalid/x) and **[b](https://b.invalid/y)**\n")
+    _drain(view)
+    links = {}
+    for fr in _fragments(view.document().firstBlock()):
+        fmt = fr.charFormat()
+        if fmt.isAnchor():
+            links[fr.text()] = (fmt.anchorHref(), fmt.fontUnderline(), fmt.foreground().color().name())
+    assert links == {"a": ("https://a.invalid/x", True, LIGHT.link), "b": ("https://b.invalid/y", True, LIGHT.link)}
+
+
+def test_theme_switch_recolours_code_background(view: TranscriptView) -> None:
+    """Cached block formats are rebuilt on a theme switch."""
+    view.feed_text("m", "```sh\nls\n```\n")
+    _drain(view)
+
+    def bg() -> str:
+        pos = view.toPlainText().index("ls")
+        return view.document().findBlock(pos).blockFormat().background().color().name()
+
+    assert bg() == LIGHT.code_background
+    view.set_theme(DARK)
+    assert bg() == DARK.code_background
