@@ -195,9 +195,19 @@ class Agent:
         return result
 
     async def _ask(self, kind: str, title: str, payload: dict[str, Any]) -> dict[str, Any]:
+        """Ask the user; Stop while the question is open counts as a refusal (nothing runs)."""
         if self._approve is None:
             return {"accept": False, "reason": "no one to ask"}
-        return await self._approve(kind, title, payload)
+        answer = asyncio.ensure_future(self._approve(kind, title, payload))
+        stopped = asyncio.ensure_future(self._stop.wait())
+        try:
+            await asyncio.wait({answer, stopped}, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            stopped.cancel()
+        if answer.done():
+            return answer.result()
+        answer.cancel()
+        return {"accept": False, "reason": "the user pressed Stop"}
 
     async def _apply_patch(self, planned: ToolResult) -> ToolResult:
         change_set = planned.data["change_set"]

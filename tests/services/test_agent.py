@@ -151,3 +151,24 @@ async def test_bad_tool_arguments_come_back_as_a_tool_error(tmp_path: Path) -> N
         assert out[0]["output"].startswith("error:") and "root" in json.dumps(out[0]["output"]).lower()
         await agent.sync.session.aclose()
         await ws.aclose()
+
+
+async def test_stop_while_a_patch_waits_for_review_refuses_it(tmp_path: Path) -> None:
+    """Stop pressed with the review still open: the loop ends, nothing is written."""
+    import asyncio
+
+    root = project(tmp_path)
+    async with run_server(ScriptedEngine(rate_tps=0, script=[*SCRIPT[1:2], [{"text": "ok"}]])) as srv:
+        agent, _, _, ws = await build(root, srv, tmp_path)
+        never: asyncio.Future[dict[str, Any]] = asyncio.get_running_loop().create_future()
+
+        async def forever(kind: str, title: str, payload: dict[str, Any]) -> dict[str, Any]:
+            agent.stop()  # the user presses Stop while the dialog is open
+            return await never
+
+        agent._approve = forever
+        outcome = await asyncio.wait_for(agent.run("fix it"), 10)
+        assert outcome.status == "cancelled"
+        assert "return a - b" in (root / "calc.py").read_text()
+        await agent.sync.session.aclose()
+        await ws.aclose()
