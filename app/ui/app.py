@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import gc
 import importlib
 import logging
 import os
@@ -201,6 +202,10 @@ async def gui_main(app: Any, args: GuiArgs, factory: ServicesFactory | None = No
     app.aboutToQuit.connect(quit_event.set)
 
     await open_project(args.path)
+    # Start-up garbage (imports, the first layout) is old and stays: move it out of the collector's
+    # way, so a full collection during a fast stream does not stall a frame (measured: 16-27 ms).
+    gc.collect()
+    gc.freeze()
     for text in problems:
         window.transcript.feed_notice("warning", text)
     if state["services"] is None and not args.smoke:

@@ -4,8 +4,20 @@
 most `MAX_FEED_PER_FRAME` characters, so a 1 MB delta is spread over frames), takes the model's
 dirty block ids and edits just those blocks' ranges in the document inside one edit block, so Qt
 lays out only the changed tail. Frozen blocks are never touched again. Code blocks and tool-call
-arguments grow by appending: only the provisional last line of a code block is replaced. Rendering
-stops after `FRAME_BUDGET_S` of work and continues next frame, so the event loop keeps turning.
+arguments grow by appending: only the provisional last line of a code block is replaced.
+
+Every path is bounded by time, not only by size: a frame does at most `FRAME_BUDGET_S` of work, cut
+into slices of at most `SLICE_S` with the event loop turning in between (input, timers, paint), so
+one slice, not one frame, is the longest stall. Model work (markdown, pygments) and document edits
+never share a slice. Model work is fed in `FEED_CHUNK` pieces so a slice can stop on time even on a
+burst of markdown and code, and gets at most `MODEL_SHARE` of a frame so rendering is never
+starved; every frame feeds at least one piece and renders at least one block, so it always makes
+progress. What does not fit continues next frame. The timer stops only after a frame that found
+nothing to do, so a stream is paced by the frame clock, not by the restart of an idle timer.
+
+The viewport is opaque (it paints its own background) so that following the stream scrolls by
+blitting and repaints only the exposed strip, and the scrollbar is flat: Fusion's gradient
+scrollbar cost more per frame than the text.
 
 Why a QTextBrowser and not a custom block view: RENDER-PERF.md measures this design (incremental,
 tail only) at 20,000 tok/s with markdown and highlighting, and it gives selection, copy, find and
@@ -17,14 +29,17 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass
 
-from PySide6.QtCore import QTimer, QUrl, Signal
+from PySide6.QtCore import Qt, QTimer, QUrl, Signal
 from PySide6.QtGui import (
     QAction,
+    QColor,
     QContextMenuEvent,
     QFont,
     QFontDatabase,
     QGuiApplication,
     QKeyEvent,
+    QPainter,
+    QPaintEvent,
     QTextBlockFormat,
     QTextCharFormat,
     QTextCursor,
@@ -39,8 +54,11 @@ from app.ui.theme import Theme, system_theme
 __all__ = ["TranscriptView"]
 
 FRAME_MS = 16
-FRAME_BUDGET_S = 0.010
+FRAME_BUDGET_S = 0.010  # work per frame, over all its slices
+SLICE_S = 0.004  # the longest run of work before the event loop gets a turn
+MODEL_SHARE = 0.5  # of FRAME_BUDGET_S at most for model work (markdown, pygments) per frame
 MAX_FEED_PER_FRAME = 24 * 1024
+FEED_CHUNK = 2048  # characters handed to the model at a time, so a slice can stop on time
 OUTPUT_PREVIEW_CHARS = 16 * 1024
 OUTPUT_PREVIEW_LINES = 200
 
@@ -74,6 +92,7 @@ class TranscriptView(QTextBrowser):
         self._auto_scroll = False
         self._theme = theme or system_theme()
         self._fmt_cache: dict[object, QTextCharFormat] = {}
+        self._bfmt_cache: dict[tuple[int, int, str, int], QTextBlockFormat] = {}
         self._mono = QFontDatabase.systemFont(QFontDatabase.SystemFont.FixedFont)
 
         doc = self.document()
@@ -82,10 +101,23 @@ class TranscriptView(QTextBrowser):
         self.setOpenLinks(False)
         self.setReadOnly(True)
         self.setUndoRedoEnabled(False)
+        # An opaque viewport lets Qt scroll by blitting pixels and repaint only the exposed strip
+        # (a stylesheet background alone makes Qt repaint the whole viewport on every scroll);
+        # paintEvent fills the background itself.
+        self.viewport().setAttribute(Qt.WidgetAttribute.WA_OpaquePaintEvent, True)
         self.anchorClicked.connect(self._on_anchor)
+        self._feed_left = 0  # characters the current frame may still feed to the model
+        self._model_left = 0.0  # seconds of model work the current frame may still do
+        self._time_left = 0.0  # seconds of work the current frame may still do
+        self._fed = False  # the current frame has fed the model (each frame feeds and renders at least once)
+        self._rendered = False
         self._timer = QTimer(self)
         self._timer.setInterval(FRAME_MS)
-        self._timer.timeout.connect(self.flush)
+        self._timer.timeout.connect(self._on_frame)
+        self._slice_timer = QTimer(self)  # the next slice of a frame, after the event loop turned
+        self._slice_timer.setSingleShot(True)
+        self._slice_timer.setInterval(0)
+        self._slice_timer.timeout.connect(self._on_slice)
         bar = self.verticalScrollBar()
         bar.valueChanged.connect(self._on_scroll)
         bar.rangeChanged.connect(self._on_range)
@@ -150,6 +182,7 @@ class TranscriptView(QTextBrowser):
         """Switch palettes; every block is re-rendered once (no re-lex: spans are theme-free)."""
         self._theme = theme
         self._fmt_cache.clear()
+        self._bfmt_cache.clear()
         self._apply_palette()
         self._rebuild()
 
@@ -175,7 +208,7 @@ class TranscriptView(QTextBrowser):
         blk = self.transcript.block(block_id)
         self.transcript.set_collapsed(block_id, not blk.collapsed)
         self._todo.update(dict.fromkeys(self.transcript.take_dirty()))
-        self._render_pending(budget=None)
+        self._render_pending(None)
 
     def block_at(self, pos: int) -> int | None:
         """Id of the block whose range holds document position `pos`."""
@@ -191,13 +224,50 @@ class TranscriptView(QTextBrowser):
         return None if found is None else self._ids[found]
 
     def flush(self) -> None:
-        """Apply buffered input to the model and repaint dirty blocks (the frame tick)."""
-        t0 = time.perf_counter()
-        self._apply_ops()
-        self._todo.update(dict.fromkeys(self.transcript.take_dirty()))
-        self._render_pending(budget=FRAME_BUDGET_S - (time.perf_counter() - t0))
-        if not self.pending:
+        """Run one whole frame now, its slices back to back (tests, screenshots, a final paint)."""
+        self._slice_timer.stop()
+        self._start_frame()
+        while self._run_slice():
+            pass
+
+    # -- frames and slices -----------------------------------------------------------------------
+
+    def _on_frame(self) -> None:
+        if not self.pending:  # an idle frame: sleep until the next feed
             self._timer.stop()
+            return
+        self._start_frame()
+        self._on_slice()
+
+    def _on_slice(self) -> None:
+        if self._run_slice():
+            self._slice_timer.start()
+
+    def _start_frame(self) -> None:
+        self._feed_left = MAX_FEED_PER_FRAME
+        self._model_left = FRAME_BUDGET_S * MODEL_SHARE
+        self._time_left = FRAME_BUDGET_S
+        self._fed = self._rendered = False
+
+    def _run_slice(self) -> bool:
+        """One slice of the current frame; True if the frame has work left and time for it."""
+        t0 = time.perf_counter()
+        deadline = t0 + max(min(SLICE_S, self._time_left), 0.0)
+        if self._model_may_run():
+            self._apply_ops(min(deadline, t0 + max(self._model_left, 0.0)))
+            self._todo.update(dict.fromkeys(self.transcript.take_dirty()))
+            self._model_left -= time.perf_counter() - t0
+            self._fed = True
+        elif self._todo:  # model and render work never share a slice: the loop turns in between
+            self._render_pending(deadline)
+            self._rendered = True
+        self._time_left -= time.perf_counter() - t0
+        if self._time_left <= 0:  # out of time: only the one render a frame always gets
+            return bool(self._todo) and not self._rendered and not self._model_may_run()
+        return self._model_may_run() or bool(self._todo)
+
+    def _model_may_run(self) -> bool:
+        return bool(self._ops) and self._feed_left > 0 and (self._model_left > 0 or not self._fed)
 
     # -- buffering -------------------------------------------------------------------------------
 
@@ -218,34 +288,37 @@ class TranscriptView(QTextBrowser):
                 return
         self._push(name, item_id, [delta])
 
-    def _apply_ops(self) -> None:
-        budget = MAX_FEED_PER_FRAME
+    def _apply_ops(self, deadline: float) -> None:
+        """Feed buffered ops to the model in FEED_CHUNK pieces until the deadline or the feed budget."""
         model = self.transcript
-        while self._ops and budget > 0:
+        while self._ops and self._feed_left > 0:
             op = self._ops[0]
             name = op[0]
             assert isinstance(name, str)
             if isinstance(op[-1], list):  # a delta run
                 parts = op[-1]
-                text = "".join(parts)
-                if len(text) > budget:
-                    chunk, rest = text[:budget], text[budget:]
-                    op[-1] = [rest]
+                text = parts[0] if len(parts) == 1 else "".join(parts)
+                n = min(FEED_CHUNK, self._feed_left)
+                if len(text) > n:
+                    chunk = text[:n]
+                    op[-1] = [text[n:]]
                 else:
                     chunk = text
                     self._ops.pop(0)
-                budget -= len(chunk)
+                self._feed_left -= len(chunk)
                 getattr(model, name)(op[1], chunk)
             else:
                 self._ops.pop(0)
                 getattr(model, name)(*op[1:])
+            if time.perf_counter() >= deadline:
+                break
 
     # -- rendering -------------------------------------------------------------------------------
 
-    def _render_pending(self, budget: float | None) -> None:
+    def _render_pending(self, deadline: float | None) -> None:
+        """Render dirty blocks in document order, stopping after the block that passes the deadline."""
         if not self._todo:
             return
-        t0 = time.perf_counter()
         todo = sorted(self._todo)  # ids grow in document order: new blocks append in order
         cur = QTextCursor(self.document())
         cur.beginEditBlock()
@@ -254,7 +327,7 @@ class TranscriptView(QTextBrowser):
             for bid in todo:
                 self._render(cur, self.transcript.block(bid))
                 done += 1
-                if budget is not None and time.perf_counter() - t0 > budget:
+                if deadline is not None and time.perf_counter() >= deadline:
                     break
         finally:
             cur.endEditBlock()
@@ -268,7 +341,7 @@ class TranscriptView(QTextBrowser):
         self._ids.clear()
         self._ranges.clear()
         self._todo = dict.fromkeys(b.id for b in self.transcript.blocks)
-        self._render_pending(budget=None)
+        self._render_pending(None)
 
     def _end_of(self, idx: int) -> int:
         if idx + 1 < len(self._ids):
@@ -454,23 +527,23 @@ class TranscriptView(QTextBrowser):
         for span in render_inline(text):
             flags = span.flags | (BOLD if heading else 0)
             if span.href:
-                fmt = QTextCharFormat(self._fmt(("flags", flags, dim, heading)))
-                fmt.setAnchor(True)
+                fmt = QTextCharFormat(self._fmt(("link", flags, dim, heading)))
                 fmt.setAnchorHref(span.href)
-                fmt.setForeground(self._color(self._theme.link))
-                fmt.setFontUnderline(True)
                 cur.insertText(span.text, fmt)
             else:
                 cur.insertText(span.text, self._fmt(("flags", flags, dim, heading)))
 
     # -- formats ---------------------------------------------------------------------------------
 
-    def _color(self, name: str):  # type: ignore[no-untyped-def]
-        from PySide6.QtGui import QColor
-
+    def _color(self, name: str) -> QColor:
         return QColor(name)
 
     def _bfmt(self, top: int = 0, bottom: int = 0, bg: str = "", indent: int = 0) -> QTextBlockFormat:
+        """Block formats are cached (Qt formats are shared values): a frame writes dozens of blocks."""
+        key = (top, bottom, bg, indent)
+        f = self._bfmt_cache.get(key)
+        if f is not None:
+            return f
         f = QTextBlockFormat()
         f.setTopMargin(top)
         f.setBottomMargin(bottom)
@@ -478,6 +551,7 @@ class TranscriptView(QTextBrowser):
             f.setIndent(indent)
         if bg:
             f.setBackground(self._color(bg))
+        self._bfmt_cache[key] = f
         return f
 
     def _fmt(self, key: object) -> QTextCharFormat:
@@ -504,6 +578,11 @@ class TranscriptView(QTextBrowser):
                 fmt.setFontWeight(QFont.Weight.Bold)
             if st and st.italic:
                 fmt.setFontItalic(True)
+        elif isinstance(key, tuple) and key[0] == "link":
+            fmt = QTextCharFormat(self._fmt(("flags", *key[1:])))
+            fmt.setAnchor(True)
+            fmt.setForeground(self._color(th.link))
+            fmt.setFontUnderline(True)
         elif isinstance(key, tuple) and key[0] == "flags":
             flags, dim = int(key[1]), bool(key[2])
             heading = int(key[3]) if len(key) > 3 else 0
@@ -526,7 +605,22 @@ class TranscriptView(QTextBrowser):
 
     def _apply_palette(self) -> None:
         th = self._theme
-        self.setStyleSheet(f"QTextBrowser {{ background: {th.background}; color: {th.foreground}; }}")
+        self._background = self._color(th.background)
+        # A flat scrollbar: Fusion's gradient scrollbar costs more to paint than the text does, and
+        # the range changes every frame while streaming.
+        self.setStyleSheet(
+            f"QTextBrowser {{ background: {th.background}; color: {th.foreground}; }}"
+            f"QScrollBar:vertical {{ background: {th.background}; width: 10px; margin: 0; border: none; }}"
+            f"QScrollBar::handle:vertical {{ background: {th.border}; min-height: 24px; border-radius: 4px; }}"
+            "QScrollBar::add-line:vertical, QScrollBar::sub-line:vertical { height: 0; border: none; }"
+            "QScrollBar::add-page:vertical, QScrollBar::sub-page:vertical { background: none; }"
+        )
+
+    def paintEvent(self, e: QPaintEvent) -> None:
+        p = QPainter(self.viewport())
+        p.fillRect(e.rect(), self._background)
+        p.end()
+        super().paintEvent(e)
 
     # -- follow the stream -----------------------------------------------------------------------
 
@@ -554,8 +648,6 @@ class TranscriptView(QTextBrowser):
         self._set_following(value >= bar.maximum() - 4)
 
     def keyPressEvent(self, e: QKeyEvent) -> None:
-        from PySide6.QtCore import Qt
-
         if e.key() == Qt.Key.Key_Escape:
             self.stop_following()
             e.accept()

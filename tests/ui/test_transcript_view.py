@@ -246,3 +246,32 @@ def test_theme_switch_recolours_code_background(view: TranscriptView) -> None:
     assert bg() == LIGHT.code_background
     view.set_theme(DARK)
     assert bg() == DARK.code_background
+
+
+def test_incremental_painting_matches_a_full_repaint(qtbot) -> None:  # type: ignore[no-untyped-def]
+    """Blit scrolling plus partial repaints leave the same pixels as repainting the whole view."""
+    if QGuiApplication.platformName() != "offscreen":
+        pytest.skip("reads the backing store through the offscreen platform's grabWindow")
+    v = TranscriptView(theme=DARK)
+    qtbot.addWidget(v)
+    v.resize(500, 300)
+    v.show()
+    text = "".join(_MD.format(i=i) for i in range(40))
+
+    def stream(a: int, b: int) -> None:
+        for i in range(a, b, 500):
+            v.feed_text("m", text[i:i + 500])
+            _drain(v)
+            QGuiApplication.processEvents()
+
+    def painted_equals_full() -> bool:
+        screen = QGuiApplication.primaryScreen()
+        assert screen is not None
+        shown = screen.grabWindow(v.winId()).toImage()
+        return shown == v.grab().toImage().convertToFormat(shown.format())
+
+    stream(0, len(text) // 2)
+    assert v.following and painted_equals_full()
+    v.verticalScrollBar().setValue(v.verticalScrollBar().maximum() // 2)  # the user scrolls up
+    stream(len(text) // 2, len(text))
+    assert not v.following and painted_equals_full()

@@ -352,14 +352,69 @@ class Reading:
     tool_outputs: list[tuple[str, str]]  # (tool name, output text)
 
 
-def read_turn(turn: Turn) -> Reading:
-    """Summarise the conversation of `turn`: counts, changes in the new input, the question."""
-    everything = [*turn.history, *turn.new_input]
-    messages = [i for i in everything if _is_message(i)]
-    files: set[str] = set()
-    for item in messages:
-        found, _ = scan_files(item_text(item))
-        files |= found
+class ChainSummary:
+    """What the scripted engine needs to know about a chain, kept up to date item by item, so a turn
+    costs work for its new items only (a connection's chain is an append-only list it has seen)."""
+
+    __slots__ = ("calls", "chars", "files", "last", "length", "messages", "model_turns", "prev_output")
+
+    def __init__(self) -> None:
+        self.length = 0  # items summarised so far
+        self.last: object = None  # the last item summarised (identity check: is this the same chain?)
+        self.messages = 0
+        self.files: set[str] = set()
+        self.calls: dict[str, str] = {}  # call_id -> function name
+        self.chars = 0  # for the token estimate
+        self.model_turns = 0
+        self.prev_output = False
+
+    def feed(self, items: Sequence[Item]) -> None:
+        for item in items:
+            if _is_message(item):
+                self.messages += 1
+                text = item_text(item)
+                self.chars += len(text)
+                found, _ = scan_files(text)
+                self.files |= found
+            else:
+                self.chars += len(json.dumps(item, default=str))
+            if item.get("type") == "function_call":
+                self.calls[str(item.get("call_id"))] = str(item.get("name", "?"))
+            out = _is_output(item)
+            if out and not self.prev_output:
+                self.model_turns += 1
+            self.prev_output = out
+            self.last = item
+        self.length += len(items)
+
+    @classmethod
+    def of(cls, items: Sequence[Item]) -> ChainSummary:
+        acc = cls()
+        acc.feed(items)
+        return acc
+
+    def extended(self, history: Sequence[Item]) -> ChainSummary:
+        """This summary brought up to `history` (itself when `history` extends what it saw, else anew)."""
+        n = self.length
+        if n and len(history) >= n and history[n - 1] is self.last:
+            self.feed(history[n:])
+            return self
+        return ChainSummary.of(history)
+
+    def with_new(self, new: Sequence[Item]) -> ChainSummary:
+        """A copy that also counts this turn's new input (the chain itself advances only by history)."""
+        acc = ChainSummary()
+        acc.length, acc.last, acc.messages = self.length, self.last, self.messages
+        acc.files, acc.calls, acc.chars = set(self.files), dict(self.calls), self.chars
+        acc.model_turns, acc.prev_output = self.model_turns, self.prev_output
+        acc.feed(new)
+        return acc
+
+
+def read_turn(turn: Turn, summary: ChainSummary | None = None) -> Reading:
+    """Summarise the conversation of `turn`: counts, changes in the new input, the question.
+    `summary` (the chain up to and including the new input) saves rescanning the history."""
+    summary = summary or ChainSummary.of([*turn.history, *turn.new_input])
     changed: dict[str, FileStats] = {}
     question: str | None = None
     for item in turn.new_input:
@@ -373,16 +428,14 @@ def read_turn(turn: Turn) -> Reading:
             acc.removed += st.removed
         if item.get("role") == "user" and text.strip() and not _has_context(text):
             question = text.strip()
-    names = {
-        str(i.get("call_id")): str(i.get("name", "?")) for i in everything if i.get("type") == "function_call"
-    }
+    names = summary.calls
     outputs = []
     for item in turn.new_input:
         if item.get("type") == "function_call_output":
             raw = item.get("output", "")
             text = raw if isinstance(raw, str) else item_text({"content": raw})
             outputs.append((names.get(str(item.get("call_id")), "unknown tool"), text))
-    return Reading(len(messages), len(files), changed, question, outputs)
+    return Reading(summary.messages, len(summary.files), changed, question, outputs)
 
 
 # --------------------------------------------------------------------------------------------------
@@ -566,6 +619,7 @@ class ScriptedConnection:
 
     def __init__(self, engine: ScriptedEngine) -> None:
         self._engine = engine
+        self._chain = ChainSummary()
 
     async def aclose(self) -> None:
         """Nothing to release."""
@@ -574,12 +628,15 @@ class ScriptedConnection:
         """Generate one turn (see the module docstring for what it says and how fast)."""
         pacer = Pacer(self._engine.rate_tps, self._engine.burst_tps)
         script = self._engine.script
-        index = model_turns_in([*turn.history, *turn.new_input])  # a fresh chain resends earlier outputs
+        self._chain = self._chain.extended(turn.history)
+        history_chars = self._chain.chars
+        summary = self._chain.with_new(turn.new_input)
+        index = summary.model_turns  # counted over history + new input: a fresh chain resends earlier outputs
         steps: list[Step]
         if script is not None and index < len(script):
             steps = list(script[index])
         else:
-            steps = self._default_steps(turn)
+            steps = self._default_steps(turn, summary)
         call_n = 0
         open_kind: str | None = None
         for step in steps:
@@ -609,12 +666,12 @@ class ScriptedConnection:
         if open_kind is not None:
             yield ItemDone()
         yield Usage(
-            input_tokens=_estimate(turn.instructions, turn.history, turn.new_input),
+            input_tokens=_tokens(len(turn.instructions or "") + summary.chars),
             output_tokens=pacer.sent,
-            cached_tokens=_estimate(None, turn.history, ()),
+            cached_tokens=_tokens(history_chars),
         )
 
-    def _default_steps(self, turn: Turn) -> list[Step]:
+    def _default_steps(self, turn: Turn, summary: ChainSummary | None = None) -> list[Step]:
         names = _tool_names(turn)
         choice = turn.tool_choice
         user = _last_user_text(turn)
@@ -639,7 +696,7 @@ class ScriptedConnection:
             long = _LONG.match(user)
             if long:
                 return [{"text": long_markdown(min(int(long.group(1)), LONG_MAX_TOKENS))}]
-        return [{"text": compose_answer(read_turn(turn), turn)}]
+        return [{"text": compose_answer(read_turn(turn, summary), turn)}]
 
 
 def _command_args(command: re.Match[str], name: str) -> Any:
@@ -658,6 +715,10 @@ def _command_args(command: re.Match[str], name: str) -> Any:
 def _call_id(response_id: str, n: int) -> str:
     digest = hashlib.sha256(f"{response_id}:{n}".encode()).hexdigest()[:16]
     return f"call_{digest}"
+
+
+def _tokens(chars: int) -> int:
+    return (chars + CHARS_PER_TOKEN - 1) // CHARS_PER_TOKEN
 
 
 def _estimate(instructions: str | None, history: Sequence[Item], new: Sequence[Item]) -> int:
