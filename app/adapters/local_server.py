@@ -58,11 +58,13 @@ def serve_command() -> list[str]:
 
 
 async def start_local_server(
-    *, engine: str = "scripted", extra_args: list[str] | None = None, timeout: float = 20.0
+    *, engine: str = "scripted", extra_args: list[str] | None = None, timeout: float = 20.0,
+    token: str | None = None,
 ) -> LocalServer:
     """Spawn the server on 127.0.0.1 with an ephemeral port and a fresh token."""
-    token = secrets.token_urlsafe(24)
-    cmd = [*serve_command(), "--host", "127.0.0.1", "--port", "0", "--token", token, "--engine", engine]
+    token = token or secrets.token_urlsafe(24)
+    # "--token=VALUE": a generated token may start with "-", which argparse would take for an option.
+    cmd = [*serve_command(), "--host", "127.0.0.1", "--port", "0", f"--token={token}", "--engine", engine]
     cmd += extra_args or []
     env = dict(os.environ, PYTHONUNBUFFERED="1")
     proc = await asyncio.create_subprocess_exec(

@@ -1,5 +1,8 @@
 """`make bench`: run every tests/bench/bench_*.py module's `run()`, print one table, write results.json.
 
+Each module runs in a process of its own, so one benchmark's imports and memory (the openai SDK,
+a Qt window) never show up in another's figures (RSS above all).
+
 Each `run()` returns rows {"name", "value", "unit", "baseline", "ratio"}: `baseline` is the comparison
 measured in the same run (None where there is none), `ratio` = value / baseline unless the module says
 otherwise. Run one module alone with `python -m tests.bench bench_render`.
@@ -11,7 +14,9 @@ import importlib
 import json
 import math
 import pkgutil
+import subprocess
 import sys
+import tempfile
 import time
 import traceback
 from pathlib import Path
@@ -30,7 +35,20 @@ def _fmt(v: object) -> str:
     return str(v)
 
 
+def child(name: str, out: str) -> int:
+    """Run one module in this (fresh) process and write its rows to `out`."""
+    try:
+        rows = importlib.import_module(f"tests.bench.{name}").run()
+    except Exception:
+        traceback.print_exc()
+        return 1
+    Path(out).write_text(json.dumps(rows), encoding="utf-8")
+    return 0
+
+
 def main(argv: list[str]) -> int:
+    if argv[:1] == ["--child"]:
+        return child(argv[1], argv[2])
     wanted = set(argv)
     names = sorted(m.name for m in pkgutil.iter_modules([str(HERE)]) if m.name.startswith("bench_"))
     if wanted:
@@ -40,13 +58,12 @@ def main(argv: list[str]) -> int:
     for name in names:
         t0 = time.perf_counter()
         print(f"--- {name}", flush=True)
-        try:
-            mod = importlib.import_module(f"tests.bench.{name}")
-            got = mod.run()
-        except Exception:
-            traceback.print_exc()
-            failed.append(name)
-            continue
+        with tempfile.NamedTemporaryFile(suffix=".json") as out:
+            proc = subprocess.run([sys.executable, "-m", "tests.bench", "--child", name, out.name])
+            if proc.returncode != 0:
+                failed.append(name)
+                continue
+            got = json.loads(Path(out.name).read_text(encoding="utf-8"))
         for row in got:
             row = {"name": row["name"], "value": row.get("value"), "unit": row.get("unit", ""),
                    "baseline": row.get("baseline"), "ratio": row.get("ratio")}

@@ -101,7 +101,7 @@ async def _child_server(calls: int) -> AsyncIterator[_Server]:
     (and by the EOF on its stdin pipe if this process dies first)."""
     token = secrets.token_urlsafe(24)
     proc = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "tests.bench._proto_serve", "--token", token, "--calls", str(calls),
+        sys.executable, "-m", "tests.bench._proto_serve", f"--token={token}", "--calls", str(calls),
         stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
         env=dict(os.environ, PYTHONUNBUFFERED="1"), start_new_session=True,
     )
