@@ -92,6 +92,11 @@ async def start_local_server(
         proc.kill()
         await proc.wait()
         raise LocalServerError(f"slipstream serve did not start within {timeout:.0f} s") from None
+    except BaseException:  # cancelled (the app closed while starting): the child is in its own session
+        with contextlib.suppress(ProcessLookupError):
+            proc.kill()
+        await proc.wait()
+        raise
     # Keep draining the child's pipes so it never blocks on a full pipe.
     server = LocalServer(url=m.group(1), token=token, process=proc)
     server._drains = [asyncio.ensure_future(_drain(proc.stdout)), asyncio.ensure_future(_drain(proc.stderr))]

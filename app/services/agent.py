@@ -98,6 +98,9 @@ class Agent:
         self._stop = asyncio.Event()
         self._turn_no = 0
         self._failures: list[frozenset[str]] = []
+        # Outputs owed to calls of a loop that ended early (Stop, cap): the next request carries them,
+        # since a chain whose last response has unanswered function calls is refused upstream.
+        self._owed: list[dict[str, Any]] = []
         self.applied: list[AppliedChange] = []
         self.last_test_run: TestRun | None = None
 
@@ -118,25 +121,26 @@ class Agent:
         """One user request, through as many tool turns as it takes (see module docstring)."""
         self._stop.clear()
         self._turn_no += 1
-        items: list[dict[str, Any]] = [
-            {"type": "message", "role": "user", "content": [{"type": "input_text", "text": text}]}
-        ]
+        items: list[dict[str, Any]] = [*self._owed, _user(text)]
+        self._owed = []
         outcome = RunOutcome("completed")
         while True:
             result = await self.sync.turn(items, settings=self.settings(), on_event=self._on_event,
                                           on_retry=on_retry)
             outcome.turns += 1
             outcome.last = result
+            calls = [i for i in result.output if i.get("type") == "function_call"] if result.ok else []
             if result.status == "cancelled" or self._stop.is_set():
+                self._owed = [_output(c, "not run: the user pressed Stop") for c in calls]
                 outcome.status, outcome.message = "cancelled", "stopped by the user"
                 return outcome
             if not result.ok:
                 outcome.status, outcome.message = "failed", result.error
                 return outcome
-            calls = [i for i in result.output if i.get("type") == "function_call"]
             if not calls:
                 return outcome
             if outcome.turns > self.config.max_tool_turns:
+                self._owed = [_output(c, "not run: the tool turn cap was reached") for c in calls]
                 outcome.status = "cap"
                 outcome.message = (f"Stopped after {self.config.max_tool_turns} consecutive tool turns "
                                    "(Settings: tool turn cap).")
@@ -144,11 +148,11 @@ class Agent:
                 return outcome
             outputs = await asyncio.gather(*(self._call(c) for c in calls))
             outcome.tool_calls += len(calls)
+            items = [_output(c, out.output_text) for c, out in zip(calls, outputs, strict=True)]
             if self._stop.is_set():
+                self._owed = items
                 outcome.status, outcome.message = "cancelled", "stopped by the user"
                 return outcome
-            items = [{"type": "function_call_output", "call_id": str(c.get("call_id", "")), "output": out.output_text}
-                     for c, out in zip(calls, outputs, strict=True)]
             if self._is_stuck():
                 outcome.status = "stuck"
                 outcome.message = (f"The same tests failed {self.config.stuck_repeats} runs in a row; "
@@ -275,6 +279,10 @@ class Agent:
 
 def _user(text: str) -> dict[str, Any]:
     return {"type": "message", "role": "user", "content": [{"type": "input_text", "text": text}]}
+
+
+def _output(call: Mapping[str, Any], text: str) -> dict[str, Any]:
+    return {"type": "function_call_output", "call_id": str(call.get("call_id", "")), "output": text}
 
 
 def _now() -> float:

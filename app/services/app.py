@@ -222,6 +222,8 @@ class AppServices:
         return Endpoint(self._server.url, self._server.token, model="scripted", label=SCRIPTED_LABEL)
 
     async def aclose(self) -> None:
+        if self._rerun_handle is not None:
+            self._rerun_handle.cancel()  # a rerun due after the close would start the tests on a dead project
         for task in (self._task, self._tests_task):
             if task is not None and not task.done():
                 task.cancel()
@@ -272,8 +274,7 @@ class AppServices:
                 self.transcript.response_end.emit("failed")
             elif outcome.status == "cancelled":
                 self.transcript.response_end.emit("cancelled")
-            if outcome.last is not None:
-                self._account(outcome.last.usage)
+            # Usage is counted once, from each response's terminal event (`_on_event`).
         except Exception as exc:
             log.exception("the request failed")
             self.transcript.notice.emit("error", f"The request failed: {exc}")
@@ -492,17 +493,25 @@ class AppServices:
         return [SessionInfo(r.id, r.title or "untitled", r.project, r.updated_at, r.turns)
                 for r in store.list_sessions(self.project_root)]
 
+    def _switch_refused(self) -> bool:
+        """Sessions switch only between requests: a context push in flight holds the transcript too."""
+        if self.busy or self.session is None or self.session.busy:
+            self.transcript.notice.emit("warning", "Finish or stop the running request first, then try again.")
+            return True
+        return False
+
     def open_session(self, session_id: str) -> None:
-        if self.busy or self.session is None:
-            self.transcript.notice.emit("warning", "Finish or stop the running request first.")
+        if self._switch_refused():
             return
+        assert self.session is not None
         self.session.client.restore([])
         self._open_history(session_id)
 
     def new_session(self) -> None:
         store = self._history()
-        if store is None or self.session is None or self.busy:
+        if store is None or self._switch_refused():
             return
+        assert self.session is not None
         rec = store.create_session(self.project_root)
         self._session_id = rec.id
         self._persisted = 0

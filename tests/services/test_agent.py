@@ -172,3 +172,47 @@ async def test_stop_while_a_patch_waits_for_review_refuses_it(tmp_path: Path) ->
         assert "return a - b" in (root / "calc.py").read_text()
         await agent.sync.session.aclose()
         await ws.aclose()
+
+
+def _unanswered_calls(transcript: Any) -> list[str]:
+    answered = {i.get("call_id") for i in transcript if i.get("type") == "function_call_output"}
+    return [i["call_id"] for i in transcript if i.get("type") == "function_call" and i["call_id"] not in answered]
+
+
+async def test_calls_left_by_the_cap_are_answered_by_the_next_request(tmp_path: Path) -> None:
+    """A loop ended at the cap owes outputs for its last calls; the next request pays them (no 400 upstream)."""
+    root = project(tmp_path)
+    loop_turn = [{"tool_call": {"name": "list_files", "arguments": {}}}]
+    async with run_server(ScriptedEngine(rate_tps=0, script=[loop_turn, loop_turn, [{"text": "ok"}]])) as srv:
+        agent, _, _, ws = await build(root, srv, tmp_path, max_tool_turns=1)
+        assert (await agent.run("list forever")).status == "cap"
+        assert (await agent.run("now just answer")).status == "completed"
+        transcript = agent.sync.session.client.transcript()
+        assert _unanswered_calls(transcript) == []
+        outputs = [i for i in transcript if i.get("type") == "function_call_output"]
+        assert "cap" in outputs[-1]["output"]
+        await agent.sync.session.aclose()
+        await ws.aclose()
+
+
+async def test_calls_cut_by_stop_are_answered_by_the_next_request(tmp_path: Path) -> None:
+    """Stop during a patch review: the refusal still reaches the model with the next request."""
+    import asyncio
+
+    root = project(tmp_path)
+    async with run_server(ScriptedEngine(rate_tps=0, script=[*SCRIPT[1:2], [{"text": "ok"}]])) as srv:
+        agent, _, _, ws = await build(root, srv, tmp_path)
+        never: asyncio.Future[dict[str, Any]] = asyncio.get_running_loop().create_future()
+
+        async def forever(kind: str, title: str, payload: dict[str, Any]) -> dict[str, Any]:
+            agent.stop()
+            return await never
+
+        agent._approve = forever
+        assert (await asyncio.wait_for(agent.run("fix it"), 10)).status == "cancelled"
+        assert (await agent.run("never mind")).status == "completed"
+        transcript = agent.sync.session.client.transcript()
+        assert _unanswered_calls(transcript) == []
+        assert "Stop" in next(i for i in transcript if i.get("type") == "function_call_output")["output"]
+        await agent.sync.session.aclose()
+        await ws.aclose()

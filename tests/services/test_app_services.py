@@ -155,3 +155,88 @@ async def test_local_chat_server_is_bridged_and_detected(tmp_path: Path) -> None
             assert "hello" in sent and "x = 1" in sent  # the snapshot and the question reached the model
         finally:
             await svc.aclose()
+
+
+async def test_a_turn_is_counted_once_in_the_session_totals(tmp_path: Path) -> None:
+    """One answered message: the session's input tokens are that turn's, not twice them."""
+    root = tmp_path / "p"
+    root.mkdir()
+    (root / "main.py").write_text("print('hi')\n")
+    svc = make(tmp_path, root)
+    rec = Recorder(svc)
+    await svc.start()
+    try:
+        await wait_until(lambda: svc.sync is not None and svc.sync.pushes >= 1 and not svc.session.busy, 15)
+        svc.send_message("hello")
+        await wait_until(lambda: rec.of("response_end") and not svc.busy, 15)
+        stats = rec.of("stats_changed")[-1][0]
+        assert stats.last_turn_input_tokens > 0
+        assert stats.session_input_tokens == stats.last_turn_input_tokens
+    finally:
+        await svc.aclose()
+
+
+async def test_new_session_while_the_warm_up_is_in_flight_keeps_history_consistent(tmp_path: Path) -> None:
+    """New session pressed during a context push: refused with words, or done fully, never half done."""
+    root = tmp_path / "p"
+    root.mkdir()
+    (root / "a.txt").write_text("alpha\n")
+    svc = make(tmp_path, root)
+    await svc.start()
+    svc.send_message("remember the word pineapple")
+    await wait_until(lambda: not svc.busy and svc.session is not None and svc.session.client.head(), 15)
+    await svc.aclose()
+
+    svc2 = make(tmp_path, root)
+    rec = Recorder(svc2)
+    await svc2.start()
+    try:
+        old = svc2.session_id
+        await asyncio.sleep(0)  # the warm-up push has started: its request is in flight
+        assert svc2.session is not None and svc2.session.client.in_flight()
+        svc2.new_session()
+        kept = [i for i in svc2.session.client.transcript() if i.get("role") == "user"]
+        if svc2.session_id != old:
+            assert kept == []
+        else:
+            assert kept and any("try again" in a[1].lower() or "first" in a[1] for a in rec.of("notice"))
+    finally:
+        await svc2.aclose()
+
+
+async def test_closing_cancels_a_scheduled_test_rerun(tmp_path: Path) -> None:
+    """A save just before the window closes must not start the test suite after the services are gone."""
+    root = tmp_path / "p"
+    root.mkdir()
+    svc = AppServices(root, Settings(rerun_tests_on_save=True), store=HistoryStore(tmp_path / "h.db"),
+                      persist_settings=False)
+    await svc.start()
+    svc._on_disk_changed()  # a settled batch of changes: the rerun is due shortly
+    handle = svc._rerun_handle
+    assert handle is not None
+    await svc.aclose()
+    assert handle.cancelled()
+
+
+async def test_start_cancelled_while_the_scripted_server_boots_leaves_no_child(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Closing the app while its local server starts must not leave the child process running."""
+    import os
+    import sys
+
+    import app.adapters.local_server as local_server
+
+    pid_file = tmp_path / "pid"
+    code = f"import os, time; open({str(pid_file)!r}, 'w').write(str(os.getpid())); time.sleep(60)"
+    monkeypatch.setattr(local_server, "serve_command", lambda: [sys.executable, "-c", code])
+    root = tmp_path / "p"
+    root.mkdir()
+    svc = make(tmp_path, root)
+    task = asyncio.ensure_future(svc.start())
+    await wait_until(lambda: pid_file.exists() and pid_file.read_text(), 15)
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    await svc.aclose()
+    with pytest.raises(ProcessLookupError):
+        os.kill(int(pid_file.read_text()), 0)
