@@ -111,7 +111,7 @@ class Agent:
     def stop(self) -> None:
         """Stop the loop: the running turn is cut, running tools and commands are killed."""
         self._stop.set()
-        self.sync.session.stop()
+        self.sync.stop()
 
     def settings(self) -> dict[str, Any]:
         return {"instructions": self.instructions, "tools": self.tools, "tool_choice": "auto",

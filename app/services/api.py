@@ -95,6 +95,7 @@ class TranscriptSignals:
         # kind ("info" | "warning" | "error" | "context" | "banner"), text
         self.notice: Signal[[str, str]] = Signal("notice")
         self.response_end: Signal[[str]] = Signal("response_end")  # completed | incomplete | failed | cancelled
+        self.cleared: Signal[[]] = Signal("cleared")  # another session was opened: start the view afresh
 
 
 class Services(Protocol):

@@ -42,6 +42,8 @@ from app.tools.specs import CommandPolicy
 log = logging.getLogger(__name__)
 
 SCRIPTED_LABEL = "scripted — no model"
+# Errors the session recovers from by itself (full resend, reconnect): not shown as failures.
+RECOVERED_ERRORS = frozenset({"previous_response_not_found", "websocket_connection_limit_reached"})
 BANNER = (
     "No model is configured, so Slipstream runs its scripted engine (offline, no model). "
     "To connect a model: Settings → Provider → OpenAI or xAI (key kept in your OS keychain); "
@@ -125,6 +127,7 @@ class AppServices:
         self._persisted = 0  # transcript items already in the store
         self._engine_label = ""
         self._rerun_wanted = False
+        self._failure_shown = False  # this request's failure already reached the transcript through an event
         self._rerun_handle: asyncio.TimerHandle | asyncio.Handle | None = None
 
     # ---- lifecycle -----------------------------------------------------------------------------
@@ -266,11 +269,12 @@ class AppServices:
 
     async def _run(self, text: str) -> None:
         assert self.agent is not None
+        self._failure_shown = False
         self.busy_changed.emit(True)
         try:
             outcome = await self.agent.run(text, on_retry=lambda why: self.transcript.notice.emit("warning", why))
-            if outcome.status == "failed":
-                self.transcript.notice.emit("error", outcome.message)
+            if outcome.status == "failed" and not self._failure_shown:
+                self.transcript.notice.emit("error", outcome.message)  # a transport failure: no event said it
                 self.transcript.response_end.emit("failed")
             elif outcome.status == "cancelled":
                 self.transcript.response_end.emit("cancelled")
@@ -394,10 +398,13 @@ class AppServices:
             if isinstance(e, ev.ResponseFailed):
                 err = e.response.get("error") or {}
                 t.notice.emit("error", f"The model failed: {err.get('message', 'unknown error')}")
+                self._failure_shown = True
             t.response_end.emit(status)
             self._account(e.response.get("usage") or {})
-        elif isinstance(e, ev.ErrorEvent) and e.error.code != "previous_response_not_found":
+        elif isinstance(e, ev.ErrorEvent) and e.error.code not in RECOVERED_ERRORS:
             t.notice.emit("error", f"{e.error.message} ({e.error.code})" if e.error.code else e.error.message)
+            t.response_end.emit("failed")
+            self._failure_shown = True
 
     def _account(self, usage: Mapping[str, Any]) -> None:
         if not usage:
@@ -442,6 +449,7 @@ class AppServices:
         self._session_id = rec.id
         items = [i.data["item"] if i.kind == "user_message" else i.data
                  for i in store.items(rec.id) if i.kind in ("item", "user_message")]
+        items = _pair_calls(items)
         self._persisted = len(items)
         if items and self.session is not None:
             self.session.client.restore(items)
@@ -505,6 +513,7 @@ class AppServices:
             return
         assert self.session is not None
         self.session.client.restore([])
+        self.transcript.cleared.emit()
         self._open_history(session_id)
 
     def new_session(self) -> None:
@@ -516,6 +525,7 @@ class AppServices:
         self._session_id = rec.id
         self._persisted = 0
         self.session.client.restore([])
+        self.transcript.cleared.emit()
         self.transcript.notice.emit("info", "New session started.")
 
     # ---- settings and keys (SettingsFacade) ----------------------------------------------------
@@ -553,6 +563,19 @@ class AppServices:
 
     def set_api_key(self, provider: str, key: str) -> None:
         self._secret_store().set(provider, key)
+
+
+def _pair_calls(items: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """A restored transcript whose last calls never got outputs (the app quit mid-loop) would be refused
+    upstream; answer each such call with a stub saying so, right after it."""
+    answered = {str(i.get("call_id")) for i in items if i.get("type") == "function_call_output"}
+    out: list[dict[str, Any]] = []
+    for item in items:
+        out.append(item)
+        if item.get("type") == "function_call" and str(item.get("call_id")) not in answered:
+            out.append({"type": "function_call_output", "call_id": str(item.get("call_id", "")),
+                        "output": "not run: Slipstream was closed before this call ran"})
+    return out
 
 
 def _ws_url(url: str) -> str:

@@ -183,9 +183,10 @@ class ResponsesSession:
             self._turn_task = asyncio.current_task()
             await self._boundary()
             opts = {"model": self.endpoint.model, "store": self.endpoint.store, **(settings or {})}
-            frame = self.client.create(list(new_items), generate=generate, **opts)
             try:
                 try:
+                    # inside the try: if building the frame fails (the rebuild hook), the turn is abandoned
+                    frame = self.client.create(list(new_items), generate=generate, **opts)
                     return await self._drive(frame, on_event or (lambda e: None), on_retry or (lambda r: None))
                 except asyncio.CancelledError:
                     task = asyncio.current_task()
@@ -347,6 +348,10 @@ class ResponsesSession:
                                           latency_ms=(self._clock() - t0) * 1000, bytes_sent=len(data)), False
                     msg = getattr(out, "message", "") or why
                     return TurnResult("failed", error=msg, code=getattr(out, "code", ""), transport="http"), False
+        except RemoteProtocolError as exc:  # the server sent garbage in its SSE stream
+            self._set_state("offline", f"the server sent a bad event: {exc}")
+            return TurnResult("failed", error=f"The server sent a malformed event over HTTP: {exc}",
+                              code=exc.code, transport="http"), False
         except HttpError as exc:
             detail = f"cannot reach {self.endpoint.url}: {exc}"
             self._set_state("error" if exc.status in AUTH_FAILED else "offline", detail)

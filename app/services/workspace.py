@@ -233,6 +233,8 @@ class ContextSync:
         self.settings: dict[str, Any] = {}
         self._task: asyncio.Task[None] | None = None
         self._holds = 0  # >0 while a caller is about to send a turn (the update rides along)
+        self._stopped = False
+        self._in_turn = False
         self.pushes = 0
         workspace.changed.connect(self.push_soon)
 
@@ -241,9 +243,12 @@ class ContextSync:
             self._task = asyncio.ensure_future(self._push_loop())
 
     async def _push_loop(self) -> None:
-        while self.workspace.has_pending() and not self.session.busy and not self._holds:
-            if not await self.push():
-                return
+        try:
+            while self.workspace.has_pending() and not self.session.busy and not self._holds:
+                if not await self.push():
+                    return
+        except Exception:  # a failed push must never surface in a later, unrelated turn
+            log.exception("pushing context changes failed; they stay pending")
 
     async def push(self) -> bool:
         """One generate:false request carrying what is pending (the snapshot on a fresh chain)."""
@@ -267,18 +272,33 @@ class ContextSync:
     async def turn(self, items: Sequence[Item], **kwargs: Any) -> TurnResult:
         """A generating turn; pending context changes ride along in the same request."""
         self._holds += 1
+        self._stopped = False
         try:
             if self._task is not None and not self._task.done():
-                await asyncio.shield(self._task)  # let an idle push that already started finish first
+                with contextlib.suppress(Exception):  # its own failure is logged by the push loop
+                    await asyncio.shield(self._task)  # let an idle push that already started finish first
+            if self._stopped:  # Stop pressed while the push finished: send nothing
+                return TurnResult("cancelled", error="stopped by the user")
             update = self.workspace.take_update()
             sent = ([update.item] if update is not None else []) + list(items)
-            result = await self.session.run_turn(sent, **kwargs)
+            self._in_turn = True
+            try:
+                result = await self.session.run_turn(sent, **kwargs)
+            finally:
+                self._in_turn = False
             self.workspace.turn_done(result.ok)
             return result
         finally:
             self._holds -= 1
             if self._holds == 0:
                 self.push_soon()
+
+    def stop(self) -> None:
+        """The user pressed Stop: cut the user's turn, never a context push (its changes would just be
+        pushed again); a turn still waiting behind a push is not sent at all."""
+        self._stopped = True
+        if self._in_turn:
+            self.session.stop()
 
     async def aclose(self) -> None:
         self.workspace.changed.disconnect(self.push_soon)

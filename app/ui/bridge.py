@@ -28,6 +28,7 @@ TRANSCRIPT_OPS: tuple[str, ...] = (
     "tool_output",
     "notice",
     "response_end",
+    "cleared",
 )
 
 
@@ -42,6 +43,7 @@ class TranscriptBridge(QObject):
     tool_output = Signal(str, str, bool)
     notice = Signal(str, str)
     response_end = Signal(str)
+    cleared = Signal()
 
 
 class Bridge(QObject):

@@ -39,6 +39,7 @@ FEEDS: dict[str, str] = {
     "tool_output": "feed_tool_output",
     "notice": "feed_notice",
     "response_end": "feed_end_response",
+    "cleared": "clear",
 }
 SETTINGS_METHODS = ("save_settings", "keychain_info", "has_api_key", "set_api_key")
 
@@ -134,12 +135,10 @@ class Controller(QObject):
         self._call("run_tests")
 
     def _open_session(self, session_id: str) -> None:
-        self.window.transcript.clear()  # the services replay the session's transcript
-        self._call("open_session", session_id)
+        self._call("open_session", session_id)  # on a real switch the services clear and replay the view
         self.refresh_sessions()
 
     def _new_session(self) -> None:
-        self.window.transcript.clear()
         self._call("new_session")
         self.refresh_sessions()
 

@@ -240,3 +240,17 @@ async def test_start_cancelled_while_the_scripted_server_boots_leaves_no_child(
     await svc.aclose()
     with pytest.raises(ProcessLookupError):
         os.kill(int(pid_file.read_text()), 0)
+
+
+def test_restored_calls_without_outputs_get_stub_outputs() -> None:
+    """A history that ends mid tool loop is paired up, so the rebuilt chain is valid upstream."""
+    from app.services.app import _pair_calls
+
+    items = [{"type": "message", "role": "user", "content": "go"},
+             {"type": "function_call", "call_id": "a", "name": "read_file", "arguments": "{}"},
+             {"type": "function_call_output", "call_id": "a", "output": "ok"},
+             {"type": "function_call", "call_id": "b", "name": "run_tests", "arguments": "{}"}]
+    paired = _pair_calls(items)
+    assert [i["type"] for i in paired][-2:] == ["function_call", "function_call_output"]
+    assert paired[-1]["call_id"] == "b" and "not run" in paired[-1]["output"]
+    assert _pair_calls(paired) == paired  # already paired: unchanged

@@ -155,3 +155,53 @@ async def test_fatal_close_code_fails_the_turn_without_retrying() -> None:
         assert r.status == "failed" and "1008" in r.error and "you are not reading" in r.error
         assert accepted == 1 and not s.client.in_flight()
         assert any(i.get("role") == "user" for i in s.client.transcript())  # kept for a retry
+
+
+async def test_garbage_over_the_http_fallback_fails_with_words() -> None:
+    """Upgrade refused, then a malformed SSE event: a failed turn that says so, no exception escapes."""
+    from aiohttp import web
+
+    async def upgrade(request: web.Request) -> web.Response:
+        return web.Response(status=426, text="no websocket here")
+
+    async def post(request: web.Request) -> web.StreamResponse:
+        resp = web.StreamResponse(headers={"Content-Type": "text/event-stream"})
+        await resp.prepare(request)
+        await resp.write(b"event: response.created\ndata: {this is not json\n\n")
+        await resp.write_eof()
+        return resp
+
+    app = web.Application()
+    app.router.add_get("/v1/responses", upgrade)
+    app.router.add_post("/v1/responses", post)
+    runner = web.AppRunner(app, access_log=None)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    port = runner.addresses[0][1]
+    try:
+        s = ResponsesSession(Endpoint(f"ws://127.0.0.1:{port}/v1/responses", "t"), initial_delay=0.01)
+        r = await s.run_turn([user("hi")])
+        assert r.status == "failed" and "malformed" in r.error and not s.client.in_flight()
+    finally:
+        await runner.cleanup()
+
+
+async def test_a_failing_rebuild_does_not_wedge_the_session() -> None:
+    """If building the fresh chain raises, the turn is abandoned and the next one goes through."""
+    calls = 0
+
+    def rebuild(lane: str | None, items: list[Any]) -> list[Any]:
+        nonlocal calls
+        calls += 1
+        if calls == 1:
+            raise RuntimeError("disk hiccup")
+        return items
+
+    async with run_server(ScriptedEngine(rate_tps=0)) as srv:
+        s = ResponsesSession(Endpoint(srv.url, srv.token), rebuild=rebuild)
+        with pytest.raises(RuntimeError):
+            await s.run_turn([user("one")])
+        assert not s.client.in_flight()
+        assert (await s.run_turn([user("two")])).ok
+        await s.aclose()

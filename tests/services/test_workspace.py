@@ -174,3 +174,55 @@ async def test_turn_after_a_push_stays_incremental(tmp_path: Path) -> None:
         await sync.aclose()
         await ws.aclose()
         await session.aclose()
+
+
+class _GatedSession:
+    """A stand-in ResponsesSession: pushes wait on a gate; every request is recorded."""
+
+    def __init__(self) -> None:
+        self.gate = asyncio.Event()
+        self.sent: list[tuple[bool, list[Any]]] = []
+        self.stops = 0
+        self.busy = False
+        self.rebuild: Any = None
+        self.chained = False
+
+    async def run_turn(self, items: Any, *, generate: bool = True, **kw: Any) -> Any:
+        from app.services.session import TurnResult
+
+        if not self.chained:  # the first request starts the chain: the real session calls the hook here
+            items = self.rebuild(None, list(items))
+            self.chained = True
+        self.sent.append((generate, list(items)))
+        self.busy = True
+        try:
+            if not generate:
+                await self.gate.wait()
+            return TurnResult("completed", "resp_x")
+        finally:
+            self.busy = False
+
+    def stop(self) -> None:
+        self.stops += 1
+
+
+async def test_stop_while_a_turn_waits_behind_a_push_sends_nothing(tmp_path: Path) -> None:
+    """Stop pressed during the push a turn waits for: the turn is not sent, the push is not cut."""
+    (tmp_path / "a.py").write_text("x = 1\n")
+    ws = Workspace(tmp_path)
+    await ws.start(watch=False)
+    fake = _GatedSession()
+    fake.rebuild = ws.rebuild
+    sync = ContextSync(ws, fake)  # type: ignore[arg-type]
+    sync.push_soon()
+    await wait_until(lambda: fake.sent, 5)
+    turn = asyncio.ensure_future(sync.turn([user("hello")]))
+    await asyncio.sleep(0.05)
+    sync.stop()
+    fake.gate.set()
+    result = await asyncio.wait_for(turn, 5)
+    assert result.status == "cancelled"
+    assert [g for g, _ in fake.sent] == [False]  # only the push went out
+    assert fake.stops == 0  # the push itself was not cut
+    await sync.aclose()
+    await ws.aclose()
