@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import gc
 import importlib
 import logging
@@ -192,8 +193,18 @@ async def gui_main(app: Any, args: GuiArgs, factory: ServicesFactory | None = No
 
     tasks: set[asyncio.Task[None]] = set()
 
+    async def switch_project(path: Path, earlier: list[asyncio.Task[None]]) -> None:
+        # A project still opening is cancelled first, so its services never start behind the new ones
+        # (cancelling their start also reaps a scripted server child that was booting).
+        for task in earlier:
+            task.cancel()
+        for task in earlier:
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await task
+        await open_project(path)
+
     def on_open_requested(path: Path) -> None:
-        task = asyncio.ensure_future(open_project(path))
+        task = asyncio.ensure_future(switch_project(path, [t for t in tasks if not t.done()]))
         tasks.add(task)
         task.add_done_callback(tasks.discard)
 
@@ -201,7 +212,11 @@ async def gui_main(app: Any, args: GuiArgs, factory: ServicesFactory | None = No
     quit_event = asyncio.Event()
     app.aboutToQuit.connect(quit_event.set)
 
-    await open_project(args.path)
+    first = asyncio.ensure_future(switch_project(args.path, []))
+    tasks.add(first)
+    first.add_done_callback(tasks.discard)
+    with contextlib.suppress(asyncio.CancelledError):  # the user may open another project meanwhile
+        await first
     # Start-up garbage (imports, the first layout) is old and stays: move it out of the collector's
     # way, so a full collection during a fast stream does not stall a frame (measured: 16-27 ms).
     gc.collect()
