@@ -133,25 +133,3 @@ async def test_save_to_update_message_end_to_end(tmp_path: Path) -> None:
     up = ledger.build_update(4000)
     assert up is not None and "-a = 1\n+a = 2" in up.text and ".m.py.tmp" not in up.text
     assert hashlib.blake2b(b"a = 2\n", digest_size=16).hexdigest() == ledger.disk_version("m.py").digest  # type: ignore[union-attr]
-
-
-def test_batch_pump_runs_on_the_qt_event_loop(qloop) -> None:  # type: ignore[no-untyped-def]
-    """On qasync (the app's loop) call_at returns a plain Handle: re-arming must not rely on .when()."""
-    import asyncio
-
-    from app.adapters.fs_watch import BatchPump
-    from app.context.coalesce import Change, Coalescer
-
-    batches: list[object] = []
-
-    async def go() -> None:
-        pump = BatchPump(Coalescer(0.02, 0.5), batches.append, asyncio.get_running_loop())
-        pump.feed(Change("modified", "a.py"))
-        pump.feed(Change("modified", "b.py"))  # arms again while a timer is pending
-        for _ in range(100):
-            if batches:
-                return
-            await asyncio.sleep(0.01)
-
-    qloop.run_until_complete(go())
-    assert len(batches) == 1

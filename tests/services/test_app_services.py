@@ -242,7 +242,7 @@ async def test_start_cancelled_while_the_scripted_server_boots_leaves_no_child(
         os.kill(int(pid_file.read_text()), 0)
 
 
-def test_restored_calls_without_outputs_get_stub_outputs() -> None:
+async def test_restored_calls_without_outputs_get_stub_outputs() -> None:
     """A history that ends mid tool loop is paired up, so the rebuilt chain is valid upstream."""
     from app.services.app import _pair_calls
 
