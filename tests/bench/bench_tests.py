@@ -23,7 +23,7 @@ from app.adapters.proc import detect_test_command, run_process, run_tests
 
 N_FILES = 20
 PER_FILE = 100
-REPEATS = 3
+REPEATS = 5
 
 
 def make_suite(root: Path) -> None:
