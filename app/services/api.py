@@ -66,6 +66,8 @@ class ApprovalRequest:
     title: str
     payload: dict[str, Any]
     resolve: Callable[[dict[str, Any]], None]
+    # Emitted when the question no longer stands (the user pressed Stop): the UI closes its dialog.
+    withdrawn: Signal[[]] = field(default_factory=lambda: Signal("withdrawn"))
 
 
 @dataclass(frozen=True, slots=True)

@@ -352,8 +352,13 @@ class AppServices:
             if not fut.done():
                 fut.set_result(decision)
 
-        self.approval_requested.emit(ApprovalRequest(kind, title, payload, resolve))  # type: ignore[arg-type]
-        return await fut
+        request = ApprovalRequest(kind, title, payload, resolve)  # type: ignore[arg-type]
+        self.approval_requested.emit(request)
+        try:
+            return await fut
+        except asyncio.CancelledError:  # Stop: the agent no longer waits for this answer
+            request.withdrawn.emit()
+            raise
 
     # ---- events -> the UI ----------------------------------------------------------------------
 

@@ -172,6 +172,9 @@ class Controller(QObject):
         self.dialogs.append(dlg)
         dlg.finished.connect(lambda _r, d=dlg: self.dialogs.remove(d) if d in self.dialogs else None)
         dlg.setWindowModality(Qt.WindowModality.NonModal)
+        withdrawn = getattr(request, "withdrawn", None)
+        if withdrawn is not None:  # the services stopped waiting (Stop): close, resolving as refused
+            withdrawn.connect(dlg.close)
         dlg.show()
         dlg.raise_()
         return dlg

@@ -254,3 +254,27 @@ async def test_restored_calls_without_outputs_get_stub_outputs() -> None:
     assert [i["type"] for i in paired][-2:] == ["function_call", "function_call_output"]
     assert paired[-1]["call_id"] == "b" and "not run" in paired[-1]["output"]
     assert _pair_calls(paired) == paired  # already paired: unchanged
+
+
+async def test_stop_withdraws_an_open_approval(tmp_path: Path) -> None:
+    """Stop while a command waits for the user: the request is withdrawn, so the UI can close its prompt."""
+    root = tmp_path / "p"
+    root.mkdir()
+    svc = AppServices(root, Settings(), store=HistoryStore(tmp_path / "h.db"), persist_settings=False)
+    requests: list[Any] = []
+    withdrawn: list[bool] = []
+
+    def on_request(req: Any) -> None:
+        requests.append(req)
+        req.withdrawn.connect(lambda: withdrawn.append(True))
+
+    svc.approval_requested.connect(on_request)
+    await svc.start()
+    try:
+        svc.send_message('/call run_command {"command": "echo hi"}')
+        await wait_until(lambda: requests, 15)
+        svc.stop()
+        await wait_until(lambda: not svc.busy, 10)
+        assert withdrawn == [True]
+    finally:
+        await svc.aclose()

@@ -78,6 +78,18 @@ def test_approval_opens_dialog_and_unbind_refuses(qtbot, window: MainWindow, fak
     assert not window.banner.isVisible()
 
 
+def test_withdrawn_approval_closes_its_dialog(qtbot, window: MainWindow, fake: FakeServices) -> None:  # type: ignore[no-untyped-def]
+    """When the services stop waiting (Stop), the open prompt closes and resolves as refused, once."""
+    got: list[dict[str, object]] = []
+    request = ApprovalRequest("command", "Run?", {"command": "ls", "cwd": "/"}, got.append)
+    fake.approval_requested.emit(request)
+    ctl: Controller = window.controller  # type: ignore[attr-defined]
+    dlg = ctl.dialogs[0]
+    assert dlg.isVisible()
+    request.withdrawn.emit()
+    assert not dlg.isVisible() and got == [{"accept": False, "always": False}]
+
+
 def test_failing_service_call_is_reported(qtbot, window: MainWindow, fake: FakeServices) -> None:  # type: ignore[no-untyped-def]
     """A façade method that raises becomes a notice in words; the window keeps working."""
 
