@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass
 
 from websockets.asyncio.client import ClientConnection, connect
@@ -93,12 +93,6 @@ class WsTransport:
             return await self._conn.recv()
         except ConnectionClosed:
             return None
-
-    async def frames(self) -> AsyncIterator[str | bytes]:
-        """Received frames until the socket closes (then see `closed`)."""
-        with contextlib.suppress(ConnectionClosed):
-            async for frame in self._conn:
-                yield frame
 
     @property
     def closed(self) -> Closed | None:

@@ -793,10 +793,17 @@ class ServerSession:
         sid = self._sid(active)
         idx = item.output_index
         final: dict[str, Any]
-        if item.kind == "message":
-            part = {"type": "output_text", "text": text, "annotations": []}
+        if item.kind in ("message", "reasoning"):
+            # Both close the same way: the text's done event, then its content part's done event.
+            message = item.kind == "message"
+            part: dict[str, Any] = (
+                {"type": "output_text", "text": text, "annotations": []}
+                if message
+                else {"type": "reasoning_text", "text": text}
+            )
+            text_done = OutputTextDone if message else ReasoningTextDone
             self._emit(
-                OutputTextDone(
+                text_done(
                     sequence_number=self._next_seq(active),
                     stream_id=sid,
                     item_id=item.id,
@@ -814,35 +821,10 @@ class ServerSession:
                     part=part,
                 )
             )
-            final = {
-                "type": "message",
-                "id": item.id,
-                "role": "assistant",
-                "status": status,
-                "content": [part],
-            }
-        elif item.kind == "reasoning":
-            part = {"type": "reasoning_text", "text": text}
-            self._emit(
-                ReasoningTextDone(
-                    sequence_number=self._next_seq(active),
-                    stream_id=sid,
-                    item_id=item.id,
-                    output_index=idx,
-                    text=text,
-                )
-            )
-            self._emit(
-                ContentPartDone(
-                    sequence_number=self._next_seq(active),
-                    stream_id=sid,
-                    item_id=item.id,
-                    output_index=idx,
-                    content_index=0,
-                    part=part,
-                )
-            )
-            final = {"type": "reasoning", "id": item.id, "summary": [], "content": [part], "status": status}
+            if message:
+                final = {"type": "message", "id": item.id, "role": "assistant", "status": status, "content": [part]}
+            else:
+                final = {"type": "reasoning", "id": item.id, "summary": [], "content": [part], "status": status}
         else:
             self._emit(
                 FunctionCallArgumentsDone(

@@ -14,8 +14,8 @@ prompt), so this module never blocks on a dialog and runs headless in tests.
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
+import time
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -226,7 +226,7 @@ class Agent:
         hunks = decision.get("hunks") or None
         try:
             applied = await asyncio.get_running_loop().run_in_executor(
-                None, lambda: self.fs.apply(change_set, hunks, turn=self._turn_no, now=_now()))
+                None, lambda: self.fs.apply(change_set, hunks, turn=self._turn_no, now=time.time()))
         except PatchError as exc:
             return ToolResult(False, f"error: patch not applied: {exc}")
         self.applied.append(applied)
@@ -285,20 +285,5 @@ def _output(call: Mapping[str, Any], text: str) -> dict[str, Any]:
     return {"type": "function_call_output", "call_id": str(call.get("call_id", "")), "output": text}
 
 
-def _now() -> float:
-    import time
 
-    return time.time()
-
-
-def describe_call(call: Mapping[str, Any]) -> str:
-    """A one-line description of a function call for notices."""
-    try:
-        args = json.loads(call.get("arguments") or "{}")
-    except (TypeError, ValueError):
-        args = {}
-    shown = ", ".join(f"{k}={v!r}" for k, v in list(args.items())[:3]) if isinstance(args, dict) else ""
-    return f"{call.get('name')}({shown})"
-
-
-__all__: Sequence[str] = ["INSTRUCTIONS", "Agent", "AgentConfig", "RunOutcome", "describe_call"]
+__all__: Sequence[str] = ["INSTRUCTIONS", "Agent", "AgentConfig", "RunOutcome"]

@@ -31,8 +31,10 @@ class Recorder:
         return [a for n, a in self.calls if n == name]
 
 
-def make(tmp_path: Path, root: Path) -> AppServices:
-    return AppServices(root, Settings(), store=HistoryStore(tmp_path / "history.db"), persist_settings=False)
+def make(tmp_path: Path, root: Path, settings: Settings | None = None) -> AppServices:
+    """Services on `root` with a private history database and no settings file written."""
+    return AppServices(root, settings or Settings(), store=HistoryStore(tmp_path / "history.db"),
+                       persist_settings=False)
 
 
 async def test_first_start_runs_scripted_answers_and_syncs_edits(tmp_path: Path) -> None:
@@ -97,8 +99,7 @@ async def test_rerun_tests_on_save(tmp_path: Path) -> None:
     root.mkdir()
     (root / "pyproject.toml").write_text("[tool.pytest.ini_options]\n")
     (root / "test_a.py").write_text("def test_a():\n    assert True\n")
-    svc = AppServices(root, Settings(rerun_tests_on_save=True), store=HistoryStore(tmp_path / "h.db"),
-                      persist_settings=False)
+    svc = make(tmp_path, root, Settings(rerun_tests_on_save=True))
     events: list[Any] = []
     svc.test_event.connect(events.append)
     await svc.start()
@@ -117,8 +118,7 @@ async def test_user_ignore_patterns_keep_files_out_of_the_model_view(tmp_path: P
     root.mkdir()
     (root / "keep.py").write_text("x = 1\n")
     (root / "huge.log").write_text("noise\n")
-    svc = AppServices(root, Settings(ignore_patterns=["*.log"]), store=HistoryStore(tmp_path / "h.db"),
-                      persist_settings=False)
+    svc = make(tmp_path, root, Settings(ignore_patterns=["*.log"]))
     badges: list[Any] = []
     svc.files_changed.connect(badges.append)
     await svc.start()
@@ -139,8 +139,7 @@ async def test_local_chat_server_is_bridged_and_detected(tmp_path: Path) -> None
     root.mkdir()
     (root / "a.py").write_text("x = 1\n")
     async with upstream() as up:
-        svc = AppServices(root, Settings(provider="local", endpoint=up.url + "/v1", model="m.gguf"),
-                          store=HistoryStore(tmp_path / "h.db"), persist_settings=False)
+        svc = make(tmp_path, root, Settings(provider="local", endpoint=up.url + "/v1", model="m.gguf"))
         rec = Recorder(svc)
         await svc.start()
         try:
@@ -208,8 +207,7 @@ async def test_closing_cancels_a_scheduled_test_rerun(tmp_path: Path) -> None:
     """A save just before the window closes must not start the test suite after the services are gone."""
     root = tmp_path / "p"
     root.mkdir()
-    svc = AppServices(root, Settings(rerun_tests_on_save=True), store=HistoryStore(tmp_path / "h.db"),
-                      persist_settings=False)
+    svc = make(tmp_path, root, Settings(rerun_tests_on_save=True))
     await svc.start()
     svc._on_disk_changed()  # a settled batch of changes: the rerun is due shortly
     handle = svc._rerun_handle
@@ -260,7 +258,7 @@ async def test_stop_withdraws_an_open_approval(tmp_path: Path) -> None:
     """Stop while a command waits for the user: the request is withdrawn, so the UI can close its prompt."""
     root = tmp_path / "p"
     root.mkdir()
-    svc = AppServices(root, Settings(), store=HistoryStore(tmp_path / "h.db"), persist_settings=False)
+    svc = make(tmp_path, root, Settings())
     requests: list[Any] = []
     withdrawn: list[bool] = []
 

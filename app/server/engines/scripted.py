@@ -326,14 +326,7 @@ def _is_output(item: Item) -> bool:
 
 def model_turns_in(history: Sequence[Item]) -> int:
     """How many model turns produced output in `history` (runs of consecutive output items)."""
-    turns = 0
-    previous_was_output = False
-    for item in history:
-        out = _is_output(item)
-        if out and not previous_was_output:
-            turns += 1
-        previous_was_output = out
-    return turns
+    return ChainSummary.of(history).model_turns
 
 
 def _has_context(text: str) -> bool:
@@ -719,13 +712,3 @@ def _call_id(response_id: str, n: int) -> str:
 
 def _tokens(chars: int) -> int:
     return (chars + CHARS_PER_TOKEN - 1) // CHARS_PER_TOKEN
-
-
-def _estimate(instructions: str | None, history: Sequence[Item], new: Sequence[Item]) -> int:
-    size = len(instructions or "")
-    for item in (*history, *new):
-        if _is_message(item):
-            size += len(item_text(item))
-        else:
-            size += len(json.dumps(item, default=str))
-    return (size + CHARS_PER_TOKEN - 1) // CHARS_PER_TOKEN
