@@ -38,6 +38,7 @@ from app.protocol.events import (
     OutputItemAdded,
     OutputItemDone,
     OutputTextDelta,
+    ReasoningContentDelta,
     ReasoningTextDelta,
     ResponseCompleted,
     ResponseCreate,
@@ -207,7 +208,7 @@ class ClientSession:
             return
         if isinstance(event, ResponseCreated):
             turn.response_id = event.response_id
-        elif isinstance(event, (FunctionCallArgumentsDelta, ReasoningTextDelta)):
+        elif isinstance(event, (FunctionCallArgumentsDelta, ReasoningTextDelta, ReasoningContentDelta)):
             turn.pieces.setdefault(event.output_index, []).append(event.delta)
         elif isinstance(event, OutputItemAdded):
             turn.items[event.output_index] = dict(event.item)

@@ -195,16 +195,15 @@ def encode_json(value: Any) -> bytes:
 
 
 def _sse_payload(event: ServerEvent) -> bytes:
-    if isinstance(event, ErrorEvent):  # HTTP SSE errors are flat (PROTOCOL §3.5)
+    if isinstance(event, ErrorEvent):  # the spec's SSE `error`: sequence_number + the error object
         seq = event.sequence_number
-        flat: dict[str, Any] = {
+        detail = event.error
+        nested: dict[str, Any] = {
             "type": "error",
-            "code": event.error.code,
-            "message": event.error.message,
-            "param": event.error.param,
             "sequence_number": seq if isinstance(seq, int) else 0,
+            "error": {"type": detail.type, "code": detail.code, "message": detail.message, "param": detail.param},
         }
-        return _ENCODER.encode(flat)
+        return _ENCODER.encode(nested)
     return encode(event)
 
 

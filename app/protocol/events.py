@@ -54,6 +54,8 @@ __all__ = [
     "OutputTextAnnotationAdded",
     "OutputTextDelta",
     "OutputTextDone",
+    "ReasoningContentDelta",
+    "ReasoningContentDone",
     "ReasoningSummaryPartAdded",
     "ReasoningSummaryPartDone",
     "ReasoningSummaryTextDelta",
@@ -112,6 +114,8 @@ class ResponseCreate(_ClientEventBase, tag="response.create", frozen=True, kw_on
     temperature: float | UnsetType | None = UNSET
     top_p: float | UnsetType | None = UNSET
     top_logprobs: int | UnsetType | None = UNSET
+    presence_penalty: float | UnsetType | None = UNSET
+    frequency_penalty: float | UnsetType | None = UNSET
     metadata: dict[str, JSON] | UnsetType | None = UNSET
     reasoning: dict[str, JSON] | UnsetType | None = UNSET
     text: dict[str, JSON] | UnsetType | None = UNSET
@@ -372,6 +376,27 @@ class ReasoningTextDone(_ServerEventBase, tag="response.reasoning_text.done", fr
     text: str
 
 
+class ReasoningContentDelta(_ServerEventBase, tag="response.reasoning.delta", frozen=True, kw_only=True):
+    """Open Responses' name for a piece of reasoning text (OpenAI's is `response.reasoning_text.delta`;
+    clients should accept both). Our server emits this one: it is the published spec's."""
+
+    sequence_number: int = 0
+    item_id: str
+    output_index: int
+    content_index: int = 0
+    delta: str
+
+
+class ReasoningContentDone(_ServerEventBase, tag="response.reasoning.done", frozen=True, kw_only=True):
+    """Open Responses' name for the end of a reasoning text (OpenAI: `response.reasoning_text.done`)."""
+
+    sequence_number: int = 0
+    item_id: str
+    output_index: int
+    content_index: int = 0
+    text: str
+
+
 class CompactionCompacting(_ServerEventBase, tag="response.compaction.compacting", frozen=True, kw_only=True):
     sequence_number: int = 0
     item_id: str
@@ -465,6 +490,8 @@ KnownServerEvent = (
     | ReasoningSummaryTextDone
     | ReasoningTextDelta
     | ReasoningTextDone
+    | ReasoningContentDelta
+    | ReasoningContentDone
     | CompactionCompacting
     | SteerAccepted
     | SteerPending

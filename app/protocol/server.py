@@ -8,6 +8,7 @@ Adapter loop (WebSocket)::
     session = ServerSession(now=clock(), store=shared_store)
     on frame:   session.receive_frame(data, now=clock())
                 for turn in session.ready_turns(): start_task(run(turn))
+                for turn in session.warmups(): engine may prefill turn (optional)
                 send(session.frames_to_send())
     in run(turn):
                 async for out in engine.run(turn): session.feed(turn.response_id, out); send(...)
@@ -16,19 +17,30 @@ Adapter loop (WebSocket)::
                 send(session.frames_to_send())
     on a timer: session.check_age(clock()); send(...); if session.close_requested: close(*it)
 
-Rules (PROTOCOL.md §1-§4, §8):
+The module is split along its concerns: finished responses live in `app.protocol.store`, the
+response object is built by `app.protocol.resource`, output-item events by the kind table in
+`app.protocol.writer`, input resolution and continuation checks in `app.protocol.inputs`. This
+module keeps admission, lanes and age.
+
+Rules (PROTOCOL.md §1-§4, §8; the Open Responses spec 2026-04-24):
 - Lanes: `stream_id` names a lane; one lane runs its requests FIFO, never overlapping; lanes run
   concurrently up to `max_in_flight` responses; at most `max_named_lanes` distinct named lanes per
-  connection (the default lane is free).
+  connection (the default lane is free). At most `max_queued` creates (and `max_queued_bytes` of
+  their frames) wait per connection; more are refused with 429 `too_many_queued_requests`.
 - Chaining: `previous_response_id` resolves when the turn *starts*, from any lane's latest response
   (the connection cache), then from the `ResponseStore` if the parent was stored. A miss answers
-  `previous_response_not_found`. A failed same-lane continuation evicts its parent from the
-  connection cache; a failed cross-lane fork keeps it.
+  `previous_response_not_found`.
+- Input: `item_reference` items resolve from this connection's recent outputs, then the store;
+  `compaction` items expand into the items they carry; a `function_call_output` must answer a call
+  the chain or the input issued. Any of these failing refuses the request with 400 (an `error`, no
+  response). A failed same-lane continuation (refused or `response.failed`) evicts its parent from
+  the connection cache; a failed cross-lane fork keeps it.
 - History is shared, not copied: a chain's items live in one append-only list and each response
   remembers its length. A child that extends the tip appends to the same list; a fork copies.
   Work per turn is proportional to the new input.
-- `generate: false` (warm-up) never reaches the engine: created → in_progress → completed with
-  `output: []`, cached like any response.
+- `generate: false` (warm-up) completes at once: created → in_progress → completed with
+  `output: []`, cached like any response. Its `Turn` (with `generate=False`) is handed out by
+  `warmups()`, so an engine may prefill its cache with the input; the events never wait for it.
 - Every response gets exactly one terminal event (completed / incomplete / failed); a request
   refused before it starts gets one `error` event instead. `sequence_number` counts per response.
 - Age limit: past `max_age_s` new creates are refused with `websocket_connection_limit_reached`;
@@ -37,19 +49,20 @@ Rules (PROTOCOL.md §1-§4, §8):
   Codex's `response.processed` acknowledgement is ignored silently.
 
 HTTP mode (`ServerSession.for_http`, then `receive_http_body`): the body is a `response.create`
-without `type`; `stream_id` is refused; frames come out SSE-encoded (flat `error` shape). A request
-refused before it starts sets `http_error = (status, json_body)` instead (the adapter answers with
-that status). With `stream: false` the adapter ignores the frames and returns
-`final_response(response_id)` once the turn ended.
+without `type`; `stream_id` is refused; frames come out SSE-encoded and the stream ends with
+`data: [DONE]`. A request refused before it starts sets `http_error = (status, json_body)` instead
+(the adapter answers with that status). With `stream: false` the adapter ignores the frames and
+returns `final_response(response_id)` once the turn ended. What differs between the transports is
+one `_Wire` value, not flags spread through the code.
 """
 
 from __future__ import annotations
 
 import re
 from collections import OrderedDict, deque
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Final, overload
+from typing import Any, Final
 
 import msgspec
 
@@ -57,18 +70,8 @@ from app.protocol.codec import decode_client, encode, encode_json, encode_sse, p
 from app.protocol.errors import LocalProtocolError, RemoteProtocolError
 from app.protocol.events import (
     UNSET,
-    ContentPartAdded,
-    ContentPartDone,
     ErrorDetail,
     ErrorEvent,
-    FunctionCallArgumentsDelta,
-    FunctionCallArgumentsDone,
-    OutputItemAdded,
-    OutputItemDone,
-    OutputTextDelta,
-    OutputTextDone,
-    ReasoningTextDelta,
-    ReasoningTextDone,
     ResponseCompleted,
     ResponseCreate,
     ResponseCreated,
@@ -80,6 +83,9 @@ from app.protocol.events import (
     SteerFailed,
 )
 from app.protocol.ids import IdFactory, random_id
+from app.protocol.inputs import check_call_outputs, normalize_input, resolve_items
+from app.protocol.resource import response_object, usage_from, usage_object
+from app.protocol.store import HistoryView, ResponseStore, StoredResponse
 from app.protocol.turns import (
     EngineOutput,
     Failure,
@@ -93,6 +99,7 @@ from app.protocol.turns import (
     Turn,
     Usage,
 )
+from app.protocol.writer import OutputWriter
 
 __all__ = ["HistoryView", "ResponseStore", "ServerSession", "StoredResponse"]
 
@@ -126,90 +133,29 @@ _SDK_FAILURE_CODES: Final = frozenset(
 )
 _CHARS_PER_TOKEN: Final = 4
 _ENDED_MEMORY: Final = 256
+_ITEM_MEMORY: Final = 4096  # output items of this connection that item_reference can name
 _item_size = encode_json  # an item's JSON size, for the ~4 chars/token estimate
+SSE_DONE: Final = b"data: [DONE]\n\n"
 
 
 def _tokens(chars: int) -> int:
     return -(-chars // _CHARS_PER_TOKEN)
 
 
-class HistoryView(Sequence[Item]):
-    """Read-only view of the first `length` items of a shared append-only list (no copy)."""
+@dataclass(frozen=True, slots=True)
+class _Wire:
+    """What differs between the WebSocket and the HTTP transport."""
 
-    __slots__ = ("_items", "_length")
-
-    def __init__(self, items: list[Item], length: int) -> None:
-        self._items = items
-        self._length = length
-
-    def __len__(self) -> int:
-        return self._length
-
-    @overload
-    def __getitem__(self, index: int) -> Item: ...
-    @overload
-    def __getitem__(self, index: slice) -> Sequence[Item]: ...
-    def __getitem__(self, index: int | slice) -> Item | Sequence[Item]:
-        if isinstance(index, slice):
-            return self._items[: self._length][index]
-        if index < 0:
-            index += self._length
-        if not 0 <= index < self._length:
-            raise IndexError("history index out of range")
-        return self._items[index]
-
-    def __iter__(self) -> Iterator[Item]:
-        items = self._items
-        for i in range(self._length):
-            yield items[i]
-
-    def __repr__(self) -> str:
-        return f"HistoryView(len={self._length})"
+    name: str  # for messages: "over WebSocket" / "over HTTP by this server"
+    encode: Callable[[ServerEvent], bytes]
+    lanes: bool  # stream_id allowed
+    age_limit: bool  # the connection ages (HTTP requests do not)
+    errors_as_status: bool  # refusals become `http_error` instead of an `error` event
+    end_of_stream: bytes | None  # written after a terminal event (SSE: `data: [DONE]`)
 
 
-@dataclass(slots=True)
-class StoredResponse:
-    """A finished response as the cache and the store keep it: its chain is `items[:length]`
-    (history + its input + its output), `chars` the JSON size of that chain."""
-
-    id: str
-    items: list[Item]
-    length: int
-    chars: int
-    lane: str | None
-    response: dict[str, Any]  # the final response object
-    store: bool
-
-
-class ResponseStore:
-    """Server-wide bounded LRU of responses created with `store: true` (plain data, no I/O).
-
-    Lets HTTP clients chain with `previous_response_id` and lets WebSocket cache misses fall back
-    (PROTOCOL §2.2). Sessions of one server share one store; they run on one event loop."""
-
-    def __init__(self, max_entries: int = 1024) -> None:
-        if max_entries < 1:
-            raise ValueError("max_entries must be >= 1")
-        self.max_entries = max_entries
-        self._entries: OrderedDict[str, StoredResponse] = OrderedDict()
-
-    def get(self, response_id: str) -> StoredResponse | None:
-        entry = self._entries.get(response_id)
-        if entry is not None:
-            self._entries.move_to_end(response_id)
-        return entry
-
-    def put(self, entry: StoredResponse) -> None:
-        self._entries[entry.id] = entry
-        self._entries.move_to_end(entry.id)
-        while len(self._entries) > self.max_entries:
-            self._entries.popitem(last=False)
-
-    def __contains__(self, response_id: object) -> bool:
-        return response_id in self._entries
-
-    def __len__(self) -> int:
-        return len(self._entries)
+_WS: Final = _Wire("over WebSocket", encode, True, True, False, None)
+_HTTP: Final = _Wire("over HTTP by this server", encode_sse, False, False, True, SSE_DONE)
 
 
 @dataclass(slots=True)
@@ -220,6 +166,7 @@ class _Pending:
     req: ResponseCreate
     items: list[Item]
     arrival: int  # connection-wide arrival order: lanes start in the order requests came in
+    size: int  # bytes of its frame, for the queue budget
 
 
 @dataclass(slots=True)
@@ -227,16 +174,6 @@ class _Lane:
     queue: deque[_Pending] = field(default_factory=deque)
     active: str | None = None  # id of the running response
     latest: StoredResponse | None = None  # the connection cache entry for this lane
-
-
-@dataclass(slots=True)
-class _OpenItem:
-    kind: str  # "message" | "reasoning" | "function_call"
-    id: str
-    output_index: int
-    parts: list[str] = field(default_factory=list)
-    call_id: str = ""
-    name: str = ""
 
 
 @dataclass(slots=True)
@@ -252,38 +189,14 @@ class _Active:
     items: list[Item]  # shared chain list, already extended with this turn's input
     input_end: int  # len of the chain up to and including this turn's input
     input_chars: int
-    cached_chars: int = 0  # the part of the input the chain already held (not re-sent, not re-parsed)
-    seq: int = 0
-    output: list[Item] = field(default_factory=list)
-    open: _OpenItem | None = None
+    writer: OutputWriter
+    base_chars: int = 0  # the part of the input the chain already held (not re-sent, not re-parsed)
     usage: Usage | None = None  # the engine's last Usage
-    out_chars: int = 0
-    reasoning_chars: int = 0
     ended: bool = False
 
 
 def _str_or_none(value: object) -> str | None:
     return value if isinstance(value, str) else None
-
-
-def _normalize_input(value: object) -> list[Item]:
-    """`input` as a list of items: a bare string is one user message."""
-    if value is UNSET or value is None:
-        return []
-    if isinstance(value, str):
-        return [{"type": "message", "role": "user", "content": value}]
-    if isinstance(value, list):
-        for i, item in enumerate(value):
-            if not isinstance(item, dict):
-                raise RemoteProtocolError(
-                    f"Invalid 'input[{i}]': expected an object, got {type(item).__name__}.",
-                    code="invalid_type",
-                    param=f"input[{i}]",
-                )
-        return value
-    raise RemoteProtocolError(
-        "Invalid 'input': expected a string or an array.", code="invalid_type", param="input"
-    )
 
 
 def _opt(value: Any, default: Any) -> Any:
@@ -301,6 +214,8 @@ class ServerSession:
         max_in_flight: int = 16,
         max_named_lanes: int = 32,
         max_frame_bytes: int = 16 * 1024 * 1024,
+        max_queued: int = 256,
+        max_queued_bytes: int = 64 * 1024 * 1024,
         store: ResponseStore | None = None,
         id_factory: IdFactory = random_id,
         default_model: str | None = None,
@@ -309,19 +224,23 @@ class ServerSession:
         self.max_in_flight = max_in_flight
         self.max_named_lanes = max_named_lanes
         self.max_frame_bytes = max_frame_bytes
+        self.max_queued = max_queued
+        self.max_queued_bytes = max_queued_bytes
         self.store = store
         self.default_model = default_model
         self._new_id = id_factory
         self._started_at = now
         self._now = now
+        self._wire = _WS
         self._lanes: dict[str | None, _Lane] = {None: _Lane()}
         self._active: dict[str, _Active] = {}
         self._out: list[bytes] = []
         self._arrivals = 0
+        self._queued_bytes = 0
+        self._warmups: list[Turn] = []
         self._ended: OrderedDict[str, None] = OrderedDict()  # recently ended ids: finish() is idempotent
+        self._items: OrderedDict[str, Item] = OrderedDict()  # recent output items by id (item_reference)
         self._limit: str | None = None  # None | "draining" | "closed"
-        self._http = False
-        self._encode: Callable[[ServerEvent], bytes] = encode
         self._finals: dict[str, dict[str, Any]] = {}
         # Set when the adapter should close the connection: (close code, reason).
         self.close_requested: tuple[int, str] | None = None
@@ -342,7 +261,7 @@ class ServerSession:
         default_model: str | None = None,
         max_frame_bytes: int = 16 * 1024 * 1024,
     ) -> ServerSession:
-        """A session serving one `POST /v1/responses`: SSE frames, flat errors, no lanes."""
+        """A session serving one `POST /v1/responses`: SSE frames ending in `[DONE]`, no lanes."""
         session = cls(
             now=now,
             store=store,
@@ -350,21 +269,16 @@ class ServerSession:
             default_model=default_model,
             max_frame_bytes=max_frame_bytes,
         )
-        session._http = True
-        session._encode = encode_sse
+        session._wire = _HTTP
         return session
 
     def receive_http_body(self, body: bytes | str, now: float | None = None) -> None:
         """Treat a JSON request body as one `response.create`."""
         self._touch(now)
-        if not self._http:
-            raise LocalProtocolError(
-                "receive_http_body needs a session from ServerSession.for_http", code="misuse"
-            )
+        if self._wire is not _HTTP:
+            raise LocalProtocolError("receive_http_body needs a session from ServerSession.for_http", code="misuse")
         if len(body) > self.max_frame_bytes:
-            self._request_error(
-                None, "frame_too_large", f"Request body exceeds {self.max_frame_bytes} bytes.", None
-            )
+            self._request_error(None, "frame_too_large", f"Request body exceeds {self.max_frame_bytes} bytes.", None)
             return
         try:
             data = msgspec.json.decode(body)
@@ -381,7 +295,7 @@ class ServerSession:
             self._request_error(None, "invalid_type", f"Invalid request body: {exc}", param_from_error(exc))
             return
         self.http_stream = req.stream is True
-        self._on_create(req)
+        self._on_create(req, len(body))
 
     # ---- input -------------------------------------------------------------------------------
 
@@ -407,15 +321,14 @@ class ServerSession:
         if isinstance(event, ResponseSteer):
             self._on_steer(event)
         else:
-            self._on_create(event)
+            self._on_create(event, len(data))
 
-    def _on_create(self, req: ResponseCreate) -> None:
+    def _on_create(self, req: ResponseCreate, size: int) -> None:
         lane: str | None = None
+        wire = self._wire
         if req.stream_id is not UNSET:
-            if self._http:
-                self._request_error(
-                    None, "invalid_request", "'stream_id' is only supported over WebSocket.", "stream_id"
-                )
+            if not wire.lanes:
+                self._request_error(None, "invalid_request", "'stream_id' is only supported over WebSocket.", "stream_id")
                 return
             if not isinstance(req.stream_id, str) or not STREAM_ID_RE.fullmatch(req.stream_id):
                 self._request_error(None, "invalid_stream_id", INVALID_STREAM_ID_MESSAGE, "stream_id")
@@ -425,10 +338,7 @@ class ServerSession:
             self._request_error(lane, "websocket_connection_limit_reached", self._limit_message(), None)
             return
         if req.background is True:
-            where = "over HTTP by this server" if self._http else "over WebSocket"
-            self._request_error(
-                lane, "invalid_request", f"Background mode is not supported {where}.", "background"
-            )
+            self._request_error(lane, "invalid_request", f"Background mode is not supported {wire.name}.", "background")
             return
         if req.conversation not in (UNSET, None):
             self._request_error(
@@ -436,14 +346,22 @@ class ServerSession:
             )
             return
         if req.model is UNSET and self.default_model is None:
-            self._request_error(
-                lane, "missing_required_parameter", "Missing required parameter: 'model'.", "model"
-            )
+            self._request_error(lane, "missing_required_parameter", "Missing required parameter: 'model'.", "model")
             return
         try:
-            items = _normalize_input(req.input)
+            items = normalize_input(req.input)
         except RemoteProtocolError as exc:
             self._request_error(lane, exc.code, exc.message, exc.param)
+            return
+        if self.queued >= self.max_queued or self._queued_bytes + size > self.max_queued_bytes:
+            self._request_error(
+                lane,
+                "too_many_queued_requests",
+                f"This connection already has {self.queued} requests ({self._queued_bytes} bytes) waiting; "
+                "wait for responses to finish before sending more.",
+                None,
+                status=429,
+            )
             return
         if lane is not None and lane not in self._lanes:
             named = len(self._lanes) - 1
@@ -458,7 +376,8 @@ class ServerSession:
                 return
             self._lanes[lane] = _Lane()
         self._arrivals += 1
-        self._lanes[lane].queue.append(_Pending(lane, req, items, self._arrivals))
+        self._queued_bytes += size
+        self._lanes[lane].queue.append(_Pending(lane, req, items, self._arrivals, size))
 
     def _on_steer(self, steer: ResponseSteer) -> None:
         """No engine supports steering yet: answer `response.steer.failed` with the reason."""
@@ -467,13 +386,12 @@ class ServerSession:
             code, message, seq, lane = (
                 "steering_not_supported",
                 "This server does not support steering a running response.",
-                self._next_seq(target),
+                target.writer.next_seq(),
                 target.lane,
             )
         else:
             known = any(
-                ln.latest is not None and ln.latest.id == steer.previous_response_id
-                for ln in self._lanes.values()
+                ln.latest is not None and ln.latest.id == steer.previous_response_id for ln in self._lanes.values()
             )
             code = "response_already_completed" if known else "response_not_found"
             message = (
@@ -497,7 +415,8 @@ class ServerSession:
         """Start every request that may start now; return the turns the engine must run.
 
         `response.created` and `response.in_progress` are already queued for each returned turn.
-        Requests that fail to start (unknown parent) get an `error`; warm-ups complete here."""
+        Requests that fail to start (unknown parent, bad input) get an `error`; warm-ups complete
+        here (see `warmups()`)."""
         self._touch(now)
         turns: list[Turn] = []
         while True:
@@ -512,6 +431,7 @@ class ServerSession:
                 if not warm and len(self._active) >= self.max_in_flight:
                     continue
                 ln.queue.popleft()
+                self._queued_bytes -= pend.size
                 progressed = True
                 turn = self._start(pend)
                 if turn is not None:
@@ -519,6 +439,12 @@ class ServerSession:
             if not progressed:
                 break
         return turns
+
+    def warmups(self) -> list[Turn]:
+        """Warm-ups (`generate: false`) completed since the last call, as turns with
+        `generate=False`: an engine may prefill its cache with their input. Optional to drain."""
+        out, self._warmups = self._warmups, []
+        return out
 
     def _lookup(self, response_id: str, lane: str | None) -> tuple[StoredResponse | None, bool]:
         """(entry, whether `lane`'s own cache held it): any lane's cache first, then the store."""
@@ -530,6 +456,19 @@ class ServerSession:
             if entry is not None and entry.store:
                 return entry, False
         return None, False
+
+    def _item(self, item_id: str) -> Item | None:
+        found = self._items.get(item_id)
+        if found is None and self.store is not None:
+            found = self.store.item(item_id)
+        return found
+
+    def _refuse_start(self, pend: _Pending, parent: StoredResponse | None, same_lane: bool, exc: RemoteProtocolError) -> None:
+        """A request that cannot start: an error, and a same-lane parent leaves the cache."""
+        self._request_error(pend.lane, exc.code, exc.message, exc.param)
+        lane = self._lanes[pend.lane]
+        if parent is not None and same_lane and lane.latest is parent:
+            lane.latest = None
 
     def _start(self, pend: _Pending) -> Turn | None:
         req, lane = pend.req, pend.lane
@@ -546,6 +485,15 @@ class ServerSession:
                     "previous_response_id",
                 )
                 return None
+        try:
+            new_items = resolve_items(pend.items, self._item)
+            if parent is not None:
+                check_call_outputs(new_items, parent.output(), parent.chain())
+            else:
+                check_call_outputs(new_items, (), ())
+        except RemoteProtocolError as exc:
+            self._refuse_start(pend, parent, same_lane, exc)
+            return None
         if parent is None:
             items: list[Item] = []
             base_chars = 0
@@ -554,8 +502,8 @@ class ServerSession:
         else:
             items, base_chars = parent.items[: parent.length], parent.chars  # a fork: copy once
         base_len = len(items)
-        input_chars = base_chars + sum(len(_item_size(it)) for it in pend.items)
-        items.extend(pend.items)
+        input_chars = base_chars + sum(len(_item_size(it)) for it in new_items)
+        items.extend(new_items)
         instructions = _str_or_none(req.instructions)
         rid = self._new_id("resp")
         active = _Active(
@@ -568,23 +516,18 @@ class ServerSession:
             items=items,
             input_end=len(items),
             input_chars=input_chars + len(instructions or ""),
-            cached_chars=base_chars,
+            writer=OutputWriter(lane, self._new_id, self._emit),
+            base_chars=base_chars,
         )
         self._emit_response(active, ResponseCreated, self._response_obj(active, "in_progress"))
         self._emit_response(active, ResponseInProgress, self._response_obj(active, "in_progress"))
-        if req.generate is False:
-            active.usage = None
-            self._end(active, "completed")
-            return None
-        self._active[rid] = active
-        self._lanes[lane].active = rid
         tools = req.tools if isinstance(req.tools, list) else ()
         metadata = req.metadata if isinstance(req.metadata, dict) else {}
-        return Turn(
+        turn = Turn(
             response_id=rid,
             model=self._model(req),
             history=HistoryView(items, base_len),
-            new_input=tuple(pend.items),
+            new_input=tuple(new_items),
             instructions=instructions,
             tools=tools,
             tool_choice=_opt(req.tool_choice, "auto"),
@@ -595,7 +538,15 @@ class ServerSession:
             metadata=metadata,
             lane=lane,
             previous_response_id=pid,
+            generate=req.generate is not False,
         )
+        if not turn.generate:
+            self._end(active, "completed")
+            self._warmups.append(turn)
+            return None
+        self._active[rid] = active
+        self._lanes[lane].active = rid
+        return turn
 
     # ---- engine output -----------------------------------------------------------------------
 
@@ -604,24 +555,24 @@ class ServerSession:
         (unknown, or already ended by Failure/Incomplete/abort) raises LocalProtocolError."""
         self._touch(now)
         active = self._running(response_id)
+        w = active.writer
         if isinstance(output, TextDelta):
-            self._text(active, output.text)
+            w.delta("message", output.text)
         elif isinstance(output, ToolCallArgsDelta):
-            self._call_args(active, output.delta)
+            w.delta("function_call", output.delta)
         elif isinstance(output, ReasoningDelta):
-            self._reasoning(active, output.text)
+            w.delta("reasoning", output.text)
         elif isinstance(output, ToolCallStart):
-            self._close_item(active, "completed")
-            self._open_call(active, output.call_id, output.name)
+            w.open_item("function_call", call_id=output.call_id, name=output.name)
         elif isinstance(output, ItemDone):
-            self._close_item(active, "completed")
+            w.close("completed")
         elif isinstance(output, Usage):
             active.usage = output
         elif isinstance(output, Incomplete):
-            self._close_item(active, "incomplete")
+            w.close("incomplete")
             self._end(active, "incomplete", incomplete_reason=output.reason)
         elif isinstance(output, Failure):
-            self._close_item(active, "incomplete")
+            w.close("incomplete")
             self._end(active, "failed", error=(output.code, output.message))
         else:
             raise LocalProtocolError(f"Unknown engine output {output!r}", code="invalid_output")
@@ -633,21 +584,17 @@ class ServerSession:
         if active is None:
             if response_id in self._ended:
                 return
-            raise LocalProtocolError(
-                f"finish() for unknown response {response_id!r}", code="unknown_response"
-            )
-        self._close_item(active, "completed")
+            raise LocalProtocolError(f"finish() for unknown response {response_id!r}", code="unknown_response")
+        active.writer.close("completed")
         self._end(active, "completed")
 
-    def abort(
-        self, response_id: str, message: str, now: float | None = None, *, code: str = "server_error"
-    ) -> None:
+    def abort(self, response_id: str, message: str, now: float | None = None, *, code: str = "server_error") -> None:
         """The engine crashed: end the response as `response.failed` (no-op if already ended)."""
         self._touch(now)
         active = self._active.get(response_id)
         if active is None:
             return
-        self._close_item(active, "incomplete")
+        active.writer.close("incomplete")
         self._end(active, "failed", error=(code, message))
 
     def _running(self, response_id: str) -> _Active:
@@ -659,215 +606,14 @@ class ServerSession:
             )
         return active
 
-    def _sid(self, active: _Active) -> Any:
-        return active.lane if active.lane is not None else UNSET
-
-    def _next_seq(self, active: _Active) -> int:
-        seq = active.seq
-        active.seq = seq + 1
-        return seq
-
-    def _text(self, active: _Active, text: str) -> None:
-        item = active.open
-        if item is None or item.kind != "message":
-            self._close_item(active, "completed")
-            item = self._open(active, "message", "msg")
-            self._emit(
-                OutputItemAdded(
-                    sequence_number=self._next_seq(active),
-                    stream_id=self._sid(active),
-                    output_index=item.output_index,
-                    item={
-                        "type": "message",
-                        "id": item.id,
-                        "role": "assistant",
-                        "status": "in_progress",
-                        "content": [],
-                    },
-                )
-            )
-            self._emit(
-                ContentPartAdded(
-                    sequence_number=self._next_seq(active),
-                    stream_id=self._sid(active),
-                    item_id=item.id,
-                    output_index=item.output_index,
-                    content_index=0,
-                    part={"type": "output_text", "text": "", "annotations": []},
-                )
-            )
-        item.parts.append(text)
-        active.out_chars += len(text)
-        self._emit(
-            OutputTextDelta(
-                sequence_number=self._next_seq(active),
-                stream_id=self._sid(active),
-                item_id=item.id,
-                output_index=item.output_index,
-                delta=text,
-            )
-        )
-
-    def _reasoning(self, active: _Active, text: str) -> None:
-        item = active.open
-        if item is None or item.kind != "reasoning":
-            self._close_item(active, "completed")
-            item = self._open(active, "reasoning", "rs")
-            self._emit(
-                OutputItemAdded(
-                    sequence_number=self._next_seq(active),
-                    stream_id=self._sid(active),
-                    output_index=item.output_index,
-                    item={"type": "reasoning", "id": item.id, "summary": [], "status": "in_progress"},
-                )
-            )
-            self._emit(
-                ContentPartAdded(
-                    sequence_number=self._next_seq(active),
-                    stream_id=self._sid(active),
-                    item_id=item.id,
-                    output_index=item.output_index,
-                    content_index=0,
-                    part={"type": "reasoning_text", "text": ""},
-                )
-            )
-        item.parts.append(text)
-        active.out_chars += len(text)
-        active.reasoning_chars += len(text)
-        self._emit(
-            ReasoningTextDelta(
-                sequence_number=self._next_seq(active),
-                stream_id=self._sid(active),
-                item_id=item.id,
-                output_index=item.output_index,
-                delta=text,
-            )
-        )
-
-    def _open_call(self, active: _Active, call_id: str, name: str) -> None:
-        item = self._open(active, "function_call", "fc")
-        item.call_id, item.name = call_id, name
-        self._emit(
-            OutputItemAdded(
-                sequence_number=self._next_seq(active),
-                stream_id=self._sid(active),
-                output_index=item.output_index,
-                item={
-                    "type": "function_call",
-                    "id": item.id,
-                    "call_id": call_id,
-                    "name": name,
-                    "arguments": "",
-                    "status": "in_progress",
-                },
-            )
-        )
-
-    def _call_args(self, active: _Active, delta: str) -> None:
-        item = active.open
-        if item is None or item.kind != "function_call":
-            raise LocalProtocolError("ToolCallArgsDelta without an open ToolCallStart", code="invalid_output")
-        item.parts.append(delta)
-        active.out_chars += len(delta)
-        self._emit(
-            FunctionCallArgumentsDelta(
-                sequence_number=self._next_seq(active),
-                stream_id=self._sid(active),
-                item_id=item.id,
-                output_index=item.output_index,
-                delta=delta,
-            )
-        )
-
-    def _open(self, active: _Active, kind: str, prefix: str) -> _OpenItem:
-        item = _OpenItem(kind=kind, id=self._new_id(prefix), output_index=len(active.output))
-        active.open = item
-        return item
-
-    def _close_item(self, active: _Active, status: str) -> None:
-        item = active.open
-        if item is None:
-            return
-        active.open = None
-        text = "".join(item.parts)
-        sid = self._sid(active)
-        idx = item.output_index
-        final: dict[str, Any]
-        if item.kind in ("message", "reasoning"):
-            # Both close the same way: the text's done event, then its content part's done event.
-            message = item.kind == "message"
-            part: dict[str, Any] = (
-                {"type": "output_text", "text": text, "annotations": []}
-                if message
-                else {"type": "reasoning_text", "text": text}
-            )
-            text_done = OutputTextDone if message else ReasoningTextDone
-            self._emit(
-                text_done(
-                    sequence_number=self._next_seq(active),
-                    stream_id=sid,
-                    item_id=item.id,
-                    output_index=idx,
-                    text=text,
-                )
-            )
-            self._emit(
-                ContentPartDone(
-                    sequence_number=self._next_seq(active),
-                    stream_id=sid,
-                    item_id=item.id,
-                    output_index=idx,
-                    content_index=0,
-                    part=part,
-                )
-            )
-            if message:
-                final = {"type": "message", "id": item.id, "role": "assistant", "status": status, "content": [part]}
-            else:
-                final = {"type": "reasoning", "id": item.id, "summary": [], "content": [part], "status": status}
-        else:
-            self._emit(
-                FunctionCallArgumentsDone(
-                    sequence_number=self._next_seq(active),
-                    stream_id=sid,
-                    item_id=item.id,
-                    output_index=idx,
-                    arguments=text,
-                )
-            )
-            final = {
-                "type": "function_call",
-                "id": item.id,
-                "call_id": item.call_id,
-                "name": item.name,
-                "arguments": text,
-                "status": status,
-            }
-        active.output.append(final)
-        self._emit(
-            OutputItemDone(
-                sequence_number=self._next_seq(active), stream_id=sid, output_index=idx, item=final
-            )
-        )
-
     # ---- the end of a response ---------------------------------------------------------------
 
     def _usage(self, active: _Active) -> dict[str, Any]:
-        u = active.usage
-        if u is not None:
-            it, ot, cached, reasoning = u.input_tokens, u.output_tokens, u.cached_tokens, u.reasoning_tokens
-        else:
-            it = _tokens(active.input_chars)
-            ot = _tokens(active.out_chars)
-            reasoning = _tokens(active.reasoning_chars)
-            cached = min(_tokens(active.cached_chars), it)
-        return {
-            "input_tokens": it,
-            "input_tokens_details": {"cached_tokens": cached, "cache_write_tokens": 0},
-            "output_tokens": ot,
-            "output_tokens_details": {"reasoning_tokens": reasoning},
-            "total_tokens": it + ot,
-        }
+        if active.usage is not None:
+            return usage_from(active.usage)
+        w = active.writer
+        it = _tokens(active.input_chars)
+        return usage_object(it, _tokens(w.out_chars), min(_tokens(active.base_chars), it), _tokens(w.reasoning_chars))
 
     def _end(
         self,
@@ -885,15 +631,22 @@ class ServerSession:
         lane = self._lanes[active.lane]
         if lane.active == active.id:
             lane.active = None
-        extra: dict[str, Any] = {"completed_at": int(self._now), "usage": self._usage(active)}
-        if incomplete_reason is not None:
-            extra["incomplete_details"] = {"reason": incomplete_reason}
+        output = active.writer.output
+        err: dict[str, Any] | None = None
         if error is not None:
             code, message = error
             if code not in _SDK_FAILURE_CODES:
                 code, message = "server_error", f"{code}: {message}"
-            extra["error"] = {"code": code, "message": message}
-        response = self._response_obj(active, status, output=active.output, **extra)
+            err = {"code": code, "message": message}
+        response = self._response_obj(
+            active,
+            status,
+            output=output,
+            completed_at=int(self._now),
+            usage=self._usage(active),
+            error=err,
+            incomplete_details={"reason": incomplete_reason} if incomplete_reason is not None else None,
+        )
         if status == "failed":
             self._emit_response(active, ResponseFailed, response)
             if active.same_lane_parent and lane.latest is active.parent:
@@ -903,18 +656,32 @@ class ServerSession:
             items = active.items
             if len(items) != active.input_end:  # someone extended past our input: fork off
                 items = items[: active.input_end]
-            items.extend(active.output)
-            chars = active.input_chars + sum(len(_item_size(it)) for it in active.output)
+            items.extend(output)
+            own = active.input_chars - active.base_chars + sum(len(_item_size(it)) for it in output)
             store = active.req.store is not False
-            entry = StoredResponse(active.id, items, len(items), chars, active.lane, response, store)
+            entry = StoredResponse(
+                active.id, items, len(items), active.base_chars + own, active.lane, response, store,
+                own_chars=own, output_len=len(output),
+            )
             lane.latest = entry
+            self._remember_items(output)
             if store and self.store is not None:
                 self.store.put(entry)
             cls = ResponseCompleted if status == "completed" else ResponseIncomplete
             self._emit_response(active, cls, response)
-        if self._http:
+        if self._wire.end_of_stream is not None:
+            self._out.append(self._wire.end_of_stream)
+        if self._wire.errors_as_status:
             self._finals[active.id] = response
         self._maybe_close()
+
+    def _remember_items(self, output: Sequence[Item]) -> None:
+        for item in output:
+            item_id = item.get("id")
+            if isinstance(item_id, str):
+                self._items[item_id] = item
+        while len(self._items) > _ITEM_MEMORY:
+            self._items.popitem(last=False)
 
     # ---- age limit ---------------------------------------------------------------------------
 
@@ -922,15 +689,14 @@ class ServerSession:
         """Past `max_age_s`: refuse queued and new creates, and once nothing is in flight queue
         `websocket_connection_limit_reached` and request a close (1001)."""
         self._touch(now)
-        if self._http or self._limit is not None or now - self._started_at < self.max_age_s:
+        if not self._wire.age_limit or self._limit is not None or now - self._started_at < self.max_age_s:
             return
         self._limit = "draining"
         for ln in self._lanes.values():
             while ln.queue:
                 pend = ln.queue.popleft()
-                self._request_error(
-                    pend.lane, "websocket_connection_limit_reached", self._limit_message(), None
-                )
+                self._queued_bytes -= pend.size
+                self._request_error(pend.lane, "websocket_connection_limit_reached", self._limit_message(), None)
         self._maybe_close()
 
     def _maybe_close(self) -> None:
@@ -973,52 +739,33 @@ class ServerSession:
             self._now = now
 
     def _emit(self, event: ServerEvent) -> None:
-        self._out.append(self._encode(event))
+        self._out.append(self._wire.encode(event))
 
     def _emit_response(self, active: _Active, cls: Any, response: dict[str, Any]) -> None:
-        self._emit(
-            cls(sequence_number=self._next_seq(active), stream_id=self._sid(active), response=response)
-        )
+        w = active.writer
+        self._emit(cls(sequence_number=w.next_seq(), stream_id=w.sid, response=response))
 
-    def _request_error(self, lane: str | None, code: str, message: str, param: str | None) -> None:
-        """A request refused before it started (or a bad frame): one `error` event, status 400."""
+    def _request_error(
+        self, lane: str | None, code: str, message: str, param: str | None, *, status: int = 400
+    ) -> None:
+        """A request refused before it started (or a bad frame): one `error` event."""
         detail = ErrorDetail(type="invalid_request_error", code=code, message=message, param=param)
-        if self._http:
+        if self._wire.errors_as_status:
             if self.http_error is None:
-                self.http_error = (400, encode_json({"error": detail}))
+                self.http_error = (status, encode_json({"error": detail}))
             return
-        self._emit(ErrorEvent(status=400, stream_id=lane if lane is not None else UNSET, error=detail))
+        self._emit(ErrorEvent(status=status, stream_id=lane if lane is not None else UNSET, error=detail))
 
     def _model(self, req: ResponseCreate) -> str:
         return req.model if isinstance(req.model, str) else (self.default_model or "")
 
-    def _response_obj(
-        self, active: _Active, status: str, output: Sequence[Item] = (), **extra: Any
-    ) -> dict[str, Any]:
-        req = active.req
-        obj: dict[str, Any] = {
-            "id": active.id,
-            "object": "response",
-            "created_at": active.created_at,
-            "status": status,
-            "model": self._model(req),
-            "output": list(output),
-            "previous_response_id": _str_or_none(req.previous_response_id),
-            "store": req.store is not False,
-            "instructions": _opt(req.instructions, None),
-            "tools": _opt(req.tools, []),
-            "tool_choice": _opt(req.tool_choice, "auto"),
-            "parallel_tool_calls": _opt(req.parallel_tool_calls, True),
-            "temperature": _opt(req.temperature, None),
-            "top_p": _opt(req.top_p, None),
-            "max_output_tokens": _opt(req.max_output_tokens, None),
-            "metadata": _opt(req.metadata, {}),
-            "reasoning": _opt(req.reasoning, None),
-            "text": _opt(req.text, {"format": {"type": "text"}}),
-            "truncation": _opt(req.truncation, "disabled"),
-            "error": None,
-            "incomplete_details": None,
-            "usage": None,
-        }
-        obj.update(extra)
-        return obj
+    def _response_obj(self, active: _Active, status: str, output: Sequence[Item] = (), **extra: Any) -> dict[str, Any]:
+        return response_object(
+            active.req,
+            response_id=active.id,
+            created_at=active.created_at,
+            status=status,
+            model=self._model(active.req),
+            output=output,
+            **extra,
+        )

@@ -47,6 +47,7 @@ class Turn:
     metadata: Mapping[str, Any] = field(default_factory=dict)
     lane: str | None = None  # stream_id, None for the default lane
     previous_response_id: str | None = None
+    generate: bool = True  # False: a warm-up, already answered; an engine may prefill with it
 
 
 @dataclass(frozen=True, slots=True)

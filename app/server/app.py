@@ -1,7 +1,8 @@
 """The local Responses server: aiohttp adapter around the sans-I/O `ServerSession`.
 
 Routes: `GET /v1/responses` (WebSocket mode), `POST /v1/responses` (JSON, or SSE with
-`"stream": true`), `GET /healthz` (no auth). The adapter only pumps: feed the session, start one
+`"stream": true`, ending with `data: [DONE]`), `POST /v1/responses/compact` (compaction),
+`GET /healthz` (no auth). The adapter only pumps: feed the session, start one
 asyncio task per ready turn (lanes run concurrently), drain frames, write. Every protocol decision
 (lanes, caches, in-flight limit, errors, the age limit) lives in `app.protocol.server`.
 
@@ -10,6 +11,18 @@ the socket (aiohttp's `send_frame` waits on the transport's buffer). Producers (
 reader) wait while the outbox is above its high-water mark; if the writer makes no progress for
 `stall_timeout_s`, the client is not reading and the connection is closed (1008), so memory stays
 bounded. Usage bookkeeping happens after a turn ends, never per token.
+
+Writes are coalesced: the writer takes every frame queued since its last turn and writes them with
+one `transport.write` (one `send()` for many ~60-byte frames, where one write per frame cost half the
+server's CPU). permessage-deflate is off by default (`ServerConfig.ws_deflate`): on loopback it costs
+throughput and saves nothing that matters (see the `server_deflate` bench row); when a client
+negotiates it because the server allows it, frames go one by one through aiohttp's compressor.
+
+Limits (`app.server.limits`): pending (unauthenticated) connections are capped per client and in
+total, and dropped after `header_timeout_s`; authenticated connections are capped per client; idle
+keep-alive connections close after `keepalive_timeout_s`; a body must arrive within
+`body_timeout_s`, and bodies being received at once share `upload_budget_bytes`; the response store
+is bounded by bytes; a connection's queued creates are bounded (`ServerSession.max_queued*`).
 
 Clock: the session gets wall time (`time.time()`), because it stamps `created_at`/`completed_at`
 (epoch seconds on the wire) with the same `now` it measures the connection age with.
@@ -20,6 +33,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import struct
 import time
 from collections import deque
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -29,10 +43,14 @@ from typing import Any
 from aiohttp import WSMsgType, web
 
 from app.protocol import codec
+from app.protocol.compact import compaction_resource, parse_compact
+from app.protocol.errors import RemoteProtocolError
 from app.protocol.events import TERMINAL_TYPES, ErrorDetail, ErrorEvent
+from app.protocol.ids import random_id
 from app.protocol.server import ResponseStore, ServerSession
 from app.server.auth import bearer_ok, new_token
-from app.server.engines.base import Engine, EngineConnection, EngineOutput, Turn
+from app.server.engines.base import Engine, EngineConnection, EngineOutput, Turn, compact, prefill
+from app.server.limits import ConnectionGuard, UploadBudget
 
 __all__ = ["Outbox", "RunningServer", "ServerConfig", "build_app", "run_server"]
 
@@ -55,6 +73,16 @@ class ServerConfig:
     websocket: bool = (
         True  # False: the upgrade is answered 426 (HTTP/SSE only), as servers without WS mode do
     )
+    ws_deflate: bool = False  # allow permessage-deflate when a client offers it
+    header_timeout_s: float = 10.0  # a connection must authenticate a request within this
+    keepalive_timeout_s: float = 75.0  # idle HTTP keep-alive connections close after this
+    body_timeout_s: float = 30.0  # a request body must arrive within this
+    max_pending_connections: int = 256  # unauthenticated connections, all clients
+    max_pending_per_client: int = 128  # unauthenticated connections, one peer host
+    max_connections_per_client: int = 512  # authenticated connections, one peer host
+    upload_budget_bytes: int = 64 * MiB  # request bodies being received at once
+    store_max_bytes: int = 256 * MiB  # stored responses (chains' JSON size)
+    store_max_entries: int = 1024
 
 
 @dataclass
@@ -102,6 +130,19 @@ class Outbox:
         except TimeoutError:
             raise ClientStalled(f"client read nothing for {self.stall_timeout_s:g} s") from None
 
+    async def get_batch(self) -> list[bytes] | None:
+        """Every frame queued so far (at least one) for the writer; None once closed and empty."""
+        while not self._frames:
+            if self.closed:
+                return None
+            self._ready.clear()
+            await self._ready.wait()
+        frames = list(self._frames)
+        self._frames.clear()
+        self.size = 0
+        self._room.set()
+        return frames
+
     async def get(self) -> bytes | None:
         """Next frame for the writer; None once closed and empty."""
         while not self._frames:
@@ -134,14 +175,37 @@ async def _closing(outputs: AsyncIterator[EngineOutput]) -> AsyncIterator[AsyncI
 
 
 def _error_body(status: int, code: str, message: str, param: str | None = None) -> web.Response:
-    body = {"error": {"type": "invalid_request_error", "code": code, "message": message, "param": param}}
+    kind = "invalid_request_error"
     if status == 401:
-        body["error"]["type"] = "authentication_error"
+        kind = "authentication_error"
+    elif status >= 500:
+        kind = "server_error"
+    body = {"error": {"type": kind, "code": code, "message": message, "param": param}}
     return web.Response(status=status, body=codec.encode_json(body), content_type="application/json")
 
 
 def _error_frame(code: str, message: str, status: int = 400) -> bytes:
     return codec.encode(ErrorEvent(status=status, error=ErrorDetail(code=code, message=message)))
+
+
+_LEN1 = struct.Struct("!BB")
+_LEN2 = struct.Struct("!BBH")
+_LEN3 = struct.Struct("!BBQ")
+
+
+def ws_text_frames(payloads: list[bytes]) -> bytes:
+    """Unmasked, uncompressed WebSocket text frames (RFC 6455 §5.2, server to client), joined."""
+    out = bytearray()
+    for data in payloads:
+        n = len(data)
+        if n < 126:
+            out += _LEN1.pack(0x81, n)
+        elif n < 65536:
+            out += _LEN2.pack(0x81, 126, n)
+        else:
+            out += _LEN3.pack(0x81, 127, n)
+        out += data
+    return bytes(out)
 
 
 class _Connection:
@@ -163,7 +227,9 @@ class _Connection:
         self.engine: EngineConnection = server.engine.connect()
         self.outbox = Outbox(cfg.high_water_bytes, cfg.stall_timeout_s)
         self.turns: dict[str, asyncio.Task[None]] = {}
+        self.prefills: set[asyncio.Task[None]] = set()
         self.close_code: tuple[int, str] | None = None
+        self.writes = 0  # transport writes (coalesced batches), for the bench
 
     # -- pumping -------------------------------------------------------------------------
 
@@ -172,6 +238,10 @@ class _Connection:
         for turn in self.session.ready_turns():
             task = asyncio.create_task(self._run_turn(turn), name=f"turn {turn.response_id}")
             self.turns[turn.response_id] = task
+        for warm in self.session.warmups():
+            pre = asyncio.create_task(self._prefill(warm), name=f"prefill {warm.response_id}")
+            self.prefills.add(pre)
+            pre.add_done_callback(self.prefills.discard)
         self.outbox.put_many(self.session.frames_to_send())  # after ready_turns: it queues frames too
         if self.session.close_requested and self.close_code is None:
             self.close_code = self.session.close_requested
@@ -200,6 +270,14 @@ class _Connection:
         self.server.stats.responses += 1
         self.flush()
 
+    async def _prefill(self, turn: Turn) -> None:
+        try:
+            await prefill(self.engine, turn)
+        except asyncio.CancelledError:
+            raise
+        except Exception:
+            log.exception("engine prefill failed on %s (the warm-up itself was answered)", turn.response_id)
+
     def stalled(self, why: str) -> None:
         """The client is not reading: stop everything and close with 1008."""
         log.warning("closing stalled connection: %s", why)
@@ -217,9 +295,20 @@ class _Connection:
 
     async def writer(self) -> None:
         """Drain the outbox into the socket; close with the requested code at the end."""
+        transport = self.request.transport
+        protocol: Any = self.request.protocol
         with contextlib.suppress(ConnectionError, RuntimeError):
-            while (frame := await self.outbox.get()) is not None:
-                await self.ws.send_frame(frame, WSMsgType.TEXT)
+            while (frames := await self.outbox.get_batch()) is not None:
+                if self.ws.compress or transport is None:
+                    for frame in frames:
+                        await self.ws.send_frame(frame, WSMsgType.TEXT)
+                    continue
+                if transport.is_closing():
+                    break
+                transport.write(ws_text_frames(frames))
+                self.writes += 1
+                if protocol._paused:  # aiohttp's flow control: wait until the socket drains
+                    await protocol._drain_helper()
             if self.close_code is not None and not self.ws.closed:
                 code, reason = self.close_code
                 await asyncio.wait_for(self.ws.close(code=code, message=reason.encode()[:120]), 5)
@@ -267,10 +356,10 @@ class _Connection:
             self.stalled(str(exc))
         finally:
             timer.cancel()
-            for task in list(self.turns.values()):
+            for task in [*self.turns.values(), *self.prefills]:
                 task.cancel()
             self.outbox.close()
-            await asyncio.gather(*self.turns.values(), timer, return_exceptions=True)
+            await asyncio.gather(*self.turns.values(), *self.prefills, timer, return_exceptions=True)
             if not writer.done():
                 writer.cancel()
             await asyncio.gather(writer, return_exceptions=True)
@@ -284,16 +373,37 @@ class _ServerState:
     def __init__(self, engine: Engine, config: ServerConfig) -> None:
         self.engine = engine
         self.config = config
-        self.store = ResponseStore()
+        self.store = ResponseStore(max_entries=config.store_max_entries, max_bytes=config.store_max_bytes)
         self.stats = Stats()
         self.connections: set[_Connection] = set()
+        self.guard = ConnectionGuard(
+            header_timeout_s=config.header_timeout_s,
+            max_pending=config.max_pending_connections,
+            max_pending_per_client=config.max_pending_per_client,
+            max_per_client=config.max_connections_per_client,
+        )
+        self.uploads = UploadBudget(config.upload_budget_bytes)
 
 
 STATE = web.AppKey("slipstream_state", _ServerState)
 
 
-def _authorized(request: web.Request) -> bool:
-    return bearer_ok(request.headers.get("Authorization"), request.app[STATE].config.token)
+_UNAUTHORIZED = (401, "invalid_api_key", "Missing or wrong bearer token (Authorization: Bearer <token>).")
+
+
+def _auth_error(request: web.Request) -> web.Response | None:
+    """None when the request may go on; else the answer (401, or 429 over the per-client cap)."""
+    state = request.app[STATE]
+    if not bearer_ok(request.headers.get("Authorization"), state.config.token):
+        return _error_body(*_UNAUTHORIZED)
+    if not state.guard.authenticate(request.protocol):
+        resp = _error_body(
+            429, "too_many_connections",
+            f"This client already has {state.config.max_connections_per_client} connections open; close some.",
+        )
+        resp.force_close()
+        return resp
+    return None
 
 
 async def _healthz(request: web.Request) -> web.Response:
@@ -303,16 +413,16 @@ async def _healthz(request: web.Request) -> web.Response:
 
 async def _websocket(request: web.Request) -> web.StreamResponse:
     state = request.app[STATE]
-    if not _authorized(request):
-        return _error_body(
-            401, "invalid_api_key", "Missing or wrong bearer token (Authorization: Bearer <token>)."
-        )
+    refused = _auth_error(request)
+    if refused is not None:
+        return refused
     if not state.config.websocket:
         return _error_body(
             426, "websocket_disabled", "This server does not offer WebSocket mode; use POST /v1/responses."
         )
     ws = web.WebSocketResponse(
-        max_msg_size=state.config.max_frame_bytes, autoping=True, decode_text=False, compress=True
+        max_msg_size=state.config.max_frame_bytes, autoping=True, decode_text=False,
+        compress=state.config.ws_deflate,
     )
     if not ws.can_prepare(request).ok:
         return _error_body(
@@ -334,17 +444,13 @@ async def _websocket(request: web.Request) -> web.StreamResponse:
 async def _post(request: web.Request) -> web.StreamResponse:
     state = request.app[STATE]
     cfg = state.config
-    if not _authorized(request):
-        return _error_body(
-            401, "invalid_api_key", "Missing or wrong bearer token (Authorization: Bearer <token>)."
-        )
-    try:
-        body = await request.read()
-    except web.HTTPRequestEntityTooLarge:
-        return _error_body(413, "frame_too_large", f"Request body exceeds {cfg.max_frame_bytes} bytes.")
-    except ConnectionError as exc:  # the client went away before its body arrived: nobody to answer
-        log.info("HTTP client went away while sending its request: %s", exc)
-        return web.Response(status=400)
+    refused = _auth_error(request)
+    if refused is not None:
+        return refused
+    body_or_error = await _read_body(request)
+    if isinstance(body_or_error, web.Response):
+        return body_or_error
+    body = body_or_error
     session = ServerSession.for_http(
         now=time.time(),
         store=state.store,
@@ -378,6 +484,59 @@ async def _post(request: web.Request) -> web.StreamResponse:
     except (ConnectionError, TimeoutError) as exc:
         log.info("HTTP client went away mid-stream: %s", exc)
     return resp
+
+
+async def _read_body(request: web.Request) -> bytes | web.Response:
+    """The request body, within the size limit, the body timeout and the shared upload budget."""
+    state = request.app[STATE]
+    cfg = state.config
+    size = request.content_length
+    if size is not None and size > cfg.max_frame_bytes:
+        return _error_body(413, "frame_too_large", f"Request body exceeds {cfg.max_frame_bytes} bytes.")
+    reserve = size if size is not None else cfg.max_frame_bytes
+    if not state.uploads.reserve(reserve):
+        resp = _error_body(503, "server_busy", "Too many request bodies are being uploaded at once; retry shortly.")
+        resp.headers["Retry-After"] = "1"
+        return resp
+    try:
+        return await asyncio.wait_for(request.read(), cfg.body_timeout_s)
+    except web.HTTPRequestEntityTooLarge:
+        return _error_body(413, "frame_too_large", f"Request body exceeds {cfg.max_frame_bytes} bytes.")
+    except TimeoutError:
+        resp = _error_body(408, "request_timeout", f"The request body did not arrive within {cfg.body_timeout_s:g} s.")
+        resp.force_close()
+        return resp
+    except ConnectionError as exc:  # the client went away before its body arrived: nobody to answer
+        log.info("HTTP client went away while sending its request: %s", exc)
+        return web.Response(status=400)
+    finally:
+        state.uploads.release(reserve)
+
+
+async def _compact(request: web.Request) -> web.Response:
+    """`POST /v1/responses/compact`: the window packed (or summarised) by the engine."""
+    state = request.app[STATE]
+    refused = _auth_error(request)
+    if refused is not None:
+        return refused
+    body = await _read_body(request)
+    if isinstance(body, web.Response):
+        return body
+    try:
+        job = parse_compact(body, state.store)
+    except RemoteProtocolError as exc:
+        return _error_body(exc.status, exc.code, exc.message, exc.param)
+    engine = state.engine.connect()
+    try:
+        output = await compact(engine, job, random_id)
+    except Exception as exc:
+        log.exception("engine failed to compact")
+        return _error_body(500, "server_error", f"The engine could not compact: {type(exc).__name__}: {exc}")
+    finally:
+        with contextlib.suppress(Exception):
+            await engine.aclose()
+    resource = compaction_resource(job, output, compaction_id=random_id("cmp"), created_at=int(time.time()))
+    return web.Response(body=codec.encode_json(resource), content_type="application/json")
 
 
 async def _drive(
@@ -441,7 +600,25 @@ def build_app(engine: Engine, config: ServerConfig) -> web.Application:
     app.router.add_get("/healthz", _healthz)
     app.router.add_get("/v1/responses", _websocket)
     app.router.add_post("/v1/responses", _post)
+    app.router.add_post("/v1/responses/compact", _compact)
     return app
+
+
+def _watch_connections(runner: web.AppRunner, guard: ConnectionGuard) -> None:
+    """Let the guard see every TCP connection the aiohttp server accepts and loses."""
+    server: Any = runner.server
+    made, lost = server.connection_made, server.connection_lost
+
+    def connection_made(handler: Any, transport: Any) -> None:
+        made(handler, transport)
+        guard.connection_made(handler, transport)
+
+    def connection_lost(handler: Any, exc: BaseException | None = None) -> None:
+        guard.connection_lost(handler)
+        lost(handler, exc)
+
+    server.connection_made = connection_made
+    server.connection_lost = connection_lost
 
 
 @dataclass
@@ -473,6 +650,11 @@ class RunningServer:
         return self.app[STATE].stats
 
     @property
+    def guard(self) -> ConnectionGuard:
+        """Connection caps and their counters."""
+        return self.app[STATE].guard
+
+    @property
     def config(self) -> ServerConfig:
         """Live settings (tests flip `config.websocket` to refuse upgrades)."""
         return self.app[STATE].config
@@ -489,18 +671,25 @@ async def run_server(
     max_frame_bytes: int = 16 * MiB,
     high_water_bytes: int = 4 * MiB,
     stall_timeout_s: float = 30.0,
+    **limits: Any,
 ) -> AsyncIterator[RunningServer]:
-    """Serve until the block exits; `srv.port` is the real port when `port=0`."""
+    """Serve until the block exits; `srv.port` is the real port when `port=0`. `limits`: other
+    `ServerConfig` fields (timeouts, caps, budgets, `ws_deflate`)."""
     config = ServerConfig(
         token=token or new_token(),
         max_age_s=max_age_s,
         max_frame_bytes=max_frame_bytes,
         high_water_bytes=high_water_bytes,
         stall_timeout_s=stall_timeout_s,
+        **limits,
     )
     app = build_app(engine, config)
-    runner = web.AppRunner(app, handle_signals=False, access_log=None, shutdown_timeout=2.0)
+    runner = web.AppRunner(
+        app, handle_signals=False, access_log=None, shutdown_timeout=2.0,
+        keepalive_timeout=config.keepalive_timeout_s,
+    )
     await runner.setup()
+    _watch_connections(runner, app[STATE].guard)
     try:
         site = web.TCPSite(runner, host, port)
         await site.start()

@@ -41,7 +41,11 @@ def bearer_ok(header: str | None, token: str) -> bool:
     scheme, _, value = header.strip().partition(" ")
     if scheme.lower() != "bearer":
         return False
-    return hmac.compare_digest(value.strip().encode(), token.encode())
+    try:
+        given = value.strip().encode("utf-8")
+    except UnicodeEncodeError:  # undecodable bytes in the header (surrogates): not our token
+        return False
+    return hmac.compare_digest(given, token.encode("utf-8"))
 
 
 def is_loopback(host: str) -> bool:

@@ -385,7 +385,7 @@ class AppServices:
             t.text_delta.emit(e.item_id, e.delta)
             self._rate.add(len(e.delta))
             self._emit_stats()
-        elif isinstance(e, (ev.ReasoningTextDelta, ev.ReasoningSummaryTextDelta)):
+        elif isinstance(e, (ev.ReasoningTextDelta, ev.ReasoningContentDelta, ev.ReasoningSummaryTextDelta)):
             t.reasoning_delta.emit(e.item_id, e.delta)
         elif isinstance(e, ev.FunctionCallArgumentsDelta):
             t.tool_args_delta.emit(e.item_id, e.delta)

@@ -14,6 +14,7 @@ from app.protocol.events import (
     FunctionCallArgumentsDelta,
     OutputItemAdded,
     OutputTextDelta,
+    ReasoningContentDelta,
     ReasoningTextDelta,
     ServerEvent,
 )
@@ -44,7 +45,7 @@ async def _ask(args: argparse.Namespace) -> int:
         if isinstance(ev, OutputTextDelta):
             out.write(ev.delta)
             out.flush()
-        elif isinstance(ev, ReasoningTextDelta):
+        elif isinstance(ev, (ReasoningTextDelta, ReasoningContentDelta)):
             sys.stderr.write(ev.delta)
         elif isinstance(ev, OutputItemAdded) and ev.item.get("type") == "function_call":
             out.write(f"\n[tool call] {ev.item.get('name')}(")

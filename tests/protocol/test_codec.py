@@ -12,6 +12,7 @@ from pydantic import TypeAdapter
 from app.protocol import events as ev
 from app.protocol.codec import SSEDecoder, decode_client, decode_server, encode, encode_sse
 from app.protocol.errors import RemoteProtocolError
+from tests.server.spec import check_event
 
 WS_EVENTS: TypeAdapter[Any] = TypeAdapter(ResponsesServerEvent)
 SSE_EVENTS: TypeAdapter[Any] = TypeAdapter(ResponseStreamEvent)
@@ -102,18 +103,25 @@ def test_official_sdk_parses_ws_frames(event: Any) -> None:
 
 @pytest.mark.parametrize(
     "event",
-    [e for e in SAMPLES if not isinstance(e, (ev.SteerAccepted, ev.SteerFailed))],
+    [e for e in SAMPLES if not isinstance(e, (ev.SteerAccepted, ev.SteerFailed, ev.ErrorEvent))],
     ids=lambda e: type(e).__name__,
 )
 def test_official_sdk_parses_sse_payloads(event: Any) -> None:
-    """The SDK's HTTP stream-event union accepts our SSE payloads (flat error included)."""
+    """The SDK's HTTP stream-event union accepts our SSE payloads."""
     chunk = encode_sse(event)
     head, data = chunk.split(b"\n", 1)
     assert head == b"event: " + json.loads(encode(event))["type"].encode()
     payload = data.removeprefix(b"data: ").removesuffix(b"\n\n")
-    parsed = SSE_EVENTS.validate_json(payload)
-    if isinstance(event, ev.ErrorEvent):
-        assert parsed.code == "previous_response_not_found" and parsed.message.startswith("Previous")
+    SSE_EVENTS.validate_json(payload)
+
+
+def test_sse_error_has_the_spec_shape_and_decodes_back() -> None:
+    """An SSE `error` is the spec's `ErrorStreamingEvent` (nested error object), and decodes back."""
+    (event,) = [e for e in SAMPLES if isinstance(e, ev.ErrorEvent)]
+    payload = encode_sse(event).split(b"\n", 1)[1].removeprefix(b"data: ").removesuffix(b"\n\n")
+    check_event(payload, "sse")
+    back = decode_server(payload)
+    assert isinstance(back, ev.ErrorEvent) and back.error.code == "previous_response_not_found"
 
 
 def test_hot_path_delta_decodes_to_struct() -> None:

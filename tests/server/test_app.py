@@ -18,6 +18,7 @@ from app.server.app import STATE, RunningServer, run_server
 from app.server.engines.base import EngineOutput, TextDelta, Turn
 from app.server.engines.scripted import ScriptedEngine
 from tests.conftest import wait_until
+from tests.server.spec import check_error_body
 
 pytestmark = pytest.mark.asyncio
 
@@ -311,8 +312,9 @@ async def test_http_sse_stream_and_errors() -> None:
             assert resp.headers["Content-Type"].startswith("text/event-stream")
             raw = (await resp.read()).decode()
         blocks = [b for b in raw.split("\n\n") if b]
+        assert blocks[-1] == "data: [DONE]" and raw.endswith("data: [DONE]\n\n")  # the spec's terminator
         events = []
-        for block in blocks:
+        for block in blocks[:-1]:
             event_line, data_line = block.split("\n")
             event = json.loads(data_line.removeprefix("data: "))
             assert event_line == f"event: {event['type']}"
@@ -321,7 +323,7 @@ async def test_http_sse_stream_and_errors() -> None:
         for body in (b"{oops", json.dumps({"model": "m", "input": "x", "stream_id": "a"}).encode()):
             async with http.post(srv.http_url, data=body, headers=AUTH) as resp:
                 assert resp.status == 400
-                assert (await resp.json())["error"]["code"]
+                check_error_body(await resp.json())
 
 
 async def test_http_stream_false_returns_final_response_and_chains() -> None:

@@ -6,12 +6,29 @@ conversation already parsed, the new input, the request's settings) and feeds ea
 
 One `EngineConnection` per client connection, so an engine can keep per-connection state
 (a rendered upstream history, a KV cache) and make a turn's work proportional to its new input.
+
+Two optional methods an engine connection may add (the server calls them through `compact()` and
+`prefill()` below, which supply the defaults):
+
+- `async compact(job, new_id) -> list[Item]`: `POST /v1/responses/compact`. `job.items` is the
+  whole window (references and earlier compaction items already resolved). Default: one
+  `compaction` item packing the window as it is (`app.protocol.compaction`); an engine may pack a
+  summary instead (e.g. a message written by the model). Whatever it returns, a compaction item sent
+  back as input expands into the items it packs, so the conversation continues on any engine.
+- `async prefill(turn) -> None`: a warm-up (`generate: false`, `turn.generate` is False) was
+  answered; the engine may evaluate `turn.history` + `turn.new_input` into its cache so the next
+  real turn starts faster. Default: nothing. Its failures are logged, never sent to the client.
+
+`item_reference` and `compaction` input items never reach an engine: the protocol core resolves
+them (`app.protocol.inputs`), so every engine sees plain items.
 """
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from typing import Protocol
+
+from app.protocol.compact import CompactJob, compaction_items
 
 # The value types live in app.protocol.turns (the protocol core may not import app.server);
 # they are re-exported here so engines import everything from one place.
@@ -30,6 +47,7 @@ from app.protocol.turns import (
 )
 
 __all__ = [
+    "CompactJob",
     "Engine",
     "EngineConnection",
     "EngineOutput",
@@ -43,6 +61,8 @@ __all__ = [
     "ToolCallStart",
     "Turn",
     "Usage",
+    "compact",
+    "prefill",
 ]
 
 
@@ -71,3 +91,19 @@ class Engine(Protocol):
     async def aclose(self) -> None:
         """The server is shutting down."""
         ...
+
+
+async def compact(conn: EngineConnection, job: CompactJob, new_id: Callable[[str], str]) -> list[Item]:
+    """The engine's compaction of `job`, or the default packing when it has none."""
+    method = getattr(conn, "compact", None)
+    if method is None:
+        return compaction_items(job.items, new_id)
+    result: list[Item] = await method(job, new_id)
+    return result
+
+
+async def prefill(conn: EngineConnection, turn: Turn) -> None:
+    """Let the engine warm its cache with a warm-up turn, when it can."""
+    method = getattr(conn, "prefill", None)
+    if method is not None:
+        await method(turn)
