@@ -23,7 +23,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from app.protocol.compact import compaction_items
 from app.server.engines.base import (
+    CompactJob,
     EngineOutput,
     Item,
     ItemDone,
@@ -617,6 +619,10 @@ class ScriptedConnection:
     async def aclose(self) -> None:
         """Nothing to release."""
 
+    async def compact(self, job: CompactJob, new_id: Callable[[str], str]) -> list[Item]:
+        """Compaction without a model: the window packed as it is, so nothing is lost."""
+        return compaction_items(job.items, new_id)
+
     async def run(self, turn: Turn) -> AsyncIterator[EngineOutput]:
         """Generate one turn (see the module docstring for what it says and how fast)."""
         pacer = Pacer(self._engine.rate_tps, self._engine.burst_tps)
@@ -677,6 +683,8 @@ class ScriptedConnection:
                 forced = command.group(1) if command and command.group(1) in names else names[0]
             elif command:
                 forced = command.group(1)
+            elif _asks_for_tool(turn):
+                forced = match_tool(turn.tools, user or "")
         if forced is not None:
             if forced not in names:
                 offered = ", ".join(names) or "none"
@@ -690,6 +698,49 @@ class ScriptedConnection:
             if long:
                 return [{"text": long_markdown(min(int(long.group(1)), LONG_MAX_TOKENS))}]
         return [{"text": compose_answer(read_turn(turn, summary), turn)}]
+
+
+_WORD = re.compile(r"[a-z0-9]+")
+# Words too common in tool descriptions to say what a tool is about.
+_GENERIC = frozenset(
+    ["a", "an", "the", "of", "for", "to", "in", "on", "at", "by", "with", "and", "or", "from", "into", "this", "that", "these", "those", "it", "its", "is", "are", "be", "get", "set", "read", "write", "run", "list", "make", "create", "return", "returns", "given", "current", "some", "any", "all", "one", "each", "file", "files", "data", "value", "values", "item", "items", "thing", "things", "tool", "function", "call", "use", "using"]
+)
+
+
+def _words(text: str) -> set[str]:
+    return set(_WORD.findall(text.lower()))
+
+
+def match_tool(tools: Sequence[Mapping[str, Any]], prompt: str) -> str | None:
+    """The offered function tool the prompt asks for: it names the tool (`get_weather`, or "get
+    weather"), or a word of the tool's description's subject ("weather" for "Current weather for a
+    city"). None when no tool fits."""
+    said = _words(prompt)
+    flat = " ".join(_WORD.findall(prompt.lower()))
+    best: tuple[int, str] | None = None
+    for tool in tools:
+        name = tool.get("name")
+        if tool.get("type", "function") != "function" or not isinstance(name, str):
+            continue
+        parts = _WORD.findall(name.lower().replace("_", " ").replace("-", " "))
+        if name.lower() in prompt.lower() or (parts and " ".join(parts) in flat):
+            return name
+        desc = tool.get("description")
+        subject = {w for w in _words(desc if isinstance(desc, str) else "") | set(parts) if len(w) >= 4} - _GENERIC
+        hits = len(subject & said)
+        if hits and (best is None or hits > best[0]):
+            best = (hits, name)
+    return best[1] if best else None
+
+
+def _asks_for_tool(turn: Turn) -> bool:
+    """Whether this turn ends with a user request (not with tool results to answer)."""
+    for item in reversed(turn.new_input):
+        if item.get("type") == "function_call_output":
+            return False
+        if _is_message(item) and item.get("role") == "user":
+            return True
+    return False
 
 
 def _command_args(command: re.Match[str], name: str) -> Any:

@@ -321,3 +321,31 @@ def test_negative_rate_refused() -> None:
     """A negative rate is a clear error."""
     with pytest.raises(ValueError, match="rate_tps"):
         ScriptedEngine(rate_tps=-1)
+
+
+WEATHER = {
+    "type": "function",
+    "name": "get_weather",
+    "description": "Current weather for a city",
+    "parameters": {"type": "object", "properties": {"city": {"type": "string"}}, "required": ["city"]},
+}
+
+
+def calls(outputs: list[EngineOutput]) -> list[str]:
+    return [o.name for o in outputs if isinstance(o, ToolCallStart)]
+
+
+def test_auto_calls_the_tool_the_prompt_asks_for() -> None:
+    """Under tool_choice auto, a prompt naming a tool or its description's subject calls that tool."""
+    tools = (READ_FILE, WEATHER)
+    assert calls(run(turn(user("What's the weather in Paris?"), tools=tools))) == ["get_weather"]
+    assert calls(run(turn(user("Please get weather for Oslo"), tools=tools))) == ["get_weather"]
+    assert calls(run(turn(user("read_file README.md please"), tools=tools))) == ["read_file"]
+    assert calls(run(turn(user("Tell me a joke"), tools=tools))) == []  # nothing fits: text
+
+
+def test_auto_answers_the_tool_result_in_text() -> None:
+    """Once the tool's output came back, the engine answers in text instead of calling again."""
+    history = (user("weather in Paris?"), {"type": "function_call", "call_id": "c1", "name": "get_weather", "arguments": "{}"})
+    out = run(turn({"type": "function_call_output", "call_id": "c1", "output": "18 C"}, history=history, tools=(WEATHER,)))
+    assert calls(out) == [] and "get_weather" in text_of(out)
