@@ -12,9 +12,13 @@ import random
 from collections.abc import Callable, Iterator
 from typing import Final, Literal
 
-__all__ = ["RETRYABLE_CLOSE_CODES", "backoff", "classify_close"]
+__all__ = ["NO_WEBSOCKET_STATUSES", "RETRYABLE_CLOSE_CODES", "UpgradeVerdict", "backoff", "classify_close", "classify_upgrade"]
 
 RETRYABLE_CLOSE_CODES: Final = frozenset({1001, 1005, 1006, 1011, 1012, 1013, 1015})
+# An upgrade answered with one of these means "no WebSocket mode here" (uvicorn answers 403 without
+# looking at the key, others 404/405, Codex's convention is 426, 501 "not implemented").
+NO_WEBSOCKET_STATUSES: Final = frozenset({403, 404, 405, 426, 501})
+UpgradeVerdict = Literal["auth", "no_websocket", "retry"]
 
 
 def backoff(
@@ -41,3 +45,14 @@ def classify_close(code: int | None) -> Literal["retry", "fatal"]:
     if code is None:
         return "retry"
     return "retry" if code in RETRYABLE_CLOSE_CODES else "fatal"
+
+
+def classify_upgrade(status: int | None) -> UpgradeVerdict:
+    """What a failed WebSocket upgrade means. `status`: the HTTP status that refused it, None when
+    the connection itself failed. "auth": the key was refused (401); "no_websocket": use HTTP for this
+    turn (the server has no WebSocket mode); "retry": back off and try the socket again."""
+    if status == 401:
+        return "auth"
+    if status is not None and (status in NO_WEBSOCKET_STATUSES or 400 <= status < 500):
+        return "no_websocket"
+    return "retry"

@@ -8,8 +8,13 @@ service only acts on them:
 - `Resend` (previous_response_not_found) -> send the full-input frame once on the same socket.
 - `Reconnect` (age limit) or a socket that drops mid-turn -> reconnect with backoff and resend the
   turn in full on a fresh chain (the rebuild hook swaps stale context for a fresh snapshot).
-- The upgrade refused (404/405/426/501) or the socket failing again and again -> this one turn
-  goes over HTTP + SSE; the next turn tries the WebSocket again (never sticky).
+- An `http(s)://` endpoint -> every turn goes over HTTP + SSE directly (no socket is tried).
+- The upgrade refused with 403/404/405/426/501 (the server has no WebSocket mode) -> this turn goes
+  over HTTP + SSE at once, with a notice saying so; 401 -> "the endpoint refused the key". The
+  socket failing again and again -> HTTP too. The next turn tries the WebSocket again (never sticky).
+- The policy is made of values passed in, as websockets' `connect(process_exception=...)`: `connect`
+  (opens a socket), `post` (one HTTP turn), `sleep`, `delays` (a backoff iterator factory) and
+  `classify` (what a refused upgrade means), so it is tested in memory with fakes.
 - Before the provider's connection age limit, the socket is rotated at a turn boundary.
 
 Nothing the user typed is lost: the transcript lives in `ClientSession`, not on the socket.
@@ -22,13 +27,13 @@ import json
 import logging
 import random
 import time
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from app.adapters.http_sse import HttpError, post_stream
 from app.adapters.ws_client import TransportError, WsTransport
-from app.protocol.backoff import backoff, classify_close
+from app.protocol.backoff import UpgradeVerdict, backoff, classify_close, classify_upgrade
 from app.protocol.client import ClientSession, Completed, Fail, Outcome, Reconnect, Resend
 from app.protocol.errors import RemoteProtocolError
 from app.protocol.events import ServerEvent
@@ -37,8 +42,14 @@ from app.services.signals import Signal
 log = logging.getLogger(__name__)
 
 Item = Mapping[str, Any]
-REFUSED_UPGRADE = frozenset({404, 405, 426, 501})
 AUTH_FAILED = frozenset({401, 403})
+Connect = Callable[..., Awaitable[WsTransport]]
+Post = Callable[..., AsyncIterator[ServerEvent]]
+
+
+def is_http_url(url: str) -> bool:
+    """An endpoint spoken to over HTTP + SSE only."""
+    return url.lower().startswith(("http://", "https://"))
 
 
 @dataclass(frozen=True, slots=True)
@@ -88,8 +99,18 @@ class ResponsesSession:
         initial_delay: float = 0.25,
         max_delay: float = 4.0,
         rotate_margin_s: float = 300.0,
+        connect: Connect = WsTransport.open,
+        post: Post = post_stream,
+        sleep: Callable[[float], Awaitable[Any]] = asyncio.sleep,
+        delays: Callable[[], Iterator[float]] | None = None,
+        classify: Callable[[int | None], UpgradeVerdict] = classify_upgrade,
     ) -> None:
         self.endpoint = endpoint
+        self._connect = connect
+        self._post = post
+        self._sleep_fn = sleep
+        self._delays_fn = delays
+        self._classify = classify
         self.client = ClientSession(rebuild=rebuild)
         self._clock = clock
         self._ws: WsTransport | None = None
@@ -135,7 +156,7 @@ class ResponsesSession:
 
     async def _open(self) -> WsTransport:
         self._set_state("connecting" if self.connections == 0 else "reconnecting", self.endpoint.url)
-        ws = await WsTransport.open(self.endpoint.url, token=self.endpoint.token, headers=self.endpoint.headers)
+        ws = await self._connect(self.endpoint.url, token=self.endpoint.token, headers=self.endpoint.headers)
         self._ws = ws
         self._opened_at = self._clock()
         self.connections += 1
@@ -209,6 +230,8 @@ class ResponsesSession:
     async def _drive(
         self, frame: bytes, on_event: Callable[[ServerEvent], None], on_retry: Callable[[str], None]
     ) -> TurnResult:
+        if is_http_url(self.endpoint.url):
+            return await self._http_turn(on_event, why="", direct=True)
         delays = self._delay_iter()
         failures = 0
         resent_in_place = False
@@ -219,13 +242,19 @@ class ResponsesSession:
                     await self._open()
                 except TransportError as exc:
                     last_error = str(exc)
-                    if exc.status in AUTH_FAILED:
+                    verdict = self._classify(exc.status)
+                    if verdict == "auth":
                         self.client.abandon()
                         self._set_state("error", f"{exc.status}: the endpoint refused the key")
                         return TurnResult("failed", error=f"The endpoint refused the key (HTTP {exc.status}). "
                                           "Check the API key in Settings.", code="unauthorized")
+                    if verdict == "no_websocket":
+                        notice = (f"the server has no WebSocket mode (it answered the upgrade with HTTP "
+                                  f"{exc.status}); this turn goes over HTTP")
+                        on_retry(notice)
+                        return await self._http_turn(on_event, why=notice)
                     failures += 1
-                    if exc.status in REFUSED_UPGRADE or failures >= (2 if exc.status else self._max_attempts):
+                    if failures >= (2 if exc.status else self._max_attempts):
                         return await self._http_turn(on_event, why=last_error)
                     self._set_state("reconnecting", last_error)
                     await self._sleep(next(delays))
@@ -303,13 +332,16 @@ class ResponsesSession:
                 if isinstance(out, Reconnect) or out.lane is None:
                     return out
 
-    async def _http_turn(self, on_event: Callable[[ServerEvent], None], *, why: str, attempts: int = 3) -> TurnResult:
-        """This turn over HTTP + SSE with the full input; the next turn tries the WebSocket again.
+    async def _http_turn(
+        self, on_event: Callable[[ServerEvent], None], *, why: str, attempts: int = 3, direct: bool = False
+    ) -> TurnResult:
+        """This turn over HTTP + SSE with the full input; the next turn tries the WebSocket again
+        (`direct`: the endpoint is http(s)://, HTTP is simply its transport).
         A POST cut before its response finished (no HTTP status) is retried, bounded, with backoff."""
         delays = self._delay_iter()
         result = TurnResult("failed", error=why)
         for attempt in range(attempts):
-            result, retry = await self._http_once(on_event, why=why)
+            result, retry = await self._http_once(on_event, why=why, direct=direct)
             if not retry or attempt == attempts - 1:
                 break
             self._set_state("reconnecting", result.error)
@@ -318,7 +350,9 @@ class ResponsesSession:
             self.client.abandon()
         return result
 
-    async def _http_once(self, on_event: Callable[[ServerEvent], None], *, why: str) -> tuple[TurnResult, bool]:
+    async def _http_once(
+        self, on_event: Callable[[ServerEvent], None], *, why: str, direct: bool = False
+    ) -> tuple[TurnResult, bool]:
         """One POST; returns (result, worth retrying)."""
         resends = [r for r in self.client.on_disconnect() if r.lane is None]
         if not resends:
@@ -329,11 +363,14 @@ class ResponsesSession:
         body["stream"] = True
         data = json.dumps(body).encode()
         self.http_turns += 1
-        self._set_state("reconnecting", f"WebSocket unavailable ({why}); this turn goes over HTTP")
+        if direct:
+            self._set_state("streaming", self.endpoint.url)
+        else:
+            self._set_state("reconnecting", f"WebSocket unavailable ({why}); this turn goes over HTTP")
         t0 = self._clock()
         try:
-            async for ev in post_stream(self.endpoint.url, data, token=self.endpoint.token,
-                                        headers=self.endpoint.headers):
+            async for ev in self._post(self.endpoint.url, data, token=self.endpoint.token,
+                                       headers=self.endpoint.headers):
                 if self._cancel.is_set():
                     raise TurnCancelled
                 self.client.receive_event(ev)
@@ -342,7 +379,10 @@ class ResponsesSession:
                 for out in self.client.outcomes():
                     self.client.on_disconnect()  # HTTP responses are not in any socket's cache
                     if isinstance(out, Completed):
-                        self._set_state("offline", "last turn went over HTTP; WebSocket will be retried")
+                        if direct:
+                            self._set_state("warm", f"HTTP endpoint {self.endpoint.url}")
+                        else:
+                            self._set_state("offline", "last turn went over HTTP; WebSocket will be retried")
                         return TurnResult(out.status, out.response_id, out.output,  # type: ignore[arg-type]
                                           _usage(out.response), transport="http",
                                           latency_ms=(self._clock() - t0) * 1000, bytes_sent=len(data)), False
@@ -358,8 +398,8 @@ class ResponsesSession:
             if exc.status in AUTH_FAILED:
                 return TurnResult("failed", error=f"The endpoint refused the key (HTTP {exc.status}).",
                                   code="unauthorized", transport="http"), False
-            return TurnResult("failed", error=f"{why}; HTTP fallback failed too: {exc}", code="unreachable",
-                              transport="http"), exc.status is None
+            error = f"{exc}" if direct else f"{why}; HTTP fallback failed too: {exc}"
+            return TurnResult("failed", error=error, code="unreachable", transport="http"), exc.status is None
         self._set_state("offline", "the HTTP stream ended early")
         return TurnResult("failed", error="the HTTP stream ended before the response finished",
                           transport="http"), True
@@ -367,11 +407,13 @@ class ResponsesSession:
     # ---- helpers -------------------------------------------------------------------------------
 
     def _delay_iter(self) -> Iterator[float]:
+        if self._delays_fn is not None:
+            return self._delays_fn()
         initial, max_delay = self._delays
         return iter(backoff(initial=initial, factor=2, max_delay=max_delay, jitter=random.random))
 
     async def _sleep(self, seconds: float) -> None:
-        await asyncio.sleep(seconds)  # Stop cancels the turn's task, which ends this sleep
+        await self._sleep_fn(seconds)  # Stop cancels the turn's task, which ends this sleep
 
     async def aclose(self) -> None:
         await self._drop_socket(1000, "bye")

@@ -205,3 +205,85 @@ async def test_a_failing_rebuild_does_not_wedge_the_session() -> None:
         assert not s.client.in_flight()
         assert (await s.run_turn([user("two")])).ok
         await s.aclose()
+
+
+# ---- the retry policy in memory: transport, poster, sleep and delays passed in as values ----------
+
+DONE = {"id": "resp_h", "object": "response", "status": "completed", "output": [
+    {"type": "message", "id": "msg_h", "role": "assistant", "status": "completed",
+     "content": [{"type": "output_text", "text": "over http", "annotations": []}]}]}
+
+
+class Recorder:
+    """Fake `connect` and `post`: records calls; connect fails with the given upgrade status."""
+
+    def __init__(self, status: int | None) -> None:
+        self.status = status
+        self.opens: list[str] = []
+        self.posts: list[dict[str, Any]] = []
+        self.sleeps: list[float] = []
+
+    async def connect(self, url: str, **_: Any) -> Any:
+        from app.adapters.ws_client import TransportError
+
+        self.opens.append(url)
+        raise TransportError(f"{url} refused: HTTP {self.status}", status=self.status)
+
+    async def post(self, url: str, body: bytes, **_: Any) -> Any:
+        from app.protocol.events import ResponseCompleted, ResponseCreated
+
+        self.posts.append(json.loads(body))
+        yield ResponseCreated(response={**DONE, "status": "in_progress", "output": []})
+        yield ResponseCompleted(sequence_number=1, response=DONE)
+
+    async def sleep(self, seconds: float) -> None:
+        self.sleeps.append(seconds)
+
+
+def fake_session(url: str, rec: Recorder) -> ResponsesSession:
+    return ResponsesSession(
+        Endpoint(url, "t"), connect=rec.connect, post=rec.post, sleep=rec.sleep,
+        delays=lambda: iter([0.1, 0.2, 0.4, 0.8, 1.6, 3.2]),
+    )
+
+
+async def test_http_endpoint_goes_straight_to_http() -> None:
+    """An http:// endpoint never tries a socket: one POST per turn, the full input, stream: true."""
+    rec = Recorder(None)
+    s = fake_session("http://127.0.0.1:9/v1/responses", rec)
+    r = await s.run_turn([user("hi")])
+    assert r.ok and r.transport == "http" and r.output[0]["id"] == "msg_h"
+    assert rec.opens == [] and rec.sleeps == [] and len(rec.posts) == 1
+    assert rec.posts[0]["stream"] is True and "type" not in rec.posts[0]
+    await s.run_turn([user("again")])
+    assert len(rec.posts) == 2 and [i.get("role") for i in rec.posts[1]["input"]][-1] == "user"
+
+
+@pytest.mark.parametrize("status", [403, 404, 405, 426, 501])
+async def test_refused_upgrade_falls_back_to_http_at_once_with_a_notice(status: int) -> None:
+    """A server without WebSocket mode: one upgrade attempt, no backoff, this turn over HTTP, and the
+    notice says why (not that the key was refused)."""
+    rec = Recorder(status)
+    s = fake_session("ws://127.0.0.1:9/v1/responses", rec)
+    notices: list[str] = []
+    r = await s.run_turn([user("hi")], on_retry=notices.append)
+    assert r.ok and r.transport == "http"
+    assert len(rec.opens) == 1 and rec.sleeps == [] and len(rec.posts) == 1
+    assert notices and "no WebSocket mode" in notices[0] and str(status) in notices[0]
+
+
+async def test_401_on_the_upgrade_says_the_key_was_refused() -> None:
+    """401: no HTTP attempt, no retry; the words name the key."""
+    rec = Recorder(401)
+    s = fake_session("ws://127.0.0.1:9/v1/responses", rec)
+    r = await s.run_turn([user("hi")])
+    assert r.status == "failed" and "refused the key" in r.error and rec.posts == [] and rec.sleeps == []
+
+
+async def test_unreachable_socket_backs_off_with_the_given_delays_then_uses_http() -> None:
+    """No HTTP status (connection failed): the injected delays are slept, bounded, then HTTP."""
+    rec = Recorder(None)
+    s = fake_session("ws://127.0.0.1:9/v1/responses", rec)
+    r = await s.run_turn([user("hi")])
+    assert r.ok and r.transport == "http"
+    assert len(rec.opens) == 6 and rec.sleeps == [0.1, 0.2, 0.4, 0.8, 1.6]
