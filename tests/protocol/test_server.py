@@ -519,3 +519,41 @@ def test_http_abort_streams_response_failed() -> None:
     s.abort(t.response_id, "boom")
     *_, last, done = s.frames_to_send()
     assert last.startswith(b"event: response.failed\n") and done == b"data: [DONE]\n\n"
+
+
+def test_queued_creates_are_bounded_per_connection() -> None:
+    """Past `max_queued` waiting creates, another is refused with 429, and the queue drains normally."""
+    s = make(max_in_flight=1, max_queued=2)
+    for n in range(4):
+        send(s, input=f"q{n}", stream_id=f"l{n}")
+    turns = s.ready_turns()
+    errors = [e for e in drain(s) if e["type"] == "error"]
+    assert len(turns) == 1 and s.queued == 1  # two were accepted, two refused
+    assert [e["error"]["code"] for e in errors] == ["too_many_queued_requests"] * 2 and errors[0]["status"] == 429
+    assert errors[0]["stream_id"] == "l2"
+    run(s, turns[0], [TextDelta("ok")])
+    assert len(s.ready_turns()) == 1 and s.queued == 0
+
+
+def test_store_is_bounded_by_bytes_and_forgets_evicted_items() -> None:
+    """The store evicts the oldest responses past its byte budget; their items stop resolving."""
+    store = ResponseStore(max_bytes=2000)
+    s = make(store=store)
+    ids, msgs = [], []
+    for n in range(6):
+        send(s, input="x" * 300)
+        (t,) = s.ready_turns()
+        run(s, t, [TextDelta(f"answer {n} " + "y" * 200)])
+        ids.append(t.response_id)
+        msgs.append(drain(s)[-1]["response"]["output"][0]["id"])
+    assert store.bytes <= 2000 and ids[0] not in store and ids[-1] in store
+    assert store.item(msgs[0]) is None and store.item(msgs[-1]) is not None
+
+
+def test_warm_up_hands_its_turn_to_the_engine_hook() -> None:
+    """generate:false completes at once and its turn (generate=False) is offered for a prefill."""
+    s = make()
+    send(s, input=[USER], generate=False)
+    assert s.ready_turns() == []
+    (warm,) = s.warmups()
+    assert warm.generate is False and list(warm.new_input) == [USER] and s.warmups() == []
