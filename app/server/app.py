@@ -74,6 +74,7 @@ class ServerConfig:
         True  # False: the upgrade is answered 426 (HTTP/SSE only), as servers without WS mode do
     )
     ws_deflate: bool = False  # allow permessage-deflate when a client offers it
+    coalesce_writes: bool = True  # False: one write per frame (only a same-run bench baseline)
     header_timeout_s: float = 10.0  # a connection must authenticate a request within this
     keepalive_timeout_s: float = 75.0  # idle HTTP keep-alive connections close after this
     body_timeout_s: float = 30.0  # a request body must arrive within this
@@ -299,7 +300,7 @@ class _Connection:
         protocol: Any = self.request.protocol
         with contextlib.suppress(ConnectionError, RuntimeError):
             while (frames := await self.outbox.get_batch()) is not None:
-                if self.ws.compress or transport is None:
+                if self.ws.compress or transport is None or not self.server.config.coalesce_writes:
                     for frame in frames:
                         await self.ws.send_frame(frame, WSMsgType.TEXT)
                     continue

@@ -73,6 +73,18 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--max-frame-bytes", type=int, default=16 * 1024 * 1024, help=argparse.SUPPRESS)
     p.add_argument(
+        "--ws-deflate",
+        action="store_true",
+        help="allow permessage-deflate on WebSockets (off by default: on loopback it costs throughput "
+        "and saves nothing; it can pay over slow remote links)",
+    )
+    p.add_argument(
+        "--no-websocket",
+        action="store_true",
+        help="HTTP/SSE only: answer WebSocket upgrades with 426, like servers without WebSocket mode",
+    )
+    p.add_argument("--no-coalesce", action="store_true", help=argparse.SUPPRESS)  # bench baseline only
+    p.add_argument(
         "--allow-remote", action="store_true", help="allow a non-loopback --host (needs an explicit --token)"
     )
     return p
@@ -178,6 +190,9 @@ async def _serve(args: argparse.Namespace, engine: Engine) -> None:
         token=token,
         max_age_s=args.max_age,
         max_frame_bytes=args.max_frame_bytes,
+        ws_deflate=args.ws_deflate,
+        websocket=not args.no_websocket,
+        coalesce_writes=not args.no_coalesce,
     ) as srv:
         token_file = None if args.token else write_token_file(token, srv.port)
         where = f"token file: {token_file}" if token_file else "token: given with --token"

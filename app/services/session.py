@@ -100,14 +100,15 @@ class ResponsesSession:
         max_delay: float = 4.0,
         rotate_margin_s: float = 300.0,
         connect: Connect = WsTransport.open,
-        post: Post = post_stream,
+        post: Post | None = None,
         sleep: Callable[[float], Awaitable[Any]] = asyncio.sleep,
         delays: Callable[[], Iterator[float]] | None = None,
         classify: Callable[[int | None], UpgradeVerdict] = classify_upgrade,
     ) -> None:
         self.endpoint = endpoint
         self._connect = connect
-        self._post = post
+        self._post: Post = post or self._post_pooled
+        self._http_client: Any = None  # one pooled httpx client for HTTP turns (keep-alive)
         self._sleep_fn = sleep
         self._delays_fn = delays
         self._classify = classify
@@ -415,7 +416,18 @@ class ResponsesSession:
     async def _sleep(self, seconds: float) -> None:
         await self._sleep_fn(seconds)  # Stop cancels the turn's task, which ends this sleep
 
+    def _post_pooled(self, url: str, body: bytes, **kw: Any) -> AsyncIterator[ServerEvent]:
+        """post_stream on one kept-alive client, so HTTP turns skip the connect and client setup."""
+        if self._http_client is None:
+            import httpx  # first HTTP turn only: most sessions never use HTTP
+
+            self._http_client = httpx.AsyncClient(timeout=httpx.Timeout(600.0, connect=10.0))
+        return post_stream(url, body, client=self._http_client, **kw)
+
     async def aclose(self) -> None:
+        if self._http_client is not None:
+            client, self._http_client = self._http_client, None
+            await client.aclose()
         await self._drop_socket(1000, "bye")
         self._set_state("offline", "closed")
 
