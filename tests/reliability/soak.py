@@ -1,8 +1,9 @@
 """`make soak`: the long form of the reliability suites, ending with one table.
 
 Runs chaos (several seeds of 100 cuts, each compared with an uncut run), server restarts, 50
-rotations with a connection age of a few seconds, fuzzing with fresh randomness, and the path-escape
-attempts; prints what it did and what it lost. Exit status 1 unless items lost and escapes are 0.
+rotations with a connection age of a few seconds, fuzzing with fresh randomness, a flood of 1,100 idle
+sockets with an authenticated client asking throughout (a failed answer counts as lost), and the
+path-escape attempts; prints what it did and what it lost. Exit status 1 unless items lost and escapes are 0.
 
     python -m tests.reliability.soak [--seeds 3] [--cuts 100] [--restarts 20] [--age 2.0] [--fuzz 10000]
 """
@@ -17,6 +18,7 @@ import tempfile
 import time
 from pathlib import Path
 
+from tests.reliability.flood import run_flood
 from tests.reliability.fuzzing import run_fuzz
 from tests.reliability.harness import ChaosReport, run_chaos
 from tests.reliability.security import run_escapes
@@ -61,6 +63,13 @@ async def _soak(args: argparse.Namespace, work: Path, out: list[tuple[str, str]]
     fuzz = await asyncio.to_thread(run_fuzz, 4 * share, 3 * share, args.fuzz - 7 * share, derandomize=False)
     print(f"fuzz: {fuzz}", flush=True)
     out.append(("fuzz time", f"{time.perf_counter() - t0:.1f} s"))
+    t0 = time.perf_counter()
+    flood = await run_flood(args.flood)
+    print(f"flood: {flood.sockets} idle sockets against a 1,024-fd server; authenticated answered "
+          f"{flood.answered}/{flood.asked} (slowest {flood.worst_ms:.0f} ms); server stderr {flood.stderr_bytes} B",
+          flush=True)
+    lost += flood.failed
+    out.append(("flood time", f"{time.perf_counter() - t0:.1f} s"))
     esc = run_escapes(work / "escape")
     escapes = len(esc.escapes)
     for e in esc.escapes:
@@ -70,6 +79,9 @@ async def _soak(args: argparse.Namespace, work: Path, out: list[tuple[str, str]]
         ("rotations", f"{rotations}"),
         ("fuzz cases", f"{fuzz.total}"),
         ("escape attempts", f"{esc.attempts}"),
+        ("flood: idle sockets", f"{flood.sockets}"),
+        ("flood: authenticated answered", f"{flood.answered}/{flood.asked} (slowest {flood.worst_ms:.0f} ms)"),
+        ("flood: server stderr", f"{flood.stderr_bytes} B"),
         ("items lost", f"{lost}"),
         ("escapes", f"{escapes}"),
     ]
@@ -83,6 +95,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--restarts", type=int, default=20, help="server kills mid-response (default 20)")
     p.add_argument("--age", type=float, default=2.0, help="connection age limit for the 50 rotations, seconds")
     p.add_argument("--fuzz", type=int, default=10_000, help="fuzz cases in total")
+    p.add_argument("--flood", type=int, default=1100, help="idle unauthenticated sockets in the flood row")
     args = p.parse_args(argv)
     rows: list[tuple[str, str]] = []
     started = time.perf_counter()
