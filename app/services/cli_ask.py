@@ -25,7 +25,11 @@ from app.services.session import Endpoint, ResponsesSession
 def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="slipstream ask", description="Run one turn and stream the answer.")
     p.add_argument("text", help="what to ask ('-' reads stdin)")
-    p.add_argument("--endpoint", help="ws(s)://host/v1/responses (default: start a local scripted server)")
+    p.add_argument(
+        "--endpoint",
+        help="ws(s)://host/v1/responses (WebSocket, HTTP fallback) or http(s)://host/v1/responses (HTTP/SSE "
+        "only); default: start a local scripted server",
+    )
     p.add_argument("--model", default=None, help="model name (default: the server's; 'scripted' locally)")
     p.add_argument("--token", default=None, help="bearer token / API key")
     p.add_argument("--instructions", default=None)
