@@ -33,7 +33,8 @@ import httpx
 from aiohttp import web
 
 from app.server.app import run_server
-from app.server.engines.chat_completions import ChatCompletionsEngine, tools_to_chat
+from app.server.engines.chat_completions import ChatCompletionsEngine
+from app.server.engines.chat_render import tools_to_chat
 
 TURNS = 20
 TOOL = {

@@ -28,18 +28,15 @@ from app.server.engines.base import (
     Turn,
     Usage,
 )
+from app.protocol.codec import SSEParser
+from app.server.engines.chat_chunks import ChunkTranslator, UpstreamError, body_words
 from app.server.engines.chat_completions import (
     ChatCompletionsEngine,
-    ChunkTranslator,
-    HistoryRenderer,
-    UpstreamError,
-    body_words,
     normalize_base_url,
     pick_replica,
-    sse_events,
-    tool_choice_to_chat,
-    tools_to_chat,
+    sse_payloads,
 )
+from app.server.engines.chat_render import HistoryRenderer, tool_choice_to_chat, tools_to_chat
 from app.server.engines.profiles import PROFILES, cached_tokens, detect, get_profile
 
 FIXTURES = Path(__file__).parent / "fixtures"
@@ -386,16 +383,24 @@ def test_body_words_reads_json_and_html() -> None:
 
 
 @pytest.mark.asyncio
-async def test_sse_parser_handles_split_lines_crlf_comments_and_multiline_data() -> None:
-    """Events split anywhere, CRLF endings, comments and multi-line data are parsed."""
-    raw = b': keepalive\r\n\r\ndata: {"a":\r\ndata: 1}\r\n\r\nevent: x\ndata: [DONE]\n\ndata: tail'
+@pytest.mark.parametrize("newline", [b"\n", b"\r\n", b"\r"])
+async def test_sse_framing_handles_split_lines_line_ends_bom_comments_and_multiline_data(newline: bytes) -> None:
+    """Events split anywhere, LF/CRLF/CR-only line ends, a BOM, comments and multi-line data are
+    parsed by the protocol's one SSE parser; [DONE] ends the stream (what follows is ignored)."""
+    raw = b": keepalive\n\ndata: {\"a\":\ndata: 1}\n\nevent: x\ndata: tail\n\ndata: [DONE]\n\ndata: late\n\n"
+    raw = b"\xef\xbb\xbf" + raw.replace(b"\n", newline)
 
     async def pieces() -> AsyncIterator[bytes]:
         for i in range(len(raw)):
             yield raw[i : i + 1]
 
-    got = [e async for e in sse_events(pieces(), bytearray())]
-    assert got == [b'{"a":\n1}', b"[DONE]", b"tail"]
+    parser = SSEParser()
+    head = bytearray()
+    got = [e async for e in sse_payloads(parser, pieces(), head)]
+    assert got == [b'{"a":\n1}', b"tail"]
+    assert parser.done and bytes(head).startswith(b"\xef\xbb\xbf:")
+    unterminated = SSEParser()
+    assert unterminated.feed(b"data: last") == [] and unterminated.close() == [b"last"]
 
 
 # --------------------------------------------------------------------------------------------------
