@@ -8,6 +8,7 @@ Adapter loop (WebSocket)::
     session = ServerSession(now=clock(), store=shared_store)
     on frame:   session.receive_frame(data, now=clock())
                 for turn in session.ready_turns(): start_task(run(turn))
+                for turn in session.warmups(): engine.prefill(turn)      # optional, never awaited
                 send(session.frames_to_send())
     in run(turn):
                 async for out in engine.run(turn): session.feed(turn.response_id, out); send(...)
@@ -27,8 +28,9 @@ Rules (PROTOCOL.md §1-§4, §8):
 - History is shared, not copied: a chain's items live in one append-only list and each response
   remembers its length. A child that extends the tip appends to the same list; a fork copies.
   Work per turn is proportional to the new input.
-- `generate: false` (warm-up) never reaches the engine: created → in_progress → completed with
-  `output: []`, cached like any response.
+- `generate: false` (warm-up) completes at once: created → in_progress → completed with
+  `output: []`, cached like any response. Its turn is also queued for `warmups()`, so the adapter
+  can let the engine prepare its state (a prefill) behind the client's back.
 - Every response gets exactly one terminal event (completed / incomplete / failed); a request
   refused before it starts gets one `error` event instead. `sequence_number` counts per response.
 - Age limit: past `max_age_s` new creates are refused with `websocket_connection_limit_reached`;
@@ -317,6 +319,7 @@ class ServerSession:
         self._lanes: dict[str | None, _Lane] = {None: _Lane()}
         self._active: dict[str, _Active] = {}
         self._out: list[bytes] = []
+        self._warmups: list[Turn] = []
         self._arrivals = 0
         self._ended: OrderedDict[str, None] = OrderedDict()  # recently ended ids: finish() is idempotent
         self._limit: str | None = None  # None | "draining" | "closed"
@@ -572,15 +575,16 @@ class ServerSession:
         )
         self._emit_response(active, ResponseCreated, self._response_obj(active, "in_progress"))
         self._emit_response(active, ResponseInProgress, self._response_obj(active, "in_progress"))
-        if req.generate is False:
+        warm = req.generate is False
+        if warm:
             active.usage = None
             self._end(active, "completed")
-            return None
-        self._active[rid] = active
-        self._lanes[lane].active = rid
+        else:
+            self._active[rid] = active
+            self._lanes[lane].active = rid
         tools = req.tools if isinstance(req.tools, list) else ()
         metadata = req.metadata if isinstance(req.metadata, dict) else {}
-        return Turn(
+        turn = Turn(
             response_id=rid,
             model=self._model(req),
             history=HistoryView(items, base_len),
@@ -596,6 +600,10 @@ class ServerSession:
             lane=lane,
             previous_response_id=pid,
         )
+        if warm:
+            self._warmups.append(turn)  # the adapter hands it to the engine (`warmups()`)
+            return None
+        return turn
 
     # ---- engine output -----------------------------------------------------------------------
 
@@ -946,6 +954,12 @@ class ServerSession:
         )
 
     # ---- output ------------------------------------------------------------------------------
+
+    def warmups(self) -> list[Turn]:
+        """Warm-ups (`generate: false`) started since the last call, as turns. They already
+        completed for the client; the adapter may hand them to the engine to prepare its state."""
+        out, self._warmups = self._warmups, []
+        return out
 
     def frames_to_send(self) -> list[bytes]:
         """Frames queued since the last call (WebSocket: JSON text frames; HTTP: SSE chunks)."""

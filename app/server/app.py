@@ -32,7 +32,7 @@ from app.protocol import codec
 from app.protocol.events import TERMINAL_TYPES, ErrorDetail, ErrorEvent
 from app.protocol.server import ResponseStore, ServerSession
 from app.server.auth import bearer_ok, new_token
-from app.server.engines.base import Engine, EngineConnection, EngineOutput, Turn
+from app.server.engines.base import Engine, EngineConnection, EngineOutput, Prefiller, Turn
 
 __all__ = ["Outbox", "RunningServer", "ServerConfig", "build_app", "run_server"]
 
@@ -169,7 +169,12 @@ class _Connection:
 
     def flush(self) -> None:
         """Move the session's frames to the outbox and start newly ready turns."""
-        for turn in self.session.ready_turns():
+        turns = self.session.ready_turns()
+        warmups = self.session.warmups()  # first: a turn started with them waits for their prefill
+        if warmups and isinstance(self.engine, Prefiller):
+            for warm in warmups:
+                self.engine.prefill(warm)
+        for turn in turns:
             task = asyncio.create_task(self._run_turn(turn), name=f"turn {turn.response_id}")
             self.turns[turn.response_id] = task
         self.outbox.put_many(self.session.frames_to_send())  # after ready_turns: it queues frames too

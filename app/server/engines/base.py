@@ -11,7 +11,7 @@ One `EngineConnection` per client connection, so an engine can keep per-connecti
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
-from typing import Protocol
+from typing import Protocol, runtime_checkable
 
 # The value types live in app.protocol.turns (the protocol core may not import app.server);
 # they are re-exported here so engines import everything from one place.
@@ -36,6 +36,7 @@ __all__ = [
     "Failure",
     "Incomplete",
     "Item",
+    "Prefiller",
     "ItemDone",
     "ReasoningDelta",
     "TextDelta",
@@ -56,6 +57,18 @@ class EngineConnection(Protocol):
 
     async def aclose(self) -> None:
         """The client connection closed."""
+        ...
+
+
+@runtime_checkable
+class Prefiller(Protocol):
+    """An `EngineConnection` that prepares its state for warm-ups (optional: without it, warm-ups
+    never reach the engine)."""
+
+    def prefill(self, turn: Turn) -> None:
+        """A warm-up (`generate: false`), already completed for the client: prepare for the next
+        turn (evaluate its tokens, warm an upstream's cache). Returns at once; the work runs in the
+        background, and a later `run` waits for it rather than redo it."""
         ...
 
 
