@@ -87,7 +87,9 @@ def pick_replica(key: str, n: int) -> int:
 
 
 
-async def sse_payloads(parser: SSEParser, chunks: AsyncIterator[bytes], head: bytearray) -> AsyncIterator[bytes]:
+async def sse_payloads(
+    parser: SSEParser, chunks: AsyncIterator[bytes], head: bytearray
+) -> AsyncIterator[bytes]:
     """`data:` payloads of an SSE byte stream, framed by `parser` (it notes `[DONE]`). The first
     bytes are copied into `head` for error messages when the body turns out not to be SSE at all."""
     async for chunk in chunks:
@@ -212,7 +214,7 @@ class ChatConnection:
         self.seq = seq
         self.replica = replica
         self.cache = RenderCache()
-        self._prefills = Prefills(key)
+        self.prefills = Prefills(key)
         self.prefilled = 0  # warm-ups the upstream processed
 
     @property
@@ -226,7 +228,7 @@ class ChatConnection:
 
     async def aclose(self) -> None:
         """Stop pending prefills and forget the caches."""
-        await self._prefills.aclose()
+        await self.prefills.aclose()
         self.cache.clear()
 
     # -- the request body ----------------------------------------------------------------------
@@ -278,7 +280,7 @@ class ChatConnection:
     def prefill(self, turn: Turn) -> None:
         """A warm-up: render it now (the next turn continues its chain) and, where the profile
         allows it, have the pinned upstream process its prompt in the background."""
-        self._prefills.add(lambda: self._prefill(turn))
+        self.prefills.add(lambda: self._prefill(turn))
 
     async def _prefill(self, turn: Turn) -> None:
         base = self.upstream
@@ -305,7 +307,7 @@ class ChatConnection:
     async def run(self, turn: Turn) -> AsyncIterator[EngineOutput]:
         """Stream one turn from the pinned upstream (after this connection's pending prefills);
         every failure ends as one `Failure`."""
-        await self._prefills.wait()
+        await self.prefills.wait()
         try:
             async for out in self._run(turn):
                 yield out

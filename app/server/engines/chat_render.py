@@ -220,7 +220,6 @@ def tool_choice_to_chat(choice: Any) -> Any:
     return "auto"
 
 
-
 # --------------------------------------------------------------------------------------------------
 # the per-connection cache
 

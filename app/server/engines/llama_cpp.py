@@ -290,7 +290,7 @@ class LlamaCppConnection:
         self.name = name
         self.cache = RenderCache()
         self.prompts = PromptCache()
-        self._prefills = Prefills(name)
+        self.prefills = Prefills(name)
         self.evicted = False  # its saved state was dropped: the next turn recomputes
         self.closed = False
         self.last_prompt: Prompt | None = None
@@ -305,7 +305,7 @@ class LlamaCppConnection:
     async def aclose(self) -> None:
         """Stop pending prefills and drop the saved state."""
         self.closed = True
-        await self._prefills.aclose()
+        await self.prefills.aclose()
         async with self._engine.lock:
             self._engine.forget(self)
 
@@ -345,7 +345,7 @@ class LlamaCppConnection:
     def prefill(self, turn: Turn) -> None:
         """A warm-up: evaluate its tokens into this conversation's KV state in the background."""
         if self._engine.prefill_warmups:
-            self._prefills.add(lambda: self._prefill(turn))
+            self.prefills.add(lambda: self._prefill(turn))
 
     async def _prefill(self, turn: Turn) -> None:
         engine = self._engine
@@ -373,7 +373,7 @@ class LlamaCppConnection:
     async def run(self, turn: Turn) -> AsyncIterator[EngineOutput]:
         """Generate one turn (after this connection's pending prefills); failures become one Failure."""
         engine = self._engine
-        await self._prefills.wait()
+        await self.prefills.wait()
         build, tools = self._render(turn)
         kwargs = self._sampling(turn, tools)
         translator = ChunkTranslator(turn.response_id)
@@ -480,7 +480,9 @@ def _forced_tool(turn: Turn, tools: list[dict[str, Any]]) -> dict[str, Any] | No
     return None
 
 
-def _chat_chunk(text: str, finish: str | None, forced: Mapping[str, Any] | None, first: bool) -> dict[str, Any]:
+def _chat_chunk(
+    text: str, finish: str | None, forced: Mapping[str, Any] | None, first: bool
+) -> dict[str, Any]:
     """A completion piece as the chat chunk `ChunkTranslator` reads (a forced call's arguments
     stream as tool-call fragments, as llama-cpp-python's chat handler sends them)."""
     delta: dict[str, Any]

@@ -225,14 +225,23 @@ class PromptCache:
             if messages[u].get("role") != "user":
                 continue
             text = render([*window, *(messages[i] for i in range(s, u))], False)
-            if text.startswith(before) and after.startswith(text) and len(text) > (cuts[-1][1] if cuts else len(before)):
+            if (
+                text.startswith(before)
+                and after.startswith(text)
+                and len(text) > (cuts[-1][1] if cuts else len(before))
+            ):
                 cuts.append((u, len(text)))
         return cuts
 
     # -- from scratch --------------------------------------------------------------------------
 
     def _full(
-        self, messages: Sequence[Message], render: Render, tokenize: Tokenize, config: object, generation: bool
+        self,
+        messages: Sequence[Message],
+        render: Render,
+        tokenize: Tokenize,
+        config: object,
+        generation: bool,
     ) -> Prompt:
         """Render and tokenize the whole conversation; cut it once before the last user message
         so the next turn's window can start there."""
@@ -251,7 +260,11 @@ class PromptCache:
                 cut = len(head) if body.startswith(head) else 0
             except Exception:  # the template refused the shorter conversation
                 cut = 0
-        parts = [(0, last_user, body[:cut]), (last_user, len(every), body[cut:])] if cut else [(0, len(every), body)]
+        parts = (
+            [(0, last_user, body[:cut]), (last_user, len(every), body[cut:])]
+            if cut
+            else [(0, len(every), body)]
+        )
         pieces: list[_Piece] = []
         tokens: list[int] = []
         for start, end, text in parts:
