@@ -10,9 +10,7 @@ import asyncio
 import json
 import logging
 import os
-import socket
 import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -32,6 +30,7 @@ import httpx
 from app.server.app import run_server
 from app.server.engines.base import Failure, Turn
 from app.server.engines.chat_completions import ChatCompletionsEngine
+from tests.server.fixtures.llama_server import command, free_port, stop
 from tests.server.fixtures.make_tiny_gguf import token_id, write
 
 READ_FILE = {
@@ -47,19 +46,12 @@ READ_FILE = {
 TERMINAL = ("response.completed", "response.failed", "response.incomplete", "error")
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 @pytest.fixture(scope="module")
 def llama_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     """llama-cpp-python's OpenAI-compatible server on 127.0.0.1 with the tiny model; yields its URL."""
     model = write(tmp_path_factory.mktemp("gguf") / "tiny.gguf")
-    port = _free_port()
-    cmd = [sys.executable, "-m", "llama_cpp.server", "--model", str(model), "--host", "127.0.0.1"]
-    cmd += ["--port", str(port), "--n_ctx", "2048", "--model_alias", "tiny", "--n_threads", "1"]
+    port = free_port()
+    cmd = command(model, port, "--n_ctx", "2048", "--model_alias", "tiny", "--n_threads", "1")
     log = tmp_path_factory.mktemp("log") / "server.log"
     with log.open("wb") as out:
         proc = subprocess.Popen(
@@ -81,12 +73,7 @@ def llama_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
             time.sleep(0.2)
         yield url
     finally:
-        proc.terminate()
-        try:
-            proc.wait(10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+        stop(proc)
 
 
 def user(text: str) -> dict[str, Any]:

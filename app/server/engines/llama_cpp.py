@@ -31,6 +31,7 @@ import importlib.util
 import json
 import logging
 import threading
+import weakref
 from collections import OrderedDict
 from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -124,6 +125,8 @@ class _Saved:
 class LlamaCppEngine:
     """One GGUF model loaded in this process, shared by every connection.
 
+    `flash_attn` (llama-server's default too) keeps a turn's cost flat as the context grows: with
+    the plain CPU kernels, attention over 6,000 tokens costs more than the rest of a small model.
     `extra`: sampling settings passed to llama-cpp-python (e.g. `logit_bias`). `prefill_warmups`:
     False keeps warm-ups away from the model (the behaviour before prefills; benchmarks compare).
     `state_budget_bytes`: memory for the saved states of conversations not currently on the model.
@@ -137,12 +140,21 @@ class LlamaCppEngine:
         *,
         n_ctx: int = 8192,
         n_threads: int | None = None,
+        n_threads_batch: int | None = None,
+        flash_attn: bool = True,
         extra: dict[str, Any] | None = None,
         prefill_warmups: bool = True,
         state_budget_bytes: int = 1 << 30,
     ) -> None:
         self.model_file = Path(model_file)
-        self.llama = _counting_llama(self.model_file, n_ctx=n_ctx, n_threads=n_threads, verbose=False)
+        options = {"n_ctx": n_ctx, "n_threads": n_threads, "n_threads_batch": n_threads_batch, "verbose": False}
+        try:
+            self.llama = _counting_llama(self.model_file, flash_attn=flash_attn, **options)
+        except Exception as exc:  # a model or build without flash attention: the plain kernels then
+            if not flash_attn:
+                raise
+            log.warning("flash attention unavailable for %s (%s); using the plain kernels", self.model_file, exc)
+            self.llama = _counting_llama(self.model_file, flash_attn=False, **options)
         self.extra = dict(extra or {})
         self.prefill_warmups = prefill_warmups
         self.state_budget_bytes = state_budget_bytes
@@ -151,7 +163,9 @@ class LlamaCppEngine:
         self.owner: LlamaCppConnection | None = None
         self._saved: OrderedDict[LlamaCppConnection, _Saved] = OrderedDict()  # least recent first
         self._pool = ThreadPoolExecutor(1, thread_name_prefix="gguf")
+        self._closed = False
         self._seq = 0
+        self._connections: weakref.WeakSet[LlamaCppConnection] = weakref.WeakSet()
 
     @property
     def evaluated(self) -> int:
@@ -166,10 +180,20 @@ class LlamaCppEngine:
     def connect(self) -> LlamaCppConnection:
         """A connection with its own render and token caches and its own KV state."""
         self._seq += 1
-        return LlamaCppConnection(self, f"gguf-{self._seq}")
+        conn = LlamaCppConnection(self, f"gguf-{self._seq}")
+        self._connections.add(conn)
+        return conn
+
+    async def settled(self) -> None:
+        """Until every warm-up submitted so far has been prefilled (what a user's pause gives)."""
+        for conn in list(self._connections):
+            await conn.prefills.wait()
 
     async def aclose(self) -> None:
-        """Free the model."""
+        """Free the model (again: a no-op)."""
+        if self._closed:
+            return
+        self._closed = True
         self._saved.clear()
         await asyncio.get_running_loop().run_in_executor(self._pool, self._close_model)
         self._pool.shutdown(wait=True)
