@@ -97,7 +97,9 @@ class _Template:
         self._gen = Jinja2ChatFormatter(source, self.eos, bos, add_generation_prompt=True)
 
     def bind(self, tools: list[dict[str, Any]]) -> Callable[[Sequence[Mapping[str, Any]], bool], str]:
-        """render(messages, add_generation_prompt) with this turn's tools."""
+        """render(messages, add_generation_prompt) with this turn's tools. `tool_choice` is not
+        given to the template (llama-cpp-python did): it changes from turn to turn, templates do
+        not use it, and a forced call is enforced by a grammar instead."""
         body: Any = self._body  # llama-cpp-python's own message types: ours are plain dicts
         gen: Any = self._gen
         chat_tools = tools or None
