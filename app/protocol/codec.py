@@ -9,6 +9,7 @@ Public API::
     encode_json(value) -> bytes                           # any JSON value (e.g. a response object)
     event_type(event) -> str                              # the wire `type` of an event
     SSEDecoder().feed(chunk: bytes) -> list[ServerEvent]  # incremental SSE parsing
+    SSEParser().feed(chunk: bytes) -> list[bytes]         # the same framing, raw `data` payloads
 
 Decoding rules:
 - Server frames: a known `type` decodes to its Struct through one reused typed decoder (the
@@ -44,6 +45,7 @@ from app.protocol.events import (
 
 __all__ = [
     "SSEDecoder",
+    "SSEParser",
     "decode_client",
     "decode_server",
     "encode",
@@ -212,32 +214,32 @@ def encode_sse(event: ServerEvent) -> bytes:
     return b"event: " + event_type(event).encode() + b"\ndata: " + _sse_payload(event) + b"\n\n"
 
 
-class SSEDecoder:
-    """Incremental `text/event-stream` parser for server events.
+class SSEParser:
+    """Incremental `text/event-stream` parser: bytes in any chunking -> each event's `data` payload.
 
-    Feed raw bytes in any chunking; get whole events back. Handles LF, CRLF and CR line ends
-    (also a CR/LF pair split across chunks), `:` comment lines, multi-line `data:`, a UTF-8
-    BOM, and the `data: [DONE]` sentinel (sets `done`, yields nothing). The `event:` line is
-    informational: the JSON `type` decides the event.
-
-    If a payload is bad, `feed` raises `RemoteProtocolError`; events parsed before it in the
-    same chunk are kept and returned by the next `feed` call (`feed(b"")` is fine).
+    Handles LF, CRLF and CR line ends (also a CR/LF pair split across chunks), `:` comment lines,
+    multi-line `data:` (joined with newlines), a UTF-8 BOM, and the `data: [DONE]` sentinel (sets
+    `done`, yields nothing; what follows it is ignored). `event`, `id`, `retry` and unknown fields
+    are ignored. Never raises:
+    what a payload means is the caller's business (`SSEDecoder` decodes Responses events; the
+    Chat Completions bridge decodes chat chunks).
     """
 
     def __init__(self) -> None:
         self._buf = b""  # unterminated tail (no line end yet)
         self._data: list[bytes] = []  # data lines of the event being built
-        self._pending: list[ServerEvent] = []  # events held back by an error
         self._started = False
         self.done = False  # saw `data: [DONE]`
 
-    def feed(self, chunk: bytes) -> list[ServerEvent]:
-        """Parse `chunk` and return the events it completed."""
+    def feed(self, chunk: bytes) -> list[bytes]:
+        """Parse `chunk` and return the payloads of the events it completed."""
+        if self.done:
+            return []
         buf = self._buf + chunk
         if not self._started and buf:
             if len(buf) < 3 and b"\xef\xbb\xbf".startswith(buf):
                 self._buf = buf
-                return self._take_pending()
+                return []
             self._started = True
             if buf.startswith(b"\xef\xbb\xbf"):
                 buf = buf[3:]
@@ -248,22 +250,19 @@ class SSEDecoder:
             buf = buf.replace(b"\r\n", b"\n").replace(b"\r", b"\n")
         lines = buf.split(b"\n")
         self._buf = lines.pop() + hold
-        out = self._take_pending()
-        for i, line in enumerate(lines):
-            try:
-                self._line(line, out)
-            except RemoteProtocolError:
-                # Keep the parser consistent: unprocessed lines go back in front of the tail.
-                rest = lines[i + 1 :]
-                if rest:
-                    self._buf = b"\n".join(rest) + b"\n" + self._buf
-                self._pending = out
-                raise
+        out: list[bytes] = []
+        for line in lines:
+            self._line(line, out)
+            if self.done:
+                self._buf, self._data = b"", []
+                break
         return out
 
-    def close(self) -> list[ServerEvent]:
+    def close(self) -> list[bytes]:
         """End of stream: dispatch a last event that lacked its blank line."""
-        out = self._take_pending()
+        out: list[bytes] = []
+        if self.done:
+            return out
         if self._buf.strip(b"\r"):
             line, self._buf = self._buf.rstrip(b"\r"), b""
             self._line(line, out)
@@ -272,11 +271,7 @@ class SSEDecoder:
             self._line(b"", out)
         return out
 
-    def _take_pending(self) -> list[ServerEvent]:
-        out, self._pending = self._pending, []
-        return out
-
-    def _line(self, line: bytes, out: list[ServerEvent]) -> None:
+    def _line(self, line: bytes, out: list[bytes]) -> None:
         if not line:
             if self._data:
                 payload = self._data[0] if len(self._data) == 1 else b"\n".join(self._data)
@@ -284,7 +279,7 @@ class SSEDecoder:
                 if payload == b"[DONE]":
                     self.done = True
                 else:
-                    out.append(decode_server(payload))
+                    out.append(payload)
             return
         if line[0] == 0x3A:  # ':' comment / keep-alive
             return
@@ -293,4 +288,46 @@ class SSEDecoder:
             value = value[1:]
         if name == b"data":
             self._data.append(value)
-        # `event`, `id`, `retry` and unknown fields are ignored: `type` in the JSON decides.
+
+
+class SSEDecoder:
+    """Incremental `text/event-stream` decoder for server events: `SSEParser` + `decode_server`.
+
+    Feed raw bytes in any chunking; get whole events back (see `SSEParser` for the framing rules;
+    the `event:` line is informational: the JSON `type` decides the event).
+
+    If a payload is bad, `feed` raises `RemoteProtocolError`; events parsed before it in the
+    same chunk are kept and returned by the next `feed` call (`feed(b"")` is fine).
+    """
+
+    def __init__(self) -> None:
+        self._parser = SSEParser()
+        self._events: list[ServerEvent] = []  # decoded, held back by an error
+        self._payloads: list[bytes] = []  # not decoded yet, held back by an error
+
+    @property
+    def done(self) -> bool:
+        """Saw `data: [DONE]`."""
+        return self._parser.done
+
+    def feed(self, chunk: bytes) -> list[ServerEvent]:
+        """Parse `chunk` and return the events it completed."""
+        return self._decode(self._parser.feed(chunk))
+
+    def close(self) -> list[ServerEvent]:
+        """End of stream: dispatch a last event that lacked its blank line."""
+        return self._decode(self._parser.close())
+
+    def _decode(self, payloads: list[bytes]) -> list[ServerEvent]:
+        if self._payloads:
+            payloads = self._payloads + payloads
+            self._payloads = []
+        out, self._events = self._events, []
+        for i, payload in enumerate(payloads):
+            try:
+                out.append(decode_server(payload))
+            except RemoteProtocolError:
+                # Keep the decoder consistent: later payloads and earlier events wait for the next call.
+                self._events, self._payloads = out, payloads[i + 1 :]
+                raise
+        return out

@@ -49,7 +49,7 @@ from app.protocol.events import TERMINAL_TYPES, ErrorDetail, ErrorEvent
 from app.protocol.ids import random_id
 from app.protocol.server import ResponseStore, ServerSession
 from app.server.auth import bearer_ok, new_token
-from app.server.engines.base import Engine, EngineConnection, EngineOutput, Turn, compact, prefill
+from app.server.engines.base import Engine, EngineConnection, EngineOutput, Prefiller, Turn, compact
 from app.server.limits import ConnectionGuard, UploadBudget
 
 __all__ = ["Outbox", "RunningServer", "ServerConfig", "build_app", "run_server"]
@@ -228,7 +228,6 @@ class _Connection:
         self.engine: EngineConnection = server.engine.connect()
         self.outbox = Outbox(cfg.high_water_bytes, cfg.stall_timeout_s)
         self.turns: dict[str, asyncio.Task[None]] = {}
-        self.prefills: set[asyncio.Task[None]] = set()
         self.close_code: tuple[int, str] | None = None
         self.writes = 0  # transport writes (coalesced batches), for the bench
 
@@ -236,13 +235,18 @@ class _Connection:
 
     def flush(self) -> None:
         """Move the session's frames to the outbox and start newly ready turns."""
-        for turn in self.session.ready_turns():
+        turns = self.session.ready_turns()
+        warmups = self.session.warmups()  # first: a turn started with them waits for their prefill
+        if warmups and isinstance(self.engine, Prefiller):
+            for warm in warmups:
+                try:
+                    self.engine.prefill(warm)
+                except Exception:
+                    log.exception("engine prefill failed on %s (the warm-up itself was answered)",
+                                  warm.response_id)
+        for turn in turns:
             task = asyncio.create_task(self._run_turn(turn), name=f"turn {turn.response_id}")
             self.turns[turn.response_id] = task
-        for warm in self.session.warmups():
-            pre = asyncio.create_task(self._prefill(warm), name=f"prefill {warm.response_id}")
-            self.prefills.add(pre)
-            pre.add_done_callback(self.prefills.discard)
         self.outbox.put_many(self.session.frames_to_send())  # after ready_turns: it queues frames too
         if self.session.close_requested and self.close_code is None:
             self.close_code = self.session.close_requested
@@ -270,14 +274,6 @@ class _Connection:
             self.turns.pop(rid, None)
         self.server.stats.responses += 1
         self.flush()
-
-    async def _prefill(self, turn: Turn) -> None:
-        try:
-            await prefill(self.engine, turn)
-        except asyncio.CancelledError:
-            raise
-        except Exception:
-            log.exception("engine prefill failed on %s (the warm-up itself was answered)", turn.response_id)
 
     def stalled(self, why: str) -> None:
         """The client is not reading: stop everything and close with 1008."""
@@ -357,10 +353,10 @@ class _Connection:
             self.stalled(str(exc))
         finally:
             timer.cancel()
-            for task in [*self.turns.values(), *self.prefills]:
+            for task in self.turns.values():
                 task.cancel()
             self.outbox.close()
-            await asyncio.gather(*self.turns.values(), *self.prefills, timer, return_exceptions=True)
+            await asyncio.gather(*self.turns.values(), timer, return_exceptions=True)
             if not writer.done():
                 writer.cancel()
             await asyncio.gather(writer, return_exceptions=True)

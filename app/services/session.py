@@ -36,12 +36,29 @@ from app.adapters.ws_client import TransportError, WsTransport
 from app.protocol.backoff import UpgradeVerdict, backoff, classify_close, classify_upgrade
 from app.protocol.client import ClientSession, Completed, Fail, Outcome, Reconnect, Resend
 from app.protocol.errors import RemoteProtocolError
-from app.protocol.events import ServerEvent
+from app.protocol.events import (
+    CustomToolCallInputDelta,
+    FunctionCallArgumentsDelta,
+    OutputTextDelta,
+    ReasoningSummaryTextDelta,
+    ReasoningTextDelta,
+    RefusalDelta,
+    ServerEvent,
+)
 from app.services.signals import Signal
 
 log = logging.getLogger(__name__)
 
 Item = Mapping[str, Any]
+# Events that carry model output: the first one marks the time to first token.
+TOKEN_EVENTS = (
+    OutputTextDelta,
+    ReasoningTextDelta,
+    ReasoningSummaryTextDelta,
+    FunctionCallArgumentsDelta,
+    CustomToolCallInputDelta,
+    RefusalDelta,
+)
 AUTH_FAILED = frozenset({401, 403})
 Connect = Callable[..., Awaitable[WsTransport]]
 Post = Callable[..., AsyncIterator[ServerEvent]]
@@ -76,6 +93,7 @@ class TurnResult:
     transport: Literal["websocket", "http", ""] = ""
     latency_ms: float = 0.0  # send -> terminal event
     bytes_sent: int = 0
+    ttft_ms: float | None = None  # send -> first output token (text, reasoning, tool arguments); None: none came
 
     @property
     def ok(self) -> bool:
@@ -130,6 +148,8 @@ class ResponsesSession:
         self.rotations = 0
         self.http_turns = 0
         self.bytes_sent = 0
+        self.last_ttft_ms: float | None = None  # the last turn's time to first token (stats)
+        self._first_token_at: float | None = None
 
     # ---- state ---------------------------------------------------------------------------------
 
@@ -263,6 +283,7 @@ class ResponsesSession:
             ws = self._ws
             assert ws is not None
             t0 = self._clock()
+            self._first_token_at = None
             if not await ws.send(frame):
                 outcome: Outcome | None = None
             else:
@@ -272,7 +293,8 @@ class ResponsesSession:
                 self._set_state("warm", f"connected to {self.endpoint.url}")
                 return TurnResult(outcome.status, outcome.response_id, outcome.output,  # type: ignore[arg-type]
                                   _usage(outcome.response), transport="websocket",
-                                  latency_ms=(self._clock() - t0) * 1000, bytes_sent=len(frame))
+                                  latency_ms=(self._clock() - t0) * 1000, bytes_sent=len(frame),
+                                  ttft_ms=self._ttft(t0))
             if isinstance(outcome, Fail):
                 self._set_state("warm", f"connected to {self.endpoint.url}")
                 return TurnResult("failed", error=f"{outcome.message} ({outcome.code})" if outcome.code
@@ -328,6 +350,8 @@ class ResponsesSession:
                 streaming = True
                 self._set_state("streaming", self.endpoint.url)
             for event in events:
+                if self._first_token_at is None and isinstance(event, TOKEN_EVENTS):
+                    self._first_token_at = self._clock()
                 on_event(event)
             for out in client.outcomes():
                 if isinstance(out, Reconnect) or out.lane is None:
@@ -369,6 +393,7 @@ class ResponsesSession:
         else:
             self._set_state("reconnecting", f"WebSocket unavailable ({why}); this turn goes over HTTP")
         t0 = self._clock()
+        self._first_token_at = None
         try:
             async for ev in self._post(self.endpoint.url, data, token=self.endpoint.token,
                                        headers=self.endpoint.headers):
@@ -376,6 +401,8 @@ class ResponsesSession:
                     raise TurnCancelled
                 self.client.receive_event(ev)
                 for e in self.client.events_received():
+                    if self._first_token_at is None and isinstance(e, TOKEN_EVENTS):
+                        self._first_token_at = self._clock()
                     on_event(e)
                 for out in self.client.outcomes():
                     self.client.on_disconnect()  # HTTP responses are not in any socket's cache
@@ -386,7 +413,8 @@ class ResponsesSession:
                             self._set_state("offline", "last turn went over HTTP; WebSocket will be retried")
                         return TurnResult(out.status, out.response_id, out.output,  # type: ignore[arg-type]
                                           _usage(out.response), transport="http",
-                                          latency_ms=(self._clock() - t0) * 1000, bytes_sent=len(data)), False
+                                          latency_ms=(self._clock() - t0) * 1000, bytes_sent=len(data),
+                                          ttft_ms=self._ttft(t0)), False
                     msg = getattr(out, "message", "") or why
                     return TurnResult("failed", error=msg, code=getattr(out, "code", ""), transport="http"), False
         except RemoteProtocolError as exc:  # the server sent garbage in its SSE stream
@@ -406,6 +434,12 @@ class ResponsesSession:
                           transport="http"), True
 
     # ---- helpers -------------------------------------------------------------------------------
+
+    def _ttft(self, t0: float) -> float | None:
+        """Time to first token of the turn sent at `t0`, in ms (kept as `last_ttft_ms`)."""
+        first = self._first_token_at
+        self.last_ttft_ms = (first - t0) * 1000 if first is not None else None
+        return self.last_ttft_ms
 
     def _delay_iter(self) -> Iterator[float]:
         if self._delays_fn is not None:

@@ -17,11 +17,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
-import os
-import socket
 import statistics
-import subprocess
-import sys
 import tempfile
 import time
 from collections.abc import AsyncIterator
@@ -33,7 +29,9 @@ import httpx
 from aiohttp import web
 
 from app.server.app import run_server
-from app.server.engines.chat_completions import ChatCompletionsEngine, tools_to_chat
+from app.server.engines.chat_completions import ChatCompletionsEngine
+from app.server.engines.chat_render import tools_to_chat
+from tests.server.fixtures.llama_server import llama_cpp_server
 
 TURNS = 20
 TOOL = {
@@ -46,12 +44,6 @@ TOOL = {
     },
 }
 FIXTURE = Path(__file__).resolve().parents[1] / "server" / "engines" / "fixtures" / "llama_server_text.sse"
-
-
-def _port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 @contextlib.asynccontextmanager
@@ -83,37 +75,8 @@ async def _upstream() -> AsyncIterator[tuple[str, str, dict[str, Any]]]:
         return
     tmp = Path(tempfile.mkdtemp())
     model = write(tmp / "tiny.gguf")
-    port = _port()
-    cmd = [
-        sys.executable,
-        "-m",
-        "llama_cpp.server",
-        "--model",
-        str(model),
-        "--host",
-        "127.0.0.1",
-        "--port",
-        str(port),
-        "--n_ctx",
-        "4096",
-        "--n_threads",
-        "1",
-    ]
-    proc = subprocess.Popen(
-        cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env={**os.environ, "PYTHONUNBUFFERED": "1"}
-    )
-    url = f"http://127.0.0.1:{port}"
-    try:
-        async with httpx.AsyncClient() as c:
-            for _ in range(300):
-                with contextlib.suppress(httpx.HTTPError):
-                    if (await c.get(f"{url}/v1/models", timeout=1)).status_code == 200:
-                        break
-                await asyncio.sleep(0.1)
+    async with llama_cpp_server(model, "--n_ctx", "4096", "--n_threads", "1") as url:
         yield "tiny_gguf", url, {"logit_bias": {str(token_id("o")): 100.0}}
-    finally:
-        proc.terminate()
-        proc.wait(10)
 
 
 def _user(text: str) -> dict[str, Any]:

@@ -290,6 +290,25 @@ def test_warm_up_completes_without_engine_and_chains() -> None:
     assert list(turn.history) == [USER]
 
 
+def test_warm_ups_are_handed_out_for_the_engine_to_prefill() -> None:
+    """Each warm-up is also a Turn in warmups() (drained once), with its chain and settings, so the
+    engine can prepare its state; a turn started in the same batch comes from ready_turns()."""
+    s = make()
+    send(s, input=[USER], generate=False, instructions="be brief", tools=[TOOL])
+    send(s, input="go")  # same lane, starts as soon as the warm-up completed
+    (turn,) = s.ready_turns()
+    (warm,) = s.warmups()
+    assert s.warmups() == []
+    assert list(warm.new_input) == [USER] and list(warm.history) == []
+    assert warm.instructions == "be brief" and warm.tools == [TOOL] and warm.response_id != turn.response_id
+    send(s, input="more", previous_response_id=turn.response_id, generate=False)
+    assert s.ready_turns() == [] and s.warmups() == []  # its lane is busy with "go"
+    run(s, turn, [TextDelta("ok")])
+    assert s.ready_turns() == []
+    (second,) = s.warmups()
+    assert len(second.history) == 2 and second.previous_response_id == turn.response_id  # "go", "ok"
+
+
 def test_history_is_shared_not_copied_along_a_chain() -> None:
     """A chain extends one list; each turn's history is a view whose length grows."""
     s = make()

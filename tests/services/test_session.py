@@ -287,3 +287,16 @@ async def test_unreachable_socket_backs_off_with_the_given_delays_then_uses_http
     r = await s.run_turn([user("hi")])
     assert r.ok and r.transport == "http"
     assert len(rec.opens) == 6 and rec.sleeps == [0.1, 0.2, 0.4, 0.8, 1.6]
+
+
+async def test_turn_result_reports_time_to_first_token() -> None:
+    """ttft_ms: from the send to the first output token, on the injected clock; a warm-up has none."""
+    ticks = iter(range(10**6))
+    async with run_server(ScriptedEngine(rate_tps=0)) as srv:
+        s = ResponsesSession(Endpoint(srv.url, srv.token), clock=lambda: float(next(ticks)))
+        warm = await s.run_turn([user("project context")], generate=False)
+        assert warm.ok and warm.ttft_ms is None and s.last_ttft_ms is None
+        r = await s.run_turn([user("hello")])
+        assert r.ok and r.ttft_ms is not None and 0 < r.ttft_ms < r.latency_ms
+        assert s.last_ttft_ms == r.ttft_ms
+        await s.aclose()

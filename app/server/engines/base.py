@@ -7,17 +7,18 @@ conversation already parsed, the new input, the request's settings) and feeds ea
 One `EngineConnection` per client connection, so an engine can keep per-connection state
 (a rendered upstream history, a KV cache) and make a turn's work proportional to its new input.
 
-Two optional methods an engine connection may add (the server calls them through `compact()` and
-`prefill()` below, which supply the defaults):
+Two optional methods an engine connection may add:
 
-- `async compact(job, new_id) -> list[Item]`: `POST /v1/responses/compact`. `job.items` is the
+- `async compact(job, new_id) -> list[Item]`: `POST /v1/responses/compact` (called through
+  `compact()` below, which supplies the default). `job.items` is the
   whole window (references and earlier compaction items already resolved). Default: one
   `compaction` item packing the window as it is (`app.protocol.compaction`); an engine may pack a
   summary instead (e.g. a message written by the model). Whatever it returns, a compaction item sent
   back as input expands into the items it packs, so the conversation continues on any engine.
-- `async prefill(turn) -> None`: a warm-up (`generate: false`, `turn.generate` is False) was
-  answered; the engine may evaluate `turn.history` + `turn.new_input` into its cache so the next
-  real turn starts faster. Default: nothing. Its failures are logged, never sent to the client.
+- `prefill(turn) -> None` (`Prefiller`): a warm-up (`generate: false`, `turn.generate` is False)
+  was answered; the engine starts evaluating `turn.history` + `turn.new_input` into its cache in
+  the background so the next real turn starts faster (that turn waits for it rather than redo it).
+  Default: nothing. Its failures are logged, never sent to the client.
 
 `item_reference` and `compaction` input items never reach an engine: the protocol core resolves
 them (`app.protocol.inputs`), so every engine sees plain items.
@@ -26,7 +27,7 @@ them (`app.protocol.inputs`), so every engine sees plain items.
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Callable
-from typing import Protocol
+from typing import Protocol, runtime_checkable
 
 from app.protocol.compact import CompactJob, compaction_items
 
@@ -55,6 +56,7 @@ __all__ = [
     "Incomplete",
     "Item",
     "ItemDone",
+    "Prefiller",
     "ReasoningDelta",
     "TextDelta",
     "ToolCallArgsDelta",
@@ -62,7 +64,6 @@ __all__ = [
     "Turn",
     "Usage",
     "compact",
-    "prefill",
 ]
 
 
@@ -76,6 +77,18 @@ class EngineConnection(Protocol):
 
     async def aclose(self) -> None:
         """The client connection closed."""
+        ...
+
+
+@runtime_checkable
+class Prefiller(Protocol):
+    """An `EngineConnection` that prepares its state for warm-ups (optional: without it, warm-ups
+    never reach the engine)."""
+
+    def prefill(self, turn: Turn) -> None:
+        """A warm-up (`generate: false`), already completed for the client: prepare for the next
+        turn (evaluate its tokens, warm an upstream's cache). Returns at once; the work runs in the
+        background, and a later `run` waits for it rather than redo it."""
         ...
 
 
@@ -101,9 +114,3 @@ async def compact(conn: EngineConnection, job: CompactJob, new_id: Callable[[str
     result: list[Item] = await method(job, new_id)
     return result
 
-
-async def prefill(conn: EngineConnection, turn: Turn) -> None:
-    """Let the engine warm its cache with a warm-up turn, when it can."""
-    method = getattr(conn, "prefill", None)
-    if method is not None:
-        await method(turn)

@@ -4,19 +4,16 @@ Upstreams: llama.cpp's llama-server, Ollama, vLLM, SGLang, LM Studio, LocalAI, l
 server -- anything that answers POST /v1/chat/completions with `stream: true`.
 
 Chat Completions is stateless, so each turn sends the whole conversation. What keeps a turn's own
-work proportional to its new input is the per-connection render cache: every rendered chat message
-is kept as JSON bytes, and a turn that continues a response this connection produced renders only
-the items added since (the previous turn's output and this turn's input), then splices the cached
-bytes into the request body. Tools and the request head are cached the same way.
+work proportional to its new input is the per-connection `RenderCache` (`chat_render.py`): every
+rendered chat message is kept as JSON bytes, and a turn that continues a response this connection
+produced renders only the items added since, then splices the cached bytes into the request body.
+What keeps the upstream's work proportional to it is its prefix cache: each connection is pinned to
+one replica (and, on llama-server, one slot), and a warm-up (`generate: false`) is sent ahead as a
+prefill where the profile allows it (`profiles.py`), so the next turn finds its prefix cached.
 
-Three layers, the first two free of I/O so tests feed them plain data:
-
-- `HistoryRenderer`: Responses items -> chat messages (`function_call` -> assistant `tool_calls`,
-  `function_call_output` -> `tool` messages), incrementally, copy-on-write across forks.
-- `ChunkTranslator`: chat chunks -> `EngineOutput` (content, reasoning, tool-call fragments by
-  index in any order, finish_reason, usage with cached tokens); `UpstreamError` for bad data.
-- `ChatCompletionsEngine` / `ChatConnection`: httpx streaming, SSE parsing, replica pinning,
-  profile detection; every upstream failure becomes a `Failure` carrying the upstream's own words.
+Here: `ChatCompletionsEngine` / `ChatConnection` (httpx streaming, replica pinning, profile
+detection, prefills). The stream is framed by the protocol's `SSEParser` and translated by
+`chat_chunks.ChunkTranslator`; every upstream failure becomes a `Failure` carrying its own words.
 """
 
 from __future__ import annotations
@@ -27,68 +24,41 @@ import itertools
 import logging
 import re
 import secrets
-from collections import OrderedDict
-from collections.abc import AsyncIterator, Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
+from collections.abc import AsyncIterator, Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
 import httpx
 import msgspec
 
-from app.server.engines.base import (
-    EngineOutput,
-    Failure,
-    Incomplete,
-    Item,
-    ItemDone,
-    ReasoningDelta,
-    TextDelta,
-    ToolCallArgsDelta,
-    ToolCallStart,
-    Turn,
-    Usage,
-)
-from app.server.engines.profiles import PROFILES, BackendProfile, cached_tokens, detect, get_profile
+from app.protocol.codec import SSEParser
+from app.server.engines.base import EngineOutput, Failure, Turn
+from app.server.engines.chat_chunks import ChunkTranslator, UpstreamError, body_words, decode_utf8
+from app.server.engines.chat_render import RenderCache, tool_choice_to_chat
+from app.server.engines.profiles import BackendProfile, detect, get_profile
+from app.server.engines.warmups import Prefills
 
 __all__ = [
-    "PROFILES",
     "ChatCompletionsEngine",
     "ChatConnection",
-    "ChunkTranslator",
-    "HistoryRenderer",
-    "UpstreamError",
-    "body_words",
-    "error_words",
     "normalize_base_url",
     "pick_replica",
-    "sse_events",
-    "tool_choice_to_chat",
-    "tools_to_chat",
+    "sse_payloads",
 ]
 
 log = logging.getLogger(__name__)
 
 MAX_ERROR_BODY = 64 * 1024  # bytes of an error answer we read to quote it
 MAX_JSON_BODY = 16 * 1024 * 1024  # a non-streamed answer
-RENDER_CACHE = 16  # rendered chains kept per connection (lanes and forks)
 DISCOVERY_TIMEOUT_S = 2.0
 
 _ENC = msgspec.json.Encoder()
 _DEC = msgspec.json.Decoder()
 
 
-class UpstreamError(Exception):
-    """The upstream failed or sent something we cannot use; `message` quotes its own words."""
-
-    def __init__(self, code: str, message: str) -> None:
-        super().__init__(message)
-        self.code = code
-        self.message = message
-
-
 # --------------------------------------------------------------------------------------------------
-# URLs and replicas
+# URLs, replicas, SSE
 
 
 def normalize_base_url(url: str) -> str:
@@ -116,454 +86,21 @@ def pick_replica(key: str, n: int) -> int:
     return int.from_bytes(digest, "big") % n
 
 
-# --------------------------------------------------------------------------------------------------
-# items -> chat messages
 
-_TEXT_PARTS = ("input_text", "output_text", "text", "summary_text", "reasoning_text")
-
-
-def _content_to_chat(content: Any) -> str | list[dict[str, Any]]:
-    """Responses content (string or parts) -> chat content: a string unless it holds images."""
-    if isinstance(content, str):
-        return content
-    if not isinstance(content, list):
-        return ""
-    parts: list[dict[str, Any]] = []
-    for part in content:
-        if not isinstance(part, Mapping):
-            continue
-        kind = part.get("type")
-        if kind in _TEXT_PARTS and isinstance(part.get("text"), str):
-            parts.append({"type": "text", "text": part["text"]})
-        elif kind == "refusal" and isinstance(part.get("refusal"), str):
-            parts.append({"type": "text", "text": part["refusal"]})
-        elif kind == "input_image" and isinstance(part.get("image_url"), str):
-            parts.append({"type": "image_url", "image_url": {"url": part["image_url"]}})
-        elif kind == "input_file":
-            name = part.get("filename") or part.get("file_id") or "file"
-            parts.append({"type": "text", "text": f"[attached file {name} not forwarded]"})
-    if all(p["type"] == "text" for p in parts):
-        return "\n".join(p["text"] for p in parts)
-    return parts
-
-
-def _output_text(output: Any) -> str:
-    if isinstance(output, str):
-        return output
-    flat = _content_to_chat(output)
-    return flat if isinstance(flat, str) else _ENC.encode(flat).decode()
-
-
-class HistoryRenderer:
-    """Responses items -> chat messages, appended incrementally; each message's JSON kept as bytes.
-
-    Messages are never mutated in place: merging a function call into the previous assistant
-    message replaces that list entry. A `snapshot()` therefore stays valid while the lists grow,
-    and `resume()` shares the lists in O(1) unless another continuation already diverged.
-    """
-
-    def __init__(self, *, developer_role: bool = False) -> None:
-        self.developer_role = developer_role
-        self.messages: list[dict[str, Any]] = []
-        self.fragments: list[bytes] = []
-        self.items = 0  # items consumed so far
-        self.last_item: Item | None = None
-
-    def extend(self, items: Iterable[Item]) -> None:
-        """Render `items` after what is already there; only the touched messages are re-encoded."""
-        dirty = len(self.messages)
-        for item in items:
-            self.items += 1
-            self.last_item = item
-            touched = self._add(item)
-            if touched is not None:
-                dirty = min(dirty, touched)
-        del self.fragments[dirty:]
-        self.fragments.extend(_ENC.encode(m) for m in self.messages[dirty:])
-
-    def _add(self, item: Item) -> int | None:
-        kind = item.get("type", "message")
-        msgs = self.messages
-        if kind == "message":
-            role = item.get("role")
-            if role not in ("user", "assistant", "system", "developer"):
-                return None
-            if role == "developer" and not self.developer_role:
-                role = "system"
-            msgs.append({"role": role, "content": _content_to_chat(item.get("content"))})
-            return len(msgs) - 1
-        if kind == "function_call":
-            call = {
-                "id": str(item.get("call_id") or item.get("id") or ""),
-                "type": "function",
-                "function": {
-                    "name": str(item.get("name", "")),
-                    "arguments": _args_text(item.get("arguments")),
-                },
-            }
-            last = msgs[-1] if msgs else None
-            if last is not None and last.get("role") == "assistant":
-                merged = dict(last)
-                merged["tool_calls"] = [*last.get("tool_calls", ()), call]
-                msgs[-1] = merged
-                return len(msgs) - 1
-            # "" rather than null: llama-cpp-python's server rejects a null content (others accept both)
-            msgs.append({"role": "assistant", "content": "", "tool_calls": [call]})
-            return len(msgs) - 1
-        if kind == "function_call_output":
-            msgs.append(
-                {
-                    "role": "tool",
-                    "tool_call_id": str(item.get("call_id", "")),
-                    "content": _output_text(item.get("output", "")),
-                }
-            )
-            return len(msgs) - 1
-        return None  # reasoning and hosted-tool items have no chat form
-
-    def snapshot(self) -> _Snapshot:
-        """The current state, cheap to keep and to resume from."""
-        return _Snapshot(
-            self.messages,
-            self.fragments,
-            len(self.messages),
-            self.messages[-1] if self.messages else None,
-            self.fragments[-1] if self.fragments else None,
-            self.items,
-            self.last_item,
-            self.developer_role,
-        )
-
-    @classmethod
-    def resume(cls, snap: _Snapshot) -> HistoryRenderer:
-        """Continue from `snap`: shares its lists when nothing diverged since, copies otherwise."""
-        r = cls(developer_role=snap.developer_role)
-        n = snap.n_messages
-        shared = len(snap.messages) == n and (n == 0 or snap.messages[-1] is snap.last_message)
-        if shared:
-            r.messages, r.fragments = snap.messages, snap.fragments
-        elif n:
-            r.messages = [*snap.messages[: n - 1], snap.last_message]  # type: ignore[list-item]
-            r.fragments = [*snap.fragments[: n - 1], snap.last_fragment]  # type: ignore[list-item]
-        r.items, r.last_item = snap.n_items, snap.last_item
-        return r
-
-    def messages_json(self, system: bytes | None) -> bytes:
-        """The `messages` array as JSON, with an optional leading system message."""
-        frags = self.fragments if system is None else [system, *self.fragments]
-        return b"[" + b",".join(frags) + b"]"
-
-
-@dataclass(frozen=True, slots=True)
-class _Snapshot:
-    messages: list[dict[str, Any]]
-    fragments: list[bytes]
-    n_messages: int
-    last_message: dict[str, Any] | None
-    last_fragment: bytes | None
-    n_items: int
-    last_item: Item | None
-    developer_role: bool
-
-
-def _args_text(args: Any) -> str:
-    if isinstance(args, str):
-        return args
-    if args is None:
-        return "{}"
-    return _ENC.encode(args).decode()
-
-
-def tools_to_chat(tools: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
-    """Responses function tools -> chat tools (other tool types have no chat form and are dropped)."""
-    out = []
-    for tool in tools:
-        if tool.get("type", "function") != "function" or not isinstance(tool.get("name"), str):
-            continue
-        fn: dict[str, Any] = {"name": tool["name"]}
-        if isinstance(tool.get("description"), str):
-            fn["description"] = tool["description"]
-        fn["parameters"] = tool.get("parameters") or {"type": "object", "properties": {}}
-        if tool.get("strict") is not None:
-            fn["strict"] = bool(tool["strict"])
-        out.append({"type": "function", "function": fn})
-    return out
-
-
-def tool_choice_to_chat(choice: Any) -> Any:
-    """Responses tool_choice -> chat tool_choice."""
-    if isinstance(choice, Mapping) and choice.get("type") == "function":
-        return {"type": "function", "function": {"name": str(choice.get("name", ""))}}
-    if choice in ("auto", "none", "required"):
-        return choice
-    return "auto"
-
-
-# --------------------------------------------------------------------------------------------------
-# chat chunks -> engine outputs
-
-
-@dataclass
-class _Call:
-    index: int
-    id: str = ""
-    name: str = ""
-    args: list[str] = field(default_factory=list)
-
-
-class ChunkTranslator:
-    """Chat Completions stream chunks -> `EngineOutput`s for one turn.
-
-    The first tool call streams live; calls at other indices are buffered and emitted at the end in
-    index order, so fragments may arrive interleaved or out of order. Text that follows a tool call
-    is held back until the calls are closed. `finish()` validates every call's arguments as JSON.
-    """
-
-    def __init__(self, response_id: str) -> None:
-        self.response_id = response_id
-        self.finish_reason: str | None = None
-        self.chunks = 0
-        self._calls: dict[int, _Call] = {}
-        self._live: int | None = None
-        self._held: list[str] = []  # text after tool calls
-        self._usage: dict[str, int] = {}
-        self._cached: int | None = None
-
-    @property
-    def saw_finish(self) -> bool:
-        return self.finish_reason is not None
-
-    def feed(self, chunk: Any) -> list[EngineOutput]:
-        """Outputs for one decoded chunk; UpstreamError for an error chunk or a bad shape."""
-        if not isinstance(chunk, Mapping):
-            raise UpstreamError(
-                "upstream_bad_response", f"upstream sent a chunk that is not an object: {chunk!r:.200}"
-            )
-        self.chunks += 1
-        if chunk.get("error") is not None:
-            raise UpstreamError("upstream_error", f"upstream reported an error: {error_words(chunk)}")
-        out: list[EngineOutput] = []
-        self._read_usage(chunk)
-        choices = chunk.get("choices") or []
-        if not isinstance(choices, list):
-            raise UpstreamError(
-                "upstream_bad_response", f"upstream chunk has non-list choices: {choices!r:.200}"
-            )
-        for choice in choices:
-            if not isinstance(choice, Mapping) or choice.get("index", 0) != 0:
-                continue
-            delta = choice.get("delta")
-            if not isinstance(delta, Mapping):
-                delta = choice.get("message")
-            self._delta(delta if isinstance(delta, Mapping) else {}, out)
-            reason = choice.get("finish_reason")
-            if isinstance(reason, str) and reason:
-                self.finish_reason = reason
-        return out
-
-    def _delta(self, delta: Mapping[str, Any], out: list[EngineOutput]) -> None:
-        reasoning = delta.get("reasoning_content")
-        if not isinstance(reasoning, str):
-            reasoning = delta.get("reasoning")
-        if isinstance(reasoning, str) and reasoning:
-            if self._calls:
-                pass  # reasoning after a tool call has nowhere to go; drop it
-            else:
-                out.append(ReasoningDelta(reasoning))
-        content = delta.get("content")
-        if isinstance(content, str) and content:
-            if self._calls:
-                self._held.append(content)
-            else:
-                out.append(TextDelta(content))
-        tool_calls = delta.get("tool_calls")
-        if isinstance(tool_calls, list):
-            for pos, frag in enumerate(tool_calls):
-                if isinstance(frag, Mapping):
-                    self._fragment(frag, pos, out)
-        legacy = delta.get("function_call")  # llama-cpp-python sends it beside tool_calls: use it alone only
-        if isinstance(legacy, Mapping) and not isinstance(tool_calls, list):
-            self._fragment({"index": 0, "function": legacy}, 0, out)
-
-    def _fragment(self, frag: Mapping[str, Any], pos: int, out: list[EngineOutput]) -> None:
-        index = frag.get("index", pos)
-        if not isinstance(index, int):
-            raise UpstreamError("upstream_bad_response", f"tool-call fragment has a bad index: {frag!r:.200}")
-        call = self._calls.get(index)
-        if call is None:
-            call = self._calls[index] = _Call(index)
-        if isinstance(frag.get("id"), str) and frag["id"] and not call.id:
-            call.id = frag["id"]
-        fn = frag.get("function")
-        piece = ""
-        if isinstance(fn, Mapping):
-            if isinstance(fn.get("name"), str) and fn["name"] and not call.name:
-                call.name = fn["name"]
-            args = fn.get("arguments")
-            if args is not None:
-                piece = args if isinstance(args, str) else _ENC.encode(args).decode()
-        if piece:
-            call.args.append(piece)
-        if self._live is None and call.name:
-            self._live = index
-            out.append(ToolCallStart(call_id=self._call_id(call), name=call.name))
-            if call.args:
-                out.append(ToolCallArgsDelta("".join(call.args)))
-        elif self._live == index and piece:
-            out.append(ToolCallArgsDelta(piece))
-
-    def _call_id(self, call: _Call) -> str:
-        if not call.id:
-            call.id = "call_" + hashlib.sha256(f"{self.response_id}:{call.index}".encode()).hexdigest()[:16]
-        return call.id
-
-    def _read_usage(self, chunk: Mapping[str, Any]) -> None:
-        usage = chunk.get("usage")
-        if isinstance(usage, Mapping):
-            for key in ("prompt_tokens", "completion_tokens"):
-                if isinstance(usage.get(key), int):
-                    self._usage[key] = int(usage[key])
-            details = usage.get("completion_tokens_details")
-            if isinstance(details, Mapping) and isinstance(details.get("reasoning_tokens"), int):
-                self._usage["reasoning_tokens"] = int(details["reasoning_tokens"])
-        cached = cached_tokens(chunk)
-        if cached is not None:
-            self._cached = cached
-
-    def finish(self) -> list[EngineOutput]:
-        """Close the calls (validated), release held text, report usage and how the turn ended."""
-        calls = sorted(self._calls.values(), key=lambda c: c.index)
-        for call in calls:
-            if not call.name:
-                raise UpstreamError(
-                    "invalid_tool_call", f"upstream sent tool-call #{call.index} without a function name"
-                )
-            text = "".join(call.args)
-            if text.strip():
-                try:
-                    msgspec.json.decode(text)
-                except msgspec.DecodeError as exc:
-                    raise UpstreamError(
-                        "invalid_tool_call",
-                        f"the model's call to {call.name} has arguments that are not valid JSON ({exc}): {text[:300]}",
-                    ) from None
-        out: list[EngineOutput] = []
-        for call in calls:
-            text = "".join(call.args)
-            if call.index == self._live:
-                if not text.strip():
-                    out.append(ToolCallArgsDelta("{}"))
-                out.append(ItemDone())
-                continue
-            out.append(ToolCallStart(call_id=self._call_id(call), name=call.name))
-            out.append(ToolCallArgsDelta(text if text.strip() else "{}"))
-            out.append(ItemDone())
-        if self._held:
-            out.append(TextDelta("".join(self._held)))
-            out.append(ItemDone())
-        if "prompt_tokens" in self._usage or "completion_tokens" in self._usage:
-            out.append(
-                Usage(
-                    input_tokens=self._usage.get("prompt_tokens", 0),
-                    output_tokens=self._usage.get("completion_tokens", 0),
-                    cached_tokens=self._cached or 0,
-                    reasoning_tokens=self._usage.get("reasoning_tokens", 0),
-                )
-            )
-        if self.finish_reason == "length":
-            out.append(Incomplete("max_output_tokens"))
-        elif self.finish_reason == "content_filter":
-            out.append(Incomplete("content_filter"))
-        return out
-
-
-def error_words(payload: Any) -> str:
-    """The message inside an OpenAI-, Ollama- or FastAPI-style error body."""
-    if isinstance(payload, Mapping):
-        err = payload.get("error")
-        if isinstance(err, Mapping):
-            msg = err.get("message") or err.get("msg")
-            if isinstance(msg, str) and msg:
-                return msg
-            return _ENC.encode(err).decode()[:500]
-        if isinstance(err, str) and err:
-            return err
-        detail = payload.get("detail")
-        if isinstance(detail, str) and detail:
-            return detail
-        if isinstance(detail, list) and detail:
-            return "; ".join(str(d.get("msg", d)) if isinstance(d, Mapping) else str(d) for d in detail)[:500]
-        msg = payload.get("message")
-        if isinstance(msg, str) and msg:
-            return msg
-    return _ENC.encode(payload).decode()[:500] if payload is not None else ""
-
-
-_TAG = re.compile(rb"<[^>]+>")
-_TITLE = re.compile(rb"<title[^>]*>(.*?)</title>", re.IGNORECASE | re.DOTALL)
-
-
-def body_words(raw: bytes, content_type: str = "") -> str:
-    """Readable words from an error body: the JSON error message, an HTML page's title and text, or text."""
-    stripped = raw.strip()
-    if stripped[:1] in (b"{", b"["):
-        try:
-            return error_words(_DEC.decode(stripped))
-        except msgspec.DecodeError:
-            pass
-    if "html" in content_type or stripped[:1] == b"<":
-        title = _TITLE.search(stripped)
-        text = _TAG.sub(b" ", stripped)
-        words = " ".join(text.decode("utf-8", "replace").split())
-        head = title.group(1).decode("utf-8", "replace").strip() if title else ""
-        if head and not words.startswith(head):
-            words = f"{head}: {words}"
-        return f"(HTML page) {words[:300]}"
-    return " ".join(stripped.decode("utf-8", "replace").split())[:500]
-
-
-# --------------------------------------------------------------------------------------------------
-# SSE
-
-
-async def sse_events(chunks: AsyncIterator[bytes], head: bytearray) -> AsyncIterator[bytes]:
-    """`data:` payloads of an SSE byte stream (multi-line data joined by newlines). The first bytes
-    are copied into `head` for error messages when the body turns out not to be SSE at all."""
-    buf = bytearray()
-    data: list[bytes] = []
+async def sse_payloads(
+    parser: SSEParser, chunks: AsyncIterator[bytes], head: bytearray
+) -> AsyncIterator[bytes]:
+    """`data:` payloads of an SSE byte stream, framed by `parser` (it notes `[DONE]`). The first
+    bytes are copied into `head` for error messages when the body turns out not to be SSE at all."""
     async for chunk in chunks:
         if len(head) < 512:
             head += chunk[: 512 - len(head)]
-        buf += chunk
-        start = 0
-        while (nl := buf.find(b"\n", start)) >= 0:
-            line = bytes(buf[start:nl]).rstrip(b"\r")
-            start = nl + 1
-            if not line:
-                if data:
-                    yield b"\n".join(data)
-                    data = []
-            elif line.startswith(b"data:"):
-                value = line[5:]
-                data.append(value[1:] if value.startswith(b" ") else value)
-        del buf[:start]
-    tail = bytes(buf).rstrip(b"\r")
-    if tail.startswith(b"data:"):
-        value = tail[5:]
-        data.append(value[1:] if value.startswith(b" ") else value)
-    if data:
-        yield b"\n".join(data)
-
-
-def _decode_utf8(data: bytes, events: int) -> str:
-    try:
-        return data.decode("utf-8")
-    except UnicodeDecodeError as exc:
-        bad = data[exc.start : exc.start + 4]
-        raise UpstreamError(
-            "upstream_bad_response",
-            f"upstream sent invalid UTF-8 in event {events + 1} (bytes {bad!r} at offset {exc.start})",
-        ) from None
+        for payload in parser.feed(chunk):
+            yield payload
+        if parser.done:
+            return
+    for payload in parser.close():
+        yield payload
 
 
 # --------------------------------------------------------------------------------------------------
@@ -667,71 +204,45 @@ class ChatCompletionsEngine:
         return slots if isinstance(slots, int) and slots > 0 else None
 
 
+
 class ChatConnection:
-    """One client connection: its pinned replica and its render caches."""
+    """One client connection: its pinned replica, its render cache and its pending prefills."""
 
     def __init__(self, engine: ChatCompletionsEngine, key: str, seq: int, replica: int) -> None:
         self._engine = engine
         self.key = key
         self.seq = seq
         self.replica = replica
-        self._chains: OrderedDict[str, _Snapshot] = OrderedDict()  # response id -> rendered history
-        self._tools_src: Sequence[Mapping[str, Any]] | None = None
-        self._tools_json = b""
-        self._system_src: str | None = None
-        self._system_json: bytes | None = None
-        self.rendered_items = 0  # items rendered by the last turn (how much work it did)
+        self.cache = RenderCache()
+        self.prefills = Prefills(key)
+        self.prefilled = 0  # warm-ups the upstream processed
 
     @property
     def upstream(self) -> str:
         return self._engine.upstreams[self.replica]
 
+    @property
+    def rendered_items(self) -> int:
+        """Items rendered by the last turn (how much work it did)."""
+        return self.cache.rendered_items
+
     async def aclose(self) -> None:
-        """Forget the caches."""
-        self._chains.clear()
+        """Stop pending prefills and forget the caches."""
+        await self.prefills.aclose()
+        self.cache.clear()
 
-    # -- rendering ---------------------------------------------------------------------------
+    # -- the request body ----------------------------------------------------------------------
 
-    def render(self, turn: Turn, profile: BackendProfile) -> HistoryRenderer:
-        """The turn's whole conversation as chat messages, reusing what this connection rendered."""
-        renderer: HistoryRenderer | None = None
-        snap = self._chains.get(turn.previous_response_id or "")
-        history = turn.history
-        if (
-            snap is not None
-            and snap.developer_role == profile.developer_role
-            and len(history) >= snap.n_items
-        ):
-            boundary = history[snap.n_items - 1] if snap.n_items else None
-            if snap.n_items == 0 or boundary is snap.last_item or boundary == snap.last_item:
-                renderer = HistoryRenderer.resume(snap)
-                self._chains.move_to_end(turn.previous_response_id or "")
-        before = 0
-        if renderer is None:
-            renderer = HistoryRenderer(developer_role=profile.developer_role)
-        else:
-            before = renderer.items
-        renderer.extend(history[renderer.items :])
-        renderer.extend(turn.new_input)
-        self.rendered_items = renderer.items - before
-        self._chains[turn.response_id] = renderer.snapshot()
-        while len(self._chains) > RENDER_CACHE:
-            self._chains.popitem(last=False)
-        return renderer
-
-    def body(self, turn: Turn, info: _UpstreamInfo) -> bytes:
-        """The request body, with the cached history, tools and system message spliced in."""
+    def body(self, turn: Turn, info: _UpstreamInfo, *, prefill: Mapping[str, Any] | None = None) -> bytes:
+        """The request body, with the cached history, tools and system message spliced in. With
+        `prefill` (the profile's prefill fields) it is a non-streamed warm-up request."""
         profile = info.profile
-        renderer = self.render(turn, profile)
-        if turn.instructions != self._system_src:
-            self._system_src = turn.instructions
-            self._system_json = (
-                _ENC.encode({"role": "system", "content": turn.instructions}) if turn.instructions else None
-            )
-        head: dict[str, Any] = {"model": self._model(turn, info), "stream": True}
-        if profile.include_usage:
+        renderer = self.cache.render(turn, developer_role=profile.developer_role).renderer
+        system = self.cache.system_json(turn.instructions)
+        head: dict[str, Any] = {"model": self._model(turn, info), "stream": prefill is None}
+        if profile.include_usage and prefill is None:
             head["stream_options"] = {"include_usage": True}
-        if turn.max_output_tokens is not None:
+        if turn.max_output_tokens is not None and prefill is None:
             head["max_tokens"] = turn.max_output_tokens
         if turn.temperature is not None:
             head["temperature"] = turn.temperature
@@ -741,19 +252,15 @@ class ChatConnection:
             head["id_slot"] = self.seq % info.slots
         head.update(profile.extra_body)
         head.update(self._engine.extra_body)
+        head.update(prefill or {})
         tools = b""
         if turn.tools:
-            if turn.tools is not self._tools_src and turn.tools != self._tools_src:
-                chat_tools = tools_to_chat(turn.tools)
-                self._tools_json = _ENC.encode(chat_tools) if chat_tools else b""
-                self._tools_src = turn.tools
-            if self._tools_json:
-                tools = b',"tools":' + self._tools_json
+            _, tools_json = self.cache.tools(turn.tools)
+            if tools_json:
+                tools = b',"tools":' + tools_json
                 head["tool_choice"] = tool_choice_to_chat(turn.tool_choice)
                 head["parallel_tool_calls"] = turn.parallel_tool_calls
-        return (
-            b'{"messages":' + renderer.messages_json(self._system_json) + tools + b"," + _ENC.encode(head)[1:]
-        )
+        return b'{"messages":' + renderer.messages_json(system) + tools + b"," + _ENC.encode(head)[1:]
 
     def _model(self, turn: Turn, info: _UpstreamInfo) -> str:
         if self._engine.model:
@@ -762,10 +269,45 @@ class ChatConnection:
             return turn.model
         return info.models[0]
 
+    def _headers(self, info: _UpstreamInfo, accept: str) -> dict[str, str]:
+        headers = {"Content-Type": "application/json", "Accept": accept}
+        if info.profile.session_header:
+            headers[info.profile.session_header] = self.key
+        return headers
+
+    # -- warm-ups ------------------------------------------------------------------------------
+
+    def prefill(self, turn: Turn) -> None:
+        """A warm-up: render it now (the next turn continues its chain) and, where the profile
+        allows it, have the pinned upstream process its prompt in the background."""
+        self.prefills.add(lambda: self._prefill(turn))
+
+    async def _prefill(self, turn: Turn) -> None:
+        base = self.upstream
+        info = await self._engine.info(base)
+        prefill = info.profile.prefill
+        body = self.body(turn, info, prefill=prefill or {})
+        if prefill is None:
+            return  # rendered and cached; this upstream has no documented way to prefill
+        try:
+            resp = await self._engine._client.post(
+                f"{base}/chat/completions", content=body, headers=self._headers(info, "application/json")
+            )
+        except httpx.HTTPError as exc:
+            log.info("%s: prefill on %s failed: %s", self.key, base, _words(exc))
+            return
+        if resp.status_code >= 400:
+            words = body_words(resp.content, resp.headers.get("content-type", ""))
+            log.info("%s: %s refused the prefill (HTTP %s): %s", self.key, base, resp.status_code, words)
+            return
+        self.prefilled += 1
+
     # -- one turn ---------------------------------------------------------------------------
 
     async def run(self, turn: Turn) -> AsyncIterator[EngineOutput]:
-        """Stream one turn from the pinned upstream; every failure ends as one `Failure`."""
+        """Stream one turn from the pinned upstream (after this connection's pending prefills);
+        every failure ends as one `Failure`."""
+        await self.prefills.wait()
         try:
             async for out in self._run(turn):
                 yield out
@@ -779,9 +321,7 @@ class ChatConnection:
             base = self.upstream
             info = await engine.info(base)
             body = self.body(turn, info)
-            headers = {"Content-Type": "application/json", "Accept": "text/event-stream"}
-            if info.profile.session_header:
-                headers[info.profile.session_header] = self.key
+            headers = self._headers(info, "text/event-stream")
             try:
                 async for out in self._stream(base, body, headers, turn):
                     yield out
@@ -822,13 +362,10 @@ class ChatConnection:
                         yield out
                     return
                 head = bytearray()
-                done = False
-                async for data in sse_events(resp.aiter_bytes(), head):
-                    text = _decode_utf8(data, events)
+                parser = SSEParser()
+                async for data in sse_payloads(parser, resp.aiter_bytes(), head):
+                    text = decode_utf8(data, events)
                     events += 1
-                    if text.strip() == "[DONE]":
-                        done = True
-                        break
                     try:
                         chunk = _DEC.decode(text)
                     except msgspec.DecodeError:
@@ -838,14 +375,14 @@ class ChatConnection:
                         ) from None
                     for out in translator.feed(chunk):
                         yield out
-                if events == 0 and head.strip():
+                if events == 0 and not parser.done and head.strip():
                     raise UpstreamError(
                         "upstream_bad_response",
                         f"upstream's answer is not an event stream: {body_words(bytes(head), ctype)}",
                     )
-                if events == 0:
+                if events == 0 and not parser.done:
                     raise await self._explain_empty(url, body, headers)
-                if not done and not translator.saw_finish:
+                if not parser.done and not translator.saw_finish:
                     raise UpstreamError(
                         "upstream_disconnected",
                         f"upstream closed the stream before the answer was finished ({events} events received)",

@@ -11,6 +11,15 @@ that keep a conversation's prefix cache warm and in where they report cached tok
   server enables it. A router in front of a cluster can pin a session by header.
 - LM Studio, LocalAI, llama-cpp-python's server: plain OpenAI shape.
 
+Warm-ups (`generate: false`) become a prefill where the backend has a documented way to process a
+prompt into its cache: llama-server's `n_predict: 0` ("no tokens will be generated but the prompt is
+evaluated into the cache", with `cache_prompt` and the connection's `id_slot`); vLLM's and SGLang's
+automatic prefix caching keep the KV of any prompt they processed, so a one-token request warms
+them (their `max_tokens` must be >= 1); Ollama and llama-cpp-python's server keep the last prompt of
+a slot and treat `max_tokens: 0` as "no limit", so they get one token too (Ollama's `keep_alive`
+keeps the model, and so the cache, loaded). Elsewhere (hosted or unknown servers, which may bill a
+request) warm-ups are not forwarded.
+
 Profiles are plain values; the engine merges `extra_body` into each request and asks
 `cached_tokens()` to read a final chunk. `detect()` picks one from a GET /v1/models answer.
 """
@@ -37,7 +46,10 @@ class BackendProfile:
     slot_pinning: bool = False  # llama-server: send id_slot (when the slot count is known)
     session_header: str | None = None  # header carrying the connection key, for cache-aware routers
     developer_role: bool = False  # accepts role "developer"; otherwise it is sent as "system"
+    prefill: Mapping[str, Any] | None = None  # merged into a warm-up's request; None: not forwarded
 
+
+_ONE_TOKEN: Mapping[str, Any] = {"max_tokens": 1}
 
 PROFILES: dict[str, BackendProfile] = {
     p.name: p
@@ -49,13 +61,22 @@ PROFILES: dict[str, BackendProfile] = {
             default_port=8080,
             extra_body={"cache_prompt": True},
             slot_pinning=True,
+            prefill={"n_predict": 0},
         ),
-        BackendProfile("ollama", "Ollama", default_port=11434, extra_body={"keep_alive": "30m"}),
-        BackendProfile("vllm", "vLLM", default_port=8000, session_header="X-Session-Id"),
-        BackendProfile("sglang", "SGLang", default_port=30000, session_header="X-Session-Id"),
+        BackendProfile(
+            "ollama", "Ollama", default_port=11434, extra_body={"keep_alive": "30m"}, prefill=_ONE_TOKEN
+        ),
+        BackendProfile(
+            "vllm", "vLLM", default_port=8000, session_header="X-Session-Id", prefill=_ONE_TOKEN
+        ),
+        BackendProfile(
+            "sglang", "SGLang", default_port=30000, session_header="X-Session-Id", prefill=_ONE_TOKEN
+        ),
         BackendProfile("lmstudio", "LM Studio", default_port=1234),
         BackendProfile("localai", "LocalAI", default_port=8080),
-        BackendProfile("llama-cpp-python", "llama-cpp-python server", default_port=8000),
+        BackendProfile(
+            "llama-cpp-python", "llama-cpp-python server", default_port=8000, prefill=_ONE_TOKEN
+        ),
     )
 }
 

@@ -15,6 +15,7 @@ import aiohttp
 import pytest
 from aiohttp import web
 
+from app.protocol.codec import SSEParser
 from app.server.app import run_server
 from app.server.engines.base import (
     EngineOutput,
@@ -28,18 +29,14 @@ from app.server.engines.base import (
     Turn,
     Usage,
 )
+from app.server.engines.chat_chunks import ChunkTranslator, UpstreamError, body_words
 from app.server.engines.chat_completions import (
     ChatCompletionsEngine,
-    ChunkTranslator,
-    HistoryRenderer,
-    UpstreamError,
-    body_words,
     normalize_base_url,
     pick_replica,
-    sse_events,
-    tool_choice_to_chat,
-    tools_to_chat,
+    sse_payloads,
 )
+from app.server.engines.chat_render import HistoryRenderer, tool_choice_to_chat, tools_to_chat
 from app.server.engines.profiles import PROFILES, cached_tokens, detect, get_profile
 
 FIXTURES = Path(__file__).parent / "fixtures"
@@ -386,16 +383,26 @@ def test_body_words_reads_json_and_html() -> None:
 
 
 @pytest.mark.asyncio
-async def test_sse_parser_handles_split_lines_crlf_comments_and_multiline_data() -> None:
-    """Events split anywhere, CRLF endings, comments and multi-line data are parsed."""
-    raw = b': keepalive\r\n\r\ndata: {"a":\r\ndata: 1}\r\n\r\nevent: x\ndata: [DONE]\n\ndata: tail'
+@pytest.mark.parametrize("newline", [b"\n", b"\r\n", b"\r"])
+async def test_sse_framing_handles_split_lines_line_ends_bom_comments_multiline_data(
+    newline: bytes,
+) -> None:
+    """Events split anywhere, LF/CRLF/CR-only line ends, a BOM, comments and multi-line data are
+    parsed by the protocol's one SSE parser; [DONE] ends the stream (what follows is ignored)."""
+    raw = b": keepalive\n\ndata: {\"a\":\ndata: 1}\n\nevent: x\ndata: tail\n\ndata: [DONE]\n\ndata: late\n\n"
+    raw = b"\xef\xbb\xbf" + raw.replace(b"\n", newline)
 
     async def pieces() -> AsyncIterator[bytes]:
         for i in range(len(raw)):
             yield raw[i : i + 1]
 
-    got = [e async for e in sse_events(pieces(), bytearray())]
-    assert got == [b'{"a":\n1}', b"[DONE]", b"tail"]
+    parser = SSEParser()
+    head = bytearray()
+    got = [e async for e in sse_payloads(parser, pieces(), head)]
+    assert got == [b'{"a":\n1}', b"tail"]
+    assert parser.done and bytes(head).startswith(b"\xef\xbb\xbf:")
+    unterminated = SSEParser()
+    assert unterminated.feed(b"data: last") == [] and unterminated.close() == [b"last"]
 
 
 # --------------------------------------------------------------------------------------------------
@@ -797,6 +804,77 @@ async def test_bridge_behind_the_websocket_server() -> None:
     assert sent[0] == {"role": "user", "content": "read main"}
     assert sent[1]["tool_calls"][0]["function"]["name"] == "read_file"
     assert sent[2] == {"role": "tool", "tool_call_id": fc["call_id"], "content": "print('hi')"}
+
+
+# --------------------------------------------------------------------------------------------------
+# warm-ups: a prefill on the pinned upstream, the next turn behind it
+
+
+async def _ws_events(ws: aiohttp.ClientWebSocketResponse, **fields: Any) -> list[dict[str, Any]]:
+    await ws.send_str(json.dumps({"type": "response.create", "model": "m", **fields}))
+    events = []
+    while True:
+        event = json.loads((await asyncio.wait_for(ws.receive(), 10)).data)
+        events.append(event)
+        if event["type"] in ("response.completed", "response.failed", "response.incomplete", "error"):
+            return events
+
+
+@pytest.mark.asyncio
+async def test_warm_up_is_prefilled_on_the_pinned_slot_and_the_turn_waits_for_it() -> None:
+    """llama-server: the warm-up goes out at once as n_predict 0 on the connection's slot; the turn
+    that follows is sent only after the prefill answered, and its prompt extends the prefill's."""
+    order: list[str] = []
+
+    async def slow_prefill(request: web.Request) -> web.StreamResponse:
+        order.append("prefill start")
+        await asyncio.sleep(0.3)  # the turn is sent meanwhile
+        order.append("prefill end")
+        return web.json_response({"choices": [{"index": 0, "message": {"role": "assistant", "content": ""}}]})
+
+    async def turn_answer(request: web.Request) -> web.StreamResponse:
+        order.append("turn")
+        return await replay("llama_server_text.sse")(request)
+
+    async with upstream(queue=[slow_prefill, turn_answer]) as up:
+        engine = ChatCompletionsEngine(up.url)
+        async with (
+            run_server(engine, token="t") as srv,
+            aiohttp.ClientSession() as http,
+            http.ws_connect(srv.url, headers={"Authorization": "Bearer t"}) as ws,
+        ):
+            warm = await _ws_events(ws, input=[user("the project: " + "x" * 300)], generate=False,
+                                    instructions="be brief", tools=[READ_FILE])
+            assert [e["type"] for e in warm][-1] == "response.completed" and order == []
+            done = await _ws_events(ws, input=[user("what changed?")], instructions="be brief",
+                                    tools=[READ_FILE], previous_response_id=warm[-1]["response"]["id"])
+            assert done[-1]["type"] == "response.completed"
+    assert order == ["prefill start", "prefill end", "turn"]
+    prefill, asked = up.requests
+    assert prefill["stream"] is False and prefill["n_predict"] == 0 and prefill["cache_prompt"] is True
+    assert "stream_options" not in prefill and prefill["tools"] == asked["tools"]
+    assert prefill["id_slot"] == asked["id_slot"]  # the slot that holds the prefix
+    assert asked["messages"][: len(prefill["messages"])] == prefill["messages"]
+    assert asked["messages"][-1] == {"role": "user", "content": "what changed?"}
+
+
+@pytest.mark.asyncio
+async def test_warm_ups_are_not_forwarded_where_the_profile_has_no_prefill() -> None:
+    """A generic OpenAI-compatible server may bill requests: the warm-up is only rendered, and the
+    next turn continues its render cache."""
+    async with upstream(models={"object": "list", "data": [{"id": "m", "owned_by": "someone"}]}) as up:
+        engine = ChatCompletionsEngine(up.url)
+        try:
+            conn = engine.connect()
+            context = [user("the project")]
+            conn.prefill(turn("w1", new=context))
+            asked = turn("r1", new=[user("q")], history=context, previous_response_id="w1")
+            outs = await collect(engine, asked, conn)
+            assert text(outs).startswith("Hello")
+            assert conn.rendered_items == 1 and conn.prefilled == 0
+        finally:
+            await engine.aclose()
+    assert len(up.requests) == 1 and up.requests[0]["stream"] is True
 
 
 def test_cli_builds_the_chat_engine_and_refuses_bad_settings(monkeypatch: pytest.MonkeyPatch) -> None:
