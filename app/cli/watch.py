@@ -86,10 +86,10 @@ def _identity(root: Path) -> tuple[int, int] | None:
     return (st.st_dev, st.st_ino) if root.is_dir() else None
 
 
-async def _root_lost(root: Path, poke: asyncio.Event, interval: float = ROOT_CHECK_S) -> None:
-    """Returns once `root` no longer is the folder we started on (moved, deleted, replaced)."""
-    first = _identity(root)
-    while _identity(root) == first:
+async def _root_lost(root: Path, first: tuple[int, int] | None, poke: asyncio.Event,
+                     interval: float = ROOT_CHECK_S) -> None:
+    """Returns once `root` no longer is the folder `first` identified (moved, deleted, replaced)."""
+    while first is not None and _identity(root) == first:
         poke.clear()
         try:
             await asyncio.wait_for(poke.wait(), interval)
@@ -99,7 +99,8 @@ async def _root_lost(root: Path, poke: asyncio.Event, interval: float = ROOT_CHE
 
 async def _watch(cmd: Command, args: argparse.Namespace) -> int:
     root = Path(args.path).expanduser().resolve()
-    if not root.is_dir():
+    identity = _identity(root)  # taken first: a move at any later moment is noticed
+    if identity is None:
         raise CliError(f"{root} is not a folder", USAGE)
     if args.max_window_ms < args.quiet_ms:
         raise CliError(f"--max-window-ms ({args.max_window_ms:g}) must not be shorter than --quiet-ms "
@@ -132,7 +133,7 @@ async def _watch(cmd: Command, args: argparse.Namespace) -> int:
         if args.once:
             return OK if ok else FAILED
         cmd.error(f"[info] watching {root} ({ws.watch_mode})")
-        lost = asyncio.ensure_future(_root_lost(root, poke))
+        lost = asyncio.ensure_future(_root_lost(root, identity, poke))
         await lost
         raise CliError(f"the folder {root} was moved or deleted; stopped watching", GONE)
     finally:

@@ -99,3 +99,22 @@ def test_a_moved_folder_ends_watch_with_3_and_no_child(watch: tuple[Watch, Path]
     assert "was moved or deleted; stopped watching" in text and "Traceback" not in text
     gone = psutil.wait_procs(children, timeout=5)[1]
     assert not gone
+
+
+def test_a_move_before_the_check_starts_is_still_noticed(tmp_path: Path) -> None:
+    """The folder's identity is taken when watch starts, so a move that lands before the periodic
+    check begins (the race a loaded machine hit) still ends the wait."""
+    import asyncio
+
+    from app.cli.watch import _identity, _root_lost
+
+    folder = tmp_path / "p"
+    folder.mkdir()
+    first = _identity(folder)
+    folder.rename(tmp_path / "moved")
+    (tmp_path / "p").mkdir()  # and another folder took its name: not the one we watched
+
+    async def main() -> None:
+        await asyncio.wait_for(_root_lost(folder, first, asyncio.Event(), interval=0.01), 10)
+
+    asyncio.run(main())
