@@ -6,7 +6,7 @@ STAMP := $(VENV)/.installed
 export QT_QPA_PLATFORM ?= offscreen
 export PIP_DISABLE_PIP_VERSION_CHECK = 1
 
-.PHONY: run test lint typecheck imports pytest bench soak package bundle deb smoke screenshot clean venv
+.PHONY: run test lint typecheck imports pytest bench soak package bundle deb smoke screenshot clean venv deps deps-run
 
 venv: $(STAMP)
 
@@ -18,7 +18,15 @@ $(STAMP): pyproject.toml
 	$(PY) -m pip install -q -e '.[dev]'
 	@touch $(STAMP)
 
-run: venv
+# The Debian packages Qt needs (and Xvfb for the tests): installed when missing (root, or sudo -n),
+# else the exact command to run is printed and make stops (app/ui/preflight.py).
+deps: venv
+	@$(PY) -m app.ui.preflight --ensure test
+
+deps-run: venv
+	@$(PY) -m app.ui.preflight --ensure run
+
+run: deps-run
 	QT_QPA_PLATFORM= $(VENV)/bin/slipstream .
 
 lint: venv
@@ -30,10 +38,10 @@ typecheck: venv
 imports: venv
 	$(VENV)/bin/lint-imports
 
-pytest: venv
+pytest: deps
 	timeout -k 10 1500 $(PY) -m pytest -q
 
-test: lint imports typecheck pytest
+test: deps lint imports typecheck pytest
 
 bench: venv
 	$(PY) -m tests.bench

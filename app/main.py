@@ -13,10 +13,10 @@ from importlib import import_module
 # name -> (module, one-line help). Each module has `main(argv: list[str]) -> int`.
 COMMANDS: dict[str, tuple[str, str]] = {
     "serve": ("app.server.cli", "run the local Responses server (WebSocket + HTTP/SSE)"),
-    "ask": ("app.services.cli_ask", "run one turn and stream the answer to stdout"),
-    "watch": ("app.services.cli_watch", "sync a folder headless, one JSON line per push"),
-    "test": ("app.services.cli_test", "run the project's tests headless, streaming events"),
-    "apply-patch": ("app.services.cli_patch", "apply a patch read from stdin"),
+    "ask": ("app.cli.ask", "run one turn and stream the answer to stdout"),
+    "watch": ("app.cli.watch", "sync a folder headless, one JSON line per push"),
+    "test": ("app.cli.test", "run the project's tests headless, streaming events"),
+    "apply-patch": ("app.cli.patch", "apply a patch read from stdin"),
 }
 
 USAGE = """usage: slipstream [PATH] [--smoke] [--screenshot PNG] [--version]
@@ -48,9 +48,39 @@ def main(argv: list[str] | None = None) -> int:
         module_name, _ = COMMANDS[args[0]]
         entry: Callable[[list[str]], int] = import_module(module_name).main
         return entry(args[1:])
+    return _gui(args)
+
+
+# A quit still wedged this long after it was asked for dumps every stack and exits (app.ui.lifecycle).
+WATCHDOG_S = 10.0
+
+
+def _gui(args: list[str]) -> int:
+    """The desktop app, then the last-resort cleanup: no child server outlives it, and no stuck worker
+    thread holds the process at exit (the interpreter would join it without a limit)."""
+    import faulthandler
+    import logging
+    import os
+    import threading
+
+    from app.adapters.local_server import kill_all_sync
     from app.ui.app import run_gui  # Qt is imported only on the GUI path
 
-    return int(run_gui(args))
+    log = logging.getLogger("app.main")
+    try:
+        rc = int(run_gui(args, watchdog_s=WATCHDOG_S))
+    finally:
+        left = kill_all_sync()
+        if left:
+            log.warning("killed %d child server(s) still running at exit: %s", len(left), left)
+    stuck = [t for t in threading.enumerate() if t is not threading.main_thread() and not t.daemon and t.is_alive()]
+    if stuck:
+        log.warning("exiting past busy threads: %s", ", ".join(t.name for t in stuck))
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(rc)
+    faulthandler.cancel_dump_traceback_later()
+    return rc
 
 
 if __name__ == "__main__":

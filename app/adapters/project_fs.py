@@ -25,8 +25,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import platformdirs
-
+from app import profile
 from app.context.ignore import IgnoreRules
 from app.tools.fileops import Entry
 from app.tools.patch import ChangeSet, PatchApplyError, PatchConflict, PatchError, decode_text, merge3
@@ -44,7 +43,7 @@ class UndoError(Exception):
 def default_state_dir(root: Path) -> Path:
     """Per-project state folder outside the project: user_state_dir/checkpoints/<sha256(root)[:16]>."""
     digest = hashlib.sha256(str(root.resolve()).encode("utf-8")).hexdigest()[:16]
-    return Path(platformdirs.user_state_dir("slipstream", appauthor=False)) / "checkpoints" / digest
+    return profile.state_dir() / "checkpoints" / digest
 
 
 def _sha(data: bytes | None) -> str | None:

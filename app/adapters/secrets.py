@@ -18,6 +18,8 @@ import keyring.errors
 from keyring.backend import KeyringBackend
 from keyring.backends import chainer, fail, null
 
+from app import profile
+
 SERVICE = "slipstream"
 log = logging.getLogger(__name__)
 
@@ -78,7 +80,10 @@ class SecretStore:
         environ: Mapping[str, str] | None = None,
         service: str = SERVICE,
     ) -> None:
-        self._backend = backend if backend is not None else keyring.get_keyring()
+        if backend is None:
+            # A throwaway profile (smoke runs, benchmarks, tests) never touches the user's keychain.
+            backend = null.Keyring() if profile.is_throwaway() else keyring.get_keyring()  # type: ignore[no-untyped-call]
+        self._backend = backend
         self._allow_env = allow_env_fallback
         self._environ = os.environ if environ is None else environ
         self._service = service

@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import platformdirs
+from app import profile
 
 APP_NAME = "slipstream"
 DB_FILE = "history.sqlite3"
@@ -82,7 +82,8 @@ class StoredItem:
 
 
 def data_dir() -> Path:
-    return Path(platformdirs.user_data_dir(APP_NAME, appauthor=False))
+    """The platform's per-user data folder, or the throwaway profile's (see app.adapters.profile)."""
+    return profile.data_dir()
 
 
 def project_key(project: str | Path) -> str:

@@ -88,6 +88,20 @@ class FileStatus:
     reason: str = ""
 
 
+ChangeKind = Literal["added", "changed", "deleted", "renamed", "excluded"]
+_CHANGE_KINDS: dict[str, ChangeKind] = {"A": "added", "M": "changed", "S": "changed", "D": "deleted",
+                                        "R": "renamed", "X": "excluded"}
+
+
+@dataclass(frozen=True, slots=True)
+class PathChange:
+    """One file an update tells the model about, and how it changed (`slipstream watch` prints these)."""
+
+    kind: ChangeKind
+    path: str
+    renamed_from: str = ""  # for "renamed": the path the model knew it under
+
+
 @dataclass(frozen=True, slots=True)
 class ContextUpdate:
     """One message for the chain: a snapshot (warm-up) or a batch of changes."""
@@ -100,6 +114,7 @@ class ContextUpdate:
     tokens: int
     findings: Mapping[str, tuple[Finding, ...]] = field(default_factory=dict)
     summarised: tuple[str, ...] = ()  # files that did not fit and were only listed
+    changes: tuple[PathChange, ...] = ()  # an update's files and how each changed
 
     @property
     def notices(self) -> list[str]:
@@ -167,6 +182,7 @@ class _Section:
     cost: int
     findings: tuple[Finding, ...] = ()
     hidden: bool = False
+    src: str = ""  # the path the model knew: a rename's old path, a deletion's path
 
 
 class Ledger:
@@ -314,6 +330,8 @@ class Ledger:
                     f"({added} lines added in total); read them with a tool if you need them:\n"
                     + "\n".join(lines) + "\n")
         text = text_head + ("\n" + "\n".join(bodies) if bodies else "") + tail
+        changes = tuple(PathChange(_CHANGE_KINDS[s.op], s.src if s.op == "D" else s.entry.path,
+                                   s.src if s.op == "R" else "") for s in shown)
         carried: list[tuple[_Entry, _View | None]] = []
         findings: dict[str, tuple[Finding, ...]] = {}
         for i, s in enumerate(sections):
@@ -327,7 +345,7 @@ class Ledger:
             carried.append((s.entry, view))
         uid = self._register(carried)
         return ContextUpdate(uid, "update", message_item(text), text, tuple(s.entry.path for s in shown),
-                             estimate_tokens(text), findings, tuple(s.entry.path for s in left))
+                             estimate_tokens(text), findings, tuple(s.entry.path for s in left), changes)
 
     def mark_sent(self, update_id: str, chain_id: str) -> None:
         """The update went out on `chain_id`. Raises for stale updates or a chain switch without loss."""
@@ -439,7 +457,7 @@ class Ledger:
         d, view, path = e.disk, e.sent, e.path
         if delta == "deleted":
             assert view is not None
-            return _Section(e, "D", "", view.path, _View(view.path, "gone"), 0)
+            return _Section(e, "D", "", view.path, _View(view.path, "gone"), 0, src=view.path)
         if delta == "excluded":
             assert view is not None
             moved = f"{view.path} -> {path}" if view.path != path else path
@@ -452,7 +470,8 @@ class Ledger:
             if op == "R":
                 assert view is not None
                 line = f"{view.path} -> {line}"
-            return _Section(e, op, "", line, _View(path, "summary", d.digest, None, why), 0)
+            return _Section(e, op, "", line, _View(path, "summary", d.digest, None, why), 0,
+                            src=view.path if op == "R" and view is not None else "")
         if delta == "created" or (view is not None and view.kind != "content"):
             clean, found = scan(d.text)
             op = "A" if delta == "created" else ("R" if delta == "renamed" else "M")
@@ -461,7 +480,7 @@ class Ledger:
             prefix = f"{view.path} -> " if op == "R" and view is not None else ""
             line = f"{prefix}{path} (+{clean.count(chr(10)) + (0 if clean.endswith(chr(10)) else 1)} lines)"
             return _Section(e, op, body, line, _View(path, "content", d.digest, clean), estimate_tokens(body),
-                            tuple(found))
+                            tuple(found), src=view.path if op == "R" and view is not None else "")
         assert view is not None and view.text is not None
         fd = diff_text(view.path, path, view.text, d.text)
         op = "R" if delta == "renamed" else "M"
@@ -469,7 +488,7 @@ class Ledger:
         body = (fd.diff.rstrip("\n") + lossy + "\n") if fd.diff else ""
         line = f"{prefix}{path} (+{fd.added} -{fd.removed})"
         return _Section(e, op, body, line, _View(path, "content", d.digest, fd.new_text), estimate_tokens(body),
-                        fd.findings)
+                        fd.findings, src=view.path if op == "R" else "")
 
     def _pair_content_renames(self, sections: list[_Section]) -> None:
         """A deletion and a creation with the same content are a rename the events did not pair."""
@@ -481,7 +500,7 @@ class Ledger:
             gone = deleted.pop(s.entry.disk.digest)
             old = gone.entry.sent
             assert old is not None
-            s.op, s.body, s.cost = "R", "", 0
+            s.op, s.body, s.cost, s.src = "R", "", 0, old.path
             s.line = f"{old.path} -> {s.entry.path} (same content)"
             s.view = _View(s.entry.path, old.kind, old.digest, old.text, old.reason)
             gone.hidden = True  # still carried (its view becomes "gone"), but not listed as a deletion

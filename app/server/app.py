@@ -683,7 +683,8 @@ async def run_server(
     app = build_app(engine, config)
     runner = web.AppRunner(
         app, handle_signals=False, access_log=None, shutdown_timeout=2.0,
-        keepalive_timeout=config.keepalive_timeout_s, lingering_time=2.0,
+        keepalive_timeout=config.keepalive_timeout_s,
+        lingering_time=0,  # refused bodies are not drained: no handler may outlive the server's shutdown
     )
     await runner.setup()
     _watch_connections(runner, app[STATE].guard)

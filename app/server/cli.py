@@ -15,7 +15,9 @@ import os
 import signal
 import sys
 from pathlib import Path
+from typing import NoReturn
 
+from app.adapters.local_server import TOKEN_ENV
 from app.server.auth import is_loopback, new_token, remove_token_file, write_token_file
 from app.server.engines.base import Engine
 from app.server.engines.profiles import PROFILES
@@ -27,17 +29,30 @@ DEFAULT_PORT = 8765
 ENGINES = ("scripted", "chat", "gguf")
 
 
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> NoReturn:
+        """One line, not a usage dump: `slipstream serve: error: ...` and status 2."""
+        self.exit(2, f"{self.prog}: error: {message} (see --help)\n")
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The `serve` argument parser."""
-    p = argparse.ArgumentParser(
+    p = _Parser(
         prog="slipstream serve",
         description="Run the local Responses server: WebSocket mode and HTTP/SSE on /v1/responses.",
+        epilog=f"The token may also come from the environment variable {TOKEN_ENV} (how the app passes "
+        "it to a server of its own: a command line is visible to every local user). Exit status: 0 "
+        "stopped by SIGINT/SIGTERM, 2 bad arguments or cannot listen.",
     )
     p.add_argument("--host", default="127.0.0.1", help="address to bind (default: 127.0.0.1)")
     p.add_argument(
         "--port", type=int, default=DEFAULT_PORT, help="port (0 = ephemeral; default: %(default)s)"
     )
-    p.add_argument("--token", help="bearer token clients must send (default: a fresh one, written to a file)")
+    p.add_argument(
+        "--token",
+        default=os.environ.get(TOKEN_ENV) or None,
+        help=f"bearer token clients must send (default: ${TOKEN_ENV}, else a fresh one, written to a file)",
+    )
     p.add_argument("--engine", choices=ENGINES, default="scripted", help="what answers (default: scripted)")
     p.add_argument("--script", type=Path, help="scripted engine: JSON list of turns to follow")
     p.add_argument(
@@ -150,6 +165,7 @@ def main(argv: list[str]) -> int:
         args = build_parser().parse_args(argv)
     except SystemExit as exc:  # argparse already printed why
         return int(exc.code or 0)
+    os.environ.pop(TOKEN_ENV, None)  # read once; not passed on to anything this server starts
     if not is_loopback(args.host) and not (args.allow_remote and args.token):
         return _fail(
             f"refusing to bind non-loopback address {args.host!r}: anyone on the network could reach it. "

@@ -17,12 +17,13 @@ from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from app.adapters.local_server import LocalServer, LocalServerError, start_local_server
+from app.adapters.local_server import LocalServer
 from app.adapters.project_fs import ProjectFS
-from app.adapters.secrets import NoKeychainError, SecretsError, SecretStore
+from app.adapters.secrets import SecretStore
 from app.adapters.store import HistoryStore, StoreError
 from app.context.ledger import is_context_item
 from app.protocol import events as ev
+from app.services import endpoints
 from app.services.agent import Agent, AgentConfig
 from app.services.api import (
     ApprovalRequest,
@@ -33,6 +34,7 @@ from app.services.api import (
     TestEvent,
     TranscriptSignals,
 )
+from app.services.endpoints import SCRIPTED_LABEL
 from app.services.session import Endpoint, ResponsesSession
 from app.services.settings import KeychainInfo, Settings, save_settings
 from app.services.signals import Signal
@@ -41,20 +43,8 @@ from app.tools.specs import CommandPolicy
 
 log = logging.getLogger(__name__)
 
-SCRIPTED_LABEL = "scripted — no model"
 # Errors the session recovers from by itself (full resend, reconnect): not shown as failures.
 RECOVERED_ERRORS = frozenset({"previous_response_not_found", "websocket_connection_limit_reached"})
-BANNER = (
-    "No model is configured, so Slipstream runs its scripted engine (offline, no model). "
-    "To connect a model: Settings → Provider → OpenAI or xAI (key kept in your OS keychain); "
-    "a local server (llama.cpp, Ollama, vLLM, SGLang, LM Studio) through `slipstream serve --engine chat "
-    "--upstream URL`; or any Responses-compatible endpoint."
-)
-PRESETS: dict[str, tuple[str, float, str]] = {
-    # provider -> (WebSocket URL, connection age limit in s, default model)
-    "openai": ("wss://api.openai.com/v1/responses", 3600.0, "gpt-5.3-codex"),
-    "xai": ("wss://api.x.ai/v1/responses", 1500.0, "grok-4.6"),
-}
 
 
 class _Rate:
@@ -129,6 +119,7 @@ class AppServices:
         self._rerun_wanted = False
         self._failure_shown = False  # this request's failure already reached the transcript through an event
         self._rerun_handle: asyncio.TimerHandle | asyncio.Handle | None = None
+        self._encrypted_reasoning = False
 
     # ---- lifecycle -----------------------------------------------------------------------------
 
@@ -154,7 +145,7 @@ class AppServices:
             approve=self._approve, on_event=self._on_event, on_tool_output=self.transcript.tool_output.emit,
             on_test_event=self._on_test_event, on_notice=self.transcript.notice.emit,
         )
-        if self.settings.provider in PRESETS and not self.endpoint.store:
+        if self._encrypted_reasoning:
             self.agent.extra_settings = {"include": ["reasoning.encrypted_content"]}
             self.sync.settings = self.agent.settings()
         self._open_history()
@@ -162,50 +153,21 @@ class AppServices:
         self.sync.push_soon()  # the warm-up: snapshot of the project on a fresh chain
 
     async def _resolve_endpoint(self) -> Endpoint:
+        """The one resolver shared with the headless commands (app.services.endpoints)."""
         if self._fixed_endpoint is not None:
             self._engine_label = self._fixed_endpoint.label or self._fixed_endpoint.model
             return self._fixed_endpoint
-        s = self.settings
-        if s.provider == "local" and s.endpoint.startswith(("http://", "https://")):
-            return await self._bridge_endpoint()
-        if s.provider in PRESETS or s.provider == "openai_compatible" or (s.provider == "local" and s.endpoint):
-            try:
-                return self._configured_endpoint()
-            except (ValueError, NoKeychainError, SecretsError) as exc:
-                self.transcript.notice.emit("error", f"{exc} Falling back to the scripted engine.")
-        return await self._scripted_endpoint()
-
-    def _configured_endpoint(self) -> Endpoint:
-        s = self.settings
-        url, max_age, model = PRESETS.get(s.provider, ("", 3600.0, ""))
-        url = _ws_url(s.endpoint) if s.endpoint else url
-        if not url:
-            raise ValueError(f"No endpoint is set for {s.provider}.")
-        key = None
-        if s.provider != "local":
-            key = self._secret_store().get(s.provider)
-            if not key:
-                raise ValueError(f"No API key for {s.provider} in the keychain (Settings → API key).")
-        model = s.model or model or "default"
-        self._engine_label = f"{model} via {s.provider}"
-        self.banner_changed.emit("")
-        return Endpoint(url, key, model=model, max_age_s=max_age, label=self._engine_label)
-
-    async def _bridge_endpoint(self) -> Endpoint:
-        """A local Chat Completions server (llama.cpp, Ollama, vLLM, SGLang, LM Studio): our own
-        `slipstream serve --engine chat` in front of it gives it the incremental WebSocket session."""
-        s = self.settings
-        args = ["--upstream", s.endpoint] + (["--upstream-model", s.model] if s.model else [])
         try:
-            self._server = await start_local_server(engine="chat", extra_args=args)
-        except LocalServerError as exc:
-            self.transcript.notice.emit("error", f"Could not bridge to {s.endpoint}: {exc} "
-                                                 "Falling back to the scripted engine.")
-            return await self._scripted_endpoint()
-        model = s.model or "default"
-        self._engine_label = f"{model} via {s.endpoint} (bridge)"
-        self.banner_changed.emit("")
-        return Endpoint(self._server.url, self._server.token, model=model, label=self._engine_label)
+            resolved = await endpoints.resolve(self.settings, lambda p: self._secret_store().get(p),
+                                               self.transcript.notice.emit)
+        except endpoints.EndpointUnavailable as exc:
+            self.connection_changed.emit(ConnectionStatus("error", str(exc), SCRIPTED_LABEL))
+            raise
+        self._server = resolved.server
+        self._engine_label = resolved.label
+        self._encrypted_reasoning = resolved.encrypted_reasoning
+        self.banner_changed.emit(resolved.banner)
+        return resolved.endpoint
 
     async def detect_local_servers(self) -> list[tuple[str, str, list[str]]]:
         """Chat Completions servers answering on their default loopback ports: (label, url, models)."""
@@ -213,16 +175,6 @@ class AppServices:
 
         found = await detect_local_servers()
         return [(d.label, d.url, list(d.models)) for d in found]
-
-    async def _scripted_endpoint(self) -> Endpoint:
-        try:
-            self._server = await start_local_server()
-        except LocalServerError as exc:
-            self.connection_changed.emit(ConnectionStatus("error", str(exc), SCRIPTED_LABEL))
-            raise
-        self._engine_label = SCRIPTED_LABEL
-        self.banner_changed.emit(BANNER)
-        return Endpoint(self._server.url, self._server.token, model="scripted", label=SCRIPTED_LABEL)
 
     async def aclose(self) -> None:
         if self._rerun_handle is not None:
@@ -581,15 +533,6 @@ def _pair_calls(items: list[dict[str, Any]]) -> list[dict[str, Any]]:
             out.append({"type": "function_call_output", "call_id": str(item.get("call_id", "")),
                         "output": "not run: Slipstream was closed before this call ran"})
     return out
-
-
-def _ws_url(url: str) -> str:
-    """Accept http(s) bases too: http://host/v1 -> ws://host/v1/responses."""
-    if url.startswith("http://"):
-        url = "ws://" + url[len("http://"):]
-    elif url.startswith("https://"):
-        url = "wss://" + url[len("https://"):]
-    return url if url.rstrip("/").endswith("/responses") else url.rstrip("/") + "/responses"
 
 
 def _text_of(item: Mapping[str, Any]) -> str:

@@ -1,9 +1,9 @@
-"""Provider presets (where a WebSocket-mode endpoint is, its models and limits) and detection of
-local Chat Completions servers the bridge can sit in front of.
+"""The one provider table (what Settings → Provider offers, where each endpoint is, its models and
+limits), and detection of local Chat Completions servers the bridge can sit in front of.
 
-Presets are values: the settings dialog lists them, `endpoint_for()` turns one into the keyword
-arguments of `app.services.session.Endpoint`. API keys never live here: `key_name` names the
-keychain entry (app.adapters.secrets) the caller reads the key from.
+Providers are values: the settings file accepts exactly their ids, the settings dialog lists them,
+`endpoint_for()` turns one into the keyword arguments of `app.services.session.Endpoint`. API keys
+never live here: a provider that `needs_key` reads it from the keychain entry named by its id.
 """
 
 from __future__ import annotations
@@ -11,39 +11,70 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import httpx
+if TYPE_CHECKING:  # loaded only when detecting: the settings import this table at start-up
+    import httpx
 
-__all__ = ["LOCAL_SERVERS", "PROVIDERS", "DetectedServer", "Provider", "detect_local_servers", "endpoint_for"]
+__all__ = ["LOCAL_SERVERS", "PROVIDERS", "DetectedServer", "Provider", "detect_local_servers", "endpoint_for",
+           "ws_url"]
 
 
 @dataclass(frozen=True, slots=True)
 class Provider:
-    """A Responses WebSocket-mode endpoint preset."""
+    """A provider the user can pick in Settings, and how to reach it."""
 
-    id: str
-    label: str
-    ws_url: str  # may hold {resource} (Azure); see `endpoint_for(..., url_fields=...)`
+    id: str  # the value of `Settings.provider`
+    label: str  # what the settings dialog lists
+    ws_url: str  # the WebSocket-mode endpoint; "" = the user gives one (Settings → Endpoint)
     http_url: str
-    models: tuple[str, ...]
+    models: tuple[str, ...]  # the first is the default model
     max_age_s: float  # the provider's connection age limit
-    key_name: str | None  # keychain entry; None = no key (local server)
+    needs_key: bool  # an API key from the keychain (entry named by `id`)
+    endpoint_hint: str  # placeholder of the dialog's endpoint field
     notes: str = ""
+    # A hosted API that keeps nothing with store=false: ask it for encrypted reasoning to carry along.
+    encrypted_reasoning: bool = False
 
 
+# The one provider table: the settings file's allowed values, the dialog's list, the endpoint resolver.
 PROVIDERS: dict[str, Provider] = {
     p.id: p
     for p in (
+        Provider(
+            "scripted",
+            "Scripted demo (no model)",
+            "",
+            "",
+            ("scripted",),
+            3600.0,
+            False,
+            "built in — no endpoint needed",
+            "Runs a `slipstream serve --engine scripted` of the app's own: offline, no model.",
+        ),
+        Provider(
+            "local",
+            "Local server (llama.cpp, Ollama, vLLM, SGLang, LM Studio)",
+            "",
+            "",
+            (),
+            3600.0,
+            False,
+            "http://127.0.0.1:11434/v1 (bridged) or ws://127.0.0.1:8765/v1/responses",
+            "An http(s) URL is a Chat Completions server: the app bridges it with its own `slipstream serve "
+            "--engine chat`; a ws(s) URL is a Responses server such as `slipstream serve`.",
+        ),
         Provider(
             "openai",
             "OpenAI",
             "wss://api.openai.com/v1/responses",
             "https://api.openai.com/v1/responses",
-            ("gpt-5.5", "gpt-5.5-mini", "gpt-5.3-codex"),
+            ("gpt-5.3-codex", "gpt-5.5", "gpt-5.5-mini"),
             3600.0,
-            "openai",
+            True,
+            "wss://api.openai.com/v1/responses",
             "Connections close after 60 minutes; the app rotates before that.",
+            encrypted_reasoning=True,
         ),
         Provider(
             "xai",
@@ -52,63 +83,53 @@ PROVIDERS: dict[str, Provider] = {
             "https://api.x.ai/v1/responses",
             ("grok-4.6", "grok-4.6-fast"),
             1500.0,
-            "xai",
+            True,
+            "wss://api.x.ai/v1/responses",
             "Connections close after 25 minutes; the app rotates before that.",
+            encrypted_reasoning=True,
         ),
         Provider(
-            "azure",
-            "Azure OpenAI",
-            "wss://{resource}.openai.azure.com/openai/v1/responses",
-            "https://{resource}.openai.azure.com/openai/v1/responses",
+            "openai_compatible",
+            "Other Responses-compatible endpoint",
+            "",
+            "",
             (),
             3600.0,
-            "azure",
-            "Replace {resource} with your Azure OpenAI resource name; the model is your deployment name.",
-        ),
-        Provider(
-            "local",
-            "Local server (slipstream serve)",
-            "ws://127.0.0.1:8765/v1/responses",
-            "http://127.0.0.1:8765/v1/responses",
-            (),
-            3600.0,
-            None,
-            "Start it with `slipstream serve --engine chat --upstream URL` in front of llama.cpp, Ollama, "
-            "vLLM, SGLang or LM Studio; the token is read from the server's token file.",
+            True,
+            "ws(s)://host:port/v1/responses",
         ),
     )
 }
 
 
-def endpoint_for(
-    provider: Provider | str,
-    model: str | None,
-    key: str | None,
-    *,
-    url_fields: Mapping[str, str] | None = None,
-) -> dict[str, Any]:
+def ws_url(url: str) -> str:
+    """Accept http(s) bases too: http://host/v1 -> ws://host/v1/responses."""
+    if url.startswith("http://"):
+        url = "ws://" + url[len("http://"):]
+    elif url.startswith("https://"):
+        url = "wss://" + url[len("https://"):]
+    return url if url.rstrip("/").endswith("/responses") else url.rstrip("/") + "/responses"
+
+
+def endpoint_for(provider: Provider | str, model: str | None, key: str | None, *, url: str = "") -> dict[str, Any]:
     """Keyword arguments for `Endpoint(**...)`: url, token, model, max_age_s, label.
 
-    ValueError when a URL placeholder is left unfilled or a provider that needs a key has none.
+    `url` (Settings → Endpoint) replaces the provider's own. ValueError, in words, when there is no
+    endpoint or a provider that needs a key has none.
     """
     p = PROVIDERS[provider] if isinstance(provider, str) else provider
-    url = p.ws_url
-    if "{" in url:
-        try:
-            url = url.format(**(url_fields or {}))
-        except KeyError as exc:
-            raise ValueError(f"{p.label}: fill in {exc.args[0]} in the endpoint URL") from None
-    if p.key_name is not None and not key:
-        raise ValueError(f"{p.label} needs an API key (keychain entry {p.key_name!r})")
-    chosen = model or (p.models[0] if p.models else "")
-    if not chosen and p.id == "azure":
-        raise ValueError("Azure OpenAI: the model is your deployment name; none given")
+    where = ws_url(url) if url else p.ws_url
+    if not where:
+        raise ValueError(f"No endpoint is set for {p.label} (Settings → Endpoint).")
+    if p.needs_key and not key:
+        raise ValueError(f"No API key for {p.label} in the keychain (Settings → API key).")
+    chosen = model or (p.models[0] if p.models else "") or "default"
     return {
-        "url": url,
+        "url": where,
         "token": key,
-        "model": chosen or "default",
+        "model": chosen,
         "max_age_s": p.max_age_s,
-        "label": f"{p.label} — {chosen}" if chosen else p.label,
+        "label": f"{chosen} via {p.id}",
     }
 
 
@@ -165,6 +186,8 @@ def _classify(port: int, payload: Any) -> tuple[str, str]:
 
 
 async def _probe(client: httpx.AsyncClient, host: str, port: int) -> DetectedServer | None:
+    import httpx
+
     base = f"http://{host}:{port}/v1"
     try:
         resp = await client.get(f"{base}/models")
@@ -182,6 +205,8 @@ async def detect_local_servers(
     ports: Sequence[int] | None = None, *, host: str = "127.0.0.1", timeout_s: float = 0.5
 ) -> list[DetectedServer]:
     """Servers answering GET /v1/models on the default loopback ports, probed concurrently."""
+    import httpx
+
     wanted = list(ports) if ports is not None else [p for p, _ in LOCAL_SERVERS]
     async with httpx.AsyncClient(timeout=timeout_s) as client:
         found = await asyncio.gather(*(_probe(client, host, p) for p in wanted))

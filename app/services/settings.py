@@ -16,7 +16,8 @@ from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any, Literal, Protocol, get_args
 
-import platformdirs
+from app import profile
+from app.services import providers
 
 APP_NAME = "slipstream"
 CONFIG_FILE = "settings.json"
@@ -26,13 +27,8 @@ Provider = Literal["scripted", "local", "openai", "xai", "openai_compatible"]
 ApprovalPolicy = Literal["ask", "auto_patches", "auto_all"]
 ThemeChoice = Literal["system", "light", "dark"]
 
-PROVIDERS: dict[str, str] = {
-    "scripted": "Scripted demo (no model)",
-    "local": "Local server (llama.cpp, Ollama, vLLM, SGLang, LM Studio)",
-    "openai": "OpenAI",
-    "xai": "xAI",
-    "openai_compatible": "Other Responses-compatible endpoint",
-}
+# id -> label, from the one provider table; `Provider` above names the same ids for the type checker.
+PROVIDERS: dict[str, str] = {p.id: p.label for p in providers.PROVIDERS.values()}
 APPROVAL_POLICIES: dict[str, str] = {
     "ask": "Ask before every patch and command",
     "auto_patches": "Apply patches, ask before commands",
@@ -118,8 +114,9 @@ def _check_choice(name: str, value: object, literal: object) -> None:
 
 
 def config_dir() -> Path:
-    """The platform's per-user config folder for Slipstream (created on save, not here)."""
-    return Path(platformdirs.user_config_dir(APP_NAME, appauthor=False))
+    """The platform's per-user config folder for Slipstream, or the throwaway profile's (created on
+    save, not here): smoke runs, benchmarks and tests never see the user's settings."""
+    return profile.config_dir()
 
 
 def config_path() -> Path:

@@ -26,7 +26,7 @@ from typing import Any
 from app.adapters.fs_read import load_rules, read_batch, read_many, resync, scan_tree
 from app.adapters.fs_watch import BatchPump, FsWatcher
 from app.context.coalesce import Batch, Coalescer
-from app.context.ledger import ContextUpdate, FileStatus, Ledger, is_context_item
+from app.context.ledger import ContextUpdate, FileStatus, Ledger, PathChange, is_context_item
 from app.services.session import ResponsesSession, TurnResult
 from app.services.signals import Signal
 
@@ -45,6 +45,8 @@ class Push:
     latency_ms: float
     ok: bool
     error: str = ""
+    paths: tuple[str, ...] = ()  # a snapshot's files
+    changes: tuple[PathChange, ...] = ()  # an update's files and how each changed
 
 
 class Workspace:
@@ -266,7 +268,9 @@ class ContextSync:
         snap = ws.last_snapshot
         files = len(update.paths) if update is not None else (len(snap.paths) if snap else 0)
         self.on_push(Push("update" if update is not None else "snapshot", files, sent, result.response_id,
-                          (time.perf_counter() - t0) * 1000, result.ok, result.error))
+                          (time.perf_counter() - t0) * 1000, result.ok, result.error,
+                          update.paths if update is not None else (snap.paths if snap else ()),
+                          update.changes if update is not None else ()))
         return result.ok
 
     async def turn(self, items: Sequence[Item], **kwargs: Any) -> TurnResult:

@@ -10,17 +10,19 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import contextlib
 import gc
 import importlib
 import logging
 import os
+import shutil
 import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
+
+from app.profile import PROFILE_ENV
 
 log = logging.getLogger(__name__)
 
@@ -35,9 +37,17 @@ class GuiArgs:
     screen: bool = False
 
 
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> NoReturn:
+        """One line, not a usage dump, and status 2 (as the headless commands do)."""
+        self.exit(2, f"{self.prog}: error: {message} (see --help)\n")
+
+
 def parse_args(argv: list[str]) -> GuiArgs:
     """Raises SystemExit (status 2, message on stderr) on bad arguments, like argparse."""
-    p = argparse.ArgumentParser(prog="slipstream", description="Slipstream desktop app.")
+    p = _Parser(prog="slipstream", description="Slipstream desktop app.",
+                epilog="Exit status: 0 closed normally (window, Ctrl+Q, SIGTERM/SIGINT/SIGHUP); 1 Qt cannot "
+                       "start or the smoke run failed; 2 bad arguments or no display.")
     p.add_argument("path", nargs="?", default=".", help="project folder (default: the current folder)")
     p.add_argument("--smoke", action="store_true", help="run one scripted turn end to end, then exit")
     p.add_argument("--screenshot", metavar="PNG", type=Path, help="save a screenshot of the window")
@@ -76,30 +86,59 @@ def load_factory() -> tuple[ServicesFactory | None, str]:
     return factory, ""
 
 
-def run_gui(argv: list[str], factory: ServicesFactory | None = None) -> int:
-    """Open the desktop app; returns the process exit status."""
+def run_gui(argv: list[str], factory: ServicesFactory | None = None, *, watchdog_s: float | None = None) -> int:
+    """Open the desktop app; returns the process exit status (0 after any normal way to quit).
+
+    `watchdog_s` (the real process only, see app.main): a shutdown still wedged that long after the
+    quit was asked for dumps every stack and exits, so the process can never hang.
+    """
     try:
         args = parse_args(argv)
     except SystemExit as exc:
         return int(exc.code or 0)
-    try:
-        from app.ui.preflight import preflight
+    from app.ui.preflight import display_problem, preflight
 
-        problem = preflight()
-    except ImportError:
-        problem = None
+    no_display = display_problem(os.environ)
+    if no_display and args.smoke:
+        os.environ["QT_QPA_PLATFORM"] = "offscreen"  # a smoke run needs no screen
+    elif no_display:
+        print(no_display, file=sys.stderr)
+        return 2
+    problem = preflight()
     if problem:
         print(problem, file=sys.stderr)
         return 1
+    profile = _smoke_profile() if args.smoke else None
+    try:
+        return _run(args, factory, watchdog_s)
+    finally:
+        if profile is not None:
+            shutil.rmtree(profile, ignore_errors=True)
 
-    import qasync
+
+def _smoke_profile() -> Path | None:
+    """A smoke run uses a throwaway profile (settings, history, no keychain) unless one is set already."""
+    from app.profile import use_throwaway_profile
+
+    if os.environ.get(PROFILE_ENV):
+        return None
+    return use_throwaway_profile()
+
+
+def _run(args: GuiArgs, factory: ServicesFactory | None, watchdog_s: float | None) -> int:
     from PySide6.QtWidgets import QApplication
+
+    from app.services.lifetime import QuitRequest
+    from app.ui.lifecycle import run_app_loop
 
     app = QApplication.instance() or QApplication(sys.argv[:1])
     assert isinstance(app, QApplication)
     app.setApplicationName("Slipstream")
     app.setOrganizationName("Slipstream")
     app.setDesktopFileName("slipstream")
+    # Closing the window asks for an orderly quit (gui_main); Qt must not end the loop under us.
+    quit_on_last = app.quitOnLastWindowClosed()
+    app.setQuitOnLastWindowClosed(False)
     instance = None
     if not args.smoke:  # a smoke run never hands over to (or blocks) a running app
         from app.ui.single_instance import SingleInstance
@@ -107,28 +146,70 @@ def run_gui(argv: list[str], factory: ServicesFactory | None = None) -> int:
         instance = SingleInstance(args.path, parent=app)
         if not instance.try_primary():
             print(f"Slipstream is already open on {args.path}; brought that window to the front.")
+            instance.close()
+            instance.deleteLater()
             return 0
+    quit_request = QuitRequest()
     try:
-        return asyncio.run(gui_main(app, args, factory, instance), loop_factory=lambda: qasync.QEventLoop(app))
+        return run_app_loop(app, gui_main(app, args, factory, instance, quit_request), quit_request,
+                            watchdog_s=watchdog_s)
     finally:
         if instance is not None:
             instance.close()
+            instance.deleteLater()
+        app.setQuitOnLastWindowClosed(quit_on_last)
 
 
-async def gui_main(app: Any, args: GuiArgs, factory: ServicesFactory | None = None, instance: Any = None) -> int:
-    from PySide6.QtWidgets import QMessageBox
+def _close_filter(window: Any, quit_request: Any) -> Any:
+    """An event filter: closing the main window (title bar, Alt+F4, the window manager at logout)
+    hides it at once and asks for the orderly quit, instead of Qt ending the loop under the tasks."""
+    from PySide6.QtCore import QEvent, QObject
 
+    class CloseToQuit(QObject):
+        def eventFilter(self, watched: QObject, event: QEvent) -> bool:
+            if watched is window and event.type() == QEvent.Type.Close and not quit_request.requested:
+                quit_request.request("the window was closed")
+            return False  # the close goes ahead: the window hides now, gui_main finishes the rest
+
+    f = CloseToQuit(window)
+    window.installEventFilter(f)
+    return f
+
+
+def _quit_action(window: Any, quit_request: Any) -> Any:
+    """Ctrl+Q (the platform's Quit key) anywhere in the app."""
+    from PySide6.QtCore import Qt
+    from PySide6.QtGui import QAction, QKeySequence
+
+    action = QAction("Quit", window)
+    action.setObjectName("quitAction")
+    # The platform's Quit key, and Ctrl+Q where the theme has none (Windows schemes, offscreen).
+    keys = [QKeySequence("Ctrl+Q"), *QKeySequence.keyBindings(QKeySequence.StandardKey.Quit)]
+    action.setShortcuts(list({k.toString(): k for k in keys if not k.isEmpty()}.values()))
+    action.setShortcutContext(Qt.ShortcutContext.ApplicationShortcut)
+    action.triggered.connect(lambda: quit_request.request("Quit (Ctrl+Q)"))
+    window.addAction(action)
+    return action
+
+
+async def gui_main(app: Any, args: GuiArgs, factory: ServicesFactory | None = None, instance: Any = None,
+                   quit_request: Any = None) -> int:
+    """The window's life: open, start the services behind it, run until a quit is asked, close in order."""
     from app.services.api import ConnectionStatus
+    from app.services.lifetime import QuitRequest, close_within
     from app.services.settings import Settings, SettingsError, load_settings, save_settings
     from app.ui.controller import Controller, settings_host
     from app.ui.main_window import MainWindow, app_icon
     from app.ui.smoke import run_smoke, save_screenshot
 
+    quit_request = quit_request or QuitRequest()
     icon = app_icon()
     if icon is not None:
         app.setWindowIcon(icon)
     window = MainWindow()
     controller = Controller(window)
+    _close_filter(window, quit_request)
+    _quit_action(window, quit_request)
     if instance is not None:
         from app.ui.single_instance import bring_to_front
 
@@ -139,6 +220,7 @@ async def gui_main(app: Any, args: GuiArgs, factory: ServicesFactory | None = No
     if os.environ.get("SLIPSTREAM_STARTUP_PROBE"):  # tests/bench/bench_startup.py: process start -> window
         print(f"startup: window shown {_seconds_since_process_start():.3f} s after the process started", flush=True)
         window.close()
+        window.deleteLater()
         return 0
     problems: list[str] = []
     try:
@@ -158,7 +240,7 @@ async def gui_main(app: Any, args: GuiArgs, factory: ServicesFactory | None = No
         if old is not None:
             controller.unbind()
             state["services"] = None
-            await _aclose(old)
+            await close_within(old.aclose(), CLOSE_SERVICES_S, "the previous project's services")
         s = state["settings"].with_recent(root)
         state["settings"] = s
         services = None
@@ -198,61 +280,113 @@ async def gui_main(app: Any, args: GuiArgs, factory: ServicesFactory | None = No
         # (cancelling their start also reaps a scripted server child that was booting).
         for task in earlier:
             task.cancel()
-        for task in earlier:
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await task
+        if earlier:
+            await asyncio.wait(earlier, timeout=CLOSE_SERVICES_S)
         await open_project(path)
 
     def on_open_requested(path: Path) -> None:
+        if quit_request.requested:
+            return
         task = asyncio.ensure_future(switch_project(path, [t for t in tasks if not t.done()]))
         tasks.add(task)
         task.add_done_callback(tasks.discard)
 
     controller.project_open_requested.connect(on_open_requested)
-    quit_event = asyncio.Event()
-    app.aboutToQuit.connect(quit_event.set)
-
     first = asyncio.ensure_future(switch_project(args.path, []))
     tasks.add(first)
     first.add_done_callback(tasks.discard)
-    with contextlib.suppress(asyncio.CancelledError):  # the user may open another project meanwhile
-        await first
-    # Start-up garbage (imports, the first layout) is old and stays: move it out of the collector's
-    # way, so a full collection during a fast stream does not stall a frame (measured: 16-27 ms).
-    gc.collect()
-    gc.freeze()
-    for text in problems:
-        window.transcript.feed_notice("warning", text)
-    if state["services"] is None and not args.smoke:
-        QMessageBox.warning(window, "Slipstream is offline", f"Slipstream could not start its services:\n\n{reason}")
-
+    quitting = asyncio.ensure_future(quit_request.wait())
     rc = 0
     try:
-        if args.smoke:
-            result = await run_smoke(
-                window, state["services"], screenshot=args.screenshot, screen=args.screen, unavailable_reason=reason
-            )
-            print(result.line, flush=True)
-            rc = result.exit_code
-        else:
-            if args.screenshot is not None:
-                await asyncio.sleep(0.3)
-                save_screenshot(window, args.screenshot, screen=args.screen)
-            await quit_event.wait()
+        # Until the first project is up, or a quit is asked for (the user may also open another one).
+        await asyncio.wait({first, quitting}, return_when=asyncio.FIRST_COMPLETED)
+        if not quit_request.requested:
+            # Start-up garbage (imports, the first layout) is old and stays: move it out of the
+            # collector's way, so a full collection during a fast stream does not stall a frame.
+            gc.collect()
+            gc.freeze()
+            for text in problems:
+                window.transcript.feed_notice("warning", text)
+            if state["services"] is None and not args.smoke:
+                _warn(window, "Slipstream is offline", f"Slipstream could not start its services:\n\n{reason}")
+            if args.smoke:
+                result = await _until_quit(run_smoke(window, state["services"], screenshot=args.screenshot,
+                                                     screen=args.screen, unavailable_reason=reason), quitting)
+                if result is not None:
+                    print(result.line, flush=True)
+                    rc = result.exit_code
+            else:
+                if args.screenshot is not None:
+                    await asyncio.sleep(0.3)
+                    save_screenshot(window, args.screenshot, screen=args.screen)
+                _probe(window, quit_request)
+                await quitting
     finally:
+        # The orderly close: the project tasks, the window's links, the services (their sockets,
+        # watcher, server child, history), then the window. Each step bounded (close_within).
         for task in tasks:
             task.cancel()
+        if tasks:
+            await asyncio.wait(set(tasks), timeout=0.5)
+        quitting.cancel()
         services = state["services"]
         controller.unbind()
         if services is not None:
-            await _aclose(services)
-        window.close()
+            await close_within(services.aclose(), CLOSE_SERVICES_S, "the services")
+        window.hide()
         window.deleteLater()
+        app.processEvents()
     return rc
 
 
-async def _aclose(services: Any) -> None:
-    try:
-        await asyncio.wait_for(services.aclose(), 10.0)
-    except Exception:
-        log.exception("closing the services failed")
+CLOSE_SERVICES_S = 1.5  # the services' aclose() budget at quit; the whole quit stays under 2 s
+
+
+async def _until_quit(aw: Any, quitting: asyncio.Future[None]) -> Any:
+    """`aw`'s result, or None when a quit was asked for first (then `aw` is cancelled)."""
+    task = asyncio.ensure_future(aw)
+    await asyncio.wait({task, quitting}, return_when=asyncio.FIRST_COMPLETED)
+    if task.done():
+        return task.result()
+    task.cancel()
+    await asyncio.wait({task}, timeout=0.5)
+    return None
+
+
+def _warn(window: Any, title: str, text: str) -> None:
+    """A non-blocking warning: a modal exec() inside a coroutine would stall every other task."""
+    from PySide6.QtCore import Qt
+    from PySide6.QtWidgets import QMessageBox
+
+    box = QMessageBox(QMessageBox.Icon.Warning, title, text, QMessageBox.StandardButton.Ok, window)
+    box.setAttribute(Qt.WidgetAttribute.WA_DeleteOnClose, True)
+    box.open()
+
+
+def _probe(window: Any, quit_request: Any) -> None:
+    """SLIPSTREAM_LIFECYCLE_PROBE (tests/ui/test_quit.py): say "ready" once the services are up, then
+    quit by the route named: "close" (the window), "ctrl-q", "app-quit" (QApplication.quit), or just
+    wait ("ready": the test sends a signal)."""
+    route = os.environ.get("SLIPSTREAM_LIFECYCLE_PROBE", "")
+    if not route:
+        return
+    from PySide6.QtCore import QTimer
+    from PySide6.QtWidgets import QApplication
+
+    print(f"lifecycle: ready pid {os.getpid()}", flush=True)
+    actions = {
+        "close": window.close,
+        "ctrl-q": lambda: _press_quit(window),
+        "app-quit": QApplication.quit,
+    }
+    if route in actions:
+        QTimer.singleShot(0, actions[route])
+
+
+def _press_quit(window: Any) -> None:
+    """The Quit action (its Ctrl+Q binding is checked in tests/ui/test_app.py, with QtTest)."""
+    from PySide6.QtGui import QAction
+
+    action = window.findChild(QAction, "quitAction")
+    if action is not None:
+        action.trigger()

@@ -8,19 +8,26 @@ own ``Qt/lib`` folder also count, since those ship copies. This module must not 
 
 from __future__ import annotations
 
+import argparse
 import ctypes
 import importlib.util
 import os
+import shutil
+import subprocess
 import sys
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 __all__ = [
+    "DebianPlan",
     "QtLib",
     "check_qt_libs",
+    "debian_plan",
     "detect_platform",
     "detect_platforms",
+    "display_problem",
+    "ensure_debian_packages",
     "format_problems",
     "missing_libs",
     "preflight",
@@ -119,17 +126,31 @@ def _loadable(soname: str, dirs: Iterable[Path]) -> bool:
     return any((d / soname).exists() for d in dirs)
 
 
-def missing_libs(platform: str, *, dirs: Iterable[Path] | None = None) -> list[QtLib]:
-    """The libraries for `platform` that neither the system nor a bundled folder provides."""
-    if not sys.platform.startswith("linux"):
-        return []  # Windows and macOS wheels/bundles carry everything Qt needs
+HaveLib = Callable[[str], bool]  # soname -> loadable here?
+
+
+def system_has_lib(dirs: Iterable[Path] | None = None) -> HaveLib:
+    """The real check: dlopen() by soname, or a copy in a bundled folder."""
     search = list(_bundled_dirs() if dirs is None else dirs)
-    return [lib for lib in required_libs(platform) if not _loadable(lib.soname, search)]
+    return lambda soname: _loadable(soname, search)
 
 
-def check_qt_libs(platform: str) -> list[str]:
+def missing_libs(platform: str, *, dirs: Iterable[Path] | None = None, have: HaveLib | None = None) -> list[QtLib]:
+    """The libraries for `platform` that neither the system nor a bundled folder provides.
+
+    `have` replaces the real check (tests feed a fake list of installed libraries).
+    """
+    if have is None:
+        if not sys.platform.startswith("linux"):
+            return []  # Windows and macOS wheels/bundles carry everything Qt needs
+        have = system_has_lib(dirs)
+    return [lib for lib in required_libs(platform) if not have(lib.soname)]
+
+
+def check_qt_libs(platform: str, *, have: HaveLib | None = None) -> list[str]:
     """One line per missing library, naming the Debian package to install; [] when all load."""
-    return [f"{lib.soname} not found (Debian/Ubuntu package: {lib.package})" for lib in missing_libs(platform)]
+    return [f"{lib.soname} not found (Debian/Ubuntu package: {lib.package})"
+            for lib in missing_libs(platform, have=have)]
 
 
 def format_problems(platform: str, libs: list[QtLib]) -> str:
@@ -144,7 +165,7 @@ def format_problems(platform: str, libs: list[QtLib]) -> str:
     return "\n".join(lines)
 
 
-def preflight(env: Mapping[str, str] | None = None) -> str | None:
+def preflight(env: Mapping[str, str] | None = None, *, have: HaveLib | None = None) -> str | None:
     """None when Qt can start; else the message to print before exiting with status 1.
 
     Qt tries the platforms of a fallback list in order, so one fully loadable platform is enough.
@@ -152,8 +173,162 @@ def preflight(env: Mapping[str, str] | None = None) -> str | None:
     platforms = detect_platforms(env)
     missing: list[QtLib] = []
     for platform in platforms:
-        libs = missing_libs(platform)
+        libs = missing_libs(platform, have=have)
         if not libs:
             return None
         missing += [lib for lib in libs if lib not in missing]
     return format_problems("/".join(platforms), missing)
+
+
+# --------------------------------------------------------------------------------------------------
+# No display
+
+
+# Platform plugins that draw without a display server (QT_QPA_PLATFORM=...).
+HEADLESS_PLATFORMS = frozenset({"offscreen", "minimal", "vnc", "eglfs", "linuxfb", "vkkhrdisplay"})
+
+
+def display_problem(env: Mapping[str, str] | None = None, *, system: str = sys.platform) -> str | None:
+    """One line when the window has nowhere to go (Linux/BSD without $DISPLAY and $WAYLAND_DISPLAY
+    and no headless platform chosen); None when it can open."""
+    env = os.environ if env is None else env
+    if system.startswith(("win", "darwin", "cygwin")):
+        return None
+    if any(p in HEADLESS_PLATFORMS for p in detect_platforms(env)):
+        return None
+    if env.get("DISPLAY") or env.get("WAYLAND_DISPLAY"):
+        return None
+    return ("slipstream: no display: neither $DISPLAY nor $WAYLAND_DISPLAY is set, so the window cannot "
+            "open (`slipstream --smoke` runs offscreen; `slipstream serve`, `watch`, `ask` and `test` "
+            "need no display)")
+
+
+# --------------------------------------------------------------------------------------------------
+# `make run` / `make test` on a fresh Debian/Ubuntu: install what Qt needs, or say exactly how
+
+
+@dataclass(frozen=True, slots=True)
+class Tool:
+    """A program the tests run, and the Debian package that ships it."""
+
+    command: str
+    package: str
+
+
+# `make test` also runs the real window under Xvfb (tests/ui/test_quit.py).
+TEST_TOOLS: tuple[Tool, ...] = (Tool("Xvfb", "xvfb"), Tool("xauth", "xauth"))
+PURPOSES = ("run", "test")
+
+
+def needed_for(purpose: str) -> tuple[tuple[QtLib, ...], tuple[Tool, ...]]:
+    """What `make run` (a real window: xcb, which XWayland also serves) and `make test` need."""
+    if purpose not in PURPOSES:
+        raise ValueError(f"unknown purpose {purpose!r}; one of {', '.join(PURPOSES)}")
+    return required_libs("xcb"), TEST_TOOLS if purpose == "test" else ()
+
+
+@dataclass(frozen=True, slots=True)
+class DebianPlan:
+    """What is missing and what to do about it."""
+
+    missing: tuple[str, ...]  # Debian packages, in order, each once
+    commands: tuple[tuple[str, ...], ...] = ()  # to run now (root, or sudo without a prompt)
+    manual: str = ""  # the exact command for the user when we cannot run it ourselves
+
+    @property
+    def ok(self) -> bool:
+        return not self.missing
+
+
+def debian_plan(
+    purpose: str,
+    *,
+    have_lib: HaveLib,
+    have_command: Callable[[str], bool],
+    has_apt: bool,
+    is_root: bool,
+    sudo_without_prompt: bool,
+) -> DebianPlan:
+    """Pure decision: which packages are missing, and whether we install them or tell the user how."""
+    libs, tools = needed_for(purpose)
+    missing = [lib.package for lib in libs if not have_lib(lib.soname)]
+    missing += [t.package for t in tools if not have_command(t.command)]
+    packages = tuple(dict.fromkeys(missing))
+    if not packages:
+        return DebianPlan(())
+    install = ("apt-get", "install", "-y", "-qq", "--no-install-recommends", *packages)
+    update = ("apt-get", "update", "-qq")
+    manual = "sudo apt-get update && sudo apt-get install -y --no-install-recommends " + " ".join(packages)
+    if not has_apt:
+        return DebianPlan(packages, manual=f"install the equivalents of these Debian packages: {' '.join(packages)}")
+    if is_root:
+        return DebianPlan(packages, (update, install), manual)
+    if sudo_without_prompt:
+        return DebianPlan(packages, (("sudo", "-n", *update), ("sudo", "-n", *install)), manual)
+    return DebianPlan(packages, manual=manual)
+
+
+def _sudo_without_prompt() -> bool:
+    if shutil.which("sudo") is None:
+        return False
+    try:
+        return subprocess.run(["sudo", "-n", "true"], stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                              stderr=subprocess.DEVNULL, timeout=10).returncode == 0
+    except (OSError, subprocess.SubprocessError):
+        return False
+
+
+def ensure_debian_packages(purpose: str, *, out: Callable[[str], None] = print) -> int:
+    """Install what `purpose` needs (apt-get as root, or sudo -n), else print the exact command.
+
+    Returns 0 when everything is there (now), 1 when the user has to act.
+    """
+    if not sys.platform.startswith("linux"):
+        return 0
+    have_lib = system_has_lib()
+    has_apt = shutil.which("apt-get") is not None
+    is_root = hasattr(os, "geteuid") and os.geteuid() == 0
+    plan = debian_plan(purpose, have_lib=have_lib, have_command=lambda c: shutil.which(c) is not None,
+                       has_apt=has_apt, is_root=is_root,
+                       sudo_without_prompt=has_apt and not is_root and _sudo_without_prompt())
+    if plan.ok:
+        return 0
+    if plan.commands:
+        out(f"slipstream: installing the Debian packages Qt needs: {' '.join(plan.missing)}")
+        env = dict(os.environ, DEBIAN_FRONTEND="noninteractive")
+        for cmd in plan.commands:
+            try:
+                done = subprocess.run(list(cmd), env=env, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                                      stderr=subprocess.STDOUT, timeout=900)
+            except (OSError, subprocess.SubprocessError) as exc:
+                out(f"slipstream: {' '.join(cmd)} failed: {exc}")
+                break
+            if done.returncode != 0:
+                tail = done.stdout.decode(errors="replace").strip().splitlines()[-5:]
+                out(f"slipstream: {' '.join(cmd)} failed (exit status {done.returncode}):")
+                for line in tail:
+                    out(f"  {line}")
+                break
+        else:
+            return 0
+    out(f"slipstream: missing Debian packages: {' '.join(plan.missing)}")
+    out(f"slipstream: run this, then try again:\n  {plan.manual}")
+    return 1
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """`python -m app.ui.preflight --ensure run|test` (the Makefile), or a plain check of Qt's libraries."""
+    ap = argparse.ArgumentParser(prog="python -m app.ui.preflight", description=main.__doc__)
+    ap.add_argument("--ensure", choices=PURPOSES, help="install what `make run`/`make test` need, or say how")
+    args = ap.parse_args(argv)
+    if args.ensure:
+        return ensure_debian_packages(args.ensure)
+    problem = preflight()
+    if problem:
+        print(problem, file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -27,6 +27,7 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
+from app.services.providers import PROVIDERS as PROVIDER_TABLE
 from app.services.settings import (
     APPROVAL_POLICIES,
     PROVIDERS,
@@ -36,14 +37,9 @@ from app.services.settings import (
     SettingsFacade,
 )
 
-ENDPOINT_HINTS = {
-    "scripted": "built in — no endpoint needed",
-    "local": "http://127.0.0.1:11434/v1 (bridged) or ws://127.0.0.1:8765/v1/responses",
-    "openai": "wss://api.openai.com/v1/responses",
-    "xai": "wss://api.x.ai/v1/responses",
-    "openai_compatible": "ws(s)://host:port/v1/responses",
-}
-NEEDS_KEY = {"openai", "xai", "openai_compatible"}
+# From the one provider table (app.services.providers), like the list of providers itself.
+ENDPOINT_HINTS = {p.id: p.endpoint_hint for p in PROVIDER_TABLE.values()}
+NEEDS_KEY = {p.id for p in PROVIDER_TABLE.values() if p.needs_key}
 
 
 class SettingsDialog(QDialog):

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from app.adapters import store as store_mod
+from app import profile
 from app.adapters.store import HistoryStore, StoreError
 
 
@@ -56,11 +56,15 @@ def test_sessions_per_project_and_switching(tmp_path: Path) -> None:
 
 
 def test_default_path_in_data_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    """Without a path the database lives in platformdirs' user_data_dir."""
-    monkeypatch.setattr(store_mod.platformdirs, "user_data_dir", lambda *a, **k: str(tmp_path / "data"))
+    """Without a path the database lives in platformdirs' user_data_dir, or the throwaway profile's."""
+    monkeypatch.delenv(profile.PROFILE_ENV, raising=False)
+    monkeypatch.setattr(profile.platformdirs, "user_data_dir", lambda *a, **k: str(tmp_path / "data"))
     with HistoryStore() as st:
         assert st.path == tmp_path / "data" / "history.sqlite3"
     assert (tmp_path / "data" / "history.sqlite3").exists()
+    monkeypatch.setenv(profile.PROFILE_ENV, str(tmp_path / "prof"))
+    with HistoryStore() as st:
+        assert st.path == tmp_path / "prof" / "data" / "history.sqlite3"
 
 
 def test_corrupt_file_gives_clear_error(tmp_path: Path) -> None:

@@ -1,6 +1,7 @@
 """`make bench`: run every tests/bench/bench_*.py module's `run()`, print one table, write results.json.
 
-Each module runs in a process of its own, so one benchmark's imports and memory (the openai SDK,
+All of it runs in a throwaway profile (app.profile): nothing touches the user's settings, history or
+keychain. Each module runs in a process of its own, so one benchmark's imports and memory (the openai SDK,
 a Qt window) never show up in another's figures (RSS above all).
 
 Each `run()` returns rows {"name", "value", "unit", "baseline", "ratio"}: `baseline` is the comparison
@@ -13,7 +14,9 @@ from __future__ import annotations
 import importlib
 import json
 import math
+import os
 import pkgutil
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -49,6 +52,20 @@ def child(name: str, out: str) -> int:
 def main(argv: list[str]) -> int:
     if argv[:1] == ["--child"]:
         return child(argv[1], argv[2])
+    # Benchmarks never read or write the user's settings, history or keychain: one throwaway profile
+    # for this run, inherited by every benchmark process and whatever they start.
+    from app.profile import PROFILE_ENV, use_throwaway_profile
+
+    if os.environ.get(PROFILE_ENV):
+        return _main(argv)
+    root = use_throwaway_profile()
+    try:
+        return _main(argv)
+    finally:
+        shutil.rmtree(root, ignore_errors=True)
+
+
+def _main(argv: list[str]) -> int:
     wanted = set(argv)
     names = sorted(m.name for m in pkgutil.iter_modules([str(HERE)]) if m.name.startswith("bench_"))
     if wanted:

@@ -197,7 +197,9 @@ class ChaosReport:
     rotations: int = 0  # connections replaced before the age limit, at a turn boundary
     retries: int = 0  # turns resent on a new connection (on_retry): a rotation never causes one
     edits: int = 0
-    connections: int = 0
+    connections: int = 0  # WebSocket connections the session opened
+    proxy_connections: int = 0  # TCP connections through the proxy (WebSocket and HTTP)
+    cut_connections: int = 0  # distinct proxy connections that were cut
     http_turns: int = 0
     bytes: int = 0
     server_turns: int = 0
@@ -306,6 +308,7 @@ async def run_chaos(
     cut_range: tuple[int, int] = (1, 30_000),
     warmup_share: float = 0.3,
     timeout_s: float = 120.0,
+    virtual_clock: bool = False,
 ) -> ChaosReport:
     """One scripted session through the chaos proxy; `cuts=0, restarts=0` is the uncut reference.
 
@@ -315,12 +318,19 @@ async def run_chaos(
     With `rotations`, the server's connection age limit is `max_age_s` and the session goes on until
     the client rotated that many times; the client is told a limit 20% under the server's, so its
     rotation at a turn boundary never races the server's close on a loaded machine.
+
+    With `virtual_clock`, the client and the server read one `StepClock` instead of the wall clock,
+    and it moves only between requests, by half the client's limit: connection ages are then a count
+    of requests, the same on an idle and on a loaded machine (no real-time race decides a rotation).
     """
     rng = random.Random(seed)
+    clock = StepClock() if virtual_clock else None
+    step = max_age_s * 0.8 * 0.5
     _make_project(root)
     rec = Recorder(ScriptedEngine(rate_tps=0, script=SCRIPT))
     report = ChaosReport()
     server = RestartableServer(rec, max_age_s=max_age_s)
+    restore_server_clock = _server_clock(clock) if clock is not None else (lambda: None)
     await server.start()
     proxy = ChaosProxy("127.0.0.1", server.port, seed=seed)
     await proxy.start()
@@ -329,6 +339,7 @@ async def run_chaos(
         Endpoint(f"ws://127.0.0.1:{proxy.port}/v1/responses", server.token, max_age_s=max_age_s * 0.8),
         rebuild=ws.rebuild,
         initial_delay=0.02, max_delay=0.2,
+        **({"clock": clock} if clock is not None else {}),
     )
     sync = ContextSync(ws, session)
     fs = ProjectFS(root, state_dir=root.parent / f"{root.name}-state")
@@ -383,6 +394,8 @@ async def run_chaos(
             i = 0
             while i < requests or not proxy.done or not killer.done() or session.rotations < rotations:
                 await agent.request(f"request {i}")
+                if clock is not None:
+                    clock.advance(step)
                 await asyncio.sleep(rng.uniform(0.0, 0.03))  # idle: pushes go out as warm-ups
                 i += 1
                 if i == requests:
@@ -410,6 +423,8 @@ async def run_chaos(
             report.cut_labels[c.label] = report.cut_labels.get(c.label, 0) + 1
             report.cut_phases[c.phase] = report.cut_phases.get(c.phase, 0) + 1
         report.connections = session.connections
+        report.proxy_connections = proxy.connections
+        report.cut_connections = len({c.connection for c in proxy.log})
         report.rotations = session.rotations
         report.http_turns = session.http_turns
         report.bytes = proxy.bytes
@@ -421,7 +436,39 @@ async def run_chaos(
         await session.aclose()
         await proxy.aclose()
         await server.aclose()
+        restore_server_clock()
     return report
+
+
+class StepClock:
+    """A clock that moves only when told (`advance`): time as a count of steps, not of seconds."""
+
+    def __init__(self, start: float = 1_000_000.0) -> None:
+        self.now = start
+
+    def __call__(self) -> float:
+        return self.now
+
+    def advance(self, seconds: float) -> None:
+        self.now += seconds
+
+
+def _server_clock(clock: StepClock) -> Callable[[], None]:
+    """Point the in-process server's wall clock (`app.server.app` reads `time.time()`) at `clock`;
+    returns the undo. The server takes no clock argument, so its module's `time` is swapped."""
+    import types
+
+    import app.server.app as server_app
+
+    real = server_app.time
+    fake = types.SimpleNamespace(**{n: getattr(real, n) for n in dir(real) if not n.startswith("__")})
+    fake.time = clock
+    server_app.time = fake  # type: ignore[assignment]
+
+    def undo() -> None:
+        server_app.time = real
+
+    return undo
 
 
 async def _wait(pred: Callable[[], bool], timeout: float) -> None:

@@ -39,7 +39,11 @@ async def test_hundred_cuts_lose_nothing_and_match_an_uncut_run(tmp_path: Path) 
     assert_nothing_lost(cut)
     assert cut.cut_labels.get("warm-up", 0) >= 1 and cut.cut_labels.get("turn", 0) >= 1
     assert cut.cut_phases.get("upgrade", 0) >= 1 and cut.cut_phases.get("websocket", 0) >= 1
-    assert cut.connections > 90  # every cut cost a connection, and the session kept coming back
+    # Every cut cost its connection and the session came back after each: the proxy saw a fresh
+    # connection after every connection it cut (counts, not timing: which phase a cut lands in, and
+    # so whether the session counts it as an opened WebSocket, depends on the machine's speed).
+    assert cut.proxy_connections >= cut.cut_connections + 1 and cut.cut_connections >= 50
+    assert cut.connections >= 2
     uncut = await run_chaos(tmp_path / "uncut", seed=SEED, cuts=0, requests=cut.requests)
     assert uncut.cuts == 0 and uncut.connections == 1
     assert_nothing_lost(uncut)

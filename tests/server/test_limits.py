@@ -108,6 +108,7 @@ async def test_uploads_share_a_budget_and_a_slow_body_times_out() -> None:
             answer = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 10)
             assert answer.startswith(b"HTTP/1.1 408"), answer[:100]
             writer.close()
+            await writer.wait_closed()
             assert await ask(http, srv, "after") == 200  # the budget was given back
 
 

@@ -15,34 +15,48 @@ from app.services.session import Endpoint
 
 
 def test_presets_carry_urls_and_limits() -> None:
-    """OpenAI 60 min, xAI 25 min; every preset has a ws URL and an HTTP URL."""
+    """OpenAI 60 min, xAI 25 min; a provider with its own URL has both a ws and an HTTP one."""
     assert PROVIDERS["openai"].ws_url == "wss://api.openai.com/v1/responses"
     assert PROVIDERS["xai"].max_age_s == 25 * 60
     assert PROVIDERS["openai"].max_age_s == 60 * 60
     for p in PROVIDERS.values():
-        assert p.ws_url.startswith(("ws://", "wss://")) and p.http_url.startswith(("http://", "https://"))
+        if p.ws_url:
+            assert p.ws_url.startswith(("ws://", "wss://")) and p.http_url.startswith(("http://", "https://"))
+
+
+def test_one_table_for_settings_dialog_and_resolver() -> None:
+    """The settings file accepts exactly the table's ids, and the dialog lists exactly those (no Azure
+    entry that could never be selected); the dialog's hints and key rule come from the same table."""
+    from typing import get_args
+
+    from app.services import settings
+    from app.ui import settings_dialog
+
+    assert set(get_args(settings.Provider)) == set(PROVIDERS)
+    assert {p.id: p.label for p in PROVIDERS.values()} == settings.PROVIDERS
+    assert {"openai", "xai", "openai_compatible"} == settings_dialog.NEEDS_KEY
+    assert set(settings_dialog.ENDPOINT_HINTS) == set(PROVIDERS)
+    assert "azure" not in PROVIDERS
 
 
 def test_endpoint_for_builds_a_session_endpoint() -> None:
-    """The helper's dict is accepted by the session's Endpoint as is."""
+    """The helper's dict is accepted by the session's Endpoint as is; the first model is the default."""
     ep = Endpoint(**endpoint_for("xai", "grok-4.6", "xai-key"))
     assert ep.url == "wss://api.x.ai/v1/responses" and ep.max_age_s == 1500 and ep.token == "xai-key"
-    assert ep.model == "grok-4.6" and "xAI" in ep.label
-    assert endpoint_for("openai", None, "k")["model"] == PROVIDERS["openai"].models[0]
-    local = endpoint_for("local", None, None)
-    assert local["url"].startswith("ws://127.0.0.1") and local["token"] is None
+    assert ep.model == "grok-4.6" and ep.label == "grok-4.6 via xai"
+    assert endpoint_for("openai", None, "k")["model"] == PROVIDERS["openai"].models[0] == "gpt-5.3-codex"
+    local = endpoint_for("local", None, None, url="http://127.0.0.1:8765/v1")
+    assert local["url"] == "ws://127.0.0.1:8765/v1/responses" and local["token"] is None
 
 
-def test_endpoint_for_rejects_missing_key_and_unfilled_template() -> None:
-    """A keyed provider without a key, and Azure without a resource or deployment, are clear errors."""
+def test_endpoint_for_rejects_missing_key_and_missing_endpoint() -> None:
+    """A keyed provider without a key, and a provider without a URL of its own and none given, are errors."""
     with pytest.raises(ValueError, match="API key"):
         endpoint_for("openai", "gpt-5.5", None)
-    with pytest.raises(ValueError, match="resource"):
-        endpoint_for("azure", "my-deploy", "k")
-    ep = endpoint_for("azure", "my-deploy", "k", url_fields={"resource": "acme"})
-    assert ep["url"] == "wss://acme.openai.azure.com/openai/v1/responses"
-    with pytest.raises(ValueError, match="deployment"):
-        endpoint_for("azure", None, "k", url_fields={"resource": "acme"})
+    with pytest.raises(ValueError, match="No endpoint"):
+        endpoint_for("openai_compatible", "m", "k")
+    with pytest.raises(ValueError, match="No endpoint"):
+        endpoint_for("local", None, None)
 
 
 @contextlib.asynccontextmanager

@@ -9,13 +9,6 @@ import pytest
 from tests.ui.fakes import FakeServices
 
 
-@pytest.fixture(autouse=True)
-def _private_dirs(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    """platformdirs' config/data folders point into tmp_path: tests never touch the real ones."""
-    monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path / "xdg-config"))
-    monkeypatch.setenv("XDG_DATA_HOME", str(tmp_path / "xdg-data"))
-
-
 @pytest.fixture
 def fake(tmp_path: Path) -> FakeServices:
     root = tmp_path / "project"

@@ -157,7 +157,8 @@ class Upstream:
 @contextlib.asynccontextmanager
 async def upstream(**kw: Any) -> AsyncIterator[Upstream]:
     up = Upstream(**kw)
-    runner = web.AppRunner(up.app(), access_log=None, shutdown_timeout=0.1)
+    # handler_cancellation: a handler still waiting ("never answers") ends when its client goes away
+    runner = web.AppRunner(up.app(), access_log=None, shutdown_timeout=0.1, handler_cancellation=True)
     await runner.setup()
     site = web.TCPSite(runner, "127.0.0.1", 0)
     await site.start()

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from app.services import cli_test
+from app.cli import test as cli_test
 from app.tools.testrun import parse_summary_line
 
 SUITE = """

@@ -9,13 +9,12 @@ events), then a "summary" object with the counts. Exit status: 0 green, 1 failur
 from __future__ import annotations
 
 import argparse
-import asyncio
 import json
-import sys
 from pathlib import Path
 from typing import Any
 
 from app.adapters.proc import detect_test_command, run_tests
+from app.cli.common import FAILED, OK, USAGE, CliError, Command, Parser, number_at_least, parse, run_command
 from app.tools.testrun import TestRun
 
 _MARKERS = ("pyproject.toml", "setup.py", "setup.cfg", "pytest.ini", "tox.ini", ".git")
@@ -32,43 +31,28 @@ def _root_and_targets(path: Path) -> tuple[Path, list[str]]:
     return (path, []) if path.is_dir() else (path.parent, [path.name])
 
 
-class _Out:
-    """stdout that goes quiet when the reader goes away (`slipstream test --json | head`)."""
-
-    def __init__(self) -> None:
-        self.closed = False
-
-    def write(self, text: str) -> None:
-        self.write_bytes(text.encode("utf-8", "replace"))
-
-    def write_bytes(self, data: bytes) -> None:
-        if self.closed:
-            return
-        try:
-            sys.stdout.buffer.write(data)
-            sys.stdout.flush()
-        except (BrokenPipeError, ValueError):
-            self.closed = True
-
-
-def main(argv: list[str]) -> int:
-    """Entry point; returns the exit status."""
-    ap = argparse.ArgumentParser(prog="slipstream test", description="Run the project's tests headless.")
+def _parser() -> argparse.ArgumentParser:
+    ap = Parser(prog="slipstream test", description="Run the project's tests headless.",
+                epilog="Exit status: 0 green; 1 failures; 2 could not run, or bad options or PATH; 130 Ctrl-C; "
+                       "143 SIGTERM; 141 stdout closed by its reader (the tests are stopped).")
     ap.add_argument("path", nargs="?", default=".", help="project folder, or a test file/folder in it")
     ap.add_argument("--json", action="store_true", help="one JSON object per event")
     ap.add_argument("--python", help="interpreter for pytest (default: the project's .venv, else this one)")
     ap.add_argument("--command", help="custom test command (run through the shell)")
-    ap.add_argument("--timeout", type=float, default=600.0, help="seconds before the run is killed (default 600)")
+    ap.add_argument("--timeout", type=number_at_least(0, above=True), default=600.0,
+                    help="seconds before the run is killed (default 600)")
     ap.add_argument("-k", dest="keyword", help="pytest -k expression")
-    args = ap.parse_args(argv)
-    target = Path(args.path)
+    return ap
+
+
+async def _test(cmd: Command, args: argparse.Namespace) -> int:
+    target = Path(args.path).expanduser()
     if not target.exists():
-        print(f"error: no such file or folder: {target}", file=sys.stderr)
-        return 2
+        raise CliError(f"no such file or folder: {target}", USAGE)
     root, targets = _root_and_targets(target)
     extra = ["-k", args.keyword] if args.keyword else []
-    cmd = detect_test_command(root, targets=targets, python=args.python, custom=args.command, extra_args=extra)
-    out = _Out()
+    command = detect_test_command(root, targets=targets, python=args.python, custom=args.command, extra_args=extra)
+    out = cmd.out
 
     def emit(obj: dict[str, Any]) -> None:
         out.write(json.dumps(obj, ensure_ascii=False) + "\n")
@@ -89,15 +73,23 @@ def main(argv: list[str]) -> int:
         else:
             out.write_bytes(chunk)
 
-    run: TestRun = asyncio.run(
-        run_tests(cmd, on_event=on_event, on_output=None if cmd.runner == "pytest" else on_output, timeout=args.timeout)
-    )
+    run: TestRun = await run_tests(command, on_event=on_event,
+                                   on_output=None if command.runner == "pytest" else on_output,
+                                   timeout=args.timeout)
     if args.json:
         emit({"kind": "summary", "runner": run.runner, "command": run.command, "ok": run.ok,
               "counts": {k: v for k, v in run.counts.items() if v}, "exit_status": run.exit_status,
               "timed_out": run.timed_out, "note": run.note, "text": run.summary_for_model()})
     else:
         out.write("\n" + run.summary_for_model() + "\n")
-    if cmd.runner == "none" or (run.exit_status is None and not run.cases):
-        return 2
-    return 0 if run.ok else 1
+    if command.runner == "none" or (run.exit_status is None and not run.cases):
+        return USAGE
+    return OK if run.ok else FAILED
+
+
+def main(argv: list[str]) -> int:
+    """Entry point; returns the exit status."""
+    args = parse(_parser(), argv)
+    if isinstance(args, int):
+        return args
+    return run_command("test", lambda cmd: _test(cmd, args))

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from app.services import cli_patch
+from app.cli import patch as cli_patch
 
 
 def _run(monkeypatch: pytest.MonkeyPatch, root: Path, patch: str) -> int:

@@ -7,9 +7,20 @@ The key for a remote endpoint comes from --token, $SLIPSTREAM_TOKEN or $OPENAI_A
 from __future__ import annotations
 
 import argparse
-import asyncio
 import sys
 
+from app.cli.common import (
+    FAILED,
+    OK,
+    STATUS_HELP,
+    USAGE,
+    CliError,
+    Command,
+    Parser,
+    parse,
+    read_stdin_text,
+    run_command,
+)
 from app.protocol.events import (
     FunctionCallArgumentsDelta,
     OutputItemAdded,
@@ -18,13 +29,16 @@ from app.protocol.events import (
     ReasoningTextDelta,
     ServerEvent,
 )
-from app.services.cli_common import EndpointUnavailable, endpoint_from_args
-from app.services.session import Endpoint, ResponsesSession
+from app.services import endpoints
+from app.services.lifetime import close_within
+from app.services.session import ResponsesSession
+
+CLOSE_S = 1.5  # each of the session and the server gets this long to close
 
 
 def _parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="slipstream ask", description="Run one turn and stream the answer.")
-    p.add_argument("text", help="what to ask ('-' reads stdin)")
+    p = Parser(prog="slipstream ask", description="Run one turn and stream the answer.", epilog=STATUS_HELP)
+    p.add_argument("text", help="what to ask ('-' reads stdin, UTF-8)")
     p.add_argument(
         "--endpoint",
         help="ws(s)://host/v1/responses (WebSocket, HTTP fallback) or http(s)://host/v1/responses (HTTP/SSE "
@@ -36,22 +50,23 @@ def _parser() -> argparse.ArgumentParser:
     return p
 
 
-async def _ask(args: argparse.Namespace) -> int:
-    text = sys.stdin.read() if args.text == "-" else args.text
+async def _ask(cmd: Command, args: argparse.Namespace, text: str) -> int:
     try:
-        url, token, server = await endpoint_from_args("ask", args.endpoint, args.token)
-    except EndpointUnavailable:
-        return 1
-    session = ResponsesSession(Endpoint(url, token, model=args.model or "scripted"))
-    out = sys.stdout
+        resolved = await endpoints.from_command_line(args.endpoint, args.token, args.model)
+    except endpoints.EndpointUnavailable as exc:
+        raise CliError(str(exc)) from None
+    session = ResponsesSession(resolved.endpoint)
+    out = cmd.out
+    calls = 0
 
     def on_event(ev: ServerEvent) -> None:
+        nonlocal calls
         if isinstance(ev, OutputTextDelta):
             out.write(ev.delta)
-            out.flush()
         elif isinstance(ev, (ReasoningTextDelta, ReasoningContentDelta)):
             sys.stderr.write(ev.delta)
         elif isinstance(ev, OutputItemAdded) and ev.item.get("type") == "function_call":
+            calls += 1
             out.write(f"\n[tool call] {ev.item.get('name')}(")
         elif isinstance(ev, FunctionCallArgumentsDelta):
             out.write(ev.delta)
@@ -64,22 +79,31 @@ async def _ask(args: argparse.Namespace) -> int:
         msg = {"type": "message", "role": "user", "content": [{"type": "input_text", "text": text}]}
         result = await session.run_turn([msg], settings=settings, on_event=on_event, on_retry=on_retry)
     finally:
-        await session.aclose()
-        if server is not None:
-            await server.aclose()
-    if any(i.get("type") == "function_call" for i in result.output):
-        out.write(")")
-    out.write("\n")
-    out.flush()
+        await close_within(session.aclose(), CLOSE_S, "the session")
+        if resolved.server is not None:
+            await close_within(resolved.server.aclose(), CLOSE_S, "the local server")
+    out.write((")" if calls else "") + "\n")
     if not result.ok:
-        print(f"slipstream ask: {result.error}", file=sys.stderr)
-        return 1
-    return 0
+        cmd.error(result.error or f"the response {result.status}")
+        return FAILED
+    return OK
 
 
 def main(argv: list[str]) -> int:
-    args = _parser().parse_args(argv)
-    try:
-        return asyncio.run(_ask(args))
-    except KeyboardInterrupt:
-        return 130
+    args = parse(_parser(), argv)
+    if isinstance(args, int):
+        return args
+    if args.text == "-":
+        try:
+            text = read_stdin_text()
+        except CliError as exc:
+            print(f"slipstream ask: {exc}", file=sys.stderr)
+            return exc.status
+        except KeyboardInterrupt:
+            return 130
+    else:
+        text = args.text
+    if not text.strip():
+        print("slipstream ask: nothing to ask (the text is empty)", file=sys.stderr)
+        return USAGE
+    return run_command("ask", lambda cmd: _ask(cmd, args, text))

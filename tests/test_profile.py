@@ -1,0 +1,58 @@
+"""The throwaway profile: everything of the user's (settings, history, checkpoints, keys) stays out of reach."""
+
+from __future__ import annotations
+
+import os
+import stat
+from pathlib import Path
+
+import pytest
+
+from app import profile
+from app.adapters.secrets import SecretStore
+
+
+def test_use_throwaway_profile_points_this_process_and_children_there(tmp_path: Path) -> None:
+    """The profile variable and the XDG folders all land in the profile (children inherit them)."""
+    env: dict[str, str] = {}
+    root = profile.use_throwaway_profile(tmp_path / "p", environ=env)
+    assert root == tmp_path / "p" and env[profile.PROFILE_ENV] == str(root)
+    assert {env[v] for v in ("XDG_CONFIG_HOME", "XDG_DATA_HOME", "XDG_STATE_HOME", "XDG_CACHE_HOME")} == {
+        str(root / "xdg" / sub) for sub in ("config", "data", "state", "cache")}
+
+
+def test_folders_follow_the_profile(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """config, data, state and the runtime folder are all under the profile; the real ones are not asked."""
+    monkeypatch.setattr(profile.platformdirs, "user_config_dir", lambda *a, **k: pytest.fail("asked"))
+    monkeypatch.setenv(profile.PROFILE_ENV, str(tmp_path))
+    assert profile.is_throwaway()
+    assert profile.config_dir() == tmp_path / "config"
+    assert profile.data_dir() == tmp_path / "data"
+    assert profile.state_dir() == tmp_path / "state"
+    run = profile.runtime_dir()
+    assert run == tmp_path / "run" and stat.S_IMODE(os.stat(run).st_mode) == 0o700
+
+
+def test_runtime_dir_is_made_private(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A runtime folder that exists with loose bits is tightened to 0700; a file in the way is refused."""
+    monkeypatch.delenv(profile.PROFILE_ENV, raising=False)
+    loose = tmp_path / "rt" / "slipstream"
+    loose.mkdir(parents=True, mode=0o755)
+    os.chmod(loose, 0o755)
+    monkeypatch.setattr(profile.platformdirs, "user_runtime_dir", lambda *a, **k: str(loose))
+    assert profile.runtime_dir() == loose and stat.S_IMODE(os.stat(loose).st_mode) == 0o700
+    blocked = tmp_path / "file"
+    blocked.write_text("x")
+    monkeypatch.setattr(profile.platformdirs, "user_runtime_dir", lambda *a, **k: str(blocked))
+    monkeypatch.setattr(profile.platformdirs, "user_state_dir", lambda *a, **k: str(tmp_path / "state"))
+    assert profile.runtime_dir() == tmp_path / "state" / "run"  # the fallback
+
+
+def test_no_keychain_in_a_throwaway_profile(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The secret store never reaches the OS keychain in a throwaway profile: nothing read, nothing stored."""
+    monkeypatch.setenv(profile.PROFILE_ENV, str(tmp_path))
+    store = SecretStore()
+    assert not store.status("openai").available
+    assert not store.has("openai")
+    with pytest.raises(Exception, match="keychain"):
+        store.set("openai", "sk-test-key")
