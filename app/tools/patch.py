@@ -417,22 +417,47 @@ def _fold(s: str) -> str:
 _PASSES: tuple[Callable[[str], str], ...] = (lambda s: s, str.rstrip, str.strip, _fold)
 
 
-def _seek(lines: Sequence[str], pattern: Sequence[str], start: int, eof: bool) -> int | None:
+MATCH_BUDGET = 4_000_000  # line comparisons one apply_chunks call may spend locating its hunks
+
+
+class _Budget:
+    """Counts line comparisons, so a huge hunk against a repetitive file fails fast, with words."""
+
+    def __init__(self, limit: int) -> None:
+        self.left = limit
+
+    def spend(self, n: int, what: str) -> None:
+        self.left -= n
+        if self.left < 0:
+            raise PatchApplyError(
+                f"{what}: locating the hunk is too costly (the file repeats the hunk's lines many times); "
+                "add an '@@' anchor line near the change and send only 3 context lines around each change"
+            )
+
+
+def _seek(lines: Sequence[str], pattern: Sequence[str], start: int, eof: bool,
+          budget: _Budget | None = None, what: str = "hunk") -> int | None:
     """Index where `pattern` occurs at or after `start`, trying ever looser comparisons."""
     if not pattern:
         return start
     n, m = len(lines), len(pattern)
     if m > n:
         return None
+    budget = budget or _Budget(MATCH_BUDGET)
     for norm in _PASSES:
         pat = [norm(p) for p in pattern]
-        candidates: Iterator[int] = iter(range(start, n - m + 1))
+        budget.spend(n, what)
+        normed = [norm(line) for line in lines]
+        first = pat[0]
+        candidates: Iterator[int] = (i for i in range(start, n - m + 1) if normed[i] == first)
         if eof:  # prefer the end of the file
-            candidates = iter([n - m, *range(start, n - m + 1)])
+            candidates = itertools.chain([n - m] if n - m >= start and normed[n - m] == first else [], candidates)
         for i in candidates:
-            if i < start:
-                continue
-            if all(norm(lines[i + k]) == pat[k] for k in range(m)):
+            k = 1
+            while k < m and normed[i + k] == pat[k]:
+                k += 1
+            budget.spend(k, what)
+            if k == m:
                 return i
     return None
 
@@ -457,8 +482,12 @@ def _describe(chunk: Chunk, index: int, total: int) -> str:
     return f"hunk {index + 1} of {total} ({chunk.header})"
 
 
-def apply_chunks(text: str, chunks: Sequence[Chunk], path: str, *, selected: Sequence[bool] | None = None) -> str:
-    """Apply `chunks` (those `selected`) to `text`; PatchApplyError names the hunk that failed."""
+def apply_chunks(text: str, chunks: Sequence[Chunk], path: str, *, selected: Sequence[bool] | None = None,
+                 budget: int = MATCH_BUDGET) -> str:
+    """Apply `chunks` (those `selected`) to `text`; PatchApplyError names the hunk that failed.
+
+    Locating the hunks may cost at most `budget` line comparisons (a work budget, not a clock)."""
+    spent = _Budget(budget)
     had_final_nl = text.endswith("\n") or text == ""
     doc = _Lines.of(text)
     lines = doc.body
@@ -469,7 +498,7 @@ def apply_chunks(text: str, chunks: Sequence[Chunk], path: str, *, selected: Seq
         if selected is not None and not selected[idx]:
             continue
         if chunk.anchor is not None:
-            at = _seek(lines, [chunk.anchor], pos, False)
+            at = _seek(lines, [chunk.anchor], pos, False, spent, f"{path}: {_describe(chunk, idx, total)}")
             if at is None:
                 raise PatchApplyError(
                     f"{path}: {_describe(chunk, idx, total)} failed: the anchor line {chunk.anchor!r} was not "
@@ -481,12 +510,12 @@ def apply_chunks(text: str, chunks: Sequence[Chunk], path: str, *, selected: Seq
             replacements.append((at, 0, chunk.new_lines))
             continue
         old, new = list(chunk.old_lines), chunk.new_lines
-        at = _seek(lines, old, pos, chunk.is_eof)
+        at = _seek(lines, old, pos, chunk.is_eof, spent, f"{path}: {_describe(chunk, idx, total)}")
         if at is None and old and old[-1] == "":
             # A trailing blank context line is often the file's final newline, not a line.
             old = old[:-1]
             new = new[:-1] if new and new[-1] == "" else new
-            at = _seek(lines, old, pos, chunk.is_eof)
+            at = _seek(lines, old, pos, chunk.is_eof, spent, f"{path}: {_describe(chunk, idx, total)}")
         if at is None:
             expected = "\n".join("  " + s for s in chunk.old_lines[:12])
             more = "\n  ..." if len(chunk.old_lines) > 12 else ""
