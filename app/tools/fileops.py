@@ -29,9 +29,9 @@ __all__ = [
     "SearchHit",
     "ToolContext",
     "ToolResult",
+    "compile_query",
     "execute",
     "format_list",
-    "compile_query",
     "format_read",
     "search_text",
 ]
