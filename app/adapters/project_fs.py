@@ -619,7 +619,9 @@ class ProjectFS:
                         remove_file(self.root, stray)
                     self.checkpoints.set_state(cp, "rolled_back")
                     extra = f" ({', '.join(kept)} changed since and left alone)" if kept else ""
-                    notes.append(f"A change set interrupted by a crash was rolled back: {cp.summary}{extra}")
+                    files = list(cp.post)
+                    shown = ", ".join(files[:3]) + (f" and {len(files) - 3} more" if len(files) > 3 else "")
+                    notes.append(f"A change set a crash interrupted was rolled back ({shown}){extra}.")
         except OSError as exc:
             notes.append(f"Checking for interrupted changes failed: {exc}")
         return notes

@@ -89,6 +89,8 @@ _KEYWORD = KeywordDetector()
 _JWT = re.compile(r"eyJ[A-Za-z0-9_-]{8,}\.eyJ[A-Za-z0-9_-]{8,}\.[A-Za-z0-9_-]{8,}")
 
 _EXTRA_PATTERNS: tuple[tuple[str, re.Pattern[str]], ...] = (
+    ("a GitHub token", re.compile(r"\b(?:gh[pousr]_[A-Za-z0-9]{36,255}|github_pat_[A-Za-z0-9_]{22,255})")),
+    ("a Telegram bot token", re.compile(r"\b\d{8,10}:AA[0-9A-Za-z_\-]{30,40}\b")),
     ("a Hugging Face token", re.compile(r"\bhf_[A-Za-z0-9]{30,}")),
     ("an npm token", re.compile(r"\bnpm_[A-Za-z0-9]{36}\b")),
     ("a GitLab token", re.compile(r"\bgl(?:pat|dt|rt|ptt|ft|imt|oas|cbt|soat|agent)-[A-Za-z0-9_\-]{20,}")),
@@ -100,7 +102,7 @@ _EXTRA_PATTERNS: tuple[tuple[str, re.Pattern[str]], ...] = (
     ("an Azure SAS signature", re.compile(r"[?&]sig=[A-Za-z0-9%+/=]{30,}")),
     ("an Azure connection string", re.compile(r"(?i)(?:AccountKey|SharedAccessKey)=[A-Za-z0-9+/=]{30,}")),
     ("a database URL with a password",
-     re.compile(r"(?i)\b[a-z][a-z0-9+.\-]{1,20}://[^\s:/@'\"]+:[^\s@/'\"]{3,}@[^\s/'\"]+")),
+     re.compile(r"(?i)\b[a-z][a-z0-9+.\-]{1,20}://[^\s:/@'\"]*:[^\s@/'\"]{3,}@[^\s/'\"]+")),
     ("a kubeconfig credential", re.compile(r"(?i)\b(?:client-key-data|token)\s*:\s*['\"]?[A-Za-z0-9+/=_.\-]{20,}")),
     ("a Slack webhook", re.compile(r"https://hooks\.slack\.com/services/[A-Za-z0-9/]{20,}")),
     ("a Stripe key", re.compile(r"\b[rs]k_(?:live|test)_[0-9a-zA-Z]{20,}")),

@@ -94,6 +94,8 @@ class Workspace:
     async def start(self, *, watch: bool = True) -> None:
         """Index the tree (off the loop) and start watching."""
         loop = asyncio.get_running_loop()
+        for note in self.files.recovered:  # a patch a crash interrupted was rolled back on open
+            self.notice.emit("warning", note)
         errors: list[str] = []
         index = await loop.run_in_executor(
             None, lambda: self.files.scan_tree(on_error=lambda p, e: errors.append(f"{p}: {e}"))
@@ -129,6 +131,8 @@ class Workspace:
                 await self._apply(batch)
         while not self._batches.empty():
             await self._apply(self._batches.get_nowait())
+        if self._resync_task is not None and not self._resync_task.done():
+            await self._resync_task  # a Settings rule change still rescanning
 
     async def _read_batches(self) -> None:
         while True:

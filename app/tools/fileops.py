@@ -173,9 +173,11 @@ def search_text(
     case_sensitive: bool = False,
     max_results: int = 200,
     max_bytes: int = MAX_SEARCH_BYTES,
+    clean: Callable[[str], str] | None = None,
 ) -> tuple[list[SearchHit], bool]:
     """Hits over (path, text) pairs, and whether a cap (results or bytes scanned) cut them; ValueError
-    on a bad regex."""
+    on a bad regex. `clean` (secret redaction) is applied to each matching file as a whole before its
+    lines are searched, so a hit inside a private key block or a secret value is never shown."""
     rx = compile_query(query, regex=regex, case_sensitive=case_sensitive)
     hits: list[SearchHit] = []
     scanned = 0
@@ -185,6 +187,8 @@ def search_text(
             return hits, True
         if not rx.search(text):
             continue
+        if clean is not None:
+            text = clean(text)
         for n, line in enumerate(text.splitlines(), 1):
             if rx.search(line):
                 if len(hits) >= max_results:
@@ -275,8 +279,10 @@ def _search(ctx: ToolContext, args: dict[str, Any]) -> ToolResult:
     if files is None:
         files = _search_files(ctx.fs, rel, glob)
     cap = args.get("max_results", 200)
+    redact = ctx.redact
     hits, capped = search_text(files, args["query"], regex=args.get("regex", False),
-                               case_sensitive=args.get("case_sensitive", False), max_results=cap)
+                               case_sensitive=args.get("case_sensitive", False), max_results=cap,
+                               clean=None if redact is None else (lambda t: redact(t)[0]))
     if not hits:
         return ToolResult(True, f"no matches for {args['query']!r}", {"hits": 0})
     lines = [f"{h.path}:{h.line}: {h.text}" for h in hits]

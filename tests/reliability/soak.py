@@ -19,7 +19,7 @@ from pathlib import Path
 
 from tests.reliability.fuzzing import run_fuzz
 from tests.reliability.harness import ChaosReport, run_chaos
-from tests.reliability.security import run_escapes
+from tests.security.escapes import run_escapes
 
 
 def _lost(report: ChaosReport, reference: ChaosReport | None) -> int:

@@ -25,7 +25,7 @@ from app.services.workspace import ContextSync, Workspace
 from app.tools.fileops import ToolContext, execute
 from app.tools.specs import CommandPolicy
 from tests.adapters.test_secrets import MemoryKeyring
-from tests.reliability.security import run_escapes
+from tests.security.escapes import run_escapes
 
 
 def test_fifty_path_escape_attempts_zero_escapes(tmp_path: Path) -> None:
