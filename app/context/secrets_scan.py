@@ -160,8 +160,16 @@ def _kind_name(secret_type: str) -> str:
     return ("an " if text[:1].lower() in "aeiou" else "a ") + text
 
 
+# A line can hold a secret only if it has a secret-sounding word, a credential URL, or a long token-like
+# run (every detector above needs one of the three): most lines are ruled out by this one search.
+_MAYBE = re.compile(
+    r"(?i)key|pass|pwd|secret|contrase|token|bearer|credential|salt|auth|sig=|://[^\s/]*:[^\s/]*@"
+    r"|[A-Za-z0-9+/_~.=\-]{20,}"
+)
+
+
 def _line_kind(line: str) -> str | None:
-    if len(line) < 8:
+    if len(line) < 8 or not _MAYBE.search(line):
         return None
     for det in _DETECTORS:
         for value in det.analyze_string(line):
