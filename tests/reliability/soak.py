@@ -7,6 +7,7 @@ parallel applies, kill -9 mid-apply, ReDoS with a loop-lag probe); prints what i
 lost. Exit status 1 unless items lost, escapes, secrets out and lost checkpoints are all 0.
 
     python -m tests.reliability.soak [--seeds 3] [--cuts 100] [--restarts 20] [--age 2.0] [--fuzz 10000]
+                                     [--kills 30] [--security-only]
 """
 
 from __future__ import annotations
@@ -122,11 +123,16 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--age", type=float, default=2.0, help="connection age limit for the 50 rotations, seconds")
     p.add_argument("--fuzz", type=int, default=10_000, help="fuzz cases in total")
     p.add_argument("--kills", type=int, default=30, help="kill -9 mid-apply runs (default 30)")
+    p.add_argument("--security-only", action="store_true", help="only the hostile-repository rows")
     args = p.parse_args(argv)
     rows: list[tuple[str, str]] = []
     started = time.perf_counter()
     with tempfile.TemporaryDirectory(prefix="slipstream-soak-") as tmp:
-        lost, escapes = asyncio.run(_soak(args, Path(tmp), rows))
+        if args.security_only:
+            rows, escapes = _security(Path(tmp), args.kills)
+            lost = 0
+        else:
+            lost, escapes = asyncio.run(_soak(args, Path(tmp), rows))
     rows.append(("total time", f"{time.perf_counter() - started:.1f} s"))
     width = max(len(k) for k, _ in rows)
     print()
