@@ -245,7 +245,7 @@ class Agent:
                                           keyword=str(args["keyword"]))
         except ValueError as exc:  # PathRefused is a ValueError too
             return ToolResult(False, f"error: {exc}")
-        if cmd.runner != "none" and not await self._command_allowed(cmd.display, tests=True):
+        if cmd.runner != "none" and not await self._command_allowed(cmd.display, tests=True, argv=cmd.argv):
             return ToolResult(False, "the user did not allow the test command to run")
         run = await run_tests(cmd, on_event=self._on_test_event, timeout=self.config.test_timeout_s,
                               stop=self._stop)
@@ -253,10 +253,13 @@ class Agent:
         self._failures.append(failure_signature(run))
         return ToolResult(run.ok, run.summary_for_model())
 
-    async def _command_allowed(self, command: str, *, tests: bool = False, shell: bool = False) -> bool:
+    async def _command_allowed(self, command: str, *, tests: bool = False, shell: bool = False,
+                               argv: Sequence[str] | str | None = None) -> bool:
+        """Policy, then the user. `argv` (when known) is what the allow-list compares, exactly."""
+        exact: Sequence[str] | str = argv if argv is not None else command
         if self.config.approval_policy == "auto_all":
             return True
-        decision = self.config.command_policy.decide(command)
+        decision = self.config.command_policy.decide(exact)
         if decision == "deny":
             return False
         if decision == "allow":
@@ -264,7 +267,7 @@ class Agent:
         title = "Run this test command?" if tests else ("Run this shell line?" if shell else "Run this command?")
         answer = await self._ask("command", title, {"command": command, "cwd": str(self.root), "shell": shell})
         if answer.get("accept") and answer.get("always"):
-            self.config.command_policy = self.config.command_policy.with_allowed(command)
+            self.config.command_policy = self.config.command_policy.with_allowed(exact)
         return bool(answer.get("accept"))
 
     async def _run_command(self, args: Mapping[str, Any]) -> ToolResult:
