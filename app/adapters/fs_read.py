@@ -1,50 +1,74 @@
-"""Blocking file reads for the context core: stat, read, hash (blake2b) and hand values over.
+"""Low-level, link-safe file access beneath a project root: the primitives `ProjectFS` is built on.
 
-Everything here may run in an executor thread. Errors become values (`FileVersion` kind
-"missing" / "unreadable"), never exceptions, except a project root that is gone (`RootMissingError`).
-Symlinked directories are never followed (no loops, no escaping the root); symlinked files count
-only when they resolve inside the root.
+Every open walks the path one component at a time from a descriptor of the root, each step with
+`O_NOFOLLOW` (`openat`-style, through `dir_fd`), so a component that is, or is swapped for, a
+symlink between our check and our use fails the open instead of leading elsewhere. Callers resolve
+and check the real path first, then open that real path through these functions. Where the platform
+has no `dir_fd` support (Windows), the same calls fall back to plain paths checked with `realpath`
+after the open.
+
+Also here: the project's content hash, root-relative path conversion, and whether a root's file
+system compares names case-insensitively (detected per root: a sibling spelling in another case
+names the same file).
 """
 
 from __future__ import annotations
 
+import contextlib
+import errno
 import hashlib
 import os
+import secrets
 import stat
-from collections.abc import Callable, Iterable
+import sys
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-from app.context.coalesce import Batch
-from app.context.ignore import IgnoreRules, normalise_rel
-from app.context.snapshot import DEFAULT_MAX_FILE_BYTES, FileVersion, make_version
+from app.context.snapshot import FileVersion
 
 __all__ = [
     "BatchRead",
+    "LinkRaceError",
     "RootMissingError",
-    "load_rules",
-    "read_batch",
-    "read_many",
-    "read_version",
+    "detect_case_insensitive",
+    "digest",
+    "open_dir",
+    "read_file",
     "rel_path",
-    "resync",
-    "scan_tree",
+    "remove_file",
+    "write_file",
 ]
 
-_IGNORE_FILES = (".gitignore", ".slipstreamignore")
+_DIRFD = os.name == "posix" and os.open in os.supports_dir_fd and hasattr(os, "O_NOFOLLOW")
+_NOFOLLOW = getattr(os, "O_NOFOLLOW", 0)
+_DIRECTORY = getattr(os, "O_DIRECTORY", 0)
+_CLOEXEC = getattr(os, "O_CLOEXEC", 0)
+_NONBLOCK = getattr(os, "O_NONBLOCK", 0)
+_BINARY = getattr(os, "O_BINARY", 0)
+TMP_SUFFIX = ".slipstream-tmp"
 
 
 class RootMissingError(OSError):
     """The project root no longer exists (deleted, unmounted, renamed)."""
 
 
-def _check_root(root: Path) -> None:
+class LinkRaceError(OSError):
+    """A path component is (or became) a symlink or not a folder while we walked it."""
+
+
+def check_root(root: Path) -> None:
     if not root.is_dir():
         raise RootMissingError(f"the project folder {root} no longer exists")
 
 
+def digest(data: bytes) -> str:
+    """The content hash the context uses (blake2b, 128 bits)."""
+    return hashlib.blake2b(data, digest_size=16).hexdigest()
+
+
 def rel_path(root: Path, path: str | os.PathLike[str]) -> str | None:
-    """The root-relative POSIX path of an absolute path, or None when it is outside the root."""
+    """The root-relative POSIX path of an absolute path, or None when it is outside (or is) the root."""
     try:
         rel = os.path.relpath(os.fspath(path), os.fspath(root))
     except ValueError:  # different drive on Windows
@@ -54,135 +78,181 @@ def rel_path(root: Path, path: str | os.PathLike[str]) -> str | None:
     return rel.replace(os.sep, "/")
 
 
-def _digest(data: bytes) -> str:
-    return hashlib.blake2b(data, digest_size=16).hexdigest()
+def detect_case_insensitive(root: Path) -> bool:
+    """Does the file system under `root` treat `A` and `a` as one name? Probed, never written.
 
-
-def load_rules(root: Path, user_patterns: Iterable[str] = ()) -> IgnoreRules:
-    """Rules from settings and the root's .slipstreamignore; .gitignore files are added by the scan."""
-    root = Path(root)
-    _check_root(root)
-    try:
-        project = (root / ".slipstreamignore").read_text("utf-8", errors="replace")
-    except OSError:
-        project = ""
-    return IgnoreRules(user_patterns=list(user_patterns), slipstreamignore=project)
-
-
-def _inside(root: Path, target: str) -> bool:
-    try:
-        real_root = os.path.realpath(root)
-        return os.path.commonpath([real_root, os.path.realpath(target)]) == real_root
-    except ValueError:
-        return False
-
-
-def read_version(
-    root: Path,
-    rel: str,
-    rules: IgnoreRules,
-    *,
-    max_bytes: int = DEFAULT_MAX_FILE_BYTES,
-    keep_text: bool = True,
-) -> FileVersion:
-    """Read one file now. Gone -> kind "missing"; permission or I/O error -> "unreadable"."""
-    rel = normalise_rel(rel)
-    excl = rules.exclusion(rel)
-    full = Path(root) / rel
-    try:
-        st = full.lstat()
-        if stat.S_ISLNK(st.st_mode):
-            if not _inside(root, os.fspath(full)):
-                return FileVersion(rel, "excluded", 0, st.st_mtime, reason="link outside the project")
-            st = full.stat()
-        if stat.S_ISDIR(st.st_mode):
-            return FileVersion(rel, "missing")  # a directory now: not a file any more
-        if not stat.S_ISREG(st.st_mode):
-            return FileVersion(rel, "excluded", 0, st.st_mtime, reason="not a regular file")
-        if excl is not None:
-            return make_version(rel, None, size=st.st_size, mtime=st.st_mtime, exclusion=excl)
-        if st.st_size > max_bytes:
-            digest = f"size:{st.st_size}:mtime:{st.st_mtime_ns}"
-            return make_version(rel, None, size=st.st_size, mtime=st.st_mtime, digest=digest, max_bytes=max_bytes)
-        with open(full, "rb") as fh:
-            data = fh.read(max_bytes + 1)
-    except (FileNotFoundError, NotADirectoryError):
-        return FileVersion(rel, "missing")
-    except OSError as exc:  # permission denied, I/O error, a symlink loop (ELOOP)
-        return FileVersion(rel, "unreadable", reason=exc.strerror or str(exc))
-    return make_version(rel, data, size=len(data), mtime=st.st_mtime, digest=_digest(data),
-                        max_bytes=max_bytes, keep_text=keep_text)
-
-
-def read_many(root: Path, rels: Iterable[str], rules: IgnoreRules, *,
-              max_bytes: int = DEFAULT_MAX_FILE_BYTES) -> dict[str, FileVersion]:
-    """`read_version` with text for each path (the snapshot's candidates)."""
-    return {r: read_version(root, r, rules, max_bytes=max_bytes) for r in rels}
-
-
-def scan_tree(
-    root: Path,
-    rules: IgnoreRules,
-    *,
-    under: str = "",
-    max_bytes: int = DEFAULT_MAX_FILE_BYTES,
-    on_error: Callable[[str, OSError], None] | None = None,
-) -> list[FileVersion]:
-    """Index the tree (path, size, hash, kind; no text kept), loading .gitignore files on the way.
-
-    Excluded directories are not entered; excluded files are listed as excluded so the UI can show
-    why. Unreadable directories are reported through `on_error` and skipped.
+    Looks for a name with letters at the root or among its first entries, and stats the same name
+    in swapped case: the same file means case-insensitive. Falls back to the platform default
+    (macOS and Windows: yes) when no such name exists.
     """
-    root = Path(root)
-    _check_root(root)
-    out: list[FileVersion] = []
-    start = normalise_rel(under) if under else ""
-    if start:
-        parts = start.split("/")
-        for i in range(len(parts)):  # .gitignore files above a subtree apply to it too
-            d = "/".join(parts[:i])
-            _load_gitignore(root, d, rules)
-    stack = [start]
-    while stack:
-        d = stack.pop()
-        abs_dir = root / d if d else root
-        _load_gitignore(root, d, rules)
-        try:
-            with os.scandir(abs_dir) as it:
-                entries = sorted(it, key=lambda e: e.name)
-        except OSError as exc:
-            if on_error is not None:
-                on_error(d or ".", exc)
+    candidates: list[Path] = [root]
+    with contextlib.suppress(OSError), os.scandir(root) as it:
+        for n, entry in enumerate(it):
+            candidates.append(Path(entry.path))
+            if n >= 32:
+                break
+    for cand in candidates:
+        name = cand.name
+        swapped = name.swapcase()
+        if swapped == name:
             continue
-        for entry in entries:
-            rel = f"{d}/{entry.name}" if d else entry.name
-            try:
-                if entry.is_symlink():
-                    if entry.is_dir():
-                        continue  # never follow directory links: loops and escapes
-                    out.append(read_version(root, rel, rules, max_bytes=max_bytes, keep_text=False))
-                elif entry.is_dir(follow_symlinks=False):
-                    excl = rules.exclusion(rel, is_dir=True)
-                    if excl is None:
-                        stack.append(rel)
-                    elif excl.reason == "secret":
-                        out.append(FileVersion(rel + "/", "excluded", reason=excl.reason))
-                elif entry.is_file(follow_symlinks=False):
-                    out.append(read_version(root, rel, rules, max_bytes=max_bytes, keep_text=False))
-            except OSError as exc:  # a link loop, a permission problem: listed, never silently dropped
-                out.append(FileVersion(rel, "unreadable", reason=exc.strerror or str(exc)))
-                if on_error is not None:
-                    on_error(rel, exc)
-    return out
+        try:
+            a = os.lstat(cand)
+            b = os.lstat(cand.with_name(swapped))
+        except FileNotFoundError:
+            return False
+        except OSError:
+            continue
+        return (a.st_dev, a.st_ino) == (b.st_dev, b.st_ino)
+    return sys.platform in ("darwin", "win32")
 
 
-def _load_gitignore(root: Path, d: str, rules: IgnoreRules) -> None:
-    path = (root / d if d else root) / ".gitignore"
-    try:
-        text = path.read_text("utf-8", errors="replace")
-    except OSError:
+def _parts(rel: str) -> list[str]:
+    return [p for p in rel.split("/") if p]
+
+
+@contextlib.contextmanager
+def open_dir(root: Path, rel_dir: str, *, create: bool = False) -> Iterator[int]:
+    """A descriptor of folder `rel_dir` beneath `root`, reached without following any link.
+
+    `create` makes missing folders on the way (mode 0o777 less the umask). LinkRaceError when a
+    component is a link or not a folder. Yields -1 where dir_fd is unsupported (use paths).
+    """
+    if not _DIRFD:
+        target = root.joinpath(*_parts(rel_dir))
+        if create:
+            target.mkdir(parents=True, exist_ok=True)
+        yield -1
         return
-    rules.add_gitignore(d, text)
+    fd = os.open(root, os.O_RDONLY | _DIRECTORY | _CLOEXEC)
+    try:
+        for part in _parts(rel_dir):
+            try:
+                nfd = os.open(part, os.O_RDONLY | _DIRECTORY | _NOFOLLOW | _CLOEXEC, dir_fd=fd)
+            except FileNotFoundError:
+                if not create:
+                    raise
+                with contextlib.suppress(FileExistsError):
+                    os.mkdir(part, 0o777, dir_fd=fd)
+                nfd = os.open(part, os.O_RDONLY | _DIRECTORY | _NOFOLLOW | _CLOEXEC, dir_fd=fd)
+            except OSError as exc:
+                if exc.errno in (errno.ELOOP, errno.ENOTDIR, errno.EMLINK):
+                    raise LinkRaceError(exc.errno, f"{rel_dir}: '{part}' is a link or not a folder") from None
+                raise
+            os.close(fd)
+            fd = nfd
+        yield fd
+    finally:
+        os.close(fd)
+
+
+def _split(rel: str) -> tuple[str, str]:
+    parts = _parts(rel)
+    return "/".join(parts[:-1]), parts[-1]
+
+
+def read_file(root: Path, rel: str, limit: int | None = None) -> tuple[bytes, os.stat_result]:
+    """The bytes (at most `limit`) of regular file `rel`, opened without following links.
+
+    IsADirectoryError for a folder; LinkRaceError for a link on the way; OSError("not a regular
+    file") for FIFOs, sockets and devices (opened non-blocking, so a FIFO cannot hang us).
+    """
+    parent, name = _split(rel)
+    with open_dir(root, parent) as dfd:
+        flags = os.O_RDONLY | _NOFOLLOW | _CLOEXEC | _NONBLOCK | _BINARY
+        try:
+            fd = os.open(name, flags, dir_fd=dfd) if dfd >= 0 else os.open(root / rel, flags)
+        except OSError as exc:
+            if exc.errno == errno.ELOOP:
+                raise LinkRaceError(exc.errno, f"{rel} is a link") from None
+            raise
+    try:
+        st = os.fstat(fd)
+        if stat.S_ISDIR(st.st_mode):
+            raise IsADirectoryError(errno.EISDIR, f"{rel} is a folder")
+        if not stat.S_ISREG(st.st_mode):
+            raise OSError(errno.EINVAL, f"{rel} is not a regular file")
+        chunks: list[bytes] = []
+        left = limit if limit is not None else -1
+        while left != 0:
+            chunk = os.read(fd, 1 << 20 if left < 0 else min(left, 1 << 20))
+            if not chunk:
+                break
+            chunks.append(chunk)
+            if left > 0:
+                left -= len(chunk)
+        return b"".join(chunks), st
+    finally:
+        os.close(fd)
+
+
+def write_file(root: Path, rel: str, data: bytes, *, mode: int | None = None) -> None:
+    """Replace regular file `rel` in one step: a uniquely named temp file in the same folder, fsync,
+    rename over the target, fsync the folder. Keeps the old file's mode; never writes through a link."""
+    parent, name = _split(rel)
+    with open_dir(root, parent, create=True) as dfd:
+        def at(n: str) -> str | Path:
+            return n if dfd >= 0 else root / parent / n
+
+        kw = {"dir_fd": dfd} if dfd >= 0 else {}
+        if mode is None:
+            try:
+                st = os.stat(at(name), follow_symlinks=False, **kw)  # type: ignore[arg-type,unused-ignore]
+            except FileNotFoundError:
+                st = None
+            if st is not None:
+                if stat.S_ISLNK(st.st_mode):
+                    raise LinkRaceError(errno.ELOOP, f"{rel} became a link")
+                if not stat.S_ISREG(st.st_mode):
+                    raise OSError(errno.EINVAL, f"{rel} is not a regular file")
+                mode = stat.S_IMODE(st.st_mode)
+        tmp = f".{name[:64]}.{secrets.token_hex(6)}{TMP_SUFFIX}"
+        fd = os.open(at(tmp), os.O_WRONLY | os.O_CREAT | os.O_EXCL | _NOFOLLOW | _CLOEXEC | _BINARY,
+                     0o666 if mode is None else 0o600, **kw)  # type: ignore[arg-type,unused-ignore]
+        try:
+            try:
+                view = memoryview(data)
+                while view:
+                    view = view[os.write(fd, view) :]
+                if mode is not None and hasattr(os, "fchmod"):
+                    os.fchmod(fd, mode)
+                os.fsync(fd)
+            finally:
+                os.close(fd)
+            if dfd >= 0:
+                os.replace(tmp, name, src_dir_fd=dfd, dst_dir_fd=dfd)
+                with contextlib.suppress(OSError):
+                    os.fsync(dfd)
+            else:
+                os.replace(root / parent / tmp, root / parent / name)
+        except BaseException:
+            with contextlib.suppress(OSError):
+                os.unlink(at(tmp), **kw)  # type: ignore[arg-type,unused-ignore]
+            raise
+
+
+def remove_file(root: Path, rel: str) -> None:
+    """Unlink `rel` (a file or a link itself, never what a link points to); missing is fine."""
+    parent, name = _split(rel)
+    try:
+        with open_dir(root, parent) as dfd:
+            if dfd >= 0:
+                os.unlink(name, dir_fd=dfd)
+            else:
+                os.unlink(root / rel)
+    except FileNotFoundError:
+        return
+
+
+def stray_temp_files(root: Path, rel_dirs: set[str]) -> list[str]:
+    """Our temp files left in these folders by a process that died mid-write."""
+    out: list[str] = []
+    for d in sorted(rel_dirs):
+        with contextlib.suppress(OSError), os.scandir(root.joinpath(*_parts(d))) as it:
+            for e in it:
+                if e.name.startswith(".") and e.name.endswith(TMP_SUFFIX) and e.is_file(follow_symlinks=False):
+                    out.append(f"{d}/{e.name}" if d else e.name)
+    return out
 
 
 @dataclass(frozen=True, slots=True)
@@ -191,50 +261,4 @@ class BatchRead:
 
     moves: tuple[tuple[str, str], ...]
     versions: list[FileVersion]
-    rules_changed: bool  # an ignore file changed: call `resync` for the whole tree
-
-
-def read_batch(
-    root: Path,
-    rules: IgnoreRules,
-    batch: Batch,
-    known: Callable[[str], list[str]],
-    *,
-    max_bytes: int = DEFAULT_MAX_FILE_BYTES,
-) -> BatchRead:
-    """Read every path a batch names; rescan its directories; known files that vanished -> missing.
-
-    `known(dir)` lists the files the ledger believes exist under `dir` (`Ledger.known_paths`).
-    """
-    root = Path(root)
-    _check_root(root)
-    versions: dict[str, FileVersion] = {}
-    rules_changed = False
-    for rel in sorted(batch.paths):
-        name = rel.rsplit("/", 1)[-1]
-        if name in _IGNORE_FILES:
-            rules_changed = True
-        versions[rel] = read_version(root, rel, rules, max_bytes=max_bytes)
-    for d in sorted(batch.dirs):
-        if rules.is_excluded(d, is_dir=True):
-            continue
-        found = scan_tree(root, rules, under=d, max_bytes=max_bytes) if (root / d).is_dir() else []
-        for v in found:
-            versions.setdefault(v.path, v)
-        for p in known(d):
-            versions.setdefault(p, read_version(root, p, rules, max_bytes=max_bytes))
-    # a rescanned directory gives metadata only; re-read with text what the batch itself named
-    for rel, v in versions.items():
-        if v.kind == "text" and v.text is None:
-            versions[rel] = read_version(root, rel, rules, max_bytes=max_bytes)
-    return BatchRead(batch.moves, list(versions.values()), rules_changed)
-
-
-def resync(root: Path, rules: IgnoreRules, known: Iterable[str], *,
-           max_bytes: int = DEFAULT_MAX_FILE_BYTES) -> list[FileVersion]:
-    """A full rescan (ignore rules changed, watcher restarted): known files not found -> missing."""
-    found = scan_tree(root, rules, max_bytes=max_bytes)
-    seen = {v.path for v in found}
-    # not found by the walk: gone, or now inside an excluded directory (then say so, not "deleted")
-    return found + [read_version(root, p, rules, max_bytes=max_bytes, keep_text=False)
-                    for p in known if p not in seen]
+    rules_changed: bool  # an ignore file changed: the rules were reloaded; resync the whole tree

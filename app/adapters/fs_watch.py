@@ -13,7 +13,7 @@ import errno
 import os
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, Protocol
 
 from watchdog.events import (
     DirCreatedEvent,
@@ -32,9 +32,14 @@ from watchdog.observers.polling import PollingObserver
 
 from app.adapters.fs_read import rel_path
 from app.context.coalesce import Batch, Change, Coalescer
-from app.context.ignore import IgnoreRules
 
-__all__ = ["BatchPump", "FsWatcher", "NoticeKind", "WatchMode"]
+__all__ = ["BatchPump", "Excludes", "FsWatcher", "NoticeKind", "WatchMode"]
+
+
+class Excludes(Protocol):
+    """What the watcher asks of the rules' owner (app.adapters.project_fs.ProjectFS, or IgnoreRules)."""
+
+    def is_excluded(self, path: str, *, is_dir: bool = False) -> bool: ...
 
 NoticeKind = Literal["info", "warning", "error"]
 WatchMode = Literal["native", "polling"]
@@ -68,7 +73,7 @@ class FsWatcher:
     def __init__(
         self,
         root: Path | str,
-        rules: IgnoreRules,
+        rules: Excludes,
         on_change: Callable[[Change], None],
         loop: asyncio.AbstractEventLoop,
         *,

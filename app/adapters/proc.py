@@ -20,24 +20,26 @@ import os
 import shlex
 import signal
 import sys
-import tempfile
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from app.runtime import check_private_dir, runtime_dir
 from app.tools.testrun import EventDecoder, TestRun, parse_summary_line
 
 __all__ = [
     "OutputTail",
     "ProcResult",
     "TestCommand",
+    "check_private_dir",
     "detect_test_command",
     "find_python",
     "plugin_dir",
     "run_process",
     "run_tests",
+    "runtime_dir",
 ]
 
 log = logging.getLogger(__name__)
@@ -248,17 +250,39 @@ class TestCommand:
         return self.argv if isinstance(self.argv, str) else shlex.join(self.argv)
 
 
-def plugin_dir() -> Path:
-    """A private folder holding only our pytest plugin, put on the child's PYTHONPATH."""
+def plugin_dir(base: Path | None = None) -> Path:
+    """A private folder holding only our pytest plugin, put first on the child's PYTHONPATH.
+
+    It lives in the per-user 0700 runtime folder (never a predictable shared /tmp path) and is
+    checked for ownership and mode before every use; our plugin file is rewritten when it differs,
+    and anything else found there is removed, so nothing planted can be imported."""
     src = Path(__file__).with_name("pytest_plugin.py").read_bytes()
     digest = hashlib.sha256(src).hexdigest()[:12]
-    folder = Path(tempfile.gettempdir()) / f"slipstream-plugin-{os.getuid() if hasattr(os, 'getuid') else 0}-{digest}"
-    target = folder / f"{PLUGIN_MODULE}.py"
-    if not target.exists() or target.read_bytes() != src:
-        folder.mkdir(parents=True, exist_ok=True)
-        tmp = folder / f".{PLUGIN_MODULE}.{os.getpid()}.tmp"
-        tmp.write_bytes(src)
+    folder = runtime_dir(base) / f"pytest-plugin-{digest}"
+    try:
+        os.mkdir(folder, 0o700)
+    except FileExistsError:
+        pass
+    check_private_dir(folder)
+    name = f"{PLUGIN_MODULE}.py"
+    for entry in os.scandir(folder):
+        if entry.name != name:
+            if entry.is_dir(follow_symlinks=False):
+                import shutil
+
+                shutil.rmtree(entry.path, ignore_errors=True)
+            else:
+                os.unlink(entry.path)
+    target = folder / name
+    if target.is_symlink() or not target.exists() or target.read_bytes() != src:
+        tmp = folder / f".{PLUGIN_MODULE}.{os.getpid()}.{time.monotonic_ns()}.tmp"
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(src)
         os.replace(tmp, target)
+        for entry in os.scandir(folder):
+            if entry.name != name:
+                os.unlink(entry.path)
     return folder
 
 
@@ -293,21 +317,33 @@ def detect_test_command(
     python: str | None = None,
     custom: str | None = None,
     extra_args: Sequence[str] = (),
+    keyword: str | None = None,
 ) -> TestCommand:
-    """Pick the runner: a configured command, pytest, npm, cargo or go test; "none" when nothing fits."""
+    """Pick the runner: a configured command, pytest, npm, cargo or go test; "none" when nothing fits.
+
+    `targets` and `keyword` are data, never options: a target starting with "-" is refused
+    (ValueError), targets follow "--" for pytest (and are "./"-anchored for go), and the keyword
+    travels attached to "-k" as one argument. Only pytest takes a keyword."""
     root = root.resolve()
+    for t in targets:
+        if not t or t.lstrip().startswith("-") or "\x00" in t:
+            raise ValueError(f"test target {t!r} is refused: it must be a path inside the project, not an option")
+    if keyword is not None and ("\x00" in keyword or "\n" in keyword or len(keyword) > 500):
+        raise ValueError("the test keyword must be one line of at most 500 characters")
     if custom:
         return TestCommand("custom", custom, root)
     if _looks_python(root) or any(t.endswith(".py") for t in targets):
         py = find_python(root, python)
-        argv = [py, "-m", "pytest", "-p", PLUGIN_MODULE, *extra_args, *targets]
+        kw = [f"-k{keyword}"] if keyword else []
+        argv = [py, "-m", "pytest", "-p", PLUGIN_MODULE, *extra_args, *kw, *(["--", *targets] if targets else [])]
         return TestCommand("pytest", argv, root)
     if (root / "package.json").exists():
         return TestCommand("npm", ["npm", "test", *extra_args], root)
     if (root / "Cargo.toml").exists():
         return TestCommand("cargo", ["cargo", "test", *extra_args], root)
     if (root / "go.mod").exists():
-        return TestCommand("go", ["go", "test", *(targets or ["./..."]), *extra_args], root)
+        go_targets = ["./" + t.removeprefix("./") for t in targets] or ["./..."]
+        return TestCommand("go", ["go", "test", *extra_args, *go_targets], root)
     return TestCommand("none", [], root, note="no test suite found (no pytest project, package.json, Cargo.toml or go.mod)")
 
 
@@ -346,7 +382,12 @@ async def run_tests(
                     listener[0] = None
 
     if cmd.runner == "pytest":
-        folder = str(plugin_dir())
+        try:
+            folder = str(plugin_dir())
+        except OSError as exc:  # a squatted or unsafe runtime folder: refuse rather than trust it
+            run.note = f"tests not run: {exc}"
+            run.finished = True
+            return run
         env["PYTHONPATH"] = folder + (os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH") else "")
         read_fd, write_fd = os.pipe()
         pass_fds.append(write_fd)

@@ -1,39 +1,80 @@
-"""The project folder as the tools see it: confined reads, listing with ignore rules, atomic writes,
-applying reviewed change sets, and checkpoints that undo them without git.
+"""The one owner of the project's files: rules, confinement, reads, hashes, writes and checkpoints.
 
-Confinement: `app.tools.paths.confine` refuses `..`, absolute and home paths; here the real path
-(symlinks resolved) must stay under the real root, and only regular files and folders are served
-(device files, FIFOs and sockets are refused). Secret and user-excluded files are never read or
-written, and nothing under `.git/` is ever written.
+The context sync (app.services.workspace: scan, batches, snapshots) and the tools (read_file,
+list_files, search, apply_patch) both go through one `ProjectFS`, so a change of the ignore rules
+(`.slipstreamignore`, a `.gitignore`, the user's Settings) applies to both at once.
 
-Checkpoints live outside the project, under platformdirs' user_state_dir/checkpoints/<hash of root>/,
-so nothing lands in the user's working tree or git index. Each applied change set stores the
-pre-image of every file it touched and the hash of what it wrote; undo restores the pre-images,
-and merges three-way when the user edited a file after the patch (a conflict refuses the undo).
+One confinement rule for every read and write:
+
+- `app.tools.paths.confine` refuses `..`, absolute and home paths; where Windows name semantics
+  apply, 8.3 short names and NTFS streams are refused too.
+- The real path (symlinks resolved) must stay under the real root.
+- The protected-path and secret rules are applied to the path as requested *and* to the resolved
+  path, in every Windows spelling (`.git.`, `.git `, `.env:x`), case-insensitively for secrets and
+  `.git` always and for the other rules where the root's file system is (detected per root,
+  injectable for tests). So `docs/notes.cfg -> ../.git/config` and `notes.txt -> .env` are refused.
+- The resolved path is then opened component by component from a descriptor of the root with
+  `O_NOFOLLOW` (app.adapters.fs_read), so a link swapped in after the check fails the open.
+- Only regular files and folders are served; nothing under `.git/` (any spelling) is ever written.
+
+Writes go through `apply()`: all or nothing, its checkpoint recorded before the first file is
+touched (app.adapters.checkpoints), a lock around every apply and undo, and recovery of a change
+set a killed process left half-applied when the project is opened again.
+
+Checkpoints live outside the project, under platformdirs' user_state_dir/checkpoints/<hash of
+root>/ (0700), so nothing lands in the user's working tree or git index.
 """
 
 from __future__ import annotations
 
+import errno
 import hashlib
-import json
 import os
-import shutil
 import stat
-import tempfile
-from collections.abc import Iterator, Mapping, Sequence
-from dataclasses import dataclass, field
+import threading
+import time
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 from app import profile
-from app.context.ignore import IgnoreRules
+from app.adapters.checkpoints import Checkpoint, CheckpointStore
+from app.adapters.fs_read import (
+    BatchRead,
+    LinkRaceError,
+    RootMissingError,
+    check_root,
+    detect_case_insensitive,
+    digest,
+    read_file,
+    rel_path,
+    remove_file,
+    stray_temp_files,
+    write_file,
+)
+from app.context.coalesce import Batch
+from app.context.ignore import Exclusion, IgnoreRules, normalise_rel
+from app.context.secrets_scan import redact_for_model
+from app.context.snapshot import DEFAULT_MAX_FILE_BYTES, FileVersion, make_version
 from app.tools.fileops import Entry
 from app.tools.patch import ChangeSet, PatchApplyError, PatchConflict, PatchError, decode_text, merge3
-from app.tools.paths import PathRefused, confine, is_within
+from app.tools.paths import PathRefused, confine, rule_spellings, touches_protected, windows_refusal
 
-__all__ = ["AppliedChange", "Checkpoint", "CheckpointStore", "ProjectFS", "UndoError", "default_state_dir"]
+__all__ = [
+    "AppliedChange",
+    "Checkpoint",
+    "CheckpointStore",
+    "ProjectFS",
+    "RootMissingError",
+    "Target",
+    "UndoError",
+    "default_state_dir",
+]
 
-_REFUSE_REASONS = ("secret", "settings", "slipstreamignore")
+_REFUSE_REASONS = ("secret", "protected", "settings", "slipstreamignore")
+IGNORE_FILES = (".gitignore", ".slipstreamignore")
+MAX_PATH_CHARS = 4096
+MAX_PATH_DEPTH = 256
 
 
 class UndoError(Exception):
@@ -42,106 +83,202 @@ class UndoError(Exception):
 
 def default_state_dir(root: Path) -> Path:
     """Per-project state folder outside the project: user_state_dir/checkpoints/<sha256(root)[:16]>."""
-    digest = hashlib.sha256(str(root.resolve()).encode("utf-8")).hexdigest()[:16]
-    return profile.state_dir() / "checkpoints" / digest
+    h = hashlib.sha256(str(root.resolve()).encode("utf-8")).hexdigest()[:16]
+    return profile.state_dir() / "checkpoints" / h
 
 
 def _sha(data: bytes | None) -> str | None:
     return None if data is None else hashlib.sha256(data).hexdigest()
 
 
+@dataclass(frozen=True, slots=True)
+class Target:
+    """A checked path: as requested (`rel`) and as it resolves on disk (`real`, root-relative)."""
+
+    rel: str
+    real: str
+
+    @property
+    def via_link(self) -> bool:
+        return self.rel != self.real
+
+
 class ProjectFS:
-    """File access for tools, confined to `root`; implements app.tools.fileops.ProjectAccess."""
+    """The project's files, confined to `root` (see module docstring); implements ProjectAccess."""
 
     def __init__(
         self,
         root: str | os.PathLike[str],
         *,
-        ignore: IgnoreRules | None = None,
+        user_patterns: Iterable[str] = (),
         state_dir: Path | None = None,
+        case_insensitive: bool | None = None,
+        windows_names: bool | None = None,
+        recover: bool = True,
     ) -> None:
         self.root = Path(root).resolve()
         if not self.root.is_dir():
             raise NotADirectoryError(f"project root is not a folder: {self.root}")
-        self._own_rules = ignore is None
-        self.ignore = ignore if ignore is not None else IgnoreRules()
-        self._loaded_gitignores: set[str] = set()
+        self.case_insensitive = detect_case_insensitive(self.root) if case_insensitive is None else case_insensitive
+        self.windows_names = os.name == "nt" if windows_names is None else windows_names
+        self._lock = threading.RLock()
+        self._user_patterns = list(user_patterns)
+        self.rules_version = 0
+        self.rules = IgnoreRules(casefold=self.case_insensitive)
+        self._loaded: set[str] = set()  # folders whose .gitignore is in self.rules
+        self.reload_rules()
         self.checkpoints = CheckpointStore(state_dir or default_state_dir(self.root))
+        self.recovered: list[str] = []  # what recover() did at start-up, for a notice
+        if recover:
+            self.recovered = self.recover()
 
-    # -- confinement ---------------------------------------------------------------------------
+    # -- rules -----------------------------------------------------------------------------------
 
-    def resolve(self, raw: object, *, allow_root: bool = False) -> tuple[str, Path]:
-        """(normalised relative path, real absolute path) or PathRefused."""
-        rel = confine(raw, allow_root=allow_root)
-        real = Path(os.path.realpath(self.root / rel)) if rel else self.root
-        if not is_within(self.root, real):
-            raise PathRefused(f"{rel} is a symlink that leads outside the project; refused")
+    @property
+    def user_patterns(self) -> list[str]:
+        return list(self._user_patterns)
+
+    def reload_rules(self, user_patterns: Iterable[str] | None = None) -> None:
+        """Re-read `.slipstreamignore` (and later each `.gitignore`), optionally with new Settings
+        patterns; every reader and writer sees the new rules from the next call on."""
+        if user_patterns is not None:
+            self._user_patterns = list(user_patterns)
         try:
-            st = os.stat(real)
+            project = self._read_plain(".slipstreamignore").decode("utf-8", "replace")
+        except OSError:
+            project = ""
+        with self._lock:
+            self.rules = IgnoreRules(user_patterns=self._user_patterns, slipstreamignore=project,
+                                     casefold=self.case_insensitive)
+            self._loaded = set()
+            self.rules_version += 1
+
+    def _read_plain(self, rel: str) -> bytes:
+        """An ignore file's bytes, through the same link-safe open (a link out of the root fails)."""
+        real = os.path.realpath(self.root / rel)
+        real_rel = rel_path(self.root, real)
+        if real_rel is None:
+            raise PermissionError(errno.EACCES, f"{rel} leads outside the project")
+        return read_file(self.root, real_rel, 1 << 20)[0]
+
+    def _load_gitignore(self, rel_dir: str) -> None:
+        if rel_dir in self._loaded:
+            return
+        self._loaded.add(rel_dir)
+        try:
+            text = self._read_plain(f"{rel_dir}/.gitignore" if rel_dir else ".gitignore").decode("utf-8", "replace")
+        except OSError:
+            return
+        self.rules.add_gitignore(rel_dir, text)
+
+    def exclusion(self, rel: str, *, is_dir: bool = False) -> Exclusion | None:
+        """Why `rel` is excluded (every Windows spelling checked), or None; loads .gitignore files."""
+        if not rel:
+            return None
+        with self._lock:
+            parts = rel.split("/")
+            for i in range(len(parts)):
+                d = "/".join(parts[:i])
+                if d not in self._loaded and i and not os.path.isdir(self.root / d):
+                    break  # folders that do not exist hold no .gitignore
+                self._load_gitignore(d)
+            for spelling in rule_spellings(rel):
+                try:
+                    excl = self.rules.exclusion(spelling, is_dir=is_dir)
+                except ValueError:
+                    return Exclusion("protected", "defaults")
+                if excl is not None:
+                    return excl
+        return None
+
+    def is_excluded(self, rel: str, *, is_dir: bool = False) -> bool:
+        """For the watcher: the same rules, so a rule change reaches it too."""
+        return self.exclusion(rel, is_dir=is_dir) is not None
+
+    # -- confinement -----------------------------------------------------------------------------
+
+    def target(self, raw: object, *, write: bool = False, allow_root: bool = False) -> Target:
+        """The checked `Target` for a tool path, or PathRefused with words for the model."""
+        rel = confine(raw, allow_root=allow_root)
+        if len(rel) > MAX_PATH_CHARS or rel.count("/") >= MAX_PATH_DEPTH:
+            raise PathRefused(f"path too long ({len(rel):,} characters, {rel.count('/') + 1} levels); refused")
+        if self.windows_names and rel:
+            why = windows_refusal(rel)
+            if why:
+                raise PathRefused(why)
+        if not rel:
+            return Target("", "")
+        real_abs = os.path.realpath(self.root / rel)
+        real = rel_path(self.root, real_abs)
+        if real is None:
+            if os.path.normcase(real_abs) == os.path.normcase(str(self.root)):
+                real = ""
+            else:
+                raise PathRefused(f"{rel} is a symlink that leads outside the project; refused")
+        t = Target(rel, real)
+        for spelling in {rel, real} - {""}:
+            self._check_rules(spelling, write=write, shown=rel if spelling == rel else f"{rel} (a link to {real})")
+        try:
+            st = os.stat(real_abs)
         except FileNotFoundError:
-            return rel, real
+            return t
         except OSError as exc:
             raise PathRefused(f"{rel}: {exc.strerror}") from None
         if not (stat.S_ISREG(st.st_mode) or stat.S_ISDIR(st.st_mode)):
             raise PathRefused(f"{rel} is not a regular file (device, FIFO or socket); refused")
-        return rel, real
+        return t
 
-    def _check_rules(self, rel: str, *, write: bool) -> None:
-        if not rel:
-            return
-        self._load_gitignores_for(rel)
-        excl = self.ignore.exclusion(rel)
+    def _check_rules(self, rel: str, *, write: bool, shown: str) -> None:
+        if write and touches_protected(rel):
+            raise PathRefused(f"{shown} is inside .git (or another VCS folder); the tools never write there")
+        excl = self.exclusion(rel)
         if excl is not None and excl.reason in _REFUSE_REASONS:
-            what = "a secret" if excl.reason == "secret" else f"excluded by {excl.source}"
-            raise PathRefused(f"{rel} is {what}; the tools may not {'write' if write else 'read'} it")
-        if write and ".git" in rel.split("/"):
-            raise PathRefused(f"{rel} is inside .git; the tools never write there")
+            what = {"secret": "a secret", "protected": "a protected version-control file"}.get(
+                excl.reason, f"excluded by {excl.source}")
+            raise PathRefused(f"{shown} is {what}; the tools may not {'write' if write else 'read'} it")
 
-    def _load_gitignores_for(self, rel: str) -> None:
-        if not self._own_rules:
-            return
-        parts = rel.split("/")[:-1]
-        for i in range(len(parts) + 1):
-            self._load_gitignore("/".join(parts[:i]))
+    def describe(self, payload: dict[str, object]) -> dict[str, object]:
+        """The review payload with each file's resolved target where it differs (`resolved`)."""
+        files = payload.get("files")
+        if isinstance(files, list):
+            for f in files:
+                if isinstance(f, dict):
+                    try:
+                        t = self.target(f.get("path"), write=True)
+                    except PathRefused:
+                        continue
+                    if t.via_link:
+                        f["resolved"] = t.real
+        return payload
 
-    def _load_gitignore(self, rel_dir: str) -> None:
-        if not self._own_rules or rel_dir in self._loaded_gitignores:
-            return
-        self._loaded_gitignores.add(rel_dir)
-        f = self.root / rel_dir / ".gitignore" if rel_dir else self.root / ".gitignore"
-        try:
-            if f.is_file():
-                self.ignore.add_gitignore(rel_dir, f.read_text(encoding="utf-8", errors="replace"))
-        except OSError:
-            pass
-
-    # -- ProjectAccess -------------------------------------------------------------------------
+    # -- ProjectAccess: the tools ----------------------------------------------------------------
 
     def read_bytes(self, path: str, limit: int | None = None) -> bytes | None:
         """The file's bytes (at most `limit`), None when it does not exist; PathRefused otherwise."""
-        rel, real = self.resolve(path)
-        self._check_rules(rel, write=False)
-        if real.is_dir():
-            raise PathRefused(f"{rel} is a folder; use list_files")
+        t = self.target(path)
         try:
-            with open(real, "rb") as fh:
-                return fh.read() if limit is None else fh.read(limit)
-        except FileNotFoundError:
+            return read_file(self.root, t.real, limit)[0]
+        except (FileNotFoundError, NotADirectoryError):
             return None
+        except IsADirectoryError:
+            raise PathRefused(f"{t.rel} is a folder; use list_files") from None
+        except LinkRaceError:
+            raise PathRefused(f"{t.rel}: a link on the way changed while reading; refused") from None
         except OSError as exc:
-            raise PathRefused(f"{rel}: {exc.strerror}") from None
+            raise PathRefused(f"{t.rel}: {exc.strerror or exc}") from None
+
+    def redact(self, text: str) -> tuple[str, list[str]]:
+        """Tool output with credential-looking lines withheld, and what was withheld (for a notice)."""
+        return redact_for_model(text)
 
     def walk(self, under: str = "") -> Iterator[Entry]:
-        """Every visible file and folder below `under`, ignore rules applied, sorted per folder."""
-        rel0, real0 = self.resolve(under, allow_root=True)
-        if rel0:
-            self._check_rules(rel0, write=False)
-        if not real0.is_dir():
-            raise PathRefused(f"{rel0 or '.'} is not a folder")
-        stack = [rel0]
+        """Every visible file and folder below `under`, rules applied, sorted per folder."""
+        t = self.target(under, allow_root=True)
+        if not (self.root / t.real).is_dir():
+            raise PathRefused(f"{t.rel or '.'} is not a folder")
+        stack = [t.real]
         while stack:
             d = stack.pop()
-            self._load_gitignore(d)
             try:
                 with os.scandir(self.root / d if d else self.root) as it:
                     items = sorted(it, key=lambda e: e.name)
@@ -155,49 +292,184 @@ class ProjectFS:
                     st = e.stat(follow_symlinks=True)
                 except OSError:
                     continue  # dangling symlink
-                if is_link and not is_within(self.root, os.path.realpath(e.path)):
-                    continue
+                real = rel
+                if is_link:
+                    real_ = rel_path(self.root, os.path.realpath(e.path))
+                    if real_ is None:
+                        continue
+                    real = real_
                 is_dir = stat.S_ISDIR(st.st_mode)
                 if not is_dir and not stat.S_ISREG(st.st_mode):
                     continue
-                if self.ignore.is_excluded(rel, is_dir=is_dir):
+                if self.is_excluded(rel, is_dir=is_dir) or (is_link and self.is_excluded(real, is_dir=is_dir)):
                     continue
                 yield Entry(rel, is_dir, 0 if is_dir else st.st_size)
                 if is_dir and not is_link:
                     subdirs.append(rel)
             stack.extend(reversed(subdirs))
 
-    # -- writing -------------------------------------------------------------------------------
+    # -- the context sync ------------------------------------------------------------------------
+
+    def read_version(self, rel: str, *, max_bytes: int = DEFAULT_MAX_FILE_BYTES, keep_text: bool = True,
+                     parent_clean: bool = False) -> FileVersion:
+        """One file as the context sees it now: gone -> "missing", I/O trouble -> "unreadable",
+        excluded (also through a link) -> "excluded"; never raises."""
+        rel = normalise_rel(rel)
+        full = self.root / rel
+        try:
+            st = os.lstat(full)
+        except (FileNotFoundError, NotADirectoryError):
+            return FileVersion(rel, "missing")
+        except OSError as exc:
+            return FileVersion(rel, "unreadable", reason=exc.strerror or str(exc))
+        real = rel
+        if stat.S_ISLNK(st.st_mode) or not parent_clean:
+            real_ = rel_path(self.root, os.path.realpath(full))
+            if real_ is None:
+                return FileVersion(rel, "excluded", 0, st.st_mtime, reason="link outside the project")
+            real = real_
+            if real != rel:
+                try:
+                    st = os.stat(full)
+                except (FileNotFoundError, NotADirectoryError):
+                    return FileVersion(rel, "missing")
+                except OSError as exc:
+                    return FileVersion(rel, "unreadable", reason=exc.strerror or str(exc))
+        if stat.S_ISDIR(st.st_mode):
+            return FileVersion(rel, "missing")  # a directory now: not a file any more
+        if not stat.S_ISREG(st.st_mode):
+            return FileVersion(rel, "excluded", 0, st.st_mtime, reason="not a regular file")
+        excl = self.exclusion(rel) or (self.exclusion(real) if real != rel else None)
+        if excl is not None:
+            return make_version(rel, None, size=st.st_size, mtime=st.st_mtime, exclusion=excl)
+        if st.st_size > max_bytes:
+            dig = f"size:{st.st_size}:mtime:{st.st_mtime_ns}"
+            return make_version(rel, None, size=st.st_size, mtime=st.st_mtime, digest=dig, max_bytes=max_bytes)
+        try:
+            data, st = read_file(self.root, real, max_bytes + 1)
+        except (FileNotFoundError, NotADirectoryError, IsADirectoryError):
+            return FileVersion(rel, "missing")
+        except OSError as exc:  # permission denied, I/O error, a link swapped in (ELOOP)
+            return FileVersion(rel, "unreadable", reason=exc.strerror or str(exc))
+        return make_version(rel, data, size=len(data), mtime=st.st_mtime, digest=digest(data),
+                            max_bytes=max_bytes, keep_text=keep_text)
+
+    def read_many(self, rels: Iterable[str], *, max_bytes: int = DEFAULT_MAX_FILE_BYTES) -> dict[str, FileVersion]:
+        """`read_version` with text for each path (the snapshot's candidates)."""
+        return {r: self.read_version(r, max_bytes=max_bytes) for r in rels}
+
+    def scan_tree(self, *, under: str = "", max_bytes: int = DEFAULT_MAX_FILE_BYTES,
+                  on_error: Callable[[str, OSError], None] | None = None) -> list[FileVersion]:
+        """Index the tree (path, size, hash, kind; no text kept).
+
+        Excluded directories are not entered; excluded files are listed as excluded so the UI can
+        show why; directory links are never followed. Unreadable directories go to `on_error`.
+        """
+        check_root(self.root)
+        out: list[FileVersion] = []
+        stack = [normalise_rel(under) if under else ""]
+        while stack:
+            d = stack.pop()
+            try:
+                with os.scandir(self.root / d if d else self.root) as it:
+                    entries = sorted(it, key=lambda e: e.name)
+            except OSError as exc:
+                if on_error is not None:
+                    on_error(d or ".", exc)
+                continue
+            for entry in entries:
+                rel = f"{d}/{entry.name}" if d else entry.name
+                try:
+                    if entry.is_symlink():
+                        if entry.is_dir():
+                            continue  # never follow directory links: loops and escapes
+                        out.append(self.read_version(rel, max_bytes=max_bytes, keep_text=False, parent_clean=True))
+                    elif entry.is_dir(follow_symlinks=False):
+                        excl = self.exclusion(rel, is_dir=True)
+                        if excl is None:
+                            stack.append(rel)
+                        elif excl.reason == "secret":
+                            out.append(FileVersion(rel + "/", "excluded", reason=excl.reason))
+                    elif entry.is_file(follow_symlinks=False):
+                        out.append(self.read_version(rel, max_bytes=max_bytes, keep_text=False, parent_clean=True))
+                except OSError as exc:  # a link loop, a permission problem: listed, never silently dropped
+                    out.append(FileVersion(rel, "unreadable", reason=exc.strerror or str(exc)))
+                    if on_error is not None:
+                        on_error(rel, exc)
+        return out
+
+    def read_batch(self, batch: Batch, known: Callable[[str], list[str]], *,
+                   max_bytes: int = DEFAULT_MAX_FILE_BYTES) -> BatchRead:
+        """Read every path a batch names; rescan its directories; known files that vanished -> missing.
+
+        An ignore file among the paths reloads the rules first (for the tools too) and says so.
+        """
+        check_root(self.root)
+        rules_changed = any(p.rsplit("/", 1)[-1] in IGNORE_FILES for p in batch.paths)
+        if rules_changed:
+            self.reload_rules()
+        versions: dict[str, FileVersion] = {}
+        for rel in sorted(batch.paths):
+            versions[rel] = self.read_version(rel, max_bytes=max_bytes)
+        for d in sorted(batch.dirs):
+            if self.is_excluded(d, is_dir=True):
+                continue
+            found = self.scan_tree(under=d, max_bytes=max_bytes) if (self.root / d).is_dir() else []
+            for v in found:
+                versions.setdefault(v.path, v)
+            for p in known(d):
+                versions.setdefault(p, self.read_version(p, max_bytes=max_bytes))
+        for rel, v in versions.items():  # a rescanned directory gives metadata only: re-read with text
+            if v.kind == "text" and v.text is None:
+                versions[rel] = self.read_version(rel, max_bytes=max_bytes)
+        return BatchRead(batch.moves, list(versions.values()), rules_changed)
+
+    def resync(self, known: Iterable[str], *, max_bytes: int = DEFAULT_MAX_FILE_BYTES) -> list[FileVersion]:
+        """A full rescan (rules changed, watcher restarted): known files not found -> missing or excluded.
+        The rules are re-read first, so an ignore file edited behind the watcher's back counts too."""
+        self.reload_rules()
+        found = self.scan_tree(max_bytes=max_bytes)
+        seen = {v.path for v in found}
+        return found + [self.read_version(p, max_bytes=max_bytes, keep_text=False) for p in known if p not in seen]
+
+    # -- writing ---------------------------------------------------------------------------------
 
     def write_atomic(self, path: str, data: bytes) -> None:
-        """Replace the file in one step (temp file in the same folder, fsync, rename); keeps its mode."""
-        rel, real = self.resolve(path)
-        self._check_rules(rel, write=True)
-        real.parent.mkdir(parents=True, exist_ok=True)
-        if not is_within(self.root, os.path.realpath(real.parent)):
-            raise PathRefused(f"{rel}: its folder leads outside the project; refused")
-        mode = None
-        with _suppress_missing():
-            mode = stat.S_IMODE(os.stat(real).st_mode)
-        fd, tmp = tempfile.mkstemp(dir=real.parent, prefix=f".{real.name}.", suffix=".slipstream-tmp")
+        """Replace the file in one step (unique temp file, fsync, rename); keeps its mode; never via a link."""
+        t = self.target(path, write=True)
+        self._write_real(t, data)
+
+    def _write_real(self, t: Target, data: bytes) -> None:
         try:
-            with os.fdopen(fd, "wb") as fh:
-                fh.write(data)
-                fh.flush()
-                os.fsync(fh.fileno())
-            if mode is not None:
-                os.chmod(tmp, mode)
-            os.replace(tmp, real)
-        except BaseException:
-            with _suppress_missing():
-                os.unlink(tmp)
-            raise
+            write_file(self.root, t.real, data)
+        except LinkRaceError:
+            raise PathRefused(f"{t.rel}: a folder on the way is (or became) a link; refused") from None
 
     def delete(self, path: str) -> None:
-        rel, real = self.resolve(path)
-        self._check_rules(rel, write=True)
-        with _suppress_missing():
-            os.unlink(self.root / rel if (self.root / rel).is_symlink() else real)
+        t = self.target(path, write=True)
+        self._delete(t)
+
+    def _delete(self, t: Target) -> None:
+        """Remove the entry as named: a link itself, never the file it points to."""
+        try:
+            os.lstat(self.root / t.rel)
+            is_link = os.path.islink(self.root / t.rel)
+        except OSError:
+            is_link = False
+        try:
+            remove_file(self.root, t.rel if is_link else t.real)
+        except LinkRaceError:
+            raise PathRefused(f"{t.rel}: a folder on the way is (or became) a link; refused") from None
+
+    def _current(self, t: Target) -> bytes | None:
+        try:
+            return read_file(self.root, t.real)[0]
+        except (FileNotFoundError, NotADirectoryError):
+            return None
+        except IsADirectoryError:
+            raise PatchApplyError(f"{t.rel} is a folder; nothing was written") from None
+        except OSError as exc:
+            raise PatchApplyError(f"{t.rel}: {exc.strerror or exc}; nothing was written") from None
 
     def apply(
         self,
@@ -205,17 +477,34 @@ class ProjectFS:
         accepted: Mapping[str, Sequence[bool]] | None = None,
         *,
         turn: int = 0,
-        now: float = 0.0,
+        now: float | None = None,
     ) -> AppliedChange:
         """Write the accepted hunks of `change_set` and record a checkpoint; all or nothing.
 
         `accepted` maps a file (its payload path) to one bool per hunk; missing files are accepted whole.
         A file that changed on disk since the change set was planned is merged three-way, or the whole
-        apply is refused with PatchConflict.
+        apply is refused with PatchConflict. Two sections naming one file on disk (two spellings, a
+        link and its target, two letter cases on a case-insensitive disk) are refused.
         """
-        writes: list[tuple[str, bytes | None]] = []  # (path, new bytes or None to delete)
+        with self.checkpoints.locked():
+            return self._apply_locked(change_set, accepted, turn=turn, now=time.time() if now is None else now)
+
+    def _apply_locked(self, change_set: ChangeSet, accepted: Mapping[str, Sequence[bool]] | None, *,
+                      turn: int, now: float) -> AppliedChange:
+        writes: list[tuple[Target, bytes | None]] = []  # new bytes, or None to delete
         pre: dict[str, bytes | None] = {}
         skipped: list[str] = []
+        owners: dict[str, str] = {}  # folded real path -> the spelling that claimed it
+
+        def claim(t: Target) -> Target:
+            key = t.real.lower() if self.case_insensitive else t.real
+            prior = owners.get(key)
+            if prior is not None and prior != t.rel:
+                raise PatchApplyError(f"{prior} and {t.rel} are the same file on disk; a patch may change a file "
+                                      "once; nothing was written")
+            owners[key] = t.rel
+            return t
+
         for plan in change_set.files:
             key = plan.target if plan.move_to else plan.path
             sel = None if accepted is None else accepted.get(key, accepted.get(plan.path))
@@ -224,20 +513,24 @@ class ProjectFS:
             if sel is not None and not any(sel):
                 skipped.append(key)
                 continue
+            try:
+                src = claim(self.target(plan.path, write=True))
+            except PathRefused as exc:
+                raise PatchApplyError(f"{exc}; nothing was written") from None
             new_text = plan.render(sel)
-            current = self.read_bytes(plan.path)
-            pre[plan.path] = current
+            current = self._current(src)
+            pre[src.rel] = current
             if plan.op == "add":
                 if current is not None:
                     raise PatchApplyError(f"{plan.path} was created on disk meanwhile; nothing was written")
-                writes.append((plan.path, (new_text or "").encode("utf-8")))
+                writes.append((src, (new_text or "").encode("utf-8")))
                 continue
             if current is None:
                 raise PatchApplyError(f"{plan.path} was deleted on disk meanwhile; nothing was written")
             if plan.op == "delete":
                 if plan.disk_bytes is not None and current != plan.disk_bytes:
                     raise PatchApplyError(f"{plan.path} changed on disk meanwhile; not deleted, nothing was written")
-                writes.append((plan.path, None))
+                writes.append((src, None))
                 continue
             cur_text = decode_text(current, plan.path)
             assert new_text is not None and plan.disk is not None
@@ -247,62 +540,112 @@ class ProjectFS:
                     raise PatchConflict(plan.path, merged.conflicts)
                 new_text = merged.text
             if plan.move_to:
-                if self.read_bytes(plan.move_to) is not None:
-                    raise PatchApplyError(f"{plan.move_to} exists; {plan.path} was not moved, nothing was written")
-                pre[plan.move_to] = None
-                writes.append((plan.move_to, new_text.encode("utf-8")))
-                writes.append((plan.path, None))
+                try:
+                    dst = claim(self.target(plan.move_to, write=True))
+                except PathRefused as exc:
+                    raise PatchApplyError(f"{exc}; nothing was written") from None
+                there = self._current(dst)
+                if there != plan.target_bytes:
+                    raise PatchApplyError(f"{plan.move_to} changed on disk meanwhile; {plan.path} was not moved, "
+                                          "nothing was written")
+                pre[dst.rel] = there
+                writes.append((dst, new_text.encode("utf-8")))
+                writes.append((src, None))
             else:
-                writes.append((plan.path, new_text.encode("utf-8")))
-        for path, _ in writes:  # refuse before anything is written
-            rel, _real = self.resolve(path)
-            self._check_rules(rel, write=True)
-        done: list[str] = []
+                writes.append((src, new_text.encode("utf-8")))
+        if not writes:
+            return AppliedChange([], skipped, None)
+        post = {t.rel: d for t, d in writes}
+        cp = self.checkpoints.begin(turn=turn, now=now, pre={p: pre.get(p) for p in post}, post=post,
+                                    summary=change_set.summary())
+        done: list[Target] = []
         try:
-            for path, data in writes:
-                if data is None:
-                    self.delete(path)
-                else:
-                    self.write_atomic(path, data)
-                done.append(path)
-        except OSError as exc:
-            for path in reversed(done):  # roll back what was written
-                self._restore(path, pre.get(path))
-            raise PatchApplyError(f"writing {path} failed ({exc.strerror or exc}); nothing was changed") from None
-        post = {p: _sha(d) for p, d in writes}
-        for _, data in writes:  # post-images make a three-way undo possible after later user edits
-            if data is not None:
-                self.checkpoints.store_post(data)
-        cp = self.checkpoints.record(turn=turn, now=now, pre={p: pre.get(p) for p in post}, post=post,
-                                     summary=change_set.summary()) if writes else None
-        return AppliedChange([p for p, _ in writes], skipped, cp)
+            for t, data in writes:
+                self._write_one(t, data)
+                done.append(t)
+        except (OSError, PathRefused) as exc:
+            for t in reversed(done):  # roll back what was written
+                self._restore(t, pre.get(t.rel))
+            self.checkpoints.set_state(cp, "rolled_back")
+            why = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
+            raise PatchApplyError(f"writing {t.rel} failed ({why}); nothing was changed") from None
+        self.checkpoints.set_state(cp, "applied")
+        self.checkpoints.prune(now=now)
+        links = {t.rel: t.real for t, _ in writes if t.via_link}
+        return AppliedChange([t.rel for t, _ in writes], skipped, cp, links)
 
-    def _restore(self, path: str, data: bytes | None) -> None:
+    def _write_one(self, t: Target, data: bytes | None) -> None:
+        """One file of an apply (a seam the crash tests slow down)."""
         if data is None:
-            self.delete(path)
+            self._delete(t)
         else:
-            self.write_atomic(path, data)
+            self._write_real(t, data)
 
-    # -- undo ----------------------------------------------------------------------------------
+    def _restore(self, t: Target, data: bytes | None) -> None:
+        if data is None:
+            self._delete(t)
+        else:
+            self._write_real(t, data)
+
+    # -- recovery --------------------------------------------------------------------------------
+
+    def recover(self) -> list[str]:
+        """Roll back change sets a killed process left pending; remove its temp files. Notes for the user."""
+        notes: list[str] = []
+        if not (self.checkpoints.folder / "index.json").exists():
+            return notes  # nothing was ever applied here: do not even create the folder
+        try:
+            with self.checkpoints.locked():
+                pending = self.checkpoints.pending()
+                for cp in pending:
+                    kept: list[str] = []
+                    for path, post_sha in cp.post.items():
+                        try:
+                            t = self.target(path, write=True)
+                            current = self._current(t)
+                        except (PathRefused, PatchError):
+                            kept.append(path)
+                            continue
+                        pre = self.checkpoints.pre_image(cp, path)
+                        if _sha(current) == _sha(pre):
+                            continue
+                        if _sha(current) == post_sha:
+                            self._restore(t, pre)
+                        else:
+                            kept.append(path)  # changed since by someone else: left as it is
+                    dirs = {p.rsplit("/", 1)[0] if "/" in p else "" for p in cp.post}
+                    for stray in stray_temp_files(self.root, dirs):
+                        remove_file(self.root, stray)
+                    self.checkpoints.set_state(cp, "rolled_back")
+                    extra = f" ({', '.join(kept)} changed since and left alone)" if kept else ""
+                    files = list(cp.post)
+                    shown = ", ".join(files[:3]) + (f" and {len(files) - 3} more" if len(files) > 3 else "")
+                    notes.append(f"A change set a crash interrupted was rolled back ({shown}){extra}.")
+        except OSError as exc:
+            notes.append(f"Checking for interrupted changes failed: {exc}")
+        return notes
+
+    # -- undo ------------------------------------------------------------------------------------
 
     def undo(self, checkpoint_id: str | None = None) -> list[Checkpoint]:
         """Undo the last checkpoint, or `checkpoint_id` and every later one; newest first.
 
         Refuses (UndoError) when a file was edited after the patch in a way that cannot be merged.
         """
-        active = self.checkpoints.active()
-        if not active:
-            raise UndoError("nothing to undo")
-        if checkpoint_id is None:
-            targets = [active[-1]]
-        else:
-            ids = [c.id for c in active]
-            if checkpoint_id not in ids:
-                raise UndoError(f"no active checkpoint {checkpoint_id!r}")
-            targets = active[ids.index(checkpoint_id) :]
-        for cp in reversed(targets):
-            self._undo_one(cp)
-        return list(reversed(targets))
+        with self.checkpoints.locked():
+            active = self.checkpoints.active()
+            if not active:
+                raise UndoError("nothing to undo")
+            if checkpoint_id is None:
+                targets = [active[-1]]
+            else:
+                ids = [c.id for c in active]
+                if checkpoint_id not in ids:
+                    raise UndoError(f"no active checkpoint {checkpoint_id!r}")
+                targets = active[ids.index(checkpoint_id) :]
+            for cp in reversed(targets):
+                self._undo_one(cp)
+            return list(reversed(targets))
 
     def undo_turn(self, turn: int) -> list[Checkpoint]:
         """Go back to the state before `turn`: undo its checkpoints and all later ones."""
@@ -312,19 +655,27 @@ class ProjectFS:
         raise UndoError(f"no changes to undo from turn {turn} on")
 
     def _undo_one(self, cp: Checkpoint) -> None:
-        plan: list[tuple[str, bytes | None]] = []
+        plan: list[tuple[Target, bytes | None]] = []
         for path, post_sha in cp.post.items():
+            try:
+                t = self.target(path, write=True)
+            except PathRefused as exc:
+                raise UndoError(f"cannot undo {cp.id}: {exc}") from None
             pre = self.checkpoints.pre_image(cp, path)
-            current = self.read_bytes(path)
+            if pre is None and cp.pre.get(path) is not None:
+                raise UndoError(f"cannot undo {cp.id}: the saved copy of {path} is gone (pruned?); undo refused")
+            current = self._current(t)
             if _sha(current) == post_sha:
-                plan.append((path, pre))
+                plan.append((t, pre))
                 continue
             # The user edited the file after the patch: take the patch back out of their version.
             if current is None or pre is None or post_sha is None:
                 raise UndoError(f"cannot undo {cp.id}: {path} was created, deleted or replaced since; undo refused")
             post = self.checkpoints.post_image(cp, path)
+            if post is None:
+                raise UndoError(f"cannot undo {cp.id}: {path} changed since and its patched copy was not kept")
             try:
-                merged = merge3(decode_text(post or b"", path), decode_text(current, path), decode_text(pre, path))
+                merged = merge3(decode_text(post, path), decode_text(current, path), decode_text(pre, path))
             except PatchError:
                 raise UndoError(f"cannot undo {cp.id}: {path} changed since and is not text; undo refused") from None
             if not merged.clean:
@@ -332,25 +683,10 @@ class ProjectFS:
                     f"cannot undo {cp.id}: {path} was edited after the patch and the edits overlap; undo refused\n"
                     + merged.conflicts[0].render()
                 )
-            plan.append((path, merged.text.encode("utf-8")))
-        for path, data in plan:
-            self._restore(path, data)
+            plan.append((t, merged.text.encode("utf-8")))
+        for t, data in plan:
+            self._restore(t, data)
         self.checkpoints.mark_undone(cp)
-
-
-@dataclass(slots=True)
-class Checkpoint:
-    id: str
-    turn: int
-    time: float
-    summary: str
-    post: dict[str, str | None]  # path -> sha256 of what the patch left (None: deleted)
-    pre: dict[str, str | None]  # path -> blob name of the pre-image (None: did not exist)
-    undone: bool = False
-
-    def to_json(self) -> dict[str, Any]:
-        return {"id": self.id, "turn": self.turn, "time": self.time, "summary": self.summary,
-                "post": self.post, "pre": self.pre, "undone": self.undone}  # fmt: skip
 
 
 @dataclass(slots=True)
@@ -358,90 +694,11 @@ class AppliedChange:
     written: list[str]
     skipped: list[str]  # files whose every hunk was rejected
     checkpoint: Checkpoint | None
+    links: dict[str, str] | None = None  # requested path -> the file it resolved to, where different
 
     def for_model(self) -> str:
-        parts = [f"applied: {', '.join(self.written)}" if self.written else "nothing was applied"]
+        shown = [f"{p} (written to {self.links[p]})" if self.links and p in self.links else p for p in self.written]
+        parts = [f"applied: {', '.join(shown)}" if self.written else "nothing was applied"]
         if self.skipped:
             parts.append(f"rejected by the user: {', '.join(self.skipped)}")
         return "; ".join(parts)
-
-
-@dataclass(slots=True)
-class CheckpointStore:
-    """Pre-images and post-images of applied patches, one folder per checkpoint."""
-
-    folder: Path
-    _cache: list[Checkpoint] | None = field(default=None, init=False)
-
-    def _blobs(self) -> Path:
-        return self.folder / "blobs"
-
-    def _put(self, data: bytes) -> str:
-        name = hashlib.sha256(data).hexdigest()
-        p = self._blobs() / name
-        if not p.exists():
-            p.parent.mkdir(parents=True, exist_ok=True)
-            tmp = p.with_suffix(".tmp")
-            tmp.write_bytes(data)
-            os.replace(tmp, p)
-        return name
-
-    def record(
-        self, *, turn: int, now: float, pre: Mapping[str, bytes | None], post: Mapping[str, str | None], summary: str
-    ) -> Checkpoint:
-        all_ = self.all()
-        cp_id = f"cp{len(all_) + 1:05d}"
-        pre_names = {p: (None if d is None else self._put(d)) for p, d in pre.items()}
-        cp = Checkpoint(cp_id, turn, now, summary, dict(post), pre_names)
-        all_.append(cp)
-        self._write(all_)
-        return cp
-
-    def pre_image(self, cp: Checkpoint, path: str) -> bytes | None:
-        name = cp.pre.get(path)
-        return None if name is None else (self._blobs() / name).read_bytes()
-
-    def post_image(self, cp: Checkpoint, path: str) -> bytes | None:
-        sha = cp.post.get(path)
-        if sha is None:
-            return None
-        p = self._blobs() / sha
-        return p.read_bytes() if p.exists() else None
-
-    def store_post(self, data: bytes) -> None:
-        self._put(data)
-
-    def all(self) -> list[Checkpoint]:
-        if self._cache is None:
-            index = self.folder / "index.json"
-            try:
-                raw = json.loads(index.read_text(encoding="utf-8"))
-                self._cache = [Checkpoint(**c) for c in raw]
-            except (OSError, ValueError, TypeError):
-                self._cache = []
-        return self._cache
-
-    def active(self) -> list[Checkpoint]:
-        return [c for c in self.all() if not c.undone]
-
-    def mark_undone(self, cp: Checkpoint) -> None:
-        cp.undone = True
-        self._write(self.all())
-
-    def _write(self, cps: list[Checkpoint]) -> None:
-        self.folder.mkdir(parents=True, exist_ok=True)
-        tmp = self.folder / "index.json.tmp"
-        tmp.write_text(json.dumps([c.to_json() for c in cps], indent=1), encoding="utf-8")
-        os.replace(tmp, self.folder / "index.json")
-
-    def clear(self) -> None:
-        shutil.rmtree(self.folder, ignore_errors=True)
-        self._cache = None
-
-
-class _suppress_missing:
-    def __enter__(self) -> None:
-        return None
-
-    def __exit__(self, et: object, ev: object, tb: object) -> bool:
-        return isinstance(ev, FileNotFoundError)

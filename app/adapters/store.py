@@ -11,6 +11,7 @@ All calls are short synchronous statements on the event-loop thread; WAL keeps r
 from __future__ import annotations
 
 import json
+import os
 import sqlite3
 import time
 import uuid
@@ -59,6 +60,20 @@ CREATE TABLE IF NOT EXISTS projects (
 """
 
 
+def _private_file(path: Path) -> None:
+    """Create `path` readable by the user only (0600), or tighten an existing file (and its journals)."""
+    if os.name != "posix":
+        return
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
+    os.close(fd)
+    for p in (path, path.with_name(path.name + "-wal"), path.with_name(path.name + "-shm")):
+        try:
+            if os.stat(p).st_mode & 0o077:
+                os.chmod(p, 0o600)
+        except FileNotFoundError:
+            continue
+
+
 class StoreError(RuntimeError):
     """The history database cannot be opened or used; the message names the file."""
 
@@ -98,6 +113,7 @@ class HistoryStore:
         self.path = path or data_dir() / DB_FILE
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
+            _private_file(self.path)  # before SQLite opens it: its -wal/-shm files copy the mode
             self._db = sqlite3.connect(self.path, isolation_level=None)
             self._db.execute("PRAGMA foreign_keys = ON")
             self._db.execute("PRAGMA journal_mode = WAL")

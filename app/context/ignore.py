@@ -2,11 +2,15 @@
 
 Rules are layered; the first layer with a definite answer (match or negation) wins, highest first:
 
-    user settings  >  .slipstreamignore  >  secrets  >  .gitignore (deepest file first)  >  defaults
+    user settings  >  protected + secrets  >  .slipstreamignore  >  .gitignore (deepest first)  >  defaults
 
-Secrets sit above .gitignore so that a `!.env` in a .gitignore (which means "track it in git") never
-sends a key to the model; the user can still opt a file back in from settings or .slipstreamignore.
-As in git, a path inside an excluded directory is excluded whatever its own rules say.
+Protected folders (`.git/` and the other VCS internals, which hold credential URLs and hooks) and
+secrets sit above every file that comes with the repository, so neither a `!.env` in a .gitignore
+(which means "track it in git") nor a committed `.slipstreamignore` with `!.env` or `!.git/` opts
+them in: only the user's own settings can. Those two layers also match case-insensitively on every
+file system (`.ENV`, `.Git/config`). The other layers match case-insensitively only where the file
+system is (`casefold=True`, detected per root by the adapter). As in git, a path inside an excluded
+directory is excluded whatever its own rules say.
 
 Sans-I/O: the caller reads the .gitignore files and hands their text in (`add_gitignore`).
 Paths are POSIX, relative to the project root, without a leading "./".
@@ -21,6 +25,7 @@ import pathspec
 
 __all__ = [
     "DEFAULT_EXCLUDES",
+    "PROTECTED_PATTERNS",
     "SECRET_PATTERNS",
     "Exclusion",
     "IgnoreRules",
@@ -39,6 +44,9 @@ DEFAULT_EXCLUDES: tuple[str, ...] = (
     ".DS_Store", "Thumbs.db", "*.swp", "*.swo", "*~", ".#*",
 )
 
+# Version-control internals: never sent, never read or written by the tools (hooks, credential URLs).
+PROTECTED_PATTERNS: tuple[str, ...] = (".git/", ".hg/", ".svn/", ".jj/", ".git", ".gitmodules.lock")
+
 # Files that usually hold credentials: excluded by default and shown as excluded ("secret").
 SECRET_PATTERNS: tuple[str, ...] = (
     ".env", ".env.*", "*.env", ".envrc",
@@ -48,6 +56,8 @@ SECRET_PATTERNS: tuple[str, ...] = (
     "credentials", "credentials.*", "*credentials*.json", "*-credentials.*", "secrets.*", "*.secret",
     "service-account*.json", ".aws/", ".ssh/", ".gnupg/", ".docker/config.json", ".kube/config",
     "terraform.tfstate", "terraform.tfstate.*", "*.tfvars",
+    # templates that name the keys but hold none (their lines are still scanned before they leave)
+    "!.env.example", "!.env.sample", "!.env.template", "!.env.dist",
 )
 
 
@@ -55,7 +65,7 @@ SECRET_PATTERNS: tuple[str, ...] = (
 class Exclusion:
     """Why a path is excluded: `reason` is a short word for the UI, `source` where the rule lives."""
 
-    reason: str  # "secret" | "gitignored" | "default" | "slipstreamignore" | "settings"
+    reason: str  # "secret" | "protected" | "gitignored" | "default" | "slipstreamignore" | "settings"
     source: str  # ".gitignore", "src/.gitignore", ".slipstreamignore", "settings", "defaults"
 
 
@@ -86,30 +96,38 @@ class IgnoreRules:
         slipstreamignore: str = "",
         defaults: Iterable[str] = DEFAULT_EXCLUDES,
         secrets: Iterable[str] = SECRET_PATTERNS,
+        protected: Iterable[str] = PROTECTED_PATTERNS,
+        casefold: bool = False,
     ) -> None:
-        self._user = _spec(user_patterns)
-        self._project = _spec(slipstreamignore.splitlines())
-        self._secrets = _spec(secrets)
-        self._defaults = _spec(defaults)
+        self.casefold = casefold
+        fold = str.lower if casefold else str
+        self._user = _spec(fold(p) for p in user_patterns)
+        self._project = _spec(fold(p) for p in slipstreamignore.splitlines())
+        self._protected = _spec(p.lower() for p in protected)
+        self._secrets = _spec(p.lower() for p in secrets)
+        self._defaults = _spec(fold(p) for p in defaults)
         # directory ("" for the root) -> spec of that directory's .gitignore
         self._gitignores: dict[str, pathspec.GitIgnoreSpec] = {}
         self._dir_cache: dict[str, Exclusion | None] = {}
 
     def add_gitignore(self, directory: str, text: str) -> None:
         """Register the .gitignore found in `directory` ("" for the root); replaces an earlier one."""
-        d = "" if directory in ("", ".") else normalise_rel(directory)
-        self._gitignores[d] = _spec(text.splitlines())
+        d = "" if directory in ("", ".") else self._fold(normalise_rel(directory))
+        self._gitignores[d] = _spec(self._fold(ln) for ln in text.splitlines())
         self._dir_cache.clear()
+
+    def _fold(self, s: str) -> str:
+        return s.lower() if self.casefold else s
 
     def remove_gitignore(self, directory: str) -> None:
         """Forget the .gitignore of `directory` (it was deleted)."""
-        d = "" if directory in ("", ".") else normalise_rel(directory)
+        d = "" if directory in ("", ".") else self._fold(normalise_rel(directory))
         if self._gitignores.pop(d, None) is not None:
             self._dir_cache.clear()
 
     def exclusion(self, path: str, *, is_dir: bool = False) -> Exclusion | None:
         """The reason `path` is excluded, or None when the model may see it."""
-        rel = normalise_rel(path)
+        rel = self._fold(normalise_rel(path))
         parts = rel.split("/")
         for i in range(1, len(parts)):
             verdict = self._dir_verdict("/".join(parts[:i]))
@@ -130,14 +148,17 @@ class IgnoreRules:
 
     def _decide(self, rel: str, *, is_dir: bool) -> Exclusion | None:
         probe = rel + "/" if is_dir else rel
-        for spec, excl in (
-            (self._user, Exclusion("settings", "settings")),
-            (self._project, Exclusion("slipstreamignore", ".slipstreamignore")),
-            (self._secrets, Exclusion("secret", "defaults")),
-        ):
-            hit = spec.check_file(probe).include
-            if hit is not None:
-                return excl if hit else None
+        hit = self._user.check_file(probe).include
+        if hit is not None:  # only the user's own settings may opt a secret or .git in
+            return Exclusion("settings", "settings") if hit else None
+        low = probe.lower()
+        if self._protected.check_file(low).include:
+            return Exclusion("protected", "defaults")
+        if self._secrets.check_file(low).include:
+            return Exclusion("secret", "defaults")
+        hit = self._project.check_file(probe).include
+        if hit is not None:
+            return Exclusion("slipstreamignore", ".slipstreamignore") if hit else None
         for d in self._gitignore_dirs_for(rel):
             sub = probe if d == "" else probe[len(d) + 1 :]
             hit = self._gitignores[d].check_file(sub).include

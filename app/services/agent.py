@@ -28,7 +28,7 @@ from app.services.session import TurnResult
 from app.services.workspace import ContextSync
 from app.tools.fileops import ToolContext, ToolResult, execute
 from app.tools.patch import PatchError
-from app.tools.specs import CommandPolicy, responses_tools
+from app.tools.specs import CommandPolicy, responses_tools, split_command
 from app.tools.testrun import TestRun, failure_signature, stuck
 
 log = logging.getLogger(__name__)
@@ -184,9 +184,11 @@ class Agent:
 
     async def _dispatch(self, name: str, args: Any) -> ToolResult:
         loop = asyncio.get_running_loop()
-        ctx = ToolContext(self.fs, seen=self.sync.workspace.ledger.seen_text)
+        ctx = ToolContext(self.fs, seen=self.sync.workspace.ledger.seen_text, redact=self.fs.redact)
         # Validation and file tools are plain code over the project: off the loop for big trees.
         result = await loop.run_in_executor(None, execute, name, args, ctx)
+        for notice in result.data.get("withheld") or ():
+            self._notice("warning", f"{name}: {notice.strip('[]')}")
         if not result.ok:
             return result
         if name == "apply_patch":
@@ -215,7 +217,7 @@ class Agent:
 
     async def _apply_patch(self, planned: ToolResult) -> ToolResult:
         change_set = planned.data["change_set"]
-        payload = planned.data["payload"]
+        payload = self.fs.describe(planned.data["payload"])  # shows where a link really writes
         if self.config.approval_policy in ("auto_patches", "auto_all"):
             decision: dict[str, Any] = {"accept": True}
         else:
@@ -233,13 +235,17 @@ class Agent:
         return ToolResult(True, applied.for_model())
 
     async def _run_tests(self, args: Mapping[str, Any]) -> ToolResult:
-        targets = [str(args["path"])] if args.get("path") else []
-        cmd = detect_test_command(self.root, targets=targets, python=self.config.python,
-                                  custom=self.config.test_command)
-        if args.get("keyword") and cmd.runner == "pytest":  # -k is pytest's; other runners take no keyword
+        # Arguments are data: the path is confined like any tool path, never an option.
+        try:
+            targets = [self.fs.target(str(args["path"])).rel] if args.get("path") else []
             cmd = detect_test_command(self.root, targets=targets, python=self.config.python,
-                                      extra_args=["-k", str(args["keyword"])])
-        if cmd.runner != "none" and not await self._command_allowed(cmd.display, tests=True):
+                                      custom=self.config.test_command)
+            if args.get("keyword") and cmd.runner == "pytest":  # -k is pytest's; other runners take no keyword
+                cmd = detect_test_command(self.root, targets=targets, python=self.config.python,
+                                          keyword=str(args["keyword"]))
+        except ValueError as exc:  # PathRefused is a ValueError too
+            return ToolResult(False, f"error: {exc}")
+        if cmd.runner != "none" and not await self._command_allowed(cmd.display, tests=True, argv=cmd.argv):
             return ToolResult(False, "the user did not allow the test command to run")
         run = await run_tests(cmd, on_event=self._on_test_event, timeout=self.config.test_timeout_s,
                               stop=self._stop)
@@ -247,28 +253,32 @@ class Agent:
         self._failures.append(failure_signature(run))
         return ToolResult(run.ok, run.summary_for_model())
 
-    async def _command_allowed(self, command: str, *, tests: bool = False) -> bool:
+    async def _command_allowed(self, command: str, *, tests: bool = False, shell: bool = False,
+                               argv: Sequence[str] | str | None = None) -> bool:
+        """Policy, then the user. `argv` (when known) is what the allow-list compares, exactly."""
+        exact: Sequence[str] | str = argv if argv is not None else command
         if self.config.approval_policy == "auto_all":
             return True
-        decision = self.config.command_policy.decide(command)
+        decision = self.config.command_policy.decide(exact)
         if decision == "deny":
             return False
         if decision == "allow":
             return True
-        answer = await self._ask("command", "Run this test command?" if tests else "Run this command?",
-                                 {"command": command, "cwd": str(self.root)})
+        title = "Run this test command?" if tests else ("Run this shell line?" if shell else "Run this command?")
+        answer = await self._ask("command", title, {"command": command, "cwd": str(self.root), "shell": shell})
         if answer.get("accept") and answer.get("always"):
-            self.config.command_policy = self.config.command_policy.with_allowed(command)
+            self.config.command_policy = self.config.command_policy.with_allowed(exact)
         return bool(answer.get("accept"))
 
     async def _run_command(self, args: Mapping[str, Any]) -> ToolResult:
         command = str(args.get("command", ""))
         if self.config.command_policy.mode == "never" and self.config.approval_policy != "auto_all":
             return ToolResult(False, "refused: the approval policy does not allow commands in this project")
-        if not await self._command_allowed(command):
+        argv = split_command(command)  # None: the line needs a shell, which only an approval grants
+        if not await self._command_allowed(command, shell=argv is None):
             return ToolResult(False, f"the user did not allow `{command}` to run")
         timeout = float(args.get("timeout_s") or self.config.command_timeout_s)
-        res = await run_process(command, cwd=self.root, timeout=timeout, stop=self._stop)
+        res = await run_process(command if argv is None else argv, cwd=self.root, timeout=timeout, stop=self._stop)
         return ToolResult(res.exit_code == 0, res.for_model())
 
     def undo_last(self) -> list[str]:

@@ -18,7 +18,6 @@ from pathlib import Path
 from typing import Any
 
 from app.adapters.local_server import LocalServer
-from app.adapters.project_fs import ProjectFS
 from app.adapters.secrets import SecretStore
 from app.adapters.store import HistoryStore, StoreError
 from app.context.ledger import is_context_item
@@ -139,7 +138,7 @@ class AppServices:
         policy = self.settings.approval_policy
         cmd_policy = CommandPolicy("ask")
         self.agent = Agent(
-            self.sync, ProjectFS(self.project_root, ignore=ws.rules),
+            self.sync, ws.files,
             config=AgentConfig(approval_policy=policy, command_policy=cmd_policy,
                                max_tool_turns=self.settings.max_tool_turns),
             approve=self._approve, on_event=self._on_event, on_tool_output=self.transcript.tool_output.emit,
@@ -501,6 +500,7 @@ class AppServices:
         if self.workspace is not None:
             self.workspace.pins = list(settings.pins)
             self.workspace.budget = settings.context_budget_tokens
+            self.workspace.set_user_ignores(settings.ignore_patterns)
         self._secret_store().allow_env_fallback(settings.allow_env_key_fallback)
         if self._persist:
             save_settings(settings)

@@ -23,8 +23,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from app.adapters.fs_read import load_rules, read_batch, read_many, resync, scan_tree
+from app.adapters.fs_read import RootMissingError
 from app.adapters.fs_watch import BatchPump, FsWatcher
+from app.adapters.project_fs import ProjectFS
 from app.context.coalesce import Batch, Coalescer
 from app.context.ledger import ContextUpdate, FileStatus, Ledger, PathChange, is_context_item
 from app.services.session import ResponsesSession, TurnResult
@@ -64,26 +65,29 @@ class Workspace:
         max_window_s: float = 1.0,
         force_polling: bool = False,
         clock: Callable[[], float] = time.time,
+        files: ProjectFS | None = None,
     ) -> None:
         self.root = Path(root).resolve()
+        # The one owner of the project's files, shared with the tools: its rules apply to both.
+        self.files = files if files is not None else ProjectFS(self.root, user_patterns=user_ignores)
         self.budget = budget_tokens
         self.update_budget = update_budget_tokens
         self.pins = list(pins)
-        self._user_ignores = list(user_ignores)
         self._quiet, self._window = quiet_s, max_window_s
         self._force_polling = force_polling
         self._clock = clock
         self.ledger = Ledger()
-        self.rules = load_rules(self.root, self._user_ignores)
         self._watcher: FsWatcher | None = None
         self._pump: BatchPump | None = None
         self._chain = 0
         self._carried: list[str] = []  # update ids carried by the request in flight
         self._batches: asyncio.Queue[Batch] = asyncio.Queue()
         self._reader: asyncio.Task[None] | None = None
+        self._resync_task: asyncio.Task[None] | None = None
         self.files_changed: Signal[[list[FileStatus]]] = Signal("files_changed")
         self.notice: Signal[[str, str]] = Signal("notice")  # kind, text
         self.changed: Signal[[]] = Signal("changed")  # the ledger has something new to push
+        self.root_missing: Signal[[]] = Signal("root_missing")  # the project folder is gone
         self.watch_mode = ""
         self.last_snapshot: ContextUpdate | None = None
 
@@ -92,9 +96,11 @@ class Workspace:
     async def start(self, *, watch: bool = True) -> None:
         """Index the tree (off the loop) and start watching."""
         loop = asyncio.get_running_loop()
+        for note in self.files.recovered:  # a patch a crash interrupted was rolled back on open
+            self.notice.emit("warning", note)
         errors: list[str] = []
         index = await loop.run_in_executor(
-            None, lambda: scan_tree(self.root, self.rules, on_error=lambda p, e: errors.append(f"{p}: {e}"))
+            None, lambda: self.files.scan_tree(on_error=lambda p, e: errors.append(f"{p}: {e}"))
         )
         for e in errors[:5]:
             self.notice.emit("warning", f"Cannot read {e}")
@@ -102,7 +108,7 @@ class Workspace:
         self._publish()
         if watch:
             self._pump = BatchPump(Coalescer(self._quiet, self._window), self._batches.put_nowait, loop)
-            self._watcher = FsWatcher(self.root, self.rules, self._pump.feed, loop, on_notice=self.notice.emit,
+            self._watcher = FsWatcher(self.root, self.files, self._pump.feed, loop, on_notice=self.notice.emit,
                                       force_polling=self._force_polling)
             self.watch_mode = self._watcher.start()
             self._reader = asyncio.ensure_future(self._read_batches())
@@ -113,10 +119,11 @@ class Workspace:
             self._watcher = None
         if self._pump is not None:
             self._pump.close()
-        if self._reader is not None:
-            self._reader.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._reader
+        for task in (self._reader, self._resync_task):
+            if task is not None:
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
 
     async def settle(self) -> None:
         """Take a batch that is still in the coalescer now (tests, shutdown)."""
@@ -126,14 +133,18 @@ class Workspace:
                 await self._apply(batch)
         while not self._batches.empty():
             await self._apply(self._batches.get_nowait())
+        if self._resync_task is not None and not self._resync_task.done():
+            await self._resync_task  # a Settings rule change still rescanning
 
     async def _read_batches(self) -> None:
         while True:
             batch = await self._batches.get()
             try:
                 await self._apply(batch)
-            except FileNotFoundError:
-                self.notice.emit("error", f"The project folder {self.root} disappeared; watching stopped.")
+            except (FileNotFoundError, RootMissingError):
+                self.notice.emit("error", f"The project folder {self.root} was deleted or moved; watching stopped. "
+                                          "Reopen the project when it is back.")
+                self.root_missing.emit()
                 return
             except Exception:
                 log.exception("reading a batch of changes failed")
@@ -142,14 +153,11 @@ class Workspace:
 
     async def _apply(self, batch: Batch) -> None:
         loop = asyncio.get_running_loop()
-        read = await loop.run_in_executor(None, read_batch, self.root, self.rules, batch, self.ledger.known_paths)
+        read = await loop.run_in_executor(None, self.files.read_batch, batch, self.ledger.known_paths)
         for src, dst in read.moves:
             self.ledger.rename(src, dst)
         self.ledger.observe_many(read.versions)
-        if read.rules_changed:
-            self.rules = load_rules(self.root, self._user_ignores)
-            if self._watcher is not None:
-                self._watcher.rules = self.rules
+        if read.rules_changed:  # the files object reloaded its rules: the tools see them already
             await self.resync()
         self._publish()
         self.changed.emit()
@@ -157,9 +165,26 @@ class Workspace:
     async def resync(self) -> None:
         """A full rescan (ignore rules changed, a read failed)."""
         loop = asyncio.get_running_loop()
-        found = await loop.run_in_executor(None, resync, self.root, self.rules, self.ledger.known_paths())
+        found = await loop.run_in_executor(None, self.files.resync, self.ledger.known_paths())
         self.ledger.observe_many(found)
         self._publish()
+
+    def set_user_ignores(self, patterns: Sequence[str]) -> None:
+        """New ignore patterns from Settings: the tools follow at once, the context after a rescan."""
+        if list(patterns) == self.files.user_patterns:
+            return
+        self.files.reload_rules(list(patterns))
+        if self._resync_task is None or self._resync_task.done():
+            self._resync_task = asyncio.ensure_future(self._resync_and_push())
+
+    async def _resync_and_push(self) -> None:
+        await self.resync()
+        self.changed.emit()
+
+    @property
+    def rules(self) -> Any:
+        """The current ignore rules (owned by `files`)."""
+        return self.files.rules
 
     def _publish(self) -> None:
         self.files_changed.emit(self.ledger.status())
@@ -171,7 +196,7 @@ class Workspace:
         self.ledger.chain_lost()
         self._chain += 1
         cands = self.ledger.snapshot_candidates(self.budget, self.pins, self._clock())
-        contents = read_many(self.root, cands, self.rules)  # bounded by the token budget
+        contents = self.files.read_many(cands)  # bounded by the token budget
         snap = self.ledger.build_snapshot(self.budget, self._clock(), self.pins, contents)
         self.ledger.mark_sent(snap.id, self.chain_id)
         self._carried = [snap.id]

@@ -17,6 +17,8 @@ from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
+import re2
+
 from app.tools.patch import ChangeSet, PatchError, plan_patch
 from app.tools.paths import PathRefused, confine
 from app.tools.specs import ToolArgumentError, parse_arguments
@@ -27,6 +29,7 @@ __all__ = [
     "SearchHit",
     "ToolContext",
     "ToolResult",
+    "compile_query",
     "execute",
     "format_list",
     "format_read",
@@ -38,6 +41,7 @@ MAX_READ_LINES = 2000
 MAX_READ_CHARS = 120_000
 MAX_SEARCH_FILE = 1024 * 1024
 MAX_LINE_SHOWN = 300
+MAX_SEARCH_BYTES = 64 * 1024 * 1024  # a work budget for one search over the whole tree
 DEFERRED = frozenset({"run_tests", "run_command"})
 
 
@@ -60,6 +64,9 @@ class ProjectAccess(Protocol):
 class ToolContext:
     fs: ProjectAccess
     seen: Callable[[str], str | None] | None = None  # the text the model last saw of a file, if known
+    # Withholds credential-looking lines from outputs bound for the model: (text, notices).
+    # The agent passes ProjectFS.redact; without it outputs go out as read.
+    redact: Callable[[str], tuple[str, list[str]]] | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -137,6 +144,27 @@ class SearchHit:
     text: str
 
 
+def compile_query(query: str, *, regex: bool = False, case_sensitive: bool = False) -> Any:
+    """A linear-time (RE2) matcher for the query: a model's pattern cannot backtrack for minutes.
+
+    ValueError for a bad pattern, or one using what RE2 lacks (backreferences, lookaround)."""
+    pattern = query if regex else re.escape(query)
+    try:
+        re.compile(pattern)  # Python's own message is the clearer one for plain syntax errors
+    except re.error as exc:
+        raise ValueError(f"invalid regular expression {query!r}: {exc}") from None
+    options = re2.Options()
+    options.case_sensitive = case_sensitive
+    options.log_errors = False
+    try:
+        return re2.compile(pattern, options)
+    except re2.error as exc:
+        raise ValueError(
+            f"regular expression {query!r} is not supported ({exc}); search runs in linear time and has no "
+            "backreferences or lookaround: rewrite the pattern without them"
+        ) from None
+
+
 def search_text(
     files: Iterable[tuple[str, str]],
     query: str,
@@ -144,17 +172,23 @@ def search_text(
     regex: bool = False,
     case_sensitive: bool = False,
     max_results: int = 200,
+    max_bytes: int = MAX_SEARCH_BYTES,
+    clean: Callable[[str], str] | None = None,
 ) -> tuple[list[SearchHit], bool]:
-    """Hits over (path, text) pairs, and whether the cap cut the results; ValueError on a bad regex."""
-    flags = 0 if case_sensitive else re.IGNORECASE
-    try:
-        rx = re.compile(query if regex else re.escape(query), flags)
-    except re.error as exc:
-        raise ValueError(f"invalid regular expression {query!r}: {exc}") from None
+    """Hits over (path, text) pairs, and whether a cap (results or bytes scanned) cut them; ValueError
+    on a bad regex. `clean` (secret redaction) is applied to each matching file as a whole before its
+    lines are searched, so a hit inside a private key block or a secret value is never shown."""
+    rx = compile_query(query, regex=regex, case_sensitive=case_sensitive)
     hits: list[SearchHit] = []
+    scanned = 0
     for path, text in files:
+        scanned += len(text)
+        if scanned > max_bytes:
+            return hits, True
         if not rx.search(text):
             continue
+        if clean is not None:
+            text = clean(text)
         for n, line in enumerate(text.splitlines(), 1):
             if rx.search(line):
                 if len(hits) >= max_results:
@@ -230,7 +264,12 @@ def _read_file(ctx: ToolContext, args: dict[str, Any]) -> ToolResult:
     truncated = len(data) > MAX_READ_BYTES
     text = format_read(rel, data[:MAX_READ_BYTES], args.get("start_line"), args.get("end_line"),
                        truncated_bytes=truncated)
-    return ToolResult(True, text, {"path": rel})
+    text, withheld = _redact(ctx, text)
+    return ToolResult(True, text, {"path": rel, "withheld": withheld})
+
+
+def _redact(ctx: ToolContext, text: str) -> tuple[str, list[str]]:
+    return ctx.redact(text) if ctx.redact is not None else (text, [])
 
 
 def _search(ctx: ToolContext, args: dict[str, Any]) -> ToolResult:
@@ -240,11 +279,15 @@ def _search(ctx: ToolContext, args: dict[str, Any]) -> ToolResult:
     if files is None:
         files = _search_files(ctx.fs, rel, glob)
     cap = args.get("max_results", 200)
+    redact = ctx.redact
     hits, capped = search_text(files, args["query"], regex=args.get("regex", False),
-                               case_sensitive=args.get("case_sensitive", False), max_results=cap)
+                               case_sensitive=args.get("case_sensitive", False), max_results=cap,
+                               clean=None if redact is None else (lambda t: redact(t)[0]))
     if not hits:
         return ToolResult(True, f"no matches for {args['query']!r}", {"hits": 0})
     lines = [f"{h.path}:{h.line}: {h.text}" for h in hits]
     if capped:
-        lines.append(f"... results capped at {cap}; narrow the query, path or glob")
-    return ToolResult(True, "\n".join(lines), {"hits": len(hits), "capped": capped})
+        lines.append(f"... results capped at {cap} (or at {MAX_SEARCH_BYTES // 2**20} MB scanned); narrow the "
+                     "query, path or glob")
+    text, withheld = _redact(ctx, "\n".join(lines))
+    return ToolResult(True, text, {"hits": len(hits), "capped": capped, "withheld": withheld})

@@ -44,6 +44,7 @@ __all__ = [
     "decode_text",
     "merge3",
     "parse_patch",
+    "path_key",
     "plan_patch",
 ]
 
@@ -129,145 +130,218 @@ class Patch:
         return out
 
 
-def _strip_wrapper(text: str) -> list[str]:
-    lines = text.replace("\r\n", "\n").replace("\r", "\n").split("\n")
-    while lines and not lines[0].strip():
+# The grammar and its lenient cases follow the Codex CLI's own parser (openai/codex:
+# codex-rs/apply-patch/src/parser.rs): the patch text is trimmed; the first and last lines are the
+# Begin/End markers compared after trimming (so spaces or tabs around them are fine); a heredoc
+# wrapper (`<<EOF`, `<<'EOF'`, `<<"EOF"`, also `apply_patch <<'EOF'`) is taken off; file headers are
+# compared after trimming; an Add File takes every following line that starts with "+"; an Update
+# File takes an optional Move to line, then hunks until a line that starts with "*"; blank lines
+# between hunks are skipped; the first hunk may omit its "@@" line; a hunk ends at a line that is
+# not " ", "+" or "-" (the next "@@") and an empty line inside a hunk is an empty context line.
+# Beyond Codex we also skip blank lines between file sections and accept a Move to with no hunks
+# (a plain rename). Every refusal names the line of the text as it was sent.
+
+
+@dataclass(frozen=True, slots=True)
+class _Line:
+    no: int  # 1-based line number in the text as sent
+    text: str
+
+
+_HEREDOC_OPENERS = ("<<EOF", "<<'EOF'", '<<"EOF"')
+
+
+def _split_lines(text: str) -> list[_Line]:
+    raw = text.replace("\r\n", "\n").replace("\r", "\n").split("\n")
+    lines = [_Line(n, s) for n, s in enumerate(raw, 1)]
+    while lines and not lines[0].text.strip():
         lines.pop(0)
-    while lines and not lines[-1].strip():
+    while lines and not lines[-1].text.strip():
         lines.pop()
-    # Models sometimes send the shell form: apply_patch <<'EOF' ... EOF
-    if len(lines) >= 2 and lines[0].strip().startswith(("<<", "apply_patch <<")) and lines[-1].strip() in (
-        "EOF",
-        "'EOF'",
-        '"EOF"',
-    ):
-        lines = lines[1:-1]
     return lines
 
 
-def _path_after(line: str, prefix: str, lineno: int) -> str:
-    path = line[len(prefix) :].strip()
+def _is_heredoc_opener(line: str) -> bool:
+    s = line.strip()
+    if s.startswith("apply_patch"):
+        s = s[len("apply_patch") :].strip()
+    return s in _HEREDOC_OPENERS
+
+
+def _boundaries(lines: list[_Line]) -> list[_Line]:
+    """The lines between the Begin and End markers (heredoc wrapper removed); PatchParseError."""
+
+    def check(ls: list[_Line]) -> str | None:
+        if not ls or ls[0].text.strip() != BEGIN:
+            got = f", got {ls[0].text.strip()[:80]!r}" if ls else ""
+            return f"line {ls[0].no if ls else 1}: the first line of the patch must be '{BEGIN}'{got}"
+        if len(ls) < 2 or ls[-1].text.strip() != END:
+            return f"line {ls[-1].no}: the last line of the patch must be '{END}', got {ls[-1].text.strip()[:80]!r}"
+        return None
+
+    error = check(lines)
+    if error is None:
+        return lines[1:-1]
+    if len(lines) >= 4 and _is_heredoc_opener(lines[0].text) and lines[-1].text.strip().endswith("EOF"):
+        inner = lines[1:-1]
+        inner_error = check(inner)
+        if inner_error is None:
+            return inner[1:-1]
+        error = inner_error
+    raise PatchParseError(error)
+
+
+def _header_path(line: _Line, marker: str) -> str:
+    path = line.text.strip()[len(marker) :].strip()
     if not path:
-        raise PatchParseError(f"line {lineno}: {prefix.strip()} needs a path")
+        raise PatchParseError(f"line {line.no}: '{marker.strip()}' needs a path")
     return path
 
 
+def _marker(text: str, marker: str) -> bool:
+    s = text.strip()
+    return s.startswith(marker) or s == marker.strip()
+
+
 def parse_patch(text: str) -> Patch:
-    """Parse apply_patch text; PatchParseError names the line that is wrong."""
+    """Parse apply_patch text; PatchParseError names the line that is wrong and why."""
     if not isinstance(text, str) or not text.strip():
-        raise PatchParseError("empty patch: expected '*** Begin Patch' ... '*** End Patch'")
-    lines = _strip_wrapper(text)
-    if not lines or lines[0].strip() != BEGIN:
-        raise PatchParseError(f"the first line must be '{BEGIN}', got {lines[0][:80]!r}" if lines else "empty patch")
-    if lines[-1].strip() != END:
-        raise PatchParseError(f"the last line must be '{END}', got {lines[-1][:80]!r}")
-    body = lines[1:-1]
+        raise PatchParseError(f"empty patch: expected '{BEGIN}' ... '{END}'")
+    body = _boundaries(_split_lines(text))
     ops: list[FileOp] = []
+    lines_of: list[int] = []  # the header line of each op, for errors
+    add_ended = -1  # where the last Add File section stopped
     i = 0
     while i < len(body):
         line = body[i]
-        lineno = i + 2
-        stripped = line.strip()
-        if not stripped:
+        if not line.text.strip():
             i += 1
             continue
-        if stripped.startswith(ADD.strip()) and line.startswith(ADD):
-            path = _path_after(line, ADD, lineno)
+        if _marker(line.text, ADD):
+            path = _header_path(line, ADD)
             i += 1
             content: list[str] = []
-            while i < len(body) and not body[i].startswith("*** "):
-                if not body[i].startswith("+"):
-                    raise PatchParseError(
-                        f"line {i + 2}: in '*** Add File: {path}' every line must start with '+', got {body[i][:80]!r}"
-                    )
-                content.append(body[i][1:])
+            while i < len(body) and body[i].text.startswith("+"):
+                content.append(body[i].text[1:])
                 i += 1
             ops.append(FileOp("add", path, content="".join(s + "\n" for s in content)))
-        elif line.startswith(DELETE):
-            ops.append(FileOp("delete", _path_after(line, DELETE, lineno)))
+            add_ended = i
+        elif _marker(line.text, DELETE):
+            ops.append(FileOp("delete", _header_path(line, DELETE)))
             i += 1
-        elif line.startswith(UPDATE):
-            path = _path_after(line, UPDATE, lineno)
+        elif _marker(line.text, UPDATE):
+            path = _header_path(line, UPDATE)
             i += 1
             move_to = None
-            if i < len(body) and body[i].startswith(MOVE):
-                move_to = _path_after(body[i], MOVE, i + 2)
+            if i < len(body) and _marker(body[i].text, MOVE):
+                move_to = _header_path(body[i], MOVE)
                 i += 1
             chunks, i = _parse_chunks(body, i, path)
             if not chunks and move_to is None:
-                raise PatchParseError(f"line {lineno}: '*** Update File: {path}' has no hunks")
+                raise PatchParseError(f"line {line.no}: '*** Update File: {path}' has no hunks")
             ops.append(FileOp("update", path, move_to=move_to, chunks=tuple(chunks)))
         else:
+            hint = ""
+            if i == add_ended:
+                hint = f" (in '*** Add File: {ops[-1].path}' every line must start with '+')"
             raise PatchParseError(
-                f"line {lineno}: expected '*** Add File:', '*** Delete File:' or '*** Update File:', "
-                f"got {line[:80]!r}"
+                f"line {line.no}: {line.text.strip()[:80]!r} is not a valid file header{hint}; expected "
+                f"'*** Add File: path', '*** Delete File: path' or '*** Update File: path'"
             )
+        lines_of.append(line.no)
     if not ops:
         raise PatchParseError("the patch changes no files")
-    seen: set[str] = set()
-    for op in ops:
-        for p in (op.path, op.move_to):
-            if p is None:
-                continue
-            if p in seen:
-                raise PatchParseError(f"{p} appears more than once in the patch; merge those sections")
-            seen.add(p)
+    _check_repeats(ops, lines_of)
     return Patch(tuple(ops), text)
 
 
-def _parse_chunks(body: list[str], i: int, path: str) -> tuple[list[Chunk], int]:
+def path_key(path: str) -> str:
+    """One spelling per path: backslashes, "./" and doubled slashes folded (`./src//a.py` -> `src/a.py`)."""
+    return "/".join(s for s in path.strip().replace("\\", "/").split("/") if s not in ("", "."))
+
+
+def _check_repeats(ops: Sequence[FileOp], lines_of: Sequence[int]) -> None:
+    """A file may be named once per patch by any spelling; the one exception is Codex's
+    "Delete File: p" followed by "Add File: p", which replaces the file."""
+    seen: dict[str, tuple[int, str, OpKind, bool]] = {}  # key -> (line, spelling, kind, is a move target)
+    for op, no in zip(ops, lines_of, strict=True):
+        for p, is_target in ((op.path, False), (op.move_to, True)):
+            if p is None:
+                continue
+            key = path_key(p)
+            prior = seen.get(key)
+            if prior is not None:
+                pno, spelling, pkind, ptarget = prior
+                if pkind == "delete" and op.kind == "add" and not ptarget and not is_target:
+                    seen[key] = (no, p, "add", False)  # delete-then-add: one replacement
+                    continue
+                also = "" if spelling == p else f" (as {spelling!r})"
+                raise PatchParseError(
+                    f"line {no}: {p!r} is already changed at line {pno} of this patch{also}; put every "
+                    "change to one file in one section"
+                )
+            seen[key] = (no, p, op.kind, is_target)
+
+
+def _parse_chunks(body: list[_Line], i: int, path: str) -> tuple[list[Chunk], int]:
     chunks: list[Chunk] = []
+    while i < len(body):
+        text = body[i].text
+        if not text.strip():  # blank lines between hunks
+            i += 1
+            continue
+        if text.startswith("*"):
+            break
+        chunk, i = _parse_chunk(body, i, path, allow_missing_anchor=not chunks)
+        chunks.append(chunk)
+    return chunks, i
+
+
+def _parse_chunk(body: list[_Line], i: int, path: str, *, allow_missing_anchor: bool) -> tuple[Chunk, int]:
+    first = body[i]
+    head = first.text.strip()
     anchor: str | None = None
+    if head.startswith("@@"):
+        rest = head[2:].strip()
+        if rest.endswith("@@") and rest != "@@":
+            rest = rest[:-2].rstrip()  # "@@ -1,2 +1,3 @@" (unified style): keep the text
+        anchor = rest or None
+        i += 1
+    elif not allow_missing_anchor:
+        raise PatchParseError(
+            f"line {first.no}: in {path}, expected a hunk to start with '@@', got {first.text[:80]!r}"
+        )
     old: list[str] = []
     new: list[str] = []
     diff: list[str] = []
-    started = False  # a hunk is open (explicit @@ or implicit first hunk)
-
-    def close(is_eof: bool = False) -> None:
-        nonlocal old, new, diff, anchor, started
-        if started:
-            if not diff:
-                raise PatchParseError(f"{path}: hunk {len(chunks) + 1} ({anchor or '@@'}) has no lines")
-            chunks.append(Chunk(anchor, tuple(old), tuple(new), is_eof, tuple(diff)))
-        old, new, diff, anchor, started = [], [], [], None, False
-
+    is_eof = False
+    start_no = body[i].no if i < len(body) else first.no + 1
     while i < len(body):
         line = body[i]
-        if line.startswith("*** "):
-            if line.strip() == EOF_MARK:
-                if not started:
-                    raise PatchParseError(f"line {i + 2}: '{EOF_MARK}' outside a hunk in {path}")
-                close(is_eof=True)
-                i += 1
-                continue
+        if line.text.strip() == EOF_MARK:
+            if not diff:
+                raise PatchParseError(f"line {line.no}: in {path}, the hunk before '{EOF_MARK}' has no lines")
+            is_eof = True
+            i += 1
             break
-        if line.startswith("@@"):
-            close()
-            rest = line[2:].strip()
-            if rest.endswith("@@") and rest != "@@":
-                rest = rest[:-2].rstrip()  # unified-diff style "@@ -1,2 +1,3 @@" is not ours; keep text
-            anchor = rest or None
-            started = True
-            i += 1
-            continue
-        if line == "" or line[0] in " +-":
-            if not started:
-                if chunks:
-                    raise PatchParseError(f"line {i + 2}: hunk lines in {path} must follow an '@@' line")
-                started = True  # the first hunk may omit its @@ line
-            tag, text = (line[0], line[1:]) if line else (" ", "")
-            diff.append(tag + text)
+        text = line.text
+        if text == "" or text[0] in " +-":
+            tag, rest_text = (text[0], text[1:]) if text else (" ", "")
+            diff.append(tag + rest_text)
             if tag in " -":
-                old.append(text)
+                old.append(rest_text)
             if tag in " +":
-                new.append(text)
+                new.append(rest_text)
             i += 1
             continue
-        raise PatchParseError(
-            f"line {i + 2}: in {path}, hunk lines must start with ' ', '-' or '+', got {line[:80]!r}"
-        )
-    close()
-    return chunks, i
+        if not diff:
+            raise PatchParseError(
+                f"line {line.no}: in {path}, hunk lines must start with ' ', '-' or '+', got {text[:80]!r}"
+            )
+        break  # the next hunk ("@@") or file section
+    if not diff:
+        raise PatchParseError(f"line {start_no}: in {path}, hunk {anchor or '@@'} has no lines")
+    return Chunk(anchor, tuple(old), tuple(new), is_eof, tuple(diff)), i
 
 
 # ---------------------------------------------------------------------------------------------
@@ -343,22 +417,47 @@ def _fold(s: str) -> str:
 _PASSES: tuple[Callable[[str], str], ...] = (lambda s: s, str.rstrip, str.strip, _fold)
 
 
-def _seek(lines: Sequence[str], pattern: Sequence[str], start: int, eof: bool) -> int | None:
+MATCH_BUDGET = 4_000_000  # line comparisons one apply_chunks call may spend locating its hunks
+
+
+class _Budget:
+    """Counts line comparisons, so a huge hunk against a repetitive file fails fast, with words."""
+
+    def __init__(self, limit: int) -> None:
+        self.left = limit
+
+    def spend(self, n: int, what: str) -> None:
+        self.left -= n
+        if self.left < 0:
+            raise PatchApplyError(
+                f"{what}: locating the hunk is too costly (the file repeats the hunk's lines many times); "
+                "add an '@@' anchor line near the change and send only 3 context lines around each change"
+            )
+
+
+def _seek(lines: Sequence[str], pattern: Sequence[str], start: int, eof: bool,
+          budget: _Budget | None = None, what: str = "hunk") -> int | None:
     """Index where `pattern` occurs at or after `start`, trying ever looser comparisons."""
     if not pattern:
         return start
     n, m = len(lines), len(pattern)
     if m > n:
         return None
+    budget = budget or _Budget(MATCH_BUDGET)
     for norm in _PASSES:
         pat = [norm(p) for p in pattern]
-        candidates: Iterator[int] = iter(range(start, n - m + 1))
+        budget.spend(n, what)
+        normed = [norm(line) for line in lines]
+        first = pat[0]
+        candidates: Iterator[int] = (i for i in range(start, n - m + 1) if normed[i] == first)
         if eof:  # prefer the end of the file
-            candidates = iter([n - m, *range(start, n - m + 1)])
+            candidates = itertools.chain([n - m] if n - m >= start and normed[n - m] == first else [], candidates)
         for i in candidates:
-            if i < start:
-                continue
-            if all(norm(lines[i + k]) == pat[k] for k in range(m)):
+            k = 1
+            while k < m and normed[i + k] == pat[k]:
+                k += 1
+            budget.spend(k, what)
+            if k == m:
                 return i
     return None
 
@@ -383,8 +482,12 @@ def _describe(chunk: Chunk, index: int, total: int) -> str:
     return f"hunk {index + 1} of {total} ({chunk.header})"
 
 
-def apply_chunks(text: str, chunks: Sequence[Chunk], path: str, *, selected: Sequence[bool] | None = None) -> str:
-    """Apply `chunks` (those `selected`) to `text`; PatchApplyError names the hunk that failed."""
+def apply_chunks(text: str, chunks: Sequence[Chunk], path: str, *, selected: Sequence[bool] | None = None,
+                 budget: int = MATCH_BUDGET) -> str:
+    """Apply `chunks` (those `selected`) to `text`; PatchApplyError names the hunk that failed.
+
+    Locating the hunks may cost at most `budget` line comparisons (a work budget, not a clock)."""
+    spent = _Budget(budget)
     had_final_nl = text.endswith("\n") or text == ""
     doc = _Lines.of(text)
     lines = doc.body
@@ -395,7 +498,7 @@ def apply_chunks(text: str, chunks: Sequence[Chunk], path: str, *, selected: Seq
         if selected is not None and not selected[idx]:
             continue
         if chunk.anchor is not None:
-            at = _seek(lines, [chunk.anchor], pos, False)
+            at = _seek(lines, [chunk.anchor], pos, False, spent, f"{path}: {_describe(chunk, idx, total)}")
             if at is None:
                 raise PatchApplyError(
                     f"{path}: {_describe(chunk, idx, total)} failed: the anchor line {chunk.anchor!r} was not "
@@ -407,12 +510,12 @@ def apply_chunks(text: str, chunks: Sequence[Chunk], path: str, *, selected: Seq
             replacements.append((at, 0, chunk.new_lines))
             continue
         old, new = list(chunk.old_lines), chunk.new_lines
-        at = _seek(lines, old, pos, chunk.is_eof)
+        at = _seek(lines, old, pos, chunk.is_eof, spent, f"{path}: {_describe(chunk, idx, total)}")
         if at is None and old and old[-1] == "":
             # A trailing blank context line is often the file's final newline, not a line.
             old = old[:-1]
             new = new[:-1] if new and new[-1] == "" else new
-            at = _seek(lines, old, pos, chunk.is_eof)
+            at = _seek(lines, old, pos, chunk.is_eof, spent, f"{path}: {_describe(chunk, idx, total)}")
         if at is None:
             expected = "\n".join("  " + s for s in chunk.old_lines[:12])
             more = "\n  ..." if len(chunk.old_lines) > 12 else ""
@@ -546,6 +649,7 @@ class FilePlan:
     chunks: tuple[Chunk, ...] = ()
     disk_bytes: bytes | None = None  # for deletes of binary files: the pre-image as read
     merged: bool = False  # the user's disk change was merged in
+    target_bytes: bytes | None = None  # a move's destination as it was when planned (None: absent)
 
     @property
     def target(self) -> str:
@@ -593,8 +697,11 @@ class FilePlan:
             return [{"header": "new file", "lines": ["+" + s for s in (self.new_text or "").splitlines()]}]
         if self.op == "delete":
             return [{"header": "delete file", "lines": ["-" + s for s in (self.disk or "").splitlines()]}]
-        if not self.chunks:
+        if not self.chunks and self.move_to:
             return [{"header": f"rename to {self.move_to}", "lines": []}]
+        if not self.chunks:  # a whole-file replacement (Add over an existing file, Delete then Add)
+            body = self.unified_diff().splitlines()[2:]
+            return [{"header": "replace the whole file", "lines": [ln for ln in body if not ln.startswith("@@")]}]
         return [{"header": c.header, "lines": list(c.diff_lines)} for c in self.chunks]
 
 
@@ -650,14 +757,21 @@ def plan_patch(
     """
     p = parse_patch(patch) if isinstance(patch, str) else patch
     plans: list[FilePlan] = []
+    notes: list[str] = []
+    later_adds = {path_key(o.path) for o in p.ops if o.kind == "add"}
     for op in p.ops:
         data = read(op.path)
+        if op.kind == "delete" and path_key(op.path) in later_adds:
+            if data is None:
+                raise PatchApplyError(f"cannot delete {op.path}: no such file in the project")
+            continue  # Delete then Add of one path: planned as one replacement at the Add
         if op.kind == "add":
-            if data is not None:
-                raise PatchApplyError(
-                    f"{op.path} already exists; use '*** Update File: {op.path}' to change it"
-                )
-            plans.append(FilePlan(op.path, "add", None, None, None, op.content))
+            if data is None:
+                plans.append(FilePlan(op.path, "add", None, None, None, op.content))
+                continue
+            disk = decode_text(data, op.path)  # Codex replaces an existing file on Add: so do we, reviewed
+            notes.append(f"{op.path} exists: the patch replaces its whole content")
+            plans.append(FilePlan(op.path, "update", None, disk, disk, op.content))
             continue
         if data is None:
             verb = "delete" if op.kind == "delete" else "update"
@@ -670,8 +784,9 @@ def plan_patch(
             plans.append(FilePlan(op.path, "delete", None, text, text, None, disk_bytes=data))
             continue
         disk = decode_text(data, op.path)
-        if op.move_to is not None and read(op.move_to) is not None:
-            raise PatchApplyError(f"cannot move {op.path} to {op.move_to}: {op.move_to} already exists")
+        target_bytes = read(op.move_to) if op.move_to is not None else None
+        if target_bytes is not None:
+            notes.append(f"{op.move_to} exists: moving {op.path} there replaces it")
         saw = seen(op.path) if seen is not None else None
         base = disk if saw is None else saw
         try:
@@ -689,5 +804,6 @@ def plan_patch(
                 raise PatchConflict(op.path, result.conflicts)
             mine, merged = result.text, True
         kind: Literal["update", "move"] = "move" if op.move_to else "update"
-        plans.append(FilePlan(op.path, kind, op.move_to, disk, base, mine, op.chunks, merged=merged))
-    return ChangeSet(tuple(plans), p.text)
+        plans.append(FilePlan(op.path, kind, op.move_to, disk, base, mine, op.chunks, merged=merged,
+                              target_bytes=target_bytes))
+    return ChangeSet(tuple(plans), p.text, tuple(notes))

@@ -8,10 +8,11 @@ Schema subset our own specs use, nothing more.
 
 from __future__ import annotations
 
+import fnmatch
 import json
 import re
 import shlex
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -23,6 +24,7 @@ __all__ = [
     "parse_arguments",
     "responses_tools",
     "spec_by_name",
+    "split_command",
 ]
 
 
@@ -225,45 +227,59 @@ def _example(spec: ToolSpec) -> dict[str, Any]:
 
 PolicyMode = Literal["ask", "allow_list", "never"]
 Decision = Literal["allow", "ask", "deny"]
-_SHELL_META = re.compile(r"[;&|`$<>()\n\\]")
+_SHELL_META = re.compile(r"[;&|`$<>()\n\\*?{}~]")
+
+
+def split_command(command: str) -> list[str] | None:
+    """The argv of a plain command, or None when it needs a shell (operators, substitutions,
+    redirections, globs of the shell, or unbalanced quotes)."""
+    if _SHELL_META.search(command):
+        return None
+    try:
+        words = shlex.split(command)
+    except ValueError:
+        return None
+    return words or None
 
 
 @dataclass(frozen=True, slots=True)
 class CommandPolicy:
     """ask: always ask the user (default); allow_list: run listed commands without asking; never: refuse.
 
-    An allow-list entry is a command prefix by words ("pytest", "npm test", "git status"). A command
-    with shell operators (;, &&, |, $(), redirections, backquotes) is never allowed without asking.
+    An allow-list entry matches one exact argv ("npm test" allows `npm test`, not `npm test --x`),
+    or, when the entry holds a glob character (`*`, `?`, `[`), the command line as that explicit
+    pattern, which the user wrote and saw ("pytest -q *"). Never a word prefix. A command that needs
+    a shell (;, &&, |, $(), redirections, backquotes) is never allowed without asking.
     """
 
     mode: PolicyMode = "ask"
     allow: tuple[str, ...] = ()
 
-    def decide(self, command: str) -> Decision:
+    def decide(self, command: str | Sequence[str]) -> Decision:
         if self.mode == "never":
             return "deny"
-        if self.mode == "ask" or _SHELL_META.search(command):
+        words = list(command) if not isinstance(command, str) else split_command(command)
+        if self.mode == "ask" or words is None:
             return "ask"
-        try:
-            words = shlex.split(command)
-        except ValueError:
-            return "ask"
+        line = shlex.join(words)
         for entry in self.allow:
+            if any(c in entry for c in "*?["):
+                if fnmatch.fnmatchcase(line, entry):
+                    return "allow"
+                continue
             try:
-                prefix = shlex.split(entry)
+                if shlex.split(entry) == words:
+                    return "allow"
             except ValueError:
                 continue
-            if prefix and words[: len(prefix)] == prefix:
-                return "allow"
         return "ask"
 
-    def with_allowed(self, command: str) -> CommandPolicy:
+    def with_allowed(self, command: str | Sequence[str]) -> CommandPolicy:
         """The policy after the user chose "always allow" for exactly `command` (all its words)."""
-        try:
-            words = shlex.split(command)
-        except ValueError:
+        words = list(command) if not isinstance(command, str) else split_command(command)
+        if not words:
             return self
         entry = shlex.join(words)
-        if not words or entry in self.allow:
+        if entry in self.allow:
             return self
         return CommandPolicy("allow_list" if self.mode == "ask" else self.mode, (*self.allow, entry))

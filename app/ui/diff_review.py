@@ -131,7 +131,10 @@ class DiffReviewDialog(_Resolving):
             lay = QVBoxLayout(card)
             lay.setContentsMargins(10, 8, 10, 10)
             lay.setSpacing(6)
-            title = QLabel(f"<b>{_esc(path)}</b> &nbsp;<span style='color:#6b7280'>{_esc(op)}</span>")
+            resolved = f.get("resolved")  # a link: the file that is really written
+            via = (f" &nbsp;<span style='color:#b45309'>→ writes {_esc(str(resolved))} (the link's target)</span>"
+                   if resolved else "")
+            title = QLabel(f"<b>{_esc(path)}</b> &nbsp;<span style='color:#6b7280'>{_esc(op)}</span>{via}")
             title.setFont(mono)
             lay.addWidget(title)
             boxes: list[QCheckBox] = []

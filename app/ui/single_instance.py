@@ -3,6 +3,10 @@
 Two instances on one project would run two watchers pushing the same diffs over two sessions. The
 first instance listens on a QLocalServer named after a hash of the user and the project's real path;
 a later one connects, sends ``activate`` and exits 0, and the first emits `activated`.
+
+On POSIX the socket is a full path inside the per-user 0700 runtime folder (ownership checked), not
+a bare name in the shared temp folder: another local user can neither squat the name (bind it first
+and so make every later start "activate" them and exit) nor connect to ours.
 """
 
 from __future__ import annotations
@@ -15,6 +19,8 @@ from pathlib import Path
 from PySide6.QtCore import QObject, Signal
 from PySide6.QtNetwork import QLocalServer, QLocalSocket
 from PySide6.QtWidgets import QWidget
+
+from app.runtime import check_private_dir, runtime_dir
 
 __all__ = ["ACTIVATE", "SingleInstance", "bring_to_front", "server_name"]
 
@@ -40,10 +46,14 @@ class SingleInstance(QObject):
     activated = Signal()
 
     def __init__(self, project_path: str | os.PathLike[str], parent: QObject | None = None, *,
-                 prefix: str = "slipstream") -> None:
+                 prefix: str = "slipstream", socket_dir: Path | None = None) -> None:
         super().__init__(parent)
         self.project_path = Path(project_path)
         self.name = server_name(project_path, prefix=prefix)
+        if os.name == "posix":
+            folder = socket_dir if socket_dir is not None else runtime_dir()
+            check_private_dir(folder)  # UnsafeRuntimeDir: refuse a folder another user controls
+            self.name = str(folder / f"{self.name}.sock")
         self._server: QLocalServer | None = None
 
     @property

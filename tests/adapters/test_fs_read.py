@@ -1,4 +1,4 @@
-"""Reading the tree: ignore rules, symlinks, errors as values, batches re-read from disk."""
+"""Reading the tree through ProjectFS: ignore rules, symlinks, errors as values, batches re-read from disk."""
 
 from __future__ import annotations
 
@@ -7,16 +7,13 @@ from pathlib import Path
 
 import pytest
 
-from app.adapters.fs_read import (
-    RootMissingError,
-    load_rules,
-    read_batch,
-    read_version,
-    rel_path,
-    resync,
-    scan_tree,
-)
+from app.adapters.fs_read import RootMissingError, rel_path
+from app.adapters.project_fs import ProjectFS
 from app.context.coalesce import Batch
+
+
+def _fs(root: Path) -> ProjectFS:
+    return ProjectFS(root, state_dir=root.parent / f"{root.name}-state")
 
 
 def _tree(root: Path) -> None:
@@ -36,8 +33,8 @@ def _tree(root: Path) -> None:
 def test_scan_respects_rules_and_classifies(tmp_path: Path) -> None:
     """Nested .gitignore, defaults and secrets apply; excluded files are listed with a reason."""
     _tree(tmp_path)
-    rules = load_rules(tmp_path)
-    idx = {v.path: v for v in scan_tree(tmp_path, rules)}
+    fs = _fs(tmp_path)
+    idx = {v.path: v for v in fs.scan_tree()}
     assert idx["src/main.py"].kind == "text" and idx["src/main.py"].text is None and idx["src/main.py"].digest
     assert idx["src/pkg/gen.txt"].reason == "gitignored"
     assert idx["app.log"].reason == "gitignored"
@@ -56,7 +53,7 @@ def test_symlink_loop_and_outside_links(tmp_path: Path) -> None:
     (root / "out.txt").symlink_to(tmp_path / "secret.txt")
     (root / "in.txt").symlink_to(root / "a.py")
     (root / "self").symlink_to(root / "self")  # a link to itself: ELOOP
-    idx = {v.path: v for v in scan_tree(root, load_rules(root))}
+    idx = {v.path: v for v in _fs(root).scan_tree()}
     assert set(idx) == {"a.py", "out.txt", "in.txt", "self"}
     assert idx["out.txt"].kind == "excluded" and idx["in.txt"].kind == "text"
     assert idx["self"].kind == "unreadable"
@@ -64,10 +61,10 @@ def test_symlink_loop_and_outside_links(tmp_path: Path) -> None:
 
 def test_errors_become_values(tmp_path: Path) -> None:
     """A vanished file is 'missing'; an unreadable one is 'unreadable'; non-UTF-8 is lossy text."""
-    rules = load_rules(tmp_path)
-    assert read_version(tmp_path, "nope.py", rules).kind == "missing"
+    fs = _fs(tmp_path)
+    assert fs.read_version("nope.py").kind == "missing"
     (tmp_path / "l.txt").write_bytes(b"caf\xe9\n")
-    v = read_version(tmp_path, "l.txt", rules)
+    v = fs.read_version("l.txt")
     assert v.lossy and v.text == "caf\ufffd\n"
     p = tmp_path / "locked.py"
     p.write_text("x\n")
@@ -75,7 +72,7 @@ def test_errors_become_values(tmp_path: Path) -> None:
     try:
         if os.access(p, os.R_OK):
             pytest.skip("running as root: permissions are not enforced")
-        assert read_version(tmp_path, "locked.py", rules).kind == "unreadable"
+        assert fs.read_version("locked.py").kind == "unreadable"
     finally:
         p.chmod(0o644)
 
@@ -90,14 +87,14 @@ def test_rel_path_outside_root(tmp_path: Path) -> None:
 def test_read_batch_rescans_dirs_and_reports_vanished(tmp_path: Path) -> None:
     """A deleted directory's known files come back 'missing'; named paths are read with text."""
     _tree(tmp_path)
-    rules = load_rules(tmp_path)
-    known = [v.path for v in scan_tree(tmp_path, rules) if v.kind != "excluded"]
+    fs = _fs(tmp_path)
+    known = [v.path for v in fs.scan_tree() if v.kind != "excluded"]
     for f in (tmp_path / "src" / "pkg").iterdir():
         f.unlink()
     (tmp_path / "src" / "pkg").rmdir()
     (tmp_path / "src" / "main.py").write_text("print('bye')\n")
     batch = Batch(frozenset({"src/main.py"}), frozenset({"src/pkg"}), (), 3, 0.0, 0.1)
-    out = read_batch(tmp_path, rules, batch, lambda d: [p for p in known if p.startswith(d + "/")])
+    out = fs.read_batch(batch, lambda d: [p for p in known if p.startswith(d + "/")])
     by = {v.path: v for v in out.versions}
     assert by["src/main.py"].text == "print('bye')\n"
     assert by["src/pkg/mod.py"].kind == "missing"
@@ -107,14 +104,18 @@ def test_read_batch_rescans_dirs_and_reports_vanished(tmp_path: Path) -> None:
 def test_resync_marks_newly_ignored_as_excluded(tmp_path: Path) -> None:
     """After a .gitignore change, a known file now ignored is 'excluded', not 'deleted'."""
     _tree(tmp_path)
-    rules = load_rules(tmp_path)
-    known = [v.path for v in scan_tree(tmp_path, rules) if v.kind != "excluded"]
+    fs = _fs(tmp_path)
+    known = [v.path for v in fs.scan_tree() if v.kind != "excluded"]
     (tmp_path / ".gitignore").write_text("*.log\nsrc/\n")
-    out = {v.path: v for v in resync(tmp_path, rules, known)}
+    out = {v.path: v for v in fs.resync(known)}
     assert out["src/main.py"].kind == "excluded"
 
 
 def test_root_missing_is_a_clear_error(tmp_path: Path) -> None:
     """A root that is gone raises RootMissingError with the path in the message."""
+    root = tmp_path / "gone"
+    root.mkdir()
+    fs = _fs(root)
+    root.rmdir()
     with pytest.raises(RootMissingError, match="no longer exists"):
-        scan_tree(tmp_path / "gone", load_rules(tmp_path))
+        fs.scan_tree()

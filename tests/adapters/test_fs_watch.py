@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from app.adapters.fs_read import load_rules, read_batch, read_many, scan_tree
 from app.adapters.fs_watch import BatchPump, FsWatcher
+from app.adapters.project_fs import ProjectFS
 from app.context.coalesce import Batch, Change, Coalescer
 from app.context.ledger import Ledger
 from tests.conftest import wait_until
@@ -28,8 +28,12 @@ class _Recorder:
         return {c.dest or c.path for c in self.changes}
 
 
+def _fs(root: Path) -> ProjectFS:
+    return ProjectFS(root, state_dir=root.parent / f"{root.name}-state")
+
+
 def _watch(root: Path, rec: _Recorder, **kw: object) -> FsWatcher:
-    w = FsWatcher(root, load_rules(root), rec.changes.append, asyncio.get_running_loop(),
+    w = FsWatcher(root, _fs(root), rec.changes.append, asyncio.get_running_loop(),
                   on_notice=lambda k, t: rec.notices.append((k, t)), **kw)  # type: ignore[arg-type]
     w.start()
     return w
@@ -97,7 +101,7 @@ async def test_root_that_disappears_is_reported(tmp_path: Path) -> None:
 
 async def test_missing_root_cannot_start(tmp_path: Path) -> None:
     """Starting on a folder that does not exist is a clear error."""
-    w = FsWatcher(tmp_path / "nope", load_rules(tmp_path), lambda c: None, asyncio.get_running_loop())
+    w = FsWatcher(tmp_path / "nope", _fs(tmp_path), lambda c: None, asyncio.get_running_loop())
     with pytest.raises(FileNotFoundError):
         w.start()
 
@@ -105,10 +109,10 @@ async def test_missing_root_cannot_start(tmp_path: Path) -> None:
 async def test_save_to_update_message_end_to_end(tmp_path: Path) -> None:
     """watchdog -> pump -> coalescer -> read_batch -> ledger: an editor's save-by-rename is one diff."""
     (tmp_path / "m.py").write_text("a = 1\n")
-    rules = load_rules(tmp_path)
+    rules = _fs(tmp_path)
     ledger = Ledger()
-    ledger.observe_many(scan_tree(tmp_path, rules))
-    contents = read_many(tmp_path, ledger.snapshot_candidates(1000), rules)
+    ledger.observe_many(rules.scan_tree())
+    contents = rules.read_many(ledger.snapshot_candidates(1000))
     snap = ledger.build_snapshot(1000, now=0.0, contents=contents)
     ledger.mark_sent(snap.id, "c1")
     ledger.acknowledge(snap.id)
@@ -126,7 +130,7 @@ async def test_save_to_update_message_end_to_end(tmp_path: Path) -> None:
         w.stop()
         pump.close()
     for b in batches:
-        got = read_batch(tmp_path, rules, b, ledger.known_paths)
+        got = rules.read_batch(b, ledger.known_paths)
         for src, dst in got.moves:
             ledger.rename(src, dst)
         ledger.observe_many(got.versions)

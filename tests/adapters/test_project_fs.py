@@ -139,11 +139,7 @@ def test_never_writes_git_or_secrets(project: ProjectFS) -> None:
     (project.root / ".git").mkdir()
     for patch in (P("*** Add File: .git/hooks/x", "+x"), P("*** Update File: .env", "@@", "-KEY=1", "+KEY=2")):
         res = execute("apply_patch", {"patch": patch}, ToolContext(project))
-        if res.ok:
-            with pytest.raises(PathRefused):
-                project.apply(res.data["change_set"])
-        else:
-            assert "secret" in res.output_text
+        assert not res.ok and ("a secret" in res.output_text or "protected" in res.output_text), res.output_text
     assert not (project.root / ".git/hooks/x").exists()
 
 

@@ -83,3 +83,18 @@ def test_newer_schema_refused(tmp_path: Path) -> None:
     con.close()
     with pytest.raises(StoreError, match="newer"):
         HistoryStore(path)
+
+
+def test_history_database_is_private(tmp_path: Path) -> None:
+    """The history file (and its WAL journal) is readable by the user only, even under a loose umask."""
+    import os
+
+    old = os.umask(0o022)
+    try:
+        store = HistoryStore(tmp_path / "h.sqlite3")
+        store.create_session(tmp_path, "chat")
+        files = [p for p in tmp_path.iterdir() if p.name.startswith("h.sqlite3")]
+        assert files and all(p.stat().st_mode & 0o077 == 0 for p in files), [oct(p.stat().st_mode) for p in files]
+        store.close()
+    finally:
+        os.umask(old)

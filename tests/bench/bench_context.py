@@ -18,10 +18,9 @@ from pathlib import Path
 
 import psutil
 
-from app.adapters.fs_read import load_rules, read_batch, read_many, scan_tree
 from app.adapters.fs_watch import BatchPump, FsWatcher
+from app.adapters.project_fs import ProjectFS
 from app.context.coalesce import Batch, Coalescer
-from app.context.ignore import IgnoreRules
 from app.context.ledger import Ledger
 from app.context.snapshot import FileVersion, make_version
 
@@ -51,11 +50,11 @@ def _make_tree(root: Path, n: int, seed: int = 7) -> None:
         (d / f"mod{i}.py").write_text(_module(i, rng))
 
 
-def _start_ledger(root: Path) -> tuple[Ledger, IgnoreRules]:
-    rules = load_rules(root)
+def _start_ledger(root: Path) -> tuple[Ledger, ProjectFS]:
+    rules = ProjectFS(root, state_dir=root.parent / f"{root.name}-state")
     led = Ledger()
-    led.observe_many(scan_tree(root, rules))
-    snap = led.build_snapshot(BUDGET, time.time(), contents=read_many(root, led.snapshot_candidates(BUDGET), rules))
+    led.observe_many(rules.scan_tree())
+    snap = led.build_snapshot(BUDGET, time.time(), contents=rules.read_many(led.snapshot_candidates(BUDGET)))
     led.mark_sent(snap.id, "bench")
     led.acknowledge(snap.id)
     return led, rules
@@ -68,7 +67,7 @@ async def _latency(root: Path, saves: int) -> list[float]:
     ready: asyncio.Queue[float] = asyncio.Queue()
 
     def on_batch(b: Batch) -> None:
-        got = read_batch(root, rules, b, led.known_paths)
+        got = rules.read_batch(b, led.known_paths)
         for s, d in got.moves:
             led.rename(s, d)
         led.observe_many(got.versions)
@@ -186,8 +185,8 @@ def _index_10k(root: Path) -> tuple[float, float, float]:
     proc = psutil.Process()
     before = proc.memory_info().rss
     t0 = time.perf_counter()
-    rules = load_rules(root)
-    index = scan_tree(root, rules)
+    rules = ProjectFS(root, state_dir=root.parent / f"{root.name}-state")
+    index = rules.scan_tree()
     led = Ledger()
     led.observe_many(index)
     dt = time.perf_counter() - t0

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from app.context.ignore import IgnoreRules, normalise_rel
+from app.context.ignore import Exclusion, IgnoreRules, normalise_rel
 
 
 def _rules() -> IgnoreRules:
@@ -42,22 +42,49 @@ def test_files_inside_excluded_directory_cannot_be_reincluded() -> None:
 
 
 def test_defaults_exclude_vcs_venv_and_caches() -> None:
-    """.git, virtualenvs, node_modules, __pycache__ are excluded with reason 'default'."""
+    """.git is protected; virtualenvs, node_modules, __pycache__ are excluded with reason 'default'."""
     r = IgnoreRules()
-    for p in (".git/config", ".venv/lib/x.py", "node_modules/a/index.js", "src/__pycache__/m.pyc"):
+    assert r.exclusion(".git/config") == Exclusion("protected", "defaults")
+    for p in (".venv/lib/x.py", "node_modules/a/index.js", "src/__pycache__/m.pyc"):
         e = r.exclusion(p)
         assert e is not None and e.reason == "default", p
     assert r.exclusion("src/main.py") is None
 
 
 def test_secrets_excluded_even_when_gitignore_negates() -> None:
-    """A `!.env` in .gitignore does not expose secrets; settings/.slipstreamignore may."""
+    """A `!.env` in .gitignore does not expose secrets; templates like .env.example are not secrets."""
     r = _rules()
     r.add_gitignore("", "!.env\n")
     for p in (".env", ".env.local", "deploy/server.pem", "keys/id_rsa", "id_ed25519.pub", "x/credentials.json"):
         e = r.exclusion(p)
         assert e is not None and e.reason == "secret", p
-    assert r.exclusion(".env.example") is None  # opted back in by .slipstreamignore
+    assert r.exclusion(".env.example") is None
+
+
+def test_only_the_users_settings_opt_secrets_or_git_in() -> None:
+    """A committed .slipstreamignore or .gitignore with `!.env !*.pem !.git/` opts nothing in; settings do."""
+    repo = IgnoreRules(slipstreamignore="!.env\n!*.pem\n!.git/\n!.git/config\n")
+    repo.add_gitignore("", "!.env\n!.git/\n")
+    assert [repo.exclusion(p) for p in (".env", "a/key.pem", ".git/config")] == [
+        Exclusion("secret", "defaults"), Exclusion("secret", "defaults"), Exclusion("protected", "defaults")]
+    user = IgnoreRules(user_patterns=["!.env"])
+    assert user.exclusion(".env") is None
+
+
+def test_secret_and_protected_names_match_in_any_case() -> None:
+    """`.ENV`, `.Git/config` and `KEY.PEM` are secrets or protected on every file system."""
+    r = IgnoreRules()
+    assert [getattr(r.exclusion(p), "reason", None) for p in (".ENV", ".Git/config", ".GIT/hooks/x", "KEY.PEM")] == [
+        "secret", "protected", "protected", "secret"]
+
+
+def test_casefold_applies_the_other_layers_case_insensitively() -> None:
+    """On a case-insensitive root, `Build/` is excluded by `build/` and a .gitignore's `*.LOG` hides `a.log`."""
+    sensitive, folded = IgnoreRules(), IgnoreRules(casefold=True)
+    for r in (sensitive, folded):
+        r.add_gitignore("", "*.LOG\n")
+    assert (sensitive.is_excluded("Build/x.py"), folded.is_excluded("Build/x.py")) == (False, True)
+    assert (sensitive.is_excluded("a.log"), folded.is_excluded("a.log")) == (False, True)
 
 
 def test_project_and_user_rules() -> None:

@@ -17,7 +17,7 @@ AWS = "AKIA" + "IOSFODNN7EXAMPLQ"
         ("OPENAI_API_KEY=sk-proj-" + "abcDEF123456ghiJKL789mnoPQR", "an OpenAI/Anthropic key"),
         ("XAI_KEY=xai-" + "Zq8Wm2Kd9Lp4Xr7Tn1Vb6Hs3", "an xAI key"),
         ("slack = 'xoxb-" + "123456789012-abcdefABCDEF'", "a Slack token"),
-        ('api_key = "' + "q8Z7x6W5v4U3t2S1r0P9o8N7" + '"', "a high-entropy secret assignment"),
+        ('api_key = "' + "q8Z7x6W5v4U3t2S1r0P9o8N7" + '"', "a password or secret assignment"),
     ],
 )
 def test_token_lines_withheld(line: str, kind: str) -> None:

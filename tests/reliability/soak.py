@@ -2,10 +2,13 @@
 
 Runs chaos (several seeds of 100 cuts, each compared with an uncut run), server restarts, 50
 rotations with a connection age of a few seconds, fuzzing with fresh randomness, a flood of 1,100 idle
-sockets with an authenticated client asking throughout (a failed answer counts as lost), and the
-path-escape attempts; prints what it did and what it lost. Exit status 1 unless items lost and escapes are 0.
+sockets with an authenticated client asking throughout (a failed answer counts as lost), the path-escape
+attempts and the hostile-repository corpus (tests/security/attacks.py: links and case folds, secrets,
+parallel applies, kill -9 mid-apply, ReDoS with a loop-lag probe); prints what it did and what it
+lost. Exit status 1 unless items lost, escapes, secrets out and lost checkpoints are all 0.
 
     python -m tests.reliability.soak [--seeds 3] [--cuts 100] [--restarts 20] [--age 2.0] [--fuzz 10000]
+                                     [--kills 30] [--security-only]
 """
 
 from __future__ import annotations
@@ -21,7 +24,8 @@ from pathlib import Path
 from tests.reliability.flood import run_flood
 from tests.reliability.fuzzing import run_fuzz
 from tests.reliability.harness import ChaosReport, run_chaos
-from tests.reliability.security import run_escapes
+from tests.security import attacks
+from tests.security.escapes import run_escapes
 
 
 def _lost(report: ChaosReport, reference: ChaosReport | None) -> int:
@@ -74,6 +78,8 @@ async def _soak(args: argparse.Namespace, work: Path, out: list[tuple[str, str]]
     escapes = len(esc.escapes)
     for e in esc.escapes:
         print(f"ESCAPE: {e}", flush=True)
+    sec_rows, sec_bad = await asyncio.to_thread(_security, work / "security", args.kills)
+    escapes += sec_bad
     out[:0] = [
         ("cuts survived", f"{cuts}" + (f" (+{restart.restarts} server restarts)" if restart.restarts else "")),
         ("rotations", f"{rotations}"),
@@ -84,8 +90,41 @@ async def _soak(args: argparse.Namespace, work: Path, out: list[tuple[str, str]]
         ("flood: server stderr", f"{flood.stderr_bytes} B"),
         ("items lost", f"{lost}"),
         ("escapes", f"{escapes}"),
+        *sec_rows,
     ]
     return lost, escapes
+
+
+def _security(work: Path, kills: int) -> tuple[list[tuple[str, str]], int]:
+    """The hostile-repository rows; returns (rows, how many things got through)."""
+    import statistics
+
+    bad = 0
+    sym = attacks.symlink_and_casefold_attacks(work / "links")
+    for e in sym.escapes:
+        print(f"ESCAPE: {e}", flush=True)
+    sec = attacks.secrets_corpus(work / "secrets")
+    for e in sec.out:
+        print(f"SECRET OUT: {e}", flush=True)
+    par = attacks.parallel_applies(work / "parallel", workers=6, rounds=20)
+    kill = attacks.kill_mid_apply(work / "kill", runs=kills, files=30)
+    lags = [attacks.redos_and_hunk_floods(work / f"redos{n}") for n in range(3)]
+    lost_cp = par.lost_checkpoints + par.duplicate_ids + par.index_errors + kill.lost_checkpoints
+    torn = kill.half_applied + kill.temp_files + par.wrong_content + par.reported_failed
+    bad = len(sym.escapes) + len(sec.out) + lost_cp + torn
+    lag = statistics.median(r.max_lag_ms for r in lags)
+    print(f"security: {sym.attempts} link/case attempts, {sec.kinds} secret kinds, {par.applies} parallel applies, "
+          f"{kill.applies} kills ({kill.interrupted} mid-write), loop lag {[round(r.max_lag_ms) for r in lags]} ms",
+          flush=True)
+    return [
+        ("link/case-fold attempts", f"{sym.attempts} ({len(sym.escapes)} escapes)"),
+        ("secret kinds / out", f"{sec.kinds} / {len(sec.out)}"),
+        ("parallel applies 6x20", f"{par.applies} ({par.reported_failed} failed, {par.wrong_content} wrong)"),
+        ("kill -9 mid-apply", f"{kill.applies} ({kill.interrupted} mid-write, {kill.half_applied} half-applied, "
+                              f"{kill.temp_files} temp files)"),
+        ("lost checkpoints", f"{lost_cp}"),
+        ("ReDoS/hunk max loop lag", f"{lag:.0f} ms median of 3 (worst call {max(r.worst_call_s for r in lags):.2f} s)"),
+    ], bad
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -96,11 +135,17 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--age", type=float, default=2.0, help="connection age limit for the 50 rotations, seconds")
     p.add_argument("--fuzz", type=int, default=10_000, help="fuzz cases in total")
     p.add_argument("--flood", type=int, default=1100, help="idle unauthenticated sockets in the flood row")
+    p.add_argument("--kills", type=int, default=30, help="kill -9 mid-apply runs (default 30)")
+    p.add_argument("--security-only", action="store_true", help="only the hostile-repository rows")
     args = p.parse_args(argv)
     rows: list[tuple[str, str]] = []
     started = time.perf_counter()
     with tempfile.TemporaryDirectory(prefix="slipstream-soak-") as tmp:
-        lost, escapes = asyncio.run(_soak(args, Path(tmp), rows))
+        if args.security_only:
+            rows, escapes = _security(Path(tmp), args.kills)
+            lost = 0
+        else:
+            lost, escapes = asyncio.run(_soak(args, Path(tmp), rows))
     rows.append(("total time", f"{time.perf_counter() - started:.1f} s"))
     width = max(len(k) for k, _ in rows)
     print()
@@ -109,7 +154,8 @@ def main(argv: list[str] | None = None) -> int:
     for key, value in rows:
         print(f"{key:<{width}}  {value}")
     ok = lost == 0 and escapes == 0
-    print("\nsoak: " + ("PASS (0 lost, 0 escapes)" if ok else f"FAIL ({lost} lost, {escapes} escapes)"))
+    print("\nsoak: " + ("PASS (0 lost, 0 escapes or secrets out)" if ok
+                        else f"FAIL ({lost} lost, {escapes} escapes, secrets out, torn or lost checkpoints)"))
     return 0 if ok else 1
 
 

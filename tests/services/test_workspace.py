@@ -226,3 +226,46 @@ async def test_stop_while_a_turn_waits_behind_a_push_sends_nothing(tmp_path: Pat
     assert fake.stops == 0  # the push itself was not cut
     await sync.aclose()
     await ws.aclose()
+
+
+async def test_a_deleted_project_root_is_said_not_silent(tmp_path: Path) -> None:
+    """Deleting the project folder while watched ends in an error notice that names it (the batch reader
+    used to die on RootMissingError with nothing shown), and `root_missing` fires once the reader sees it."""
+    root = tmp_path / "proj"
+    (root / "src").mkdir(parents=True)
+    (root / "src" / "a.py").write_text("a = 1\n")
+    ws = Workspace(root, quiet_s=0.02, max_window_s=0.2, force_polling=False)
+    notices: list[tuple[str, str]] = []
+    ws.notice.connect(lambda kind, text: notices.append((kind, text)))
+    await ws.start(watch=True)
+    try:
+        import shutil
+
+        (root / "src" / "a.py").write_text("a = 2\n")
+        shutil.rmtree(root)
+        await wait_until(lambda: any(k == "error" and str(root) in t for k, t in notices), timeout=10)
+    finally:
+        await ws.aclose()
+    assert not any("Reading changed files failed" in t for _, t in notices)
+
+
+async def test_root_missing_in_a_batch_stops_with_words(tmp_path: Path) -> None:
+    """The batch reader meeting a vanished root says so and stops; it does not loop on resyncs."""
+    from app.context.coalesce import Batch
+
+    root = tmp_path / "proj"
+    root.mkdir()
+    (root / "a.py").write_text("a = 1\n")
+    ws = Workspace(root)
+    notices: list[str] = []
+    gone: list[bool] = []
+    ws.notice.connect(lambda kind, text: notices.append(text))
+    ws.root_missing.connect(lambda: gone.append(True))
+    await ws.start(watch=False)
+    root.joinpath("a.py").unlink()
+    root.rmdir()
+    ws._batches.put_nowait(Batch(frozenset({"a.py"}), frozenset(), (), 1, 0.0, 0.1))
+    reader = asyncio.ensure_future(ws._read_batches())
+    await asyncio.wait_for(reader, 10)
+    await ws.aclose()
+    assert gone == [True] and any("was deleted or moved" in t for t in notices)

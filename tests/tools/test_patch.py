@@ -54,7 +54,9 @@ def test_parse_accepts_heredoc_wrapper_and_crlf() -> None:
         (P("*** Update File: a"), "no hunks"),
         (P("*** Update File: a", "@@", "?bad"), "hunk lines must start"),
         (P(), "changes no files"),
-        (P("*** Add File: a", "+x", "*** Delete File: a"), "more than once"),
+        (P("*** Add File: a", "+x", "*** Delete File: a"), "line 4: 'a' is already changed at line 2"),
+        (P("*** Update File: src/a.py", "@@", "-x", "+y", "*** Update File: ./src/a.py", "@@", "-y", "+z"),
+         "line 6: './src/a.py' is already changed at line 2 of this patch \\(as 'src/a.py'\\)"),
         (P("*** Add File: "), "needs a path"),
     ],
 )
@@ -150,10 +152,8 @@ def test_plan_update_add_delete_move() -> None:
     [
         (P("*** Update File: nope.py", "@@", "-a", "+b"), {}, "no such file"),
         (P("*** Delete File: nope.py"), {}, "no such file"),
-        (P("*** Add File: a.py", "+x"), {"a.py": b"x\n"}, "already exists"),
         (P("*** Update File: img.png", "@@", "-a", "+b"), {"img.png": b"\x89PNG\x00\x01"}, "binary"),
         (P("*** Update File: l1.txt", "@@", "-a", "+b"), {"l1.txt": b"caf\xe9\n"}, "not UTF-8"),
-        (P("*** Update File: a", "*** Move to: b", "@@", "-x", "+y"), {"a": b"x\n", "b": b""}, "already exists"),
     ],
 )
 def test_plan_errors(patch: str, files: dict[str, bytes], match: str) -> None:

@@ -46,12 +46,14 @@ def test_parse_arguments_errors(name: str, args: str, match: str) -> None:
 
 
 def test_command_policy() -> None:
-    """ask asks, never denies, allow_list allows listed prefixes but never shell operators."""
+    """ask asks, never denies, allow_list allows exact argv (or explicit patterns), never shell operators."""
     assert CommandPolicy().decide("ls") == "ask"
     assert CommandPolicy("never").decide("ls") == "deny"
     pol = CommandPolicy("allow_list", ("npm test", "pytest"))
-    assert pol.decide("pytest -q tests") == "allow"
-    assert pol.decide("npm test") == "allow"
+    assert pol.decide("pytest -q tests") == "ask"  # not a word prefix
+    assert pol.decide("pytest") == "allow" and pol.decide(["pytest"]) == "allow"
+    assert pol.decide("npm test") == "allow" and pol.decide("npm  'test'") == "allow"  # the same argv
+    assert pol.decide("npm test -- --watch") == "ask"
     assert pol.decide("npm install") == "ask"
     assert pol.decide("pytest; rm -rf /") == "ask"
     assert pol.decide("pytest $(evil)") == "ask"

@@ -71,3 +71,16 @@ def test_command_buttons(qtbot) -> None:  # type: ignore[no-untyped-def]
         dlg.show()
         qtbot.mouseClick(getattr(dlg, button), Qt.MouseButton.LeftButton)
         assert got == [expected], button
+
+
+def test_a_link_shows_the_file_it_really_writes(qtbot) -> None:  # type: ignore[no-untyped-def]
+    """A patch to an in-tree link names the link's target in the review, so `M docs/x` cannot hide it."""
+    from PySide6.QtWidgets import QLabel
+
+    payload = {"files": [{"path": "docs/notes.md", "op": "update", "resolved": "README.md",
+                          "hunks": [{"header": "@@", "lines": ["-a", "+b"]}]}], "patch": ""}
+    req, _ = _request("patch", payload)
+    dlg = approval_dialog(req)
+    qtbot.addWidget(dlg)
+    texts = [lbl.text() for lbl in dlg.findChildren(QLabel)]
+    assert any("docs/notes.md" in t and "writes README.md" in t for t in texts), texts

@@ -25,7 +25,7 @@ from app.services.workspace import ContextSync, Workspace
 from app.tools.fileops import ToolContext, execute
 from app.tools.specs import CommandPolicy
 from tests.adapters.test_secrets import MemoryKeyring
-from tests.reliability.security import run_escapes
+from tests.security.escapes import run_escapes
 
 
 def test_fifty_path_escape_attempts_zero_escapes(tmp_path: Path) -> None:
@@ -172,12 +172,13 @@ async def test_planted_api_key_stays_out_of_debug_logs(tmp_path: Path, caplog: p
 
 
 def test_command_policy_asks_unless_configured() -> None:
-    """ask: always ask; never: deny; allow_list: only listed prefixes, never with shell operators."""
+    """ask: always ask; never: deny; allow_list: exact argv or an explicit pattern, never with shell operators."""
     assert CommandPolicy().decide("pytest") == "ask"
     assert CommandPolicy("never", ("pytest",)).decide("pytest") == "deny"
-    allow = CommandPolicy("allow_list", ("pytest", "git status"))
-    assert allow.decide("pytest -q tests") == "allow"
+    allow = CommandPolicy("allow_list", ("pytest", "git status", "pytest -q *"))
+    assert allow.decide("pytest -q tests") == "allow"  # the explicit pattern the user wrote
     assert allow.decide("git status") == "allow"
+    assert allow.decide("pytest --basetemp=/tmp/x") == "ask"  # no word-prefix match
     for cmd in ["pytest; rm -rf /", "pytest && curl x", "pytest | sh", "pytest $(id)", "pytest `id`",
                 "pytest > /etc/x", "git statusx", "git", "rm -rf /", "pytest\nrm -rf /", "pytest 'unclosed"]:
         assert allow.decide(cmd) == "ask", cmd
