@@ -1,4 +1,5 @@
-"""Where Slipstream keeps the user's files: settings, history, checkpoints, private runtime files.
+"""Where Slipstream keeps the user's files: settings, history, checkpoints (the
+private runtime folder, app.runtime, follows it too).
 
 A root module, not an adapter: the settings (services), the history store (adapters) and the GUI's
 smoke run all ask it, and it imports nothing of the app.
@@ -13,9 +14,7 @@ children (the XDG variables are pointed there too, for libraries that read them 
 from __future__ import annotations
 
 import os
-import stat
 import tempfile
-import warnings
 from collections.abc import MutableMapping
 from pathlib import Path
 
@@ -28,7 +27,6 @@ __all__ = [
     "data_dir",
     "is_throwaway",
     "profile_dir",
-    "runtime_dir",
     "state_dir",
     "use_throwaway_profile",
 ]
@@ -65,42 +63,6 @@ def state_dir() -> Path:
     """Checkpoints (undo) and other state that is not worth a backup."""
     root = profile_dir()
     return root / "state" if root else Path(platformdirs.user_state_dir(APP_NAME, appauthor=False))
-
-
-def runtime_dir() -> Path:
-    """A private folder for this user's runtime files (sockets, tokens): created 0700 and checked.
-
-    $XDG_RUNTIME_DIR/slipstream (platformdirs' user_runtime_dir) when usable, else the state dir.
-    Raises OSError when no folder can be made private (another user owns it, a link is in the way).
-    """
-    root = profile_dir()
-    if root is not None:
-        candidates = [root / "run"]
-    else:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")  # platformdirs warns when it falls back to /tmp/runtime-UID
-            candidates = [Path(platformdirs.user_runtime_dir(APP_NAME, appauthor=False)), state_dir() / "run"]
-    last: OSError | None = None
-    for folder in candidates:
-        try:
-            return _private_dir(folder)
-        except OSError as exc:
-            last = exc
-    raise OSError(f"no private runtime folder for Slipstream ({last})")
-
-
-def _private_dir(folder: Path) -> Path:
-    folder.mkdir(mode=0o700, parents=True, exist_ok=True)
-    if os.name != "posix":
-        return folder
-    st = os.lstat(folder)
-    if not stat.S_ISDIR(st.st_mode):
-        raise OSError(f"{folder} is not a folder")
-    if st.st_uid != os.getuid():
-        raise OSError(f"{folder} belongs to another user")
-    if stat.S_IMODE(st.st_mode) != 0o700:
-        os.chmod(folder, 0o700)
-    return folder
 
 
 def use_throwaway_profile(folder: Path | None = None, environ: MutableMapping[str, str] | None = None) -> Path:

@@ -2,15 +2,20 @@
 
 Runtime files another local user must neither plant nor read live here: the pytest plugin folder put
 first on a test run's PYTHONPATH (app.adapters.proc), and the single-instance socket (app.ui).
-Standard library and platformdirs only, so every layer may use it.
+Standard library, platformdirs and app.profile only, so every layer may use it. The server's token
+files live here too (app.server.auth).
 """
 
 from __future__ import annotations
 
 import os
 import stat
-import tempfile
+import warnings
 from pathlib import Path
+
+import platformdirs
+
+from app import profile
 
 __all__ = ["UnsafeRuntimeDir", "check_private_dir", "runtime_dir"]
 
@@ -22,32 +27,45 @@ class UnsafeRuntimeDir(OSError):
 def runtime_dir(base: Path | None = None) -> Path:
     """Our per-user private folder for runtime files (0700, ours, checked every time).
 
-    `$XDG_RUNTIME_DIR/slipstream` where the session has one, else platformdirs' user runtime dir,
-    else a per-uid folder under the temp dir. A folder that exists but is not ours, is a link, or is
-    open to the group or others is refused (UnsafeRuntimeDir), never trusted or silently reused.
+    `base` when given; else the throwaway profile's `run/` folder (app.profile), else
+    `$XDG_RUNTIME_DIR/slipstream` / platformdirs' user runtime dir, else `<state dir>/run`. A folder
+    that exists but is not ours, is a link, or is open to the group or others is never trusted or
+    silently reused: `base` raises UnsafeRuntimeDir, a default candidate is skipped for the next.
     """
-    if base is None:
-        xdg = os.environ.get("XDG_RUNTIME_DIR")
-        if xdg and os.path.isdir(xdg):
-            base = Path(xdg) / "slipstream"
-        else:
-            try:
-                import warnings
+    if base is not None:
+        return _private(base)
+    last: OSError | None = None
+    for folder in _candidates():
+        try:
+            return _private(folder)
+        except OSError as exc:
+            last = exc
+    raise UnsafeRuntimeDir(f"no private runtime folder for Slipstream ({last})")
 
-                import platformdirs
 
-                with warnings.catch_warnings():  # "XDG_RUNTIME_DIR is not set": the fallback is checked below
-                    warnings.simplefilter("ignore")
-                    base = Path(platformdirs.user_runtime_dir("slipstream", appauthor=False))
-            except Exception:
-                base = Path(tempfile.gettempdir()) / f"slipstream-{os.getuid() if hasattr(os, 'getuid') else 0}"
-    base.parent.mkdir(parents=True, exist_ok=True)
+def _candidates() -> list[Path]:
+    root = profile.profile_dir()
+    if root is not None:
+        return [root / "run"]
+    out: list[Path] = []
+    xdg = os.environ.get("XDG_RUNTIME_DIR")
+    if xdg and os.path.isdir(xdg):
+        out.append(Path(xdg) / profile.APP_NAME)
+    with warnings.catch_warnings():  # "XDG_RUNTIME_DIR is not set": the fallbacks are checked too
+        warnings.simplefilter("ignore")
+        out.append(Path(platformdirs.user_runtime_dir(profile.APP_NAME, appauthor=False)))
+    out.append(profile.state_dir() / "run")
+    return out
+
+
+def _private(folder: Path) -> Path:
+    folder.parent.mkdir(parents=True, exist_ok=True)
     try:
-        os.mkdir(base, 0o700)
+        os.mkdir(folder, 0o700)
     except FileExistsError:
         pass
-    check_private_dir(base)
-    return base
+    check_private_dir(folder)
+    return folder
 
 
 def check_private_dir(folder: Path) -> None:

@@ -8,8 +8,9 @@ from pathlib import Path
 
 import pytest
 
-from app import profile
+from app import profile, runtime
 from app.adapters.secrets import SecretStore
+from app.runtime import runtime_dir
 
 
 def test_use_throwaway_profile_points_this_process_and_children_there(tmp_path: Path) -> None:
@@ -29,23 +30,29 @@ def test_folders_follow_the_profile(tmp_path: Path, monkeypatch: pytest.MonkeyPa
     assert profile.config_dir() == tmp_path / "config"
     assert profile.data_dir() == tmp_path / "data"
     assert profile.state_dir() == tmp_path / "state"
-    run = profile.runtime_dir()
+    run = runtime_dir()
     assert run == tmp_path / "run" and stat.S_IMODE(os.stat(run).st_mode) == 0o700
 
 
-def test_runtime_dir_is_made_private(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    """A runtime folder that exists with loose bits is tightened to 0700; a file in the way is refused."""
+def test_runtime_dir_skips_a_folder_it_cannot_trust(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A default runtime folder open to others, or a file in the way, is skipped (never tightened and
+    reused: another user may already have planted files in it); the state dir's `run/` is the fallback."""
     monkeypatch.delenv(profile.PROFILE_ENV, raising=False)
+    monkeypatch.delenv("XDG_RUNTIME_DIR", raising=False)
+    monkeypatch.setattr(profile.platformdirs, "user_state_dir", lambda *a, **k: str(tmp_path / "state"))
     loose = tmp_path / "rt" / "slipstream"
     loose.mkdir(parents=True, mode=0o755)
     os.chmod(loose, 0o755)
-    monkeypatch.setattr(profile.platformdirs, "user_runtime_dir", lambda *a, **k: str(loose))
-    assert profile.runtime_dir() == loose and stat.S_IMODE(os.stat(loose).st_mode) == 0o700
+    monkeypatch.setattr(runtime.platformdirs, "user_runtime_dir", lambda *a, **k: str(loose))
+    assert runtime_dir() == tmp_path / "state" / "run"
+    assert stat.S_IMODE(os.stat(loose).st_mode) == 0o755  # not touched
     blocked = tmp_path / "file"
     blocked.write_text("x")
-    monkeypatch.setattr(profile.platformdirs, "user_runtime_dir", lambda *a, **k: str(blocked))
-    monkeypatch.setattr(profile.platformdirs, "user_state_dir", lambda *a, **k: str(tmp_path / "state"))
-    assert profile.runtime_dir() == tmp_path / "state" / "run"  # the fallback
+    monkeypatch.setattr(runtime.platformdirs, "user_runtime_dir", lambda *a, **k: str(blocked))
+    assert runtime_dir() == tmp_path / "state" / "run"
+    private = tmp_path / "ok" / "slipstream"
+    monkeypatch.setattr(runtime.platformdirs, "user_runtime_dir", lambda *a, **k: str(private))
+    assert runtime_dir() == private and stat.S_IMODE(os.stat(private).st_mode) == 0o700
 
 
 def test_no_keychain_in_a_throwaway_profile(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

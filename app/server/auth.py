@@ -12,10 +12,9 @@ import hmac
 import ipaddress
 import os
 import secrets
-import warnings
 from pathlib import Path
 
-import platformdirs
+from app.runtime import runtime_dir
 
 __all__ = [
     "bearer_ok",
@@ -60,20 +59,8 @@ def is_loopback(host: str) -> bool:
 
 
 def token_dir() -> Path:
-    """The folder for token files: the runtime dir when usable, else the state dir."""
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")  # platformdirs warns when it falls back to /tmp/runtime-UID
-        candidates = [platformdirs.user_runtime_path(APP_NAME), platformdirs.user_state_path(APP_NAME)]
-    last: OSError | None = None
-    for folder in candidates:
-        try:
-            folder.mkdir(mode=0o700, parents=True, exist_ok=True)
-            if os.name == "posix":
-                os.chmod(folder, 0o700)
-            return folder
-        except OSError as exc:
-            last = exc
-    raise OSError(f"no writable folder for the token file (last error: {last})")
+    """The folder for token files: the private runtime folder (app.runtime), checked every time."""
+    return runtime_dir()
 
 
 def write_token_file(token: str, port: int, folder: Path | None = None) -> Path:

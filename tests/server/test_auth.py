@@ -63,7 +63,8 @@ def test_token_file_is_private(tmp_path: Path) -> None:
 
 @pytest.mark.skipif(os.name != "posix", reason="XDG runtime dir")
 def test_token_dir_uses_runtime_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    """The default folder is under XDG_RUNTIME_DIR and only the user may enter it."""
+    """The default folder (outside a throwaway profile) is under XDG_RUNTIME_DIR and only the user may enter it."""
+    monkeypatch.delenv("SLIPSTREAM_PROFILE_DIR", raising=False)
     monkeypatch.setenv("XDG_RUNTIME_DIR", str(tmp_path))
     folder = token_dir()
     assert folder.is_relative_to(tmp_path)
