@@ -17,14 +17,14 @@ import logging
 import os
 import sys
 import time
-from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, cast
+
+if TYPE_CHECKING:  # the services stay unimported until a project opens (startup time)
+    from app.services.api import Services, ServicesFactory
 
 log = logging.getLogger(__name__)
-
-ServicesFactory = Callable[[Path, Any], Any]
 
 
 @dataclass(frozen=True, slots=True)
@@ -73,7 +73,7 @@ def load_factory() -> tuple[ServicesFactory | None, str]:
     factory = getattr(module, "create_services", None)
     if not callable(factory):
         return None, "app.services.app has no create_services(root, settings)"
-    return factory, ""
+    return cast("ServicesFactory", factory), ""
 
 
 def run_gui(argv: list[str], factory: ServicesFactory | None = None) -> int:
@@ -172,7 +172,7 @@ async def gui_main(app: Any, args: GuiArgs, factory: ServicesFactory | None = No
             window.set_project(root, s.recent_projects)
             controller.apply_theme()
             controller.show_connection(ConnectionStatus("offline", reason, "no engine"))
-            window.transcript.feed_notice("error", f"Slipstream is offline: {reason}")
+            window.notice("error", f"Slipstream is offline: {reason}")
             return
         state["services"] = services
         host = settings_host(services)
@@ -182,14 +182,14 @@ async def gui_main(app: Any, args: GuiArgs, factory: ServicesFactory | None = No
             else:
                 save_settings(s)
         except (SettingsError, OSError) as exc:
-            window.transcript.feed_notice("warning", f"could not save the recent projects list: {exc}")
+            window.notice("warning", f"could not save the recent projects list: {exc}")
         controller.bind(services)
         try:
             await services.start()
         except Exception as exc:
             log.exception("services.start failed")
             controller.show_connection(ConnectionStatus("error", f"could not start: {exc}"))
-            window.transcript.feed_notice("error", f"Could not connect: {exc}")
+            window.notice("error", f"Could not connect: {exc}")
 
     tasks: set[asyncio.Task[None]] = set()
 
@@ -222,7 +222,7 @@ async def gui_main(app: Any, args: GuiArgs, factory: ServicesFactory | None = No
     gc.collect()
     gc.freeze()
     for text in problems:
-        window.transcript.feed_notice("warning", text)
+        window.notice("warning", text)
     if state["services"] is None and not args.smoke:
         QMessageBox.warning(window, "Slipstream is offline", f"Slipstream could not start its services:\n\n{reason}")
 
@@ -251,7 +251,7 @@ async def gui_main(app: Any, args: GuiArgs, factory: ServicesFactory | None = No
     return rc
 
 
-async def _aclose(services: Any) -> None:
+async def _aclose(services: Services) -> None:
     try:
         await asyncio.wait_for(services.aclose(), 10.0)
     except Exception:
