@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import bisect
 from array import array
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from typing import Any, overload
 
 from pygments.lexer import Lexer, RegexLexer
@@ -30,7 +30,10 @@ from pygments.lexers import get_lexer_by_name
 from pygments.token import Error, Text, Whitespace, _TokenType
 from pygments.util import ClassNotFound
 
-__all__ = ["CodeHighlighter", "PackedSpans", "Span", "lexer_for", "spans_in"]
+__all__ = ["COMMON_LANGUAGES", "CodeHighlighter", "PackedSpans", "Span", "lexer_for", "spans_in", "warm"]
+
+# Fence languages worth preparing before the first code block shows up (see `warm`).
+COMMON_LANGUAGES = ("python", "bash", "javascript", "typescript", "json", "diff")
 
 Span = tuple[int, int, str]  # start, end (offsets in the block text), token type name
 
@@ -261,6 +264,14 @@ class CodeHighlighter:
                 self.tail = _to_spans(tokens, cut)
             else:
                 self.tail = _to_spans(lexer.get_tokens_unprocessed(rest), cut)
+
+
+def warm(langs: Iterable[str] = COMMON_LANGUAGES) -> None:
+    """Build these lexers and compile their token tables now: pygments does it on first use, 50-100 ms
+    for Python, which would otherwise land in the first frame that shows a code block. Safe to run in a
+    worker thread (the caches are plain dicts; a race only builds a lexer twice)."""
+    for lang in langs:
+        CodeHighlighter(lang).update("x = 1\n", final=True)
 
 
 def spans_in(spans: Sequence[Span], start: int, end: int) -> list[Span]:

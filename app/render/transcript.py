@@ -64,6 +64,7 @@ ResponseStatus = Literal["completed", "incomplete", "failed", "cancelled"]
 # Error codes the session recovers from by itself (full resend, reconnect): never shown as failures.
 RECOVERED_ERRORS: Final = frozenset({"previous_response_not_found", "websocket_connection_limit_reached"})
 FEED_CHUNK: Final = 2048  # characters handed to the splitter at a time, so advance() can stop on time
+_JOIN: Final = 1024
 PACK_BLOCKS: Final = 256  # settled blocks packed into one segment at a time
 
 
@@ -179,10 +180,45 @@ class _Begin:
 
 @dataclass(slots=True)
 class _Delta:
+    """Consecutive deltas of one item, as a queue of strings fed from the front in chunks. Every
+    `_JOIN` deltas at the back are joined into one string, so a backlog (the view behind a fast
+    stream) is a few strings, not a million, and taking a chunk costs O(chunk)."""
+
     kind: DeltaKind
     item_id: str
     parts: list[str]
-    done: int = 0  # characters of "".join(parts) already fed
+    head: int = 0  # parts[:head] are fed
+    offset: int = 0  # characters of parts[head] fed
+    loose: int = 1  # deltas at the back not joined yet
+
+    def add(self, delta: str) -> None:
+        parts = self.parts
+        parts.append(delta)
+        self.loose += 1
+        if self.loose >= _JOIN:
+            start = max(len(parts) - self.loose, self.head + 1)  # never the part being fed
+            parts[start:] = ["".join(parts[start:])]
+            self.loose = 0
+
+    def take(self, n: int) -> str:
+        parts, out, got = self.parts, [], 0
+        while got < n and self.head < len(parts):
+            part = parts[self.head]
+            piece = part[self.offset:self.offset + n - got]
+            out.append(piece)
+            got += len(piece)
+            self.offset += len(piece)
+            if self.offset >= len(part):
+                self.head += 1
+                self.offset = 0
+        if self.head >= _JOIN:  # forget what was fed
+            del parts[:self.head]
+            self.head = 0
+        return out[0] if len(out) == 1 else "".join(out)
+
+    @property
+    def finished(self) -> bool:
+        return self.head >= len(self.parts)
 
 
 @dataclass(slots=True)
@@ -436,14 +472,9 @@ class Transcript:
             while i < len(ops) and fed < max_chars:
                 op = ops[i]
                 if isinstance(op, _Delta):
-                    n = min(FEED_CHUNK, max_chars - fed)
-                    if len(op.parts) > 1:
-                        op.parts[:] = ["".join(op.parts)]
-                    text = op.parts[0] if op.parts else ""
-                    chunk = text[op.done:op.done + n]
-                    op.done += len(chunk)
+                    chunk = op.take(min(FEED_CHUNK, max_chars - fed))
                     fed += len(chunk)
-                    if op.done >= len(text):
+                    if op.finished:
                         i += 1
                     self._feed(op.kind, op.item_id, chunk)
                 else:
@@ -489,7 +520,7 @@ class Transcript:
         if ops:
             last = ops[-1]
             if isinstance(last, _Delta) and last.kind == kind and last.item_id == item_id:
-                last.parts.append(delta)
+                last.add(delta)
                 return
         self._push(_Delta(kind, item_id, [delta]))
 

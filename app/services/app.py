@@ -23,6 +23,7 @@ from app.adapters.project_fs import ProjectFS
 from app.adapters.secrets import NoKeychainError, SecretsError, SecretStore
 from app.adapters.store import HistoryStore
 from app.protocol import events as ev
+from app.render.highlight import warm as warm_highlighting
 from app.render.transcript import NoticeKind, Transcript, ends_in_failure
 from app.services.agent import Agent, AgentConfig
 from app.services.api import (
@@ -99,6 +100,7 @@ class AppServices:
         self.agent: Agent | None = None
         self._task: asyncio.Task[None] | None = None
         self._engine_label = ""
+        self._warm: asyncio.Future[None] | None = None
         self._failure_shown = False  # this request's failure already reached the transcript through an event
 
     # the façade's models and signals (see app.services.api.Services) ------------------------------
@@ -126,6 +128,8 @@ class AppServices:
 
     async def start(self) -> None:
         """Connect (starting a scripted server when no model is configured), index, warm up."""
+        # The syntax highlighter's lexers are built in a worker meanwhile, not in the first frame with code.
+        self._warm = asyncio.get_running_loop().run_in_executor(None, warm_highlighting)
         self.endpoint = await self._resolve_endpoint()
         ws = Workspace(self.project_root, budget_tokens=self.settings.context_budget_tokens, pins=self.settings.pins,
                        user_ignores=self.settings.ignore_patterns)
@@ -218,6 +222,9 @@ class AppServices:
         return Endpoint(self._server.url, self._server.token, model="scripted", label=SCRIPTED_LABEL)
 
     async def aclose(self) -> None:
+        if self._warm is not None:
+            with contextlib.suppress(Exception):
+                await self._warm  # a few hundred ms at most; the executor's thread is the loop's
         await self.tests.aclose()
         task = self._task
         if task is not None and not task.done():

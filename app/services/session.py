@@ -38,6 +38,9 @@ log = logging.getLogger(__name__)
 
 Item = Mapping[str, Any]
 REFUSED_UPGRADE = frozenset({404, 405, 426, 501})
+# The longest run of receiving (decode, assemble, hand to on_event) before the event loop gets a turn:
+# under qasync the loop is the GUI's, and its frame clock must keep ticking at any stream rate.
+RECV_SLICE_S = 0.004
 AUTH_FAILED = frozenset({401, 403})
 
 
@@ -283,7 +286,12 @@ class ResponsesSession:
         Stop cancels the running turn's task (no per-frame futures on this hot path)."""
         streaming = False
         client = self.client
+        clock = self._clock
+        turn_at = clock() + RECV_SLICE_S
         while True:
+            if clock() >= turn_at:  # frames are queued: let the loop turn (paint, input) between slices
+                await asyncio.sleep(0)
+                turn_at = clock() + RECV_SLICE_S
             raw = await ws.recv()
             if raw is None:
                 return None

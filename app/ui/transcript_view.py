@@ -18,9 +18,9 @@ away) are *evicted* in pages of at most `PAGE_CHARS`: their document range becom
 paragraph of the same height, and the model keeps their text and packed spans. A page that comes
 within a screen of the viewport is rendered again from the model (the scroll position is kept when
 it sits above the viewport). Copying a selection that crosses an evicted page takes that page's text
-from the model. Settled Python objects are moved out of the collector's way (`gc.freeze`) every
-`GC_FREEZE_BLOCKS` blocks, so a full collection stays as cheap at the end of a long session as at
-its start.
+from the model. The model packs settled blocks into a few objects and the document holds a bounded
+number of live blocks, so the garbage collector's work does not grow with the session: a full
+collection is as cheap at the end of a long session as at its start.
 
 The viewport is opaque (it paints its own background) so that following the stream scrolls by
 blitting and repaints only the exposed strip, and the scrollbar is flat: Fusion's gradient
@@ -33,8 +33,8 @@ accessibility for free.
 
 from __future__ import annotations
 
-import gc
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from PySide6.QtCore import QMimeData, Qt, QTimer, QUrl, Signal
@@ -68,10 +68,9 @@ __all__ = ["TranscriptView"]
 FRAME_MS = 16
 OUTPUT_PREVIEW_CHARS = 16 * 1024
 OUTPUT_PREVIEW_LINES = 200
-LIVE_BUDGET_CHARS = 160 * 1024  # rendered text the document may hold before far blocks are evicted
+LIVE_BUDGET_CHARS = 96 * 1024  # rendered text the document may hold before far blocks are evicted
 PAGE_CHARS = 8 * 1024  # an evicted page holds at most this much text (one page renders in one slice)
 TAIL_KEEP = 8  # the last entries are never evicted: the stream grows there
-GC_FREEZE_BLOCKS = 2000
 
 
 @dataclass(slots=True)
@@ -116,7 +115,6 @@ class TranscriptView(QTextBrowser):
         self._todo: dict[int, None] = {}  # dirty ids not yet rendered (frame budget ran out)
         self._restore_due = False  # the viewport moved: an evicted page may have come near
         self._evict_blocked = False  # the last eviction pass found nothing far enough away
-        self._gc_mark = 0
         self._click_pos: int | None = None  # document position of the click being handled
         self._layout: QAbstractTextDocumentLayout | None = None
         self._following = True
@@ -290,7 +288,6 @@ class TranscriptView(QTextBrowser):
         if not self._todo and self._live_chars > LIVE_BUDGET_CHARS and not self._evict_blocked \
                 and time.perf_counter() < deadline:
             self._evict_far(deadline)
-        self._settle_gc()
 
     # -- rendering -------------------------------------------------------------------------------
 
@@ -311,7 +308,6 @@ class TranscriptView(QTextBrowser):
         self._evict_blocked = False
         self.document().clear()
         self._set_following(True)
-        self._gc_mark = 0
         _release_heap()
 
     def _render_pending(self, deadline: float | None) -> None:
@@ -588,97 +584,106 @@ class TranscriptView(QTextBrowser):
         return top - screens * h, top + h + screens * h
 
     def _evict_far(self, deadline: float) -> None:
-        """Release settled blocks more than two screens away, page by page, until under the budget."""
+        """Release settled blocks more than two screens away, in pages, down to 3/4 of the budget.
+
+        An edit above the viewport costs Qt a pass over everything after it (~6 ms per 100 KB), so a
+        pass is planned first (binary searches for the zone's edges, two layout queries a page) and
+        applied in one edit block, last page first, with one sweep of the positions at the end: one
+        relayout per pass, and a pass only every quarter budget of new text."""
         if self.textCursor().hasSelection():  # never pull text out from under a selection
             self._evict_blocked = True
             return
-        keep_top, keep_bottom = self._zone(2.0)
-        target = LIVE_BUDGET_CHARS * 3 // 4
-        evicted = False
-        idx = 0
-        last = len(self._ids) - TAIL_KEEP
-        while idx < last and self._live_chars > target:
-            run = self._far_run(idx, last, keep_top, keep_bottom)
-            if run is None:
-                break
-            i, j = run
-            self._evict(i, j)
-            evicted = True
-            last = len(self._ids) - TAIL_KEEP
-            idx = i + 1
-            if time.perf_counter() >= deadline:
-                return
-        if not evicted:
-            self._evict_blocked = True
-
-    def _far_run(self, idx: int, last: int, keep_top: float, keep_bottom: float) -> tuple[int, int] | None:
-        """The next run [i, j) of live, settled entries from `idx` on lying wholly outside the keep
-        zone, at most PAGE_CHARS of text (a single bigger block is a page of its own)."""
         ids, ranges = self._ids, self._ranges
-        i = idx
-        while i < last:
-            key = ids[i]
-            if key > 0 and ranges[key].frozen and (self._entry_bottom(i) <= keep_top or self._entry_top(i) >= keep_bottom):
-                break
-            i += 1
-        else:
-            return None
-        above = self._entry_bottom(i) <= keep_top
-        j, chars = i, 0
-        while j < last:
-            key = ids[j]
-            r = ranges[key]
-            if key < 0 or not r.frozen or (chars and chars + r.chars > PAGE_CHARS):
-                break
-            if (above and self._entry_bottom(j) > keep_top) or (not above and self._entry_top(j) < keep_bottom):
-                break
-            chars += r.chars
-            j += 1
-        return (i, j) if j > i else None
-
-    def _evict(self, i: int, j: int) -> None:
-        """Replace entries [i, j) (live blocks) with one placeholder paragraph of the same height."""
-        ids = self._ids
-        top = self._entry_top(i)
-        height = self._entry_bottom(j - 1) - top
-        start = self._ranges[ids[i]].start
-        end = self._end_of(j - 1)
-        first, lastb = ids[i], ids[j - 1]
-        chars = sum(self._ranges[k].chars for k in ids[i:j])
-        # Merge into the placeholder just before, while the page stays small enough to render in a slice.
-        prev = ids[i - 1] if i > 0 else 0
-        merge = prev < 0 and self._pages[-prev].chars + chars <= PAGE_CHARS and self._pages[-prev].last + 1 == first
+        keep_top, keep_bottom = self._zone(2.0)
+        last = len(ids) - TAIL_KEEP
+        above = self._first_entry(lambda k: self._entry_bottom(k) > keep_top, 0, last)
+        below = self._first_entry(lambda k: self._entry_top(k) >= keep_bottom, above, last)
+        excess = self._live_chars - LIVE_BUDGET_CHARS * 3 // 4
+        runs: list[tuple[int, int, int]] = []  # (i, j, chars): entries [i, j) become one page
+        for lo, hi in ((0, above), (below, last)):
+            i = lo
+            while i < hi and excess > 0:
+                if ids[i] < 0 or not ranges[ids[i]].frozen:
+                    i += 1
+                    continue
+                j, chars = i, 0
+                while j < hi and ids[j] > 0 and ranges[ids[j]].frozen \
+                        and not (chars and chars + ranges[ids[j]].chars > PAGE_CHARS):
+                    chars += ranges[ids[j]].chars
+                    j += 1
+                runs.append((i, j, chars))
+                excess -= chars
+                i = j
+        if not runs:
+            self._evict_blocked = True
+            return
+        heights = [self._entry_bottom(j - 1) - self._entry_top(i) for i, j, _ in runs]
+        done: list[tuple[int, int]] = []  # per run, in document order: (entries left, position shift)
         cur = QTextCursor(self.document())
         cur.beginEditBlock()
         try:
-            if merge:
-                page = self._pages[-prev]
-                page.last, page.height, page.chars = lastb, page.height + height, page.chars + chars
-                cur.setPosition(start - 1)  # from the placeholder's paragraph end: drop the run whole
-                cur.setPosition(end, QTextCursor.MoveMode.KeepAnchor)
-                cur.removeSelectedText()
-                cur.setBlockFormat(self._placeholder_format(page.height))
-                new_keys: list[int] = []
-                shift = (start - 1) - end
-            else:
-                cur.setPosition(start)
-                cur.setPosition(end, QTextCursor.MoveMode.KeepAnchor)
-                cur.removeSelectedText()
-                cur.setBlockFormat(self._placeholder_format(height))
-                cur.setBlockCharFormat(QTextCharFormat())
-                key = self._next_page
-                self._next_page += 1
-                self._pages[key] = _Page(first, lastb, height, chars)
-                self._ranges[-key] = _Range(start, None, chars=0)
-                new_keys = [-key]
-                shift = start - end
+            for (i, j, chars), height in zip(reversed(runs), reversed(heights), strict=True):
+                done.append(self._evict(cur, i, j, height, chars))  # later runs first: earlier positions hold
         finally:
             cur.endEditBlock()
+        # One sweep: each entry after a page moves by the shifts of all the pages before it.
+        removed, shift, marks = 0, 0, []
+        for (i, j, _), (kept, delta) in zip(runs, reversed(done), strict=True):
+            removed += (j - i) - kept
+            shift += delta
+            marks.append((j - removed, shift))
+        for n, (start, delta) in enumerate(marks):
+            stop = marks[n + 1][0] if n + 1 < len(marks) else len(ids)
+            for key in ids[start:stop]:
+                ranges[key].start += delta
+
+    def _first_entry(self, pred: Callable[[int], bool], lo: int, hi: int) -> int:
+        """The first index in [lo, hi) where `pred` holds (it holds from there on), else hi."""
+        while lo < hi:
+            mid = (lo + hi) // 2
+            if pred(mid):
+                hi = mid
+            else:
+                lo = mid + 1
+        return lo
+
+    def _evict(self, cur: QTextCursor, i: int, j: int, height: float, chars: int) -> tuple[int, int]:
+        """Replace entries [i, j) (live blocks) with one placeholder paragraph of `height`; returns
+        how many entries stand there now (0 when merged into the page before) and the position shift
+        of what follows (the caller moves the later entries)."""
+        ids = self._ids
+        start = self._ranges[ids[i]].start
+        end = self._end_of(j - 1)
+        first, lastb = ids[i], ids[j - 1]
+        # Merge into the placeholder just before, while the page stays small enough to render in a slice.
+        prev = ids[i - 1] if i > 0 else 0
+        merge = prev < 0 and self._pages[-prev].chars + chars <= PAGE_CHARS and self._pages[-prev].last + 1 == first
+        if merge:
+            page = self._pages[-prev]
+            page.last, page.height, page.chars = lastb, page.height + height, page.chars + chars
+            cur.setPosition(start - 1)  # from the placeholder's paragraph end: drop the run whole
+            cur.setPosition(end, QTextCursor.MoveMode.KeepAnchor)
+            cur.removeSelectedText()
+            cur.setBlockFormat(self._placeholder_format(page.height))
+            new_keys: list[int] = []
+            shift = (start - 1) - end
+        else:
+            cur.setPosition(start)
+            cur.setPosition(end, QTextCursor.MoveMode.KeepAnchor)
+            cur.removeSelectedText()
+            cur.setBlockFormat(self._placeholder_format(height))
+            cur.setBlockCharFormat(QTextCharFormat())
+            key = self._next_page
+            self._next_page += 1
+            self._pages[key] = _Page(first, lastb, height, chars)
+            self._ranges[-key] = _Range(start, None, chars=0)
+            new_keys = [-key]
+            shift = start - end
         for k in ids[i:j]:
             del self._ranges[k]
         ids[i:j] = new_keys
         self._live_chars -= chars
-        self._shift(i + len(new_keys) - 1, shift)
+        return len(new_keys), shift
 
     def _placeholder_format(self, height: float) -> QTextBlockFormat:
         fmt = QTextBlockFormat()
@@ -764,16 +769,6 @@ class TranscriptView(QTextBrowser):
                 bar.setValue(old_value + round(height - page.height))
             finally:
                 self._auto_scroll = False
-
-    def _settle_gc(self) -> None:
-        """Every GC_FREEZE_BLOCKS new blocks, move the settled objects out of the collector's way:
-        a young collection, then `gc.freeze()`, so full collections stay as cheap as at the start."""
-        count = self._model.next_id
-        if count - self._gc_mark < GC_FREEZE_BLOCKS:
-            return
-        self._gc_mark = count
-        gc.collect(1)
-        gc.freeze()
 
     def createMimeDataFromSelection(self) -> QMimeData:
         """A selection across evicted pages copies their text from the model."""
@@ -909,9 +904,10 @@ class TranscriptView(QTextBrowser):
             self._scroll_to_end()
 
     def _on_scroll(self, value: int) -> None:
-        self._viewport_moved()
-        if self._auto_scroll:
+        if self._auto_scroll:  # following the stream moves away from released pages, never to them
+            self._evict_blocked = False
             return
+        self._viewport_moved()
         bar = self.verticalScrollBar()
         self._set_following(value >= bar.maximum() - 4)
 

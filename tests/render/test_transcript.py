@@ -274,3 +274,20 @@ def test_clear_bumps_the_epoch_and_wakes() -> None:
     t.add_user_message("y")
     drain(t)
     assert [b.text for b in t.blocks] == ["y"] and t.first_id == t.blocks[0].id
+
+
+def test_a_backlog_is_held_in_a_few_strings_and_fed_exactly() -> None:
+    """The view behind a fast stream: 60k deltas wait in ~60 joined strings and a short tail; feeding while more arrive
+    loses and reorders nothing."""
+    t = Transcript()
+    words = [f"w{i} " for i in range(100_000)]
+    for w in words[:60_000]:
+        t.apply(text("m", w))
+    op = t._ops[-1]
+    assert len(op.parts) <= 60_000 // 1024 + 1024 + 1  # type: ignore[union-attr]  # joined runs + the loose tail
+    for i, w in enumerate(words[60_000:]):
+        t.apply(text("m", w))
+        if i % 1000 == 0:
+            t.advance(float("inf"), lambda: 0.0, max_chars=3000)
+    drain(t)
+    assert "".join(b.text for b in t.blocks).rstrip() == "".join(words).rstrip()

@@ -288,6 +288,21 @@ def _stream(v: TranscriptView, text: str, step: int = 8192) -> None:
         QGuiApplication.processEvents()
 
 
+def _check_positions(v: TranscriptView) -> None:
+    """Every entry starts a paragraph where the view thinks it does; released pages are empty
+    paragraphs of a fixed height; a heading's paragraph holds its text."""
+    doc = v.document()
+    starts = [v._ranges[k].start for k in v._ids]
+    assert starts == sorted(set(starts))
+    for key, start in zip(v._ids, starts, strict=True):
+        block = doc.findBlock(start)
+        assert block.position() == start
+        if key < 0:
+            assert block.text() == "" and block.blockFormat().lineHeight() == v._pages[-key].height
+        elif v.model.block(key).kind is BlockKind.HEADING:
+            assert block.text() == v.model.block(key).text
+
+
 def test_far_pages_are_released_and_come_back_when_scrolled_to(view: TranscriptView) -> None:
     """A long answer keeps only a budget of rendered text; scrolling to the top renders it again,
     at the same place (the document's height barely moves)."""
@@ -295,6 +310,7 @@ def test_far_pages_are_released_and_come_back_when_scrolled_to(view: TranscriptV
     _stream(view, text)
     assert view.evicted_pages and view.live_chars <= tv.LIVE_BUDGET_CHARS
     assert "Step 0" not in view.toPlainText() and "Step 2499" in view.toPlainText()
+    _check_positions(view)
     height = view.document().size().height()
     bar = view.verticalScrollBar()
     bar.setValue(0)
@@ -306,6 +322,7 @@ def test_far_pages_are_released_and_come_back_when_scrolled_to(view: TranscriptV
     _drain(view)
     middle = view.cursorForPosition(view.viewport().rect().center()).block().text()
     assert middle  # no blank placeholder under the viewport
+    _check_positions(view)
     view.follow()
     _drain(view)
     assert "Step 2499" in view.toPlainText()
