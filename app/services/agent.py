@@ -30,7 +30,7 @@ from app.services.session import TurnResult
 from app.services.settings import ApprovalPolicy
 from app.services.workspace import ContextSync
 from app.tools.fileops import ToolContext, ToolResult, execute
-from app.tools.patch import PatchError
+from app.tools.patch import ChangeSet, PatchError
 from app.tools.specs import CommandPolicy, responses_tools
 from app.tools.testrun import TestRun, failure_signature, stuck
 
@@ -193,13 +193,13 @@ class Agent:
         result = await loop.run_in_executor(None, execute, name, args, ctx)
         if not result.ok:
             return result
-        if name == "apply_patch":
-            return await self._apply_patch(result)
-        if result.data.get("deferred"):
+        if result.change_set is not None:
+            return await self._apply_patch(result.change_set)
+        if result.deferred is not None:
             if name == "run_tests":
-                return await self._run_tests(result.data["arguments"])
+                return await self._run_tests(result.deferred)
             if name == "run_command":
-                return await self._run_command(result.data["arguments"])
+                return await self._run_command(result.deferred)
         return result
 
     async def _ask(self, kind: ApprovalKind, title: str, payload: dict[str, Any]) -> ApprovalDecision:
@@ -217,13 +217,11 @@ class Agent:
         answer.cancel()
         return ApprovalDecision(False, reason="the user pressed Stop")
 
-    async def _apply_patch(self, planned: ToolResult) -> ToolResult:
-        change_set = planned.data["change_set"]
-        payload = planned.data["payload"]
+    async def _apply_patch(self, change_set: ChangeSet) -> ToolResult:
         if self.config.approval_policy in ("auto_patches", "auto_all"):
             decision = ApprovalDecision(True)
         else:
-            decision = await self._ask("patch", "Review the proposed patch", payload)
+            decision = await self._ask("patch", "Review the proposed patch", change_set.payload())
         if not decision.accept:
             why = decision.reason or "the user rejected it"
             return ToolResult(False, f"patch not applied: {why}. Ask the user what they want instead.")

@@ -13,7 +13,7 @@ import time
 
 from app.adapters.project_fs import ProjectFS
 from app.tools.fileops import ToolContext, execute
-from app.tools.patch import ChangeSet, PatchError
+from app.tools.patch import PatchError
 from app.tools.paths import PathRefused
 
 
@@ -32,7 +32,10 @@ def main(argv: list[str]) -> int:
     if not result.ok:
         print(result.output_text, file=sys.stderr)
         return 1
-    cs: ChangeSet = result.data["change_set"]
+    cs = result.change_set
+    if cs is None:
+        print("error: the patch planned no change", file=sys.stderr)
+        return 1
     try:
         applied = fs.apply(cs, turn=0, now=time.time())
     except (PatchError, PathRefused, OSError) as exc:
