@@ -315,10 +315,9 @@ class AppServices:
 
     # ---- events -> the conversation, the status bar --------------------------------------------
 
-    def _on_state(self, state: str, detail: str) -> None:
+    def _on_state(self, state: ConnectionState, detail: str) -> None:
         url = self.endpoint.url if self.endpoint else ""
-        typed: ConnectionState = state if state in _CONNECTION_STATES else "error"  # type: ignore[assignment]
-        self.connection_changed.emit(ConnectionStatus(typed, detail, self._engine_label, url))
+        self.connection_changed.emit(ConnectionStatus(state, detail, self._engine_label, url))
 
     def _on_files(self, statuses: Sequence[Any]) -> None:
         self.files_changed.emit([FileBadge(s.path, s.state, s.reason) for s in statuses])
@@ -417,7 +416,6 @@ def _ws_url(url: str) -> str:
 
 
 _NOTICE_KINDS = frozenset(get_args(NoticeKind))
-_CONNECTION_STATES = frozenset(get_args(ConnectionState))
 
 
 def create_services(root: Path, settings: Settings) -> Services:

@@ -32,6 +32,7 @@ from app.protocol.backoff import backoff, classify_close
 from app.protocol.client import ClientSession, Completed, Fail, Outcome, Reconnect, Resend
 from app.protocol.errors import RemoteProtocolError
 from app.protocol.events import ServerEvent
+from app.services.api import ConnectionState
 from app.services.signals import Signal
 
 log = logging.getLogger(__name__)
@@ -104,8 +105,8 @@ class ResponsesSession:
         self._cancel = asyncio.Event()
         self._turn_task: asyncio.Task[Any] | None = None
         # (state, detail): connecting | warm | streaming | reconnecting | offline | error
-        self.state_changed: Signal[[str, str]] = Signal("state_changed")
-        self.state = "offline"
+        self.state_changed: Signal[[ConnectionState, str]] = Signal("state_changed")
+        self.state: ConnectionState = "offline"
         self.detail = ""
         self.connections = 0  # sockets opened so far (rotations and reconnects included)
         self.rotations = 0
@@ -114,7 +115,7 @@ class ResponsesSession:
 
     # ---- state ---------------------------------------------------------------------------------
 
-    def _set_state(self, state: str, detail: str = "") -> None:
+    def _set_state(self, state: ConnectionState, detail: str = "") -> None:
         if (state, detail) != (self.state, self.detail):
             self.state, self.detail = state, detail
             self.state_changed.emit(state, detail)
