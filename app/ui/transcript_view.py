@@ -584,12 +584,12 @@ class TranscriptView(QTextBrowser):
         return top - screens * h, top + h + screens * h
 
     def _evict_far(self, deadline: float) -> None:
-        """Release settled blocks more than two screens away, in pages, down to 3/4 of the budget.
+        """Release settled blocks more than two screens away, in pages, down to half the budget.
 
         An edit above the viewport costs Qt a pass over everything after it (~6 ms per 100 KB), so a
         pass is planned first (binary searches for the zone's edges, two layout queries a page) and
         applied in one edit block, last page first, with one sweep of the positions at the end: one
-        relayout per pass, and a pass only every quarter budget of new text."""
+        relayout per pass, and a pass only every half budget of new text."""
         if self.textCursor().hasSelection():  # never pull text out from under a selection
             self._evict_blocked = True
             return
@@ -598,7 +598,7 @@ class TranscriptView(QTextBrowser):
         last = len(ids) - TAIL_KEEP
         above = self._first_entry(lambda k: self._entry_bottom(k) > keep_top, 0, last)
         below = self._first_entry(lambda k: self._entry_top(k) >= keep_bottom, above, last)
-        excess = self._live_chars - LIVE_BUDGET_CHARS * 3 // 4
+        excess = self._live_chars - LIVE_BUDGET_CHARS // 2
         runs: list[tuple[int, int, int]] = []  # (i, j, chars): entries [i, j) become one page
         for lo, hi in ((0, above), (below, last)):
             i = lo
