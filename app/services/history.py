@@ -45,6 +45,7 @@ class History:
         store = self._db()
         if store is None:
             return []
+        store.release_memory()
         rec = store.get_session(session_id) if session_id else store.last_session(self._root)
         if rec is None:
             rec = store.create_session(self._root)
@@ -61,6 +62,7 @@ class History:
         store = self._db()
         if store is None:
             return False
+        store.release_memory()  # the session put away may have been long
         rec = store.create_session(self._root)
         self.session_id = rec.id
         self.title = ""
