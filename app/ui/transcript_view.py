@@ -43,7 +43,6 @@ from PySide6.QtGui import (
     QAction,
     QColor,
     QContextMenuEvent,
-    QFont,
     QFontDatabase,
     QGuiApplication,
     QKeyEvent,
@@ -51,39 +50,22 @@ from PySide6.QtGui import (
     QPainter,
     QPaintEvent,
     QResizeEvent,
-    QTextBlockFormat,
     QTextCharFormat,
     QTextCursor,
 )
 from PySide6.QtWidgets import QTextBrowser, QWidget
 
-from app.render.highlight import spans_in
-from app.render.markdown import BOLD, CODE, ITALIC, STRIKE, render_inline
 from app.render.pacer import FramePacer
 from app.render.transcript import Block, BlockKind, Transcript
 from app.ui.theme import Theme, system_theme
+from app.ui.transcript_writer import BlockWriter, Drawn
 
 __all__ = ["TranscriptView"]
 
 FRAME_MS = 16
-OUTPUT_PREVIEW_CHARS = 16 * 1024
-OUTPUT_PREVIEW_LINES = 200
 LIVE_BUDGET_CHARS = 96 * 1024  # rendered text the document may hold before far blocks are evicted
 PAGE_CHARS = 8 * 1024  # an evicted page holds at most this much text (one page renders in one slice)
 TAIL_KEEP = 8  # the last entries are never evicted: the stream grows there
-
-
-@dataclass(slots=True)
-class _Range:
-    start: int  # document position of the entry's first character
-    kind: BlockKind | None  # None: an evicted page's placeholder
-    version: int = -1
-    frozen: bool = False
-    collapsed: bool = False
-    body: int = 0  # CODE / TOOL_CALL: offset (from start) where the text body begins
-    appended: int = 0  # CODE: text[:appended] is rendered as committed; TOOL_CALL: args rendered
-    lang: str = ""
-    chars: int = 0  # text length this entry stands for (the live budget counts it)
 
 
 @dataclass(slots=True)
@@ -108,7 +90,7 @@ class TranscriptView(QTextBrowser):
         self._model = model
         self._epoch = model.epoch
         self._ids: list[int] = []  # document entries in order: block ids, and -page keys for evicted pages
-        self._ranges: dict[int, _Range] = {}
+        self._ranges: dict[int, Drawn] = {}
         self._pages: dict[int, _Page] = {}
         self._next_page = 1
         self._live_chars = 0
@@ -120,9 +102,8 @@ class TranscriptView(QTextBrowser):
         self._following = True
         self._auto_scroll = False
         self._theme = theme or system_theme()
-        self._fmt_cache: dict[object, QTextCharFormat] = {}
-        self._bfmt_cache: dict[tuple[int, int, str, int], QTextBlockFormat] = {}
-        self._mono = QFontDatabase.systemFont(QFontDatabase.SystemFont.FixedFont)
+        self._writer = BlockWriter(self._theme, QFontDatabase.systemFont(QFontDatabase.SystemFont.FixedFont),
+                                   lambda: self.font().pointSizeF())
         self.pacer = FramePacer(time.perf_counter)
 
         doc = self.document()
@@ -199,8 +180,7 @@ class TranscriptView(QTextBrowser):
     def set_theme(self, theme: Theme) -> None:
         """Switch palettes; every live block is re-rendered once (no re-lex: spans are theme-free)."""
         self._theme = theme
-        self._fmt_cache.clear()
-        self._bfmt_cache.clear()
+        self._writer.set_theme(theme)
         self._apply_palette()
         self._rebuild()
 
@@ -376,10 +356,10 @@ class TranscriptView(QTextBrowser):
             cur.setPosition(end)
             if self._ids:
                 cur.insertBlock()
-            r = _Range(cur.position(), blk.kind)
+            r = Drawn(cur.position(), blk.kind)
             self._ids.append(blk.id)
             self._ranges[blk.id] = r
-            self._write(cur, blk, r)
+            self._writer.write(cur, blk, r)
             self._live_chars += r.chars
             self._evict_blocked = False
             return
@@ -390,7 +370,7 @@ class TranscriptView(QTextBrowser):
             cur.setPosition(r.start)
             cur.setPosition(end, QTextCursor.MoveMode.KeepAnchor)
             cur.removeSelectedText()
-            self._write(cur, blk, r)
+            self._writer.write(cur, blk, r)
             self._shift(idx, cur.position() - end)
         r.chars = len(blk.text)
         self._live_chars += r.chars - before
@@ -408,7 +388,7 @@ class TranscriptView(QTextBrowser):
             for bid in self._ids[idx + 1:]:
                 self._ranges[bid].start += delta
 
-    def _try_append(self, cur: QTextCursor, blk: Block, r: _Range, end: int) -> bool:
+    def _try_append(self, cur: QTextCursor, blk: Block, r: Drawn, end: int) -> bool:
         """Grow a code block or streaming tool arguments in place; False if a full re-render is due."""
         if r.kind is not blk.kind or r.collapsed != blk.collapsed or blk.frozen != r.frozen:
             return False
@@ -417,147 +397,20 @@ class TranscriptView(QTextBrowser):
             cur.setPosition(r.start + r.body + r.appended)
             cur.setPosition(end, QTextCursor.MoveMode.KeepAnchor)
             cur.removeSelectedText()
-            self._code_text(cur, blk, r.appended, blk.committed)
-            self._code_text(cur, blk, blk.committed, len(blk.text))
+            self._writer.code_text(cur, blk, r.appended, blk.committed)
+            self._writer.code_text(cur, blk, blk.committed, len(blk.text))
             r.appended = blk.committed
             r.version = blk.version
             self._shift(idx, cur.position() - end)
             return True
         if blk.kind is BlockKind.TOOL_CALL and not blk.collapsed and len(blk.text) >= r.appended:
             cur.setPosition(end)
-            cur.insertText(blk.text[r.appended:], self._fmt("mono"))
+            cur.insertText(blk.text[r.appended:], self._writer.fmt("mono"))
             r.appended = len(blk.text)
             r.version = blk.version
             self._shift(idx, cur.position() - end)
             return True
         return False
-
-    def _write(self, cur: QTextCursor, blk: Block, r: _Range) -> None:
-        """Insert the whole block at the cursor (which sits at the start of an empty paragraph)."""
-        r.kind, r.version, r.frozen, r.collapsed, r.lang = blk.kind, blk.version, blk.frozen, blk.collapsed, blk.lang
-        r.appended = 0
-        r.chars = len(blk.text)
-        k = blk.kind
-        th = self._theme
-        cur.setBlockFormat(self._bfmt())
-        if k is BlockKind.CODE:
-            if not blk.cont:
-                cur.setBlockFormat(self._bfmt(top=6, bg=th.code_background))
-                cur.insertText(f"{blk.lang or 'code'}  ", self._fmt("muted"))
-                cur.insertText("Copy", self._fmt(("anchor", "copy")))
-                cur.insertBlock(self._bfmt(bg=th.code_background), self._fmt("mono"))
-            else:
-                cur.setBlockFormat(self._bfmt(bg=th.code_background))
-            r.body = cur.position() - r.start
-            text = blk.text
-            if blk.frozen:
-                text = text[:-1] if text.endswith("\n") else text
-                self._code_text(cur, blk, 0, len(text))
-                r.appended = len(text)
-            else:
-                self._code_text(cur, blk, 0, blk.committed)
-                self._code_text(cur, blk, blk.committed, len(text))
-                r.appended = blk.committed
-            return
-        if k is BlockKind.TOOL_CALL or k is BlockKind.TOOL_OUTPUT:
-            self._write_tool(cur, blk, r)
-            return
-        if k is BlockKind.USER:
-            cur.setBlockFormat(self._bfmt(top=10, bottom=4, bg=th.user_background))
-            cur.insertText("You\n", self._fmt(("flags", BOLD, False)))
-            cur.insertText(blk.text, self._fmt("base"))
-            return
-        if k is BlockKind.NOTICE:
-            cur.setBlockFormat(self._bfmt(top=4))
-            cur.insertText(blk.text, self._fmt("error" if blk.name == "error" else "muted"))
-            return
-        if k is BlockKind.RULE:
-            cur.setBlockFormat(self._bfmt(top=4))
-            cur.insertText("─" * 24, self._fmt("muted"))
-            return
-        if not blk.text:
-            return
-        dim = blk.reasoning
-        if k is BlockKind.HEADING:
-            cur.setBlockFormat(self._bfmt(top=8))
-            self._inline(cur, blk.text, dim, heading=blk.level)
-        elif k is BlockKind.LIST or k is BlockKind.QUOTE:
-            first = True
-            for line in blk.text.split("\n"):
-                if not first:
-                    cur.insertBlock()
-                first = False
-                stripped = line.lstrip()
-                depth = (len(line) - len(stripped)) // 2
-                if k is BlockKind.QUOTE:
-                    stripped = stripped[1:].lstrip() if stripped.startswith(">") else stripped
-                    cur.setBlockFormat(self._bfmt(indent=1))
-                    self._inline(cur, stripped, True)
-                    continue
-                cur.setBlockFormat(self._bfmt(indent=1 + depth))
-                if stripped[:2] in ("- ", "* ", "+ ") or stripped in ("-", "*", "+"):
-                    cur.insertText("• ", self._fmt("muted"))
-                    stripped = stripped[2:]
-                self._inline(cur, stripped, dim)
-        else:
-            cur.setBlockFormat(self._bfmt(top=0 if blk.cont else 4))
-            self._inline(cur, blk.text, dim)
-
-    def _write_tool(self, cur: QTextCursor, blk: Block, r: _Range) -> None:
-        th = self._theme
-        arrow = "▸" if blk.collapsed else "▾"
-        cur.setBlockFormat(self._bfmt(top=6, bg=th.code_background))
-        if blk.kind is BlockKind.TOOL_CALL:
-            label = f"{arrow} tool {blk.name}" + ("" if blk.frozen else " …")
-            cur.insertText(label, self._fmt(("anchor", "toggle")))
-            cur.insertText(f"  {blk.call_id}", self._fmt("muted"))
-            if not blk.collapsed:
-                cur.insertBlock(self._bfmt(bg=th.code_background), self._fmt("mono"))
-                r.body = cur.position() - r.start
-                cur.insertText(blk.text, self._fmt("mono"))
-                r.appended = len(blk.text)
-            return
-        lines = blk.text.count("\n") + (0 if blk.text.endswith("\n") or not blk.text else 1)
-        mark = "✓" if blk.ok else "✗"
-        cur.insertText(f"{arrow} {mark} output  ", self._fmt(("anchor", "toggle")))
-        cur.insertText(f"{lines} lines  ", self._fmt("muted"))
-        cur.insertText("Copy", self._fmt(("anchor", "copy")))
-        if blk.collapsed:
-            return
-        preview = blk.text[:OUTPUT_PREVIEW_CHARS]
-        cut = _nth(preview, "\n", OUTPUT_PREVIEW_LINES)
-        if cut >= 0:
-            preview = preview[:cut]
-        preview = preview.rstrip("\n")
-        cur.insertBlock(self._bfmt(bg=th.code_background), self._fmt("mono"))
-        cur.insertText(preview, self._fmt("ok" if blk.ok else "error"))
-        if len(preview) < len(blk.text.rstrip("\n")):
-            rest = blk.text.count("\n", len(preview))
-            cur.insertText(f"\n… {max(rest, 1)} more lines (Copy for all)", self._fmt("muted"))
-
-    def _code_text(self, cur: QTextCursor, blk: Block, start: int, end: int) -> None:
-        if end <= start:
-            return
-        text = blk.text
-        pos = start
-        mono = self._fmt("mono")
-        for s, e, key in spans_in(blk.spans, start, end):
-            if s > pos:
-                cur.insertText(text[pos:s], mono)
-            cur.insertText(text[s:e], self._fmt(("tok", key)))
-            pos = e
-        if pos < end:
-            cur.insertText(text[pos:end], mono)
-
-    def _inline(self, cur: QTextCursor, text: str, dim: bool, heading: int = 0) -> None:
-        for span in render_inline(text):
-            flags = span.flags | (BOLD if heading else 0)
-            if span.href:
-                fmt = QTextCharFormat(self._fmt(("link", flags, dim, heading)))
-                fmt.setAnchorHref(span.href)
-                cur.insertText(span.text, fmt)
-            else:
-                cur.insertText(span.text, self._fmt(("flags", flags, dim, heading)))
 
     # -- eviction: memory bounded by what is on screen plus a budget ---------------------------------
 
@@ -664,19 +517,19 @@ class TranscriptView(QTextBrowser):
             cur.setPosition(start - 1)  # from the placeholder's paragraph end: drop the run whole
             cur.setPosition(end, QTextCursor.MoveMode.KeepAnchor)
             cur.removeSelectedText()
-            cur.setBlockFormat(self._placeholder_format(page.height))
+            cur.setBlockFormat(self._writer.placeholder_format(page.height))
             new_keys: list[int] = []
             shift = (start - 1) - end
         else:
             cur.setPosition(start)
             cur.setPosition(end, QTextCursor.MoveMode.KeepAnchor)
             cur.removeSelectedText()
-            cur.setBlockFormat(self._placeholder_format(height))
+            cur.setBlockFormat(self._writer.placeholder_format(height))
             cur.setBlockCharFormat(QTextCharFormat())
             key = self._next_page
             self._next_page += 1
             self._pages[key] = _Page(first, lastb, height, chars)
-            self._ranges[-key] = _Range(start, None, chars=0)
+            self._ranges[-key] = Drawn(start, None, chars=0)
             new_keys = [-key]
             shift = start - end
         for k in ids[i:j]:
@@ -685,19 +538,14 @@ class TranscriptView(QTextBrowser):
         self._live_chars -= chars
         return len(new_keys), shift
 
-    def _placeholder_format(self, height: float) -> QTextBlockFormat:
-        fmt = QTextBlockFormat()
-        fmt.setLineHeight(max(height, 1.0), QTextBlockFormat.LineHeightTypes.FixedHeight.value)
-        return fmt
-
     def _append_placeholder(self, cur: QTextCursor, key: int, page: _Page) -> None:
         cur.setPosition(self.document().characterCount() - 1)
         if self._ids:
             cur.insertBlock()
-        cur.setBlockFormat(self._placeholder_format(page.height))
+        cur.setBlockFormat(self._writer.placeholder_format(page.height))
         cur.setBlockCharFormat(QTextCharFormat())
         self._pages[key] = page
-        self._ranges[-key] = _Range(cur.position(), None)
+        self._ranges[-key] = Drawn(cur.position(), None)
         self._ids.append(-key)
 
     def _restore_near(self, deadline: float) -> None:
@@ -746,14 +594,14 @@ class TranscriptView(QTextBrowser):
             cur.setPosition(r.start)
             cur.setPosition(end, QTextCursor.MoveMode.KeepAnchor)
             cur.removeSelectedText()
-            cur.setBlockFormat(self._bfmt())
+            cur.setBlockFormat(self._writer.bfmt())
             for n, bid in enumerate(range(page.first, page.last + 1)):
                 blk = self._model.block(bid)
                 if n:
                     cur.insertBlock()
-                rr = _Range(cur.position(), blk.kind)
+                rr = Drawn(cur.position(), blk.kind)
                 self._ranges[bid] = rr
-                self._write(cur, blk, rr)
+                self._writer.write(cur, blk, rr)
                 new_ids.append(bid)
             shift = cur.position() - end
         finally:
@@ -795,79 +643,9 @@ class TranscriptView(QTextBrowser):
         mime.setText("\n".join(parts))
         return mime
 
-    # -- formats ---------------------------------------------------------------------------------
-
-    def _color(self, name: str) -> QColor:
-        return QColor(name)
-
-    def _bfmt(self, top: int = 0, bottom: int = 0, bg: str = "", indent: int = 0) -> QTextBlockFormat:
-        """Block formats are cached (Qt formats are shared values): a frame writes dozens of blocks."""
-        key = (top, bottom, bg, indent)
-        f = self._bfmt_cache.get(key)
-        if f is not None:
-            return f
-        f = QTextBlockFormat()
-        f.setTopMargin(top)
-        f.setBottomMargin(bottom)
-        if indent:
-            f.setIndent(indent)
-        if bg:
-            f.setBackground(self._color(bg))
-        self._bfmt_cache[key] = f
-        return f
-
-    def _fmt(self, key: object) -> QTextCharFormat:
-        fmt = self._fmt_cache.get(key)
-        if fmt is not None:
-            return fmt
-        th = self._theme
-        fmt = QTextCharFormat()
-        fmt.setForeground(self._color(th.foreground))
-        if key == "mono":
-            fmt.setFont(self._mono)
-            fmt.setForeground(self._color(th.code_foreground))
-        elif key in ("muted", "error", "ok"):
-            fmt.setForeground(self._color({"muted": th.muted, "error": th.error, "ok": th.ok}[str(key)]))
-        elif isinstance(key, tuple) and key[0] == "anchor":
-            fmt.setAnchor(True)
-            fmt.setAnchorHref(str(key[1]))
-            fmt.setForeground(self._color(th.link))
-        elif isinstance(key, tuple) and key[0] == "tok":
-            fmt.setFont(self._mono)
-            st = th.code_style(str(key[1]))
-            fmt.setForeground(self._color(st.color if st and st.color else th.code_foreground))
-            if st and st.bold:
-                fmt.setFontWeight(QFont.Weight.Bold)
-            if st and st.italic:
-                fmt.setFontItalic(True)
-        elif isinstance(key, tuple) and key[0] == "link":
-            fmt = QTextCharFormat(self._fmt(("flags", *key[1:])))
-            fmt.setAnchor(True)
-            fmt.setForeground(self._color(th.link))
-            fmt.setFontUnderline(True)
-        elif isinstance(key, tuple) and key[0] == "flags":
-            flags, dim = int(key[1]), bool(key[2])
-            heading = int(key[3]) if len(key) > 3 else 0
-            if dim:
-                fmt.setForeground(self._color(th.muted))
-            if flags & BOLD:
-                fmt.setFontWeight(QFont.Weight.Bold)
-            if flags & ITALIC or dim:
-                fmt.setFontItalic(bool(flags & ITALIC) or dim)
-            if flags & STRIKE:
-                fmt.setFontStrikeOut(True)
-            if flags & CODE:
-                fmt.setFont(self._mono)
-                fmt.setBackground(self._color(th.code_background))
-            if heading:
-                base = self.font().pointSizeF() if self.font().pointSizeF() > 0 else 10.0
-                fmt.setFontPointSize(base * {1: 1.6, 2: 1.35, 3: 1.15}.get(heading, 1.0))
-        self._fmt_cache[key] = fmt
-        return fmt
-
     def _apply_palette(self) -> None:
         th = self._theme
-        self._background = self._color(th.background)
+        self._background = QColor(th.background)
         # A flat scrollbar: Fusion's gradient scrollbar costs more to paint than the text does, and
         # the range changes every frame while streaming.
         self.setStyleSheet(
@@ -1001,13 +779,3 @@ def _release_heap() -> None:
         ctypes.CDLL("libc.so.6").malloc_trim(0)
     except (OSError, AttributeError):
         pass
-
-
-def _nth(text: str, ch: str, n: int) -> int:
-    """Index of the n-th occurrence of ch (1-based), or -1."""
-    pos = -1
-    for _ in range(n):
-        pos = text.find(ch, pos + 1)
-        if pos < 0:
-            return -1
-    return pos

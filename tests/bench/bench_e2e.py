@@ -102,8 +102,11 @@ class _App:
         from app.ui.main_window import MainWindow
 
         self.server = await start_local_server(extra_args=["--rate", str(rate)])
-        (tmp / "main.py").write_text("print('hi')\n")
-        self.svc = AppServices(tmp, Settings(), endpoint=Endpoint(self.server.url, self.server.token, label="scripted"),
+        project = tmp / "project"
+        project.mkdir()
+        (project / "main.py").write_text("print('hi')\n")
+        self.svc = AppServices(project, Settings(), endpoint=Endpoint(self.server.url, self.server.token,
+                                                                      label="scripted"),
                                store=HistoryStore(tmp / "history.db"), persist_settings=False, watch=False)
         self.win = MainWindow()
         self.ctl = Controller(self.win)
