@@ -1,8 +1,9 @@
 """Stream statistics for the status bar: output rate, context size, cache hits, session totals.
 
-`Stats.on_event` is on the hot path (one call per delta): it only counts characters; the rate is
-computed and published at most every `PUBLISH_S` (and always at a response's end), on an injected
-clock.
+`Stats.on_event` is on the hot path (one call per delta): it only adds the characters up; every
+`SAMPLE_EVERY` deltas they go into the one-second rate window with the time (one clock read per batch,
+not per token), and the figures are published at most every `PUBLISH_S` (and always at a response's
+end), on an injected clock.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ __all__ = ["Stats"]
 
 PUBLISH_S = 0.25
 CHARS_PER_TOKEN = 4.0
+SAMPLE_EVERY = 64
 
 
 class _Rate:
@@ -55,6 +57,9 @@ class Stats:
         self._rate = _Rate(clock)
         self._stats = StreamStats()
         self._due = 0.0
+        self._batch_chars = 0  # characters since the last sample
+        self._batch = 0  # deltas since the last sample
+        self.chars_total = 0  # output characters streamed (text and tool arguments) in this session
         self.changed: Signal[[StreamStats]] = Signal("stats_changed")
 
     @property
@@ -62,18 +67,22 @@ class Stats:
         return self._stats
 
     def on_event(self, e: ev.ServerEvent) -> None:
-        if isinstance(e, ev.OutputTextDelta):
-            self._count(len(e.delta), publish=True)
-        elif isinstance(e, ev.FunctionCallArgumentsDelta):
-            self._count(len(e.delta), publish=False)
+        if isinstance(e, (ev.OutputTextDelta, ev.FunctionCallArgumentsDelta)):
+            n = len(e.delta)
+            self.chars_total += n
+            self._batch_chars += n
+            self._batch += 1
+            if self._batch >= SAMPLE_EVERY:
+                self._sample()
         elif isinstance(e, (ev.ResponseCompleted, ev.ResponseIncomplete, ev.ResponseFailed)):
             usage = e.response.get("usage")
             self.account(usage if isinstance(usage, Mapping) else {})
 
-    def _count(self, chars: int, *, publish: bool) -> None:
+    def _sample(self) -> None:
         now = self._clock()
-        self._rate.add(chars, now)
-        if publish and now >= self._due:
+        self._rate.add(self._batch_chars, now)
+        self._batch_chars = self._batch = 0
+        if now >= self._due:
             self.publish()
 
     def account(self, usage: Mapping[str, Any]) -> None:
@@ -89,6 +98,9 @@ class Stats:
         self.publish()
 
     def publish(self) -> None:
+        if self._batch:
+            self._rate.add(self._batch_chars, self._clock())
+            self._batch_chars = self._batch = 0
         self._due = self._clock() + PUBLISH_S
         s = self._stats
         rate = self._rate.now()

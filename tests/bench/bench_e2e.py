@@ -36,7 +36,6 @@ from PySide6.QtWidgets import QApplication
 
 from app.adapters.local_server import start_local_server
 from app.adapters.store import HistoryStore
-from app.protocol import events as ev
 from app.render.transcript import message_text
 from app.services.app import AppServices
 from app.services.session import Endpoint
@@ -116,15 +115,6 @@ class _App:
         self.paints = Paints()
         self.win.transcript.viewport().installEventFilter(self.paints)
         self.probe = Probe()
-        self.chars = 0  # answer characters received so far (counted where they enter the model)
-        apply = self.svc.conversation.apply
-
-        def counting(e: ev.ServerEvent) -> None:
-            if isinstance(e, ev.OutputTextDelta):
-                self.chars += len(e.delta)
-            apply(e)
-
-        self.svc.conversation.apply = counting  # type: ignore[method-assign]
         await self.svc.start()
         await asyncio.sleep(0.5)
         gc.collect()  # as app.ui.app.gui_main does once the first project is open
@@ -138,6 +128,11 @@ class _App:
     async def painted(self) -> None:
         while self.win.transcript.pending:
             await asyncio.sleep(0.005)
+
+    @property
+    def chars(self) -> int:
+        """Answer characters received so far (the status bar's own count)."""
+        return self.svc.stats.chars_total
 
     def answer_chars(self) -> int:
         assert self.svc.session is not None
