@@ -39,7 +39,9 @@ async def test_hundred_cuts_lose_nothing_and_match_an_uncut_run(tmp_path: Path) 
     assert_nothing_lost(cut)
     assert cut.cut_labels.get("warm-up", 0) >= 1 and cut.cut_labels.get("turn", 0) >= 1
     assert cut.cut_phases.get("upgrade", 0) >= 1 and cut.cut_phases.get("websocket", 0) >= 1
-    assert cut.connections > 90  # every cut cost a connection, and the session kept coming back
+    # every cut of an open socket cost a connection, and the session kept coming back (cuts during the
+    # upgrade cost none: how many land there depends on timing, so a fixed count of connections is flaky)
+    assert cut.connections >= cut.cut_phases["websocket"] + 1
     uncut = await run_chaos(tmp_path / "uncut", seed=SEED, cuts=0, requests=cut.requests)
     assert uncut.cuts == 0 and uncut.connections == 1
     assert_nothing_lost(uncut)
