@@ -10,6 +10,7 @@ All calls are short synchronous statements on the event-loop thread; WAL keeps r
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import sqlite3
@@ -131,6 +132,11 @@ class HistoryStore:
 
     def close(self) -> None:
         self._db.close()
+
+    def release_memory(self) -> None:
+        """Drop SQLite's page cache (it refills on demand): after a long session is put away."""
+        with contextlib.suppress(sqlite3.Error):
+            self._db.execute("PRAGMA shrink_memory")
 
     def __enter__(self) -> HistoryStore:
         return self

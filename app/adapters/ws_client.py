@@ -19,6 +19,10 @@ from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidSta
 # connections is pinned at INFO, so no logging configuration can make it print an API key.
 _WIRE_LOG = logging.getLogger("slipstream.websocket")
 _WIRE_LOG.setLevel(logging.INFO)
+# Bytes read from the socket at a time. websockets parses a whole read in one callback, so asyncio's
+# default 256 KiB (thousands of small delta frames when the app fell behind) is one long stall on the
+# GUI thread; 16 KiB is ~1-2 ms of parsing, and the loop turns between reads.
+READ_CHUNK = 16 * 1024
 
 
 class TransportError(Exception):
@@ -74,6 +78,9 @@ class WsTransport:
             raise TransportError(f"not a WebSocket URL: {url}") from exc
         except (OSError, TimeoutError, InvalidHandshake) as exc:
             raise TransportError(f"cannot connect to {url}: {exc or type(exc).__name__}") from exc
+        transport = getattr(conn, "transport", None)
+        if transport is not None and hasattr(transport, "max_size"):  # asyncio's selector transports
+            transport.max_size = READ_CHUNK
         return cls(conn)
 
     async def send(self, frame: bytes | str) -> bool:

@@ -25,7 +25,7 @@ from app.cli.common import (
     silence_stdout,
 )
 from app.tools.fileops import ToolContext, execute
-from app.tools.patch import ChangeSet, PatchError
+from app.tools.patch import PatchError
 from app.tools.paths import PathRefused
 
 
@@ -54,7 +54,10 @@ def main(argv: list[str]) -> int:
     result = execute("apply_patch", {"patch": text}, ToolContext(fs))
     if not result.ok:
         return _fail(result.output_text.removeprefix("error: "), FAILED)
-    cs: ChangeSet = result.data["change_set"]
+    cs = result.change_set
+    if cs is None:
+        print("error: the patch planned no change", file=sys.stderr)
+        return 1
     try:
         applied = fs.apply(cs, turn=0, now=time.time())
     except (PatchError, PathRefused, OSError) as exc:

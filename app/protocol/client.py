@@ -53,6 +53,7 @@ __all__ = ["ClientSession", "Completed", "Fail", "Outcome", "Reconnect", "Resend
 Item = Mapping[str, Any]
 # Fields that describe the request, not its input: the incremental form needs them unchanged.
 _NOT_SETTINGS: Final = frozenset({"input", "previous_response_id", "stream_id", "generate", "stream"})
+_CHUNK: Final = 1024
 
 
 @dataclass(frozen=True, slots=True)
@@ -104,6 +105,19 @@ class _Turn:
     response_id: str | None = None
     items: dict[int, dict[str, Any]] = field(default_factory=dict)  # output_index -> item being built
     pieces: dict[int, list[str]] = field(default_factory=dict)  # output_index -> streamed text
+    loose: dict[int, int] = field(default_factory=dict)  # output_index -> deltas not yet joined into a chunk
+
+
+    def add_piece(self, index: int, delta: str) -> None:
+        """Keep a streamed delta; every `_CHUNK` deltas are joined into one string, so a million-token
+        answer is ~a thousand strings (memory, garbage collector), at O(1) amortised per delta."""
+        pieces = self.pieces.setdefault(index, [])
+        pieces.append(delta)
+        loose = self.loose.get(index, 0) + 1
+        if loose >= _CHUNK:
+            pieces[-loose:] = ["".join(pieces[-loose:])]
+            loose = 0
+        self.loose[index] = loose
 
 
 @dataclass(slots=True)
@@ -180,6 +194,7 @@ class ClientSession:
         state.head, state.head_settings, state.head_len = None, None, 0
         turn.items.clear()
         turn.pieces.clear()
+        turn.loose.clear()
         turn.response_id = None
         frame = self._frame(lane, turn.settings, self._fresh(lane, state), turn.generate, previous=None)
         return Resend(lane, frame)
@@ -196,7 +211,7 @@ class ClientSession:
         if isinstance(event, OutputTextDelta):  # hot path first
             turn = self._turn(event.lane)
             if turn is not None:
-                turn.pieces.setdefault(event.output_index, []).append(event.delta)
+                turn.add_piece(event.output_index, event.delta)
             return
         lane = event.lane
         state = self._lanes.get(lane)
@@ -209,12 +224,13 @@ class ClientSession:
         if isinstance(event, ResponseCreated):
             turn.response_id = event.response_id
         elif isinstance(event, (FunctionCallArgumentsDelta, ReasoningTextDelta, ReasoningContentDelta)):
-            turn.pieces.setdefault(event.output_index, []).append(event.delta)
+            turn.add_piece(event.output_index, event.delta)
         elif isinstance(event, OutputItemAdded):
             turn.items[event.output_index] = dict(event.item)
         elif isinstance(event, OutputItemDone):
             turn.items[event.output_index] = dict(event.item)
             turn.pieces.pop(event.output_index, None)
+            turn.loose.pop(event.output_index, None)
         elif isinstance(event, (ResponseCompleted, ResponseIncomplete)):
             self._complete(lane, state, turn, event)
         elif isinstance(event, ResponseFailed):

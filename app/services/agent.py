@@ -19,21 +19,25 @@ import time
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from app.adapters.proc import detect_test_command, run_process, run_tests
 from app.adapters.project_fs import AppliedChange, ProjectFS
 from app.protocol.events import ServerEvent
+from app.render.transcript import NoticeKind
+from app.services.approvals import ApprovalDecision, ApprovalKind
 from app.services.session import TurnResult
+from app.services.settings import ApprovalPolicy
 from app.services.workspace import ContextSync
 from app.tools.fileops import ToolContext, ToolResult, execute
-from app.tools.patch import PatchError
+from app.tools.patch import ChangeSet, PatchError
 from app.tools.specs import CommandPolicy, responses_tools, split_command
 from app.tools.testrun import TestRun, failure_signature, stuck
 
 log = logging.getLogger(__name__)
 
-Approver = Callable[[str, str, dict[str, Any]], Awaitable[dict[str, Any]]]
+Approver = Callable[[ApprovalKind, str, dict[str, Any]], Awaitable[ApprovalDecision]]
+RunStatus = Literal["completed", "failed", "cancelled", "cap", "stuck"]
 
 INSTRUCTIONS = (
     "You are Slipstream's coding assistant, working on the user's project through tools. "
@@ -46,7 +50,7 @@ INSTRUCTIONS = (
 
 @dataclass
 class AgentConfig:
-    approval_policy: str = "ask"  # ask | auto_patches | auto_all
+    approval_policy: ApprovalPolicy = "ask"
     command_policy: CommandPolicy = field(default_factory=CommandPolicy)
     max_tool_turns: int = 25
     command_timeout_s: float = 120.0
@@ -60,7 +64,7 @@ class AgentConfig:
 class RunOutcome:
     """How one user request ended."""
 
-    status: str  # completed | failed | cancelled | cap | stuck
+    status: RunStatus
     turns: int = 0
     tool_calls: int = 0
     message: str = ""
@@ -78,7 +82,7 @@ class Agent:
         on_event: Callable[[ServerEvent], None] | None = None,
         on_tool_output: Callable[[str, str, bool], None] | None = None,
         on_test_event: Callable[[dict[str, Any]], None] | None = None,
-        on_notice: Callable[[str, str], None] | None = None,
+        on_notice: Callable[[NoticeKind, str], None] | None = None,
         instructions: str = INSTRUCTIONS,
     ) -> None:
         self.sync = sync
@@ -191,19 +195,19 @@ class Agent:
             self._notice("warning", f"{name}: {notice.strip('[]')}")
         if not result.ok:
             return result
-        if name == "apply_patch":
-            return await self._apply_patch(result)
-        if result.data.get("deferred"):
+        if result.change_set is not None:
+            return await self._apply_patch(result.change_set)
+        if result.deferred is not None:
             if name == "run_tests":
-                return await self._run_tests(result.data["arguments"])
+                return await self._run_tests(result.deferred)
             if name == "run_command":
-                return await self._run_command(result.data["arguments"])
+                return await self._run_command(result.deferred)
         return result
 
-    async def _ask(self, kind: str, title: str, payload: dict[str, Any]) -> dict[str, Any]:
+    async def _ask(self, kind: ApprovalKind, title: str, payload: dict[str, Any]) -> ApprovalDecision:
         """Ask the user; Stop while the question is open counts as a refusal (nothing runs)."""
         if self._approve is None:
-            return {"accept": False, "reason": "no one to ask"}
+            return ApprovalDecision(False, reason="no one to ask")
         answer = asyncio.ensure_future(self._approve(kind, title, payload))
         stopped = asyncio.ensure_future(self._stop.wait())
         try:
@@ -213,19 +217,18 @@ class Agent:
         if answer.done():
             return answer.result()
         answer.cancel()
-        return {"accept": False, "reason": "the user pressed Stop"}
+        return ApprovalDecision(False, reason="the user pressed Stop")
 
-    async def _apply_patch(self, planned: ToolResult) -> ToolResult:
-        change_set = planned.data["change_set"]
-        payload = self.fs.describe(planned.data["payload"])  # shows where a link really writes
+    async def _apply_patch(self, change_set: ChangeSet) -> ToolResult:
+        payload = self.fs.describe(change_set.payload())  # shows where a link really writes
         if self.config.approval_policy in ("auto_patches", "auto_all"):
-            decision: dict[str, Any] = {"accept": True}
+            decision = ApprovalDecision(True)
         else:
             decision = await self._ask("patch", "Review the proposed patch", payload)
-        if not decision.get("accept"):
-            why = decision.get("reason") or "the user rejected it"
+        if not decision.accept:
+            why = decision.reason or "the user rejected it"
             return ToolResult(False, f"patch not applied: {why}. Ask the user what they want instead.")
-        hunks = decision.get("hunks") or None
+        hunks = decision.hunks or None
         try:
             applied = await asyncio.get_running_loop().run_in_executor(
                 None, lambda: self.fs.apply(change_set, hunks, turn=self._turn_no, now=time.time()))
@@ -266,9 +269,9 @@ class Agent:
             return True
         title = "Run this test command?" if tests else ("Run this shell line?" if shell else "Run this command?")
         answer = await self._ask("command", title, {"command": command, "cwd": str(self.root), "shell": shell})
-        if answer.get("accept") and answer.get("always"):
+        if answer.accept and answer.always:
             self.config.command_policy = self.config.command_policy.with_allowed(exact)
-        return bool(answer.get("accept"))
+        return answer.accept
 
     async def _run_command(self, args: Mapping[str, Any]) -> ToolResult:
         command = str(args.get("command", ""))

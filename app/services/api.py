@@ -1,18 +1,36 @@
 """What the UI may see and call: the services façade, as a Protocol plus plain value types.
 
-The UI subscribes to the signals and calls the methods; it never touches adapters or the protocol.
-`app.services.app.AppServices` implements it for real; UI tests use a fake with the same shape.
+The UI paints the models the services own, subscribes to the signals and calls the methods; it never
+touches adapters or the protocol. `app.services.app.AppServices` implements it for real and UI tests
+use `tests/ui/fakes.FakeServices`; both are checked against it by mypy (typed factories).
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal, Protocol
+from typing import Literal, Protocol
 
-from app.services.settings import KeychainInfo, Settings
+from app.render.transcript import Transcript
+from app.services.approvals import ApprovalDecision, ApprovalKind, ApprovalRequest
+from app.services.settings import Settings, SettingsFacade
 from app.services.signals import Signal
+from app.tools.testrun import TestRun
+
+__all__ = [
+    "ApprovalDecision",
+    "ApprovalKind",
+    "ApprovalRequest",
+    "BadgeState",
+    "ConnectionState",
+    "ConnectionStatus",
+    "FileBadge",
+    "Services",
+    "ServicesFactory",
+    "SessionInfo",
+    "StreamStats",
+]
 
 ConnectionState = Literal["connecting", "warm", "streaming", "reconnecting", "offline", "error"]
 BadgeState = Literal["in_view", "pending", "excluded", "summarised"]
@@ -53,65 +71,33 @@ class SessionInfo:
     turns: int
 
 
-@dataclass(slots=True)
-class ApprovalRequest:
-    """A patch or a command waiting for the user. The UI calls `resolve` exactly once.
+class Services(SettingsFacade, Protocol):
+    """The façade the main window is built on (the settings dialog's part included).
 
-    kind "patch": `payload` = {"files": [{"path", "op", "hunks": [{"header", "lines"}]}], "patch": str};
-    decision = {"accept": True/False, "hunks": {path: [bool per hunk]}}.
-    kind "command": `payload` = {"command": str, "cwd": str}; decision = {"accept": bool, "always": bool}.
+    `conversation` and `test_run` are Qt-free models the services own and feed; the UI is handed
+    them and paints (the transcript view and the tests panel). The signals carry typed values.
     """
 
-    kind: Literal["patch", "command"]
-    title: str
-    payload: dict[str, Any]
-    resolve: Callable[[dict[str, Any]], None]
-    # Emitted when the question no longer stands (the user pressed Stop): the UI closes its dialog.
-    withdrawn: Signal[[]] = field(default_factory=lambda: Signal("withdrawn"))
-
-
-@dataclass(frozen=True, slots=True)
-class TestEvent:
-    """One pytest phase event or a runner line, as streamed by the test adapter."""
-
-    __test__ = False  # not a pytest test class
-    kind: str  # "run_started", "collected", "started", "passed", "failed", "skipped", "xfailed", "error", "output", "run_finished"
-    nodeid: str = ""
-    duration: float = 0.0
-    text: str = ""  # failure text / output line / summary
-    data: dict[str, Any] = field(default_factory=dict)
-
-
-class TranscriptSignals:
-    """The stream of transcript operations, mirroring `app.render.transcript.Transcript`'s input API."""
-
-    def __init__(self) -> None:
-        self.user_message: Signal[[str]] = Signal("user_message")
-        self.assistant_begin: Signal[[str]] = Signal("assistant_begin")  # response_id
-        self.text_delta: Signal[[str, str]] = Signal("text_delta")  # item_id, delta
-        self.reasoning_delta: Signal[[str, str]] = Signal("reasoning_delta")
-        self.tool_call_begin: Signal[[str, str, str]] = Signal("tool_call_begin")  # item_id, name, call_id
-        self.tool_args_delta: Signal[[str, str]] = Signal("tool_args_delta")
-        self.item_end: Signal[[str]] = Signal("item_end")
-        self.tool_output: Signal[[str, str, bool]] = Signal("tool_output")  # call_id, text, ok
-        # kind ("info" | "warning" | "error" | "context" | "banner"), text
-        self.notice: Signal[[str, str]] = Signal("notice")
-        self.response_end: Signal[[str]] = Signal("response_end")  # completed | incomplete | failed | cancelled
-        self.cleared: Signal[[]] = Signal("cleared")  # another session was opened: start the view afresh
-
-
-class Services(Protocol):
-    """The façade the main window is built on."""
-
-    project_root: Path
-    transcript: TranscriptSignals
-    connection_changed: Signal[[ConnectionStatus]]
-    stats_changed: Signal[[StreamStats]]
-    files_changed: Signal[[Sequence[FileBadge]]]  # the whole list; the UI diffs it
-    approval_requested: Signal[[ApprovalRequest]]
-    test_event: Signal[[TestEvent]]
-    busy_changed: Signal[[bool]]  # a turn (or tool loop) is running
-    banner_changed: Signal[[str]]  # "" hides it
+    @property
+    def project_root(self) -> Path: ...
+    @property
+    def conversation(self) -> Transcript: ...
+    @property
+    def test_run(self) -> TestRun: ...
+    @property
+    def connection_changed(self) -> Signal[[ConnectionStatus]]: ...
+    @property
+    def stats_changed(self) -> Signal[[StreamStats]]: ...
+    @property
+    def files_changed(self) -> Signal[[Sequence[FileBadge]]]: ...  # the whole list; the UI diffs it
+    @property
+    def approval_requested(self) -> Signal[[ApprovalRequest]]: ...
+    @property
+    def busy_changed(self) -> Signal[[bool]]: ...  # a turn (or tool loop) is running
+    @property
+    def banner_changed(self) -> Signal[[str]]: ...  # "" hides it
+    @property
+    def session_id(self) -> str | None: ...
 
     async def start(self) -> None: ...
     async def aclose(self) -> None: ...
@@ -124,11 +110,6 @@ class Services(Protocol):
     def pin(self, path: str, pinned: bool) -> None: ...
     def undo_last_patch(self) -> None: ...
 
-    # settings and keys (the settings dialog)
-    settings: Settings
-    session_id: str | None
 
-    def save_settings(self, settings: Settings) -> None: ...
-    def keychain_info(self) -> KeychainInfo: ...
-    def has_api_key(self, provider: str) -> bool: ...
-    def set_api_key(self, provider: str, key: str) -> None: ...
+# The composition root's factory: one services object per opened project.
+ServicesFactory = Callable[[Path, Settings], Services]

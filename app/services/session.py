@@ -40,11 +40,13 @@ from app.protocol.events import (
     CustomToolCallInputDelta,
     FunctionCallArgumentsDelta,
     OutputTextDelta,
+    ReasoningContentDelta,
     ReasoningSummaryTextDelta,
     ReasoningTextDelta,
     RefusalDelta,
     ServerEvent,
 )
+from app.services.api import ConnectionState
 from app.services.signals import Signal
 
 log = logging.getLogger(__name__)
@@ -54,11 +56,15 @@ Item = Mapping[str, Any]
 TOKEN_EVENTS = (
     OutputTextDelta,
     ReasoningTextDelta,
+    ReasoningContentDelta,
     ReasoningSummaryTextDelta,
     FunctionCallArgumentsDelta,
     CustomToolCallInputDelta,
     RefusalDelta,
 )
+# The longest run of receiving (decode, assemble, hand to on_event) before the event loop gets a turn:
+# under qasync the loop is the GUI's, and its frame clock must keep ticking at any stream rate.
+RECV_SLICE_S = 0.004
 AUTH_FAILED = frozenset({401, 403})
 Connect = Callable[..., Awaitable[WsTransport]]
 Post = Callable[..., AsyncIterator[ServerEvent]]
@@ -141,8 +147,8 @@ class ResponsesSession:
         self._cancel = asyncio.Event()
         self._turn_task: asyncio.Task[Any] | None = None
         # (state, detail): connecting | warm | streaming | reconnecting | offline | error
-        self.state_changed: Signal[[str, str]] = Signal("state_changed")
-        self.state = "offline"
+        self.state_changed: Signal[[ConnectionState, str]] = Signal("state_changed")
+        self.state: ConnectionState = "offline"
         self.detail = ""
         self.connections = 0  # sockets opened so far (rotations and reconnects included)
         self.rotations = 0
@@ -153,7 +159,7 @@ class ResponsesSession:
 
     # ---- state ---------------------------------------------------------------------------------
 
-    def _set_state(self, state: str, detail: str = "") -> None:
+    def _set_state(self, state: ConnectionState, detail: str = "") -> None:
         if (state, detail) != (self.state, self.detail):
             self.state, self.detail = state, detail
             self.state_changed.emit(state, detail)
@@ -335,7 +341,12 @@ class ResponsesSession:
         Stop cancels the running turn's task (no per-frame futures on this hot path)."""
         streaming = False
         client = self.client
+        clock = self._clock
+        turn_at = clock() + RECV_SLICE_S
         while True:
+            if clock() >= turn_at:  # frames are queued: let the loop turn (paint, input) between slices
+                await asyncio.sleep(0)
+                turn_at = clock() + RECV_SLICE_S
             raw = await ws.recv()
             if raw is None:
                 return None

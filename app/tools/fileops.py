@@ -4,9 +4,10 @@ Pure: the I/O arrives through `ProjectAccess` (app.adapters.project_fs.ProjectFS
 tests use a dict). `execute(name, arguments_json, ctx)` never raises for bad input: invalid JSON,
 missing fields, refused paths, binary files and malformed patches all come back as
 `ToolResult(ok=False, output_text=<what to fix>)`. apply_patch does not write: it returns the
-proposed change set (`data["change_set"]`, `data["payload"]`) for the user's review; the agent then
-calls `ProjectFS.apply()`. run_tests and run_command are async and run by the agent: `execute`
-only validates them and returns `data["deferred"] = True` with the checked arguments.
+proposed change set (`change_set`, typed) for the user's review; the agent then calls
+`ProjectFS.apply()`. run_tests and run_command are async and run by the agent: `execute` only
+validates them and returns their checked arguments as `deferred`. `data` carries diagnostics only
+(error kind, search hit counts), never something a caller acts on.
 """
 
 from __future__ import annotations
@@ -73,7 +74,9 @@ class ToolContext:
 class ToolResult:
     ok: bool
     output_text: str
-    data: dict[str, Any] = field(default_factory=dict)
+    data: dict[str, Any] = field(default_factory=dict)  # diagnostics: {"error": kind}, {"hits": n}, ...
+    change_set: ChangeSet | None = None  # apply_patch: the planned change, for the user's review
+    deferred: dict[str, Any] | None = None  # run_tests / run_command: checked arguments, run by the agent
 
 
 def _is_binary(data: bytes) -> bool:
@@ -234,7 +237,7 @@ def execute(name: str, arguments_json: str | dict[str, Any] | None, ctx: ToolCon
         return ToolResult(False, f"error: {exc}", {"error": "arguments"})
     try:
         if name in DEFERRED:
-            return ToolResult(True, "", {"deferred": True, "arguments": args})
+            return ToolResult(True, "", deferred=args)
         if name == "read_file":
             return _read_file(ctx, args)
         if name == "list_files":
@@ -246,7 +249,7 @@ def execute(name: str, arguments_json: str | dict[str, Any] | None, ctx: ToolCon
         if name == "apply_patch":
             cs: ChangeSet = plan_patch(args["patch"], ctx.fs.read_bytes, ctx.seen)
             text = "proposed change, waiting for the user's review:\n" + cs.summary()
-            return ToolResult(True, text, {"change_set": cs, "payload": cs.payload()})
+            return ToolResult(True, text, change_set=cs)
     except PathRefused as exc:
         return ToolResult(False, f"error: {exc}", {"error": "path"})
     except PatchError as exc:

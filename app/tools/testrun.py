@@ -8,13 +8,18 @@ the "N passed, M failed" line pytest prints. Runners other than pytest stream pl
 closing summary line is parsed by `parse_summary_line` where the format is known.
 
 `stuck()` is the fix-until-green brake: the same failures several runs in a row.
+
+The same model is what the Tests panel shows, live: the services own one `TestRun` per project and
+feed it every plugin event (a second `run_started` starts it over and bumps `generation`); the panel
+is handed it and wakes on the waker set by `set_waker`, called once until the panel takes the
+changed test ids with `take_changed()`. So a burst of results costs the panel one update a frame.
 """
 
 from __future__ import annotations
 
 import json
 import re
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -113,18 +118,41 @@ class TestRun:
     timed_out: bool = False
     cancelled: bool = False
     parsed_summary: dict[str, int] | None = None  # from a runner's closing line
+    generation: int = 0  # bumped when a second run_started starts the model over
+    _changed: dict[str, None] = field(default_factory=dict, repr=False)  # case ids changed, in order
+    _waker: Callable[[], None] | None = field(default=None, repr=False)
+    _woken: bool = field(default=False, repr=False)
+
+    @property
+    def running(self) -> bool:
+        return self.started and not self.finished
+
+    def set_waker(self, waker: Callable[[], None] | None) -> None:
+        """`waker()` is called on the first change after each `take_changed()` (the panel's frame)."""
+        self._waker = waker
+        self._woken = False
+
+    def take_changed(self) -> list[str]:
+        """Ids of the cases changed since the last call (swap-and-return)."""
+        out, self._changed = list(self._changed), {}
+        self._woken = False
+        return out
 
     def apply(self, ev: Mapping[str, Any]) -> None:
         """Fold one plugin event into the run."""
         kind = ev.get("kind")
         nodeid = str(ev.get("nodeid", ""))
+        self._touch(nodeid)
         if kind == "run_started":
+            if self.started:
+                self._start_over()
             self.started = True
         elif kind == "collected":
             ids = ev.get("nodeids")
             if isinstance(ids, list):
                 for nid in ids:
                     self.cases.setdefault(str(nid), CaseResult(str(nid)))
+                    self._changed[str(nid)] = None
             self.collected = int(ev.get("count", len(self.cases)))
             self.counts["deselected"] = int(ev.get("deselected", 0))
         elif kind == "collect_error":
@@ -144,6 +172,21 @@ class TestRun:
             st = ev.get("exitstatus")
             self.exit_status = int(st) if isinstance(st, int) else self.exit_status
             self.duration = float(ev.get("duration", self.duration))
+
+    def _touch(self, nodeid: str) -> None:
+        if nodeid:
+            self._changed[nodeid] = None
+        if not self._woken and self._waker is not None:
+            self._woken = True
+            self._waker()
+
+    def _start_over(self) -> None:
+        fresh = TestRun(runner=self.runner, command=self.command)
+        for name in ("cases", "counts", "collected", "collect_errors", "started", "finished", "exit_status",
+                     "duration", "output_tail", "note", "timed_out", "cancelled", "parsed_summary"):
+            setattr(self, name, getattr(fresh, name))
+        self.generation += 1
+        self._changed.clear()
 
     def _phase(self, nodeid: str, ev: Mapping[str, Any]) -> None:
         case = self.cases.setdefault(nodeid, CaseResult(nodeid))

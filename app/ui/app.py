@@ -17,16 +17,16 @@ import os
 import shutil
 import sys
 import time
-from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, NoReturn
+from typing import TYPE_CHECKING, Any, NoReturn, cast
 
 from app.profile import PROFILE_ENV
 
-log = logging.getLogger(__name__)
+if TYPE_CHECKING:  # the services stay unimported until a project opens (startup time)
+    from app.services.api import ServicesFactory
 
-ServicesFactory = Callable[[Path, Any], Any]
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True, slots=True)
@@ -83,7 +83,7 @@ def load_factory() -> tuple[ServicesFactory | None, str]:
     factory = getattr(module, "create_services", None)
     if not callable(factory):
         return None, "app.services.app has no create_services(root, settings)"
-    return factory, ""
+    return cast("ServicesFactory", factory), ""
 
 
 def run_gui(argv: list[str], factory: ServicesFactory | None = None, *, watchdog_s: float | None = None) -> int:
@@ -254,7 +254,7 @@ async def gui_main(app: Any, args: GuiArgs, factory: ServicesFactory | None = No
             window.set_project(root, s.recent_projects)
             controller.apply_theme()
             controller.show_connection(ConnectionStatus("offline", reason, "no engine"))
-            window.transcript.feed_notice("error", f"Slipstream is offline: {reason}")
+            window.notice("error", f"Slipstream is offline: {reason}")
             return
         state["services"] = services
         host = settings_host(services)
@@ -264,14 +264,14 @@ async def gui_main(app: Any, args: GuiArgs, factory: ServicesFactory | None = No
             else:
                 save_settings(s)
         except (SettingsError, OSError) as exc:
-            window.transcript.feed_notice("warning", f"could not save the recent projects list: {exc}")
+            window.notice("warning", f"could not save the recent projects list: {exc}")
         controller.bind(services)
         try:
             await services.start()
         except Exception as exc:
             log.exception("services.start failed")
             controller.show_connection(ConnectionStatus("error", f"could not start: {exc}"))
-            window.transcript.feed_notice("error", f"Could not connect: {exc}")
+            window.notice("error", f"Could not connect: {exc}")
 
     tasks: set[asyncio.Task[None]] = set()
 
@@ -306,7 +306,7 @@ async def gui_main(app: Any, args: GuiArgs, factory: ServicesFactory | None = No
             gc.collect()
             gc.freeze()
             for text in problems:
-                window.transcript.feed_notice("warning", text)
+                window.notice("warning", text)
             if state["services"] is None and not args.smoke:
                 _warn(window, "Slipstream is offline", f"Slipstream could not start its services:\n\n{reason}")
             if args.smoke:

@@ -5,6 +5,9 @@ thread, so delivery is direct. If a service ever emits from another thread, Qt's
 queues the re-emitted signal to the receivers' (GUI) thread, so widgets are never touched from a
 worker. `Bridge.close()` disconnects everything, so a replaced services object (another project
 opened) cannot reach the window any more.
+
+The conversation and the test run do not pass through here: they are models the views are handed
+(`TranscriptView`, `TestsPanel`), which wake on their own queued `dirty` signal once per frame.
 """
 
 from __future__ import annotations
@@ -15,35 +18,7 @@ from typing import Any
 from PySide6.QtCore import QObject, Signal
 
 from app.services.api import Services
-
-# Transcript operations, in the order of TranscriptSignals; each maps to TranscriptView.feed_<name>.
-TRANSCRIPT_OPS: tuple[str, ...] = (
-    "user_message",
-    "assistant_begin",
-    "text_delta",
-    "reasoning_delta",
-    "tool_call_begin",
-    "tool_args_delta",
-    "item_end",
-    "tool_output",
-    "notice",
-    "response_end",
-    "cleared",
-)
-
-
-class TranscriptBridge(QObject):
-    user_message = Signal(str)
-    assistant_begin = Signal(str)
-    text_delta = Signal(str, str)
-    reasoning_delta = Signal(str, str)
-    tool_call_begin = Signal(str, str, str)
-    tool_args_delta = Signal(str, str)
-    item_end = Signal(str)
-    tool_output = Signal(str, str, bool)
-    notice = Signal(str, str)
-    response_end = Signal(str)
-    cleared = Signal()
+from app.services.signals import Signal as ServiceSignal
 
 
 class Bridge(QObject):
@@ -53,31 +28,21 @@ class Bridge(QObject):
     stats_changed = Signal(object)  # StreamStats
     files_changed = Signal(object)  # Sequence[FileBadge]
     approval_requested = Signal(object)  # ApprovalRequest
-    test_event = Signal(object)  # TestEvent
     busy_changed = Signal(bool)
     banner_changed = Signal(str)
-
-    _SERVICE_SIGNALS = (
-        "connection_changed",
-        "stats_changed",
-        "files_changed",
-        "approval_requested",
-        "test_event",
-        "busy_changed",
-        "banner_changed",
-    )
 
     def __init__(self, services: Services, parent: QObject | None = None) -> None:
         super().__init__(parent)
         self.services = services
-        self.transcript = TranscriptBridge(self)
-        self._links: list[tuple[Any, Callable[..., object]]] = []
-        for name in self._SERVICE_SIGNALS:
-            self._link(getattr(services, name), getattr(self, name).emit)
-        for name in TRANSCRIPT_OPS:
-            self._link(getattr(services.transcript, name), getattr(self.transcript, name).emit)
+        self._links: list[tuple[ServiceSignal[Any], Callable[..., object]]] = []
+        self._link(services.connection_changed, self.connection_changed.emit)
+        self._link(services.stats_changed, self.stats_changed.emit)
+        self._link(services.files_changed, self.files_changed.emit)
+        self._link(services.approval_requested, self.approval_requested.emit)
+        self._link(services.busy_changed, self.busy_changed.emit)
+        self._link(services.banner_changed, self.banner_changed.emit)
 
-    def _link(self, source: Any, emit: Callable[..., object]) -> None:
+    def _link(self, source: ServiceSignal[Any], emit: Callable[..., object]) -> None:
         source.connect(emit)
         self._links.append((source, emit))
 

@@ -17,30 +17,17 @@ from PySide6.QtCore import QObject, Qt, Signal
 from PySide6.QtWidgets import QApplication, QFileDialog, QMessageBox, QWidget
 
 from app import __version__
-from app.services.api import ApprovalRequest, ConnectionStatus, Services, TestEvent
+from app.services.api import ApprovalRequest, ConnectionStatus, Services
 from app.services.settings import SettingsFacade
 from app.ui.bridge import Bridge
 from app.ui.diff_review import approval_dialog
 from app.ui.main_window import MainWindow, app_icon
 from app.ui.settings_dialog import SettingsDialog
 from app.ui.style import apply_theme, theme_for
+from app.ui.tests_panel import outcome_counts
 
 log = logging.getLogger(__name__)
 
-# façade transcript signal -> TranscriptView method
-FEEDS: dict[str, str] = {
-    "user_message": "feed_user_message",
-    "assistant_begin": "feed_begin_assistant",
-    "text_delta": "feed_text",
-    "reasoning_delta": "feed_reasoning",
-    "tool_call_begin": "feed_begin_tool_call",
-    "tool_args_delta": "feed_tool_args",
-    "item_end": "feed_end_item",
-    "tool_output": "feed_tool_output",
-    "notice": "feed_notice",
-    "response_end": "feed_end_response",
-    "cleared": "clear",
-}
 SETTINGS_METHODS = ("save_settings", "keychain_info", "has_api_key", "set_api_key")
 
 
@@ -68,6 +55,7 @@ class Controller(QObject):
         w.composer.stop_following.connect(w.transcript.stop_following)
         w.context_panel.pin_requested.connect(lambda path, on: self._call("pin", path, on))
         w.tests_panel.run_requested.connect(self._run_tests)
+        w.tests_panel.updated.connect(self._update_tests_tab)
         w.sessions_panel.open_requested.connect(self._open_session)
         w.sessions_panel.new_requested.connect(self._new_session)
         w.new_session_requested.connect(self._new_session)
@@ -85,13 +73,12 @@ class Controller(QObject):
         self.services = services
         b = self.bridge = Bridge(services, self)
         w = self.window
-        for signal, method in FEEDS.items():
-            getattr(b.transcript, signal).connect(getattr(w.transcript, method))
+        w.transcript.set_model(services.conversation)  # the views paint the models the services own
+        w.tests_panel.set_model(services.test_run)
         b.connection_changed.connect(self.show_connection)
         b.stats_changed.connect(w.status.set_stats)
         b.files_changed.connect(w.context_panel.update_files)
         b.approval_requested.connect(self.show_approval)
-        b.test_event.connect(self._on_test_event)
         b.busy_changed.connect(w.composer.set_busy)
         b.banner_changed.connect(w.banner.set_text)
         host = settings_host(services)
@@ -116,14 +103,14 @@ class Controller(QObject):
 
     def _call(self, name: str, *args: Any) -> Any:
         if self.services is None:
-            self.window.transcript.feed_notice("warning", "No project is open.")
+            self.window.notice("warning", "No project is open.")
             return None
         fn: Callable[..., Any] = getattr(self.services, name)
         try:
             return fn(*args)
         except Exception as exc:  # the UI stays up and says what happened
             log.exception("services.%s failed", name)
-            self.window.transcript.feed_notice("error", f"{name.replace('_', ' ')} failed: {exc}")
+            self.window.notice("error", f"{name.replace('_', ' ')} failed: {exc}")
             return None
 
     def _send(self, text: str) -> None:
@@ -153,10 +140,9 @@ class Controller(QObject):
         self.last_status = status
         self.window.status.set_connection(status)
 
-    def _on_test_event(self, ev: TestEvent) -> None:
+    def _update_tests_tab(self) -> None:
         panel = self.window.tests_panel
-        panel.apply(ev)
-        c = panel.run.counts()
+        c = outcome_counts(panel.run)
         bad = c["failed"] + c["error"]
         label = "Tests"
         if panel.run.running:
@@ -172,9 +158,7 @@ class Controller(QObject):
         self.dialogs.append(dlg)
         dlg.finished.connect(lambda _r, d=dlg: self.dialogs.remove(d) if d in self.dialogs else None)
         dlg.setWindowModality(Qt.WindowModality.NonModal)
-        withdrawn = getattr(request, "withdrawn", None)
-        if withdrawn is not None:  # the services stopped waiting (Stop): close, resolving as refused
-            withdrawn.connect(dlg.close)
+        request.withdrawn.connect(dlg.close)  # the services stopped waiting (Stop): close, refusing
         dlg.show()
         dlg.raise_()
         return dlg
@@ -227,6 +211,6 @@ class Controller(QObject):
             dlg.open()
             return
         if not path.is_dir():
-            self.window.transcript.feed_notice("error", f"Cannot open {path}: not a folder.")
+            self.window.notice("error", f"Cannot open {path}: not a folder.")
             return
         self.project_open_requested.emit(path)

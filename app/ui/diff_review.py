@@ -4,8 +4,8 @@ Each dialog resolves its `ApprovalRequest` exactly once, whatever way it closes 
 window's close box, or the main window going away), so the agent loop never waits forever.
 Dialogs are opened non-modally (`open()`), which keeps the event loop and the stream running.
 
-Patch decision: {"accept": bool, "hunks": {path: [bool per hunk]}}.
-Command decision: {"accept": bool, "always": bool}.
+Patch decision: `ApprovalDecision(accept, hunks={path: [bool per hunk]})`.
+Command decision: `ApprovalDecision(accept, always=...)`.
 """
 
 from __future__ import annotations
@@ -37,7 +37,7 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from app.services.api import ApprovalRequest
+from app.services.api import ApprovalDecision, ApprovalRequest
 
 
 class DiffHighlighter(QSyntaxHighlighter):
@@ -79,17 +79,17 @@ class _Resolving(QDialog):
     def __init__(self, request: ApprovalRequest, parent: QWidget | None = None) -> None:
         super().__init__(parent)
         self.request = request
-        self.decision: dict[str, Any] | None = None
+        self.decision: ApprovalDecision | None = None
         self.setAttribute(Qt.WidgetAttribute.WA_DeleteOnClose)
 
-    def _resolve(self, decision: dict[str, Any]) -> None:
+    def _resolve(self, decision: ApprovalDecision) -> None:
         if self.decision is not None:
             return
         self.decision = decision
         self.request.resolve(decision)
 
-    def _refusal(self) -> dict[str, Any]:
-        return {"accept": False}
+    def _refusal(self) -> ApprovalDecision:
+        return ApprovalDecision(False)
 
     def reject(self) -> None:
         self._resolve(self._refusal())
@@ -188,11 +188,11 @@ class DiffReviewDialog(_Resolving):
     def accept_selected(self) -> None:
         hunks = self.selected()
         anything = any(any(v) for v in hunks.values()) or any(not v for v in hunks.values())
-        self._resolve({"accept": anything, "hunks": hunks})
+        self._resolve(ApprovalDecision(anything, hunks=hunks))
         self.accept()
 
-    def _refusal(self) -> dict[str, Any]:
-        return {"accept": False, "hunks": {path: [False] * len(b) for path, b in self.checks.items()}}
+    def _refusal(self) -> ApprovalDecision:
+        return ApprovalDecision(False, hunks={path: [False] * len(b) for path, b in self.checks.items()})
 
 
 class CommandApprovalDialog(_Resolving):
@@ -237,11 +237,11 @@ class CommandApprovalDialog(_Resolving):
         self.resize(560, self.sizeHint().height())
 
     def _choose(self, accept: bool, always: bool) -> None:
-        self._resolve({"accept": accept, "always": always})
+        self._resolve(ApprovalDecision(accept, always=always))
         self.accept()
 
-    def _refusal(self) -> dict[str, Any]:
-        return {"accept": False, "always": False}
+    def _refusal(self) -> ApprovalDecision:
+        return ApprovalDecision(False)
 
 
 def approval_dialog(request: ApprovalRequest, parent: QWidget | None = None) -> _Resolving:

@@ -28,6 +28,8 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
+from app.render.transcript import NoticeKind, Transcript
+from app.tools.testrun import TestRun
 from app.ui.composer import Composer
 from app.ui.context_panel import ContextPanel
 from app.ui.sessions import SessionsPanel
@@ -85,10 +87,11 @@ class MainWindow(QMainWindow):
         if icon is not None:
             self.setWindowIcon(icon)
 
-        self.transcript = TranscriptView(self)
+        # Empty models until services are bound (the controller hands the views theirs).
+        self.transcript = TranscriptView(Transcript(), self)
         self.composer = Composer(self)
         self.context_panel = ContextPanel(self)
-        self.tests_panel = TestsPanel(self)
+        self.tests_panel = TestsPanel(TestRun(), self)
         self.sessions_panel = SessionsPanel(self)
         self.banner = Banner(self)
         self.status = StatusBar(self)
@@ -177,6 +180,10 @@ class MainWindow(QMainWindow):
             for path in others:
                 act = self.project_menu.addAction(path)
                 act.triggered.connect(lambda _=False, p=path: self.open_project_requested.emit(Path(p)))
+
+    def notice(self, kind: NoticeKind, text: str) -> None:
+        """A word from the app itself, at the end of the conversation shown."""
+        self.transcript.model.add_notice(kind, text)
 
     def set_tests_tab_text(self, text: str) -> None:
         self.side.setTabText(self.side.indexOf(self.tests_panel), text)

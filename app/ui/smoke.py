@@ -1,8 +1,9 @@
 """`slipstream --smoke`: one scripted turn end to end through the real window, then a screenshot.
 
 The message goes in through the composer (the same path a user takes); the run waits for the
-services' `response_end` and for the tool loop to go idle, flushes the transcript, saves a
-screenshot and returns one line of result. Everything is bounded by `timeout` (60 s by default).
+conversation model to show the response's end and for the tool loop to go idle, for the transcript
+to be painted, saves a screenshot and returns one line of result. Everything is bounded by
+`timeout` (60 s by default).
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from pathlib import Path
 
 from PySide6.QtWidgets import QApplication
 
+from app.render.transcript import BlockKind
 from app.services.api import Services
 from app.ui.main_window import MainWindow
 
@@ -36,9 +38,8 @@ class SmokeResult:
 
 def save_screenshot(window: MainWindow, path: Path, *, screen: bool = False) -> Path:
     """widget.grab() (works offscreen), or the whole screen with `screen` (a real framebuffer, e.g. Xvfb)."""
-    flush = getattr(window.transcript, "flush", None)
-    if callable(flush):
-        flush()
+    while window.transcript.pending:
+        window.transcript.flush()
     QApplication.processEvents()
     if screen:
         qscreen = window.screen() or QApplication.primaryScreen()
@@ -66,39 +67,32 @@ async def run_smoke(
         return SmokeResult(False, f"smoke: FAIL — no services ({unavailable_reason or 'not available'})")
     loop = asyncio.get_running_loop()
     t0 = time.perf_counter()
-    ended: asyncio.Future[str] = loop.create_future()
+    conv = services.conversation
+    before, first = conv.response_id, conv.next_id
     idle = asyncio.Event()
     idle.set()
-    chars = 0
-
-    def on_end(status: str) -> None:
-        if not ended.done():
-            ended.set_result(status)
 
     def on_busy(busy: bool) -> None:
         (idle.clear if busy else idle.set)()
 
-    def on_text(_item: str, delta: str) -> None:
-        nonlocal chars
-        chars += len(delta)
+    def ended() -> bool:  # the model shows a response that began after the send, and its end
+        return conv.response_id != before and bool(conv.status)
 
-    services.transcript.response_end.connect(on_end)
     services.busy_changed.connect(on_busy)
-    services.transcript.text_delta.connect(on_text)
     try:
         window.composer.edit.setPlainText(message)
         window.composer.edit.submit()
         deadline = loop.time() + timeout
-        try:
-            status = await asyncio.wait_for(asyncio.shield(ended), timeout)
-            await asyncio.wait_for(idle.wait(), max(deadline - loop.time(), 0.01))
-        except TimeoutError:
+        if not await _until(ended, deadline):
             conn = window.status.status
-            what = "response_end" if not ended.done() else "end of the tool loop"
-            return SmokeResult(
-                False, f"smoke: FAIL — no {what} within {timeout:g} s (connection: {conn.state} {conn.detail})".rstrip()
-            )
+            return SmokeResult(False, f"smoke: FAIL — no response end within {timeout:g} s "
+                                      f"(connection: {conn.state} {conn.detail})".rstrip())
+        if not await _until(lambda: idle.is_set() and not window.transcript.pending, deadline):
+            return SmokeResult(False, f"smoke: FAIL — no end of the tool loop within {timeout:g} s")
+        status = conv.status
         elapsed = time.perf_counter() - t0
+        chars = sum(len(b.text) for b in (conv.block(i) for i in range(first, conv.next_id))
+                    if b.kind not in _NOT_ANSWER)
         synced = await _edit_synced(services, max(deadline - loop.time(), 1.0))
         if not synced.ok:
             return synced
@@ -114,9 +108,20 @@ async def run_smoke(
         return SmokeResult(ok, f"smoke: {verdict} — response {status} in {elapsed:.2f} s, {chars} chars, "
                                f"{synced.line}, {engine}{shot}")
     finally:
-        services.transcript.response_end.disconnect(on_end)
         services.busy_changed.disconnect(on_busy)
-        services.transcript.text_delta.disconnect(on_text)
+
+
+_NOT_ANSWER = frozenset({BlockKind.USER, BlockKind.NOTICE, BlockKind.TOOL_CALL, BlockKind.TOOL_OUTPUT})
+
+
+async def _until(pred: Callable[[], bool], deadline: float) -> bool:
+    """Poll `pred` each frame until it holds (True) or the loop's clock passes `deadline` (False)."""
+    loop = asyncio.get_running_loop()
+    while not pred():
+        if loop.time() >= deadline:
+            return False
+        await asyncio.sleep(0.016)
+    return True
 
 
 async def _edit_synced(services: Services, timeout: float) -> SmokeResult:

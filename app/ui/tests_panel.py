@@ -1,17 +1,19 @@
-"""The Tests panel: a live tree of the project's tests fed by the services' `test_event` stream.
+"""The Tests panel: a live tree of the project's tests, painting the services' `TestRun` model.
 
-Rows are grouped by file (the part of the node id before "::"); each test row shows its outcome and
-duration, each file row its counts. Selecting a failed test shows its traceback below, highlighted
-(file:line locations, `E` lines, the exception line). Output lines of the run go to the same pane
-when nothing is selected. Events are applied one by one and touch one or two rows each.
+The services own the test-run model (`app.tools.testrun.TestRun`, the same one whose summary goes to
+the model) and feed it the pytest plugin's events; the panel is handed it (`set_model` when another
+project's services are bound) and wakes on one queued `dirty` signal, then updates just the rows of
+the tests that changed once per frame. Rows are grouped by file (the part of the node id before
+"::"); each test row shows its outcome and duration, each file row its counts. Selecting a failed
+test shows its traceback below, highlighted (file:line locations, `E` lines, the exception line).
 """
 
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass, field
+from collections import Counter
 
-from PySide6.QtCore import Qt, Signal
+from PySide6.QtCore import Qt, QTimer, Signal
 from PySide6.QtGui import QColor, QFont, QFontDatabase, QSyntaxHighlighter, QTextCharFormat, QTextDocument
 from PySide6.QtWidgets import (
     QHBoxLayout,
@@ -26,90 +28,34 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from app.services.api import TestEvent
+from app.tools.testrun import CaseResult, TestRun
 
-OUTCOMES = ("passed", "failed", "error", "skipped", "xfailed")
-SYMBOL = {"passed": "✓", "failed": "✗", "error": "!", "skipped": "↷", "xfailed": "✗", "running": "…", "pending": "·"}
+OUTCOMES = ("passed", "failed", "error", "skipped", "xfailed", "xpassed")
+SYMBOL = {"passed": "✓", "failed": "✗", "error": "!", "skipped": "↷", "xfailed": "✗", "xpassed": "✓",
+          "running": "…", "pending": "·"}
 COLOUR = {"passed": "#16a34a", "failed": "#dc2626", "error": "#dc2626", "skipped": "#ca8a04", "xfailed": "#7c3aed",
-          "running": "#2563eb", "pending": "#6b7280"}
-MAX_OUTPUT_LINES = 5000
+          "xpassed": "#ca8a04", "running": "#2563eb", "pending": "#6b7280"}
+FRAME_MS = 16
+UNFINISHED = "the run ended before this test finished"
 
 
-@dataclass(slots=True)
-class TestCase:
-    __test__ = False
-    nodeid: str
-    outcome: str = "pending"  # pending | running | passed | failed | error | skipped | xfailed
-    duration: float = 0.0
-    text: str = ""
+def shown_outcome(run: TestRun, case: CaseResult) -> str:
+    """What a row says: a test still "running" when the run ended did not finish, an error."""
+    if case.outcome == "running" and run.finished:
+        return "error"
+    return case.outcome
 
 
-@dataclass(slots=True)
-class TestRun:
-    """Qt-free state of one run, built from TestEvents; the widget renders it."""
-
-    __test__ = False
-    cases: dict[str, TestCase] = field(default_factory=dict)
-    collected: int = 0
-    running: bool = False
-    summary: str = ""
-    output: list[str] = field(default_factory=list)
-
-    def apply(self, ev: TestEvent) -> TestCase | None:
-        """Apply one event; return the case it touched, if any."""
-        if ev.kind == "run_started":
-            self.cases.clear()
-            self.output.clear()
-            self.collected, self.running, self.summary = 0, True, ""
-            return None
-        if ev.kind == "collected":
-            if ev.nodeid:
-                self.collected += 1
-                return self.cases.setdefault(ev.nodeid, TestCase(ev.nodeid))
-            self.collected = int(ev.data.get("count", self.collected))
-            return None
-        if ev.kind == "started" and ev.nodeid:
-            case = self.cases.setdefault(ev.nodeid, TestCase(ev.nodeid))
-            case.outcome = "running"
-            return case
-        if ev.kind in OUTCOMES and ev.nodeid:
-            case = self.cases.setdefault(ev.nodeid, TestCase(ev.nodeid))
-            # A teardown error after a pass still counts as an error; a pass never hides a failure.
-            if not (case.outcome in ("failed", "error") and ev.kind == "passed"):
-                case.outcome = ev.kind
-            case.duration += ev.duration
-            if ev.text:
-                case.text = (case.text + "\n" + ev.text).strip("\n")
-            return case
-        if ev.kind == "output":
-            self.output.append(ev.text)
-            del self.output[:-MAX_OUTPUT_LINES]
-            return None
-        if ev.kind == "run_finished":
-            self.running = False
-            self.summary = ev.text
-            for case in self.cases.values():
-                if case.outcome == "running":
-                    case.outcome = "error"
-                    case.text = case.text or "the run ended before this test finished"
-        return None
-
-    def counts(self) -> dict[str, int]:
-        out = dict.fromkeys((*OUTCOMES, "running", "pending"), 0)
-        for case in self.cases.values():
-            out[case.outcome] += 1
-        return out
-
-    def duration(self) -> float:
-        return sum(c.duration for c in self.cases.values())
+def outcome_counts(run: TestRun) -> Counter[str]:
+    return Counter(shown_outcome(run, c) for c in run.cases.values())
 
 
 def counts_text(run: TestRun) -> str:
     """E.g. "12 passed · 1 failed · 2 skipped · 0.84 s"; words for the header."""
-    c = run.counts()
+    c = outcome_counts(run)
     if not run.cases and not run.running:
         return "No test run yet"
-    parts = [f"{c[k]} {k}" for k in ("passed", "failed", "error", "skipped", "xfailed") if c[k]]
+    parts = [f"{c[k]} {k}" for k in OUTCOMES if c[k]]
     left = c["running"] + c["pending"]
     if run.running:
         total = max(run.collected, len(run.cases))
@@ -117,7 +63,7 @@ def counts_text(run: TestRun) -> str:
         parts.insert(0, f"running {done}/{total}")
     elif left:
         parts.append(f"{left} not run")
-    parts.append(f"{run.duration():.2f} s")
+    parts.append(f"{sum(x.duration for x in run.cases.values()):.2f} s")
     return "  ·  ".join(parts)
 
 
@@ -149,14 +95,17 @@ class TracebackHighlighter(QSyntaxHighlighter):
 
 
 class TestsPanel(QWidget):
-    """`apply(event)` per TestEvent; emits `run_requested` when the user presses Run tests."""
+    """Paints a `TestRun`; emits `run_requested` when the user presses Run tests."""
 
     __test__ = False
     run_requested = Signal()
+    dirty = Signal()  # the model changed: once per frame, not per event
+    updated = Signal()  # a frame's changes are on screen (the tab label follows it)
 
-    def __init__(self, parent: QWidget | None = None) -> None:
+    def __init__(self, model: TestRun | None = None, parent: QWidget | None = None) -> None:
         super().__init__(parent)
-        self.run = TestRun()
+        self.run = model if model is not None else TestRun()
+        self._generation = self.run.generation
         self.header = QLabel("No test run yet", self)
         self.header.setObjectName("panelSummary")
         self.run_button = QPushButton("Run tests", self)
@@ -194,28 +143,65 @@ class TestsPanel(QWidget):
         self._files: dict[str, QTreeWidgetItem] = {}
         self._rows: dict[str, QTreeWidgetItem] = {}
         self._mono = mono
+        self._was_running = False
         self.tree.currentItemChanged.connect(self._show_detail)
+        self._frame = QTimer(self)
+        self._frame.setSingleShot(True)
+        self._frame.setInterval(FRAME_MS)
+        self._frame.timeout.connect(self.refresh)
+        self.dirty.connect(self._on_model_dirty, Qt.ConnectionType.QueuedConnection)
+        self.run.set_waker(self.dirty.emit)
+        self._clear_rows()
+        self.refresh()
 
-    def apply(self, ev: TestEvent) -> None:
-        if ev.kind == "run_started":
-            self.tree.clear()
-            self._files.clear()
-            self._rows.clear()
-            self.detail.clear()
-        case = self.run.apply(ev)
-        if case is not None:
-            self._update_row(case)
-        if ev.kind == "output" and self.tree.currentItem() is None:
-            self.detail.appendPlainText(ev.text)
-        if ev.kind == "run_finished" and self.run.summary and self.tree.currentItem() is None:
-            first_failure = next((c for c in self.run.cases.values() if c.outcome in ("failed", "error")), None)
-            if first_failure is not None:
-                self.tree.setCurrentItem(self._rows[first_failure.nodeid])
-        if ev.kind == "run_finished":
-            for c in self.run.cases.values():
-                self._update_row(c)
-        self.header.setText(counts_text(self.run))
-        self.run_button.setEnabled(not self.run.running)
+    def set_model(self, model: TestRun) -> None:
+        """Paint another project's test run."""
+        if model is self.run:
+            return
+        self.run.set_waker(None)
+        self.run = model
+        self._generation = model.generation
+        model.set_waker(self.dirty.emit)
+        self._clear_rows()
+        self.refresh()
+
+    @property
+    def pending(self) -> bool:
+        return self._frame.isActive()
+
+    def _on_model_dirty(self) -> None:
+        if not self._frame.isActive():
+            self._frame.start()
+
+    def refresh(self) -> None:
+        """Show what changed in the model since the last frame (tests call it to skip the timer)."""
+        self._frame.stop()
+        run = self.run
+        changed = run.take_changed()
+        if run.generation != self._generation:  # a new run: start the tree over
+            self._generation = run.generation
+            self._clear_rows()
+            changed = list(run.cases)
+        files: dict[str, QTreeWidgetItem] = {}
+        for nodeid in changed:
+            case = run.cases.get(nodeid)
+            if case is not None:
+                self._update_row(case, files)
+        if self._was_running and run.finished:
+            for case in run.cases.values():  # unfinished tests turn into errors
+                if case.outcome == "running":
+                    self._update_row(case, files)
+        for parent in files.values():  # each file row once a frame, however many of its tests changed
+            self._update_file_row(parent)
+            if self.tree.currentItem() is None:
+                first_failure = next((c for c in run.cases.values()
+                                      if shown_outcome(run, c) in ("failed", "error")), None)
+                if first_failure is not None:
+                    self.tree.setCurrentItem(self._rows[first_failure.nodeid])
+        self._was_running = run.running
+        self.header.setText(counts_text(run))
+        self.run_button.setEnabled(not run.running)
+        self.updated.emit()
 
     def row(self, nodeid: str) -> QTreeWidgetItem | None:
         return self._rows.get(nodeid)
@@ -223,7 +209,18 @@ class TestsPanel(QWidget):
     def file_row(self, file: str) -> QTreeWidgetItem | None:
         return self._files.get(file)
 
-    def _update_row(self, case: TestCase) -> None:
+    def _clear_rows(self) -> None:
+        self.tree.clear()
+        self._files.clear()
+        self._rows.clear()
+        self.detail.clear()
+        files: dict[str, QTreeWidgetItem] = {}
+        for case in self.run.cases.values():
+            self._update_row(case, files)
+        for parent in files.values():
+            self._update_file_row(parent)
+
+    def _update_row(self, case: CaseResult, files: dict[str, QTreeWidgetItem]) -> None:
         file, _, name = case.nodeid.partition("::")
         parent = self._files.get(file)
         if parent is None:
@@ -237,21 +234,23 @@ class TestsPanel(QWidget):
             item.setData(0, Qt.ItemDataRole.UserRole, case.nodeid)
             item.setFont(0, self._mono)
             self._rows[case.nodeid] = item
-        item.setText(1, f"{SYMBOL[case.outcome]} {case.outcome}")
-        item.setForeground(1, QColor(COLOUR[case.outcome]))
+        outcome = shown_outcome(self.run, case)
+        item.setText(1, f"{SYMBOL.get(outcome, '?')} {outcome}")
+        item.setForeground(1, QColor(COLOUR.get(outcome, COLOUR["pending"])))
         item.setText(2, f"{case.duration * 1000:.0f} ms" if case.duration < 1 else f"{case.duration:.2f} s")
-        if case.outcome in ("pending", "running"):
+        if outcome in ("pending", "running"):
             item.setText(2, "")
-        self._update_file_row(file, parent)
+        files[file] = parent
         if self.tree.currentItem() is item:
             self._show_detail(item)
 
-    def _update_file_row(self, file: str, parent: QTreeWidgetItem) -> None:
+    def _update_file_row(self, parent: QTreeWidgetItem) -> None:
         children = (parent.child(i) for i in range(parent.childCount()))
         cases = [self.run.cases[c.data(0, Qt.ItemDataRole.UserRole)] for c in children if c is not None]
-        failed = sum(c.outcome in ("failed", "error") for c in cases)
-        passed = sum(c.outcome == "passed" for c in cases)
-        running = any(c.outcome in ("running", "pending") for c in cases)
+        outcomes = [shown_outcome(self.run, c) for c in cases]
+        failed = sum(o in ("failed", "error") for o in outcomes)
+        passed = sum(o == "passed" for o in outcomes)
+        running = any(o in ("running", "pending") for o in outcomes)
         state = "failed" if failed else ("running" if running else "passed")
         text = f"{passed}/{len(cases)} passed" + (f", {failed} failed" if failed else "")
         parent.setText(1, text)
@@ -266,6 +265,7 @@ class TestsPanel(QWidget):
         case = self.run.cases.get(nodeid) if nodeid else None
         if case is None:
             return
-        text = case.text or f"{case.nodeid}: {case.outcome}"
+        outcome = shown_outcome(self.run, case)
+        text = case.text or (UNFINISHED if outcome != case.outcome else f"{case.nodeid}: {outcome}")
         if self.detail.toPlainText() != text:
             self.detail.setPlainText(text)

@@ -1,19 +1,26 @@
-"""The transcript widget: a read-only QTextBrowser edited block by block, once per frame.
+"""The transcript widget: a read-only QTextBrowser that paints a `Transcript` it is handed.
 
-`feed_*` calls only buffer. A ~16 ms frame timer applies the buffer to the `Transcript` model (at
-most `MAX_FEED_PER_FRAME` characters, so a 1 MB delta is spread over frames), takes the model's
-dirty block ids and edits just those blocks' ranges in the document inside one edit block, so Qt
-lays out only the changed tail. Frozen blocks are never touched again. Code blocks and tool-call
-arguments grow by appending: only the provisional last line of a code block is replaced.
-
-Every path is bounded by time, not only by size: a frame does at most `FRAME_BUDGET_S` of work, cut
-into slices of at most `SLICE_S` with the event loop turning in between (input, timers, paint), so
-one slice, not one frame, is the longest stall. Model work (markdown, pygments) and document edits
-never share a slice. Model work is fed in `FEED_CHUNK` pieces so a slice can stop on time even on a
-burst of markdown and code, and gets at most `MODEL_SHARE` of a frame so rendering is never
-starved; every frame feeds at least one piece and renders at least one block, so it always makes
-progress. What does not fit continues next frame. The timer stops only after a frame that found
+The services own the conversation model (`app.render.transcript.Transcript`) and feed it; this view
+takes it in its constructor (or `set_model` when another project's services are bound) and only
+paints. The model calls its waker once when input arrives, which this view turns into one queued
+`dirty` signal and a ~16 ms frame timer: no per-token work happens here. Each frame, a Qt-free
+`FramePacer` splits the work into slices: model work (`Transcript.advance`: markdown, pygments) and
+document edits never share a slice, and the event loop turns in between, so one slice, not one
+frame, is the longest stall. Render work takes the model's dirty block ids and edits just those
+blocks' ranges in the document inside one edit block, so Qt lays out only the changed tail. Frozen
+blocks are never touched again. Code blocks and tool-call arguments grow by appending: only the
+provisional last line of a code block is replaced. The timer stops only after a frame that found
 nothing to do, so a stream is paced by the frame clock, not by the restart of an idle timer.
+
+Memory is bounded by what is on screen plus a budget: once the document holds more than
+`LIVE_BUDGET_CHARS` of rendered text, settled blocks far from the viewport (more than two screens
+away) are *evicted* in pages of at most `PAGE_CHARS`: their document range becomes one empty
+paragraph of the same height, and the model keeps their text and packed spans. A page that comes
+within a screen of the viewport is rendered again from the model (the scroll position is kept when
+it sits above the viewport). Copying a selection that crosses an evicted page takes that page's text
+from the model. The model packs settled blocks into a few objects and the document holds a bounded
+number of live blocks, so the garbage collector's work does not grow with the session: a full
+collection is as cheap at the end of a long session as at its start.
 
 The viewport is opaque (it paints its own background) so that following the stream scrolls by
 blitting and repaints only the exposed strip, and the scrollbar is flat: Fusion's gradient
@@ -27,73 +34,77 @@ accessibility for free.
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 
-from PySide6.QtCore import Qt, QTimer, QUrl, Signal
+from PySide6.QtCore import QMimeData, Qt, QTimer, QUrl, Signal
 from PySide6.QtGui import (
+    QAbstractTextDocumentLayout,
     QAction,
     QColor,
     QContextMenuEvent,
-    QFont,
     QFontDatabase,
     QGuiApplication,
     QKeyEvent,
+    QMouseEvent,
     QPainter,
     QPaintEvent,
-    QTextBlockFormat,
+    QResizeEvent,
     QTextCharFormat,
     QTextCursor,
 )
 from PySide6.QtWidgets import QTextBrowser, QWidget
 
-from app.render.highlight import spans_in
-from app.render.markdown import BOLD, CODE, ITALIC, STRIKE, render_inline
+from app.render.pacer import FramePacer
 from app.render.transcript import Block, BlockKind, Transcript
 from app.ui.theme import Theme, system_theme
+from app.ui.transcript_writer import BlockWriter, Drawn
 
 __all__ = ["TranscriptView"]
 
 FRAME_MS = 16
-FRAME_BUDGET_S = 0.010  # work per frame, over all its slices
-SLICE_S = 0.004  # the longest run of work before the event loop gets a turn
-MODEL_SHARE = 0.5  # of FRAME_BUDGET_S at most for model work (markdown, pygments) per frame
-MAX_FEED_PER_FRAME = 24 * 1024
-FEED_CHUNK = 2048  # characters handed to the model at a time, so a slice can stop on time
-OUTPUT_PREVIEW_CHARS = 16 * 1024
-OUTPUT_PREVIEW_LINES = 200
+LIVE_BUDGET_CHARS = 96 * 1024  # rendered text the document may hold before far blocks are evicted
+PAGE_CHARS = 8 * 1024  # an evicted page holds at most this much text (one page renders in one slice)
+TAIL_KEEP = 8  # the last entries are never evicted: the stream grows there
 
 
 @dataclass(slots=True)
-class _Range:
-    start: int  # document position of the block's first character
-    kind: BlockKind
-    version: int = -1
-    frozen: bool = False
-    collapsed: bool = False
-    body: int = 0  # CODE / TOOL_CALL: offset (from start) where the text body begins
-    appended: int = 0  # CODE: text[:appended] is rendered as committed; TOOL_CALL: args rendered
-    lang: str = ""
+class _Page:
+    """Consecutive settled blocks whose document range was released."""
+
+    first: int  # block ids first..last
+    last: int
+    height: float
+    chars: int
 
 
 class TranscriptView(QTextBrowser):
-    """Streams a conversation; see the module docstring. Esc stops following, End resumes."""
+    """Paints a conversation model; see the module docstring. Esc stops following, Ctrl+End resumes."""
 
     copyRequested = Signal(str)
     followingChanged = Signal(bool)
+    dirty = Signal()  # the model has new input: emitted once per wake, not per token
 
-    def __init__(self, parent: QWidget | None = None, theme: Theme | None = None) -> None:
+    def __init__(self, model: Transcript, parent: QWidget | None = None, theme: Theme | None = None) -> None:
         super().__init__(parent)
-        self.transcript = Transcript()
-        self._ops: list[list[object]] = []  # [method name, *args]; text deltas as a list of str
-        self._ids: list[int] = []  # rendered block ids in document order
-        self._ranges: dict[int, _Range] = {}
+        self._model = model
+        self._epoch = model.epoch
+        self._ids: list[int] = []  # document entries in order: block ids, and -page keys for evicted pages
+        self._ranges: dict[int, Drawn] = {}
+        self._pages: dict[int, _Page] = {}
+        self._next_page = 1
+        self._live_chars = 0
         self._todo: dict[int, None] = {}  # dirty ids not yet rendered (frame budget ran out)
+        self._restore_due = False  # the viewport moved: an evicted page may have come near
+        self._evict_blocked = False  # the last eviction pass found nothing far enough away
+        self._click_pos: int | None = None  # document position of the click being handled
+        self._layout: QAbstractTextDocumentLayout | None = None
         self._following = True
         self._auto_scroll = False
         self._theme = theme or system_theme()
-        self._fmt_cache: dict[object, QTextCharFormat] = {}
-        self._bfmt_cache: dict[tuple[int, int, str, int], QTextBlockFormat] = {}
-        self._mono = QFontDatabase.systemFont(QFontDatabase.SystemFont.FixedFont)
+        self._writer = BlockWriter(self._theme, QFontDatabase.systemFont(QFontDatabase.SystemFont.FixedFont),
+                                   lambda: self.font().pointSizeF())
+        self.pacer = FramePacer(time.perf_counter)
 
         doc = self.document()
         doc.setUndoRedoEnabled(False)
@@ -106,11 +117,6 @@ class TranscriptView(QTextBrowser):
         # paintEvent fills the background itself.
         self.viewport().setAttribute(Qt.WidgetAttribute.WA_OpaquePaintEvent, True)
         self.anchorClicked.connect(self._on_anchor)
-        self._feed_left = 0  # characters the current frame may still feed to the model
-        self._model_left = 0.0  # seconds of model work the current frame may still do
-        self._time_left = 0.0  # seconds of work the current frame may still do
-        self._fed = False  # the current frame has fed the model (each frame feeds and renders at least once)
-        self._rendered = False
         self._timer = QTimer(self)
         self._timer.setInterval(FRAME_MS)
         self._timer.timeout.connect(self._on_frame)
@@ -118,47 +124,40 @@ class TranscriptView(QTextBrowser):
         self._slice_timer.setSingleShot(True)
         self._slice_timer.setInterval(0)
         self._slice_timer.timeout.connect(self._on_slice)
+        # Queued: the model may be fed from anywhere on the GUI thread (even inside a paint); the
+        # frame starts from the event loop.
+        self.dirty.connect(self._on_model_dirty, Qt.ConnectionType.QueuedConnection)
         bar = self.verticalScrollBar()
         bar.valueChanged.connect(self._on_scroll)
         bar.rangeChanged.connect(self._on_range)
         self._apply_palette()
+        model.set_waker(self.dirty.emit)
+        self._todo = dict.fromkeys(range(model.first_id, model.next_id))
+        if self._todo:
+            self._on_model_dirty()
 
-    # -- feeding (buffered until the next frame) -------------------------------------------------
+    # -- the model -------------------------------------------------------------------------------
 
-    def feed_user_message(self, text: str) -> None:
-        self._push("add_user_message", text)
+    @property
+    def model(self) -> Transcript:
+        return self._model
 
-    def feed_begin_assistant(self, response_id: str) -> None:
-        self._push("begin_assistant", response_id)
-
-    def feed_text(self, item_id: str, delta: str) -> None:
-        self._push_delta("append_text", item_id, delta)
-
-    def feed_reasoning(self, item_id: str, delta: str) -> None:
-        self._push_delta("append_reasoning", item_id, delta)
-
-    def feed_begin_tool_call(self, item_id: str, name: str, call_id: str) -> None:
-        self._push("begin_tool_call", item_id, name, call_id)
-
-    def feed_tool_args(self, item_id: str, delta: str) -> None:
-        self._push_delta("append_tool_args", item_id, delta)
-
-    def feed_end_item(self, item_id: str) -> None:
-        self._push("end_item", item_id)
-
-    def feed_tool_output(self, call_id: str, text: str, ok: bool) -> None:
-        self._push("add_tool_output", call_id, text, ok)
-
-    def feed_notice(self, kind: str, text: str) -> None:
-        self._push("add_notice", kind, text)
-
-    def feed_end_response(self, status: str) -> None:
-        self._push("end_response", status)
+    def set_model(self, model: Transcript) -> None:
+        """Paint another conversation (another project's services were bound)."""
+        if model is self._model:
+            return
+        self._model.set_waker(None)
+        self._model = model
+        self._reset()
+        self._epoch = model.epoch
+        self._todo = dict.fromkeys(range(model.first_id, model.next_id))
+        model.set_waker(self.dirty.emit)
+        self._on_model_dirty()
 
     @property
     def pending(self) -> bool:
-        """True while buffered input or unrendered blocks remain."""
-        return bool(self._ops or self._todo)
+        """True while the model holds input not worked through or blocks are not rendered yet."""
+        return self._model.pending or self.has_work()
 
     # -- public controls -------------------------------------------------------------------------
 
@@ -179,21 +178,16 @@ class TranscriptView(QTextBrowser):
         return self._theme
 
     def set_theme(self, theme: Theme) -> None:
-        """Switch palettes; every block is re-rendered once (no re-lex: spans are theme-free)."""
+        """Switch palettes; every live block is re-rendered once (no re-lex: spans are theme-free)."""
         self._theme = theme
-        self._fmt_cache.clear()
-        self._bfmt_cache.clear()
+        self._writer.set_theme(theme)
         self._apply_palette()
         self._rebuild()
 
     def clear(self) -> None:
-        self._ops.clear()
-        self._todo.clear()
-        self.transcript.clear()
-        self._ids.clear()
-        self._ranges.clear()
-        self.document().clear()
-        self._set_following(True)
+        """Clear the conversation (through the model: the services' transcript starts over)."""
+        self._model.clear()
+        self._sync_epoch()
 
     def copy_code(self, block_id: int) -> str:
         """Copy a code block (with its size-cut continuations) or a tool block to the clipboard."""
@@ -205,13 +199,13 @@ class TranscriptView(QTextBrowser):
         return text
 
     def toggle_collapsed(self, block_id: int) -> None:
-        blk = self.transcript.block(block_id)
-        self.transcript.set_collapsed(block_id, not blk.collapsed)
-        self._todo.update(dict.fromkeys(self.transcript.take_dirty()))
+        blk = self._model.block(block_id)
+        self._model.set_collapsed(block_id, not blk.collapsed)
+        self._todo.update(dict.fromkeys(self._model.take_dirty()))
         self._render_pending(None)
 
     def block_at(self, pos: int) -> int | None:
-        """Id of the block whose range holds document position `pos`."""
+        """Id of the block whose range holds document position `pos` (None on an evicted page)."""
         lo, hi = 0, len(self._ids) - 1
         found = None
         while lo <= hi:
@@ -221,111 +215,95 @@ class TranscriptView(QTextBrowser):
                 lo = mid + 1
             else:
                 hi = mid - 1
-        return None if found is None else self._ids[found]
+        if found is None or self._ids[found] < 0:
+            return None
+        return self._ids[found]
 
     def flush(self) -> None:
         """Run one whole frame now, its slices back to back (tests, screenshots, a final paint)."""
         self._slice_timer.stop()
-        self._start_frame()
-        while self._run_slice():
+        self.pacer.start_frame()
+        while self.pacer.run_slice(self._model, self):
             pass
+
+    @property
+    def evicted_pages(self) -> int:
+        return len(self._pages)
+
+    @property
+    def live_chars(self) -> int:
+        """Rendered text the document holds (evicted pages not counted)."""
+        return self._live_chars
 
     # -- frames and slices -----------------------------------------------------------------------
 
-    def _on_frame(self) -> None:
-        if not self.pending:  # an idle frame: sleep until the next feed
-            self._timer.stop()
-            return
-        self._start_frame()
-        self._on_slice()
-
-    def _on_slice(self) -> None:
-        if self._run_slice():
-            self._slice_timer.start()
-
-    def _start_frame(self) -> None:
-        self._feed_left = MAX_FEED_PER_FRAME
-        self._model_left = FRAME_BUDGET_S * MODEL_SHARE
-        self._time_left = FRAME_BUDGET_S
-        self._fed = self._rendered = False
-
-    def _run_slice(self) -> bool:
-        """One slice of the current frame; True if the frame has work left and time for it."""
-        t0 = time.perf_counter()
-        deadline = t0 + max(min(SLICE_S, self._time_left), 0.0)
-        if self._model_may_run():
-            self._apply_ops(min(deadline, t0 + max(self._model_left, 0.0)))
-            self._todo.update(dict.fromkeys(self.transcript.take_dirty()))
-            self._model_left -= time.perf_counter() - t0
-            self._fed = True
-        elif self._todo:  # model and render work never share a slice: the loop turns in between
-            self._render_pending(deadline)
-            self._rendered = True
-        self._time_left -= time.perf_counter() - t0
-        if self._time_left <= 0:  # out of time: only the one render a frame always gets
-            return bool(self._todo) and not self._rendered and not self._model_may_run()
-        return self._model_may_run() or bool(self._todo)
-
-    def _model_may_run(self) -> bool:
-        return bool(self._ops) and self._feed_left > 0 and (self._model_left > 0 or not self._fed)
-
-    # -- buffering -------------------------------------------------------------------------------
-
-    def _push(self, name: str, *args: object) -> None:
-        self._ops.append([name, *args])
+    def _on_model_dirty(self) -> None:
         if not self._timer.isActive():
             self._timer.start()
 
-    def _push_delta(self, name: str, item_id: str, delta: str) -> None:
-        if not delta:
+    def _on_frame(self) -> None:
+        if not self.pending:  # an idle frame: sleep until the next wake
+            self._timer.stop()
             return
-        if self._ops:
-            last = self._ops[-1]
-            if last[0] == name and last[1] == item_id:
-                parts = last[2]
-                assert isinstance(parts, list)
-                parts.append(delta)
-                return
-        self._push(name, item_id, [delta])
+        self.pacer.start_frame()
+        self._on_slice()
 
-    def _apply_ops(self, deadline: float) -> None:
-        """Feed buffered ops to the model in FEED_CHUNK pieces until the deadline or the feed budget."""
-        model = self.transcript
-        while self._ops and self._feed_left > 0:
-            op = self._ops[0]
-            name = op[0]
-            assert isinstance(name, str)
-            if isinstance(op[-1], list):  # a delta run
-                parts = op[-1]
-                text = parts[0] if len(parts) == 1 else "".join(parts)
-                n = min(FEED_CHUNK, self._feed_left)
-                if len(text) > n:
-                    chunk = text[:n]
-                    op[-1] = [text[n:]]
-                else:
-                    chunk = text
-                    self._ops.pop(0)
-                self._feed_left -= len(chunk)
-                getattr(model, name)(op[1], chunk)
-            else:
-                self._ops.pop(0)
-                getattr(model, name)(*op[1:])
-            if time.perf_counter() >= deadline:
-                break
+    def _on_slice(self) -> None:
+        if self.pacer.run_slice(self._model, self):
+            self._slice_timer.start()
+
+    # FramePacer's Renderer side ------------------------------------------------------------------
+
+    def has_work(self) -> bool:
+        return bool(self._todo) or self._model.has_dirty or self._epoch != self._model.epoch \
+            or self._restore_due or (self._live_chars > LIVE_BUDGET_CHARS and not self._evict_blocked)
+
+    def draw(self, deadline: float) -> None:
+        self._sync_epoch()
+        if self._restore_due:
+            self._restore_near(deadline)
+        self._todo.update(dict.fromkeys(self._model.take_dirty()))
+        if self._todo:
+            self._render_pending(deadline)
+        if not self._todo and self._live_chars > LIVE_BUDGET_CHARS and not self._evict_blocked \
+                and time.perf_counter() < deadline:
+            self._evict_far(deadline)
 
     # -- rendering -------------------------------------------------------------------------------
+
+    def _sync_epoch(self) -> None:
+        if self._epoch != self._model.epoch:
+            self._epoch = self._model.epoch
+            self._reset()
+
+    def _reset(self) -> None:
+        self._slice_timer.stop()
+        self._layout = None
+        self._todo.clear()
+        self._ids.clear()
+        self._ranges.clear()
+        self._pages.clear()
+        self._live_chars = 0
+        self._restore_due = False
+        self._evict_blocked = False
+        self.document().clear()
+        self._set_following(True)
+        _release_heap()
 
     def _render_pending(self, deadline: float | None) -> None:
         """Render dirty blocks in document order, stopping after the block that passes the deadline."""
         if not self._todo:
             return
         todo = sorted(self._todo)  # ids grow in document order: new blocks append in order
+        model = self._model
         cur = QTextCursor(self.document())
         cur.beginEditBlock()
         done = 0
         try:
             for bid in todo:
-                self._render(cur, self.transcript.block(bid))
+                if bid in self._ranges or not self._ids or bid > self._last_block_id():
+                    self._render(cur, model.block(bid))
+                # else: on an evicted page (a settled block does not change): nothing to draw
                 done += 1
                 if deadline is not None and time.perf_counter() >= deadline:
                     break
@@ -336,11 +314,34 @@ class TranscriptView(QTextBrowser):
         if self._following:
             self._scroll_to_end()
 
+    def _last_block_id(self) -> int:
+        for key in reversed(self._ids):
+            if key > 0:
+                return key
+            return self._pages[-key].last
+        return 0
+
     def _rebuild(self) -> None:
+        """Draw the document again: live blocks re-rendered, evicted pages as placeholders."""
+        entries = list(self._ids)
+        pages = dict(self._pages)
         self.document().clear()
         self._ids.clear()
         self._ranges.clear()
-        self._todo = dict.fromkeys(b.id for b in self.transcript.blocks)
+        self._pages.clear()
+        self._live_chars = 0
+        cur = QTextCursor(self.document())
+        cur.beginEditBlock()
+        try:
+            for key in entries:
+                if key < 0:
+                    self._append_placeholder(cur, -key, pages[-key])
+                else:
+                    self._render(cur, self._model.block(key))
+        finally:
+            cur.endEditBlock()
+        self._todo.clear()
+        self._todo.update(dict.fromkeys(self._model.take_dirty()))
         self._render_pending(None)
 
     def _end_of(self, idx: int) -> int:
@@ -355,20 +356,24 @@ class TranscriptView(QTextBrowser):
             cur.setPosition(end)
             if self._ids:
                 cur.insertBlock()
-            r = _Range(cur.position(), blk.kind)
+            r = Drawn(cur.position(), blk.kind)
             self._ids.append(blk.id)
             self._ranges[blk.id] = r
-            self._write(cur, blk, r)
+            self._writer.write(cur, blk, r)
+            self._live_chars += r.chars
+            self._evict_blocked = False
             return
+        before = r.chars
         idx = self._index(blk.id)
         end = self._end_of(idx)
-        if self._try_append(cur, blk, r, end):
-            return
-        cur.setPosition(r.start)
-        cur.setPosition(end, QTextCursor.MoveMode.KeepAnchor)
-        cur.removeSelectedText()
-        self._write(cur, blk, r)
-        self._shift(idx, cur.position() - end)
+        if not self._try_append(cur, blk, r, end):
+            cur.setPosition(r.start)
+            cur.setPosition(end, QTextCursor.MoveMode.KeepAnchor)
+            cur.removeSelectedText()
+            self._writer.write(cur, blk, r)
+            self._shift(idx, cur.position() - end)
+        r.chars = len(blk.text)
+        self._live_chars += r.chars - before
 
     def _index(self, bid: int) -> int:
         if self._ids and self._ids[-1] == bid:
@@ -383,7 +388,7 @@ class TranscriptView(QTextBrowser):
             for bid in self._ids[idx + 1:]:
                 self._ranges[bid].start += delta
 
-    def _try_append(self, cur: QTextCursor, blk: Block, r: _Range, end: int) -> bool:
+    def _try_append(self, cur: QTextCursor, blk: Block, r: Drawn, end: int) -> bool:
         """Grow a code block or streaming tool arguments in place; False if a full re-render is due."""
         if r.kind is not blk.kind or r.collapsed != blk.collapsed or blk.frozen != r.frozen:
             return False
@@ -392,220 +397,255 @@ class TranscriptView(QTextBrowser):
             cur.setPosition(r.start + r.body + r.appended)
             cur.setPosition(end, QTextCursor.MoveMode.KeepAnchor)
             cur.removeSelectedText()
-            self._code_text(cur, blk, r.appended, blk.committed)
-            self._code_text(cur, blk, blk.committed, len(blk.text))
+            self._writer.code_text(cur, blk, r.appended, blk.committed)
+            self._writer.code_text(cur, blk, blk.committed, len(blk.text))
             r.appended = blk.committed
             r.version = blk.version
             self._shift(idx, cur.position() - end)
             return True
         if blk.kind is BlockKind.TOOL_CALL and not blk.collapsed and len(blk.text) >= r.appended:
             cur.setPosition(end)
-            cur.insertText(blk.text[r.appended:], self._fmt("mono"))
+            cur.insertText(blk.text[r.appended:], self._writer.fmt("mono"))
             r.appended = len(blk.text)
             r.version = blk.version
             self._shift(idx, cur.position() - end)
             return True
         return False
 
-    def _write(self, cur: QTextCursor, blk: Block, r: _Range) -> None:
-        """Insert the whole block at the cursor (which sits at the start of an empty paragraph)."""
-        r.kind, r.version, r.frozen, r.collapsed, r.lang = blk.kind, blk.version, blk.frozen, blk.collapsed, blk.lang
-        r.appended = 0
-        k = blk.kind
-        th = self._theme
-        cur.setBlockFormat(self._bfmt())
-        if k is BlockKind.CODE:
-            if not blk.cont:
-                cur.setBlockFormat(self._bfmt(top=6, bg=th.code_background))
-                cur.insertText(f"{blk.lang or 'code'}  ", self._fmt("muted"))
-                cur.insertText("Copy", self._fmt(("anchor", f"copy:{blk.id}")))
-                cur.insertBlock(self._bfmt(bg=th.code_background), self._fmt("mono"))
-            else:
-                cur.setBlockFormat(self._bfmt(bg=th.code_background))
-            r.body = cur.position() - r.start
-            text = blk.text
-            if blk.frozen:
-                text = text[:-1] if text.endswith("\n") else text
-                self._code_text(cur, blk, 0, len(text))
-                r.appended = len(text)
-            else:
-                self._code_text(cur, blk, 0, blk.committed)
-                self._code_text(cur, blk, blk.committed, len(text))
-                r.appended = blk.committed
+    # -- eviction: memory bounded by what is on screen plus a budget ---------------------------------
+
+    def _doc_layout(self) -> QAbstractTextDocumentLayout:
+        # One wrapper, kept: PySide makes a new one per call, and those pile up mid-stream.
+        if self._layout is None:
+            self._layout = self.document().documentLayout()
+        return self._layout
+
+    def _entry_top(self, idx: int) -> float:
+        """Document y of entry `idx`'s first paragraph (its layout is forced up to there)."""
+        doc = self.document()
+        return self._doc_layout().blockBoundingRect(doc.findBlock(self._ranges[self._ids[idx]].start)).top()
+
+    def _entry_bottom(self, idx: int) -> float:
+        if idx + 1 < len(self._ids):
+            return self._entry_top(idx + 1)
+        return self._doc_layout().documentSize().height()
+
+    def _zone(self, screens: float) -> tuple[float, float]:
+        """The document y range within `screens` viewport heights of what is shown."""
+        top = float(self.verticalScrollBar().value())
+        h = float(max(self.viewport().height(), 1))
+        return top - screens * h, top + h + screens * h
+
+    def _evict_far(self, deadline: float) -> None:
+        """Release settled blocks more than two screens away, in pages, down to half the budget.
+
+        An edit above the viewport costs Qt a pass over everything after it (~6 ms per 100 KB), so a
+        pass is planned first (binary searches for the zone's edges, two layout queries a page) and
+        applied in one edit block, last page first, with one sweep of the positions at the end: one
+        relayout per pass, and a pass only every half budget of new text."""
+        if self.textCursor().hasSelection():  # never pull text out from under a selection
+            self._evict_blocked = True
             return
-        if k is BlockKind.TOOL_CALL or k is BlockKind.TOOL_OUTPUT:
-            self._write_tool(cur, blk, r)
-            return
-        if k is BlockKind.USER:
-            cur.setBlockFormat(self._bfmt(top=10, bottom=4, bg=th.user_background))
-            cur.insertText("You\n", self._fmt(("flags", BOLD, False)))
-            cur.insertText(blk.text, self._fmt("base"))
-            return
-        if k is BlockKind.NOTICE:
-            cur.setBlockFormat(self._bfmt(top=4))
-            cur.insertText(blk.text, self._fmt("error" if blk.name == "error" else "muted"))
-            return
-        if k is BlockKind.RULE:
-            cur.setBlockFormat(self._bfmt(top=4))
-            cur.insertText("─" * 24, self._fmt("muted"))
-            return
-        if not blk.text:
-            return
-        dim = blk.reasoning
-        if k is BlockKind.HEADING:
-            cur.setBlockFormat(self._bfmt(top=8))
-            self._inline(cur, blk.text, dim, heading=blk.level)
-        elif k is BlockKind.LIST or k is BlockKind.QUOTE:
-            first = True
-            for line in blk.text.split("\n"):
-                if not first:
-                    cur.insertBlock()
-                first = False
-                stripped = line.lstrip()
-                depth = (len(line) - len(stripped)) // 2
-                if k is BlockKind.QUOTE:
-                    stripped = stripped[1:].lstrip() if stripped.startswith(">") else stripped
-                    cur.setBlockFormat(self._bfmt(indent=1))
-                    self._inline(cur, stripped, True)
+        ids, ranges = self._ids, self._ranges
+        keep_top, keep_bottom = self._zone(2.0)
+        last = len(ids) - TAIL_KEEP
+        above = self._first_entry(lambda k: self._entry_bottom(k) > keep_top, 0, last)
+        below = self._first_entry(lambda k: self._entry_top(k) >= keep_bottom, above, last)
+        excess = self._live_chars - LIVE_BUDGET_CHARS // 2
+        runs: list[tuple[int, int, int]] = []  # (i, j, chars): entries [i, j) become one page
+        for lo, hi in ((0, above), (below, last)):
+            i = lo
+            while i < hi and excess > 0:
+                if ids[i] < 0 or not ranges[ids[i]].frozen:
+                    i += 1
                     continue
-                cur.setBlockFormat(self._bfmt(indent=1 + depth))
-                if stripped[:2] in ("- ", "* ", "+ ") or stripped in ("-", "*", "+"):
-                    cur.insertText("• ", self._fmt("muted"))
-                    stripped = stripped[2:]
-                self._inline(cur, stripped, dim)
-        else:
-            cur.setBlockFormat(self._bfmt(top=0 if blk.cont else 4))
-            self._inline(cur, blk.text, dim)
-
-    def _write_tool(self, cur: QTextCursor, blk: Block, r: _Range) -> None:
-        th = self._theme
-        arrow = "▸" if blk.collapsed else "▾"
-        cur.setBlockFormat(self._bfmt(top=6, bg=th.code_background))
-        if blk.kind is BlockKind.TOOL_CALL:
-            label = f"{arrow} tool {blk.name}" + ("" if blk.frozen else " …")
-            cur.insertText(label, self._fmt(("anchor", f"toggle:{blk.id}")))
-            cur.insertText(f"  {blk.call_id}", self._fmt("muted"))
-            if not blk.collapsed:
-                cur.insertBlock(self._bfmt(bg=th.code_background), self._fmt("mono"))
-                r.body = cur.position() - r.start
-                cur.insertText(blk.text, self._fmt("mono"))
-                r.appended = len(blk.text)
+                j, chars = i, 0
+                while j < hi and ids[j] > 0 and ranges[ids[j]].frozen \
+                        and not (chars and chars + ranges[ids[j]].chars > PAGE_CHARS):
+                    chars += ranges[ids[j]].chars
+                    j += 1
+                runs.append((i, j, chars))
+                excess -= chars
+                i = j
+        if not runs:
+            self._evict_blocked = True
             return
-        lines = blk.text.count("\n") + (0 if blk.text.endswith("\n") or not blk.text else 1)
-        mark = "✓" if blk.ok else "✗"
-        cur.insertText(f"{arrow} {mark} output  ", self._fmt(("anchor", f"toggle:{blk.id}")))
-        cur.insertText(f"{lines} lines  ", self._fmt("muted"))
-        cur.insertText("Copy", self._fmt(("anchor", f"copy:{blk.id}")))
-        if blk.collapsed:
-            return
-        preview = blk.text[:OUTPUT_PREVIEW_CHARS]
-        cut = _nth(preview, "\n", OUTPUT_PREVIEW_LINES)
-        if cut >= 0:
-            preview = preview[:cut]
-        preview = preview.rstrip("\n")
-        cur.insertBlock(self._bfmt(bg=th.code_background), self._fmt("mono"))
-        cur.insertText(preview, self._fmt("ok" if blk.ok else "error"))
-        if len(preview) < len(blk.text.rstrip("\n")):
-            rest = blk.text.count("\n", len(preview))
-            cur.insertText(f"\n… {max(rest, 1)} more lines (Copy for all)", self._fmt("muted"))
+        heights = [self._entry_bottom(j - 1) - self._entry_top(i) for i, j, _ in runs]
+        done: list[tuple[int, int]] = []  # per run, in document order: (entries left, position shift)
+        cur = QTextCursor(self.document())
+        cur.beginEditBlock()
+        try:
+            for (i, j, chars), height in zip(reversed(runs), reversed(heights), strict=True):
+                done.append(self._evict(cur, i, j, height, chars))  # later runs first: earlier positions hold
+        finally:
+            cur.endEditBlock()
+        # One sweep: each entry after a page moves by the shifts of all the pages before it.
+        removed, shift, marks = 0, 0, []
+        for (i, j, _), (kept, delta) in zip(runs, reversed(done), strict=True):
+            removed += (j - i) - kept
+            shift += delta
+            marks.append((j - removed, shift))
+        for n, (start, delta) in enumerate(marks):
+            stop = marks[n + 1][0] if n + 1 < len(marks) else len(ids)
+            for key in ids[start:stop]:
+                ranges[key].start += delta
 
-    def _code_text(self, cur: QTextCursor, blk: Block, start: int, end: int) -> None:
-        if end <= start:
-            return
-        text = blk.text
-        pos = start
-        mono = self._fmt("mono")
-        for s, e, key in spans_in(blk.spans, start, end):
-            if s > pos:
-                cur.insertText(text[pos:s], mono)
-            cur.insertText(text[s:e], self._fmt(("tok", key)))
-            pos = e
-        if pos < end:
-            cur.insertText(text[pos:end], mono)
-
-    def _inline(self, cur: QTextCursor, text: str, dim: bool, heading: int = 0) -> None:
-        for span in render_inline(text):
-            flags = span.flags | (BOLD if heading else 0)
-            if span.href:
-                fmt = QTextCharFormat(self._fmt(("link", flags, dim, heading)))
-                fmt.setAnchorHref(span.href)
-                cur.insertText(span.text, fmt)
+    def _first_entry(self, pred: Callable[[int], bool], lo: int, hi: int) -> int:
+        """The first index in [lo, hi) where `pred` holds (it holds from there on), else hi."""
+        while lo < hi:
+            mid = (lo + hi) // 2
+            if pred(mid):
+                hi = mid
             else:
-                cur.insertText(span.text, self._fmt(("flags", flags, dim, heading)))
+                lo = mid + 1
+        return lo
 
-    # -- formats ---------------------------------------------------------------------------------
+    def _evict(self, cur: QTextCursor, i: int, j: int, height: float, chars: int) -> tuple[int, int]:
+        """Replace entries [i, j) (live blocks) with one placeholder paragraph of `height`; returns
+        how many entries stand there now (0 when merged into the page before) and the position shift
+        of what follows (the caller moves the later entries)."""
+        ids = self._ids
+        start = self._ranges[ids[i]].start
+        end = self._end_of(j - 1)
+        first, lastb = ids[i], ids[j - 1]
+        # Merge into the placeholder just before, while the page stays small enough to render in a slice.
+        prev = ids[i - 1] if i > 0 else 0
+        merge = prev < 0 and self._pages[-prev].chars + chars <= PAGE_CHARS and self._pages[-prev].last + 1 == first
+        if merge:
+            page = self._pages[-prev]
+            page.last, page.height, page.chars = lastb, page.height + height, page.chars + chars
+            cur.setPosition(start - 1)  # from the placeholder's paragraph end: drop the run whole
+            cur.setPosition(end, QTextCursor.MoveMode.KeepAnchor)
+            cur.removeSelectedText()
+            cur.setBlockFormat(self._writer.placeholder_format(page.height))
+            new_keys: list[int] = []
+            shift = (start - 1) - end
+        else:
+            cur.setPosition(start)
+            cur.setPosition(end, QTextCursor.MoveMode.KeepAnchor)
+            cur.removeSelectedText()
+            cur.setBlockFormat(self._writer.placeholder_format(height))
+            cur.setBlockCharFormat(QTextCharFormat())
+            key = self._next_page
+            self._next_page += 1
+            self._pages[key] = _Page(first, lastb, height, chars)
+            self._ranges[-key] = Drawn(start, None, chars=0)
+            new_keys = [-key]
+            shift = start - end
+        for k in ids[i:j]:
+            del self._ranges[k]
+        ids[i:j] = new_keys
+        self._live_chars -= chars
+        return len(new_keys), shift
 
-    def _color(self, name: str) -> QColor:
-        return QColor(name)
+    def _append_placeholder(self, cur: QTextCursor, key: int, page: _Page) -> None:
+        cur.setPosition(self.document().characterCount() - 1)
+        if self._ids:
+            cur.insertBlock()
+        cur.setBlockFormat(self._writer.placeholder_format(page.height))
+        cur.setBlockCharFormat(QTextCharFormat())
+        self._pages[key] = page
+        self._ranges[-key] = Drawn(cur.position(), None)
+        self._ids.append(-key)
 
-    def _bfmt(self, top: int = 0, bottom: int = 0, bg: str = "", indent: int = 0) -> QTextBlockFormat:
-        """Block formats are cached (Qt formats are shared values): a frame writes dozens of blocks."""
-        key = (top, bottom, bg, indent)
-        f = self._bfmt_cache.get(key)
-        if f is not None:
-            return f
-        f = QTextBlockFormat()
-        f.setTopMargin(top)
-        f.setBottomMargin(bottom)
-        if indent:
-            f.setIndent(indent)
-        if bg:
-            f.setBackground(self._color(bg))
-        self._bfmt_cache[key] = f
-        return f
+    def _restore_near(self, deadline: float) -> None:
+        """Render again the evicted pages within a screen of the viewport, nearest first."""
+        if not self._pages:
+            self._restore_due = False
+            return
+        near_top, near_bottom = self._zone(1.0)
+        for idx in self._pages_in(near_top, near_bottom):
+            self._restore(idx)
+            if time.perf_counter() >= deadline:
+                return  # more next slice: _restore_due stays set
+        self._restore_due = False
 
-    def _fmt(self, key: object) -> QTextCharFormat:
-        fmt = self._fmt_cache.get(key)
-        if fmt is not None:
-            return fmt
-        th = self._theme
-        fmt = QTextCharFormat()
-        fmt.setForeground(self._color(th.foreground))
-        if key == "mono":
-            fmt.setFont(self._mono)
-            fmt.setForeground(self._color(th.code_foreground))
-        elif key in ("muted", "error", "ok"):
-            fmt.setForeground(self._color({"muted": th.muted, "error": th.error, "ok": th.ok}[str(key)]))
-        elif isinstance(key, tuple) and key[0] == "anchor":
-            fmt.setAnchor(True)
-            fmt.setAnchorHref(str(key[1]))
-            fmt.setForeground(self._color(th.link))
-        elif isinstance(key, tuple) and key[0] == "tok":
-            fmt.setFont(self._mono)
-            st = th.code_style(str(key[1]))
-            fmt.setForeground(self._color(st.color if st and st.color else th.code_foreground))
-            if st and st.bold:
-                fmt.setFontWeight(QFont.Weight.Bold)
-            if st and st.italic:
-                fmt.setFontItalic(True)
-        elif isinstance(key, tuple) and key[0] == "link":
-            fmt = QTextCharFormat(self._fmt(("flags", *key[1:])))
-            fmt.setAnchor(True)
-            fmt.setForeground(self._color(th.link))
-            fmt.setFontUnderline(True)
-        elif isinstance(key, tuple) and key[0] == "flags":
-            flags, dim = int(key[1]), bool(key[2])
-            heading = int(key[3]) if len(key) > 3 else 0
-            if dim:
-                fmt.setForeground(self._color(th.muted))
-            if flags & BOLD:
-                fmt.setFontWeight(QFont.Weight.Bold)
-            if flags & ITALIC or dim:
-                fmt.setFontItalic(bool(flags & ITALIC) or dim)
-            if flags & STRIKE:
-                fmt.setFontStrikeOut(True)
-            if flags & CODE:
-                fmt.setFont(self._mono)
-                fmt.setBackground(self._color(th.code_background))
-            if heading:
-                base = self.font().pointSizeF() if self.font().pointSizeF() > 0 else 10.0
-                fmt.setFontPointSize(base * {1: 1.6, 2: 1.35, 3: 1.15}.get(heading, 1.0))
-        self._fmt_cache[key] = fmt
-        return fmt
+    def _pages_in(self, top: float, bottom: float) -> list[int]:
+        """Indexes of placeholder entries intersecting [top, bottom), by binary search on y."""
+        ids = self._ids
+        lo, hi = 0, len(ids)
+        while lo < hi:  # first entry whose bottom is below `top`
+            mid = (lo + hi) // 2
+            if self._entry_bottom(mid) <= top:
+                lo = mid + 1
+            else:
+                hi = mid
+        out: list[int] = []
+        i = lo
+        while i < len(ids) and self._entry_top(i) < bottom:
+            if ids[i] < 0:
+                out.append(i)
+            i += 1
+        # nearest the viewport first: the ones below the top before the ones above it
+        return out
+
+    def _restore(self, idx: int) -> None:
+        key = -self._ids[idx]
+        page = self._pages.pop(key)
+        r = self._ranges.pop(-key)
+        bar = self.verticalScrollBar()
+        above = self._entry_bottom(idx) <= bar.value()
+        old_value = bar.value()
+        end = self._end_of(idx)
+        cur = QTextCursor(self.document())
+        cur.beginEditBlock()
+        new_ids: list[int] = []
+        try:
+            cur.setPosition(r.start)
+            cur.setPosition(end, QTextCursor.MoveMode.KeepAnchor)
+            cur.removeSelectedText()
+            cur.setBlockFormat(self._writer.bfmt())
+            for n, bid in enumerate(range(page.first, page.last + 1)):
+                blk = self._model.block(bid)
+                if n:
+                    cur.insertBlock()
+                rr = Drawn(cur.position(), blk.kind)
+                self._ranges[bid] = rr
+                self._writer.write(cur, blk, rr)
+                new_ids.append(bid)
+            shift = cur.position() - end
+        finally:
+            cur.endEditBlock()
+        self._ids[idx:idx + 1] = new_ids
+        self._live_chars += page.chars
+        self._shift(idx + len(new_ids) - 1, shift)
+        self._evict_blocked = False
+        if above and not self._following:  # keep what the user looks at where it was
+            height = self._entry_bottom(idx + len(new_ids) - 1) - self._entry_top(idx)
+            self._auto_scroll = True
+            try:
+                bar.setValue(old_value + round(height - page.height))
+            finally:
+                self._auto_scroll = False
+
+    def createMimeDataFromSelection(self) -> QMimeData:
+        """A selection across evicted pages copies their text from the model."""
+        cur = self.textCursor()
+        a, b = cur.selectionStart(), cur.selectionEnd()
+        if not self._pages or not any(self._ranges[k].start >= a and self._ranges[k].start <= b
+                                      for k in self._ids if k < 0):
+            return super().createMimeDataFromSelection()
+        parts: list[str] = []
+        doc = self.document()
+        for idx, key in enumerate(self._ids):
+            start, end = self._ranges[key].start, self._end_of(idx)
+            if end < a or start > b:
+                continue
+            if key < 0:
+                page = self._pages[-key]
+                parts.append("\n\n".join(self._model.block(i).text for i in range(page.first, page.last + 1)))
+            else:
+                c = QTextCursor(doc)
+                c.setPosition(max(start, a))
+                c.setPosition(min(end, b), QTextCursor.MoveMode.KeepAnchor)
+                parts.append(c.selectedText().replace("\u2029", "\n"))
+        mime = QMimeData()
+        mime.setText("\n".join(parts))
+        return mime
 
     def _apply_palette(self) -> None:
         th = self._theme
-        self._background = self._color(th.background)
+        self._background = QColor(th.background)
         # A flat scrollbar: Fusion's gradient scrollbar costs more to paint than the text does, and
         # the range changes every frame while streaming.
         self.setStyleSheet(
@@ -642,10 +682,23 @@ class TranscriptView(QTextBrowser):
             self._scroll_to_end()
 
     def _on_scroll(self, value: int) -> None:
-        if self._auto_scroll:
+        if self._auto_scroll:  # following the stream moves away from released pages, never to them
+            self._evict_blocked = False
             return
+        self._viewport_moved()
         bar = self.verticalScrollBar()
         self._set_following(value >= bar.maximum() - 4)
+
+    def _viewport_moved(self) -> None:
+        """Evicted pages may have come near, and blocks may have gone far: look on the next frame."""
+        self._evict_blocked = False
+        if self._pages:
+            self._restore_due = True
+            self._on_model_dirty()
+
+    def resizeEvent(self, e: QResizeEvent) -> None:
+        super().resizeEvent(e)
+        self._viewport_moved()
 
     def keyPressEvent(self, e: QKeyEvent) -> None:
         if e.key() == Qt.Key.Key_Escape:
@@ -661,36 +714,56 @@ class TranscriptView(QTextBrowser):
     # -- copy / collapse -------------------------------------------------------------------------
 
     def _copy_text(self, block_id: int) -> str:
-        blk = self.transcript.block(block_id)
+        model = self._model
+        blk = model.block(block_id)
         if blk.kind is not BlockKind.CODE:
             return blk.text
         parts = [blk.text]
-        blocks = self.transcript.blocks
-        i = blocks.index(blk) + 1
-        while i < len(blocks) and blocks[i].kind is BlockKind.CODE and blocks[i].cont \
-                and blocks[i].item_id == blk.item_id:
-            parts.append(blocks[i].text)
-            i += 1
+        last = model.next_id - 1
+        nxt = block_id + 1
+        while nxt <= last:
+            b = model.block(nxt)
+            if b.kind is not BlockKind.CODE or not b.cont or b.item_id != blk.item_id:
+                break
+            parts.append(b.text)
+            nxt += 1
         return "".join(parts)
 
     def _on_anchor(self, url: QUrl) -> None:
+        """Copy and toggle anchors carry no block id (one shared format each, not one per block):
+        the block is the one under the click, or under the keyboard's anchor selection."""
         s = url.toString()
         kind, _, arg = s.partition(":")
-        if kind == "copy" and arg.isdigit():
-            self.copy_code(int(arg))
-        elif kind == "toggle" and arg.isdigit():
-            self.toggle_collapsed(int(arg))
+        if kind in ("copy", "toggle"):
+            bid = int(arg) if arg.isdigit() else self._anchor_block()
+            if bid is None:
+                return
+            if kind == "copy":
+                self.copy_code(bid)
+            else:
+                self.toggle_collapsed(bid)
         elif kind in ("http", "https", "mailto", "file"):
             from PySide6.QtGui import QDesktopServices
 
             QDesktopServices.openUrl(url)
+
+    def _anchor_block(self) -> int | None:
+        pos = self._click_pos if self._click_pos is not None else self.textCursor().selectionStart()
+        return self.block_at(pos)
+
+    def mouseReleaseEvent(self, e: QMouseEvent) -> None:
+        self._click_pos = self.cursorForPosition(e.position().toPoint()).position()
+        try:
+            super().mouseReleaseEvent(e)  # emits anchorClicked for a click on an anchor
+        finally:
+            self._click_pos = None
 
     def contextMenuEvent(self, e: QContextMenuEvent) -> None:
         menu = self.createStandardContextMenu(e.pos())
         pos = self.cursorForPosition(e.pos()).position()
         bid = self.block_at(pos)
         if bid is not None:
-            blk = self.transcript.block(bid)
+            blk = self._model.block(bid)
             if blk.kind in (BlockKind.CODE, BlockKind.TOOL_CALL, BlockKind.TOOL_OUTPUT):
                 act = QAction("Copy code" if blk.kind is BlockKind.CODE else "Copy", menu)
                 act.triggered.connect(lambda: self.copy_code(bid))
@@ -698,11 +771,11 @@ class TranscriptView(QTextBrowser):
         menu.exec(e.globalPos())
 
 
-def _nth(text: str, ch: str, n: int) -> int:
-    """Index of the n-th occurrence of ch (1-based), or -1."""
-    pos = -1
-    for _ in range(n):
-        pos = text.find(ch, pos + 1)
-        if pos < 0:
-            return -1
-    return pos
+def _release_heap() -> None:
+    """Hand freed heap pages back to the OS (glibc keeps them otherwise, so RSS never drops)."""
+    try:
+        import ctypes
+
+        ctypes.CDLL("libc.so.6").malloc_trim(0)
+    except (OSError, AttributeError):
+        pass

@@ -8,8 +8,8 @@ from pathlib import Path
 import pytest
 
 from app.adapters.project_fs import ProjectFS, UndoError
-from app.tools.fileops import ToolContext, execute
-from app.tools.patch import PatchConflict, plan_patch
+from app.tools.fileops import ToolContext, ToolResult, execute
+from app.tools.patch import ChangeSet, PatchConflict, plan_patch
 from app.tools.paths import PathRefused
 
 
@@ -60,10 +60,15 @@ def test_symlink_inside_is_followed(project: ProjectFS) -> None:
     assert project.read_bytes("alias.txt") == b"alpha\nbeta\n"
 
 
+def _planned(res: ToolResult) -> ChangeSet:
+    assert res.change_set is not None, res.output_text
+    return res.change_set
+
+
 def _apply(project: ProjectFS, patch: str, turn: int = 1, **kw):  # type: ignore[no-untyped-def]
     res = execute("apply_patch", {"patch": patch}, ToolContext(project))
     assert res.ok, res.output_text
-    return project.apply(res.data["change_set"], turn=turn, now=1.0, **kw)
+    return project.apply(_planned(res), turn=turn, now=1.0, **kw)
 
 
 def test_apply_keeps_crlf_and_undo(project: ProjectFS) -> None:
@@ -129,7 +134,7 @@ def test_per_hunk_decisions(project: ProjectFS) -> None:
     (project.root / "notes.txt").write_text("a\nb\nc\nd\ne\nf\ng\nh\n", encoding="utf-8")
     res = execute("apply_patch", {"patch": P("*** Update File: notes.txt", "@@", "-a", "+A", "@@", "-h", "+H",
                                              "*** Add File: x.txt", "+x")}, ToolContext(project))
-    applied = project.apply(res.data["change_set"], {"notes.txt": [False, True], "x.txt": [False]})
+    applied = project.apply(_planned(res), {"notes.txt": [False, True], "x.txt": [False]})
     assert (project.root / "notes.txt").read_text() == "a\nb\nc\nd\ne\nf\ng\nH\n"
     assert applied.skipped == ["x.txt"] and not (project.root / "x.txt").exists()
 

@@ -32,7 +32,9 @@ from pygments.util import ClassNotFound
 from PySide6.QtCore import QElapsedTimer, QEventLoop, Qt, QTimer
 from PySide6.QtWidgets import QApplication, QTextBrowser
 
+from app.protocol.events import OutputTextDelta
 from app.render.markdown import MdKind, split_all
+from app.render.transcript import Transcript
 from app.ui.transcript_view import TranscriptView
 
 TARGET_TOKENS = 50_000
@@ -112,6 +114,14 @@ class NaiveView(QTextBrowser):
         bar.setValue(bar.maximum())
 
 
+def feed(view: TranscriptView | NaiveView, delta: str) -> None:
+    """Ours: the delta as the socket gives it, into the conversation model the view paints."""
+    if isinstance(view, TranscriptView):
+        view.model.apply(OutputTextDelta(item_id="m", output_index=0, delta=delta))
+    else:
+        view.feed_text("m", delta)
+
+
 def _pct(values: list[float], q: float) -> float:
     if not values:
         return 0.0
@@ -125,12 +135,12 @@ def run_one(app: QApplication, kind: str, rate: int, markdown: bool) -> dict[str
     stream_tokens = min(TARGET_TOKENS, int(rate * cap))
     text = corpus(markdown, TARGET_TOKENS * TOKEN_CHARS)
     split = (TARGET_TOKENS - stream_tokens) * TOKEN_CHARS
-    view: TranscriptView | NaiveView = TranscriptView() if kind == "ours" else NaiveView()
+    view: TranscriptView | NaiveView = TranscriptView(Transcript()) if kind == "ours" else NaiveView()
     view.resize(900, 700)
     view.show()
     if split:
         for i in range(0, split, 32 * 1024):
-            view.feed_text("m", text[i:i + 32 * 1024])
+            feed(view, text[i:i + 32 * 1024])
             while view.pending:
                 view.flush()
         app.processEvents()
@@ -153,7 +163,7 @@ def run_one(app: QApplication, kind: str, rate: int, markdown: bool) -> dict[str
         due = min(len(tokens), int(rate * clock.nsecsElapsed() / 1e9))
         sent = state["sent"]
         if due > sent:
-            view.feed_text("m", "".join(tokens[int(sent):due]))
+            feed(view, "".join(tokens[int(sent):due]))
             state["sent"] = due
         if clock.nsecsElapsed() / 1e9 >= cap or due >= len(tokens):
             state["done"] = 1.0
@@ -201,7 +211,7 @@ def run() -> list[dict[str, object]]:
     """All rows: ours (median of runs) against the naive baseline, same process."""
     app = QApplication.instance() or QApplication([])
     assert isinstance(app, QApplication)
-    idle = TranscriptView()
+    idle = TranscriptView(Transcript())
     idle.show()
     app.processEvents()
     idle_rss = psutil.Process().memory_info().rss / 2**20

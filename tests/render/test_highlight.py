@@ -81,3 +81,12 @@ def test_spans_in_clips() -> None:
     spans = [(0, 3, "a"), (4, 8, "b"), (9, 10, "c")]
     assert spans_in(spans, 2, 6) == [(2, 3, "a"), (4, 6, "b")]
     assert spans_in(spans, 10, 12) == []
+
+
+def test_warm_builds_the_lexers_ahead() -> None:
+    """warm() leaves the lexers built (their first use is the costly one)."""
+    from app.render import highlight
+
+    highlight._LEXER_CACHE.pop("rust", None)
+    highlight.warm(["rust"])
+    assert highlight._LEXER_CACHE.get("rust") is not None

@@ -1,10 +1,21 @@
-"""The transcript model: blocks, freezing, tool calls and dirty tracking."""
+"""The conversation model: protocol events and stored items in, blocks out; buffering, waking, packing."""
 
 from __future__ import annotations
 
-import pytest
-
-from app.render.transcript import BlockKind, Transcript
+from app.render.highlight import PackedSpans
+from app.render.transcript import FEED_CHUNK, PACK_BLOCKS, BlockKind, Transcript
+from tests.render.stream import (
+    args,
+    completed,
+    created,
+    drain,
+    error,
+    failed,
+    item_done,
+    reasoning,
+    text,
+    tool_call,
+)
 
 
 def _kinds(t: Transcript) -> list[BlockKind]:
@@ -15,94 +26,183 @@ def test_text_stream_becomes_frozen_blocks() -> None:
     """Streaming markdown yields blocks; completed ones freeze, the tail stays open."""
     t = Transcript()
     t.add_user_message("hi")
-    t.begin_assistant("r1")
-    t.append_text("m1", "# Head\n\npara")
+    t.apply(created("r1"))
+    t.apply(text("m1", "# Head\n\npara"))
+    drain(t)
     assert _kinds(t) == [BlockKind.USER, BlockKind.HEADING, BlockKind.PARAGRAPH]
     head, para = t.blocks[1], t.blocks[2]
-    assert head.frozen and not para.frozen and para.text == "para"
-    t.append_text("m1", "graph\n\n```py\nx = 1\n")
+    assert head.frozen and not para.frozen and para.text == "para" and t.streaming
+    t.apply(text("m1", "graph\n\n```py\nx = 1\n"))
+    drain(t)
+    para, code = t.block(para.id), t.blocks[3]
     assert para.frozen and para.text == "paragraph"
-    code = t.blocks[3]
     assert code.kind is BlockKind.CODE and code.lang == "py" and not code.frozen
     assert code.spans and code.committed == len("x = 1\n")
-    t.end_response("completed")
-    assert all(b.frozen for b in t.blocks) and not t.streaming
+    t.apply(completed("r1"))
+    drain(t)
+    assert all(b.frozen for b in t.blocks) and not t.streaming and t.status == "completed"
+
+
+def test_input_only_buffers_until_advance() -> None:
+    """apply() does no markdown work: nothing is a block until advance(); deltas of one item coalesce."""
+    t = Transcript()
+    t.apply(created())
+    for ch in "Hello, world\n\nagain":
+        t.apply(text("m", ch))
+    assert t.pending and len(t) == 0 and t.take_dirty() == []
+    drain(t)
+    assert not t.pending and [b.text for b in t.blocks] == ["Hello, world", "again"]
+
+
+def test_advance_stops_at_the_deadline_and_the_feed_limit() -> None:
+    """A fake clock past the deadline: one chunk per call; max_chars caps the characters fed."""
+    t = Transcript()
+    t.apply(text("m", "x" * (FEED_CHUNK * 3)))
+    ticks = iter(range(1, 100))
+    assert t.advance(0.5, lambda: float(next(ticks))) == FEED_CHUNK  # the clock is past the deadline at once
+    assert t.pending
+    assert t.advance(float("inf"), lambda: 0.0, max_chars=10) == 10
+    assert drain(t) == FEED_CHUNK * 2 - 10 and not t.pending
+    assert "".join(b.text for b in t.blocks) == "x" * (FEED_CHUNK * 3)
+
+
+def test_one_wake_per_batch_not_per_token() -> None:
+    """The waker fires once when input arrives, again only after advance() took it."""
+    t = Transcript()
+    wakes: list[int] = []
+    t.set_waker(lambda: wakes.append(1))
+    for i in range(1000):
+        t.apply(text("m", f"t{i} "))
+    t.add_notice("info", "n")
+    assert len(wakes) == 1
+    drain(t)
+    t.apply(text("m", "more"))
+    assert len(wakes) == 2
+    t.set_waker(None)
+    t.apply(text("m", "!"))
+    assert len(wakes) == 2
 
 
 def test_dirty_tracking_only_reports_changes() -> None:
     """take_dirty returns changed ids once; frozen blocks are not touched again."""
     t = Transcript()
-    t.append_text("m", "one\n\ntwo")
+    t.apply(text("m", "one\n\ntwo"))
+    drain(t)
     first = t.take_dirty()
     assert len(first) == 2 and t.take_dirty() == []
     one = t.blocks[0]
     v = one.version
-    t.append_text("m", " more")
+    t.apply(text("m", " more"))
+    drain(t)
     assert t.take_dirty() == [t.blocks[1].id]
-    assert one.version == v
-    t.append_text("m", "")
-    assert t.take_dirty() == []
+    assert t.block(one.id).version == v
 
 
 def test_tool_call_args_stream_and_output() -> None:
     """Tool-call arguments grow in one block; the output is its own collapsible block."""
     t = Transcript()
-    bid = t.begin_tool_call("t1", "read_file", "c1")
-    t.take_dirty()
-    t.append_tool_args("t1", '{"pa')
-    t.append_tool_args("t1", 'th": "a"}')
-    blk = t.block(bid)
+    t.apply(tool_call("t1", "read_file", "c1"))
+    t.apply(args("t1", '{"pa'))
+    t.apply(args("t1", 'th": "a"}'))
+    drain(t)
+    blk = t.blocks[0]
+    assert blk.kind is BlockKind.TOOL_CALL and blk.name == "read_file" and blk.call_id == "c1"
     assert blk.text == '{"path": "a"}' and not blk.frozen
-    assert t.take_dirty() == [bid]
-    t.end_item("t1")
-    assert blk.frozen
-    with pytest.raises(ValueError, match="already ended"):
-        t.append_tool_args("t1", "x")
-    out = t.add_tool_output("c1", "ok\n", True)
-    t.set_collapsed(out, True)
-    assert t.block(out).collapsed and t.block(out).kind is BlockKind.TOOL_OUTPUT
+    t.take_dirty()
+    t.apply(item_done("t1"))
+    t.add_tool_output("c1", "ok\n", True)
+    drain(t)
+    assert t.block(blk.id).frozen
+    out = t.blocks[-1]
+    assert out.kind is BlockKind.TOOL_OUTPUT and out.ok is True
+    t.take_dirty()
+    t.set_collapsed(out.id, True)
+    assert t.block(out.id).collapsed and t.take_dirty() == [out.id]
 
 
-def test_bad_input_is_a_clear_error() -> None:
-    """Wrong item kinds and appends after the end raise ValueError."""
+def test_peer_misbehaviour_is_recorded_not_raised() -> None:
+    """Deltas after an item's end, args without a call, an id reused for another kind: fresh items."""
     t = Transcript()
-    t.append_text("m", "x")
-    with pytest.raises(ValueError, match="text item"):
-        t.append_reasoning("m", "y")
-    with pytest.raises(ValueError, match="not an open tool call"):
-        t.append_tool_args("m", "{}")
-    t.end_item("m")
-    with pytest.raises(ValueError, match="already ended"):
-        t.append_text("m", "z")
-    t.begin_tool_call("t", "f", "c")
-    with pytest.raises(ValueError, match="already exists"):
-        t.begin_tool_call("t", "f", "c")
+    t.apply(text("m", "first"))
+    t.apply(item_done("m"))
+    t.apply(text("m", "second"))
+    t.apply(reasoning("m", "thought"))
+    t.apply(args("orphan", "{}"))
+    t.apply(item_done("never-started"))
+    drain(t)
+    assert [(b.kind, b.text, b.reasoning) for b in t.blocks] == [
+        (BlockKind.PARAGRAPH, "first", False),
+        (BlockKind.PARAGRAPH, "second", False),
+        (BlockKind.PARAGRAPH, "thought", True),
+        (BlockKind.TOOL_CALL, "{}", False),
+    ]
 
 
-def test_reasoning_and_notices() -> None:
-    """Reasoning blocks are marked; a failed response adds a status notice."""
+def test_failures_and_notices() -> None:
+    """A failed response and a non-recovered error are notices; recovered errors are not shown."""
     t = Transcript()
-    t.begin_assistant("r")
-    t.append_reasoning("rs", "thinking")
-    t.add_notice("error", "boom")
-    t.end_response("failed")
+    t.apply(created())
+    t.apply(reasoning("rs", "thinking"))
+    t.apply(failed("overloaded"))
+    t.apply(error("previous_response_not_found", "gone"))  # the session resends by itself
+    t.apply(error("rate_limit", "slow down"))
+    t.add_notice("warning", "careful")
+    t.end_response("cancelled")
+    drain(t)
     assert t.blocks[0].reasoning and t.blocks[0].frozen
     notices = [(b.name, b.text) for b in t.blocks if b.kind is BlockKind.NOTICE]
-    assert notices == [("error", "boom"), ("status", "Response failed.")]
+    assert notices == [("error", "The model failed: overloaded"), ("status", "Response failed."),
+                       ("error", "slow down (rate_limit)"), ("status", "Response failed."),
+                       ("warning", "careful"), ("status", "Response cancelled.")]
+
+
+def test_restore_maps_items_like_live_events() -> None:
+    """Stored items become the same blocks the live events made."""
+    items = [
+        {"type": "message", "role": "user", "content": [{"type": "input_text", "text": "hi"}]},
+        {"type": "function_call", "id": "fc1", "name": "read_file", "call_id": "c1", "arguments": '{"path": "a"}'},
+        {"type": "function_call_output", "call_id": "c1", "output": "text of a"},
+        {"type": "message", "role": "assistant", "id": "m1",
+         "content": [{"type": "output_text", "text": "# Done\n\nall good"}]},
+    ]
+    restored = Transcript()
+    restored.restore(items)
+    drain(restored)
+    live = Transcript()
+    live.add_user_message("hi")
+    live.apply(tool_call("fc1", "read_file", "c1"))
+    live.apply(args("fc1", '{"path": "a"}'))
+    live.apply(item_done("fc1"))
+    live.add_tool_output("c1", "text of a", True)
+    live.apply(created("r2"))
+    live.apply(text("m1", "# Done\n\nall good"))
+    live.apply(item_done("m1"))
+    live.apply(completed("r2"))
+    drain(live)
+
+    def shape(t: Transcript) -> list[tuple[object, ...]]:
+        return [(b.kind, b.text, b.name, b.call_id, b.ok, b.frozen) for b in t.blocks]
+
+    assert shape(restored) == shape(live)
+    assert restored.status == "completed"
 
 
 def test_same_blocks_char_by_char() -> None:
     """The model's final blocks do not depend on delta sizes."""
-    text = "Intro **b**\n\n```python\ndef f():\n    '''doc\n    '''\n```\n\n1. a\n2. b\n"
+    src = "Intro **b**\n\n```python\ndef f():\n    '''doc\n    '''\n```\n\n1. a\n2. b\n"
     whole, chars = Transcript(), Transcript()
-    whole.append_text("m", text)
-    for ch in text:
-        chars.append_text("m", ch)
-    whole.end_item("m")
-    chars.end_item("m")
+    whole.apply(text("m", src))
+    drain(whole)
+    for ch in src:
+        chars.apply(text("m", ch))
+        drain(chars)
+    whole.apply(item_done("m"))
+    chars.apply(item_done("m"))
+    drain(whole)
+    drain(chars)
 
     def view(t: Transcript) -> list[tuple[object, ...]]:
-        return [(b.kind, b.text, b.lang, b.spans) for b in t.blocks if b.text]
+        return [(b.kind, b.text, b.lang, list(b.spans)) for b in t.blocks if b.text]
 
     assert view(whole) == view(chars)
 
@@ -110,16 +210,84 @@ def test_same_blocks_char_by_char() -> None:
 def test_huge_delta_keeps_everything() -> None:
     """A 1 MB single delta is kept in bounded blocks, nothing lost."""
     t = Transcript()
-    text = "abcd " * 200_000
-    t.append_text("m", text)
-    t.end_item("m")
-    assert "".join(b.text for b in t.blocks) == text
+    src = "abcd " * 200_000
+    t.apply(text("m", src))
+    t.apply(item_done("m"))
+    drain(t)
+    assert "".join(b.text for b in t.blocks) == src
     assert max(len(b.text) for b in t.blocks) <= 8192
 
 
-def test_clear() -> None:
-    """clear() empties the model."""
+def test_settled_blocks_are_packed_and_read_back_whole() -> None:
+    """A long answer packs its settled blocks into segments; every block reads back as it was."""
+    src = "".join(f"## H{i}\n\npara {i} with `code`\n\n```python\nx = {i}\n```\n\n" for i in range(400))
+    packed = Transcript()
+    packed.apply(text("m", src))
+    packed.apply(item_done("m"))
+    drain(packed)
+    assert packed.packed >= PACK_BLOCKS
+    code = next(packed.block(i) for i in range(packed.first_id, packed.first_id + packed.packed)
+                if packed.block(i).kind is BlockKind.CODE)
+    assert isinstance(code.spans, PackedSpans) and code.frozen and code.spans
+    one_by_one = Transcript()  # fed in small pieces, advanced each time: packed at other moments
+    for i in range(0, len(src), 100):
+        one_by_one.apply(text("m", src[i:i + 100]))
+        drain(one_by_one)
+    one_by_one.apply(item_done("m"))
+    drain(one_by_one)
+
+    def shape(t: Transcript) -> list[tuple[object, ...]]:
+        return [(b.id, b.kind, b.text, b.lang, b.level, list(b.spans)) for b in t.blocks]
+
+    assert shape(packed) == shape(one_by_one)
+    assert packed.plain_text().count("para 399") == 1
+
+
+def test_collapse_a_packed_tool_block() -> None:
+    """A tool block settled into a segment still collapses (the state is kept beside the segment)."""
     t = Transcript()
+    t.apply(tool_call("t", "run_tests", "c"))
+    t.apply(item_done("t"))
+    t.apply(text("m", "p\n\n" * (PACK_BLOCKS * 2)))
+    drain(t)
+    tool = t.first_id
+    assert t.packed and t.block(tool).kind is BlockKind.TOOL_CALL
+    t.take_dirty()
+    t.set_collapsed(tool, True)
+    assert t.block(tool).collapsed and t.take_dirty() == [tool]
+    t.set_collapsed(tool, False)
+    assert not t.block(tool).collapsed
+
+
+def test_clear_bumps_the_epoch_and_wakes() -> None:
+    """clear() empties the model, drops buffered input, bumps epoch and wakes the view."""
+    t = Transcript()
+    wakes: list[int] = []
+    t.set_waker(lambda: wakes.append(1))
     t.add_user_message("x")
+    drain(t)
+    t.apply(text("m", "pending"))
+    epoch = t.epoch
     t.clear()
-    assert t.blocks == [] and t.take_dirty() == []
+    assert t.blocks == [] and not t.pending and t.take_dirty() == [] and t.epoch == epoch + 1
+    assert len(wakes) == 3
+    t.add_user_message("y")
+    drain(t)
+    assert [b.text for b in t.blocks] == ["y"] and t.first_id == t.blocks[0].id
+
+
+def test_a_backlog_is_held_in_a_few_strings_and_fed_exactly() -> None:
+    """The view behind a fast stream: 60k deltas wait in ~60 joined strings and a short tail; feeding while more arrive
+    loses and reorders nothing."""
+    t = Transcript()
+    words = [f"w{i} " for i in range(100_000)]
+    for w in words[:60_000]:
+        t.apply(text("m", w))
+    op = t._ops[-1]
+    assert len(op.parts) <= 60_000 // 1024 + 1024 + 1  # type: ignore[union-attr]  # joined runs + the loose tail
+    for i, w in enumerate(words[60_000:]):
+        t.apply(text("m", w))
+        if i % 1000 == 0:
+            t.advance(float("inf"), lambda: 0.0, max_chars=3000)
+    drain(t)
+    assert "".join(b.text for b in t.blocks).rstrip() == "".join(words).rstrip()

@@ -115,7 +115,7 @@ def run_escapes(base: Path, make_fs: Callable[[Path, Path], Any] | None = None) 
             report.escapes.append(f"{label}: {name} showed the outside secret")
         if not result.ok:
             report.refused += 1
-        change_set = result.data.get("change_set")
+        change_set = result.change_set
         if change_set is not None:  # a patch that planned: the user would approve it, apply it
             try:
                 fs.apply(change_set)

@@ -19,6 +19,7 @@ from app.server import cli
 from app.server.app import run_server
 from app.server.engines.scripted import ScriptedEngine
 from app.services.agent import Agent, AgentConfig
+from app.services.approvals import ApprovalDecision
 from app.services.session import Endpoint, ResponsesSession
 from app.services.settings import Settings, SettingsError, load_settings, save_settings
 from app.services.workspace import ContextSync, Workspace
@@ -193,7 +194,7 @@ def test_tools_never_run_commands_or_write_patches_themselves(tmp_path: Path) ->
     marker = tmp_path / "ran"
     for name, args in [("run_command", {"command": f"touch {marker}"}), ("run_tests", {"path": ""})]:
         result = execute(name, args, ctx)
-        assert result.ok and result.data.get("deferred") is True
+        assert result.ok and result.deferred is not None
     patch = "*** Begin Patch\n*** Update File: a.py\n@@\n-x = 1\n+x = 2\n*** End Patch"
     proposed = execute("apply_patch", {"patch": patch}, ctx)
     assert proposed.ok and "waiting for the user's review" in proposed.output_text
@@ -209,14 +210,14 @@ def _agent_script(marker: Path) -> list[list[dict[str, Any]]]:
     ]
 
 
-async def _run_agent(tmp_path: Path, config: AgentConfig, answer: dict[str, Any] | None,
+async def _run_agent(tmp_path: Path, config: AgentConfig, answer: ApprovalDecision | None,
                      script: list[list[dict[str, Any]]]) -> list[str]:
     """One request through the real Agent; returns the approval kinds asked."""
     asked: list[str] = []
 
-    async def approve(kind: str, title: str, payload: dict[str, Any]) -> dict[str, Any]:
+    async def approve(kind: str, title: str, payload: dict[str, Any]) -> ApprovalDecision:
         asked.append(kind)
-        return answer or {"accept": False}
+        return answer or ApprovalDecision(False)
 
     project = tmp_path / "project"
     async with run_server(ScriptedEngine(rate_tps=0, script=script)) as srv:
@@ -235,7 +236,7 @@ async def _run_agent(tmp_path: Path, config: AgentConfig, answer: dict[str, Any]
 
 
 @pytest.mark.asyncio
-@pytest.mark.parametrize("answer", [None, {"accept": False}], ids=["no-approver", "user-refuses"])
+@pytest.mark.parametrize("answer", [None, ApprovalDecision(False)], ids=["no-approver", "user-refuses"])
 async def test_agent_runs_no_command_and_no_patch_without_approval(tmp_path: Path, answer: Any) -> None:
     """Policy "ask": refused (or nobody to ask) means the command never starts and no file changes."""
     project = tmp_path / "project"
@@ -255,7 +256,7 @@ async def test_agent_runs_the_command_once_approved(tmp_path: Path) -> None:
     project.mkdir()
     (project / "a.py").write_text("x = 1\n")
     marker = tmp_path / "command-ran"
-    asked = await _run_agent(tmp_path, AgentConfig(approval_policy="ask"), {"accept": True}, _agent_script(marker))
+    asked = await _run_agent(tmp_path, AgentConfig(approval_policy="ask"), ApprovalDecision(True), _agent_script(marker))
     assert asked == ["command", "patch"]
     assert marker.exists() and (project / "a.py").read_text() == "x = 2\n"
 
@@ -268,5 +269,5 @@ async def test_agent_asks_before_a_test_run(tmp_path: Path) -> None:
     marker = tmp_path / "tests-ran"
     (project / "test_x.py").write_text(f"def test_x():\n    open({str(marker)!r}, 'w').close()\n")
     script = [[{"tool_call": {"name": "run_tests", "arguments": {}}}], [{"text": "done"}]]
-    asked = await _run_agent(tmp_path, AgentConfig(approval_policy="ask"), {"accept": False}, script)
+    asked = await _run_agent(tmp_path, AgentConfig(approval_policy="ask"), ApprovalDecision(False), script)
     assert not marker.exists() and asked == ["command"]

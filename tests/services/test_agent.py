@@ -12,6 +12,7 @@ from app.adapters.project_fs import ProjectFS
 from app.server.app import run_server
 from app.server.engines.scripted import ScriptedEngine
 from app.services.agent import Agent, AgentConfig
+from app.services.approvals import ApprovalDecision
 from app.services.session import Endpoint, ResponsesSession
 from app.services.workspace import ContextSync, Workspace
 from app.tools.specs import CommandPolicy
@@ -53,9 +54,9 @@ async def build(root: Path, srv: Any, tmp_path: Path, **cfg: Any) -> tuple[Agent
     asked: list[tuple[str, dict[str, Any]]] = []
     tests: list[dict[str, Any]] = []
 
-    async def approve(kind: str, title: str, payload: dict[str, Any]) -> dict[str, Any]:
+    async def approve(kind: str, title: str, payload: dict[str, Any]) -> ApprovalDecision:
         asked.append((kind, payload))
-        return {"accept": True}
+        return ApprovalDecision(True)
 
     agent = Agent(sync, ProjectFS(root, state_dir=tmp_path / "state"), config=AgentConfig(**cfg), approve=approve,
                   on_test_event=tests.append)
@@ -91,8 +92,8 @@ async def test_rejected_patch_leaves_the_disk_alone_and_tells_the_model(tmp_path
     async with run_server(ScriptedEngine(rate_tps=0, script=[*SCRIPT[1:2], [{"text": "ok"}]])) as srv:
         agent, _, _, ws = await build(root, srv, tmp_path)
 
-        async def reject(kind: str, title: str, payload: dict[str, Any]) -> dict[str, Any]:
-            return {"accept": False}
+        async def reject(kind: str, title: str, payload: dict[str, Any]) -> ApprovalDecision:
+            return ApprovalDecision(False)
 
         agent._approve = reject
         outcome = await agent.run("fix it")
@@ -115,9 +116,9 @@ async def test_commands_never_run_without_approval(tmp_path: Path) -> None:
             agent, asked, _, ws = await build(root, srv, tmp_path, command_policy=policy)
 
             async def approve(kind: str, title: str, payload: dict[str, Any], answer: bool = answer,
-                              asked: list[tuple[str, dict[str, Any]]] = asked) -> dict[str, Any]:
+                              asked: list[tuple[str, dict[str, Any]]] = asked) -> ApprovalDecision:
                 asked.append((kind, payload))
-                return {"accept": answer}
+                return ApprovalDecision(answer)
 
             agent._approve = approve
             assert (await agent.run("touch it")).status == "completed"
@@ -162,7 +163,7 @@ async def test_stop_while_a_patch_waits_for_review_refuses_it(tmp_path: Path) ->
         agent, _, _, ws = await build(root, srv, tmp_path)
         never: asyncio.Future[dict[str, Any]] = asyncio.get_running_loop().create_future()
 
-        async def forever(kind: str, title: str, payload: dict[str, Any]) -> dict[str, Any]:
+        async def forever(kind: str, title: str, payload: dict[str, Any]) -> ApprovalDecision:
             agent.stop()  # the user presses Stop while the dialog is open
             return await never
 
@@ -204,7 +205,7 @@ async def test_calls_cut_by_stop_are_answered_by_the_next_request(tmp_path: Path
         agent, _, _, ws = await build(root, srv, tmp_path)
         never: asyncio.Future[dict[str, Any]] = asyncio.get_running_loop().create_future()
 
-        async def forever(kind: str, title: str, payload: dict[str, Any]) -> dict[str, Any]:
+        async def forever(kind: str, title: str, payload: dict[str, Any]) -> ApprovalDecision:
             agent.stop()
             return await never
 

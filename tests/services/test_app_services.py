@@ -10,20 +10,43 @@ from typing import Any
 import pytest
 
 from app.adapters.store import HistoryStore
+from app.render.transcript import Block, BlockKind
 from app.services.app import SCRIPTED_LABEL, AppServices
 from app.services.settings import Settings
 from tests.conftest import wait_until
+from tests.render.stream import drain
 
 pytestmark = pytest.mark.asyncio
+
+
+def blocks(svc: AppServices) -> list[Block]:
+    """The conversation the services fed, worked through as a view's frames would."""
+    drain(svc.conversation)
+    return svc.conversation.blocks
+
+
+def answer(svc: AppServices) -> str:
+    return "".join(b.text for b in blocks(svc) if b.kind not in (BlockKind.USER, BlockKind.NOTICE,
+                                                                 BlockKind.TOOL_CALL, BlockKind.TOOL_OUTPUT))
+
+
+def of_kind(svc: AppServices, kind: BlockKind) -> list[str]:
+    return [b.text for b in blocks(svc) if b.kind is kind]
+
+
+def ended(svc: AppServices, responses: int = 1) -> bool:
+    """`responses` responses ended (completed or not) and the tool loop is idle."""
+    drain(svc.conversation)
+    return not svc.busy and bool(svc.conversation.status) and answers(svc) >= responses
+
+
+def answers(svc: AppServices) -> int:
+    return sum(1 for b in blocks(svc) if b.kind is BlockKind.USER)
 
 
 class Recorder:
     def __init__(self, svc: AppServices) -> None:
         self.calls: list[tuple[str, tuple[Any, ...]]] = []
-        t = svc.transcript
-        for name in ("user_message", "assistant_begin", "text_delta", "tool_call_begin", "tool_output", "notice",
-                     "response_end"):
-            getattr(t, name).connect(lambda *a, n=name: self.calls.append((n, a)))
         for name in ("connection_changed", "files_changed", "banner_changed", "busy_changed", "stats_changed"):
             getattr(svc, name).connect(lambda *a, n=name: self.calls.append((n, a)))
 
@@ -50,9 +73,9 @@ async def test_first_start_runs_scripted_answers_and_syncs_edits(tmp_path: Path)
         await wait_until(lambda: any(b.path == "main.py" and b.state == "in_view"
                                      for a in rec.of("files_changed") for b in a[0]), 15)
         svc.send_message("what does main.py do?")
-        await wait_until(lambda: rec.of("response_end") and not svc.busy, 15)
-        text = "".join(a[1] for a in rec.of("text_delta"))
-        assert "what does main.py do?" in text and "```" in text
+        await wait_until(lambda: ended(svc), 15)
+        assert svc.conversation.status == "completed" and of_kind(svc, BlockKind.USER) == ["what does main.py do?"]
+        assert "what does main.py do?" in answer(svc) and of_kind(svc, BlockKind.CODE)
         statuses = [a[0] for a in rec.of("connection_changed")]
         assert statuses[-1].engine == SCRIPTED_LABEL and statuses[-1].state in ("warm", "streaming")
         assert rec.of("stats_changed")[-1][0].last_turn_input_tokens > 0
@@ -78,14 +101,14 @@ async def test_reopening_restores_the_last_session(tmp_path: Path) -> None:
     await svc.aclose()
 
     svc2 = make(tmp_path, root)
-    rec = Recorder(svc2)
     await svc2.start()
     try:
-        assert [a[0] for a in rec.of("user_message")] == ["remember the word pineapple"]
-        assert any("Restored the session" in a[1] for a in rec.of("notice"))
+        assert of_kind(svc2, BlockKind.USER) == ["remember the word pineapple"]
+        assert answer(svc2)  # the restored answer is shown again
+        assert any("Restored the session" in t for t in of_kind(svc2, BlockKind.NOTICE))
         assert svc2.list_sessions()[0].title.startswith("remember the word")
         svc2.send_message("and now?")
-        await wait_until(lambda: len(rec.of("response_end")) >= 2 and not svc2.busy, 15)
+        await wait_until(lambda: ended(svc2, 2), 15)
         users = [i for i in svc2.session.client.transcript() if i.get("role") == "user"]
         texts = [str(i["content"]) for i in users]
         assert any("pineapple" in t for t in texts) and any("and now?" in t for t in texts)
@@ -100,14 +123,13 @@ async def test_rerun_tests_on_save(tmp_path: Path) -> None:
     (root / "pyproject.toml").write_text("[tool.pytest.ini_options]\n")
     (root / "test_a.py").write_text("def test_a():\n    assert True\n")
     svc = make(tmp_path, root, Settings(rerun_tests_on_save=True))
-    events: list[Any] = []
-    svc.test_event.connect(events.append)
+    run = svc.test_run
     await svc.start()
     try:
         await asyncio.sleep(0.3)
         (root / "test_a.py").write_text("def test_a():\n    assert 1 == 2\n")
-        await wait_until(lambda: any(e.kind == "run_finished" for e in events), 30)
-        assert any(e.kind == "failed" and e.nodeid.endswith("test_a") for e in events)
+        await wait_until(lambda: run.finished, 30)
+        assert [c.nodeid for c in run.failures()] == ["test_a.py::test_a"]
     finally:
         await svc.aclose()
 
@@ -140,15 +162,14 @@ async def test_local_chat_server_is_bridged_and_detected(tmp_path: Path) -> None
     (root / "a.py").write_text("x = 1\n")
     async with upstream() as up:
         svc = make(tmp_path, root, Settings(provider="local", endpoint=up.url + "/v1", model="m.gguf"))
-        rec = Recorder(svc)
         await svc.start()
         try:
             assert "(bridge)" in svc._engine_label and svc.endpoint is not None
             assert svc.endpoint.url.startswith("ws://127.0.0.1:")
             svc.send_message("hello")
-            await wait_until(lambda: rec.of("response_end") and not svc.busy, 20)
-            assert rec.of("response_end")[-1][0] == "completed"
-            assert "".join(a[1] for a in rec.of("text_delta"))  # the upstream's recorded answer
+            await wait_until(lambda: ended(svc), 20)
+            assert svc.conversation.status == "completed"
+            assert answer(svc)  # the upstream's recorded answer
             assert up.requests and up.requests[-1]["model"] == "m.gguf"
             sent = json.dumps(up.requests[-1]["messages"])
             assert "hello" in sent and "x = 1" in sent  # the snapshot and the question reached the model
@@ -167,7 +188,7 @@ async def test_a_turn_is_counted_once_in_the_session_totals(tmp_path: Path) -> N
     try:
         await wait_until(lambda: svc.sync is not None and svc.sync.pushes >= 1 and not svc.session.busy, 15)
         svc.send_message("hello")
-        await wait_until(lambda: rec.of("response_end") and not svc.busy, 15)
+        await wait_until(lambda: ended(svc), 15)
         stats = rec.of("stats_changed")[-1][0]
         assert stats.last_turn_input_tokens > 0
         assert stats.session_input_tokens == stats.last_turn_input_tokens
@@ -187,7 +208,6 @@ async def test_new_session_while_the_warm_up_is_in_flight_keeps_history_consiste
     await svc.aclose()
 
     svc2 = make(tmp_path, root)
-    rec = Recorder(svc2)
     await svc2.start()
     try:
         old = svc2.session_id
@@ -198,7 +218,7 @@ async def test_new_session_while_the_warm_up_is_in_flight_keeps_history_consiste
         if svc2.session_id != old:
             assert kept == []
         else:
-            assert kept and any("try again" in a[1].lower() or "first" in a[1] for a in rec.of("notice"))
+            assert kept and any("try again" in t.lower() or "first" in t for t in of_kind(svc2, BlockKind.NOTICE))
     finally:
         await svc2.aclose()
 
@@ -209,8 +229,8 @@ async def test_closing_cancels_a_scheduled_test_rerun(tmp_path: Path) -> None:
     root.mkdir()
     svc = make(tmp_path, root, Settings(rerun_tests_on_save=True))
     await svc.start()
-    svc._on_disk_changed()  # a settled batch of changes: the rerun is due shortly
-    handle = svc._rerun_handle
+    svc.tests.on_disk_changed()  # a settled batch of changes: the rerun is due shortly
+    handle = svc.tests._rerun_handle
     assert handle is not None
     await svc.aclose()
     assert handle.cancelled()
@@ -242,7 +262,7 @@ async def test_start_cancelled_while_the_scripted_server_boots_leaves_no_child(
 
 async def test_restored_calls_without_outputs_get_stub_outputs() -> None:
     """A history that ends mid tool loop is paired up, so the rebuilt chain is valid upstream."""
-    from app.services.app import _pair_calls
+    from app.services.history import pair_calls as _pair_calls
 
     items = [{"type": "message", "role": "user", "content": "go"},
              {"type": "function_call", "call_id": "a", "name": "read_file", "arguments": "{}"},

@@ -120,7 +120,7 @@ def test_apply_patch_proposes_only() -> None:
     patch = "*** Begin Patch\n*** Update File: src/util.py\n@@\n-    return 'MAIN'\n+    return 'main'\n*** End Patch"
     res = execute("apply_patch", {"patch": patch}, c)
     assert res.ok and "M src/util.py (+1 -1)" in res.output_text
-    assert res.data["change_set"].files[0].new_text == "def helper():\n    return 'main'\n"
+    assert res.change_set is not None and res.change_set.files[0].new_text == "def helper():\n    return 'main'\n"
     assert c.fs.read_bytes("src/util.py") == FILES["src/util.py"]  # type: ignore[attr-defined]
     bad = execute("apply_patch", {"patch": "*** Begin Patch\n*** Add File: ../x\n+y\n*** End Patch"}, c)
     assert not bad.ok and "'..'" in bad.output_text
@@ -131,5 +131,5 @@ def test_apply_patch_proposes_only() -> None:
 def test_deferred_tools_are_validated() -> None:
     """run_tests/run_command are validated and handed back to the agent."""
     res = execute("run_command", '{"command": "ls"}', ctx())
-    assert res.ok and res.data == {"deferred": True, "arguments": {"command": "ls"}}
+    assert res.ok and res.deferred == {"command": "ls"} and res.change_set is None
     assert not execute("run_command", "{}", ctx()).ok

@@ -1,4 +1,8 @@
-"""FakeServices: the services façade's shape, recording calls; tests drive its signals by hand."""
+"""FakeServices: the services façade's shape, recording calls; tests drive its models and signals by hand.
+
+mypy checks this file (pyproject `files`): `fake_services` is a `ServicesFactory`, so the fake provably
+satisfies the `Services` protocol the window is built on.
+"""
 
 from __future__ import annotations
 
@@ -8,17 +12,20 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from app.protocol import events as ev
+from app.render.transcript import Transcript
 from app.services.api import (
     ApprovalRequest,
     ConnectionStatus,
     FileBadge,
+    Services,
+    ServicesFactory,
     SessionInfo,
     StreamStats,
-    TestEvent,
-    TranscriptSignals,
 )
 from app.services.settings import KeychainInfo, Settings
 from app.services.signals import Signal
+from app.tools.testrun import TestRun
 
 
 @dataclass
@@ -34,14 +41,15 @@ class FakeServices:
     keys: dict[str, str] = field(default_factory=dict)
     started: bool = False
     closed: bool = False
+    session_id: str | None = None
 
     def __post_init__(self) -> None:
-        self.transcript = TranscriptSignals()
+        self.conversation = Transcript()
+        self.test_run = TestRun()
         self.connection_changed: Signal[[ConnectionStatus]] = Signal("connection_changed")
         self.stats_changed: Signal[[StreamStats]] = Signal("stats_changed")
         self.files_changed: Signal[[Sequence[FileBadge]]] = Signal("files_changed")
         self.approval_requested: Signal[[ApprovalRequest]] = Signal("approval_requested")
-        self.test_event: Signal[[TestEvent]] = Signal("test_event")
         self.busy_changed: Signal[[bool]] = Signal("busy_changed")
         self.banner_changed: Signal[[str]] = Signal("banner_changed")
 
@@ -74,15 +82,20 @@ class FakeServices:
 
     def send_message(self, text: str) -> None:
         self.calls.append(("send_message", (text,)))
-        self.transcript.user_message.emit(text)
+        self.conversation.add_user_message(text)
         if self.scripted_reply is not None:
             self.busy_changed.emit(True)
-            self.transcript.assistant_begin.emit("resp_1")
-            for word in self.scripted_reply.split(" "):
-                self.transcript.text_delta.emit("msg_1", word + " ")
-            self.transcript.item_end.emit("msg_1")
-            self.transcript.response_end.emit("completed")
+            self.reply(self.scripted_reply)
             self.busy_changed.emit(False)
+
+    def reply(self, text: str, response_id: str = "resp_1") -> None:
+        """Stream `text` into the conversation, a word a delta, as the socket's events would."""
+        c = self.conversation
+        c.apply(ev.ResponseCreated(response={"id": response_id, "status": "in_progress"}))
+        for word in text.split(" "):
+            c.apply(ev.OutputTextDelta(item_id="msg_1", output_index=0, delta=word + " "))
+        c.apply(ev.OutputItemDone(output_index=0, item={"id": "msg_1"}))
+        c.apply(ev.ResponseCompleted(response={"id": response_id, "status": "completed"}))
 
     def stop(self) -> None:
         self.calls.append(("stop", ()))
@@ -125,3 +138,11 @@ class FakeServices:
 
     def names(self) -> list[str]:
         return [name for name, _ in self.calls]
+
+
+def fake_services(root: Path, settings: Settings) -> Services:
+    """A `ServicesFactory` (the composition root's type) making fakes: mypy proves the fit."""
+    return FakeServices(project_root=root, settings=settings)
+
+
+_FACTORY: ServicesFactory = fake_services

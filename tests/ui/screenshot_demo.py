@@ -10,8 +10,9 @@ import argparse
 import sys
 from pathlib import Path
 
-from app.services.api import ApprovalRequest, ConnectionStatus, FileBadge, SessionInfo, StreamStats, TestEvent
+from app.services.api import ApprovalRequest, ConnectionStatus, FileBadge, SessionInfo, StreamStats
 from app.services.settings import Settings
+from tests.render import stream as st
 from tests.ui.fakes import FakeServices
 
 ANSWER = """The failing test comes from `parse_header` treating an empty line as the end of input.
@@ -38,8 +39,19 @@ E       TimeoutError: read timed out after 0.01 s
 tests/test_client.py:42: TimeoutError"""
 
 
+TESTS = [
+    ("tests/test_parse.py::test_parse_header", "passed", 0.004, ""),
+    ("tests/test_parse.py::test_parse_empty", "passed", 0.002, ""),
+    ("tests/test_parse.py::test_parse_unicode", "passed", 0.003, ""),
+    ("tests/test_client.py::test_fetch", "passed", 0.051, ""),
+    ("tests/test_client.py::test_timeout", "failed", 0.013, TRACE),
+    ("tests/test_client.py::test_retry", "passed", 0.120, ""),
+    ("tests/test_client.py::test_proxy", "skipped", 0.0, "needs a proxy"),
+]
+
+
 def populate(fake: FakeServices, now: float) -> None:
-    t = fake.transcript
+    t = fake.conversation
     fake.connection_changed.emit(ConnectionStatus("warm", "connected to ws://127.0.0.1:8765", "scripted — no model",
                                                   "ws://127.0.0.1:8765/v1/responses"))
     fake.banner_changed.emit(
@@ -47,16 +59,19 @@ def populate(fake: FakeServices, now: float) -> None:
         "OpenAI or xAI (API key in your keychain), a local server (`slipstream serve` with llama.cpp, "
         "Ollama, vLLM, SGLang, LM Studio), or any Responses-compatible endpoint."
     )
-    t.user_message.emit("Why does test_parse_header fail? Fix it and run the tests.")
-    t.assistant_begin.emit("resp_1")
-    t.tool_call_begin.emit("fc_1", "run_tests", "call_1")
-    t.tool_args_delta.emit("fc_1", '{"select": "tests/test_parse.py"}')
-    t.item_end.emit("fc_1")
-    t.tool_output.emit("call_1", "1 failed, 5 passed in 0.21s", False)
+    t.add_user_message("Why does test_parse_header fail? Fix it and run the tests.")
+    t.apply(st.created("resp_1"))
+    t.apply(st.reasoning("rs_1", "The header parser stops at the first blank line; the test feeds one."))
+    t.apply(st.item_done("rs_1"))
+    t.apply(st.tool_call("fc_1", "run_tests", "call_1"))
+    t.apply(st.args("fc_1", '{"select": "tests/test_parse.py"}'))
+    t.apply(st.item_done("fc_1"))
+    t.add_tool_output("call_1", "1 failed, 5 passed in 0.21s", False)
     for chunk in ANSWER.split(" "):
-        t.text_delta.emit("msg_1", chunk + " ")
-    t.item_end.emit("msg_1")
-    t.response_end.emit("completed")
+        t.apply(st.text("msg_1", chunk + " "))
+    t.apply(st.item_done("msg_1"))
+    t.apply(st.completed("resp_1"))
+    t.add_notice("info", "Undid the last patch: src/parse.py")
     fake.stats_changed.emit(StreamStats(412.0, 2380.0, 18_420, 19_100, 17_900, 146_000, 128_500))
     fake.files_changed.emit([
         FileBadge("src/parse.py", "pending"),
@@ -71,20 +86,15 @@ def populate(fake: FakeServices, now: float) -> None:
         FileBadge(".env", "excluded", "secret"),
         FileBadge("build/out.o", "excluded", "gitignored"),
     ])
-    events = [TestEvent("run_started"), TestEvent("collected", data={"count": 7})]
-    for name, outcome, dur, text in [
-        ("tests/test_parse.py::test_parse_header", "passed", 0.004, ""),
-        ("tests/test_parse.py::test_parse_empty", "passed", 0.002, ""),
-        ("tests/test_parse.py::test_parse_unicode", "passed", 0.003, ""),
-        ("tests/test_client.py::test_fetch", "passed", 0.051, ""),
-        ("tests/test_client.py::test_timeout", "failed", 0.013, TRACE),
-        ("tests/test_client.py::test_retry", "passed", 0.120, ""),
-        ("tests/test_client.py::test_proxy", "skipped", 0.0, "needs a proxy"),
-    ]:
-        events += [TestEvent("started", name), TestEvent(outcome, name, dur, text)]
-    events.append(TestEvent("run_finished", text="1 failed, 5 passed, 1 skipped"))
-    for ev in events:
-        fake.test_event.emit(ev)
+    run = fake.test_run
+    names = [name for name, *_ in TESTS]
+    run.apply({"kind": "run_started"})
+    run.apply({"kind": "collected", "count": len(names), "nodeids": names})
+    for name, outcome, dur, text in TESTS:
+        run.apply({"kind": "started", "nodeid": name})
+        run.apply({"kind": "phase", "nodeid": name, "when": "call", "category": outcome, "duration": dur,
+                   "text": text})
+    run.apply({"kind": "run_finished", "exitstatus": 1, "duration": 0.19})
     fake.sessions[:] = [
         SessionInfo("s3", "Why does test_parse_header fail?", str(fake.project_root), now - 20, 1),
         SessionInfo("s2", "Add retries to the client", str(fake.project_root), now - 7200, 6),
@@ -139,6 +149,7 @@ def main(argv: list[str]) -> int:
     for _ in range(20):
         app.processEvents()
         time.sleep(0.02)
+    win.tests_panel.refresh()
     save_screenshot(win, a.out, screen=a.screen)
     print(a.out)
     return 0

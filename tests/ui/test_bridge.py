@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from app.services.api import ConnectionStatus
-from app.ui.bridge import TRANSCRIPT_OPS, Bridge
+from app.services.api import ConnectionStatus, FileBadge, StreamStats
+from app.ui.bridge import Bridge
 from tests.ui.fakes import FakeServices
 
 
@@ -12,13 +12,17 @@ def test_forwards_and_disconnects(qtbot) -> None:  # type: ignore[no-untyped-def
     fake = FakeServices()
     bridge = Bridge(fake)
     got: list[object] = []
-    bridge.connection_changed.connect(got.append)
-    bridge.transcript.tool_output.connect(lambda *a: got.append(a))
-    status = ConnectionStatus("warm", "ok")
+    for qt_signal in (bridge.connection_changed, bridge.stats_changed, bridge.files_changed,
+                      bridge.busy_changed, bridge.banner_changed):
+        qt_signal.connect(got.append)
+    status, stats, files = ConnectionStatus("warm", "ok"), StreamStats(1.0), [FileBadge("a", "pending")]
     fake.connection_changed.emit(status)
-    fake.transcript.tool_output.emit("call_1", "out", False)
-    assert got == [status, ("call_1", "out", False)]
+    fake.stats_changed.emit(stats)
+    fake.files_changed.emit(files)
+    fake.busy_changed.emit(True)
+    fake.banner_changed.emit("hi")
+    assert got == [status, stats, files, True, "hi"]
     bridge.close()
     fake.connection_changed.emit(ConnectionStatus("offline"))
-    assert len(got) == 2
-    assert set(TRANSCRIPT_OPS) == set(vars(fake.transcript))
+    fake.banner_changed.emit("gone")
+    assert len(got) == 5

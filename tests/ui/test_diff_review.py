@@ -6,7 +6,7 @@ from typing import Any
 
 from PySide6.QtCore import Qt
 
-from app.services.api import ApprovalRequest
+from app.services.api import ApprovalDecision, ApprovalRequest
 from app.ui.diff_review import CommandApprovalDialog, DiffReviewDialog, approval_dialog
 
 PAYLOAD = {
@@ -21,8 +21,8 @@ PAYLOAD = {
 }
 
 
-def _request(kind: str, payload: dict[str, Any]) -> tuple[ApprovalRequest, list[dict[str, Any]]]:
-    got: list[dict[str, Any]] = []
+def _request(kind: str, payload: dict[str, Any]) -> tuple[ApprovalRequest, list[ApprovalDecision]]:
+    got: list[ApprovalDecision] = []
     return ApprovalRequest(kind, "Apply patch?", payload, got.append), got  # type: ignore[arg-type]
 
 
@@ -34,7 +34,7 @@ def test_accept_selected_hunks(qtbot) -> None:  # type: ignore[no-untyped-def]
     assert isinstance(dlg, DiffReviewDialog)
     dlg.checks["src/a.py"][1].setChecked(False)
     qtbot.mouseClick(dlg.accept_button, Qt.MouseButton.LeftButton)
-    assert got == [{"accept": True, "hunks": {"src/a.py": [True, False], "docs/b.md": [True]}}]
+    assert got == [ApprovalDecision(True, hunks={"src/a.py": [True, False], "docs/b.md": [True]})]
 
 
 def test_reject_all_and_close_resolve_once(qtbot) -> None:  # type: ignore[no-untyped-def]
@@ -45,7 +45,7 @@ def test_reject_all_and_close_resolve_once(qtbot) -> None:  # type: ignore[no-un
     dlg.show()
     qtbot.mouseClick(dlg.reject_button, Qt.MouseButton.LeftButton)
     dlg.close()
-    assert got == [{"accept": False, "hunks": {"src/a.py": [False, False], "docs/b.md": [False]}}]
+    assert got == [ApprovalDecision(False, hunks={"src/a.py": [False, False], "docs/b.md": [False]})]
 
 
 def test_closing_counts_as_refusal(qtbot) -> None:  # type: ignore[no-untyped-def]
@@ -55,15 +55,15 @@ def test_closing_counts_as_refusal(qtbot) -> None:  # type: ignore[no-untyped-de
     qtbot.addWidget(dlg)
     dlg.show()
     dlg.close()
-    assert got == [{"accept": False, "always": False}]
+    assert got == [ApprovalDecision(False)]
 
 
 def test_command_buttons(qtbot) -> None:  # type: ignore[no-untyped-def]
     """Run once / Always allow / Deny map to the documented decisions."""
     for button, expected in (
-        ("run_button", {"accept": True, "always": False}),
-        ("always_button", {"accept": True, "always": True}),
-        ("deny_button", {"accept": False, "always": False}),
+        ("run_button", ApprovalDecision(True)),
+        ("always_button", ApprovalDecision(True, always=True)),
+        ("deny_button", ApprovalDecision(False)),
     ):
         req, got = _request("command", {"command": "rm -rf build", "cwd": "/p"})
         dlg = CommandApprovalDialog(req)

@@ -4,7 +4,14 @@ from __future__ import annotations
 
 from PySide6.QtCore import Qt
 
-from app.services.api import ApprovalRequest, ConnectionStatus, FileBadge, SessionInfo, StreamStats, TestEvent
+from app.services.api import (
+    ApprovalDecision,
+    ApprovalRequest,
+    ConnectionStatus,
+    FileBadge,
+    SessionInfo,
+    StreamStats,
+)
 from app.ui.controller import Controller
 from app.ui.diff_review import CommandApprovalDialog
 from app.ui.main_window import MainWindow
@@ -12,7 +19,8 @@ from tests.ui.fakes import FakeServices
 
 
 def _text(win: MainWindow) -> str:
-    win.transcript.flush()
+    while win.transcript.pending:
+        win.transcript.flush()
     return win.transcript.toPlainText()
 
 
@@ -51,9 +59,12 @@ def test_panels_banner_tests_and_sessions(qtbot, window: MainWindow, fake: FakeS
     assert window.banner.isVisible() and "No model configured" in window.banner.label.text()
     fake.banner_changed.emit("")
     assert not window.banner.isVisible()
-    fake.test_event.emit(TestEvent("run_started"))
-    fake.test_event.emit(TestEvent("failed", "t.py::x", 0.1, "E boom"))
-    fake.test_event.emit(TestEvent("run_finished"))
+    assert window.tests_panel.run is fake.test_run and window.transcript.model is fake.conversation
+    fake.test_run.apply({"kind": "run_started"})
+    fake.test_run.apply({"kind": "phase", "nodeid": "t.py::x", "when": "call", "category": "failed",
+                         "duration": 0.1, "text": "E boom"})
+    fake.test_run.apply({"kind": "run_finished", "exitstatus": 1})
+    qtbot.waitUntil(lambda: "✗" in window.side.tabText(window.side.indexOf(window.tests_panel)), timeout=3000)
     assert window.side.tabText(window.side.indexOf(window.tests_panel)) == "Tests · 1 ✗"
     window.run_tests_action.trigger()
     assert fake.names()[-1] == "run_tests"
@@ -67,27 +78,28 @@ def test_panels_banner_tests_and_sessions(qtbot, window: MainWindow, fake: FakeS
 
 def test_approval_opens_dialog_and_unbind_refuses(qtbot, window: MainWindow, fake: FakeServices) -> None:  # type: ignore[no-untyped-def]
     """approval_requested shows the prompt; rebinding closes it as refused (never left hanging)."""
-    got: list[dict[str, object]] = []
+    got: list[ApprovalDecision] = []
     fake.approval_requested.emit(ApprovalRequest("command", "Run?", {"command": "ls", "cwd": "/"}, got.append))
     ctl: Controller = window.controller  # type: ignore[attr-defined]
     assert len(ctl.dialogs) == 1 and isinstance(ctl.dialogs[0], CommandApprovalDialog)
     other = FakeServices(project_root=fake.project_root.parent)
     ctl.bind(other)
-    assert got == [{"accept": False, "always": False}]
+    assert got == [ApprovalDecision(False)]
+    assert window.transcript.model is other.conversation
     fake.banner_changed.emit("from the old project")
     assert not window.banner.isVisible()
 
 
 def test_withdrawn_approval_closes_its_dialog(qtbot, window: MainWindow, fake: FakeServices) -> None:  # type: ignore[no-untyped-def]
     """When the services stop waiting (Stop), the open prompt closes and resolves as refused, once."""
-    got: list[dict[str, object]] = []
+    got: list[ApprovalDecision] = []
     request = ApprovalRequest("command", "Run?", {"command": "ls", "cwd": "/"}, got.append)
     fake.approval_requested.emit(request)
     ctl: Controller = window.controller  # type: ignore[attr-defined]
     dlg = ctl.dialogs[0]
     assert dlg.isVisible()
     request.withdrawn.emit()
-    assert not dlg.isVisible() and got == [{"accept": False, "always": False}]
+    assert not dlg.isVisible() and got == [ApprovalDecision(False)]
 
 
 def test_failing_service_call_is_reported(qtbot, window: MainWindow, fake: FakeServices) -> None:  # type: ignore[no-untyped-def]

@@ -27,11 +27,11 @@ def test_smoke_ok_with_screenshot(qtbot, qloop, window: MainWindow, fake: FakeSe
 
 
 def test_smoke_times_out_with_reason(qtbot, qloop, window: MainWindow, fake: FakeServices) -> None:  # type: ignore[no-untyped-def]
-    """No response_end: a FAIL line saying what was missing and the connection state."""
+    """No response end: a FAIL line saying what was missing and the connection state."""
     fake.connection_changed.emit(ConnectionStatus("offline", "endpoint unreachable"))
     result = qloop.run_until_complete(run_smoke(window, fake, timeout=0.2))
     assert not result.ok and result.exit_code == 1
-    assert result.line == "smoke: FAIL — no response_end within 0.2 s (connection: offline endpoint unreachable)"
+    assert result.line == "smoke: FAIL — no response end within 0.2 s (connection: offline endpoint unreachable)"
 
 
 def test_smoke_without_services(qtbot, qloop, window: MainWindow) -> None:  # type: ignore[no-untyped-def]
@@ -41,11 +41,11 @@ def test_smoke_without_services(qtbot, qloop, window: MainWindow) -> None:  # ty
 
 
 def test_smoke_waits_for_the_tool_loop(qtbot, qloop, window: MainWindow, fake: FakeServices) -> None:  # type: ignore[no-untyped-def]
-    """response_end while still busy (a tool loop continues) is not the end; staying busy times out."""
+    """A response's end while still busy (a tool loop continues) is not the end; staying busy times out."""
 
     def send(text: str) -> None:
         fake.busy_changed.emit(True)
-        fake.transcript.response_end.emit("completed")  # first response of the loop; busy stays on
+        fake.reply("calling a tool")  # first response of the loop; busy stays on
 
     fake.send_message = send  # type: ignore[method-assign]
     result = qloop.run_until_complete(run_smoke(window, fake, timeout=0.2))

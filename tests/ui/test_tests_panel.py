@@ -1,33 +1,48 @@
-"""Tests panel: a stream of TestEvents builds the tree, the counts and the tracebacks."""
+"""Tests panel: it paints the services' TestRun model (app.tools.testrun), once a frame."""
 
 from __future__ import annotations
 
-from app.services.api import TestEvent
-from app.ui.tests_panel import TestRun, TestsPanel, counts_text
+from typing import Any
+
+from app.tools.testrun import TestRun
+from app.ui.tests_panel import TestsPanel, counts_text
 
 TRACE = "def test_b():\n>       assert 1 == 2\nE       assert 1 == 2\n\ntests/test_x.py:5: AssertionError"
 
 
-def _stream() -> list[TestEvent]:
+def _phase(nodeid: str, category: str, duration: float, text: str = "", when: str = "call") -> dict[str, Any]:
+    return {"kind": "phase", "nodeid": nodeid, "when": when, "category": category, "duration": duration,
+            "text": text}
+
+
+def _stream() -> list[dict[str, Any]]:
+    """Plugin events as `app/adapters/pytest_plugin.py` writes them."""
     return [
-        TestEvent("run_started"),
-        TestEvent("collected", data={"count": 4}),
-        TestEvent("started", "tests/test_x.py::test_a"),
-        TestEvent("passed", "tests/test_x.py::test_a", 0.012),
-        TestEvent("started", "tests/test_x.py::test_b"),
-        TestEvent("failed", "tests/test_x.py::test_b", 0.5, TRACE),
-        TestEvent("output", text="some captured line"),
-        TestEvent("skipped", "tests/test_y.py::test_c", 0.001, "no network"),
-        TestEvent("started", "tests/test_y.py::test_d"),
+        {"kind": "run_started"},
+        {"kind": "collected", "count": 4, "nodeids": ["tests/test_x.py::test_a", "tests/test_x.py::test_b",
+                                                      "tests/test_y.py::test_c", "tests/test_y.py::test_d"]},
+        {"kind": "started", "nodeid": "tests/test_x.py::test_a"},
+        _phase("tests/test_x.py::test_a", "passed", 0.012),
+        {"kind": "started", "nodeid": "tests/test_x.py::test_b"},
+        _phase("tests/test_x.py::test_b", "failed", 0.5, TRACE),
+        _phase("tests/test_y.py::test_c", "skipped", 0.001, "no network", when="setup"),
+        {"kind": "started", "nodeid": "tests/test_y.py::test_d"},
     ]
+
+
+def _panel(qtbot, run: TestRun) -> TestsPanel:  # type: ignore[no-untyped-def]
+    panel = TestsPanel(run)
+    qtbot.addWidget(panel)
+    return panel
 
 
 def test_counts_and_tree(qtbot) -> None:  # type: ignore[no-untyped-def]
     """Rows grouped by file with outcome and time; header counts while running and after."""
-    panel = TestsPanel()
-    qtbot.addWidget(panel)
+    run = TestRun()
+    panel = _panel(qtbot, run)
     for ev in _stream():
-        panel.apply(ev)
+        run.apply(ev)
+    panel.refresh()
     assert panel.header.text() == "running 3/4  ·  1 passed  ·  1 failed  ·  1 skipped  ·  0.51 s"
     assert not panel.run_button.isEnabled()
     assert panel.row("tests/test_x.py::test_a").text(1) == "✓ passed"
@@ -36,7 +51,8 @@ def test_counts_and_tree(qtbot) -> None:  # type: ignore[no-untyped-def]
     assert panel.row("tests/test_y.py::test_d").text(1) == "… running"
     assert panel.file_row("tests/test_x.py").text(1) == "1/2 passed, 1 failed"
     assert panel.file_row("tests/test_x.py").childCount() == 2
-    panel.apply(TestEvent("run_finished", text="1 failed, 1 passed, 1 skipped"))
+    run.apply({"kind": "run_finished", "exitstatus": 1, "duration": 0.6})
+    panel.refresh()
     # the test still running when the run ended is an error, and the first failure is shown
     assert panel.row("tests/test_y.py::test_d").text(1) == "! error"
     assert panel.run_button.isEnabled()
@@ -44,26 +60,41 @@ def test_counts_and_tree(qtbot) -> None:  # type: ignore[no-untyped-def]
     assert "E       assert 1 == 2" in panel.detail.toPlainText()
 
 
-def test_selecting_a_test_shows_its_text(qtbot) -> None:  # type: ignore[no-untyped-def]
-    """Selecting a skipped test shows its reason; a new run clears the tree."""
-    panel = TestsPanel()
-    qtbot.addWidget(panel)
+def test_the_panel_wakes_once_a_frame(qtbot) -> None:  # type: ignore[no-untyped-def]
+    """A burst of events wakes the panel once; its frame shows them all."""
+    run = TestRun()
+    panel = _panel(qtbot, run)
+    woke: list[int] = []
+    panel.dirty.connect(lambda: woke.append(1))
     for ev in _stream():
-        panel.apply(ev)
+        run.apply(ev)
+    assert len(woke) == 1
+    qtbot.waitUntil(lambda: panel.row("tests/test_y.py::test_d") is not None, timeout=3000)
+    assert panel.row("tests/test_x.py::test_b").text(1) == "✗ failed" and len(woke) == 1
+
+
+def test_selecting_a_test_shows_its_text_and_a_new_run_starts_over(qtbot) -> None:  # type: ignore[no-untyped-def]
+    """Selecting a skipped test shows its reason; a new run clears the tree."""
+    run = TestRun()
+    panel = _panel(qtbot, run)
+    for ev in _stream():
+        run.apply(ev)
+    panel.refresh()
     panel.tree.setCurrentItem(panel.row("tests/test_y.py::test_c"))
     assert panel.detail.toPlainText() == "no network"
-    panel.apply(TestEvent("run_started"))
+    run.apply({"kind": "run_started"})
+    panel.refresh()
     assert panel.tree.topLevelItemCount() == 0 and panel.row("tests/test_x.py::test_a") is None
 
 
-def test_run_model_rules() -> None:
-    """A teardown error after a pass wins; a pass never hides an earlier failure; durations add up."""
-    run = TestRun()
-    run.apply(TestEvent("run_started"))
-    run.apply(TestEvent("passed", "t.py::a", 0.1))
-    run.apply(TestEvent("error", "t.py::a", 0.2, "teardown boom"))
-    run.apply(TestEvent("failed", "t.py::b", 0.1))
-    run.apply(TestEvent("passed", "t.py::b", 0.1))
-    assert run.cases["t.py::a"].outcome == "error" and abs(run.cases["t.py::a"].duration - 0.3) < 1e-9
-    assert run.cases["t.py::b"].outcome == "failed"
+def test_another_model_is_painted(qtbot) -> None:  # type: ignore[no-untyped-def]
+    """set_model (another project's services): the panel shows that run; the old one no longer wakes it."""
+    old, new = TestRun(), TestRun()
+    panel = _panel(qtbot, old)
+    for ev in _stream():
+        new.apply(ev)
+    panel.set_model(new)
+    assert panel.row("tests/test_x.py::test_b") is not None
+    old.apply({"kind": "run_started"})
+    assert not panel.pending
     assert counts_text(TestRun()) == "No test run yet"

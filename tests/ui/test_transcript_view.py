@@ -6,9 +6,11 @@ import pytest
 from PySide6.QtCore import QUrl
 from PySide6.QtGui import QGuiApplication
 
-from app.render.transcript import BlockKind
+import app.ui.transcript_view as tv
+from app.render.transcript import BlockKind, Transcript
 from app.ui.theme import DARK, LIGHT
 from app.ui.transcript_view import TranscriptView
+from tests.render import stream as st
 
 
 def _drain(view: TranscriptView) -> int:
@@ -21,45 +23,45 @@ def _drain(view: TranscriptView) -> int:
 
 @pytest.fixture
 def view(qtbot):  # type: ignore[no-untyped-def]
-    v = TranscriptView(theme=LIGHT)
+    v = TranscriptView(Transcript(), theme=LIGHT)
     qtbot.addWidget(v)
     v.resize(500, 300)
     v.show()
     return v
 
 
-def test_feeds_buffer_until_a_frame(view: TranscriptView) -> None:
-    """feed_* only buffers; one flush renders everything, coalesced."""
+def test_input_buffers_until_a_frame(view: TranscriptView) -> None:
+    """The model only buffers; one frame renders everything, coalesced."""
     for ch in "Hello **world**\n":
-        view.feed_text("m", ch)
-    assert view.toPlainText() == "" and view.transcript.blocks == []
+        view.model.apply(st.text("m", ch))
+    assert view.toPlainText() == "" and view.model.blocks == []
     assert _drain(view) == 1
     assert view.toPlainText() == "Hello world"
-    assert len(view.transcript.blocks) == 1
+    assert len(view.model.blocks) == 1
 
 
 def test_frame_timer_flushes(view: TranscriptView, qtbot) -> None:  # type: ignore[no-untyped-def]
     """The frame timer applies buffered deltas without an explicit flush."""
-    view.feed_text("m", "tick")
+    view.model.apply(st.text("m", "tick"))
     qtbot.waitUntil(lambda: view.toPlainText() == "tick", timeout=3000)
 
 
 def test_rendered_text_of_a_turn(view: TranscriptView) -> None:
     """User message, markdown, code, tool call and output all render in order."""
-    view.feed_user_message("hi")
-    view.feed_begin_assistant("r1")
+    view.model.add_user_message("hi")
+    view.model.apply(st.created("r1"))
     text = "# Title\n\nSome *text*.\n\n```python\ndef f(x):\n    return x\n```\n- a\n- b\n"
     for i in range(0, len(text), 3):
-        view.feed_text("m", text[i:i + 3])
+        view.model.apply(st.text("m", text[i:i + 3]))
         view.flush()
-    view.feed_begin_tool_call("t", "read_file", "c1")
+    view.model.apply(st.tool_call("t", "read_file", "c1"))
     for ch in '{"path": "a.py"}':
-        view.feed_tool_args("t", ch)
+        view.model.apply(st.args("t", ch))
         view.flush()
     assert view.toPlainText().endswith('{"path": "a.py"}')
-    view.feed_end_item("t")
-    view.feed_tool_output("c1", "line1\nline2\n", True)
-    view.feed_end_response("completed")
+    view.model.apply(st.item_done("t"))
+    view.model.add_tool_output("c1", "line1\nline2\n", True)
+    view.model.apply(st.completed())
     _drain(view)
     lines = view.toPlainText().split("\n")
     assert lines[:6] == ["You", "hi", "Title", "Some text.", "python  Copy", "def f(x):"]
@@ -69,7 +71,7 @@ def test_rendered_text_of_a_turn(view: TranscriptView) -> None:
 
 def test_code_is_highlighted_in_theme(view: TranscriptView) -> None:
     """Keywords in a code block get the theme's keyword colour; a theme switch recolours."""
-    view.feed_text("m", "```python\nimport os\n```\n")
+    view.model.apply(st.text("m", "```python\nimport os\n```\n"))
     _drain(view)
 
     def keyword_colour() -> str:
@@ -98,9 +100,9 @@ def _fragments(block):  # type: ignore[no-untyped-def]
 
 def test_copy_button_copies_code(view: TranscriptView, qtbot) -> None:  # type: ignore[no-untyped-def]
     """The copy anchor puts the code on the clipboard and emits copyRequested."""
-    view.feed_text("m", "```sh\nls -l\necho hi\n```\n")
+    view.model.apply(st.text("m", "```sh\nls -l\necho hi\n```\n"))
     _drain(view)
-    code = next(b for b in view.transcript.blocks if b.kind is BlockKind.CODE)
+    code = next(b for b in view.model.blocks if b.kind is BlockKind.CODE)
     with qtbot.waitSignal(view.copyRequested) as sig:
         view.anchorClicked.emit(QUrl(f"copy:{code.id}"))
     assert sig.args == ["ls -l\necho hi\n"]
@@ -112,33 +114,33 @@ def test_copy_button_copies_code(view: TranscriptView, qtbot) -> None:  # type: 
 
 def test_collapse_and_expand_tool_blocks(view: TranscriptView) -> None:
     """Clicking a tool header toggles its body; later blocks keep their text."""
-    view.feed_begin_tool_call("t", "run_tests", "c9")
-    view.feed_tool_args("t", '{"k": "SECRET_ARGS"}')
-    view.feed_end_item("t")
-    view.feed_tool_output("c9", "PASSED\n", True)
-    view.feed_text("m2", "after")
+    view.model.apply(st.tool_call("t", "run_tests", "c9"))
+    view.model.apply(st.args("t", '{"k": "SECRET_ARGS"}'))
+    view.model.apply(st.item_done("t"))
+    view.model.add_tool_output("c9", "PASSED\n", True)
+    view.model.apply(st.text("m2", "after"))
     _drain(view)
-    call = view.transcript.blocks[0]
+    call = view.model.blocks[0]
     assert "SECRET_ARGS" in view.toPlainText()
     view.anchorClicked.emit(QUrl(f"toggle:{call.id}"))
     assert "SECRET_ARGS" not in view.toPlainText() and "▸ tool run_tests" in view.toPlainText()
     assert view.toPlainText().endswith("after") and "PASSED" in view.toPlainText()
     view.anchorClicked.emit(QUrl(f"toggle:{call.id}"))
     assert "SECRET_ARGS" in view.toPlainText()
-    assert view.block_at(view.toPlainText().index("after")) == view.transcript.blocks[-1].id
+    assert view.block_at(view.toPlainText().index("after")) == view.model.blocks[-1].id
 
 
 def test_follow_and_scroll_up(view: TranscriptView) -> None:
     """The view follows the stream until the user scrolls up; Esc stops, follow() resumes."""
     bar = view.verticalScrollBar()
     for i in range(60):
-        view.feed_text("m", f"line {i}\n\n")
+        view.model.apply(st.text("m", f"line {i}\n\n"))
     _drain(view)
     assert view.following and bar.maximum() > 0 and bar.value() == bar.maximum()
     bar.setValue(0)  # the user scrolls up
     assert not view.following
     for i in range(20):
-        view.feed_text("m", f"more {i}\n\n")
+        view.model.apply(st.text("m", f"more {i}\n\n"))
     _drain(view)
     assert bar.value() == 0
     view.follow()
@@ -151,42 +153,44 @@ def test_follow_and_scroll_up(view: TranscriptView) -> None:
 
 
 def test_one_megabyte_delta_is_spread_over_frames(view: TranscriptView) -> None:
-    """A 1 MB single delta renders over several bounded frames and keeps every character."""
-    view.feed_text("m", "x")
+    """A 1 MB single delta renders over several bounded frames and keeps every character (far pages are
+    released from the document; copying all takes their text from the model)."""
+    view.model.apply(st.text("m", "x"))
     view.flush()
     text = ("lorem ipsum " * 90_000)[:1_000_000]
-    view.feed_text("m", text)
+    view.model.apply(st.text("m", text))
     frames = _drain(view)
     assert frames > 10
-    assert view.transcript.plain_text().replace("\n\n", "") == "x" + text
-    assert view.toPlainText().replace("\n", "").startswith("xlorem ipsum")
-    assert len(view.toPlainText().replace("\n", "")) == len(text) + 1
+    assert view.model.plain_text().replace("\n\n", "") == "x" + text
+    assert view.evicted_pages and view.live_chars <= tv.LIVE_BUDGET_CHARS
+    view.selectAll()
+    copied = view.createMimeDataFromSelection().text()
+    assert copied.replace("\n", "").startswith("xlorem ipsum")
+    assert len(copied.replace("\n", "")) == len(text) + 1
 
 
 def test_clear(view: TranscriptView) -> None:
     """clear() empties the view and the model."""
-    view.feed_text("m", "abc")
+    view.model.apply(st.text("m", "abc"))
     _drain(view)
     view.clear()
-    assert view.toPlainText() == "" and view.transcript.blocks == [] and not view.pending
+    assert view.toPlainText() == "" and view.model.blocks == [] and not view.pending
 
 
 _MD = ("## Step {i}\n\nThe **ledger** keeps `state` per [file](https://example.invalid/{i}).\n\n"
        "```python\ndef f{i}(x):\n    return x + {i}  # add\n```\n\n- one\n- two\n\n")
 
 
-def test_zero_time_budget_still_makes_progress(view: TranscriptView, qtbot, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+def test_zero_time_budget_still_makes_progress(view: TranscriptView, qtbot) -> None:  # type: ignore[no-untyped-def]
     """With no time budget every frame still feeds a chunk and renders a block; nothing is lost."""
-    import app.ui.transcript_view as tv
-
     text = "".join(_MD.format(i=i) for i in range(30))
-    ref = TranscriptView(theme=LIGHT)
+    ref = TranscriptView(Transcript(), theme=LIGHT)
     qtbot.addWidget(ref)
-    ref.feed_text("m", text)
+    ref.model.apply(st.text("m", text))
     _drain(ref)
-    monkeypatch.setattr(tv, "FRAME_BUDGET_S", 0.0)
-    monkeypatch.setattr(tv, "SLICE_S", 0.0)
-    view.feed_text("m", text)
+    view.pacer.budget_s = 0.0
+    view.pacer.slice_s = 0.0
+    view.model.apply(st.text("m", text))
     frames = _drain(view)
     assert frames > 30  # one block a frame at least, but not everything in one
     assert view.toPlainText() == ref.toPlainText()
@@ -196,17 +200,17 @@ def test_zero_time_budget_still_makes_progress(view: TranscriptView, qtbot, monk
 def test_timer_slices_render_the_same_document(view: TranscriptView, qtbot) -> None:  # type: ignore[no-untyped-def]
     """A large burst rendered by the frame timer in slices equals the synchronous render; then the timer sleeps."""
     text = "".join(_MD.format(i=i) for i in range(400))  # ~50 KB: several frames of slices
-    ref = TranscriptView(theme=LIGHT)
+    ref = TranscriptView(Transcript(), theme=LIGHT)
     qtbot.addWidget(ref)
-    ref.feed_text("m", text)
+    ref.model.apply(st.text("m", text))
     _drain(ref)
     for i in range(0, len(text), 997):
-        view.feed_text("m", text[i:i + 997])
+        view.model.apply(st.text("m", text[i:i + 997]))
     qtbot.waitUntil(lambda: not view.pending, timeout=10_000)
     assert view.toPlainText() == ref.toPlainText()
     qtbot.waitUntil(lambda: not view._timer.isActive(), timeout=3000)  # an idle frame stops the clock
-    view.feed_text("m", "tail")
-    assert view._timer.isActive()
+    view.model.apply(st.text("m", "tail"))  # one queued dirty signal wakes the clock
+    qtbot.waitUntil(view._timer.isActive, timeout=3000)
     qtbot.waitUntil(lambda: view.toPlainText().endswith("tail"), timeout=3000)
 
 
@@ -224,7 +228,7 @@ def test_opaque_viewport_paints_its_background(view: TranscriptView) -> None:
 
 def test_links_keep_their_own_targets(view: TranscriptView) -> None:
     """Each link fragment carries its href, underline and the link colour (formats are cached per style)."""
-    view.feed_text("m", "see [a](https://a.invalid/x) and **[b](https://b.invalid/y)**\n")
+    view.model.apply(st.text("m", "see [a](https://a.invalid/x) and **[b](https://b.invalid/y)**\n"))
     _drain(view)
     links = {}
     for fr in _fragments(view.document().firstBlock()):
@@ -236,7 +240,7 @@ def test_links_keep_their_own_targets(view: TranscriptView) -> None:
 
 def test_theme_switch_recolours_code_background(view: TranscriptView) -> None:
     """Cached block formats are rebuilt on a theme switch."""
-    view.feed_text("m", "```sh\nls\n```\n")
+    view.model.apply(st.text("m", "```sh\nls\n```\n"))
     _drain(view)
 
     def bg() -> str:
@@ -252,7 +256,7 @@ def test_incremental_painting_matches_a_full_repaint(qtbot) -> None:  # type: ig
     """Blit scrolling plus partial repaints leave the same pixels as repainting the whole view."""
     if QGuiApplication.platformName() != "offscreen":
         pytest.skip("reads the backing store through the offscreen platform's grabWindow")
-    v = TranscriptView(theme=DARK)
+    v = TranscriptView(Transcript(), theme=DARK)
     qtbot.addWidget(v)
     v.resize(500, 300)
     v.show()
@@ -260,7 +264,7 @@ def test_incremental_painting_matches_a_full_repaint(qtbot) -> None:  # type: ig
 
     def stream(a: int, b: int) -> None:
         for i in range(a, b, 500):
-            v.feed_text("m", text[i:i + 500])
+            v.model.apply(st.text("m", text[i:i + 500]))
             _drain(v)
             QGuiApplication.processEvents()
 
@@ -275,3 +279,108 @@ def test_incremental_painting_matches_a_full_repaint(qtbot) -> None:  # type: ig
     v.verticalScrollBar().setValue(v.verticalScrollBar().maximum() // 2)  # the user scrolls up
     stream(len(text) // 2, len(text))
     assert not v.following and painted_equals_full()
+
+
+def _stream(v: TranscriptView, text: str, step: int = 8192) -> None:
+    for i in range(0, len(text), step):
+        v.model.apply(st.text("m", text[i:i + step]))
+        _drain(v)
+        QGuiApplication.processEvents()
+
+
+def _check_positions(v: TranscriptView) -> None:
+    """Every entry starts a paragraph where the view thinks it does; released pages are empty
+    paragraphs of a fixed height; a heading's paragraph holds its text."""
+    doc = v.document()
+    starts = [v._ranges[k].start for k in v._ids]
+    assert starts == sorted(set(starts))
+    for key, start in zip(v._ids, starts, strict=True):
+        block = doc.findBlock(start)
+        assert block.position() == start
+        if key < 0:
+            assert block.text() == "" and block.blockFormat().lineHeight() == v._pages[-key].height
+        elif v.model.block(key).kind is BlockKind.HEADING:
+            assert block.text() == v.model.block(key).text
+
+
+def test_far_pages_are_released_and_come_back_when_scrolled_to(view: TranscriptView) -> None:
+    """A long answer keeps only a budget of rendered text; scrolling to the top renders it again,
+    at the same place (the document's height barely moves)."""
+    text = "".join(_MD.format(i=i) for i in range(2500))  # ~330 KB
+    _stream(view, text)
+    assert view.evicted_pages and view.live_chars <= tv.LIVE_BUDGET_CHARS
+    assert "Step 0" not in view.toPlainText() and "Step 2499" in view.toPlainText()
+    _check_positions(view)
+    height = view.document().size().height()
+    bar = view.verticalScrollBar()
+    bar.setValue(0)
+    _drain(view)
+    assert view.toPlainText().startswith("Step 0\nThe ledger keeps state per file.")
+    assert abs(view.document().size().height() - height) < height * 0.01
+    assert view.live_chars <= tv.LIVE_BUDGET_CHARS  # still bounded: far pages at the end go in turn
+    bar.setValue(bar.maximum() // 2)
+    _drain(view)
+    middle = view.cursorForPosition(view.viewport().rect().center()).block().text()
+    assert middle  # no blank placeholder under the viewport
+    _check_positions(view)
+    view.follow()
+    _drain(view)
+    assert "Step 2499" in view.toPlainText()
+
+
+def test_a_page_restored_above_the_viewport_keeps_the_view_still(view: TranscriptView) -> None:
+    """When a page just above what the user reads is rendered again at another height (the window
+    was narrowed since it was released), the scroll position follows it: what the user reads stays."""
+    prose = "A line long enough to wrap once the window is narrowed, and wrap again. " * 3
+    text = "".join(f"{_MD.format(i=i)}{prose}\n\n" for i in range(1500))
+    _stream(view, text)
+    view.resize(260, 300)  # lines wrap more: released pages come back taller than they left
+    _drain(view)
+    bar = view.verticalScrollBar()
+    bar.setValue(bar.maximum() // 2)  # read mid-way: pages there are rendered again
+    _drain(view)
+    ids = view._ids
+    idx = next(i for i in range(len(ids) - 1) if ids[i] < 0 and ids[i + 1] > 0 and i > 0)  # the page above
+    key = ids[idx]
+    bar.setValue(round(view._entry_bottom(idx) + view.viewport().height() / 2))  # it is half a screen above
+    top = view.viewport().rect().topLeft()
+    anchor = view.cursorForPosition(top).block().text()
+    _drain(view)
+    assert key not in view._ids  # it was rendered again
+    assert view.cursorForPosition(top).block().text() == anchor
+
+
+def test_the_view_is_handed_its_model(qtbot) -> None:  # type: ignore[no-untyped-def]
+    """Another model (another project's services): the view paints it; the old one no longer wakes it."""
+    first, second = Transcript(), Transcript()
+    v = TranscriptView(first, theme=LIGHT)
+    qtbot.addWidget(v)
+    first.add_user_message("one")
+    _drain(v)
+    second.add_user_message("two")
+    v.set_model(second)
+    _drain(v)
+    assert v.model is second and v.toPlainText() == "You\ntwo"
+    first.add_user_message("ignored")
+    assert not v.pending and "ignored" not in v.toPlainText()
+
+
+def test_one_dirty_signal_per_batch_of_tokens(view: TranscriptView, qtbot) -> None:  # type: ignore[no-untyped-def]
+    """A thousand deltas wake the view once; it renders them in one go."""
+    woke: list[int] = []
+    view.dirty.connect(lambda: woke.append(1))
+    for i in range(1000):
+        view.model.apply(st.text("m", f"w{i} "))
+    assert len(woke) == 1
+    qtbot.waitUntil(lambda: view.toPlainText().endswith("w999 "), timeout=5000)
+    assert len(woke) == 1
+
+
+def test_the_model_clearing_clears_the_view(view: TranscriptView) -> None:
+    """The services start a new session (model.clear()): the view drops the old document."""
+    view.model.add_user_message("old")
+    _drain(view)
+    view.model.clear()
+    view.model.add_user_message("new")
+    _drain(view)
+    assert view.toPlainText() == "You\nnew"

@@ -1,0 +1,114 @@
+"""FramePacer on a fake clock: slices by time, model and render never share a slice, progress always."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from app.render.pacer import FramePacer
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 0.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+class FakeModel:
+    """`chunks` pieces of input; each advance step costs `cost` seconds on the clock."""
+
+    def __init__(self, clock: Clock, chunks: int, cost: float, size: int = 100) -> None:
+        self.clock, self.left, self.cost, self.size = clock, chunks, cost, size
+        self.log: list[str] = []
+        self.calls: list[tuple[float, int]] = []
+
+    @property
+    def pending(self) -> bool:
+        return self.left > 0
+
+    def advance(self, deadline: float, clock: Callable[[], float], max_chars: int = 1 << 62) -> int:
+        self.calls.append((deadline, max_chars))
+        fed = 0
+        while self.left and fed < max_chars:  # at least one step, then until the deadline
+            self.left -= 1
+            fed += self.size
+            self.clock.now += self.cost
+            self.log.append("model")
+            if clock() >= deadline:
+                break
+        return fed
+
+
+class FakeRenderer:
+    def __init__(self, clock: Clock, model: FakeModel, cost: float) -> None:
+        self.clock, self.model, self.cost = clock, model, cost
+        self.todo = 0
+        self.seen = model.left
+        self.log: list[str] = []
+        model.log = self.log
+
+    def has_work(self) -> bool:
+        return self.todo > 0 or self.seen != self.model.left
+
+    def draw(self, deadline: float) -> None:
+        self.todo += self.seen - self.model.left
+        self.seen = self.model.left
+        while self.todo:
+            self.todo -= 1
+            self.clock.now += self.cost
+            self.log.append("render")
+            if self.clock() >= deadline:
+                break
+
+
+def _frame(pacer: FramePacer, model: FakeModel, renderer: FakeRenderer) -> int:
+    pacer.start_frame()
+    slices = 1
+    renderer.log.append("|")
+    while pacer.run_slice(model, renderer):
+        renderer.log.append("|")
+        slices += 1
+    return slices
+
+
+def test_a_frame_alternates_model_and_render_slices_within_its_budget() -> None:
+    """Model work gets at most its share, then rendering; each slice is one kind of work."""
+    clock = Clock()
+    pacer = FramePacer(clock, budget_s=0.010, slice_s=0.004, model_share=0.5)
+    model = FakeModel(clock, chunks=100, cost=0.001)
+    renderer = FakeRenderer(clock, model, cost=0.001)
+    t0 = clock.now
+    _frame(pacer, model, renderer)
+    slices = " ".join(renderer.log).strip("| ").split("|")
+    assert len(slices) >= 2
+    assert all(set(s.split()) in ({"model"}, {"render"}) for s in slices)
+    assert clock.now - t0 <= 0.010 + 0.001
+    assert renderer.log.count("model") == 5  # the model share: 5 ms of 1 ms steps
+    assert model.left == 95
+
+
+def test_a_zero_budget_frame_still_feeds_and_renders_once() -> None:
+    """Even when every step overruns, each frame feeds once and renders once: the stream always moves."""
+    clock = Clock()
+    pacer = FramePacer(clock, budget_s=0.0, slice_s=0.0)
+    model = FakeModel(clock, chunks=3, cost=0.050)
+    renderer = FakeRenderer(clock, model, cost=0.050)
+    frames = 0
+    while model.pending or renderer.has_work():
+        _frame(pacer, model, renderer)
+        frames += 1
+        assert frames < 10
+    assert frames == 3 and renderer.log.count("render") == 3
+
+
+def test_the_feed_limit_caps_characters_per_frame() -> None:
+    """No more than max_feed characters reach the model in one frame, however fast it is."""
+    clock = Clock()
+    pacer = FramePacer(clock, max_feed=250)
+    model = FakeModel(clock, chunks=10, cost=0.0, size=100)
+    renderer = FakeRenderer(clock, model, cost=0.0)
+    _frame(pacer, model, renderer)
+    assert model.left == 7  # steps of 100 until 250 is passed: three, then the frame feeds no more
+    assert [limit for _, limit in model.calls] == [250]
+    assert pacer.frames == 1
