@@ -6,16 +6,17 @@ The UI subscribes to the signals and calls the methods; it never touches adapter
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal, Protocol
 
+from app.context.ledger import BadgeState as BadgeState
+from app.context.ledger import FileStatus
 from app.services.settings import KeychainInfo, Settings
 from app.services.signals import Signal
 
 ConnectionState = Literal["connecting", "warm", "streaming", "reconnecting", "offline", "error"]
-BadgeState = Literal["in_view", "pending", "excluded", "summarised"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -37,11 +38,35 @@ class StreamStats:
     session_cached_tokens: int = 0
 
 
+# One row of the Context panel: path, state, reason ("secret", "gitignored", "binary", "too large"...).
+# The ledger's own value, so 100,000 rows reach the UI without a copy per row.
+FileBadge = FileStatus
+
+
 @dataclass(frozen=True, slots=True)
-class FileBadge:
-    path: str
-    state: BadgeState
-    reason: str = ""  # for excluded/summarised: "secret", "gitignored", "binary", "too large", ...
+class FileChanges:
+    """The Context panel rows that changed since the last `files_changed` (never the whole list:
+    a save in a 100,000-file project hands over one row).
+
+    `rows`: new or changed badges by path; `added`: the paths among them without a row before, and
+    `removed`: the paths whose row goes, both sorted; `counts`: totals per state after the change;
+    `reset`: drop every row first (another project); `indexing`: the first index is still running."""
+
+    rows: Mapping[str, FileBadge]
+    added: Sequence[str] = ()
+    removed: Sequence[str] = ()
+    counts: Mapping[str, int] = field(default_factory=dict)
+    reset: bool = False
+    indexing: bool = False
+
+    @classmethod
+    def listing(cls, badges: Iterable[FileBadge], *, reset: bool = True) -> FileChanges:
+        """Every row at once (fakes, tests, a small project): a reset followed by these rows."""
+        rows = {b.path: b for b in badges}
+        counts: dict[str, int] = {}
+        for b in rows.values():
+            counts[b.state] = counts.get(b.state, 0) + 1
+        return cls(rows, sorted(rows), (), counts, reset=reset)
 
 
 @dataclass(frozen=True, slots=True)
@@ -107,7 +132,7 @@ class Services(Protocol):
     transcript: TranscriptSignals
     connection_changed: Signal[[ConnectionStatus]]
     stats_changed: Signal[[StreamStats]]
-    files_changed: Signal[[Sequence[FileBadge]]]  # the whole list; the UI diffs it
+    files_changed: Signal[[FileChanges]]  # rows that changed, never the whole list
     approval_requested: Signal[[ApprovalRequest]]
     test_event: Signal[[TestEvent]]
     busy_changed: Signal[[bool]]  # a turn (or tool loop) is running

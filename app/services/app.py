@@ -27,7 +27,7 @@ from app.services.agent import Agent, AgentConfig
 from app.services.api import (
     ApprovalRequest,
     ConnectionStatus,
-    FileBadge,
+    FileChanges,
     SessionInfo,
     StreamStats,
     TestEvent,
@@ -107,7 +107,7 @@ class AppServices:
         self.transcript = TranscriptSignals()
         self.connection_changed: Signal[[ConnectionStatus]] = Signal("connection_changed")
         self.stats_changed: Signal[[StreamStats]] = Signal("stats_changed")
-        self.files_changed: Signal[[Sequence[FileBadge]]] = Signal("files_changed")
+        self.files_changed: Signal[[FileChanges]] = Signal("files_changed")
         self.approval_requested: Signal[[ApprovalRequest]] = Signal("approval_requested")
         self.test_event: Signal[[TestEvent]] = Signal("test_event")
         self.busy_changed: Signal[[bool]] = Signal("busy_changed")
@@ -142,7 +142,7 @@ class AppServices:
         self.session = session
         session.state_changed.connect(self._on_state)
         self.sync = ContextSync(ws, session)
-        ws.files_changed.connect(self._on_files)
+        ws.files_changed.connect(self.files_changed.emit)  # changed rows only, built off the loop
         ws.changed.connect(self._on_disk_changed)
         ws.notice.connect(self.transcript.notice.emit)
         policy = self.settings.approval_policy
@@ -365,9 +365,6 @@ class AppServices:
     def _on_state(self, state: str, detail: str) -> None:
         url = self.endpoint.url if self.endpoint else ""
         self.connection_changed.emit(ConnectionStatus(state, detail, self._engine_label, url))  # type: ignore[arg-type]
-
-    def _on_files(self, statuses: Sequence[Any]) -> None:
-        self.files_changed.emit([FileBadge(s.path, s.state, s.reason) for s in statuses])
 
     def _on_test_event(self, e: Mapping[str, Any]) -> None:
         kind = str(e.get("kind", ""))

@@ -8,6 +8,8 @@ service only acts on them:
 - `Resend` (previous_response_not_found) -> send the full-input frame once on the same socket.
 - `Reconnect` (age limit) or a socket that drops mid-turn -> reconnect with backoff and resend the
   turn in full on a fresh chain (the rebuild hook swaps stale context for a fresh snapshot).
+- `RebuildNeeded` (any fresh chain, with a rebuild hook) -> await the hook, which may build the
+  snapshot on a worker thread, then send `client.rebuilt(...)`: the loop never waits on that work.
 - The upgrade refused (404/405/426/501) or the socket failing again and again -> this one turn
   goes over HTTP + SSE; the next turn tries the WebSocket again (never sticky).
 - Before the provider's connection age limit, the socket is rotated at a turn boundary.
@@ -18,18 +20,19 @@ Nothing the user typed is lost: the transcript lives in `ClientSession`, not on 
 from __future__ import annotations
 
 import asyncio
+import inspect
 import json
 import logging
 import random
 import time
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from app.adapters.http_sse import HttpError, post_stream
 from app.adapters.ws_client import TransportError, WsTransport
 from app.protocol.backoff import backoff, classify_close
-from app.protocol.client import ClientSession, Completed, Fail, Outcome, Reconnect, Resend
+from app.protocol.client import ClientSession, Completed, Fail, Outcome, RebuildNeeded, Reconnect, Resend
 from app.protocol.errors import RemoteProtocolError
 from app.protocol.events import ServerEvent
 from app.services.signals import Signal
@@ -37,6 +40,8 @@ from app.services.signals import Signal
 log = logging.getLogger(__name__)
 
 Item = Mapping[str, Any]
+# (lane, transcript) -> the transcript for a fresh chain; may be a coroutine function.
+RebuildHook = Callable[[str | None, list[Item]], Awaitable[list[Item]] | list[Item]]
 REFUSED_UPGRADE = frozenset({404, 405, 426, 501})
 AUTH_FAILED = frozenset({401, 403})
 
@@ -82,7 +87,7 @@ class ResponsesSession:
         self,
         endpoint: Endpoint,
         *,
-        rebuild: Callable[[str | None, list[Item]], list[Item]] | None = None,
+        rebuild: RebuildHook | None = None,
         clock: Callable[[], float] = time.monotonic,
         max_attempts: int = 6,
         initial_delay: float = 0.25,
@@ -90,7 +95,8 @@ class ResponsesSession:
         rotate_margin_s: float = 300.0,
     ) -> None:
         self.endpoint = endpoint
-        self.client = ClientSession(rebuild=rebuild)
+        self.client = ClientSession(rebuilds=rebuild is not None)
+        self._rebuild = rebuild
         self._clock = clock
         self._ws: WsTransport | None = None
         self._opened_at = 0.0
@@ -186,7 +192,7 @@ class ResponsesSession:
             try:
                 try:
                     # inside the try: if building the frame fails (the rebuild hook), the turn is abandoned
-                    frame = self.client.create(list(new_items), generate=generate, **opts)
+                    frame = await self._frame(self.client.create(list(new_items), generate=generate, **opts))
                     return await self._drive(frame, on_event or (lambda e: None), on_retry or (lambda r: None))
                 except asyncio.CancelledError:
                     task = asyncio.current_task()
@@ -247,10 +253,10 @@ class ResponsesSession:
                 self._set_state("warm", f"connected to {self.endpoint.url}")
                 return TurnResult("failed", error=f"{outcome.message} ({outcome.code})" if outcome.code
                                   else outcome.message, code=outcome.code, transport="websocket")
-            if isinstance(outcome, Resend) and not resent_in_place:
+            if isinstance(outcome, Resend | RebuildNeeded) and not resent_in_place:
                 resent_in_place = True
                 on_retry("the server lost the conversation; resending it in full")
-                frame = outcome.frame
+                frame = await self._frame(outcome)
                 continue
             # The socket is gone (dropped mid-turn, age limit, or a second miss): new socket, fresh chain.
             reason = outcome.reason if isinstance(outcome, Reconnect) else "connection lost"
@@ -269,7 +275,7 @@ class ResponsesSession:
             resends = [r for r in self.client.on_disconnect() if r.lane is None]
             if not resends:  # the turn finished after all
                 return TurnResult("failed", error=reason)
-            frame = resends[0].frame
+            frame = await self._frame(resends[0])
             failures += 1
             if failures >= self._max_attempts:
                 return await self._http_turn(on_event, why=reason)
@@ -323,7 +329,7 @@ class ResponsesSession:
         resends = [r for r in self.client.on_disconnect() if r.lane is None]
         if not resends:
             return TurnResult("failed", error=why), False
-        body = json.loads(resends[0].frame)
+        body = json.loads(await self._frame(resends[0]))
         body.pop("type", None)
         body.pop("stream_id", None)
         body["stream"] = True
@@ -365,6 +371,17 @@ class ResponsesSession:
                           transport="http"), True
 
     # ---- helpers -------------------------------------------------------------------------------
+
+    async def _frame(self, out: bytes | Resend | RebuildNeeded) -> bytes:
+        """The frame to send; a fresh chain's transcript first goes through the rebuild hook."""
+        if isinstance(out, bytes):
+            return out
+        if isinstance(out, Resend):
+            return out.frame
+        assert self._rebuild is not None  # the client asks only when a hook was given
+        got = self._rebuild(out.lane, list(out.transcript))
+        items = await got if inspect.isawaitable(got) else got
+        return self.client.rebuilt(out, items)
 
     def _delay_iter(self) -> Iterator[float]:
         initial, max_delay = self._delays

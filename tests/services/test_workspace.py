@@ -191,7 +191,7 @@ class _GatedSession:
         from app.services.session import TurnResult
 
         if not self.chained:  # the first request starts the chain: the real session calls the hook here
-            items = self.rebuild(None, list(items))
+            items = await self.rebuild(None, list(items))
             self.chained = True
         self.sent.append((generate, list(items)))
         self.busy = True

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -12,6 +11,7 @@ from app.services.api import (
     ApprovalRequest,
     ConnectionStatus,
     FileBadge,
+    FileChanges,
     SessionInfo,
     StreamStats,
     TestEvent,
@@ -39,7 +39,7 @@ class FakeServices:
         self.transcript = TranscriptSignals()
         self.connection_changed: Signal[[ConnectionStatus]] = Signal("connection_changed")
         self.stats_changed: Signal[[StreamStats]] = Signal("stats_changed")
-        self.files_changed: Signal[[Sequence[FileBadge]]] = Signal("files_changed")
+        self.files_changed: Signal[[FileChanges]] = Signal("files_changed")
         self.approval_requested: Signal[[ApprovalRequest]] = Signal("approval_requested")
         self.test_event: Signal[[TestEvent]] = Signal("test_event")
         self.busy_changed: Signal[[bool]] = Signal("busy_changed")
@@ -60,10 +60,11 @@ class FakeServices:
                 names = []
             fresh = [n for n in names if n not in seen]
             if fresh:
-                self.files_changed.emit([FileBadge(n, "pending" if n in fresh else "in_view") for n in names])
+                self.files_changed.emit(FileChanges.listing(FileBadge(n, "pending" if n in fresh else "in_view")
+                                                            for n in names))
                 seen.update(fresh)
             seen &= set(names)
-            self.files_changed.emit([FileBadge(n, "in_view") for n in names])
+            self.files_changed.emit(FileChanges.listing(FileBadge(n, "in_view") for n in names))
             await asyncio.sleep(0.02)
 
     async def aclose(self) -> None:

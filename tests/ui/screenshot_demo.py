@@ -10,7 +10,15 @@ import argparse
 import sys
 from pathlib import Path
 
-from app.services.api import ApprovalRequest, ConnectionStatus, FileBadge, SessionInfo, StreamStats, TestEvent
+from app.services.api import (
+    ApprovalRequest,
+    ConnectionStatus,
+    FileBadge,
+    FileChanges,
+    SessionInfo,
+    StreamStats,
+    TestEvent,
+)
 from app.services.settings import Settings
 from tests.ui.fakes import FakeServices
 
@@ -58,7 +66,7 @@ def populate(fake: FakeServices, now: float) -> None:
     t.item_end.emit("msg_1")
     t.response_end.emit("completed")
     fake.stats_changed.emit(StreamStats(412.0, 2380.0, 18_420, 19_100, 17_900, 146_000, 128_500))
-    fake.files_changed.emit([
+    fake.files_changed.emit(FileChanges.listing([
         FileBadge("src/parse.py", "pending"),
         FileBadge("src/client.py", "in_view"),
         FileBadge("src/__init__.py", "in_view"),
@@ -70,7 +78,7 @@ def populate(fake: FakeServices, now: float) -> None:
         FileBadge("data/fixtures.json", "summarised", "too large"),
         FileBadge(".env", "excluded", "secret"),
         FileBadge("build/out.o", "excluded", "gitignored"),
-    ])
+    ]))
     events = [TestEvent("run_started"), TestEvent("collected", data={"count": 7})]
     for name, outcome, dur, text in [
         ("tests/test_parse.py::test_parse_header", "passed", 0.004, ""),
