@@ -546,7 +546,10 @@ class AppServices:
         if self.workspace is not None:
             self.workspace.pins = list(settings.pins)
             self.workspace.budget = settings.context_budget_tokens
-        self._secret_store().allow_env_fallback(settings.allow_env_key_fallback)
+        # A store not made yet is made from these settings when first needed: saving the recent projects
+        # at start must not load the keychain backends (60 ms on the GUI thread, and their memory).
+        if self._secrets is not None:
+            self._secrets.allow_env_fallback(settings.allow_env_key_fallback)
         if self._persist:
             save_settings(settings)
 
