@@ -104,6 +104,7 @@ def child(project: Path, restart: bool, out: Path) -> None:
     probe.timeout.connect(tick)
     probe.start()
     res: dict[str, Any] = {}
+    tasks: list[asyncio.Task[None]] = []
 
     def gaps(t0: float, t1: float) -> list[float]:
         return [g * 1e3 for t, g in ticks if t0 <= t - g and t <= t1]
@@ -112,7 +113,7 @@ def child(project: Path, restart: bool, out: Path) -> None:
         svc = create_services(root, settings)
         shown = time.perf_counter()
         res["startup_window_s"] = gui_app._seconds_since_process_start()
-        asyncio.ensure_future(drive(svc, shown))
+        tasks.append(asyncio.ensure_future(drive(svc, shown)))
         return svc
 
     async def drive(svc: Any, shown: float) -> None:
