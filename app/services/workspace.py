@@ -22,11 +22,12 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import logging
 import sys
 import threading
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -44,7 +45,33 @@ log = logging.getLogger(__name__)
 Item = Mapping[str, Any]
 T = TypeVar("T")
 INDEX_BATCH_S = 0.25  # while indexing, hand rows to the UI at most this often
+INDEX_ROWS_PER_S = 50_000  # and no more often than once per this many rows already indexed
+BIG_PROJECT = 20_000  # files: from here a fresh chain's snapshot and its acknowledgement keep the collector off
 GIL_SWITCH_S = 0.001  # see `_share_the_gil`
+
+
+_indexing = 0  # indexes running now (another project may be opening)
+
+
+@contextlib.contextmanager
+def _settled_by_the_collector() -> Iterator[None]:
+    """No automatic garbage collection while an index runs (or a job that touches every file), then
+    its objects are frozen.
+
+    An index creates a few objects per file; each automatic full collection on the way re-walked all
+    of them with the GIL held, stalling the GUI thread 30-85 ms at a time (100,000 files). What the
+    index built lives as long as the project, so it is moved out of the collector's sight afterwards
+    (`gc.freeze`; reference counting still frees what is dropped later)."""
+    global _indexing
+    _indexing += 1
+    gc.disable()
+    try:
+        yield
+    finally:
+        _indexing -= 1
+        if not _indexing:
+            gc.freeze()
+            gc.enable()
 
 
 def _share_the_gil() -> None:
@@ -140,8 +167,11 @@ class Workspace:
         self.files_changed.emit(FileChanges(changes.rows, changes.added, changes.removed, changes.counts,
                                             reset=reset, indexing=indexing))
 
-    def _emit_indexing(self, changes: StatusChanges) -> None:
-        self._emit(changes, indexing=True)
+    def _emit_indexing(self, changes: StatusChanges, shown: threading.Event) -> None:
+        try:
+            self._emit(changes, indexing=True)
+        finally:
+            shown.set()
 
     # ---- start / stop --------------------------------------------------------------------------
 
@@ -151,17 +181,23 @@ class Workspace:
         errors: list[str] = []
 
         def index() -> StatusChanges:
-            led, last = self.ledger, time.monotonic()
+            led, last, shown = self.ledger, time.monotonic(), threading.Event()
             for n, v in enumerate(iter_tree(self.root, self.rules, on_error=lambda p, e: errors.append(f"{p}: {e}"))):
                 led.observe(v)
-                if n % 256 == 0 and (now := time.monotonic()) - last >= INDEX_BATCH_S:
+                # Rows reach the UI in batches, less often as the table grows (each costs the GUI a
+                # merge of sorted rows); the walk waits while the GUI takes one, so the two never
+                # fight over the GIL.
+                if n % 256 == 0 and time.monotonic() - last >= max(INDEX_BATCH_S, n / INDEX_ROWS_PER_S):
                     if self._closing.is_set():
                         break
-                    last = now
-                    loop.call_soon_threadsafe(self._emit_indexing, led.take_changes())
+                    shown.clear()
+                    loop.call_soon_threadsafe(self._emit_indexing, led.take_changes(), shown)
+                    shown.wait(1.0)
+                    last = time.monotonic()
             return led.take_changes()
 
-        changes = await self._job(index)
+        with _settled_by_the_collector():
+            changes = await self._job(index)
         for e in errors[:5]:
             self.notice.emit("warning", f"Cannot read {e}")
         self._emit(changes)
@@ -169,7 +205,8 @@ class Workspace:
             self._pump = BatchPump(Coalescer(self._quiet, self._window), self._batches.put_nowait, loop)
             self._watcher = FsWatcher(self.root, self.rules, self._pump.feed, loop, on_notice=self.notice.emit,
                                       force_polling=self._force_polling)
-            self.watch_mode = self._watcher.start()
+            # watchdog adds a watch per folder while starting: a walk of the tree, so not on the loop
+            self.watch_mode = await loop.run_in_executor(None, self._watcher.start)
             self._reader = asyncio.ensure_future(self._read_batches())
 
     async def aclose(self) -> None:
@@ -255,7 +292,8 @@ class Workspace:
             led.mark_sent(snap.id, chain_id)
             return snap, led.take_changes()
 
-        snap, changes = await self._job(build)
+        with self._collector_off():
+            snap, changes = await self._job(build)
         self._carried = [snap.id]
         self.last_snapshot = snap
         for text in snap.notices:
@@ -313,7 +351,13 @@ class Workspace:
                     led.fail(uid)
             return led.take_changes()
 
-        self._emit(await self._job(settle))
+        snapshot = self.last_snapshot is not None and self.last_snapshot.id in carried
+        with self._collector_off() if snapshot else contextlib.nullcontext():
+            self._emit(await self._job(settle))
+
+    def _collector_off(self) -> contextlib.AbstractContextManager[None]:
+        """A fresh chain touches every file: in a big project, no collections meanwhile (see above)."""
+        return _settled_by_the_collector() if len(self._rows) >= BIG_PROJECT else contextlib.nullcontext()
 
     def status(self) -> list[FileStatus]:
         """Every badge handed out so far, sorted by path (O(files): listings and tests)."""
