@@ -162,8 +162,11 @@ def _view_of(v: FileVersion, text: str | None = None, reason: str = "") -> _View
     return _View(v.path, "summary", v.digest, None, reason or _summary_reason(v))
 
 
+_SUMMARY_REASONS = {"binary": "binary", "oversized": "too large", "unreadable": "unreadable"}
+
+
 def _summary_reason(v: FileVersion) -> str:
-    return {"binary": "binary", "oversized": "too large", "unreadable": "unreadable"}.get(v.kind, "listed only")
+    return _SUMMARY_REASONS.get(v.kind, "listed only")
 
 
 def _group_by_dir(paths: Iterable[str]) -> list[str]:
@@ -451,9 +454,10 @@ class Ledger:
         rows: dict[str, FileStatus] = {}
         added: list[str] = []
         removed: list[str] = []
+        badge = self._badge
         for p in dirty:
             e = entries.get(p)
-            new = self._badge(e) if e is not None else None
+            new = badge(e) if e is not None else None
             old = reported.get(p)
             if new == old:
                 continue

@@ -134,17 +134,25 @@ class AppServices:
 
     async def start(self) -> None:
         """Connect (starting a scripted server when no model is configured), index, warm up."""
-        self.endpoint = await self._resolve_endpoint()
         ws = Workspace(self.project_root, budget_tokens=self.settings.context_budget_tokens, pins=self.settings.pins,
                        user_ignores=self.settings.ignore_patterns)
         self.workspace = ws
+        ws.files_changed.connect(self.files_changed.emit)  # changed rows only, built off the loop
+        ws.changed.connect(self._on_disk_changed)
+        ws.notice.connect(self.transcript.notice.emit)
+        # The index runs on the workspace's worker while the endpoint (maybe a server child) comes up.
+        indexing = asyncio.ensure_future(ws.start(watch=self._watch))
+        try:
+            self.endpoint = await self._resolve_endpoint()
+        except BaseException:
+            indexing.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await indexing
+            raise
         session = ResponsesSession(self.endpoint, rebuild=ws.rebuild)
         self.session = session
         session.state_changed.connect(self._on_state)
         self.sync = ContextSync(ws, session)
-        ws.files_changed.connect(self.files_changed.emit)  # changed rows only, built off the loop
-        ws.changed.connect(self._on_disk_changed)
-        ws.notice.connect(self.transcript.notice.emit)
         policy = self.settings.approval_policy
         cmd_policy = CommandPolicy("ask")
         self.agent = Agent(
@@ -158,7 +166,7 @@ class AppServices:
             self.agent.extra_settings = {"include": ["reasoning.encrypted_content"]}
             self.sync.settings = self.agent.settings()
         self._open_history()
-        await ws.start(watch=self._watch)
+        await indexing
         self.sync.push_soon()  # the warm-up: snapshot of the project on a fresh chain
 
     async def _resolve_endpoint(self) -> Endpoint:
