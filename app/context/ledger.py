@@ -440,9 +440,10 @@ class Ledger:
 
     def status(self) -> list[FileStatus]:
         """Per-file badges, sorted by path: in_view / pending / excluded(reason) / summarised(reason).
-        O(files): for listings and tests; a UI keeps rows with `take_changes` instead."""
-        self._flush_status()
-        return [self._reported[p] for p in sorted(self._reported)]
+        O(files): for listings and tests; a UI keeps rows with `take_changes` instead (which this
+        leaves alone: what changed is still reported there)."""
+        entries = self._entries
+        return [b for p in sorted(entries) if (b := self._badge(entries[p])) is not None]
 
     def take_changes(self) -> StatusChanges:
         """The badges that changed since the last call (all of them on the first): O(changed files)."""

@@ -259,6 +259,7 @@ def test_take_changes_reports_only_rows_that_changed() -> None:
     assert set(acked.rows) == {"a.py", "b.py"} and acked.added == []
     assert acked.counts == {"excluded": 1, "in_view": 2}
     led.observe(v("a.py", "a2\n"))
+    assert badges(led)["a.py"] == ("pending", "")  # a listing in between takes nothing away
     saved = led.take_changes()
     assert list(saved.rows) == ["a.py"] and saved.rows["a.py"].state == "pending"
     led.chain_lost()
