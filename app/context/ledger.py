@@ -26,6 +26,7 @@ chain (`chain_lost`, `build_snapshot`, its acknowledgement) touches every file.
 
 from __future__ import annotations
 
+import bisect
 import itertools
 from collections import Counter
 from collections.abc import Iterable, Mapping, Sequence
@@ -59,6 +60,7 @@ UPDATE_MARKER = "[slipstream context update]"
 BadgeState = Literal["in_view", "pending", "excluded", "summarised"]
 ViewKind = Literal["content", "summary", "gone"]
 _MAX_LIST_LINES = 40
+ORDER_AT = 1000  # rows added or removed at once from which `StatusChanges.order` is handed out
 
 
 class LedgerStateError(RuntimeError):
@@ -100,12 +102,14 @@ class StatusChanges:
 
     `rows` holds every new or changed badge by path; `added` the paths among them that had no row
     before and `removed` the paths whose row is gone, both sorted; `counts` the totals per state
-    after the change (so a view need not count 100,000 rows itself)."""
+    after the change (so a view need not count 100,000 rows itself); `order`, when many rows came or
+    went, every path with a row, sorted (a view takes it instead of merging), else None."""
 
     rows: dict[str, FileStatus]
     added: list[str]
     removed: list[str]
     counts: dict[str, int]
+    order: list[str] | None = None
 
     def __bool__(self) -> bool:
         return bool(self.rows or self.removed)
@@ -207,6 +211,7 @@ class Ledger:
         self._outstanding: dict[str, _Outstanding] = {}
         self._dirty: set[str] = set()  # paths whose badge may differ from the one reported
         self._reported: dict[str, FileStatus] = {}  # the badge last reported per path
+        self._order: list[str] = []  # the reported paths, sorted (never mutated once handed out)
         self._counts: Counter[str] = Counter()  # of the reported badges, per state
         self._touched: set[str] = set()  # paths whose disk may differ from the sent view
         self._gone: set[str] = set()  # entries whose disk version is not present
@@ -474,7 +479,32 @@ class Ledger:
             counts[new.state] += 1
         added.sort()
         removed.sort()
-        return StatusChanges(rows, added, removed, {k: n for k, n in counts.items() if n})
+        order = self._reorder(added, removed)
+        return StatusChanges(rows, added, removed, {k: n for k, n in counts.items() if n}, order)
+
+    def _reorder(self, added: list[str], removed: list[str]) -> list[str] | None:
+        """Keep the sorted list of reported paths; a copy of it when many rows came or went."""
+        if not added and not removed:
+            return None
+        many = len(added) + len(removed) >= ORDER_AT
+        order = self._order
+        if removed:
+            if many:
+                gone = set(removed)
+                order = [p for p in order if p not in gone]
+            else:
+                for p in removed:
+                    i = bisect.bisect_left(order, p)
+                    if i < len(order) and order[i] == p:
+                        del order[i]
+        if added:
+            if many or len(added) > 64:
+                order = sorted(order + added)  # two sorted runs: one merge pass in C
+            else:
+                for p in added:
+                    bisect.insort(order, p)
+        self._order = order
+        return list(order) if many else None
 
     def _badge(self, e: _Entry) -> FileStatus | None:
         d = e.disk

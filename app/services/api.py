@@ -50,7 +50,8 @@ class FileChanges:
 
     `rows`: new or changed badges by path; `added`: the paths among them without a row before, and
     `removed`: the paths whose row goes, both sorted; `counts`: totals per state after the change;
-    `reset`: drop every row first (another project); `indexing`: the first index is still running."""
+    `reset`: drop every row first (another project); `indexing`: the first index is still running;
+    `order`: when many rows came or went, every path with a row, sorted (built off the GUI thread)."""
 
     rows: Mapping[str, FileBadge]
     added: Sequence[str] = ()
@@ -58,6 +59,7 @@ class FileChanges:
     counts: Mapping[str, int] = field(default_factory=dict)
     reset: bool = False
     indexing: bool = False
+    order: Sequence[str] | None = None
 
     @classmethod
     def listing(cls, badges: Iterable[FileBadge], *, reset: bool = True) -> FileChanges:

@@ -165,7 +165,7 @@ class Workspace:
         reset = not self._emitted
         self._emitted = True
         self.files_changed.emit(FileChanges(changes.rows, changes.added, changes.removed, changes.counts,
-                                            reset=reset, indexing=indexing))
+                                            reset=reset, indexing=indexing, order=changes.order))
 
     def _emit_indexing(self, changes: StatusChanges, shown: threading.Event) -> None:
         try:

@@ -206,8 +206,9 @@ class FileTableModel(QAbstractTableModel):
         added = [p for p in changes.added if p not in self.badges]
         if len(removed) + len(added) > SMALL_CHANGE:
             self.beginResetModel()
-            gone = set(removed)
-            self._all[:] = [p for p in self._all if p not in gone]
+            if changes.order is None:
+                gone = set(removed)
+                self._all[:] = [p for p in self._all if p not in gone]
             self._take(changes)
             self._refilter()
             self.endResetModel()
@@ -227,10 +228,12 @@ class FileTableModel(QAbstractTableModel):
     def _take(self, changes: FileChanges, *, insert: bool = True) -> None:
         for p in changes.removed:
             self.badges.pop(p, None)
-        fresh = [p for p in changes.added if p not in self.badges] if insert else []
+        fresh = [p for p in changes.added if p not in self.badges] if insert and changes.order is None else []
         self.badges.update(changes.rows)
         self.counts = dict(changes.counts)
-        if fresh:
+        if insert and changes.order is not None:
+            self._all[:] = changes.order  # the services sorted every row already: a copy, no merge
+        elif fresh:
             # two sorted runs: Timsort merges them in one linear pass, in C
             self._all[:] = sorted(self._all + fresh) if self._all else fresh
 

@@ -301,3 +301,21 @@ def test_a_save_costs_the_changed_files_not_the_project(monkeypatch: pytest.Monk
     assert not led.has_pending()
     assert list(led.take_changes().rows) == ["m7.py"]
     assert set(looked) == {"m7.py"} and len(looked) <= 6
+
+
+def test_many_new_rows_come_with_the_whole_order() -> None:
+    """When many rows come or go at once the changes carry every path in order (a view swaps it in);
+    a few rows do not, and the order kept inside follows them."""
+    from app.context.ledger import ORDER_AT
+
+    led = Ledger()
+    names = [f"d/m{i:05}.py" for i in range(ORDER_AT + 10)]
+    led.observe_many(v(p, "x\n") for p in reversed(names))
+    first = led.take_changes()
+    assert first.order == names
+    led.observe(v("a.py", "new\n"))
+    few = led.take_changes()
+    assert few.order is None and few.added == ["a.py"]
+    led.observe_many(v(f"z/n{i:05}.py", "y\n") for i in range(ORDER_AT))
+    more = led.take_changes()
+    assert more.order == sorted(["a.py", *names, *(f"z/n{i:05}.py" for i in range(ORDER_AT))])

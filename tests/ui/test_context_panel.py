@@ -99,3 +99,15 @@ def test_another_project_replaces_every_row(qtbot: QtBot) -> None:
     panel.update_files(FileChanges(first.rows, first.added, (), first.counts, reset=True, indexing=True))
     assert panel.visible_paths() == ["new.py"]
     assert panel.summary.text().startswith("Indexing… 1 files so far")
+
+
+def test_a_batch_with_the_whole_order_is_swapped_in(qtbot: QtBot) -> None:
+    """Many new rows with `order` (sorted by the services): the panel takes that order as it is."""
+    panel = ContextPanel()
+    qtbot.addWidget(panel)
+    panel.update_files(FileChanges.listing([FileBadge("b.py", "pending")]))
+    names = [f"m{i:04}.py" for i in range(200)]
+    order = sorted([*names, "b.py"])
+    panel.update_files(FileChanges({p: FileBadge(p, "pending") for p in names}, names, (), {"pending": 201},
+                                   order=order))
+    assert panel.visible_paths() == order and panel.summary.text().startswith("201 files")
