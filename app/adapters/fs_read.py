@@ -174,8 +174,12 @@ def read_file(root: Path, rel: str, limit: int | None = None) -> tuple[bytes, os
             raise OSError(errno.EINVAL, f"{rel} is not a regular file")
         chunks: list[bytes] = []
         left = limit if limit is not None else -1
+        # The first read asks for the size fstat saw (+1 to notice growth): asking for the limit
+        # makes every read allocate and shrink a large buffer, which doubled the cost of an index.
+        step = st.st_size + 1
         while left != 0:
-            chunk = os.read(fd, 1 << 20 if left < 0 else min(left, 1 << 20))
+            chunk = os.read(fd, min(step, 1 << 20) if left < 0 else min(left, step, 1 << 20))
+            step = 1 << 20
             if not chunk:
                 break
             chunks.append(chunk)

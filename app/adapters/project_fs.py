@@ -360,13 +360,18 @@ class ProjectFS:
 
     def scan_tree(self, *, under: str = "", max_bytes: int = DEFAULT_MAX_FILE_BYTES,
                   on_error: Callable[[str, OSError], None] | None = None) -> list[FileVersion]:
+        """The whole `iter_tree` as a list."""
+        return list(self.iter_tree(under=under, max_bytes=max_bytes, on_error=on_error))
+
+    def iter_tree(self, *, under: str = "", max_bytes: int = DEFAULT_MAX_FILE_BYTES,
+                  on_error: Callable[[str, OSError], None] | None = None) -> Iterator[FileVersion]:
         """Index the tree (path, size, hash, kind; no text kept).
 
         Excluded directories are not entered; excluded files are listed as excluded so the UI can
         show why; directory links are never followed. Unreadable directories go to `on_error`.
+        One file at a time, so a caller can hand out progress (and stop) while it runs.
         """
         check_root(self.root)
-        out: list[FileVersion] = []
         stack = [normalise_rel(under) if under else ""]
         while stack:
             d = stack.pop()
@@ -383,20 +388,19 @@ class ProjectFS:
                     if entry.is_symlink():
                         if entry.is_dir():
                             continue  # never follow directory links: loops and escapes
-                        out.append(self.read_version(rel, max_bytes=max_bytes, keep_text=False, parent_clean=True))
+                        yield self.read_version(rel, max_bytes=max_bytes, keep_text=False, parent_clean=True)
                     elif entry.is_dir(follow_symlinks=False):
                         excl = self.exclusion(rel, is_dir=True)
                         if excl is None:
                             stack.append(rel)
                         elif excl.reason == "secret":
-                            out.append(FileVersion(rel + "/", "excluded", reason=excl.reason))
+                            yield FileVersion(rel + "/", "excluded", reason=excl.reason)
                     elif entry.is_file(follow_symlinks=False):
-                        out.append(self.read_version(rel, max_bytes=max_bytes, keep_text=False, parent_clean=True))
+                        yield self.read_version(rel, max_bytes=max_bytes, keep_text=False, parent_clean=True)
                 except OSError as exc:  # a link loop, a permission problem: listed, never silently dropped
-                    out.append(FileVersion(rel, "unreadable", reason=exc.strerror or str(exc)))
+                    yield FileVersion(rel, "unreadable", reason=exc.strerror or str(exc))
                     if on_error is not None:
                         on_error(rel, exc)
-        return out
 
     def read_batch(self, batch: Batch, known: Callable[[str], list[str]], *,
                    max_bytes: int = DEFAULT_MAX_FILE_BYTES) -> BatchRead:

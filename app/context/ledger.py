@@ -17,10 +17,16 @@ never acknowledged is not lost, and nothing from the old chain leaks into the ne
 
 A storm is capped at the token budget: the files that do not fit are listed with stats and become
 "summarised" (the model knows they changed and can read them with a tool).
+
+Everything a save touches costs O(changed files), not O(project): the ledger keeps a dirty set of
+paths whose badge may have changed (`take_changes` reports only those) and a set of paths whose
+disk differs from the sent view (`has_pending`, `build_update` look at those only). Only a fresh
+chain (`chain_lost`, `build_snapshot`, its acknowledgement) touches every file.
 """
 
 from __future__ import annotations
 
+import bisect
 import itertools
 from collections import Counter
 from collections.abc import Iterable, Mapping, Sequence
@@ -46,6 +52,7 @@ __all__ = [
     "FileStatus",
     "Ledger",
     "LedgerStateError",
+    "StatusChanges",
     "is_context_item",
 ]
 
@@ -53,6 +60,7 @@ UPDATE_MARKER = "[slipstream context update]"
 BadgeState = Literal["in_view", "pending", "excluded", "summarised"]
 ViewKind = Literal["content", "summary", "gone"]
 _MAX_LIST_LINES = 40
+ORDER_AT = 1000  # rows added or removed at once from which `StatusChanges.order` is handed out
 
 
 class LedgerStateError(RuntimeError):
@@ -100,6 +108,25 @@ class PathChange:
     kind: ChangeKind
     path: str
     renamed_from: str = ""  # for "renamed": the path the model knew it under
+
+
+@dataclass(frozen=True, slots=True)
+class StatusChanges:
+    """The badges that changed since the last `Ledger.take_changes()`, for a UI that keeps rows.
+
+    `rows` holds every new or changed badge by path; `added` the paths among them that had no row
+    before and `removed` the paths whose row is gone, both sorted; `counts` the totals per state
+    after the change (so a view need not count 100,000 rows itself); `order`, when many rows came or
+    went, every path with a row, sorted (a view takes it instead of merging), else None."""
+
+    rows: dict[str, FileStatus]
+    added: list[str]
+    removed: list[str]
+    counts: dict[str, int]
+    order: list[str] | None = None
+
+    def __bool__(self) -> bool:
+        return bool(self.rows or self.removed)
 
 
 @dataclass(frozen=True, slots=True)
@@ -154,8 +181,11 @@ def _view_of(v: FileVersion, text: str | None = None, reason: str = "") -> _View
     return _View(v.path, "summary", v.digest, None, reason or _summary_reason(v))
 
 
+_SUMMARY_REASONS = {"binary": "binary", "oversized": "too large", "unreadable": "unreadable"}
+
+
 def _summary_reason(v: FileVersion) -> str:
-    return {"binary": "binary", "oversized": "too large", "unreadable": "unreadable"}.get(v.kind, "listed only")
+    return _SUMMARY_REASONS.get(v.kind, "listed only")
 
 
 def _group_by_dir(paths: Iterable[str]) -> list[str]:
@@ -195,18 +225,31 @@ class Ledger:
         self._needs_snapshot = True
         self._seq = itertools.count()
         self._outstanding: dict[str, _Outstanding] = {}
+        self._dirty: set[str] = set()  # paths whose badge may differ from the one reported
+        self._reported: dict[str, FileStatus] = {}  # the badge last reported per path
+        self._order: list[str] = []  # the reported paths, sorted (never mutated once handed out)
+        self._counts: Counter[str] = Counter()  # of the reported badges, per state
+        self._touched: set[str] = set()  # paths whose disk may differ from the sent view
+        self._gone: set[str] = set()  # entries whose disk version is not present
 
     # ---- disk side -------------------------------------------------------------------------------
 
     def observe(self, version: FileVersion) -> None:
         """Record the disk state of one file (a read, a deletion as kind "missing", an exclusion)."""
-        e = self._entries.get(version.path)
+        path = version.path
+        e = self._entries.get(path)
         if e is None:
             if not version.present:
                 return
-            self._entries[version.path] = _Entry(version)
+            self._entries[path] = _Entry(version)
         else:
             e.disk = version
+        if version.present:
+            self._gone.discard(path)
+        else:
+            self._gone.add(path)
+        self._dirty.add(path)
+        self._touched.add(path)
 
     def observe_many(self, versions: Iterable[FileVersion]) -> None:
         """`observe` for each version."""
@@ -224,6 +267,13 @@ class Ledger:
         e.disk = FileVersion(dst, e.disk.kind, e.disk.size, e.disk.mtime, e.disk.digest, e.disk.text,
                              e.disk.lossy, e.disk.reason)
         self._entries[dst] = e
+        self._gone.discard(src)
+        if e.disk.present:
+            self._gone.discard(dst)
+        else:
+            self._gone.add(dst)
+        self._dirty.update((src, dst))
+        self._touched.update((src, dst))
 
     def known_paths(self, under: str = "") -> list[str]:
         """Paths present on disk as far as the ledger knows, optionally under a directory."""
@@ -280,6 +330,8 @@ class Ledger:
                 e.sent = _view_of(d)
             if e.sent is not None:
                 carried.append((e, e.sent))
+        self._dirty.update(self._entries)  # every badge leaves "pending (no chain yet)"
+        self._touched.clear()  # every sent view is the disk now
         self._drop_gone()
         self._needs_snapshot = False
         uid = self._register(carried)
@@ -291,11 +343,13 @@ class Ledger:
         """One message with every change since the sent views, capped at `budget_tokens`; None if none."""
         if self._needs_snapshot:
             raise LedgerStateError("no chain: call build_snapshot first")
-        sections = [s for e in self._entries.values() if (s := self._section(e)) is not None]
+        entries = self._entries
+        touched, self._touched = self._touched, set()
+        sections = [s for p in touched if (e := entries.get(p)) is not None and (s := self._section(e)) is not None]
         if not sections:
             return None
-        self._pair_content_renames(sections)
         sections.sort(key=lambda s: s.entry.path)
+        self._pair_content_renames(sections)
         shown = [s for s in sections if not s.hidden]
         counts = Counter(s.op for s in shown)
         words = {"M": "modified", "A": "created", "D": "deleted", "R": "renamed", "X": "now excluded",
@@ -363,9 +417,11 @@ class Ledger:
         out = self._outstanding.pop(update_id, None)
         if out is None or out.generation != self._generation:
             return
+        dirty = self._dirty
         for e, view in out.carried:
             if out.seq > e.acked_seq:
                 e.acked, e.acked_seq = view, out.seq
+                dirty.add(e.path)
         self._drop_gone()
 
     def fail(self, update_id: str) -> None:
@@ -378,12 +434,15 @@ class Ledger:
                 del self._outstanding[uid]
                 for e, _ in o.carried:
                     e.sent = e.acked
+                    self._touched.add(e.path)
 
     def chain_lost(self) -> None:
         """The chain is gone (not found, age limit, socket, restart): next comes `build_snapshot`."""
         self._generation += 1
         self._chain_id = None
         self._outstanding.clear()
+        if not self._needs_snapshot:
+            self._dirty.update(self._entries)  # every file is pending until the snapshot is acknowledged
         self._needs_snapshot = True
 
     def seen_text(self, path: str) -> str | None:
@@ -397,26 +456,87 @@ class Ledger:
 
     def has_pending(self) -> bool:
         """True when some disk change has not been put into a message for the current chain."""
-        return self._needs_snapshot or any(self._delta(e, e.sent) for e in self._entries.values())
+        if self._needs_snapshot:
+            return True
+        entries = self._entries
+        return any(self._delta(e, e.sent) for p in self._touched if (e := entries.get(p)) is not None)
 
     def status(self) -> list[FileStatus]:
-        """Per-file badges, sorted by path: in_view / pending / excluded(reason) / summarised(reason)."""
-        out = []
-        for p in sorted(self._entries):
-            e = self._entries[p]
-            d = e.disk
-            if d.kind == "excluded":
-                out.append(FileStatus(p, "excluded", d.reason))
-            elif not d.present:
-                if e.acked is not None and e.acked.kind != "gone":
-                    out.append(FileStatus(p, "pending", "deleted"))
-            elif self._needs_snapshot or self._delta(e, e.acked):
-                out.append(FileStatus(p, "pending", ""))
-            elif e.acked is not None and e.acked.kind == "content":
-                out.append(FileStatus(p, "in_view", ""))
+        """Per-file badges, sorted by path: in_view / pending / excluded(reason) / summarised(reason).
+        O(files): for listings and tests; a UI keeps rows with `take_changes` instead (which this
+        leaves alone: what changed is still reported there)."""
+        entries = self._entries
+        return [b for p in sorted(entries) if (b := self._badge(entries[p])) is not None]
+
+    def take_changes(self) -> StatusChanges:
+        """The badges that changed since the last call (all of them on the first): O(changed files)."""
+        return self._flush_status()
+
+    def _flush_status(self) -> StatusChanges:
+        dirty, self._dirty = self._dirty, set()
+        entries, reported, counts = self._entries, self._reported, self._counts
+        rows: dict[str, FileStatus] = {}
+        added: list[str] = []
+        removed: list[str] = []
+        badge = self._badge
+        for p in dirty:
+            e = entries.get(p)
+            new = badge(e) if e is not None else None
+            old = reported.get(p)
+            if new == old:
+                continue
+            if old is not None:
+                counts[old.state] -= 1
+            if new is None:
+                del reported[p]
+                removed.append(p)
+                continue
+            if old is None:
+                added.append(p)
+            reported[p] = rows[p] = new
+            counts[new.state] += 1
+        added.sort()
+        removed.sort()
+        order = self._reorder(added, removed)
+        return StatusChanges(rows, added, removed, {k: n for k, n in counts.items() if n}, order)
+
+    def _reorder(self, added: list[str], removed: list[str]) -> list[str] | None:
+        """Keep the sorted list of reported paths; a copy of it when many rows came or went."""
+        if not added and not removed:
+            return None
+        many = len(added) + len(removed) >= ORDER_AT
+        order = self._order
+        if removed:
+            if many:
+                gone = set(removed)
+                order = [p for p in order if p not in gone]
             else:
-                out.append(FileStatus(p, "summarised", e.acked.reason if e.acked else ""))
-        return out
+                for p in removed:
+                    i = bisect.bisect_left(order, p)
+                    if i < len(order) and order[i] == p:
+                        del order[i]
+        if added:
+            if many or len(added) > 64:
+                order = sorted(order + added)  # two sorted runs: one merge pass in C
+            else:
+                for p in added:
+                    bisect.insort(order, p)
+        self._order = order
+        return list(order) if many else None
+
+    def _badge(self, e: _Entry) -> FileStatus | None:
+        d = e.disk
+        if d.kind == "excluded":
+            return FileStatus(e.path, "excluded", d.reason)
+        if not d.present:
+            if e.acked is not None and e.acked.kind != "gone":
+                return FileStatus(e.path, "pending", "deleted")
+            return None
+        if self._needs_snapshot or self._delta(e, e.acked):
+            return FileStatus(e.path, "pending", "")
+        if e.acked is not None and e.acked.kind == "content":
+            return FileStatus(e.path, "in_view", "")
+        return FileStatus(e.path, "summarised", e.acked.reason if e.acked else "")
 
     # ---- internals -------------------------------------------------------------------------------
 
@@ -427,11 +547,20 @@ class Ledger:
         return uid
 
     def _drop_gone(self) -> None:
-        """Forget files that are gone and that no view (sent or acked) remembers."""
-        for p in [p for p, e in self._entries.items() if not e.disk.present
-                  and (e.sent is None or e.sent.kind == "gone") and (e.acked is None or e.acked.kind == "gone")
-                  and not any(e is c for o in self._outstanding.values() for c, _ in o.carried)]:
-            del self._entries[p]
+        """Forget files that are gone and that no view (sent or acked) remembers. O(gone files)."""
+        if not self._gone:
+            return
+        entries = self._entries
+        forgettable = [p for p in self._gone if (e := entries.get(p)) is not None and not e.disk.present
+                       and (e.sent is None or e.sent.kind == "gone") and (e.acked is None or e.acked.kind == "gone")]
+        if not forgettable:
+            return
+        carried = {id(c) for o in self._outstanding.values() for c, _ in o.carried}
+        for p in forgettable:
+            if id(entries[p]) not in carried:
+                del entries[p]
+                self._gone.discard(p)
+                self._dirty.add(p)
 
     @staticmethod
     def _delta(e: _Entry, view: _View | None) -> str | None:

@@ -8,6 +8,7 @@ modified, small source files) until the token budget is spent. New text passes t
 from __future__ import annotations
 
 import posixpath
+import re
 from collections import Counter
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -34,6 +35,7 @@ __all__ = [
 ]
 
 SNAPSHOT_MARKER = "[slipstream project snapshot]"
+_BACKTICKS = re.compile("`+")
 DEFAULT_MAX_FILE_BYTES = 256 * 1024
 RECENT_SECONDS = 24 * 3600.0
 _SOURCE_EXTS = (
@@ -115,11 +117,8 @@ def message_item(text: str) -> dict[str, Any]:
 
 def fence(path: str, text: str, note: str = "") -> str:
     """A fenced block labelled by path; the fence is longer than any backtick run inside."""
-    longest = run = 0
-    for ch in text:
-        run = run + 1 if ch == "`" else 0
-        longest = max(longest, run)
-    ticks = "`" * max(3, longest + 1)
+    longest = max(map(len, _BACKTICKS.findall(text)), default=0)  # a regex: a loop per character was
+    ticks = "`" * max(3, longest + 1)  # half of building a snapshot
     body = text if text.endswith("\n") or not text else text + "\n"
     return f"{ticks}{path}{'  ' + note if note else ''}\n{body}{ticks}\n"
 

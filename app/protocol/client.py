@@ -21,11 +21,18 @@ Recovery (PROTOCOL §4.4), as values the caller acts on:
 
 One request in flight per lane: lanes are FIFO on the server and the next request needs the
 previous one's id. Use several lanes for concurrency.
+
+Fresh chains and project context: with `ClientSession(rebuilds=True)` every full-input frame waits
+for the caller. Instead of the frame, `create()` returns (and `on_disconnect()` / `outcomes()` give,
+in place of a `Resend`) a `RebuildNeeded(lane, transcript)`: the caller rewrites the transcript (the
+context layer swaps stale project context for a snapshot of the disk now, work it may do on another
+thread) and `rebuilt(need, items)` returns the frame. So no I/O or project-sized work runs inside the
+session's methods, and nothing old is replayed into a new chain.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Final
 
@@ -48,7 +55,7 @@ from app.protocol.events import (
     ServerEvent,
 )
 
-__all__ = ["ClientSession", "Completed", "Fail", "Outcome", "Reconnect", "Resend"]
+__all__ = ["ClientSession", "Completed", "Fail", "Outcome", "RebuildNeeded", "Reconnect", "Resend"]
 
 Item = Mapping[str, Any]
 # Fields that describe the request, not its input: the incremental form needs them unchanged.
@@ -93,7 +100,16 @@ class Fail:
     message: str
 
 
-Outcome = Completed | Resend | Reconnect | Fail
+@dataclass(frozen=True, slots=True)
+class RebuildNeeded:
+    """A fresh chain starts on `lane`: pass `transcript`, rewritten, to `ClientSession.rebuilt()` for
+    the frame (full input, no previous_response_id). Stands where a frame or a `Resend` would."""
+
+    lane: str | None
+    transcript: tuple[Item, ...]
+
+
+Outcome = Completed | Resend | RebuildNeeded | Reconnect | Fail
 
 
 @dataclass(slots=True)
@@ -102,6 +118,7 @@ class _Turn:
     new_items: list[Item]
     generate: bool
     resent: bool = False
+    awaiting_rebuild: bool = False  # a RebuildNeeded is out; `rebuilt()` gives the frame
     response_id: str | None = None
     items: dict[int, dict[str, Any]] = field(default_factory=dict)  # output_index -> item being built
     pieces: dict[int, list[str]] = field(default_factory=dict)  # output_index -> streamed text
@@ -132,11 +149,11 @@ class _Lane:
 class ClientSession:
     """Chain heads, transcripts and in-flight turns of one connection (see module docstring)."""
 
-    def __init__(self, rebuild: Callable[[str | None, list[Item]], list[Item]] | None = None) -> None:
-        """`rebuild(lane, transcript) -> transcript` is called whenever a fresh chain starts (full
-        input): the context layer swaps stale project-context items for a snapshot of the disk as it
-        is now, so a new chain never replays old diffs and nothing is sent twice into one chain."""
-        self._rebuild = rebuild
+    def __init__(self, rebuilds: bool = False) -> None:
+        """`rebuilds`: every fresh chain's full input goes through the caller first (`RebuildNeeded`,
+        then `rebuilt()`), so the context layer can swap stale project-context items for a snapshot of
+        the disk as it is now; a new chain never replays old diffs and nothing is sent twice into one."""
+        self._rebuilds = rebuilds
         self._lanes: dict[str | None, _Lane] = {}
         self._events: list[ServerEvent] = []
         self._outcomes: list[Outcome] = []
@@ -145,10 +162,11 @@ class ClientSession:
 
     def create(
         self, new_items: Sequence[Item], *, lane: str | None = None, generate: bool = True, **settings: Any
-    ) -> bytes:
+    ) -> bytes | RebuildNeeded:
         """The `response.create` frame for a new turn on `lane`. `settings` are ResponseCreate
         fields (model, instructions, tools, tool_choice, store, ...) and must be resent every
-        turn (HTTP semantics: they do not carry over)."""
+        turn (HTTP semantics: they do not carry over). With `rebuilds`, a fresh chain gives a
+        `RebuildNeeded` instead of the frame (see `rebuilt`)."""
         bad = _NOT_SETTINGS & settings.keys()
         if bad:
             raise LocalProtocolError(f"create() manages {sorted(bad)} itself", code="misuse")
@@ -165,13 +183,25 @@ class ClientSession:
         state.turn = _Turn(settings=settings, new_items=items, generate=generate)
         if incremental:
             return self._frame(lane, settings, items, generate, previous=state.head)
-        return self._frame(lane, settings, self._fresh(lane, state), generate, previous=None)
+        return self._fresh(lane, state, state.turn)
 
-    def _fresh(self, lane: str | None, state: _Lane) -> list[Item]:
-        """The full input of a fresh chain (after the rebuild hook, which may rewrite it)."""
-        if self._rebuild is not None:
-            state.transcript = list(self._rebuild(lane, list(state.transcript)))
-        return list(state.transcript)
+    def _fresh(self, lane: str | None, state: _Lane, turn: _Turn) -> bytes | RebuildNeeded:
+        """The full input of a fresh chain, or the request to rewrite it first (`rebuilds`)."""
+        if self._rebuilds:
+            turn.awaiting_rebuild = True
+            return RebuildNeeded(lane, tuple(state.transcript))
+        return self._frame(lane, turn.settings, list(state.transcript), turn.generate, previous=None)
+
+    def rebuilt(self, need: RebuildNeeded, transcript: Sequence[Item]) -> bytes:
+        """The fresh-chain frame for `need`'s turn, with `transcript` (rewritten) as the lane's whole
+        input from now on. Raises LocalProtocolError if that turn is gone or was not waiting."""
+        state = self._lanes.get(need.lane)
+        turn = state.turn if state is not None else None
+        if state is None or turn is None or not turn.awaiting_rebuild:
+            raise LocalProtocolError(f"lane {need.lane!r} has no turn waiting for a rebuild", code="misuse")
+        turn.awaiting_rebuild = False
+        state.transcript = list(transcript)
+        return self._frame(need.lane, turn.settings, list(state.transcript), turn.generate, previous=None)
 
     def _frame(
         self,
@@ -190,14 +220,14 @@ class ClientSession:
         )
         return encode(event)
 
-    def _full_resend(self, lane: str | None, state: _Lane, turn: _Turn) -> Resend:
+    def _full_resend(self, lane: str | None, state: _Lane, turn: _Turn) -> Resend | RebuildNeeded:
         state.head, state.head_settings, state.head_len = None, None, 0
         turn.items.clear()
         turn.pieces.clear()
         turn.loose.clear()
         turn.response_id = None
-        frame = self._frame(lane, turn.settings, self._fresh(lane, state), turn.generate, previous=None)
-        return Resend(lane, frame)
+        fresh = self._fresh(lane, state, turn)
+        return fresh if isinstance(fresh, RebuildNeeded) else Resend(lane, fresh)
 
     # ---- receiving ---------------------------------------------------------------------------
 
@@ -292,10 +322,10 @@ class ClientSession:
         state.turn = None
         self._outcomes.append(Fail(lane, code, event.error.message))
 
-    def on_disconnect(self) -> list[Resend]:
+    def on_disconnect(self) -> list[Resend | RebuildNeeded]:
         """The connection is gone: every chain head with it. Returns the in-flight turns to resend
         (full input) on the new connection; they stay in flight."""
-        out: list[Resend] = []
+        out: list[Resend | RebuildNeeded] = []
         for lane, state in self._lanes.items():
             turn = state.turn
             if turn is None:

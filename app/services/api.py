@@ -7,11 +7,13 @@ use `tests/ui/fakes.FakeServices`; both are checked against it by mypy (typed fa
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal, Protocol
 
+from app.context.ledger import BadgeState as BadgeState
+from app.context.ledger import FileStatus
 from app.render.transcript import Transcript
 from app.services.approvals import ApprovalDecision, ApprovalKind, ApprovalRequest
 from app.services.settings import Settings, SettingsFacade
@@ -26,6 +28,7 @@ __all__ = [
     "ConnectionState",
     "ConnectionStatus",
     "FileBadge",
+    "FileChanges",
     "Services",
     "ServicesFactory",
     "SessionInfo",
@@ -33,7 +36,6 @@ __all__ = [
 ]
 
 ConnectionState = Literal["connecting", "warm", "streaming", "reconnecting", "offline", "error"]
-BadgeState = Literal["in_view", "pending", "excluded", "summarised"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -55,11 +57,37 @@ class StreamStats:
     session_cached_tokens: int = 0
 
 
+# One row of the Context panel: path, state, reason ("secret", "gitignored", "binary", "too large"...).
+# The ledger's own value, so 100,000 rows reach the UI without a copy per row.
+FileBadge = FileStatus
+
+
 @dataclass(frozen=True, slots=True)
-class FileBadge:
-    path: str
-    state: BadgeState
-    reason: str = ""  # for excluded/summarised: "secret", "gitignored", "binary", "too large", ...
+class FileChanges:
+    """The Context panel rows that changed since the last `files_changed` (never the whole list:
+    a save in a 100,000-file project hands over one row).
+
+    `rows`: new or changed badges by path; `added`: the paths among them without a row before, and
+    `removed`: the paths whose row goes, both sorted; `counts`: totals per state after the change;
+    `reset`: drop every row first (another project); `indexing`: the first index is still running;
+    `order`: when many rows came or went, every path with a row, sorted (built off the GUI thread)."""
+
+    rows: Mapping[str, FileBadge]
+    added: Sequence[str] = ()
+    removed: Sequence[str] = ()
+    counts: Mapping[str, int] = field(default_factory=dict)
+    reset: bool = False
+    indexing: bool = False
+    order: Sequence[str] | None = None
+
+    @classmethod
+    def listing(cls, badges: Iterable[FileBadge], *, reset: bool = True) -> FileChanges:
+        """Every row at once (fakes, tests, a small project): a reset followed by these rows."""
+        rows = {b.path: b for b in badges}
+        counts: dict[str, int] = {}
+        for b in rows.values():
+            counts[b.state] = counts.get(b.state, 0) + 1
+        return cls(rows, sorted(rows), (), counts, reset=reset)
 
 
 @dataclass(frozen=True, slots=True)
@@ -89,7 +117,7 @@ class Services(SettingsFacade, Protocol):
     @property
     def stats_changed(self) -> Signal[[StreamStats]]: ...
     @property
-    def files_changed(self) -> Signal[[Sequence[FileBadge]]]: ...  # the whole list; the UI diffs it
+    def files_changed(self) -> Signal[[FileChanges]]: ...  # rows that changed, never the whole list
     @property
     def approval_requested(self) -> Signal[[ApprovalRequest]]: ...
     @property

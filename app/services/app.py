@@ -14,9 +14,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, get_args
+from typing import get_args
 
 from app.adapters.local_server import LocalServer
 from app.adapters.secrets import SecretStore
@@ -30,7 +29,7 @@ from app.services.api import (
     ApprovalRequest,
     ConnectionState,
     ConnectionStatus,
-    FileBadge,
+    FileChanges,
     Services,
     SessionInfo,
     StreamStats,
@@ -76,7 +75,7 @@ class AppServices:
         self.tests = LiveTests(self.project_root, notice=self._notice,
                                rerun_on_save=lambda: self.settings.rerun_tests_on_save, agent_busy=lambda: self.busy)
         self.connection_changed: Signal[[ConnectionStatus]] = Signal("connection_changed")
-        self.files_changed: Signal[[Sequence[FileBadge]]] = Signal("files_changed")
+        self.files_changed: Signal[[FileChanges]] = Signal("files_changed")
         self.busy_changed: Signal[[bool]] = Signal("busy_changed")
         self.banner_changed: Signal[[str]] = Signal("banner_changed")
         self._server: LocalServer | None = None
@@ -118,17 +117,25 @@ class AppServices:
         """Connect (starting a scripted server when no model is configured), index, warm up."""
         # The syntax highlighter's lexers are built in a worker meanwhile, not in the first frame with code.
         self._warm = asyncio.get_running_loop().run_in_executor(None, warm_highlighting)
-        self.endpoint = await self._resolve_endpoint()
         ws = Workspace(self.project_root, budget_tokens=self.settings.context_budget_tokens, pins=self.settings.pins,
                        user_ignores=self.settings.ignore_patterns)
         self.workspace = ws
+        ws.files_changed.connect(self.files_changed.emit)  # changed rows only, built off the loop
+        ws.changed.connect(self.tests.on_disk_changed)
+        ws.notice.connect(self._notice_from)
+        # The index runs on the workspace's worker while the endpoint (maybe a server child) comes up.
+        indexing = asyncio.ensure_future(ws.start(watch=self._watch))
+        try:
+            self.endpoint = await self._resolve_endpoint()
+        except BaseException:
+            indexing.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await indexing
+            raise
         session = ResponsesSession(self.endpoint, rebuild=ws.rebuild)
         self.session = session
         session.state_changed.connect(self._on_state)
         self.sync = ContextSync(ws, session)
-        ws.files_changed.connect(self._on_files)
-        ws.changed.connect(self.tests.on_disk_changed)
-        ws.notice.connect(self._notice_from)
         policy = self.settings.approval_policy
         cmd_policy = CommandPolicy("ask")
         self.agent = Agent(
@@ -143,7 +150,7 @@ class AppServices:
             self.sync.settings = self.agent.settings()
         self._open_history()
         self.tests.enabled = True
-        await ws.start(watch=self._watch)
+        await indexing
         self.sync.push_soon()  # the warm-up: snapshot of the project on a fresh chain
 
     async def _resolve_endpoint(self) -> Endpoint:
@@ -268,9 +275,6 @@ class AppServices:
         url = self.endpoint.url if self.endpoint else ""
         self.connection_changed.emit(ConnectionStatus(state, detail, self._engine_label, url))
 
-    def _on_files(self, statuses: Sequence[Any]) -> None:
-        self.files_changed.emit([FileBadge(s.path, s.state, s.reason) for s in statuses])
-
     def _on_event(self, e: ev.ServerEvent) -> None:
         """Every event of a turn, as it arrives: into the conversation (buffered) and the figures."""
         self.conversation.apply(e)
@@ -335,7 +339,10 @@ class AppServices:
             self.workspace.pins = list(settings.pins)
             self.workspace.budget = settings.context_budget_tokens
             self.workspace.set_user_ignores(settings.ignore_patterns)
-        self._secret_store().allow_env_fallback(settings.allow_env_key_fallback)
+        # A store not made yet is made from these settings when first needed: saving the recent projects
+        # at start must not load the keychain backends (60 ms on the GUI thread, and their memory).
+        if self._secrets is not None:
+            self._secrets.allow_env_fallback(settings.allow_env_key_fallback)
         if self._persist:
             save_settings(settings)
 

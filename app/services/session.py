@@ -15,6 +15,8 @@ service only acts on them:
 - The policy is made of values passed in, as websockets' `connect(process_exception=...)`: `connect`
   (opens a socket), `post` (one HTTP turn), `sleep`, `delays` (a backoff iterator factory) and
   `classify` (what a refused upgrade means), so it is tested in memory with fakes.
+- `RebuildNeeded` (any fresh chain, with a rebuild hook) -> await the hook, which may build the
+  snapshot on a worker thread, then send `client.rebuilt(...)`: the loop never waits on that work.
 - Before the provider's connection age limit, the socket is rotated at a turn boundary.
 
 Nothing the user typed is lost: the transcript lives in `ClientSession`, not on the socket.
@@ -23,6 +25,7 @@ Nothing the user typed is lost: the transcript lives in `ClientSession`, not on 
 from __future__ import annotations
 
 import asyncio
+import inspect
 import json
 import logging
 import random
@@ -34,7 +37,7 @@ from typing import Any, Literal
 from app.adapters.http_sse import HttpError, post_stream
 from app.adapters.ws_client import TransportError, WsTransport
 from app.protocol.backoff import UpgradeVerdict, backoff, classify_close, classify_upgrade
-from app.protocol.client import ClientSession, Completed, Fail, Outcome, Reconnect, Resend
+from app.protocol.client import ClientSession, Completed, Fail, Outcome, RebuildNeeded, Reconnect, Resend
 from app.protocol.errors import RemoteProtocolError
 from app.protocol.events import (
     CustomToolCallInputDelta,
@@ -65,6 +68,8 @@ TOKEN_EVENTS = (
 # The longest run of receiving (decode, assemble, hand to on_event) before the event loop gets a turn:
 # under qasync the loop is the GUI's, and its frame clock must keep ticking at any stream rate.
 RECV_SLICE_S = 0.004
+# (lane, transcript) -> the transcript for a fresh chain; may be a coroutine function.
+RebuildHook = Callable[[str | None, list[Item]], Awaitable[list[Item]] | list[Item]]
 AUTH_FAILED = frozenset({401, 403})
 Connect = Callable[..., Awaitable[WsTransport]]
 Post = Callable[..., AsyncIterator[ServerEvent]]
@@ -117,7 +122,7 @@ class ResponsesSession:
         self,
         endpoint: Endpoint,
         *,
-        rebuild: Callable[[str | None, list[Item]], list[Item]] | None = None,
+        rebuild: RebuildHook | None = None,
         clock: Callable[[], float] = time.monotonic,
         max_attempts: int = 6,
         initial_delay: float = 0.25,
@@ -136,7 +141,8 @@ class ResponsesSession:
         self._sleep_fn = sleep
         self._delays_fn = delays
         self._classify = classify
-        self.client = ClientSession(rebuild=rebuild)
+        self.client = ClientSession(rebuilds=rebuild is not None)
+        self._rebuild = rebuild
         self._clock = clock
         self._ws: WsTransport | None = None
         self._opened_at = 0.0
@@ -234,7 +240,7 @@ class ResponsesSession:
             try:
                 try:
                     # inside the try: if building the frame fails (the rebuild hook), the turn is abandoned
-                    frame = self.client.create(list(new_items), generate=generate, **opts)
+                    frame = await self._frame(self.client.create(list(new_items), generate=generate, **opts))
                     return await self._drive(frame, on_event or (lambda e: None), on_retry or (lambda r: None))
                 except asyncio.CancelledError:
                     task = asyncio.current_task()
@@ -305,10 +311,10 @@ class ResponsesSession:
                 self._set_state("warm", f"connected to {self.endpoint.url}")
                 return TurnResult("failed", error=f"{outcome.message} ({outcome.code})" if outcome.code
                                   else outcome.message, code=outcome.code, transport="websocket")
-            if isinstance(outcome, Resend) and not resent_in_place:
+            if isinstance(outcome, Resend | RebuildNeeded) and not resent_in_place:
                 resent_in_place = True
                 on_retry("the server lost the conversation; resending it in full")
-                frame = outcome.frame
+                frame = await self._frame(outcome)
                 continue
             # The socket is gone (dropped mid-turn, age limit, or a second miss): new socket, fresh chain.
             reason = outcome.reason if isinstance(outcome, Reconnect) else "connection lost"
@@ -327,7 +333,7 @@ class ResponsesSession:
             resends = [r for r in self.client.on_disconnect() if r.lane is None]
             if not resends:  # the turn finished after all
                 return TurnResult("failed", error=reason)
-            frame = resends[0].frame
+            frame = await self._frame(resends[0])
             failures += 1
             if failures >= self._max_attempts:
                 return await self._http_turn(on_event, why=reason)
@@ -393,7 +399,7 @@ class ResponsesSession:
         resends = [r for r in self.client.on_disconnect() if r.lane is None]
         if not resends:
             return TurnResult("failed", error=why), False
-        body = json.loads(resends[0].frame)
+        body = json.loads(await self._frame(resends[0]))
         body.pop("type", None)
         body.pop("stream_id", None)
         body["stream"] = True
@@ -451,6 +457,17 @@ class ResponsesSession:
         first = self._first_token_at
         self.last_ttft_ms = (first - t0) * 1000 if first is not None else None
         return self.last_ttft_ms
+
+    async def _frame(self, out: bytes | Resend | RebuildNeeded) -> bytes:
+        """The frame to send; a fresh chain's transcript first goes through the rebuild hook."""
+        if isinstance(out, bytes):
+            return out
+        if isinstance(out, Resend):
+            return out.frame
+        assert self._rebuild is not None  # the client asks only when a hook was given
+        got = self._rebuild(out.lane, list(out.transcript))
+        items = await got if inspect.isawaitable(got) else got
+        return self.client.rebuilt(out, items)
 
     def _delay_iter(self) -> Iterator[float]:
         if self._delays_fn is not None:

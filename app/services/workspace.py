@@ -2,7 +2,7 @@
 
 The workspace owns the `Ledger` and the watcher. It plugs into the session in two places:
 
-- `rebuild(lane, items)` is `ClientSession`'s fresh-chain hook: every time a chain starts (first
+- `rebuild(lane, items)` is `ResponsesSession`'s fresh-chain hook: every time a chain starts (first
   connection, `previous_response_not_found`, age limit, dropped socket, restarted server) it swaps the
   transcript's old context messages for one snapshot of the disk as it is *now*. So no change is lost
   and none is sent twice into one chain.
@@ -10,29 +10,78 @@ The workspace owns the `Ledger` and the watcher. It plugs into the session in tw
   with `generate:false` while the session is idle (`push()`), or carried by the next turn.
 
 An update counts as acknowledged only when the response that carried it completed (`turn_done`).
+
+Threads: work that scales with the project (indexing, reading, snapshots, badges of every file)
+never runs on the event loop, which is the GUI thread in the app. One worker thread owns the ledger:
+every ledger call is a job on it, in order, and the loop awaits the result. The loop only gets
+values back: the pending flag, the rows whose badge changed (`files_changed` with `FileChanges`),
+notices. While the first index runs, rows arrive in batches (`FileChanges.indexing`).
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import logging
+import sys
+import threading
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from app.adapters.fs_read import RootMissingError
 from app.adapters.fs_watch import BatchPump, FsWatcher
 from app.adapters.project_fs import ProjectFS
 from app.context.coalesce import Batch, Coalescer
-from app.context.ledger import ContextUpdate, FileStatus, Ledger, PathChange, is_context_item
+from app.context.ledger import ContextUpdate, FileStatus, Ledger, PathChange, StatusChanges, is_context_item
+from app.services.api import FileChanges
 from app.services.session import ResponsesSession, TurnResult
 from app.services.signals import Signal
 
 log = logging.getLogger(__name__)
 Item = Mapping[str, Any]
+T = TypeVar("T")
+INDEX_BATCH_S = 0.25  # while indexing, hand rows to the UI at most this often
+INDEX_ROWS_PER_S = 50_000  # and no more often than once per this many rows already indexed
+BIG_PROJECT = 20_000  # files: from here a fresh chain's snapshot and its acknowledgement keep the collector off
+GIL_SWITCH_S = 0.001  # see `_share_the_gil`
+
+
+_indexing = 0  # indexes running now (another project may be opening)
+
+
+@contextlib.contextmanager
+def _settled_by_the_collector() -> Iterator[None]:
+    """No automatic garbage collection while an index runs (or a job that touches every file), then
+    its objects are frozen.
+
+    An index creates a few objects per file; each automatic full collection on the way re-walked all
+    of them with the GIL held, stalling the GUI thread 30-85 ms at a time (100,000 files). What the
+    index built lives as long as the project, so it is moved out of the collector's sight afterwards
+    (`gc.freeze`; reference counting still frees what is dropped later)."""
+    global _indexing
+    _indexing += 1
+    gc.disable()
+    try:
+        yield
+    finally:
+        _indexing -= 1
+        if not _indexing:
+            gc.freeze()
+            gc.enable()
+
+
+def _share_the_gil() -> None:
+    """While the worker computes, the GUI thread must get the GIL back within a millisecond, not
+    CPython's default 5 ms: every Qt callback into Python waits for it, so a snapshot rebuilt on the
+    worker stalled frames 11-25 ms at the default and 6-8 ms at 1 ms (bench_app, chain restart).
+    Process-wide, so only ever lowered here."""
+    if sys.getswitchinterval() > GIL_SWITCH_S:
+        sys.setswitchinterval(GIL_SWITCH_S)
 
 
 @dataclass(frozen=True, slots=True)
@@ -76,7 +125,10 @@ class Workspace:
         self._quiet, self._window = quiet_s, max_window_s
         self._force_polling = force_polling
         self._clock = clock
-        self.ledger = Ledger()
+        self.ledger = Ledger()  # touched only on the worker thread (`_job`)
+        _share_the_gil()
+        self._worker = ThreadPoolExecutor(max_workers=1, thread_name_prefix="slipstream-context")
+        self._closing = threading.Event()
         self._watcher: FsWatcher | None = None
         self._pump: BatchPump | None = None
         self._chain = 0
@@ -84,36 +136,89 @@ class Workspace:
         self._batches: asyncio.Queue[Batch] = asyncio.Queue()
         self._reader: asyncio.Task[None] | None = None
         self._resync_task: asyncio.Task[None] | None = None
-        self.files_changed: Signal[[list[FileStatus]]] = Signal("files_changed")
+        self._pending = False  # the ledger's has_pending() after the last job
+        self._needs_snapshot = True
+        self._rows: dict[str, FileStatus] = {}  # the badges handed out so far (the loop's copy)
+        self._emitted = False
+        self.files_changed: Signal[[FileChanges]] = Signal("files_changed")
         self.notice: Signal[[str, str]] = Signal("notice")  # kind, text
         self.changed: Signal[[]] = Signal("changed")  # the ledger has something new to push
         self.root_missing: Signal[[]] = Signal("root_missing")  # the project folder is gone
         self.watch_mode = ""
         self.last_snapshot: ContextUpdate | None = None
 
+    # ---- the worker ------------------------------------------------------------------------------
+
+    async def _job(self, fn: Callable[[], T]) -> T:
+        """Run `fn` on the ledger's thread; afterwards note the pending flag there too."""
+
+        def run() -> T:
+            out = fn()
+            self._pending = self.ledger.has_pending()
+            self._needs_snapshot = self.ledger.needs_snapshot
+            return out
+
+        return await asyncio.wrap_future(self._worker.submit(run))
+
+    def _emit(self, changes: StatusChanges, *, indexing: bool = False) -> None:
+        """On the loop: hand the changed rows to the UI (and keep the loop's copy of them)."""
+        if not changes and (self._emitted or indexing):
+            return
+        rows = self._rows
+        rows.update(changes.rows)
+        for p in changes.removed:
+            rows.pop(p, None)
+        reset = not self._emitted
+        self._emitted = True
+        self.files_changed.emit(FileChanges(changes.rows, changes.added, changes.removed, changes.counts,
+                                            reset=reset, indexing=indexing, order=changes.order))
+
+    def _emit_indexing(self, changes: StatusChanges, shown: threading.Event) -> None:
+        try:
+            self._emit(changes, indexing=True)
+        finally:
+            shown.set()
+
     # ---- start / stop --------------------------------------------------------------------------
 
     async def start(self, *, watch: bool = True) -> None:
-        """Index the tree (off the loop) and start watching."""
+        """Index the tree on the worker, rows reaching the UI as they are found, and start watching."""
         loop = asyncio.get_running_loop()
         for note in self.files.recovered:  # a patch a crash interrupted was rolled back on open
             self.notice.emit("warning", note)
         errors: list[str] = []
-        index = await loop.run_in_executor(
-            None, lambda: self.files.scan_tree(on_error=lambda p, e: errors.append(f"{p}: {e}"))
-        )
+
+        def index() -> StatusChanges:
+            led, last, shown = self.ledger, time.monotonic(), threading.Event()
+            for n, v in enumerate(self.files.iter_tree(on_error=lambda p, e: errors.append(f"{p}: {e}"))):
+                led.observe(v)
+                # Rows reach the UI in batches, less often as the table grows (each costs the GUI a
+                # merge of sorted rows); the walk waits while the GUI takes one, so the two never
+                # fight over the GIL.
+                if n % 256 == 0 and time.monotonic() - last >= max(INDEX_BATCH_S, n / INDEX_ROWS_PER_S):
+                    if self._closing.is_set():
+                        break
+                    shown.clear()
+                    loop.call_soon_threadsafe(self._emit_indexing, led.take_changes(), shown)
+                    shown.wait(1.0)
+                    last = time.monotonic()
+            return led.take_changes()
+
+        with _settled_by_the_collector():
+            changes = await self._job(index)
         for e in errors[:5]:
             self.notice.emit("warning", f"Cannot read {e}")
-        self.ledger.observe_many(index)
-        self._publish()
-        if watch:
+        self._emit(changes)
+        if watch and not self._closing.is_set():
             self._pump = BatchPump(Coalescer(self._quiet, self._window), self._batches.put_nowait, loop)
             self._watcher = FsWatcher(self.root, self.files, self._pump.feed, loop, on_notice=self.notice.emit,
                                       force_polling=self._force_polling)
-            self.watch_mode = self._watcher.start()
+            # watchdog adds a watch per folder while starting: a walk of the tree, so not on the loop
+            self.watch_mode = await loop.run_in_executor(None, self._watcher.start)
             self._reader = asyncio.ensure_future(self._read_batches())
 
     async def aclose(self) -> None:
+        self._closing.set()
         if self._watcher is not None:
             self._watcher.stop()
             self._watcher = None
@@ -124,6 +229,8 @@ class Workspace:
                 task.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
                     await task
+        self._worker.shutdown(wait=False, cancel_futures=True)
+        await asyncio.get_running_loop().run_in_executor(None, self._worker.shutdown)  # join the thread
 
     async def settle(self) -> None:
         """Take a batch that is still in the coalescer now (tests, shutdown)."""
@@ -152,22 +259,31 @@ class Workspace:
                 await self.resync()
 
     async def _apply(self, batch: Batch) -> None:
-        loop = asyncio.get_running_loop()
-        read = await loop.run_in_executor(None, self.files.read_batch, batch, self.ledger.known_paths)
-        for src, dst in read.moves:
-            self.ledger.rename(src, dst)
-        self.ledger.observe_many(read.versions)
-        if read.rules_changed:  # the files object reloaded its rules: the tools see them already
+        def apply() -> tuple[StatusChanges, bool]:
+            led = self.ledger
+            read = self.files.read_batch(batch, led.known_paths)
+            for src, dst in read.moves:
+                led.rename(src, dst)
+            led.observe_many(read.versions)
+            return led.take_changes(), read.rules_changed
+
+        changes, rules_changed = await self._job(apply)
+        if rules_changed:  # the files object reloaded its rules: the tools and the watcher see them already
+            self._emit(changes)
             await self.resync()
-        self._publish()
+        else:
+            self._emit(changes)
         self.changed.emit()
 
     async def resync(self) -> None:
         """A full rescan (ignore rules changed, a read failed)."""
-        loop = asyncio.get_running_loop()
-        found = await loop.run_in_executor(None, self.files.resync, self.ledger.known_paths())
-        self.ledger.observe_many(found)
-        self._publish()
+
+        def rescan() -> StatusChanges:
+            led = self.ledger
+            led.observe_many(self.files.resync(led.known_paths()))
+            return led.take_changes()
+
+        self._emit(await self._job(rescan))
 
     def set_user_ignores(self, patterns: Sequence[str]) -> None:
         """New ignore patterns from Settings: the tools follow at once, the context after a rescan."""
@@ -186,59 +302,93 @@ class Workspace:
         """The current ignore rules (owned by `files`)."""
         return self.files.rules
 
-    def _publish(self) -> None:
-        self.files_changed.emit(self.ledger.status())
-
     # ---- the session hooks ---------------------------------------------------------------------
 
-    def rebuild(self, lane: str | None, items: list[Item]) -> list[Item]:
-        """ClientSession's fresh-chain hook: a snapshot of the disk now + the non-context transcript."""
-        self.ledger.chain_lost()
+    async def rebuild(self, lane: str | None, items: list[Item]) -> list[Item]:
+        """The session's fresh-chain hook: a snapshot of the disk now + the non-context transcript.
+        The snapshot (ranking every file, reading the chosen ones) is built on the worker."""
         self._chain += 1
-        cands = self.ledger.snapshot_candidates(self.budget, self.pins, self._clock())
-        contents = self.files.read_many(cands)  # bounded by the token budget
-        snap = self.ledger.build_snapshot(self.budget, self._clock(), self.pins, contents)
-        self.ledger.mark_sent(snap.id, self.chain_id)
+        chain_id, pins, budget = self.chain_id, list(self.pins), self.budget
+
+        def build() -> tuple[ContextUpdate, StatusChanges]:
+            led = self.ledger
+            led.chain_lost()
+            cands = led.snapshot_candidates(budget, pins, self._clock())
+            contents = self.files.read_many(cands)  # bounded by the token budget
+            snap = led.build_snapshot(budget, self._clock(), pins, contents)
+            led.mark_sent(snap.id, chain_id)
+            return snap, led.take_changes()
+
+        with self._collector_off():
+            snap, changes = await self._job(build)
         self._carried = [snap.id]
         self.last_snapshot = snap
         for text in snap.notices:
             self.notice.emit("warning", text)
-        self._publish()
+        self._emit(changes)
         return [snap.item, *(i for i in items if not is_context_item(i))]
 
     @property
     def chain_id(self) -> str:
         return f"chain-{self._chain}"
 
-    def has_pending(self) -> bool:
-        return self.ledger.has_pending()
+    @property
+    def needs_snapshot(self) -> bool:
+        """No chain yet (or it was lost): the next request starts one with a snapshot."""
+        return self._needs_snapshot
 
-    def take_update(self) -> ContextUpdate | None:
+    def has_pending(self) -> bool:
+        """Changes not yet put into a message for this chain (as of the last finished job)."""
+        return self._pending
+
+    async def take_update(self) -> ContextUpdate | None:
         """The pending changes as one message for the next request (None: nothing, or a fresh chain
         is due, in which case the rebuild hook will describe the disk instead)."""
-        if self.ledger.needs_snapshot:
+        if self._needs_snapshot:
             return None
-        update = self.ledger.build_update(self.update_budget)
+        chain_id, budget = self.chain_id, self.update_budget
+
+        def build() -> ContextUpdate | None:
+            led = self.ledger
+            if led.needs_snapshot:
+                return None
+            update = led.build_update(budget)
+            if update is not None:
+                led.mark_sent(update.id, chain_id)
+            return update
+
+        update = await self._job(build)
         if update is None:
             return None
-        self.ledger.mark_sent(update.id, self.chain_id)
         self._carried.append(update.id)
         for text in update.notices:
             self.notice.emit("warning", text)
         return update
 
-    def turn_done(self, ok: bool) -> None:
+    async def turn_done(self, ok: bool) -> None:
         """The request that carried the pending updates ended: acknowledge them, or roll them back."""
         carried, self._carried = self._carried, []
-        for uid in carried:
-            if ok:
-                self.ledger.acknowledge(uid)
-            else:
-                self.ledger.fail(uid)
-        self._publish()
+
+        def settle() -> StatusChanges:
+            led = self.ledger
+            for uid in carried:
+                if ok:
+                    led.acknowledge(uid)
+                else:
+                    led.fail(uid)
+            return led.take_changes()
+
+        snapshot = self.last_snapshot is not None and self.last_snapshot.id in carried
+        with self._collector_off() if snapshot else contextlib.nullcontext():
+            self._emit(await self._job(settle))
+
+    def _collector_off(self) -> contextlib.AbstractContextManager[None]:
+        """A fresh chain touches every file: in a big project, no collections meanwhile (see above)."""
+        return _settled_by_the_collector() if len(self._rows) >= BIG_PROJECT else contextlib.nullcontext()
 
     def status(self) -> list[FileStatus]:
-        return self.ledger.status()
+        """Every badge handed out so far, sorted by path (O(files): listings and tests)."""
+        return [self._rows[p] for p in sorted(self._rows)]
 
 
 class ContextSync:
@@ -280,14 +430,14 @@ class ContextSync:
     async def push(self) -> bool:
         """One generate:false request carrying what is pending (the snapshot on a fresh chain)."""
         ws = self.workspace
-        first = ws.ledger.needs_snapshot
-        update = ws.take_update()
+        first = ws.needs_snapshot
+        update = await ws.take_update()
         if update is None and not first:
             return False
         items = [update.item] if update is not None else []
         t0 = time.perf_counter()
         result = await self.session.run_turn(items, generate=False, settings=self.settings)
-        ws.turn_done(result.ok)
+        await ws.turn_done(result.ok)
         self.pushes += 1
         sent = result.bytes_sent
         snap = ws.last_snapshot
@@ -308,14 +458,14 @@ class ContextSync:
                     await asyncio.shield(self._task)  # let an idle push that already started finish first
             if self._stopped:  # Stop pressed while the push finished: send nothing
                 return TurnResult("cancelled", error="stopped by the user")
-            update = self.workspace.take_update()
+            update = await self.workspace.take_update()
             sent = ([update.item] if update is not None else []) + list(items)
             self._in_turn = True
             try:
                 result = await self.session.run_turn(sent, **kwargs)
             finally:
                 self._in_turn = False
-            self.workspace.turn_done(result.ok)
+            await self.workspace.turn_done(result.ok)
             return result
         finally:
             self._holds -= 1

@@ -303,7 +303,7 @@ async def gui_main(app: Any, args: GuiArgs, factory: ServicesFactory | None = No
         if not quit_request.requested:
             # Start-up garbage (imports, the first layout) is old and stays: move it out of the
             # collector's way, so a full collection during a fast stream does not stall a frame.
-            gc.collect()
+            # No gc.collect() first: on the GUI thread it stalled the window 100+ ms as the project opened.
             gc.freeze()
             for text in problems:
                 window.notice("warning", text)

@@ -2,17 +2,36 @@
 
 Badges: "in view" (the model has the current content), "pending" (changed on disk, the diff is
 not yet acknowledged), "excluded" and "summarised" with the reason (secret, gitignored, binary, too
-large...). The services send the whole list each time; the panel diffs it against its rows so a
-change of one file touches one row. Right-click pins or unpins a file.
+large...). Right-click pins or unpins a file.
+
+Built for 100,000 files: a model/view table (`FileTableModel`) fed the rows that changed
+(`FileChanges`), never the whole list. Rows stay sorted by path, so a badge that changes touches one
+row and moves none; a batch of thousands (a fresh chain's snapshot acknowledged) is one dict update
+and one `dataChanged` for the visible range. Row heights are uniform and no column sizes itself to
+its contents, so the view never measures rows it does not show. A text filter and a state filter
+narrow the rows; the summary line counts every state from the totals the services send.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import bisect
+from typing import Any
 
-from PySide6.QtCore import QModelIndex, QPersistentModelIndex, QPoint, QRect, QSize, Qt, Signal
+from PySide6.QtCore import (
+    QAbstractTableModel,
+    QModelIndex,
+    QPersistentModelIndex,
+    QPoint,
+    QRect,
+    QSize,
+    Qt,
+    Signal,
+)
 from PySide6.QtGui import QColor, QFontDatabase, QPainter
 from PySide6.QtWidgets import (
+    QAbstractItemView,
+    QComboBox,
+    QHBoxLayout,
     QHeaderView,
     QLabel,
     QLineEdit,
@@ -20,13 +39,12 @@ from PySide6.QtWidgets import (
     QStyle,
     QStyledItemDelegate,
     QStyleOptionViewItem,
-    QTreeWidget,
-    QTreeWidgetItem,
+    QTableView,
     QVBoxLayout,
     QWidget,
 )
 
-from app.services.api import FileBadge
+from app.services.api import FileBadge, FileChanges
 
 BADGE_TEXT = {"in_view": "in view", "pending": "pending", "excluded": "excluded", "summarised": "summarised"}
 BADGE_TIP = {
@@ -42,9 +60,13 @@ BADGE_COLOURS = {
     "excluded": (("#e5e7eb", "#374151"), ("#374151", "#d1d5db")),
     "summarised": (("#dbeafe", "#1e40af"), ("#1e3a8a", "#bfdbfe")),
 }
-ORDER = {"pending": 0, "in_view": 1, "summarised": 2, "excluded": 3}
 STATE_ROLE = Qt.ItemDataRole.UserRole + 1
+PATH_ROLE = Qt.ItemDataRole.UserRole
 PIN = "★ "  # DejaVu has it; emoji fonts are often missing on Linux
+SMALL_CHANGE = 64  # up to this many added/removed rows: row-by-row inserts; above, one reset
+STATE_FILTERS = (("All states", ""), ("Pending", "pending"), ("In view", "in_view"),
+                 ("Summarised", "summarised"), ("Excluded", "excluded"))
+_Index = QModelIndex | QPersistentModelIndex
 
 
 def is_dark(widget: QWidget) -> bool:
@@ -83,8 +105,209 @@ class BadgeDelegate(QStyledItemDelegate):
         return QSize(max(size.width(), 96), max(size.height(), option.fontMetrics.height() + 8))
 
 
+class FileTableModel(QAbstractTableModel):
+    """Rows sorted by path: File, State, Why. `apply(changes)` costs O(changed rows) plus, for big
+    batches, list and dict operations that run in C; the view asks only for the rows it shows."""
+
+    HEADERS = ("File", "State", "Why")
+
+    def __init__(self, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.badges: dict[str, FileBadge] = {}
+        self._all: list[str] = []  # every path, sorted
+        self._rows: list[str] = self._all  # the visible paths (the filtered subset), sorted
+        self._needle = ""
+        self._state = ""
+        self.counts: dict[str, int] = {}
+        self.pinned: set[str] = set()
+        self._font = QFontDatabase.systemFont(QFontDatabase.SystemFont.FixedFont)
+
+    # ---- Qt's side ---------------------------------------------------------------------------------
+
+    def rowCount(self, parent: _Index = QModelIndex()) -> int:
+        return 0 if parent.isValid() else len(self._rows)
+
+    def columnCount(self, parent: _Index = QModelIndex()) -> int:
+        return 0 if parent.isValid() else 3
+
+    def headerData(self, section: int, orientation: Qt.Orientation, role: int = Qt.ItemDataRole.DisplayRole) -> Any:
+        if orientation == Qt.Orientation.Horizontal and role == Qt.ItemDataRole.DisplayRole and 0 <= section < 3:
+            return self.HEADERS[section]
+        return None
+
+    def data(self, index: _Index, role: int = Qt.ItemDataRole.DisplayRole) -> Any:
+        row = index.row()
+        if not index.isValid() or row >= len(self._rows):
+            return None
+        path = self._rows[row]
+        b = self.badges[path]
+        col = index.column()
+        if role == Qt.ItemDataRole.DisplayRole:
+            if col == 0:
+                return PIN + path if path in self.pinned else path
+            if col == 1:
+                return BADGE_TEXT.get(b.state, b.state)
+            return _reason(b)
+        if role == Qt.ItemDataRole.ToolTipRole:
+            return path if col == 0 else (BADGE_TIP.get(b.state, "") if col == 1 else _reason(b))
+        if role == STATE_ROLE:
+            return b.state
+        if role == PATH_ROLE:
+            return path
+        if role == Qt.ItemDataRole.FontRole and col == 0:
+            return self._font
+        return None
+
+    # ---- the panel's side --------------------------------------------------------------------------
+
+    def path_at(self, row: int) -> str:
+        return self._rows[row]
+
+    def row_of(self, path: str) -> int | None:
+        """The visible row showing `path`, if any (a binary search: rows are sorted)."""
+        i = bisect.bisect_left(self._rows, path)
+        return i if i < len(self._rows) and self._rows[i] == path else None
+
+    def _visible(self, path: str) -> bool:
+        if self._needle and self._needle not in path.lower():
+            return False
+        return not self._state or self.badges[path].state == self._state
+
+    def set_filter(self, text: str, state: str) -> None:
+        """Show the rows whose path contains `text` (any case) and whose state is `state` ("" = all)."""
+        needle = text.strip().lower()
+        if (needle, state) == (self._needle, self._state):
+            return
+        self.beginResetModel()
+        self._needle, self._state = needle, state
+        self._refilter()
+        self.endResetModel()
+
+    def _refilter(self) -> None:
+        if not self._needle and not self._state:
+            self._rows = self._all
+            return
+        badges, needle, state = self.badges, self._needle, self._state
+        self._rows = [p for p in self._all if (not needle or needle in p.lower())
+                      and (not state or badges[p].state == state)]
+
+    def apply(self, changes: FileChanges) -> bool:
+        """Take the rows that changed; True when the rows were reset (the view loses its place)."""
+        if changes.reset:
+            self.beginResetModel()
+            self.badges.clear()
+            self._all.clear()
+            self._rows = self._all
+            self._take(changes)
+            self._refilter()
+            self.endResetModel()
+            return True
+        removed = [p for p in changes.removed if p in self.badges]
+        added = [p for p in changes.added if p not in self.badges]
+        if len(removed) + len(added) > SMALL_CHANGE:
+            self.beginResetModel()
+            if changes.order is None:
+                gone = set(removed)
+                self._all[:] = [p for p in self._all if p not in gone]
+            self._take(changes)
+            self._refilter()
+            self.endResetModel()
+            return True
+        for p in removed:
+            self._remove(p)
+        self._take(changes, insert=False)
+        for p in added:
+            self._insert(p)
+        if self._state or self._needle:
+            for p in changes.rows:
+                if p not in added:
+                    self._follow(p)
+        self._changed(changes, set(added))
+        return False
+
+    def _take(self, changes: FileChanges, *, insert: bool = True) -> None:
+        for p in changes.removed:
+            self.badges.pop(p, None)
+        fresh = [p for p in changes.added if p not in self.badges] if insert and changes.order is None else []
+        self.badges.update(changes.rows)
+        self.counts = dict(changes.counts)
+        if insert and changes.order is not None:
+            self._all[:] = changes.order  # the services sorted every row already: a copy, no merge
+        elif fresh:
+            # two sorted runs: Timsort merges them in one linear pass, in C
+            self._all[:] = sorted(self._all + fresh) if self._all else fresh
+
+    def _remove(self, path: str) -> None:
+        i = bisect.bisect_left(self._all, path)
+        row = self.row_of(path)
+        if self._rows is self._all:
+            self.beginRemoveRows(QModelIndex(), i, i)
+            del self._all[i]
+            self.endRemoveRows()
+            return
+        del self._all[i]
+        if row is not None:
+            self.beginRemoveRows(QModelIndex(), row, row)
+            del self._rows[row]
+            self.endRemoveRows()
+
+    def _insert(self, path: str) -> None:
+        i = bisect.bisect_left(self._all, path)
+        if self._rows is self._all:
+            self.beginInsertRows(QModelIndex(), i, i)
+            self._all.insert(i, path)
+            self.endInsertRows()
+            return
+        self._all.insert(i, path)
+        if self._visible(path):
+            row = bisect.bisect_left(self._rows, path)
+            self.beginInsertRows(QModelIndex(), row, row)
+            self._rows.insert(row, path)
+            self.endInsertRows()
+
+    def _follow(self, path: str) -> None:
+        """A filtered view: a changed badge may bring the row in or take it out."""
+        row = self.row_of(path)
+        if self._visible(path):
+            if row is None:
+                row = bisect.bisect_left(self._rows, path)
+                self.beginInsertRows(QModelIndex(), row, row)
+                self._rows.insert(row, path)
+                self.endInsertRows()
+        elif row is not None:
+            self.beginRemoveRows(QModelIndex(), row, row)
+            del self._rows[row]
+            self.endRemoveRows()
+
+    def _changed(self, changes: FileChanges, added: set[str]) -> None:
+        n = len(self._rows)
+        if not n or not changes.rows:
+            return
+        if len(changes.rows) > SMALL_CHANGE:  # one signal; the view repaints what it shows
+            self.dataChanged.emit(self.index(0, 0), self.index(n - 1, 2))
+            return
+        for p in changes.rows:
+            row = self.row_of(p) if p not in added else None
+            if row is not None:
+                self.dataChanged.emit(self.index(row, 0), self.index(row, 2))
+
+    def path_changed(self, path: str) -> None:
+        """Repaint `path`'s row (it was pinned or unpinned)."""
+        row = self.row_of(path)
+        if row is not None:
+            self.dataChanged.emit(self.index(row, 0), self.index(row, 0))
+
+    def all_changed(self) -> None:
+        if self._rows:
+            self.dataChanged.emit(self.index(0, 0), self.index(len(self._rows) - 1, 0))
+
+
+def _reason(b: FileBadge) -> str:
+    return b.reason or ("changed on disk" if b.state == "pending" else "")
+
+
 class ContextPanel(QWidget):
-    """`update_files(badges)` with the whole list; emits `pin_requested(path, pinned)`."""
+    """`update_files(changes)` with the rows that changed; emits `pin_requested(path, pinned)`."""
 
     pin_requested = Signal(str, bool)
 
@@ -95,109 +318,117 @@ class ContextPanel(QWidget):
         self.filter = QLineEdit(self)
         self.filter.setPlaceholderText("Filter files…")
         self.filter.setClearButtonEnabled(True)
-        self.tree = QTreeWidget(self)
-        self.tree.setColumnCount(3)
-        self.tree.setHeaderLabels(["File", "State", "Why"])
-        self.tree.setRootIsDecorated(False)
-        self.tree.setUniformRowHeights(True)
+        self.state_filter = QComboBox(self)
+        for label, state in STATE_FILTERS:
+            self.state_filter.addItem(label, state)
+        self.model = FileTableModel(self)
+        # A table view, not a tree: a tree lays out every row after a reset (two calls into Python per
+        # row: 150 ms for 100,000 files); a table's rows are uniform header sections, laid out in C++.
+        self.tree = QTableView(self)
+        self.tree.setModel(self.model)
+        self.tree.setShowGrid(False)
+        self.tree.setWordWrap(False)
         self.tree.setAlternatingRowColors(False)
         self.tree.setSortingEnabled(False)
+        self.tree.setSelectionBehavior(QAbstractItemView.SelectionBehavior.SelectRows)
+        self.tree.setHorizontalScrollMode(QAbstractItemView.ScrollMode.ScrollPerPixel)
+        rows = self.tree.verticalHeader()
+        rows.setVisible(False)
+        rows.setSectionResizeMode(QHeaderView.ResizeMode.Fixed)  # uniform rows: never measured
+        rows.setDefaultSectionSize(self.fontMetrics().height() + 10)
         self.tree.setItemDelegateForColumn(1, BadgeDelegate(self.tree))
         self.tree.setContextMenuPolicy(Qt.ContextMenuPolicy.CustomContextMenu)
-        header = self.tree.header()
+        header = self.tree.horizontalHeader()
+        header.setStretchLastSection(False)
         header.setSectionResizeMode(0, QHeaderView.ResizeMode.Stretch)
         header.setSectionResizeMode(1, QHeaderView.ResizeMode.Fixed)
-        header.setSectionResizeMode(2, QHeaderView.ResizeMode.ResizeToContents)
-        header.setStretchLastSection(False)
+        header.setSectionResizeMode(2, QHeaderView.ResizeMode.Interactive)  # never ResizeToContents
         header.resizeSection(1, 100)
-        self._mono = QFontDatabase.systemFont(QFontDatabase.SystemFont.FixedFont)
+        header.resizeSection(2, 130)
+        filters = QHBoxLayout()
+        filters.setContentsMargins(0, 0, 0, 0)
+        filters.addWidget(self.filter, 1)
+        filters.addWidget(self.state_filter)
         layout = QVBoxLayout(self)
         layout.setContentsMargins(8, 8, 8, 8)
         layout.setSpacing(6)
         layout.addWidget(self.summary)
-        layout.addWidget(self.filter)
+        layout.addLayout(filters)
         layout.addWidget(self.tree, 1)
-        self._rows: dict[str, QTreeWidgetItem] = {}
-        self._badges: dict[str, FileBadge] = {}
-        self.pinned: set[str] = set()
+        self._indexing = False
         self.filter.textChanged.connect(self._apply_filter)
+        self.state_filter.currentIndexChanged.connect(self._apply_filter)
         self.tree.customContextMenuRequested.connect(self._on_context_menu)
 
+    @property
+    def pinned(self) -> set[str]:
+        return self.model.pinned
+
     def badge(self, path: str) -> FileBadge | None:
-        return self._badges.get(path)
+        return self.model.badges.get(path)
 
-    def update_files(self, badges: Sequence[FileBadge]) -> None:
-        new = {b.path: b for b in badges}
-        for path in set(self._rows) - set(new):
-            item = self._rows.pop(path)
-            self.tree.takeTopLevelItem(self.tree.indexOfTopLevelItem(item))
-            del self._badges[path]
-        for path, b in new.items():
-            if self._badges.get(path) == b:
-                continue
-            row = self._rows.get(path)
-            if row is None:
-                row = QTreeWidgetItem()
-                row.setFont(0, self._mono)
-                self._rows[path] = row
-                self.tree.addTopLevelItem(row)
-            self._badges[path] = b
-            self._fill(row, b)
-        order = sorted(self._rows, key=lambda p: (ORDER.get(self._badges[p].state, 9), p))
-        if [self.tree.topLevelItem(i) for i in range(self.tree.topLevelItemCount())] != [self._rows[p] for p in order]:
-            while self.tree.topLevelItemCount():
-                self.tree.takeTopLevelItem(0)
-            self.tree.addTopLevelItems([self._rows[p] for p in order])
+    def update_files(self, changes: FileChanges) -> None:
+        """Take the rows that changed (the services never send the whole list)."""
+        top = self._top_path() if not changes.reset else None
+        current = self._current_path() if not changes.reset else None
+        if self.model.apply(changes):
+            self._restore(top, current)
+        self._indexing = changes.indexing
         self._update_summary()
-        self._apply_filter(self.filter.text())
 
-    def set_pinned(self, paths: Sequence[str]) -> None:
-        self.pinned = set(paths)
-        for path, item in self._rows.items():
-            self._fill(item, self._badges[path])
+    def set_pinned(self, paths: list[str] | tuple[str, ...] | set[str]) -> None:
+        self.model.pinned = set(paths)
+        self.model.all_changed()
 
     def counts(self) -> dict[str, int]:
         out = dict.fromkeys(BADGE_TEXT, 0)
-        for b in self._badges.values():
-            out[b.state] = out.get(b.state, 0) + 1
+        out.update(self.model.counts)
         return out
 
-    def _fill(self, item: QTreeWidgetItem, b: FileBadge) -> None:
-        item.setData(0, Qt.ItemDataRole.UserRole, b.path)
-        item.setText(0, (PIN if b.path in self.pinned else "") + b.path)
-        item.setToolTip(0, b.path)
-        item.setData(1, STATE_ROLE, b.state)
-        item.setText(1, BADGE_TEXT.get(b.state, b.state))
-        item.setToolTip(1, BADGE_TIP.get(b.state, ""))
-        reason = b.reason or ("changed on disk" if b.state == "pending" else "")
-        item.setText(2, reason)
-        item.setToolTip(2, reason)
+    def visible_paths(self) -> list[str]:
+        """The paths of the rows shown now, in order (after the filters)."""
+        return [self.model.path_at(i) for i in range(self.model.rowCount())]
+
+    def _top_path(self) -> str | None:
+        idx = self.tree.indexAt(QPoint(1, 1))
+        return self.model.path_at(idx.row()) if idx.isValid() else None
+
+    def _current_path(self) -> str | None:
+        idx = self.tree.currentIndex()
+        return self.model.path_at(idx.row()) if idx.isValid() and idx.row() < self.model.rowCount() else None
+
+    def _restore(self, top: str | None, current: str | None) -> None:
+        """After a reset: the same file stays at the top, the same row stays current."""
+        self.tree.updateGeometries()  # the scroll range after the reset, before scrolling in it
+        if current is not None and (row := self.model.row_of(current)) is not None:
+            self.tree.setCurrentIndex(self.model.index(row, 0))
+        if top is not None and (row := self.model.row_of(top)) is not None:
+            self.tree.scrollTo(self.model.index(row, 0), QAbstractItemView.ScrollHint.PositionAtTop)
 
     def _update_summary(self) -> None:
         c = self.counts()
         total = sum(c.values())
         if not total:
-            self.summary.setText("No files yet")
+            self.summary.setText("Indexing…" if self._indexing else "No files yet")
             return
-        parts = [f"{total} files", f"{c['in_view']} in view"]
+        parts = [f"Indexing… {total:,} files so far" if self._indexing else f"{total:,} files",
+                 f"{c['in_view']:,} in view"]
         if c["pending"]:
-            parts.append(f"{c['pending']} pending")
+            parts.append(f"{c['pending']:,} pending")
         if c["summarised"]:
-            parts.append(f"{c['summarised']} summarised")
+            parts.append(f"{c['summarised']:,} summarised")
         if c["excluded"]:
-            parts.append(f"{c['excluded']} excluded")
+            parts.append(f"{c['excluded']:,} excluded")
         self.summary.setText("  ·  ".join(parts))
 
-    def _apply_filter(self, text: str) -> None:
-        needle = text.strip().lower()
-        for path, item in self._rows.items():
-            item.setHidden(bool(needle) and needle not in path.lower())
+    def _apply_filter(self, *_: object) -> None:
+        self.model.set_filter(self.filter.text(), str(self.state_filter.currentData() or ""))
 
     def _on_context_menu(self, pos: QPoint) -> None:
-        item = self.tree.itemAt(pos)
-        if item is None:
+        idx = self.tree.indexAt(pos)
+        if not idx.isValid():
             return
-        path = item.data(0, Qt.ItemDataRole.UserRole)
+        path = self.model.path_at(idx.row())
         menu = QMenu(self)
         pinned = path in self.pinned
         action = menu.addAction("Unpin from context" if pinned else "Pin in context")
@@ -210,6 +441,5 @@ class ContextPanel(QWidget):
             self.pinned.add(path)
         else:
             self.pinned.discard(path)
-        if path in self._rows:
-            self._fill(self._rows[path], self._badges[path])
+        self.model.path_changed(path)
         self.pin_requested.emit(path, pinned)

@@ -16,7 +16,6 @@ from typing import Any, cast
 from PySide6.QtCore import QObject, Qt, Signal
 from PySide6.QtWidgets import QApplication, QFileDialog, QMessageBox, QWidget
 
-from app import __version__
 from app.services.api import ApprovalRequest, ConnectionStatus, Services
 from app.services.settings import SettingsFacade
 from app.ui.bridge import Bridge
@@ -176,6 +175,8 @@ class Controller(QObject):
         return dlg
 
     def show_about(self) -> QMessageBox:
+        from app import __version__  # looked up only here: importlib.metadata is heavy at start-up
+
         box = QMessageBox(self.window)
         box.setWindowTitle("About Slipstream")
         box.setTextFormat(Qt.TextFormat.RichText)

@@ -19,7 +19,7 @@ from pathlib import Path
 from PySide6.QtWidgets import QApplication
 
 from app.render.transcript import BlockKind
-from app.services.api import Services
+from app.services.api import FileChanges, Services
 from app.ui.main_window import MainWindow
 
 SMOKE_MESSAGE = "Smoke test: say hello and show me some code."
@@ -133,10 +133,12 @@ async def _edit_synced(services: Services, timeout: float) -> SmokeResult:
     states: dict[str, str] = {}
     changed = asyncio.Event()
 
-    def on_files(badges: object) -> None:
-        states.clear()
-        for b in badges:  # type: ignore[attr-defined]
-            states[b.path] = b.state
+    def on_files(changes: FileChanges) -> None:
+        if changes.reset:
+            states.clear()
+        for p in changes.removed:
+            states.pop(p, None)
+        states.update((p, b.state) for p, b in changes.rows.items())
         changed.set()
 
     async def until(pred: Callable[[], bool], what: str) -> None:

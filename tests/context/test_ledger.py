@@ -239,3 +239,83 @@ def test_seen_text_is_what_the_chain_was_sent() -> None:
     assert led.seen_text("a.py") == "x = 1\n"  # disk changed, the model has not seen it yet
     assert led.build_update(10_000) is not None
     assert led.seen_text("a.py") == "x = 2\n"
+
+
+def test_take_changes_reports_only_rows_that_changed() -> None:
+    """First call: every row; a save: that row only; a chain loss and its snapshot: every row; a
+    deletion: the row goes once the model has it gone. Counts are the totals after each change."""
+    led = Ledger()
+    led.observe_many([v("b.py", "b\n"), v("a.py", "a\n"), FileVersion(".env", "excluded", reason="secret")])
+    first = led.take_changes()
+    assert first.added == [".env", "a.py", "b.py"] and first.removed == []
+    assert {p: s.state for p, s in first.rows.items()} == {".env": "excluded", "a.py": "pending", "b.py": "pending"}
+    assert first.counts == {"excluded": 1, "pending": 2}
+    assert not led.take_changes()  # nothing changed since
+    snap = led.build_snapshot(BUDGET, now=0.0)
+    led.mark_sent(snap.id, "c1")
+    assert not led.take_changes()  # sent, not acknowledged: still pending
+    led.acknowledge(snap.id)
+    acked = led.take_changes()
+    assert set(acked.rows) == {"a.py", "b.py"} and acked.added == []
+    assert acked.counts == {"excluded": 1, "in_view": 2}
+    led.observe(v("a.py", "a2\n"))
+    assert badges(led)["a.py"] == ("pending", "")  # a listing in between takes nothing away
+    saved = led.take_changes()
+    assert list(saved.rows) == ["a.py"] and saved.rows["a.py"].state == "pending"
+    led.chain_lost()
+    assert set(led.take_changes().rows) == {"b.py"}  # a.py was pending already
+    snap = led.build_snapshot(BUDGET, now=0.0)
+    led.mark_sent(snap.id, "c2")
+    led.acknowledge(snap.id)
+    assert {p: s.state for p, s in led.take_changes().rows.items()} == {"a.py": "in_view", "b.py": "in_view"}
+    led.observe(gone("b.py"))
+    assert led.take_changes().rows["b.py"].reason == "deleted"
+    up = led.build_update(BUDGET)
+    assert up is not None
+    led.mark_sent(up.id, "c2")
+    led.acknowledge(up.id)
+    done = led.take_changes()
+    assert done.removed == ["b.py"] and not done.rows and done.counts == {"excluded": 1, "in_view": 1}
+    assert badges(led) == {".env": ("excluded", "secret"), "a.py": ("in_view", "")}
+
+
+def test_a_save_costs_the_changed_files_not_the_project(monkeypatch: pytest.MonkeyPatch) -> None:
+    """With 2,000 files, a save looks at one file in has_pending, build_update and take_changes."""
+    led = started(*(v(f"m{i}.py", f"x = {i}\n") for i in range(2000)))
+    led.take_changes()
+    looked: list[str] = []
+    real = Ledger._delta
+
+    def counting(e: object, view: object) -> str | None:
+        looked.append(getattr(e, "path", ""))
+        return real(e, view)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(Ledger, "_delta", staticmethod(counting))
+    led.observe(v("m7.py", "x = 'changed'\n"))
+    assert led.has_pending()
+    assert [s.state for s in led.take_changes().rows.values()] == ["pending"]
+    up = led.build_update(BUDGET)
+    assert up is not None and up.paths == ("m7.py",)
+    led.mark_sent(up.id, "c1")
+    led.acknowledge(up.id)
+    assert not led.has_pending()
+    assert list(led.take_changes().rows) == ["m7.py"]
+    assert set(looked) == {"m7.py"} and len(looked) <= 6
+
+
+def test_many_new_rows_come_with_the_whole_order() -> None:
+    """When many rows come or go at once the changes carry every path in order (a view swaps it in);
+    a few rows do not, and the order kept inside follows them."""
+    from app.context.ledger import ORDER_AT
+
+    led = Ledger()
+    names = [f"d/m{i:05}.py" for i in range(ORDER_AT + 10)]
+    led.observe_many(v(p, "x\n") for p in reversed(names))
+    first = led.take_changes()
+    assert first.order == names
+    led.observe(v("a.py", "new\n"))
+    few = led.take_changes()
+    assert few.order is None and few.added == ["a.py"]
+    led.observe_many(v(f"z/n{i:05}.py", "y\n") for i in range(ORDER_AT))
+    more = led.take_changes()
+    assert more.order == sorted(["a.py", *names, *(f"z/n{i:05}.py" for i in range(ORDER_AT))])

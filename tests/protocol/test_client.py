@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 
 from app.protocol import events as ev
-from app.protocol.client import ClientSession, Completed, Fail, Reconnect, Resend
+from app.protocol.client import ClientSession, Completed, Fail, RebuildNeeded, Reconnect, Resend
 from app.protocol.codec import SSEDecoder
 from app.protocol.errors import LocalProtocolError, RemoteProtocolError
 from app.protocol.ids import sequential_ids
@@ -36,7 +36,8 @@ class Pair:
         self.sent: list[dict[str, Any]] = []
         self.hold: list[Turn] = []  # turns started but not run (to test disconnects)
 
-    def send(self, frame: bytes, *, run: bool = True) -> None:
+    def send(self, frame: bytes | RebuildNeeded, *, run: bool = True) -> None:
+        assert isinstance(frame, bytes), frame
         self.sent.append(json.loads(frame))
         self.server.receive_frame(frame)
         self.pump(run=run)
@@ -284,30 +285,63 @@ def test_http_sse_back_to_back_split_bytes() -> None:
     assert isinstance(done, Completed) and done.output[0]["content"][0]["text"] == "hé" and decoder.done
 
 
-def test_rebuild_hook_rewrites_every_fresh_chain_and_only_those() -> None:
-    """The rebuild hook runs on full sends (first turn, resend after a lost chain), never on incremental ones."""
+def test_fresh_chains_ask_for_a_rebuild_and_only_those() -> None:
+    """With `rebuilds`, every full send (first turn, after a lost chain) is a RebuildNeeded whose
+    rewritten transcript `rebuilt()` turns into the frame; incremental sends go out directly."""
     calls: list[int] = []
 
-    def rebuild(lane: str | None, items: list[dict[str, Any]]) -> list[dict[str, Any]]:
-        calls.append(len(items))
-        kept = [i for i in items if not str(i.get("content")).startswith(("stale context", "snapshot"))]
-        return [{"type": "message", "role": "user", "content": f"snapshot {len(calls)}"}, *kept]
+    def rebuild(need: RebuildNeeded) -> bytes:
+        calls.append(len(need.transcript))
+        kept = [i for i in need.transcript if not str(i.get("content")).startswith(("stale context", "snapshot"))]
+        return p.client.rebuilt(need, [{"type": "message", "role": "user", "content": f"snapshot {len(calls)}"}, *kept])
 
     p = Pair()
-    p.client = ClientSession(rebuild=rebuild)
+    p.client = ClientSession(rebuilds=True)
     user = {"type": "message", "role": "user", "content": "hi"}
-    p.send(p.client.create([user], **SETTINGS))
+    need = p.client.create([user], **SETTINGS)
+    assert isinstance(need, RebuildNeeded) and need.lane is None and need.transcript == (user,)
+    assert p.client.in_flight()  # the turn waits for its frame
+    p.send(rebuild(need))
     assert [i["content"] for i in p.sent[0]["input"]] == ["snapshot 1", "hi"]
     p.client.outcomes()
     stale = {"type": "message", "role": "user", "content": "stale context"}
-    p.send(p.client.create([stale], **SETTINGS))  # incremental: hook not called
+    p.send(p.client.create([stale], **SETTINGS))  # incremental: no rebuild
     assert calls == [1] and p.sent[1]["input"] == [stale]
     p.client.outcomes()
-    p.client.on_disconnect()  # no turn in flight: heads dropped
-    p.send(p.client.create([{"type": "message", "role": "user", "content": "next"}], **SETTINGS))
+    assert p.client.on_disconnect() == []  # no turn in flight: heads dropped
+    need = p.client.create([{"type": "message", "role": "user", "content": "next"}], **SETTINGS)
+    assert isinstance(need, RebuildNeeded)
+    p.send(rebuild(need))
     contents = [i.get("content") for i in p.sent[2]["input"]]
     assert contents[0] == "snapshot 2" and "stale context" not in contents and "snapshot 1" not in contents
     assert contents[-1] == "next" and len(calls) == 2
+    with pytest.raises(LocalProtocolError):
+        p.client.rebuilt(need, [])  # already answered: a stale request is refused
+
+
+def test_lost_chains_ask_for_a_rebuild_in_place_of_a_resend() -> None:
+    """previous_response_not_found and a dropped socket give RebuildNeeded (not Resend) with `rebuilds`."""
+    p = Pair()
+    p.client = ClientSession(rebuilds=True)
+    first = p.client.create([{"type": "message", "role": "user", "content": "a"}], **SETTINGS)
+    assert isinstance(first, RebuildNeeded)
+    p.send(p.client.rebuilt(first, first.transcript))
+    p.client.outcomes()
+    p.server = ServerSession(now=T0, id_factory=sequential_ids())  # the server forgot the chain
+    p.send(p.client.create([{"type": "message", "role": "user", "content": "b"}], **SETTINGS))
+    (miss,) = p.client.outcomes()
+    assert isinstance(miss, RebuildNeeded) and [i["content"] for i in miss.transcript][-1] == "b"
+    frame = json.loads(p.client.rebuilt(miss, miss.transcript))
+    assert "previous_response_id" not in frame
+    (dropped,) = p.client.on_disconnect()  # the socket went before the answer
+    assert isinstance(dropped, RebuildNeeded) and p.client.in_flight()
+    p.send(p.client.rebuilt(dropped, dropped.transcript))
+    (done,) = p.client.outcomes()
+    assert isinstance(done, Completed) and not p.client.in_flight()
+    p.client.create([{"type": "message", "role": "user", "content": "c"}], **SETTINGS)
+    p.client.abandon()  # Stop while the snapshot was being built
+    with pytest.raises(LocalProtocolError):
+        p.client.rebuilt(dropped, [])
 
 
 def test_abandon_frees_the_lane_and_forces_a_fresh_chain() -> None:

@@ -309,7 +309,7 @@ def parallel_applies(base: Path, workers: int = 6, rounds: int = 20) -> ApplyRep
             ok = False
             if res.ok:
                 try:
-                    fs.apply(res.data["change_set"], turn=r)
+                    fs.apply(res.change_set, turn=r)
                     ok = True
                 except PatchError as exc:
                     with lock:
@@ -363,7 +363,7 @@ patch = "*** Begin Patch\n" + "".join(
     f"*** Update File: m{i}.txt\n@@\n-old {i}\n+new {i}\n" for i in range(files)) + "*** End Patch"
 res = execute("apply_patch", {"patch": patch}, ToolContext(fs))
 print("ready", flush=True)
-fs.apply(res.data["change_set"])
+fs.apply(res.change_set)
 print("applied", flush=True)
 """
 

@@ -95,7 +95,7 @@ def test_recovery_rolls_back_a_pending_set(tmp_path: Path) -> None:
         (project / f"m{i}.txt").write_text(f"old {i}\n")
     fs = ProjectFS(project, state_dir=tmp_path / "state")
     patch = "*** Begin Patch\n" + "".join(f"*** Update File: m{i}.txt\n@@\n-old {i}\n+new {i}\n" for i in range(4))
-    cs = execute("apply_patch", {"patch": patch + "*** End Patch"}, ToolContext(fs)).data["change_set"]
+    cs = execute("apply_patch", {"patch": patch + "*** End Patch"}, ToolContext(fs)).change_set
     calls = 0
     real = fs._write_one
 
@@ -134,7 +134,7 @@ def test_checkpoints_are_pruned_by_age_and_size(tmp_path: Path) -> None:
     for n in range(6):
         (project / "big.txt").write_text(f"{n}\n" + "x" * 30_000 + "\n")
         patch = f"*** Begin Patch\n*** Update File: big.txt\n@@\n-{n}\n+{n}!\n*** End Patch"
-        fs.apply(execute("apply_patch", {"patch": patch}, ToolContext(fs)).data["change_set"], now=1000.0 + n)
+        fs.apply(execute("apply_patch", {"patch": patch}, ToolContext(fs)).change_set, now=1000.0 + n)
     assert fs.checkpoints.size_bytes() <= 64 * 1024
     assert 1 <= len(fs.checkpoints.all()) < 6
     fs.checkpoints.max_age_s = 10
@@ -148,7 +148,7 @@ def test_state_files_are_private(tmp_path: Path) -> None:
     (project / "a.txt").write_text("a\n")
     fs = ProjectFS(project, state_dir=tmp_path / "state")
     patch = "*** Begin Patch\n*** Update File: a.txt\n@@\n-a\n+b\n*** End Patch"
-    fs.apply(execute("apply_patch", {"patch": patch}, ToolContext(fs)).data["change_set"])
+    fs.apply(execute("apply_patch", {"patch": patch}, ToolContext(fs)).change_set)
     folder = fs.checkpoints.folder
     assert folder.stat().st_mode & 0o777 == 0o700
     files = [p for p in folder.rglob("*") if p.is_file()]

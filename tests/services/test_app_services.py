@@ -53,6 +53,22 @@ class Recorder:
     def of(self, name: str) -> list[tuple[Any, ...]]:
         return [a for n, a in self.calls if n == name]
 
+    def states(self) -> dict[str, str]:
+        """The badges as the Context panel has them: every `files_changed` folded in, in order."""
+        return fold([a[0] for a in self.of("files_changed")])
+
+
+def fold(changes: list[Any]) -> dict[str, str]:
+    """The rows a UI holds after taking `changes` (FileChanges) in order."""
+    rows: dict[str, str] = {}
+    for ch in changes:
+        if ch.reset:
+            rows.clear()
+        for p in ch.removed:
+            rows.pop(p, None)
+        rows.update((p, b.state) for p, b in ch.rows.items())
+    return rows
+
 
 def make(tmp_path: Path, root: Path, settings: Settings | None = None) -> AppServices:
     """Services on `root` with a private history database and no settings file written."""
@@ -70,8 +86,7 @@ async def test_first_start_runs_scripted_answers_and_syncs_edits(tmp_path: Path)
     await svc.start()
     try:
         assert rec.of("banner_changed")[-1][0].startswith("No model is configured")
-        await wait_until(lambda: any(b.path == "main.py" and b.state == "in_view"
-                                     for a in rec.of("files_changed") for b in a[0]), 15)
+        await wait_until(lambda: rec.states().get("main.py") == "in_view", 15)
         svc.send_message("what does main.py do?")
         await wait_until(lambda: ended(svc), 15)
         assert svc.conversation.status == "completed" and of_kind(svc, BlockKind.USER) == ["what does main.py do?"]
@@ -80,10 +95,8 @@ async def test_first_start_runs_scripted_answers_and_syncs_edits(tmp_path: Path)
         assert statuses[-1].engine == SCRIPTED_LABEL and statuses[-1].state in ("warm", "streaming")
         assert rec.of("stats_changed")[-1][0].last_turn_input_tokens > 0
         (root / "main.py").write_text("print('hello')\n")
-        await wait_until(lambda: any(b.path == "main.py" and b.state == "pending"
-                                     for b in rec.of("files_changed")[-1][0]) or svc.sync.pushes >= 2, 10)
-        await wait_until(lambda: all(b.state == "in_view" for b in rec.of("files_changed")[-1][0]
-                                     if b.path == "main.py"), 10)
+        await wait_until(lambda: rec.states().get("main.py") == "pending" or svc.sync.pushes >= 2, 10)
+        await wait_until(lambda: rec.states().get("main.py") == "in_view", 10)
     finally:
         await svc.aclose()
 
@@ -145,8 +158,8 @@ async def test_user_ignore_patterns_keep_files_out_of_the_model_view(tmp_path: P
     svc.files_changed.connect(badges.append)
     await svc.start()
     try:
-        await wait_until(lambda: badges and any(b.path == "keep.py" and b.state == "in_view" for b in badges[-1]), 15)
-        states = {b.path: b.state for b in badges[-1]}
+        await wait_until(lambda: fold(badges).get("keep.py") == "in_view", 15)
+        states = fold(badges)
         assert states.get("huge.log") in (None, "excluded")
         assert "noise" not in svc.workspace.last_snapshot.text
     finally:

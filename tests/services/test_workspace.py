@@ -191,7 +191,7 @@ class _GatedSession:
         from app.services.session import TurnResult
 
         if not self.chained:  # the first request starts the chain: the real session calls the hook here
-            items = self.rebuild(None, list(items))
+            items = await self.rebuild(None, list(items))
             self.chained = True
         self.sent.append((generate, list(items)))
         self.busy = True
@@ -269,3 +269,65 @@ async def test_root_missing_in_a_batch_stops_with_words(tmp_path: Path) -> None:
     await asyncio.wait_for(reader, 10)
     await ws.aclose()
     assert gone == [True] and any("was deleted or moved" in t for t in notices)
+
+
+async def test_project_sized_work_runs_off_the_loop(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Indexing and building a snapshot run on the workspace's worker thread, never the loop's;
+    the UI gets rows that changed, the first batch resetting the table."""
+    import threading
+
+    from app.adapters.project_fs import ProjectFS
+    from app.context.ledger import Ledger
+
+    for i in range(3):
+        (tmp_path / f"m{i}.py").write_text(f"x = {i}\n")
+    threads: dict[str, str] = {}
+    real_walk, real_snapshot = ProjectFS.iter_tree, Ledger.build_snapshot
+
+    def walk(*a: Any, **k: Any) -> Any:
+        threads["index"] = threading.current_thread().name
+        return real_walk(*a, **k)
+
+    def snapshot(self: Ledger, *a: Any, **k: Any) -> Any:
+        threads["snapshot"] = threading.current_thread().name
+        return real_snapshot(self, *a, **k)
+
+    monkeypatch.setattr(ProjectFS, "iter_tree", walk)
+    monkeypatch.setattr(Ledger, "build_snapshot", snapshot)
+    ws = Workspace(tmp_path)
+    got: list[Any] = []
+    ws.files_changed.connect(got.append)
+    try:
+        await ws.start(watch=False)
+        items = await ws.rebuild(None, [user("hi")])
+        assert texts(items)[-1] == "hi" and "[slipstream project snapshot]" in texts(items)[0]
+    finally:
+        await ws.aclose()
+    loop_thread = threading.current_thread().name
+    assert threads["index"] != loop_thread and threads["snapshot"] == threads["index"]
+    assert got[0].reset and not any(c.reset for c in got[1:])
+    assert sorted(got[0].added) == ["m0.py", "m1.py", "m2.py"]
+    assert all(not c.added for c in got[1:])  # later changes are badges, not new rows
+
+
+async def test_index_rows_reach_the_ui_in_batches(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """While the first index runs, rows arrive in sorted batches marked `indexing`, then the rest."""
+    from app.services import workspace as wsm
+
+    monkeypatch.setattr(wsm, "INDEX_BATCH_S", 0.0)
+    monkeypatch.setattr(wsm, "INDEX_ROWS_PER_S", 10**9)
+    for d in range(3):
+        (tmp_path / f"d{d}").mkdir()
+        for i in range(300):
+            (tmp_path / f"d{d}" / f"f{i}.txt").write_text("x\n")
+    ws = Workspace(tmp_path)
+    got: list[Any] = []
+    ws.files_changed.connect(got.append)
+    try:
+        await ws.start(watch=False)
+    finally:
+        await ws.aclose()
+    assert len(got) >= 3 and all(c.indexing for c in got[:-1]) and not got[-1].indexing
+    assert all(list(c.added) == sorted(c.added) for c in got)
+    rows = [p for c in got for p in c.added]
+    assert len(rows) == len(set(rows)) == 900 and got[-1].counts == {"pending": 900}

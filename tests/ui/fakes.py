@@ -7,7 +7,6 @@ satisfies the `Services` protocol the window is built on.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -18,6 +17,7 @@ from app.services.api import (
     ApprovalRequest,
     ConnectionStatus,
     FileBadge,
+    FileChanges,
     Services,
     ServicesFactory,
     SessionInfo,
@@ -48,7 +48,7 @@ class FakeServices:
         self.test_run = TestRun()
         self.connection_changed: Signal[[ConnectionStatus]] = Signal("connection_changed")
         self.stats_changed: Signal[[StreamStats]] = Signal("stats_changed")
-        self.files_changed: Signal[[Sequence[FileBadge]]] = Signal("files_changed")
+        self.files_changed: Signal[[FileChanges]] = Signal("files_changed")
         self.approval_requested: Signal[[ApprovalRequest]] = Signal("approval_requested")
         self.busy_changed: Signal[[bool]] = Signal("busy_changed")
         self.banner_changed: Signal[[str]] = Signal("banner_changed")
@@ -68,10 +68,11 @@ class FakeServices:
                 names = []
             fresh = [n for n in names if n not in seen]
             if fresh:
-                self.files_changed.emit([FileBadge(n, "pending" if n in fresh else "in_view") for n in names])
+                self.files_changed.emit(FileChanges.listing(FileBadge(n, "pending" if n in fresh else "in_view")
+                                                            for n in names))
                 seen.update(fresh)
             seen &= set(names)
-            self.files_changed.emit([FileBadge(n, "in_view") for n in names])
+            self.files_changed.emit(FileChanges.listing(FileBadge(n, "in_view") for n in names))
             await asyncio.sleep(0.02)
 
     async def aclose(self) -> None:

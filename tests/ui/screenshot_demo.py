@@ -10,7 +10,14 @@ import argparse
 import sys
 from pathlib import Path
 
-from app.services.api import ApprovalRequest, ConnectionStatus, FileBadge, SessionInfo, StreamStats
+from app.services.api import (
+    ApprovalRequest,
+    ConnectionStatus,
+    FileBadge,
+    FileChanges,
+    SessionInfo,
+    StreamStats,
+)
 from app.services.settings import Settings
 from tests.render import stream as st
 from tests.ui.fakes import FakeServices
@@ -73,7 +80,7 @@ def populate(fake: FakeServices, now: float) -> None:
     t.apply(st.completed("resp_1"))
     t.add_notice("info", "Undid the last patch: src/parse.py")
     fake.stats_changed.emit(StreamStats(412.0, 2380.0, 18_420, 19_100, 17_900, 146_000, 128_500))
-    fake.files_changed.emit([
+    fake.files_changed.emit(FileChanges.listing([
         FileBadge("src/parse.py", "pending"),
         FileBadge("src/client.py", "in_view"),
         FileBadge("src/__init__.py", "in_view"),
@@ -85,7 +92,7 @@ def populate(fake: FakeServices, now: float) -> None:
         FileBadge("data/fixtures.json", "summarised", "too large"),
         FileBadge(".env", "excluded", "secret"),
         FileBadge("build/out.o", "excluded", "gitignored"),
-    ])
+    ]))
     run = fake.test_run
     names = [name for name, *_ in TESTS]
     run.apply({"kind": "run_started"})

@@ -1,46 +1,113 @@
-"""Context panel badges follow the services' file list, row by row."""
+"""Context panel: a model/view table fed the rows that changed, sorted by path, filterable."""
 
 from __future__ import annotations
 
-from app.services.api import FileBadge
-from app.ui.context_panel import ContextPanel
+from pytestqt.qtbot import QtBot
+
+from app.services.api import FileBadge, FileChanges
+from app.ui.context_panel import SMALL_CHANGE, ContextPanel
 
 
-def test_badges_update(qtbot) -> None:  # type: ignore[no-untyped-def]
-    """Adds, changes and removes rows; pending sorts first; summary counts each state."""
+def change(*rows: FileBadge, added: tuple[str, ...] = (), removed: tuple[str, ...] = (),
+           counts: dict[str, int] | None = None) -> FileChanges:
+    return FileChanges({b.path: b for b in rows}, sorted(added), sorted(removed), counts or {})
+
+
+def test_rows_follow_the_changes(qtbot: QtBot) -> None:
+    """Adds, changes and removes rows one by one; rows stay sorted by path; the summary uses the totals."""
     panel = ContextPanel()
     qtbot.addWidget(panel)
-    panel.update_files([
-        FileBadge("src/a.py", "in_view"),
+    panel.update_files(FileChanges.listing([
         FileBadge("src/b.py", "in_view"),
-        FileBadge(".env", "excluded", "secret"),
-    ])
-    assert panel.summary.text() == "3 files  ·  2 in view  ·  1 excluded"
-    row_b = panel._rows["src/b.py"]
-    panel.update_files([
         FileBadge("src/a.py", "in_view"),
-        FileBadge("src/b.py", "pending"),
-        FileBadge("logo.png", "summarised", "binary"),
-    ])
-    assert panel._rows["src/b.py"] is row_b  # same row, updated in place
-    assert row_b.text(1) == "pending" and row_b.text(2) == "changed on disk"
-    assert panel.badge(".env") is None and ".env" not in panel._rows
-    assert panel._rows["logo.png"].text(2) == "binary"
-    assert panel.tree.topLevelItem(0).text(0) == "src/b.py"  # pending first
+        FileBadge(".env", "excluded", "secret"),
+    ]))
+    assert panel.visible_paths() == [".env", "src/a.py", "src/b.py"]
+    assert panel.summary.text() == "3 files  ·  2 in view  ·  1 excluded"
+    resets: list[int] = []
+    changed: list[int] = []
+    panel.model.modelReset.connect(lambda: resets.append(1))
+    panel.model.dataChanged.connect(lambda a, b: changed.append(a.row()))
+    panel.update_files(change(FileBadge("src/b.py", "pending"), FileBadge("logo.png", "summarised", "binary"),
+                              added=("logo.png",), removed=(".env",),
+                              counts={"in_view": 1, "pending": 1, "summarised": 1}))
+    assert not resets  # a small change moves no other row
+    assert panel.visible_paths() == ["logo.png", "src/a.py", "src/b.py"]
+    assert changed == [2]  # only src/b.py's row repaints
+    m = panel.model
+    assert m.index(2, 1).data() == "pending" and m.index(2, 2).data() == "changed on disk"
+    assert m.index(0, 2).data() == "binary"
+    assert panel.badge(".env") is None and panel.badge("src/b.py") == FileBadge("src/b.py", "pending")
     assert panel.counts() == {"in_view": 1, "pending": 1, "excluded": 0, "summarised": 1}
     assert "1 pending" in panel.summary.text()
 
 
-def test_filter_and_pin(qtbot) -> None:  # type: ignore[no-untyped-def]
-    """The filter hides non-matching rows; pinning marks the row and emits the request."""
+def test_a_big_batch_is_one_reset_or_one_repaint(qtbot: QtBot) -> None:
+    """Thousands of rows arrive as one reset (the view keeps its place); a state flip of every row
+    is one dataChanged signal, not one per row."""
     panel = ContextPanel()
     qtbot.addWidget(panel)
-    panel.update_files([FileBadge("src/a.py", "in_view"), FileBadge("README.md", "in_view")])
+    panel.resize(400, 300)
+    panel.show()
+    names = [f"pkg/m{i:05}.py" for i in range(5000)]
+    panel.update_files(FileChanges.listing([FileBadge(p, "pending") for p in names[::2]]))
+    panel.tree.scrollTo(panel.model.index(panel.model.row_of("pkg/m02000.py") or 0, 0),
+                        panel.tree.ScrollHint.PositionAtTop)
+    more = names[1::2]
+    panel.update_files(change(*(FileBadge(p, "pending") for p in more), added=tuple(more),
+                              counts={"pending": 5000}))
+    assert panel.visible_paths() == names
+    assert panel._top_path() == "pkg/m02000.py"  # the view did not jump to the top
+    signals: list[int] = []
+    panel.model.dataChanged.connect(lambda a, b: signals.append(b.row() - a.row() + 1))
+    panel.update_files(change(*(FileBadge(p, "in_view") for p in names), counts={"in_view": 5000}))
+    assert signals == [5000] and len(names) > SMALL_CHANGE
+    assert panel.summary.text() == "5,000 files  ·  5,000 in view"
+
+
+def test_filters_and_pins(qtbot: QtBot) -> None:
+    """The text and state filters narrow the rows and follow later changes; pinning marks the row."""
+    panel = ContextPanel()
+    qtbot.addWidget(panel)
+    panel.update_files(FileChanges.listing([FileBadge("src/a.py", "in_view"), FileBadge("README.md", "in_view"),
+                                            FileBadge("src/c.py", "pending")]))
     panel.filter.setText("readme")
-    assert panel._rows["src/a.py"].isHidden() and not panel._rows["README.md"].isHidden()
+    assert panel.visible_paths() == ["README.md"]
+    panel.filter.setText("")
+    panel.state_filter.setCurrentIndex(panel.state_filter.findData("pending"))
+    assert panel.visible_paths() == ["src/c.py"]
+    panel.update_files(change(FileBadge("src/a.py", "pending"), FileBadge("src/c.py", "in_view")))
+    assert panel.visible_paths() == ["src/a.py"]
+    panel.update_files(change(FileBadge("src/new.py", "pending"), added=("src/new.py",)))
+    assert panel.visible_paths() == ["src/a.py", "src/new.py"]
+    panel.state_filter.setCurrentIndex(0)
     with qtbot.waitSignal(panel.pin_requested, timeout=1000) as sig:
         panel.toggle_pin("src/a.py")
     assert sig.args == ["src/a.py", True]
-    assert panel._rows["src/a.py"].text(0).startswith("★")
+    row = panel.model.row_of("src/a.py")
+    assert row is not None and str(panel.model.index(row, 0).data()).startswith("★")
     panel.toggle_pin("src/a.py")
-    assert not panel._rows["src/a.py"].text(0).startswith("★")
+    assert not str(panel.model.index(row, 0).data()).startswith("★")
+
+
+def test_another_project_replaces_every_row(qtbot: QtBot) -> None:
+    """A reset drops the old project's rows; indexing shows progress in the summary."""
+    panel = ContextPanel()
+    qtbot.addWidget(panel)
+    panel.update_files(FileChanges.listing([FileBadge("old.py", "in_view")]))
+    first = FileChanges.listing([FileBadge("new.py", "pending")])
+    panel.update_files(FileChanges(first.rows, first.added, (), first.counts, reset=True, indexing=True))
+    assert panel.visible_paths() == ["new.py"]
+    assert panel.summary.text().startswith("Indexing… 1 files so far")
+
+
+def test_a_batch_with_the_whole_order_is_swapped_in(qtbot: QtBot) -> None:
+    """Many new rows with `order` (sorted by the services): the panel takes that order as it is."""
+    panel = ContextPanel()
+    qtbot.addWidget(panel)
+    panel.update_files(FileChanges.listing([FileBadge("b.py", "pending")]))
+    names = [f"m{i:04}.py" for i in range(200)]
+    order = sorted([*names, "b.py"])
+    panel.update_files(FileChanges({p: FileBadge(p, "pending") for p in names}, names, (), {"pending": 201},
+                                   order=order))
+    assert panel.visible_paths() == order and panel.summary.text().startswith("201 files")

@@ -9,6 +9,7 @@ from app.services.api import (
     ApprovalRequest,
     ConnectionStatus,
     FileBadge,
+    FileChanges,
     SessionInfo,
     StreamStats,
 )
@@ -51,7 +52,7 @@ def test_busy_stop_and_escape(qtbot, window: MainWindow, fake: FakeServices) -> 
 
 def test_panels_banner_tests_and_sessions(qtbot, window: MainWindow, fake: FakeServices) -> None:  # type: ignore[no-untyped-def]
     """Files, tests, banner and session actions are wired both ways."""
-    fake.files_changed.emit([FileBadge("a.py", "pending")])
+    fake.files_changed.emit(FileChanges.listing([FileBadge("a.py", "pending")]))
     assert window.context_panel.badge("a.py") == FileBadge("a.py", "pending")
     window.context_panel.toggle_pin("a.py")
     assert ("pin", ("a.py", True)) in fake.calls
