@@ -8,8 +8,10 @@ files live here too (app.server.auth).
 
 from __future__ import annotations
 
+import hashlib
 import os
 import stat
+import tempfile
 import warnings
 from pathlib import Path
 
@@ -18,6 +20,8 @@ import platformdirs
 from app import profile
 
 __all__ = ["UnsafeRuntimeDir", "check_private_dir", "runtime_dir"]
+
+SHORT_PATH = 60  # longest runtime folder path that leaves room for a socket name within sun_path
 
 
 class UnsafeRuntimeDir(OSError):
@@ -46,7 +50,12 @@ def runtime_dir(base: Path | None = None) -> Path:
 def _candidates() -> list[Path]:
     root = profile.profile_dir()
     if root is not None:
-        return [root / "run"]
+        run = root / "run"
+        if len(str(run)) <= SHORT_PATH:
+            return [run]
+        # A socket's path must fit in sun_path (104-108 bytes): a deep profile gets a short folder.
+        tag = hashlib.sha256(str(run).encode()).hexdigest()[:12]
+        return [Path(tempfile.gettempdir()) / f"slipstream-{os.getuid() if hasattr(os, 'getuid') else 0}-{tag}"]
     out: list[Path] = []
     xdg = os.environ.get("XDG_RUNTIME_DIR")
     if xdg and os.path.isdir(xdg):

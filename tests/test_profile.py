@@ -30,8 +30,21 @@ def test_folders_follow_the_profile(tmp_path: Path, monkeypatch: pytest.MonkeyPa
     assert profile.config_dir() == tmp_path / "config"
     assert profile.data_dir() == tmp_path / "data"
     assert profile.state_dir() == tmp_path / "state"
+    monkeypatch.setattr(runtime, "SHORT_PATH", 10_000)
     run = runtime_dir()
     assert run == tmp_path / "run" and stat.S_IMODE(os.stat(run).st_mode) == 0o700
+
+
+def test_a_deep_profile_gets_a_short_runtime_folder(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A socket path must fit in sun_path: a profile too deep for that gets a short private folder."""
+    deep = tmp_path / ("d" * 80)
+    monkeypatch.setenv(profile.PROFILE_ENV, str(deep))
+    run = runtime_dir()
+    try:
+        assert len(str(run)) <= runtime.SHORT_PATH and run.name.startswith("slipstream-")
+        assert stat.S_IMODE(os.stat(run).st_mode) == 0o700 and runtime_dir() == run
+    finally:
+        run.rmdir()
 
 
 def test_runtime_dir_skips_a_folder_it_cannot_trust(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

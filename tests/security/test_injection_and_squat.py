@@ -15,6 +15,7 @@ from app.runtime import UnsafeRuntimeDir, runtime_dir
 from app.server.app import run_server
 from app.server.engines.scripted import ScriptedEngine
 from app.services.agent import Agent, AgentConfig
+from app.services.approvals import ApprovalDecision
 from app.services.session import Endpoint, ResponsesSession
 from app.services.workspace import ContextSync, Workspace
 from app.tools.specs import CommandPolicy
@@ -26,9 +27,9 @@ async def _agent_run(tmp_path: Path, project: Path, script: list[list[dict[str, 
     asked: list[str] = []
     outputs: list[str] = []
 
-    async def approve(kind: str, title: str, payload: dict[str, Any]) -> dict[str, Any]:
+    async def approve(kind: str, title: str, payload: dict[str, Any]) -> ApprovalDecision:
         asked.append(f"{kind}:{payload.get('command', '')}:{payload.get('shell', False)}")
-        return {"accept": True}
+        return ApprovalDecision(True)
 
     async with run_server(ScriptedEngine(rate_tps=0, script=script)) as srv:
         ws = Workspace(project, files=ProjectFS(project, state_dir=tmp_path / "state"))

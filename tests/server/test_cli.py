@@ -54,7 +54,7 @@ def test_bad_settings_exit_2(tmp_path: Path, capsys: pytest.CaptureFixture[str])
 @pytest.mark.skipif(os.name != "posix", reason="SIGTERM and permission bits")
 def test_child_process_prints_port_and_private_token_file(tmp_path: Path) -> None:
     """The first stdout line names the real port and a 0600 token file; the token works; SIGTERM stops it."""
-    env = dict(os.environ, XDG_RUNTIME_DIR=str(tmp_path), PYTHONUNBUFFERED="1")
+    env = dict(os.environ, SLIPSTREAM_PROFILE_DIR=str(tmp_path), PYTHONUNBUFFERED="1")
     proc = subprocess.Popen(
         [sys.executable, "-m", "app", "serve", "--port", "0", "--rate", "0"],
         stdout=subprocess.PIPE,
@@ -69,7 +69,8 @@ def test_child_process_prints_port_and_private_token_file(tmp_path: Path) -> Non
         match = FIRST_LINE.match(line)
         assert match, (line, proc.stderr.read() if proc.poll() is not None and proc.stderr else "")
         port, token_file = int(match.group(1)), Path(match.group(2))
-        assert token_file.is_relative_to(tmp_path)
+        assert not token_file.is_relative_to(Path.home())  # the throwaway profile's private runtime folder
+        assert stat.S_IMODE(token_file.parent.stat().st_mode) == 0o700
         assert stat.S_IMODE(token_file.stat().st_mode) == 0o600
         token = token_file.read_text().strip()
         base = f"http://127.0.0.1:{port}"
