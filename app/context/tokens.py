@@ -2,17 +2,9 @@
 
 from __future__ import annotations
 
-__all__ = ["TokenEstimator", "estimate_tokens"]
+from app.protocol.tokens import CHARS_PER_TOKEN, estimate_tokens
 
-CHARS_PER_TOKEN = 4.0
-
-
-def estimate_tokens(text: str, chars_per_token: float = CHARS_PER_TOKEN) -> int:
-    """Rough token count; good enough to keep a message under a budget, never exact."""
-    if not text:
-        return 0
-    return int(len(text) / chars_per_token) + 1
-
+__all__ = ["CHARS_PER_TOKEN", "TokenEstimator", "estimate_tokens"]
 
 class TokenEstimator:
     """Learns characters-per-token from real usage (input chars vs the backend's input_tokens)."""

@@ -23,11 +23,11 @@ from app.protocol.events import UNSET, UnsetType
 from app.protocol.inputs import normalize_input, resolve_items
 from app.protocol.resource import usage_object
 from app.protocol.store import ResponseStore
+from app.protocol.tokens import tokens_for_chars
 from app.protocol.turns import Item
 
 __all__ = ["CompactJob", "compaction_items", "compaction_resource", "parse_compact"]
 
-_CHARS_PER_TOKEN = 4
 
 
 class _CompactBody(msgspec.Struct, kw_only=True):
@@ -47,9 +47,6 @@ class CompactJob:
     instructions: str | None
     input_chars: int
 
-
-def _tokens(chars: int) -> int:
-    return -(-chars // _CHARS_PER_TOKEN)
 
 
 def parse_compact(body: bytes, store: ResponseStore | None) -> CompactJob:
@@ -105,5 +102,5 @@ def compaction_resource(
         "object": "response.compaction",
         "output": list(output),
         "created_at": created_at,
-        "usage": usage_object(_tokens(job.input_chars), _tokens(out_chars), 0, 0),
+        "usage": usage_object(tokens_for_chars(job.input_chars), tokens_for_chars(out_chars), 0, 0),
     }

@@ -13,14 +13,15 @@ Errors are `RemoteProtocolError`s with a string `code`, words, and `param` namin
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any
 
 from app.protocol.compaction import unpack
 from app.protocol.errors import RemoteProtocolError
 from app.protocol.events import UNSET
 from app.protocol.turns import Item
 
-__all__ = ["check_call_outputs", "normalize_input", "resolve_items"]
+__all__ = ["check_call_outputs", "message_text", "normalize_input", "resolve_items"]
 
 
 def normalize_input(value: object) -> list[Item]:
@@ -101,3 +102,14 @@ def check_call_outputs(new: Sequence[Item], parent_output: Sequence[Item], chain
                 code="function_call_output_not_found",
                 param=f"input[{i}].call_id",
             )
+
+
+def message_text(item: Mapping[str, Any]) -> str:
+    """The text of a message item: string content, or its text parts (input_text, output_text...)
+    joined by newlines."""
+    content = item.get("content")
+    if isinstance(content, str):
+        return content
+    if isinstance(content, list):
+        return "\n".join(p["text"] for p in content if isinstance(p, Mapping) and isinstance(p.get("text"), str))
+    return ""

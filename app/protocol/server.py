@@ -86,6 +86,7 @@ from app.protocol.ids import IdFactory, random_id
 from app.protocol.inputs import check_call_outputs, normalize_input, resolve_items
 from app.protocol.resource import response_object, usage_from, usage_object
 from app.protocol.store import HistoryView, ResponseStore, StoredResponse
+from app.protocol.tokens import tokens_for_chars
 from app.protocol.turns import (
     EngineOutput,
     Failure,
@@ -131,15 +132,11 @@ _SDK_FAILURE_CODES: Final = frozenset(
         "image_file_not_found",
     }
 )
-_CHARS_PER_TOKEN: Final = 4
 _ENDED_MEMORY: Final = 256
 _ITEM_MEMORY: Final = 4096  # output items of this connection that item_reference can name
 _item_size = encode_json  # an item's JSON size, for the ~4 chars/token estimate
 SSE_DONE: Final = b"data: [DONE]\n\n"
 
-
-def _tokens(chars: int) -> int:
-    return -(-chars // _CHARS_PER_TOKEN)
 
 
 @dataclass(frozen=True, slots=True)
@@ -612,8 +609,9 @@ class ServerSession:
         if active.usage is not None:
             return usage_from(active.usage)
         w = active.writer
-        it = _tokens(active.input_chars)
-        return usage_object(it, _tokens(w.out_chars), min(_tokens(active.base_chars), it), _tokens(w.reasoning_chars))
+        it = tokens_for_chars(active.input_chars)
+        cached = min(tokens_for_chars(active.base_chars), it)
+        return usage_object(it, tokens_for_chars(w.out_chars), cached, tokens_for_chars(w.reasoning_chars))
 
     def _end(
         self,

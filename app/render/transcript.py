@@ -43,6 +43,7 @@ from enum import StrEnum
 from typing import Any, Final, Literal
 
 from app.protocol import events as ev
+from app.protocol.inputs import message_text
 from app.render.highlight import CodeHighlighter, PackedSpans, Span
 from app.render.markdown import BlockSplitter, MdBlock, MdKind
 
@@ -56,7 +57,6 @@ __all__ = [
     "ResponseStatus",
     "Transcript",
     "ends_in_failure",
-    "message_text",
 ]
 
 NoticeKind = Literal["info", "warning", "error", "status"]
@@ -662,13 +662,3 @@ class Transcript:
             blk.spans = ()
             blk.committed = 0
         self._touch(blk)
-
-
-def message_text(item: Mapping[str, Any]) -> str:
-    """The text of a Responses message item (its content parts joined)."""
-    content = item.get("content")
-    if isinstance(content, str):
-        return content
-    if isinstance(content, list):
-        return "".join(str(c.get("text", "")) for c in content if isinstance(c, Mapping))
-    return ""

@@ -14,7 +14,8 @@ from typing import Any
 
 from app.adapters.store import HistoryStore, StoreError
 from app.context.ledger import is_context_item
-from app.render.transcript import NoticeKind, message_text
+from app.protocol.inputs import message_text
+from app.render.transcript import NoticeKind
 from app.services.api import SessionInfo
 
 __all__ = ["History", "pair_calls"]

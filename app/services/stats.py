@@ -14,13 +14,13 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 from app.protocol import events as ev
+from app.protocol.tokens import CHARS_PER_TOKEN
 from app.services.api import StreamStats
 from app.services.signals import Signal
 
 __all__ = ["Stats"]
 
 PUBLISH_S = 0.25
-CHARS_PER_TOKEN = 4.0
 SAMPLE_EVERY = 64
 
 

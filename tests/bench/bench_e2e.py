@@ -36,7 +36,7 @@ from PySide6.QtWidgets import QApplication
 
 from app.adapters.local_server import start_local_server
 from app.adapters.store import HistoryStore
-from app.render.transcript import message_text
+from app.protocol.inputs import message_text
 from app.services.app import AppServices
 from app.services.session import Endpoint
 from app.services.settings import Settings

@@ -24,6 +24,8 @@ from pathlib import Path
 from typing import Any
 
 from app.protocol.compact import compaction_items
+from app.protocol.inputs import message_text
+from app.protocol.tokens import tokens_for_chars
 from app.server.engines.base import (
     CompactJob,
     EngineOutput,
@@ -301,20 +303,6 @@ def _fence_path(info: str, rest: str) -> str | None:
     return None
 
 
-def item_text(item: Item) -> str:
-    """The text of a message item (string content or input_text/output_text parts)."""
-    content = item.get("content")
-    if isinstance(content, str):
-        return content
-    if isinstance(content, list):
-        parts = []
-        for part in content:
-            if isinstance(part, Mapping) and isinstance(part.get("text"), str):
-                parts.append(part["text"])
-        return "\n".join(parts)
-    return ""
-
-
 def _is_message(item: Item) -> bool:
     return item.get("type", "message") == "message" and "role" in item
 
@@ -367,7 +355,7 @@ class ChainSummary:
         for item in items:
             if _is_message(item):
                 self.messages += 1
-                text = item_text(item)
+                text = message_text(item)
                 self.chars += len(text)
                 found, _ = scan_files(text)
                 self.files |= found
@@ -415,7 +403,7 @@ def read_turn(turn: Turn, summary: ChainSummary | None = None) -> Reading:
     for item in turn.new_input:
         if not _is_message(item):
             continue
-        text = item_text(item)
+        text = message_text(item)
         _, stats = scan_files(text)
         for path, st in stats.items():
             acc = changed.setdefault(path, FileStats())
@@ -428,7 +416,7 @@ def read_turn(turn: Turn, summary: ChainSummary | None = None) -> Reading:
     for item in turn.new_input:
         if item.get("type") == "function_call_output":
             raw = item.get("output", "")
-            text = raw if isinstance(raw, str) else item_text({"content": raw})
+            text = raw if isinstance(raw, str) else message_text({"content": raw})
             outputs.append((names.get(str(item.get("call_id")), "unknown tool"), text))
     return Reading(summary.messages, len(summary.files), changed, question, outputs)
 
@@ -529,7 +517,7 @@ def _tool_schema(turn: Turn, name: str) -> Mapping[str, Any]:
 def _last_user_text(turn: Turn) -> str | None:
     for item in reversed(turn.new_input):
         if _is_message(item) and item.get("role") == "user":
-            text = item_text(item).strip()
+            text = message_text(item).strip()
             if text:
                 return text
     return None
@@ -665,9 +653,9 @@ class ScriptedConnection:
         if open_kind is not None:
             yield ItemDone()
         yield Usage(
-            input_tokens=_tokens(len(turn.instructions or "") + summary.chars),
+            input_tokens=tokens_for_chars(len(turn.instructions or "") + summary.chars),
             output_tokens=pacer.sent,
-            cached_tokens=_tokens(history_chars),
+            cached_tokens=tokens_for_chars(history_chars),
         )
 
     def _default_steps(self, turn: Turn, summary: ChainSummary | None = None) -> list[Step]:
@@ -759,7 +747,3 @@ def _command_args(command: re.Match[str], name: str) -> Any:
 def _call_id(response_id: str, n: int) -> str:
     digest = hashlib.sha256(f"{response_id}:{n}".encode()).hexdigest()[:16]
     return f"call_{digest}"
-
-
-def _tokens(chars: int) -> int:
-    return (chars + CHARS_PER_TOKEN - 1) // CHARS_PER_TOKEN
