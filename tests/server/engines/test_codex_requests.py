@@ -153,3 +153,15 @@ def test_forced_tool_applies_to_the_first_step_after_user_input_only() -> None:
     assert forced_tool_choice(after_tool, chat, "apply_patch") == "auto"
     assert forced_tool_choice(turn(), chat, "exec_command") == "auto"  # not among the tools: no forcing
     assert forced_tool_choice(turn(tool_choice="none"), chat, None) == "none"
+
+
+@pytest.mark.asyncio
+async def test_cli_passes_force_tool_to_the_chat_engine() -> None:
+    from app.server.cli import build_engine, build_parser
+
+    argv = ["--engine", "chat", "--upstream", "http://127.0.0.1:9", "--force-tool", "exec_command"]
+    engine = build_engine(build_parser().parse_args(argv))
+    try:
+        assert isinstance(engine, ChatCompletionsEngine) and engine.force_tool == "exec_command"
+    finally:
+        await engine.aclose()
