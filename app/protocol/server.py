@@ -556,11 +556,13 @@ class ServerSession:
         if isinstance(output, TextDelta):
             w.delta("message", output.text)
         elif isinstance(output, ToolCallArgsDelta):
-            w.delta("function_call", output.delta)
+            custom = w.open is not None and w.open.kind.name == "custom_tool_call"
+            w.delta("custom_tool_call" if custom else "function_call", output.delta)
         elif isinstance(output, ReasoningDelta):
             w.delta("reasoning", output.text)
         elif isinstance(output, ToolCallStart):
-            w.open_item("function_call", call_id=output.call_id, name=output.name)
+            kind = "custom_tool_call" if output.custom else "function_call"
+            w.open_item(kind, call_id=output.call_id, name=output.name)
         elif isinstance(output, ItemDone):
             w.close("completed")
         elif isinstance(output, Usage):

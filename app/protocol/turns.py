@@ -66,10 +66,13 @@ class ReasoningDelta:
 
 @dataclass(frozen=True, slots=True)
 class ToolCallStart:
-    """Opens a function_call item; argument text follows as ToolCallArgsDelta."""
+    """Opens a function_call item; argument text follows as ToolCallArgsDelta. With `custom`, a
+    `custom_tool_call` item (a freeform tool such as Codex's apply_patch): the deltas are its raw
+    `input` text, not JSON."""
 
     call_id: str
     name: str
+    custom: bool = False
 
 
 @dataclass(frozen=True, slots=True)

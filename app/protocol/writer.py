@@ -1,7 +1,8 @@
 """The event writer of one response: engine text in, output-item events out, kinds kept in one table.
 
 Every output item goes through the same three steps, and only the table `KINDS` knows how each kind
-(message, reasoning, function call) spells them (the h11 `_state.py` rule: all of it in one place):
+(message, reasoning, function call, custom tool call) spells them (the h11 `_state.py` rule: all of
+it in one place):
 
     open   -> `response.output_item.added` (+ `response.content_part.added` for kinds with a part)
     delta  -> the kind's delta event
@@ -22,6 +23,8 @@ from app.protocol.events import (
     UNSET,
     ContentPartAdded,
     ContentPartDone,
+    CustomToolCallInputDelta,
+    CustomToolCallInputDone,
     FunctionCallArgumentsDelta,
     FunctionCallArgumentsDone,
     OutputItemAdded,
@@ -34,7 +37,7 @@ from app.protocol.events import (
 )
 from app.protocol.turns import Item
 
-__all__ = ["KINDS", "ItemKind", "OpenItem", "OutputWriter"]
+__all__ = ["CALL_KINDS", "KINDS", "ItemKind", "OpenItem", "OutputWriter"]
 
 
 @dataclass(slots=True)
@@ -81,16 +84,29 @@ def _reasoning_final(item: OpenItem, text: str, status: str, part: dict[str, Any
     return {"type": "reasoning", "id": item.id, "summary": [], "content": [part]}
 
 
-def _call_final(item: OpenItem, text: str, status: str, part: dict[str, Any] | None) -> dict[str, Any]:
-    return {
-        "type": "function_call",
-        "id": item.id,
-        "call_id": item.call_id,
-        "name": item.name,
-        "arguments": text,
-        "status": status,
-    }
+def _call_kind(name: str, prefix: str, field: str, delta: Make, done: Make) -> ItemKind:
+    """A tool-call kind: `field` ("arguments" or "input") carries its text in the item and in the
+    done event."""
+    return ItemKind(
+        name=name,
+        prefix=prefix,
+        part_type=None,
+        added=lambda it: {
+            "type": name, "id": it.id, "call_id": it.call_id, "name": it.name, field: "", "status": "in_progress",
+        },
+        final=lambda it, text, status, part: {
+            "type": name, "id": it.id, "call_id": it.call_id, "name": it.name, field: text, "status": status,
+        },
+        delta=lambda seq, sid, it, text: delta(
+            sequence_number=seq, stream_id=sid, item_id=it.id, output_index=it.output_index, delta=text
+        ),
+        done=lambda seq, sid, it, text: done(
+            sequence_number=seq, stream_id=sid, item_id=it.id, output_index=it.output_index, **{field: text}
+        ),
+    )
 
+
+CALL_KINDS: Final = ("function_call", "custom_tool_call")  # open only with a call id and a name
 
 KINDS: Final[dict[str, ItemKind]] = {
     "message": ItemKind(
@@ -120,25 +136,11 @@ KINDS: Final[dict[str, ItemKind]] = {
         ),
         counts_as_reasoning=True,
     ),
-    "function_call": ItemKind(
-        name="function_call",
-        prefix="fc",
-        part_type=None,
-        added=lambda it: {
-            "type": "function_call",
-            "id": it.id,
-            "call_id": it.call_id,
-            "name": it.name,
-            "arguments": "",
-            "status": "in_progress",
-        },
-        final=_call_final,
-        delta=lambda seq, sid, it, text: FunctionCallArgumentsDelta(
-            sequence_number=seq, stream_id=sid, item_id=it.id, output_index=it.output_index, delta=text
-        ),
-        done=lambda seq, sid, it, text: FunctionCallArgumentsDone(
-            sequence_number=seq, stream_id=sid, item_id=it.id, output_index=it.output_index, arguments=text
-        ),
+    "function_call": _call_kind(
+        "function_call", "fc", "arguments", FunctionCallArgumentsDelta, FunctionCallArgumentsDone
+    ),
+    "custom_tool_call": _call_kind(
+        "custom_tool_call", "ctc", "input", CustomToolCallInputDelta, CustomToolCallInputDone
     ),
 }
 
@@ -186,11 +188,11 @@ class OutputWriter:
         return item
 
     def delta(self, kind_name: str, text: str) -> None:
-        """Text for an item of `kind_name`: opens one unless such an item is open (function calls
-        never open implicitly: they need a call id and a name)."""
+        """Text for an item of `kind_name`: opens one unless such an item is open (calls never open
+        implicitly: they need a call id and a name)."""
         item = self.open
         if item is None or item.kind.name != kind_name:
-            if kind_name == "function_call":
+            if kind_name in CALL_KINDS:
                 raise LocalProtocolError("ToolCallArgsDelta without an open ToolCallStart", code="invalid_output")
             item = self.open_item(kind_name)
         item.parts.append(text)

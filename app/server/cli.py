@@ -82,6 +82,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--upstream-timeout", type=float, default=300.0, help="chat engine: seconds to wait for upstream data"
     )
+    p.add_argument(
+        "--force-tool",
+        metavar="NAME",
+        help="chat engine: make the first step after each user message call tool NAME (sent upstream "
+        "as a named tool_choice, which llama.cpp servers enforce with a grammar; for demos and tests "
+        "with tiny models)",
+    )
     p.add_argument("--model-file", type=Path, help="gguf engine: the GGUF model file to run in-process")
     p.add_argument(
         "--max-age", type=float, default=3600.0, help="connection age limit in seconds (default: 3600)"
@@ -138,6 +145,7 @@ def _chat_engine(args: argparse.Namespace) -> Engine:
         api_key=key,
         profile=args.upstream_profile,
         read_timeout_s=args.upstream_timeout,
+        force_tool=args.force_tool,
     )
 
 

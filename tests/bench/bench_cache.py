@@ -68,7 +68,7 @@ def write_model(path: Path) -> Path:
     import gguf
     import numpy as np
 
-    from tests.server.fixtures.make_tiny_gguf import CHATML, MERGES, SPECIALS, vocabulary
+    from tests.server.fixtures.make_tiny_gguf import add_tokenizer, vocabulary
 
     n_embd, n_ff, n_layer, head = 512, 8192, 2, 32
     rng = np.random.default_rng(7)
@@ -86,15 +86,7 @@ def write_model(path: Path) -> Path:
     w.add_rope_dimension_count(head)
     w.add_layer_norm_rms_eps(1e-5)
     w.add_file_type(gguf.LlamaFileType.MOSTLY_Q8_0)
-    w.add_tokenizer_model("gpt2")
-    w.add_tokenizer_pre("gpt-2")
-    w.add_token_list(vocab)
-    w.add_token_types([gguf.TokenType.CONTROL if t in SPECIALS else gguf.TokenType.NORMAL for t in vocab])
-    w.add_token_merges(MERGES)
-    w.add_bos_token_id(vocab.index("<|endoftext|>"))
-    w.add_eos_token_id(vocab.index("<|im_end|>"))
-    w.add_add_bos_token(False)
-    w.add_chat_template(CHATML)
+    add_tokenizer(w, vocab)
 
     def tensor(name: str, *shape: int, scale: float = 0.02, ones: bool = False, quant: bool = True) -> None:
         data = np.ones(shape, np.float32) if ones else rng.normal(0, scale, shape).astype(np.float32)

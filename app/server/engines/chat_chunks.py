@@ -30,7 +30,7 @@ from app.server.engines.base import (
 )
 from app.server.engines.profiles import cached_tokens
 
-__all__ = ["ChunkTranslator", "UpstreamError", "body_words", "decode_utf8", "error_words"]
+__all__ = ["ChunkTranslator", "UpstreamError", "body_words", "decode_utf8", "error_words", "freeform_input"]
 
 _ENC = msgspec.json.Encoder()
 _DEC = msgspec.json.Decoder()
@@ -59,10 +59,15 @@ class ChunkTranslator:
     The first tool call streams live; calls at other indices are buffered and emitted at the end in
     index order, so fragments may arrive interleaved or out of order. Text that follows a tool call
     is held back until the calls are closed. `finish()` validates every call's arguments as JSON.
+
+    Calls to a name in `custom` (freeform tools, sent upstream as a function taking one string
+    `input`, see `chat_render.tools_to_chat`) are buffered too and come out as custom tool calls
+    carrying that string, the shape the client executes.
     """
 
-    def __init__(self, response_id: str) -> None:
+    def __init__(self, response_id: str, custom: frozenset[str] = frozenset()) -> None:
         self.response_id = response_id
+        self.custom = custom
         self.finish_reason: str | None = None
         self.chunks = 0
         self._calls: dict[int, _Call] = {}
@@ -146,7 +151,7 @@ class ChunkTranslator:
                 piece = args if isinstance(args, str) else _ENC.encode(args).decode()
         if piece:
             call.args.append(piece)
-        if self._live is None and call.name:
+        if self._live is None and call.name and call.name not in self.custom:
             self._live = index
             out.append(ToolCallStart(call_id=self._call_id(call), name=call.name))
             if call.args:
@@ -197,6 +202,11 @@ class ChunkTranslator:
                     out.append(ToolCallArgsDelta("{}"))
                 out.append(ItemDone())
                 continue
+            if call.name in self.custom:
+                out.append(ToolCallStart(call_id=self._call_id(call), name=call.name, custom=True))
+                out.append(ToolCallArgsDelta(freeform_input(call.name, text)))
+                out.append(ItemDone())
+                continue
             out.append(ToolCallStart(call_id=self._call_id(call), name=call.name))
             out.append(ToolCallArgsDelta(text if text.strip() else "{}"))
             out.append(ItemDone())
@@ -217,6 +227,22 @@ class ChunkTranslator:
         elif self.finish_reason == "content_filter":
             out.append(Incomplete("content_filter"))
         return out
+
+
+def freeform_input(name: str, arguments: str) -> str:
+    """A custom tool's raw input from the arguments of its function form: `{"input": "..."}`, or a
+    bare JSON string, or nothing (empty input)."""
+    if not arguments.strip():
+        return ""
+    value = msgspec.json.decode(arguments)  # finish() validated it
+    if isinstance(value, str):
+        return value
+    if isinstance(value, Mapping) and isinstance(value.get("input"), str):
+        return str(value["input"])
+    raise UpstreamError(
+        "invalid_tool_call",
+        f"the model's call to the freeform tool {name} must give its text as a string \"input\": {arguments[:300]}",
+    )
 
 
 def error_words(payload: Any) -> str:

@@ -35,13 +35,14 @@ import msgspec
 from app.protocol.codec import SSEParser
 from app.server.engines.base import EngineOutput, Failure, Turn
 from app.server.engines.chat_chunks import ChunkTranslator, UpstreamError, body_words, decode_utf8
-from app.server.engines.chat_render import RenderCache, tool_choice_to_chat
+from app.server.engines.chat_render import RenderCache, custom_tool_names, tool_choice_to_chat
 from app.server.engines.profiles import BackendProfile, detect, get_profile
 from app.server.engines.warmups import Prefills
 
 __all__ = [
     "ChatCompletionsEngine",
     "ChatConnection",
+    "forced_tool_choice",
     "normalize_base_url",
     "pick_replica",
     "sse_payloads",
@@ -121,7 +122,8 @@ class ChatCompletionsEngine:
 
     `upstreams`: base URLs (replicas of one deployment). `model`: upstream model name (default: the
     request's model when the upstream lists it, else the upstream's first model). `profile`: a name
-    from `profiles.PROFILES`, or None to detect it from GET /v1/models.
+    from `profiles.PROFILES`, or None to detect it from GET /v1/models. `force_tool`: the first step
+    after each user message must call this tool (see `forced_tool_choice`).
     """
 
     name = "chat"
@@ -134,6 +136,7 @@ class ChatCompletionsEngine:
         api_key: str | None = None,
         profile: str | BackendProfile | None = None,
         extra_body: Mapping[str, Any] | None = None,
+        force_tool: str | None = None,
         connect_timeout_s: float = 5.0,
         read_timeout_s: float = 300.0,
         transport: httpx.AsyncBaseTransport | None = None,
@@ -145,6 +148,7 @@ class ChatCompletionsEngine:
         self.model = model or None
         self.profile = get_profile(profile) if isinstance(profile, str) else profile
         self.extra_body = dict(extra_body or {})
+        self.force_tool = force_tool or None
         headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
         self._client = httpx.AsyncClient(
             headers=headers,
@@ -255,10 +259,10 @@ class ChatConnection:
         head.update(prefill or {})
         tools = b""
         if turn.tools:
-            _, tools_json = self.cache.tools(turn.tools)
+            chat_tools, tools_json = self.cache.tools(turn.tools)
             if tools_json:
                 tools = b',"tools":' + tools_json
-                head["tool_choice"] = tool_choice_to_chat(turn.tool_choice)
+                head["tool_choice"] = forced_tool_choice(turn, chat_tools, self._engine.force_tool)
                 head["parallel_tool_calls"] = turn.parallel_tool_calls
         return b'{"messages":' + renderer.messages_json(system) + tools + b"," + _ENC.encode(head)[1:]
 
@@ -339,7 +343,7 @@ class ChatConnection:
     ) -> AsyncIterator[EngineOutput]:
         url = f"{base}/chat/completions"
         client = self._engine._client
-        translator = ChunkTranslator(turn.response_id)
+        translator = ChunkTranslator(turn.response_id, custom_tool_names(turn.tools))
         events = 0
         try:
             async with client.stream("POST", url, content=body, headers=headers) as resp:
@@ -441,6 +445,20 @@ class ChatConnection:
                         if isinstance(c, Mapping)
                     ]
         return [*translator.feed(data), *translator.finish()]
+
+
+def forced_tool_choice(turn: Turn, chat_tools: Sequence[Mapping[str, Any]], force: str | None) -> Any:
+    """The chat `tool_choice` for a turn: the client's, except that with `force` (`serve
+    --force-tool NAME`) a turn whose input ends with a user message names that tool, so the
+    upstream itself constrains the answer to a call of it (llama-cpp-python and llama-server build
+    a grammar from the tool's JSON schema). Turns answering a tool result keep the client's choice,
+    so the model can finish the turn. Without that tool among the request's, the client's choice."""
+    if force and turn.new_input:
+        last = turn.new_input[-1]
+        asks = last.get("type", "message") == "message" and last.get("role") == "user"
+        if asks and any(t.get("function", {}).get("name") == force for t in chat_tools):
+            return {"type": "function", "function": {"name": force}}
+    return tool_choice_to_chat(turn.tool_choice)
 
 
 class _Refused(Exception):

@@ -5,7 +5,11 @@ the in-process engine (`llama_cpp.py`, which renders the messages through the mo
 and keeps their tokens).
 
 - `HistoryRenderer`: items -> chat messages (`function_call` -> assistant `tool_calls`,
-  `function_call_output` -> `tool` messages), appended incrementally, copy-on-write across forks.
+  `function_call_output` -> `tool` messages; `custom_tool_call` and its output likewise, the
+  freeform text as `{"input": ...}`), appended incrementally, copy-on-write across forks.
+- `tools_to_chat`: function tools as they are; custom (freeform) tools such as Codex's
+  `apply_patch` as a function taking one string `input`, the convention Codex itself uses for
+  providers without custom tools (its dispatch unwraps `{"input": ...}` back to the raw text).
 - `RenderCache`: one per client connection. Rendered chains by response id (lanes and forks), so a
   turn that continues a response this connection produced renders only the items added since; and
   the request's configuration (tools in chat form, the system message) computed once and reused
@@ -24,11 +28,13 @@ import msgspec
 from app.server.engines.base import Item, Turn
 
 __all__ = [
+    "FREEFORM_PARAMETER",
     "RENDER_CACHE",
     "HistoryRenderer",
     "RenderCache",
     "RenderSnapshot",
     "Rendered",
+    "custom_tool_names",
     "tool_choice_to_chat",
     "tools_to_chat",
 ]
@@ -112,14 +118,12 @@ class HistoryRenderer:
                 role = "system"
             msgs.append({"role": role, "content": _content_to_chat(item.get("content"))})
             return len(msgs) - 1
-        if kind == "function_call":
+        if kind in ("function_call", "custom_tool_call"):
+            args = item.get("arguments") if kind == "function_call" else {"input": str(item.get("input", ""))}
             call = {
                 "id": str(item.get("call_id") or item.get("id") or ""),
                 "type": "function",
-                "function": {
-                    "name": str(item.get("name", "")),
-                    "arguments": _args_text(item.get("arguments")),
-                },
+                "function": {"name": str(item.get("name", "")), "arguments": _args_text(args)},
             }
             last = msgs[-1] if msgs else None
             if last is not None and last.get("role") == "assistant":
@@ -130,7 +134,7 @@ class HistoryRenderer:
             # "" rather than null: llama-cpp-python's server rejects a null content (others accept both)
             msgs.append({"role": "assistant", "content": "", "tool_calls": [call]})
             return len(msgs) - 1
-        if kind == "function_call_output":
+        if kind in ("function_call_output", "custom_tool_call_output"):
             msgs.append(
                 {
                     "role": "tool",
@@ -195,15 +199,44 @@ def _args_text(args: Any) -> str:
     return _ENC.encode(args).decode()
 
 
+FREEFORM_PARAMETER = "input"  # where a custom tool's text travels as a function argument (Codex's name)
+
+
+def _freeform_parameters(tool: Mapping[str, Any]) -> dict[str, Any]:
+    """A custom tool's one string argument; its format (e.g. a Lark grammar) goes in the description,
+    so a model can follow it."""
+    about = "The tool's input, as raw text."
+    fmt = tool.get("format")
+    if isinstance(fmt, Mapping) and isinstance(fmt.get("definition"), str):
+        about += f" It must follow this {fmt.get('syntax', 'grammar')} grammar:\n{fmt['definition']}"
+    return {
+        "type": "object",
+        "properties": {FREEFORM_PARAMETER: {"type": "string", "description": about}},
+        "required": [FREEFORM_PARAMETER],
+        "additionalProperties": False,
+    }
+
+
+def custom_tool_names(tools: Sequence[Mapping[str, Any]]) -> frozenset[str]:
+    """Names of the custom (freeform) tools among a request's tools."""
+    return frozenset(str(t["name"]) for t in tools if t.get("type") == "custom" and isinstance(t.get("name"), str))
+
+
 def tools_to_chat(tools: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
-    """Responses function tools -> chat tools (other tool types have no chat form and are dropped)."""
+    """Responses function and custom tools -> chat tools (other tool types, hosted ones such as
+    web_search, have no chat form and are dropped)."""
     out = []
     for tool in tools:
-        if tool.get("type", "function") != "function" or not isinstance(tool.get("name"), str):
+        kind = tool.get("type", "function")
+        if kind not in ("function", "custom") or not isinstance(tool.get("name"), str):
             continue
         fn: dict[str, Any] = {"name": tool["name"]}
         if isinstance(tool.get("description"), str):
             fn["description"] = tool["description"]
+        if kind == "custom":
+            fn["parameters"] = _freeform_parameters(tool)
+            out.append({"type": "function", "function": fn})
+            continue
         fn["parameters"] = tool.get("parameters") or {"type": "object", "properties": {}}
         if tool.get("strict") is not None:
             fn["strict"] = bool(tool["strict"])
@@ -212,8 +245,8 @@ def tools_to_chat(tools: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
 
 
 def tool_choice_to_chat(choice: Any) -> Any:
-    """Responses tool_choice -> chat tool_choice."""
-    if isinstance(choice, Mapping) and choice.get("type") == "function":
+    """Responses tool_choice -> chat tool_choice (a named custom tool is a named function there)."""
+    if isinstance(choice, Mapping) and choice.get("type") in ("function", "custom"):
         return {"type": "function", "function": {"name": str(choice.get("name", ""))}}
     if choice in ("auto", "none", "required"):
         return choice

@@ -41,7 +41,7 @@ from typing import Any, TypeVar
 
 from app.server.engines.base import EngineOutput, Failure, Turn
 from app.server.engines.chat_chunks import ChunkTranslator, UpstreamError
-from app.server.engines.chat_render import RenderCache
+from app.server.engines.chat_render import RenderCache, custom_tool_names
 from app.server.engines.prompt_cache import Prompt, PromptCache, TokenChain, WithSystem
 from app.server.engines.warmups import Prefills
 
@@ -402,7 +402,7 @@ class LlamaCppConnection:
         await self.prefills.wait()
         build, tools = self._render(turn)
         kwargs = self._sampling(turn, tools)
-        translator = ChunkTranslator(turn.response_id)
+        translator = ChunkTranslator(turn.response_id, custom_tool_names(turn.tools))
         loop = asyncio.get_running_loop()
         queue: asyncio.Queue[Any] = asyncio.Queue()
         stop = threading.Event()
