@@ -6,6 +6,12 @@ wire). Calls of one response run concurrently (`parallel_tool_calls`). The loop 
 answers without calling a tool, at the tool-turn cap, when the same test failures repeat
 (fix-until-green is stuck), or when the user presses Stop.
 
+Test results reach the model as a digest (`app.tools.digest`: counts, each failure's id, message
+and key traceback lines, within `AgentConfig.test_digest_tokens`), never as raw output: as the
+output of run_tests / rerun_failed, and for runs the user started (`note_test_run`) as a message
+on the next request. Stuck means the same failures (ids and messages) `stuck_repeats` runs in a
+row within one request.
+
 Patches and commands need the user's approval unless the policy says otherwise; the approval is
 asked through `approve(kind, title, payload) -> decision` (the UI shows the diff review / command
 prompt), so this module never blocks on a dialog and runs headless in tests.
@@ -24,15 +30,17 @@ from typing import Any, Literal
 from app.adapters.proc import detect_test_command, run_process, run_tests
 from app.adapters.project_fs import AppliedChange, ProjectFS
 from app.protocol.events import ServerEvent
+from app.protocol.tokens import estimate_tokens
 from app.render.transcript import NoticeKind
 from app.services.approvals import ApprovalDecision, ApprovalKind
 from app.services.session import TurnResult
 from app.services.settings import ApprovalPolicy
 from app.services.workspace import ContextSync
+from app.tools.digest import Digest, RerunRefused, build_digest, rerun_targets
 from app.tools.fileops import ToolContext, ToolResult, execute
 from app.tools.patch import ChangeSet, PatchError
 from app.tools.specs import CommandPolicy, responses_tools, split_command
-from app.tools.testrun import TestRun, failure_signature, stuck
+from app.tools.testrun import TestRun, stuck
 
 log = logging.getLogger(__name__)
 
@@ -56,6 +64,7 @@ class AgentConfig:
     command_timeout_s: float = 120.0
     test_timeout_s: float = 600.0
     stuck_repeats: int = 3
+    test_digest_tokens: int = 1200  # the token budget of one test run's digest
     python: str | None = None  # the project's interpreter for pytest; None: its .venv or ours
     test_command: str | None = None  # a custom test command instead of auto-detection
 
@@ -101,12 +110,14 @@ class Agent:
         sync.settings = self.settings()  # context pushes share the turns' settings: the chain stays incremental
         self._stop = asyncio.Event()
         self._turn_no = 0
-        self._failures: list[frozenset[str]] = []
+        self._failures: list[frozenset[tuple[str, str]]] = []  # digest signatures of this request's runs
+        self._pending_tests: dict[str, Any] | None = None  # a run the user started, for the next request
         # Outputs owed to calls of a loop that ended early (Stop, cap): the next request carries them,
         # since a chain whose last response has unanswered function calls is refused upstream.
         self._owed: list[dict[str, Any]] = []
         self.applied: list[AppliedChange] = []
         self.last_test_run: TestRun | None = None
+        self.last_digest: Digest | None = None
 
     @property
     def root(self) -> Path:
@@ -125,7 +136,8 @@ class Agent:
         """One user request, through as many tool turns as it takes (see module docstring)."""
         self._stop.clear()
         self._turn_no += 1
-        items: list[dict[str, Any]] = [*self._owed, _user(text)]
+        self._failures = []  # a new request gets fresh attempts
+        items: list[dict[str, Any]] = [*self._owed, *self._take_pending_tests(), _user(text)]
         self._owed = []
         outcome = RunOutcome("completed")
         while True:
@@ -153,14 +165,14 @@ class Agent:
             outputs = await asyncio.gather(*(self._call(c) for c in calls))
             outcome.tool_calls += len(calls)
             items = [_output(c, out.output_text) for c, out in zip(calls, outputs, strict=True)]
+            items += self._take_pending_tests()
             if self._stop.is_set():
                 self._owed = items
                 outcome.status, outcome.message = "cancelled", "stopped by the user"
                 return outcome
             if self._is_stuck():
                 outcome.status = "stuck"
-                outcome.message = (f"The same tests failed {self.config.stuck_repeats} runs in a row; "
-                                   "stopping the fix-until-green loop.")
+                outcome.message = self._stuck_message()
                 self._notice("warning", outcome.message)
                 # The model still gets the tool outputs, so the chain stays consistent next time.
                 await self.sync.turn([*items, _user(outcome.message + " Stop and summarise.")],
@@ -169,6 +181,42 @@ class Agent:
 
     def _is_stuck(self) -> bool:
         return stuck(self._failures, repeats=self.config.stuck_repeats)
+
+    def _stuck_message(self) -> str:
+        """Words for the user and the model: how many failures, how often, which ones."""
+        same = sorted(self._failures[-1])
+        n, times = len(same), _times(self.config.stuck_repeats)
+        ids = ", ".join(i for i, _ in same[:5]) + (f" and {n - 5} more" if n > 5 else "")
+        what = "failure" if n == 1 else "failures"
+        return (f"The same {n} {what} came back {times} in a row ({ids}); stopping — the fix-until-green "
+                "loop is not making progress.")
+
+    # ---- test runs -----------------------------------------------------------------------------
+
+    def digest(self, run: TestRun) -> Digest:
+        """The model's view of `run` (see app.tools.digest)."""
+        return build_digest(run, estimate=estimate_tokens, budget=self.config.test_digest_tokens,
+                            root=self.root.as_posix())
+
+    def note_test_run(self, run: TestRun, *, label: str = "The user ran the tests") -> Digest:
+        """A run the app started (Run tests, Rerun failed, rerun-on-save): it becomes the last run
+        (what rerun_failed reruns) and its digest rides on the model's next request."""
+        self.last_test_run = run
+        digest = self.last_digest = self.digest(run)
+        text = f"[slipstream test run] {label} (`{run.command}`); the results:\n{digest.text}"
+        self._pending_tests = _user(text)  # only the latest run matters to the model
+        return digest
+
+    def _take_pending_tests(self) -> list[dict[str, Any]]:
+        item, self._pending_tests = self._pending_tests, None
+        return [item] if item is not None else []
+
+    def _finish_run(self, run: TestRun, prefix: str = "") -> ToolResult:
+        self.last_test_run = run
+        digest = self.last_digest = self.digest(run)
+        self._pending_tests = None  # this run supersedes one the user started before
+        self._failures.append(digest.signature)
+        return ToolResult(run.ok, prefix + digest.text, {"digest": digest})
 
     # ---- tools ---------------------------------------------------------------------------------
 
@@ -200,6 +248,8 @@ class Agent:
         if result.deferred is not None:
             if name == "run_tests":
                 return await self._run_tests(result.deferred)
+            if name == "rerun_failed":
+                return await self._rerun_failed()
             if name == "run_command":
                 return await self._run_command(result.deferred)
         return result
@@ -252,9 +302,30 @@ class Agent:
             return ToolResult(False, "the user did not allow the test command to run")
         run = await run_tests(cmd, on_event=self._on_test_event, timeout=self.config.test_timeout_s,
                               stop=self._stop)
-        self.last_test_run = run
-        self._failures.append(failure_signature(run))
-        return ToolResult(run.ok, run.summary_for_model())
+        return self._finish_run(run)
+
+    def failed_targets(self) -> list[str]:
+        """The node ids to rerun: the failures the last run reported (never the model's text), each
+        file part confined like any tool path. RerunRefused / PathRefused (both ValueError) say why not."""
+        ids = rerun_targets(self.last_test_run)
+        for nodeid in ids:
+            self.fs.target(nodeid.split("::", 1)[0])
+        return ids
+
+    async def _rerun_failed(self) -> ToolResult:
+        """Exactly the failed node ids of the last run, through run_tests' hardened path: an argv,
+        the ids after "--", and the allow-list compared on that argv."""
+        try:
+            targets = self.failed_targets()
+            cmd = detect_test_command(self.root, targets=targets, python=self.config.python)
+        except ValueError as exc:
+            return ToolResult(False, f"error: {exc}")
+        if not await self._command_allowed(cmd.display, tests=True, argv=cmd.argv):
+            return ToolResult(False, "the user did not allow the test command to run")
+        run = await run_tests(cmd, on_event=self._on_test_event, timeout=self.config.test_timeout_s,
+                              stop=self._stop)
+        n = len(targets)
+        return self._finish_run(run, f"rerun of the {n} test{'s' if n > 1 else ''} that failed last time\n")
 
     async def _command_allowed(self, command: str, *, tests: bool = False, shell: bool = False,
                                argv: Sequence[str] | str | None = None) -> bool:
@@ -288,6 +359,10 @@ class Agent:
         """Undo the most recent applied patch; returns the paths restored."""
         restored = self.fs.undo()
         return [p for cp in restored for p in cp.post]
+
+
+def _times(n: int) -> str:
+    return {2: "twice", 3: "three times", 4: "four times", 5: "five times"}.get(n, f"{n} times")
 
 
 def _user(text: str) -> dict[str, Any]:

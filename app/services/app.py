@@ -43,6 +43,7 @@ from app.services.settings import KeychainInfo, Settings, save_settings
 from app.services.signals import Signal
 from app.services.stats import Stats
 from app.services.workspace import ContextSync, Workspace
+from app.tools.digest import RerunRefused
 from app.tools.specs import CommandPolicy
 from app.tools.testrun import TestRun
 
@@ -73,7 +74,8 @@ class AppServices:
         self.approvals = Approvals()
         self.stats = Stats()
         self.tests = LiveTests(self.project_root, notice=self._notice,
-                               rerun_on_save=lambda: self.settings.rerun_tests_on_save, agent_busy=lambda: self.busy)
+                               rerun_on_save=lambda: self.settings.rerun_tests_on_save, agent_busy=lambda: self.busy,
+                               failed_targets=self._failed_targets, finished=self._test_run_finished)
         self.connection_changed: Signal[[ConnectionStatus]] = Signal("connection_changed")
         self.files_changed: Signal[[FileChanges]] = Signal("files_changed")
         self.busy_changed: Signal[[bool]] = Signal("busy_changed")
@@ -103,6 +105,17 @@ class AppServices:
     @property
     def stats_changed(self) -> Signal[[StreamStats]]:
         return self.stats.changed
+
+    def _failed_targets(self) -> list[str]:
+        if self.agent is None:
+            raise RerunRefused("no test run yet")
+        return self.agent.failed_targets()
+
+    def _test_run_finished(self, run: TestRun, label: str) -> None:
+        """A run the user started: the model's next request carries its digest, and it is the run
+        that Rerun failed reruns."""
+        if self.agent is not None:
+            self.agent.note_test_run(run, label=label)
 
     def _notice(self, kind: NoticeKind, text: str) -> None:
         self.conversation.add_notice(kind, text)
@@ -248,6 +261,10 @@ class AppServices:
 
     def run_tests(self) -> None:
         self.tests.run()
+
+    def rerun_failed(self) -> None:
+        """Rerun exactly the failed tests of the last run (the agent's or the user's)."""
+        self.tests.rerun_failed()
 
     def pin(self, path: str, pinned: bool) -> None:
         pins = [p for p in self.settings.pins if p != path] + ([path] if pinned else [])

@@ -5,9 +5,9 @@ tests use a dict). `execute(name, arguments_json, ctx)` never raises for bad inp
 missing fields, refused paths, binary files and malformed patches all come back as
 `ToolResult(ok=False, output_text=<what to fix>)`. apply_patch does not write: it returns the
 proposed change set (`change_set`, typed) for the user's review; the agent then calls
-`ProjectFS.apply()`. run_tests and run_command are async and run by the agent: `execute` only
-validates them and returns their checked arguments as `deferred`. `data` carries diagnostics only
-(error kind, search hit counts), never something a caller acts on.
+`ProjectFS.apply()`. run_tests, rerun_failed and run_command are async and run by the agent: `execute`
+only validates them and returns their checked arguments as `deferred`. `data` carries diagnostics
+only (error kind, search hit counts), never something a caller acts on.
 """
 
 from __future__ import annotations
@@ -43,7 +43,7 @@ MAX_READ_CHARS = 120_000
 MAX_SEARCH_FILE = 1024 * 1024
 MAX_LINE_SHOWN = 300
 MAX_SEARCH_BYTES = 64 * 1024 * 1024  # a work budget for one search over the whole tree
-DEFERRED = frozenset({"run_tests", "run_command"})
+DEFERRED = frozenset({"run_tests", "rerun_failed", "run_command"})
 
 
 @dataclass(frozen=True, slots=True)

@@ -119,8 +119,8 @@ TOOL_SPECS: tuple[ToolSpec, ...] = (
     ),
     ToolSpec(
         "run_tests",
-        "Run the project's tests (pytest, npm, cargo, go or the configured command) and get a summary "
-        "with the failures.",
+        "Run the project's tests (pytest, npm, cargo, go or the configured command) and get a digest: "
+        "counts, and each failure's test id, message and key traceback lines.",
         _obj(
             {
                 "path": {"type": "string", "description": "a test file or folder; '' for the whole suite"},
@@ -128,6 +128,11 @@ TOOL_SPECS: tuple[ToolSpec, ...] = (
             },
             [],
         ),
+    ),
+    ToolSpec(
+        "rerun_failed",
+        "Rerun exactly the tests that failed in the last test run (no arguments) and get their digest.",
+        _obj({}, []),
     ),
     ToolSpec(
         "run_command",

@@ -7,7 +7,8 @@ pytest's own terminal summary: each phase report carries pytest's category ("pas
 the "N passed, M failed" line pytest prints. Runners other than pytest stream plain output; their
 closing summary line is parsed by `parse_summary_line` where the format is known.
 
-`stuck()` is the fix-until-green brake: the same failures several runs in a row.
+`stuck()` is the fix-until-green brake: the same failures several runs in a row (the agent feeds
+it the signatures of app.tools.digest: failing ids with their messages).
 
 The same model is what the Tests panel shows, live: the services own one `TestRun` per project and
 feed it every plugin event (a second `run_started` starts it over and bumps `generation`); the panel
@@ -28,7 +29,6 @@ __all__ = [
     "CaseResult",
     "EventDecoder",
     "TestRun",
-    "failure_signature",
     "parse_summary_line",
     "stuck",
 ]
@@ -233,21 +233,24 @@ class TestRun:
         parts = [f"{counts[k]} {k}" for k in CATEGORIES if counts.get(k)]
         return ", ".join(parts) if parts else "no tests ran"
 
-    def summary_for_model(self, *, max_failures: int = 5, max_text: int = 1500, max_chars: int = 8000) -> str:
-        """Compact text for the tool output: status, counts, the first failures' tracebacks (tails)."""
+    def status_word(self) -> str:
+        """PASSED, FAILED, NO TESTS, TIMED OUT / STOPPED / CRASHED (with "partial results")."""
         if self.timed_out:
-            status = "TIMED OUT (partial results)"
-        elif self.cancelled:
-            status = "STOPPED (partial results)"
-        elif self.runner == "pytest" and not self.finished and self.exit_status not in (None, 0):
-            status = f"CRASHED (exit status {self.exit_status}; partial results)"
-        elif self.runner == "pytest" and self.exit_status == 5:
-            status = "NO TESTS"
-        elif self.ok:
-            status = "PASSED"
-        else:
-            status = "FAILED"
-        head = f"{status}: {self.counts_line()}"
+            return "TIMED OUT (partial results)"
+        if self.cancelled:
+            return "STOPPED (partial results)"
+        if self.runner == "pytest" and not self.finished and self.exit_status not in (None, 0):
+            return f"CRASHED (exit status {self.exit_status}; partial results)"
+        if self.runner == "pytest" and self.exit_status == 5:
+            return "NO TESTS"
+        return "PASSED" if self.ok else "FAILED"
+
+    def summary_for_model(self, *, max_failures: int = 5, max_text: int = 1500, max_chars: int = 8000) -> str:
+        """Compact text for `slipstream test`: status, counts, the first failures' tracebacks (tails).
+
+        The agent sends the model `app.tools.digest.build_digest` instead (a token budget, the
+        relevant traceback lines only)."""
+        head = f"{self.status_word()}: {self.counts_line()}"
         if self.duration:
             head += f" in {self.duration:.2f}s"
         lines = [head]
@@ -273,7 +276,7 @@ class TestRun:
         return text if len(text) <= max_chars else text[: max_chars - 40] + "\n... (summary truncated)"
 
     def failure_ids(self) -> frozenset[str]:
-        """The failing test ids (plus collection errors): the input of `stuck()`."""
+        """The failing test ids (plus collection errors)."""
         return frozenset([c.nodeid for c in self.failures()] + [f"collect:{n}" for n, _ in self.collect_errors])
 
 
@@ -357,15 +360,7 @@ def parse_summary_line(lines: Iterable[str]) -> dict[str, int] | None:
 # Fix-until-green
 
 
-def failure_signature(run: TestRun) -> frozenset[str]:
-    """What `stuck()` compares: failing ids, or the summary for runners without per-test events."""
-    ids = run.failure_ids()
-    if ids or run.ok:
-        return ids
-    return frozenset({f"exit:{run.exit_status}:{run.counts_line()}"})
-
-
-def stuck(history: Sequence[frozenset[str]], *, repeats: int = 3) -> bool:
+def stuck(history: Sequence[frozenset[object]], *, repeats: int = 3) -> bool:
     """True when the last `repeats` runs failed with exactly the same set of failures.
 
     `history` is oldest first; an empty set means green and never counts as stuck.

@@ -11,7 +11,7 @@ def test_responses_tools_shape() -> None:
     """Each entry is a non-strict function tool with an object schema."""
     tools = responses_tools()
     assert [t["name"] for t in tools] == ["read_file", "list_files", "search", "apply_patch", "run_tests",
-                                          "run_command"]
+                                          "rerun_failed", "run_command"]
     for t in tools:
         assert t["type"] == "function" and t["strict"] is False
         assert t["parameters"]["type"] == "object" and t["description"]
@@ -36,6 +36,7 @@ def test_parse_arguments_ok_and_nulls() -> None:
         ("read_file", '{"path": "a", "start_line": true}', "must be integer"),
         ("read_file", '{"path": "a", "lines": 3}', "unknown field"),
         ("search", '{"query": ""}', "must not be empty"),
+        ("rerun_failed", '{"ids": ["-p", "evil"]}', "unknown field"),
         ("frobnicate", "{}", "unknown tool"),
     ],
 )
