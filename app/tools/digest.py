@@ -266,8 +266,13 @@ def _frame_lines(frames: Sequence[Frame], *, short: bool) -> list[str]:
 
 
 def _head(f: FailureDigest, limit: int = MAX_MESSAGE) -> str:
-    msg = _clip(f.message, limit)
+    msg = _clip(f.message, limit) if limit > 0 else ""
     return f"{f.kind} {f.nodeid}" + (f" - {msg}" if msg else "")
+
+
+def _raised_at(f: FailureDigest) -> str:
+    where = next((fr for fr in reversed(f.frames) if fr.e_lines), None)
+    return f"{where.path}:{where.line}" if where is not None else ""
 
 
 def _header(run: TestRun) -> list[str]:
@@ -304,60 +309,63 @@ def build_digest(
     running = [c.nodeid for c in run.cases.values() if c.outcome == "running"]
     if running and (run.timed_out or run.cancelled or not run.finished):
         tail.append("still running when it ended: " + ", ".join(running[:5]))
-    # Per failure, three renderings: full, short, none (just the id line).
-    levels: list[list[list[str]]] = []
+    # Per failure, from most to least: full traceback, short traceback, none, a shorter message, the id.
+    # A failure like an earlier one (same message, raised at the same line) points to it instead.
+    levels: list[list[tuple[str, list[str]]]] = []
+    seen: dict[tuple[str, str], str] = {}
     for f in failures:
+        key = (_ADDRESS.sub("0x?", f.message), _raised_at(f))
+        if f.message and key in seen:
+            same = f"{f.kind} {f.nodeid} - same error as {seen[key]}"
+            none: list[str] = []
+            levels.append([(same, none)] * 4 + [(_head(f, 0), none)])
+            continue
+        seen[key] = f.nodeid.rsplit("::", 1)[-1]
         full = ([f"  {f.preamble}"] if f.preamble else []) + _frame_lines(f.frames, short=False)
-        levels.append([full, _frame_lines(f.frames, short=True), []])
+        levels.append([(_head(f), full), (_head(f), _frame_lines(f.frames, short=True)), (_head(f), []),
+                       (_head(f, 80), []), (_head(f, 0), [])])
     chosen = [0] * len(failures)
 
-    def render(note: str = "", msg_limit: int = MAX_MESSAGE, ids_shown: int | None = None) -> str:
+    def render(ids_shown: int | None = None) -> str:
         lines = list(header)
         shown = len(failures) if ids_shown is None else ids_shown
-        for i, f in enumerate(failures[:shown]):
-            lines.append(_head(f, msg_limit))
-            lines.extend(levels[i][chosen[i]])
+        for i in range(shown):
+            head, body = levels[i][chosen[i]]
+            lines.append(head)
+            lines.extend(body)
         if shown < len(failures):
             lines.append(f"... {len(failures) - shown} more failing tests not listed (over the token budget)")
         lines.extend(tail)
-        if note:
-            lines.append(note)
+        trimmed = sum(c > 0 and levels[i][c][1] != levels[i][0][1] for i, c in enumerate(chosen))
+        cut = sum(c > 2 and levels[i][c][0] != levels[i][2][0] for i, c in enumerate(chosen))
+        if trimmed or cut:
+            lines.append(f"[tracebacks trimmed for {trimmed} of {len(failures)} failures"
+                         + (f", messages shortened for {cut}" if cut else "")
+                         + f" to fit {budget} tokens; run_tests on one test file shows more]")
         return "\n".join(lines)
 
-    def note_for(trimmed: int) -> str:
-        if not trimmed:
-            return ""
-        return (f"[tracebacks trimmed for {trimmed} of {len(failures)} failures to fit {budget} tokens; "
-                "run_tests on one test file shows more of its traceback]")
-
     text = render()
-    trimmed = 0
-    # Tracebacks first: shorten, then drop, from the last failure backwards.
-    for level in (1, 2):
+    # Tracebacks first, then messages: each step from the last failure backwards.
+    for level in range(1, 5):
         for i in reversed(range(len(failures))):
             if estimate(text) <= budget:
                 break
-            if chosen[i] < level and levels[i][chosen[i]] != levels[i][level]:
-                if chosen[i] == 0:
-                    trimmed += 1
+            if chosen[i] < level:
                 chosen[i] = level
-                text = render(note_for(trimmed))
-    msg_limit = MAX_MESSAGE
-    if estimate(text) > budget:
-        msg_limit = 80
-        text = render(note_for(trimmed), msg_limit)
+                text = render()
+    trimmed = sum(c > 0 and levels[i][c][1] != levels[i][0][1] for i, c in enumerate(chosen))
     hidden = 0
     if estimate(text) > budget and failures:
         # Only when the ids alone overflow: list as many as fit, count the rest.
         lo, hi = 0, len(failures)
         while lo < hi:
             mid = (lo + hi + 1) // 2
-            if estimate(render(note_for(trimmed), msg_limit, mid)) <= budget:
+            if estimate(render(mid)) <= budget:
                 lo = mid
             else:
                 hi = mid - 1
         hidden = len(failures) - lo
-        text = render(note_for(trimmed), msg_limit, lo)
+        text = render(lo)
     if (not run.cases or run.runner != "pytest") and run.output_tail and (not run.ok or not failures):
         text = _with_output(text, run.output_tail, budget, estimate)
     return Digest(text, estimate(text), budget, run.status_word(), dict(run.counts), run.duration, tuple(failures),

@@ -55,6 +55,7 @@ class Controller(QObject):
         w.context_panel.pin_requested.connect(lambda path, on: self._call("pin", path, on))
         w.tests_panel.run_requested.connect(self._run_tests)
         w.tests_panel.updated.connect(self._update_tests_tab)
+        w.tests_panel.rerun_failed_requested.connect(lambda: self._call("rerun_failed"))
         w.sessions_panel.open_requested.connect(self._open_session)
         w.sessions_panel.new_requested.connect(self._new_session)
         w.new_session_requested.connect(self._new_session)

@@ -95,10 +95,12 @@ class TracebackHighlighter(QSyntaxHighlighter):
 
 
 class TestsPanel(QWidget):
-    """Paints a `TestRun`; emits `run_requested` when the user presses Run tests."""
+    """Paints a `TestRun`; emits `run_requested` (Run tests) and `rerun_failed_requested` (Rerun
+    failed: enabled when the finished run has failures)."""
 
     __test__ = False
     run_requested = Signal()
+    rerun_failed_requested = Signal()
     dirty = Signal()  # the model changed: once per frame, not per event
     updated = Signal()  # a frame's changes are on screen (the tab label follows it)
 
@@ -110,8 +112,12 @@ class TestsPanel(QWidget):
         self.header.setObjectName("panelSummary")
         self.run_button = QPushButton("Run tests", self)
         self.run_button.clicked.connect(self.run_requested)
+        self.rerun_button = QPushButton("Rerun failed", self)
+        self.rerun_button.setEnabled(False)
+        self.rerun_button.clicked.connect(self.rerun_failed_requested)
         top = QHBoxLayout()
         top.addWidget(self.header, 1)
+        top.addWidget(self.rerun_button)
         top.addWidget(self.run_button)
         self.tree = QTreeWidget(self)
         self.tree.setHeaderLabels(["Test", "Result", "Time"])
@@ -201,6 +207,7 @@ class TestsPanel(QWidget):
         self._was_running = run.running
         self.header.setText(counts_text(run))
         self.run_button.setEnabled(not run.running)
+        self.rerun_button.setEnabled(run.finished and bool(run.collect_errors or run.failures()))
         self.updated.emit()
 
     def row(self, nodeid: str) -> QTreeWidgetItem | None:

@@ -147,6 +147,39 @@ async def test_rerun_tests_on_save(tmp_path: Path) -> None:
         await svc.aclose()
 
 
+async def test_run_then_rerun_failed_and_the_digest_rides_on_the_next_request(tmp_path: Path) -> None:
+    """Run tests, then Rerun failed (only the failed id runs); the model's next request carries the
+    digest of the last run, not its raw output."""
+    root = tmp_path / "p"
+    root.mkdir()
+    (root / "pyproject.toml").write_text("[tool.pytest.ini_options]\n")
+    (root / "test_a.py").write_text("def test_ok():\n    pass\n\n\ndef test_bad():\n    assert 1 == 2\n")
+    svc = make(tmp_path, root)
+    rec = Recorder(svc)
+    events: list[Any] = []
+    svc.test_event.connect(events.append)
+    await svc.start()
+    try:
+        svc.rerun_failed()  # nothing ran yet: said, nothing runs
+        await wait_until(lambda: rec.of("notice"), 10)
+        assert "Nothing to rerun" in rec.of("notice")[-1][1]
+        svc.run_tests()
+        await wait_until(lambda: sum(e.kind == "run_finished" for e in events) == 1 and svc._tests_task is not None and svc._tests_task.done(), 30)
+        svc.rerun_failed()
+        await wait_until(lambda: sum(e.kind == "run_finished" for e in events) == 2 and svc._tests_task is not None and svc._tests_task.done(), 30)
+        assert [e.data.get("count") for e in events if e.kind == "collected"] == [2, 1]
+        svc.send_message("why?")
+        await wait_until(lambda: rec.of("response_end") and not svc.busy, 15)
+        assert svc.session is not None
+        sent = [c["text"] for i in svc.session.client.transcript() if i.get("role") == "user"
+                for c in i.get("content", [])]
+        assert sent[-2].startswith("[slipstream test run] The user reran the 1 failed tests (")
+        assert "FAILED test_a.py::test_bad - assert 1 == 2" in sent[-2] and "=====" not in sent[-2]
+        assert sent[-1] == "why?"
+    finally:
+        await svc.aclose()
+
+
 async def test_user_ignore_patterns_keep_files_out_of_the_model_view(tmp_path: Path) -> None:
     """A pattern from the settings excludes matching files (shown as excluded), like .gitignore would."""
     root = tmp_path / "p"

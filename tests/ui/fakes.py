@@ -104,6 +104,9 @@ class FakeServices:
     def run_tests(self) -> None:
         self.calls.append(("run_tests", ()))
 
+    def rerun_failed(self) -> None:
+        self.calls.append(("rerun_failed", ()))
+
     def list_sessions(self) -> list[SessionInfo]:
         return list(self.sessions)
 

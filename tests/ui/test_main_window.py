@@ -69,6 +69,8 @@ def test_panels_banner_tests_and_sessions(qtbot, window: MainWindow, fake: FakeS
     assert window.side.tabText(window.side.indexOf(window.tests_panel)) == "Tests · 1 ✗"
     window.run_tests_action.trigger()
     assert fake.names()[-1] == "run_tests"
+    qtbot.mouseClick(window.tests_panel.rerun_button, Qt.MouseButton.LeftButton)
+    assert fake.names()[-1] == "rerun_failed"
     fake.sessions = [SessionInfo("old", "Old chat", str(fake.project_root), 1.0, 2)]
     window.new_session_action.trigger()
     assert fake.names()[-1] == "new_session"

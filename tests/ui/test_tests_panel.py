@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from PySide6.QtCore import Qt
+
 from app.tools.testrun import TestRun
 from app.ui.tests_panel import TestsPanel, counts_text
 
@@ -58,6 +60,29 @@ def test_counts_and_tree(qtbot) -> None:  # type: ignore[no-untyped-def]
     assert panel.run_button.isEnabled()
     assert panel.tree.currentItem() is panel.row("tests/test_x.py::test_b")
     assert "E       assert 1 == 2" in panel.detail.toPlainText()
+
+
+def test_rerun_failed_button(qtbot) -> None:  # type: ignore[no-untyped-def]
+    """Enabled only once a run has finished with failures; a click asks for the rerun."""
+    run = TestRun()
+    panel = _panel(qtbot, run)
+    assert not panel.rerun_button.isEnabled()
+    for ev in _stream():
+        run.apply(ev)
+    panel.refresh()
+    assert not panel.rerun_button.isEnabled()  # still running
+    run.apply({"kind": "run_finished", "exitstatus": 1, "duration": 0.6})
+    panel.refresh()
+    assert panel.rerun_button.isEnabled()
+    with qtbot.waitSignal(panel.rerun_failed_requested, timeout=1000):
+        qtbot.mouseClick(panel.rerun_button, Qt.MouseButton.LeftButton)
+    run.apply({"kind": "run_started"})
+    panel.refresh()
+    assert not panel.rerun_button.isEnabled()  # running again
+    run.apply(_phase("tests/test_x.py::test_b", "passed", 0.1))
+    run.apply({"kind": "run_finished", "exitstatus": 0, "duration": 0.1})
+    panel.refresh()
+    assert not panel.rerun_button.isEnabled()  # green: nothing to rerun
 
 
 def test_the_panel_wakes_once_a_frame(qtbot) -> None:  # type: ignore[no-untyped-def]
