@@ -36,7 +36,7 @@ from app.services.approvals import ApprovalDecision, ApprovalKind
 from app.services.session import TurnResult
 from app.services.settings import ApprovalPolicy
 from app.services.workspace import ContextSync
-from app.tools.digest import Digest, RerunRefused, build_digest, rerun_targets
+from app.tools.digest import DEFAULT_BUDGET, Digest, build_digest, rerun_targets
 from app.tools.fileops import ToolContext, ToolResult, execute
 from app.tools.patch import ChangeSet, PatchError
 from app.tools.specs import CommandPolicy, responses_tools, split_command
@@ -64,7 +64,7 @@ class AgentConfig:
     command_timeout_s: float = 120.0
     test_timeout_s: float = 600.0
     stuck_repeats: int = 3
-    test_digest_tokens: int = 1200  # the token budget of one test run's digest
+    test_digest_tokens: int = DEFAULT_BUDGET  # the token budget of one test run's digest
     python: str | None = None  # the project's interpreter for pytest; None: its .venv or ours
     test_command: str | None = None  # a custom test command instead of auto-detection
 

@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 
 from app.adapters.proc import detect_test_command, run_tests
-from app.context.tokens import estimate_tokens
+from app.protocol.tokens import estimate_tokens
 from app.server.app import run_server
 from app.server.engines.scripted import ScriptedEngine
 from tests.services.test_agent import build
@@ -107,7 +107,8 @@ async def test_same_failures_three_runs_in_a_row_stop_the_loop(tmp_path: Path) -
             collected = [e["count"] for e in events if e.get("kind") == "collected"]
             assert collected == [9, 1, 1]  # the suite once, then only the failed id; no fourth run
             assert [k for k, _ in asked] == ["command"] * 3
-            assert "test_cart.py::test_total_with_discount" in asked[1][1]["command"]
+            # The same hardened path as run_tests: the ids are data after "--", never options.
+            assert asked[1][1]["command"].endswith(" -- test_cart.py::test_total_with_discount")
             outs = outputs(agent)
             assert len(outs) == 3 and outs[1].startswith("rerun of the 1 test that failed last time\nFAILED: 1 failed")
             assert outcome.message in user_texts(agent)[-1]  # the model hears it too, on a no-tools turn
@@ -169,6 +170,27 @@ async def test_rerun_failed_without_a_failing_run_says_so(tmp_path: Path) -> Non
         try:
             assert (await agent.run("rerun")).status == "completed"
             assert outputs(agent)[0] == "error: no test run yet: call run_tests first"
+            assert asked == [] and events == []
+        finally:
+            await agent.sync.session.aclose()
+            await ws.aclose()
+
+
+async def test_rerun_refuses_an_id_whose_file_leads_outside_the_project(tmp_path: Path) -> None:
+    """A failing id whose file is a link out of the project is confined like any tool path: refused
+    in words, nothing is asked or run."""
+    from tests.tools.test_digest import ASSERT, failing_run
+
+    root = failing_project(tmp_path)
+    outside = tmp_path / "elsewhere.py"
+    outside.write_text("def test_x():\n    assert False\n")
+    (root / "test_link.py").symlink_to(outside)
+    async with run_server(ScriptedEngine(rate_tps=0, script=[RERUN, [{"text": "ok"}]])) as srv:
+        agent, asked, events, ws = await build(root, srv, tmp_path)
+        try:
+            agent.last_test_run = failing_run(("test_link.py::test_x", ASSERT), runner="pytest")
+            assert (await agent.run("rerun")).status == "completed"
+            assert outputs(agent)[0] == "error: test_link.py is a symlink that leads outside the project; refused"
             assert asked == [] and events == []
         finally:
             await agent.sync.session.aclose()

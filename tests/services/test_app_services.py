@@ -155,25 +155,24 @@ async def test_run_then_rerun_failed_and_the_digest_rides_on_the_next_request(tm
     (root / "pyproject.toml").write_text("[tool.pytest.ini_options]\n")
     (root / "test_a.py").write_text("def test_ok():\n    pass\n\n\ndef test_bad():\n    assert 1 == 2\n")
     svc = make(tmp_path, root)
-    rec = Recorder(svc)
-    events: list[Any] = []
-    svc.test_event.connect(events.append)
+    run = svc.test_run  # the Tests panel's model: every run's events, a new run starts it over
     await svc.start()
     try:
         svc.rerun_failed()  # nothing ran yet: said, nothing runs
-        await wait_until(lambda: rec.of("notice"), 10)
-        assert "Nothing to rerun" in rec.of("notice")[-1][1]
+        await wait_until(lambda: any("Nothing to rerun" in t for t in of_kind(svc, BlockKind.NOTICE)), 10)
+        assert not run.started
         svc.run_tests()
-        await wait_until(lambda: sum(e.kind == "run_finished" for e in events) == 1 and svc._tests_task is not None and svc._tests_task.done(), 30)
+        await wait_until(lambda: run.finished and not svc.tests.running, 30)
+        assert run.collected == 2 and run.generation == 0
         svc.rerun_failed()
-        await wait_until(lambda: sum(e.kind == "run_finished" for e in events) == 2 and svc._tests_task is not None and svc._tests_task.done(), 30)
-        assert [e.data.get("count") for e in events if e.kind == "collected"] == [2, 1]
+        await wait_until(lambda: run.generation == 1 and run.finished and not svc.tests.running, 30)
+        assert run.collected == 1 and list(run.cases) == ["test_a.py::test_bad"]
         svc.send_message("why?")
-        await wait_until(lambda: rec.of("response_end") and not svc.busy, 15)
+        await wait_until(lambda: ended(svc), 15)
         assert svc.session is not None
         sent = [c["text"] for i in svc.session.client.transcript() if i.get("role") == "user"
                 for c in i.get("content", [])]
-        assert sent[-2].startswith("[slipstream test run] The user reran the 1 failed tests (")
+        assert sent[-2].startswith("[slipstream test run] The user reran the 1 failed test (")
         assert "FAILED test_a.py::test_bad - assert 1 == 2" in sent[-2] and "=====" not in sent[-2]
         assert sent[-1] == "why?"
     finally:
