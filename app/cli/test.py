@@ -1,9 +1,10 @@
 """`slipstream test [PATH] [--json]`: run the project's tests headless and print the events live.
 
 PATH is the project folder (default: the current folder) or a test file/folder inside a Python
-project, then run as a pytest target. Without --json, one line per finished test and the summary
-the model would receive; with --json, one JSON object per event (runner output as "output"
-events), then a "summary" object with the counts. Exit status: 0 green, 1 failures, 2 could not run.
+project, then run as a pytest target. Without --json, one line per finished test and the digest
+the model would receive (app.tools.digest, at the agent's default budget); with --json, one JSON
+object per event (runner output as "output" events), then a "summary" object with the counts and
+that digest as "text". Exit status: 0 green, 1 failures, 2 could not run.
 """
 
 from __future__ import annotations
@@ -15,6 +16,8 @@ from typing import Any
 
 from app.adapters.proc import detect_test_command, run_tests
 from app.cli.common import FAILED, OK, USAGE, CliError, Command, Parser, number_at_least, parse, run_command
+from app.protocol.tokens import estimate_tokens
+from app.tools.digest import build_digest
 from app.tools.testrun import TestRun
 
 _MARKERS = ("pyproject.toml", "setup.py", "setup.cfg", "pytest.ini", "tox.ini", ".git")
@@ -76,12 +79,13 @@ async def _test(cmd: Command, args: argparse.Namespace) -> int:
     run: TestRun = await run_tests(command, on_event=on_event,
                                    on_output=None if command.runner == "pytest" else on_output,
                                    timeout=args.timeout)
+    text = build_digest(run, estimate=estimate_tokens, root=root.as_posix()).text
     if args.json:
         emit({"kind": "summary", "runner": run.runner, "command": run.command, "ok": run.ok,
               "counts": {k: v for k, v in run.counts.items() if v}, "exit_status": run.exit_status,
-              "timed_out": run.timed_out, "note": run.note, "text": run.summary_for_model()})
+              "timed_out": run.timed_out, "note": run.note, "text": text})
     else:
-        out.write("\n" + run.summary_for_model() + "\n")
+        out.write("\n" + text + "\n")
     if command.runner == "none" or (run.exit_status is None and not run.cases):
         return USAGE
     return OK if run.ok else FAILED
