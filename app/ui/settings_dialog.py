@@ -57,10 +57,9 @@ class _NoTypeAhead(QObject):
     whatever was typed, a pasted key included. Arrows, Page keys, Space, F4 still work."""
 
     def eventFilter(self, watched: QObject, event: QEvent) -> bool:
-        if event.type() in (QEvent.Type.KeyPress, QEvent.Type.ShortcutOverride) and isinstance(event, QKeyEvent):
-            if event.key() not in _LIST_KEYS and (event.text().strip() or event.matches(QKeySequence.StandardKey.Paste)):
-                return True
-        return False
+        typed = event.type() in (QEvent.Type.KeyPress, QEvent.Type.ShortcutOverride) and isinstance(event, QKeyEvent)
+        return bool(typed and event.key() not in _LIST_KEYS  # type: ignore[attr-defined]
+                    and (event.text().strip() or event.matches(QKeySequence.StandardKey.Paste)))  # type: ignore[attr-defined]
 
 
 class SettingsDialog(QDialog):

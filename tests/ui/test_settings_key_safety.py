@@ -31,7 +31,7 @@ class MemoryKeyring(KeyringBackend):
     priority = 1  # type: ignore[assignment]
 
     def __init__(self) -> None:
-        super().__init__()
+        super().__init__()  # type: ignore[no-untyped-call]
         self.keys: dict[tuple[str, str], str] = {}
 
     def get_password(self, service: str, username: str) -> str | None:
@@ -66,14 +66,14 @@ def _bytes_hold_key(folder: Path) -> list[str]:
 
 
 @pytest.mark.parametrize("keychain", [False, True], ids=["no-keychain", "keychain"])
-def test_key_typed_into_every_field_reaches_no_file_log_or_history(
-    qtbot, tmp_path: Path, caplog: pytest.LogCaptureFixture, keychain: bool  # type: ignore[no-untyped-def]
+def test_key_typed_into_every_field_reaches_no_file_log_or_history(  # type: ignore[no-untyped-def]
+    qtbot, tmp_path: Path, caplog: pytest.LogCaptureFixture, keychain: bool
 ) -> None:
     caplog.set_level(logging.DEBUG)
     root = tmp_path / "project"
     root.mkdir()
     (root / "main.py").write_text("print('hi')\n")
-    backend: KeyringBackend = MemoryKeyring() if keychain else null.Keyring()
+    backend: KeyringBackend = MemoryKeyring() if keychain else null.Keyring()  # type: ignore[no-untyped-call]
     store = HistoryStore()
     services = AppServices(root, Settings(provider="openai", model="gpt-5.3-codex"), store=store,
                            secrets=SecretStore(backend), watch=False)
