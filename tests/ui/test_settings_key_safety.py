@@ -28,7 +28,7 @@ KEY_BODY = KEY.removeprefix("sk-proj-")
 class MemoryKeyring(KeyringBackend):
     """A usable keychain that keeps keys in memory (a real backend's shape, not a file)."""
 
-    priority = 1  # type: ignore[assignment]
+    priority = 1
 
     def __init__(self) -> None:
         super().__init__()  # type: ignore[no-untyped-call]
