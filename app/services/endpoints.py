@@ -72,7 +72,8 @@ async def _bridge(s: Settings) -> Resolved:
 
 
 async def resolve(settings: Settings, key_for: Callable[[str], str | None], notice: Notice) -> Resolved:
-    """The app's endpoint for `settings`; falls back to the scripted engine, saying why in `notice`.
+    """The app's endpoint for `settings`; falls back to the scripted engine, saying why in `notice`
+    (the reason only: the caller says what happens instead, e.g. in the app's banner).
 
     `key_for(provider)` reads the keychain (it may raise NoKeychainError/SecretsError); it is asked
     only for providers that need a key. EndpointUnavailable when not even the fallback starts.
@@ -83,14 +84,14 @@ async def resolve(settings: Settings, key_for: Callable[[str], str | None], noti
         try:
             return await _bridge(s)
         except LocalServerError as exc:
-            notice("error", f"Could not bridge to {s.endpoint}: {exc} Falling back to the scripted engine.")
+            notice("error", f"Could not bridge to {s.endpoint}: {exc}")
     elif provider is not None and s.provider != "scripted" and (provider.ws_url or s.endpoint):
         try:
             key = key_for(s.provider) if provider.needs_key else None
             endpoint = Endpoint(**endpoint_for(provider, s.model, key, url=s.endpoint))
             return Resolved(endpoint, encrypted_reasoning=provider.encrypted_reasoning and not endpoint.store)
         except (ValueError, NoKeychainError, SecretsError) as exc:
-            notice("error", f"{exc} Falling back to the scripted engine.")
+            notice("error", str(exc))
     return await scripted()
 
 

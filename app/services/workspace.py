@@ -328,6 +328,16 @@ class Workspace:
         self._emit(changes)
         return [snap.item, *(i for i in items if not is_context_item(i))]
 
+    async def new_chain(self) -> None:
+        """Turns go somewhere else now (Settings changed the endpoint): nothing was sent there, so the
+        next request starts a chain with a snapshot, and the badges say so meanwhile."""
+
+        def lose() -> StatusChanges:
+            self.ledger.chain_lost()
+            return self.ledger.take_changes()
+
+        self._emit(await self._job(lose))
+
     @property
     def chain_id(self) -> str:
         return f"chain-{self._chain}"

@@ -20,28 +20,10 @@ from app.adapters.store import HistoryStore
 from app.services.app import AppServices
 from app.services.settings import Settings, SettingsError, config_path, load_settings
 from app.ui.settings_dialog import SettingsDialog
+from tests.adapters.test_secrets import MemoryKeyring
 
 KEY = "sk-proj-Zq8Xv2Lm9Tr4Wb7Nc1Yd6Kp3Hs5Gf0JuQa"
 KEY_BODY = KEY.removeprefix("sk-proj-")
-
-
-class MemoryKeyring(KeyringBackend):
-    """A usable keychain that keeps keys in memory (a real backend's shape, not a file)."""
-
-    priority = 1
-
-    def __init__(self) -> None:
-        super().__init__()  # type: ignore[no-untyped-call]
-        self.keys: dict[tuple[str, str], str] = {}
-
-    def get_password(self, service: str, username: str) -> str | None:
-        return self.keys.get((service, username))
-
-    def set_password(self, service: str, username: str, password: str) -> None:
-        self.keys[(service, username)] = password
-
-    def delete_password(self, service: str, username: str) -> None:
-        self.keys.pop((service, username), None)
 
 
 def _focusable(dlg: SettingsDialog) -> list[QWidget]:
@@ -117,7 +99,7 @@ def test_key_typed_into_every_field_reaches_no_file_log_or_history(  # type: ign
     finally:
         check.close()
     if keychain:  # typed into the key field, it went to the keychain (and only there)
-        assert isinstance(backend, MemoryKeyring) and KEY in backend.keys.values()
+        assert isinstance(backend, MemoryKeyring) and KEY in backend.data.values()
 
 
 @pytest.mark.parametrize("value", [
