@@ -472,8 +472,8 @@ def failure_banner(settings: Settings, problems: list[str]) -> str:
     """The banner for settings that could not be used: the reason, the fallback, the fix."""
     what = PROVIDER_LABELS.get(settings.provider, settings.provider)
     reasons = " ".join(problems)
-    return (f"**Settings not applied: {what} cannot be used.** {reasons} Slipstream runs its scripted engine "
-            "(offline, no model) until this is fixed in Settings.")
+    return (f"**Settings not applied: {what} cannot be used.** {reasons} Meanwhile Slipstream runs its scripted "
+            "engine (offline, no model).")
 
 
 def create_services(root: Path, settings: Settings) -> Services:

@@ -321,7 +321,8 @@ def budget_text(snap: SnapshotSummary, names: int = 4) -> str:
             f"{snap.listed:,} listed")
     if not n:
         return head
-    shown = ", ".join(posixpath_short(p) for p in snap.full[:names])
+    # A word joiner after each "/": a wrapped header breaks between names, never inside a path.
+    shown = ", ".join(posixpath_short(p).replace("/", "/\u2060") for p in snap.full[:names])
     return f"{head}; {shown}{', …' if n > names else ''}"
 
 

@@ -199,7 +199,9 @@ class SettingsDialog(QDialog):
 
     def _update_key_state(self) -> None:
         provider = str(self.provider.currentData())
-        self.detect.setVisible(provider == "local" and hasattr(self.host, "detect_local_servers"))
+        detect = provider == "local" and hasattr(self.host, "detect_local_servers")
+        self._model_form.setRowVisible(self.detect, detect)  # hidden rows leave no gap
+        self._model_form.setRowVisible(self.detected, detect)
         self.endpoint.setPlaceholderText(ENDPOINT_HINTS.get(provider, ""))
         info = self.host.keychain_info()
         needs = provider in NEEDS_KEY
@@ -218,9 +220,8 @@ class SettingsDialog(QDialog):
             backend = f" ({info.backend})" if info.backend else ""
             self.key_status.setText(
                 f"No OS keychain is available{backend}, so Slipstream cannot store an API key and shows no key "
-                f"field. Set {env} (OPENAI_API_KEY for OpenAI, XAI_API_KEY for xAI) in the environment you "
-                "start Slipstream from and tick the box below; or install and unlock a keychain (GNOME "
-                "Keyring, KWallet) and reopen Settings. Never paste the key into another field."
+                f"field. Set {env} in the environment you start Slipstream from and tick the box below, or "
+                "install and unlock a keychain (GNOME Keyring, KWallet) and reopen Settings."
             )
         elif self.host.has_api_key(provider):
             self.key_status.setText(f"A key is stored in the OS keychain ({info.backend}). Type a new one to replace it.")
