@@ -9,6 +9,7 @@ files live here too (app.server.auth).
 from __future__ import annotations
 
 import hashlib
+import ipaddress
 import os
 import stat
 import tempfile
@@ -45,6 +46,23 @@ def runtime_dir(base: Path | None = None) -> Path:
         except OSError as exc:
             last = exc
     raise UnsafeRuntimeDir(f"no private runtime folder for Slipstream ({last})")
+
+
+def serve_token_path(port: int, folder: Path | None = None) -> Path:
+    """Where a local `slipstream serve` on `port` keeps its token (written by
+    app.server.auth.write_token_file, read by the headless commands for a loopback --endpoint)."""
+    return (folder if folder is not None else runtime_dir()) / f"serve-{port}.token"
+
+
+def is_loopback(host: str) -> bool:
+    """Whether binding `host` keeps the server on this machine ("localhost" or a loopback IP)."""
+    name = host.strip().strip("[]")
+    if name.lower() == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(name).is_loopback
+    except ValueError:
+        return False  # any other hostname may resolve to a routable address
 
 
 def _candidates() -> list[Path]:

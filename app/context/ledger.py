@@ -38,6 +38,7 @@ from app.context.secrets_scan import Finding, scan
 from app.context.snapshot import (
     SNAPSHOT_MARKER,
     FileVersion,
+    RankFacts,
     build_initial_context,
     fence,
     message_item,
@@ -296,9 +297,11 @@ class Ledger:
         """True at start and after `chain_lost`: the next message must be `build_snapshot`."""
         return self._needs_snapshot
 
-    def snapshot_candidates(self, budget_tokens: int, pins: Sequence[str] = (), now: float = 0.0) -> list[str]:
-        """Paths whose content the caller should read and pass to `build_snapshot` (text not held)."""
-        wanted = snapshot_candidates(self.index(), budget_tokens, pins, now)
+    def snapshot_candidates(self, budget_tokens: int, pins: Sequence[str] = (), now: float = 0.0,
+                            facts: RankFacts | None = None) -> list[str]:
+        """Paths whose content the caller should read and pass to `build_snapshot` (text not held),
+        best first (`app.context.snapshot.rank_key`; `facts` from the adapters)."""
+        wanted = snapshot_candidates(self.index(), budget_tokens, pins, now, facts)
         return [p for p in wanted if self._entries[p].disk.text is None]
 
     def build_snapshot(
@@ -307,6 +310,7 @@ class Ledger:
         now: float,
         pins: Sequence[str] = (),
         contents: Mapping[str, FileVersion] | None = None,
+        facts: RankFacts | None = None,
     ) -> ContextUpdate:
         """The warm-up message for a fresh chain, from the current disk state; resets every view."""
         for v in (contents or {}).values():
@@ -316,7 +320,7 @@ class Ledger:
         self._outstanding.clear()
         index = self.index()
         held = {v.path: v for v in index if v.text is not None}
-        ctx = build_initial_context(index, held, budget_tokens, pins, now)
+        ctx = build_initial_context(index, held, budget_tokens, pins, now, facts=facts)
         carried: list[tuple[_Entry, _View | None]] = []
         for e in self._entries.values():
             e.acked = None

@@ -1,14 +1,21 @@
 """File index values and the budgeted initial snapshot sent with the warm-up.
 
 The adapter stats, reads and hashes; this module only turns those values into `FileVersion`s and
-decides what the model sees first: the tree listing, then file contents by priority (pinned, recently
-modified, small source files) until the token budget is spent. New text passes the secret scanner.
+decides what the model sees first: the tree listing, then file contents by what matters (`rank_key`:
+pinned, touched by the user since the project opened, README, entry points, recently committed,
+sources, then docs and config, and last tests, fixtures and generated files) until the token budget is
+spent. Modification times are not used: on a fresh clone every file is "recent". Facts the file index
+lacks (entry points named in manifests, git history, the user's edits) come in as `RankFacts`, plain
+data the adapters gathered. New text passes the secret scanner.
 """
 
 from __future__ import annotations
 
+import configparser
+import json
 import posixpath
 import re
+import tomllib
 from collections import Counter
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -24,12 +31,15 @@ __all__ = [
     "FileKind",
     "FileVersion",
     "InitialContext",
+    "RankFacts",
     "build_initial_context",
     "decode_text",
+    "entry_points",
     "fence",
     "is_binary",
     "make_version",
     "message_item",
+    "rank_key",
     "snapshot_candidates",
     "tree_listing",
 ]
@@ -165,24 +175,158 @@ def tree_listing(index: Sequence[FileVersion], budget_tokens: int) -> str:
     return "".join(out)
 
 
-def _priority(v: FileVersion, pins: Sequence[str], now: float) -> tuple[int, float]:
-    if v.path in pins:
-        return (0, float(list(pins).index(v.path)))
-    if now - v.mtime <= RECENT_SECONDS:
-        return (1, -v.mtime)
-    ext = posixpath.splitext(v.path)[1] or posixpath.basename(v.path)
-    return (2 if ext in SOURCE_EXTENSIONS else 3, float(v.size))
+@dataclass(frozen=True, slots=True)
+class RankFacts:
+    """What the adapters know that the index does not, for ranking the first context."""
+
+    entry_points: frozenset[str] = frozenset()  # paths named by manifests (see `entry_points`)
+    touched: tuple[str, ...] = ()  # changed on disk since the project was opened, latest last
+    committed: tuple[str, ...] = ()  # in recent commits (git log), most recent first
+
+
+# Tiers of `rank_key`, best first.
+PINNED, TOUCHED, README, ENTRY, COMMITTED, SOURCE, OTHER, TESTS = range(8)
+_CONVENTIONAL_ENTRIES = frozenset({
+    "__main__.py", "main.py", "app.py", "cli.py", "manage.py", "wsgi.py", "asgi.py", "main.go", "main.rs", "lib.rs",
+    "index.js", "index.ts", "index.mjs", "main.js", "main.ts", "server.js", "server.ts", "main.c", "main.cpp",
+})
+_MANIFESTS = frozenset({"pyproject.toml", "setup.cfg", "setup.py", "package.json", "Cargo.toml", "go.mod",
+                        "Makefile", "CMakeLists.txt", "pom.xml", "build.gradle", "Gemfile", "composer.json"})
+_TEST_DIRS = frozenset({"tests", "test", "testing", "spec", "specs", "__tests__", "fixtures", "testdata",
+                        "__snapshots__", "snapshots", "e2e", "benchmarks", "bench"})
+_GENERATED_DIRS = frozenset({"dist", "build", "out", "generated", "gen", "vendor", "third_party", "node_modules",
+                             "migrations", "site-packages", "coverage", "htmlcov"})
+_GENERATED_FILES = re.compile(
+    r"(^|/)(package-lock\.json|yarn\.lock|pnpm-lock\.yaml|poetry\.lock|uv\.lock|Cargo\.lock|Pipfile\.lock"
+    r"|go\.sum|composer\.lock|Gemfile\.lock)$|\.min\.(js|css)$|\.map$|_pb2(_grpc)?\.pyi?$|\.pb\.go$"
+    r"|\.generated\.\w+$|\.snap$"
+)
+_TEST_FILES = re.compile(r"(^|/)(test_[^/]*|[^/]*_test\.\w+|[^/]*\.(test|spec)\.\w+|conftest\.py)$")
+
+
+def _is_test_or_generated(path: str) -> bool:
+    parts = path.split("/")
+    dirs = {d.lower() for d in parts[:-1]}
+    return bool(dirs & _TEST_DIRS or dirs & _GENERATED_DIRS or _TEST_FILES.search(path)
+                or _GENERATED_FILES.search(path))
+
+
+def _is_readme(path: str) -> bool:
+    name = posixpath.basename(path).lower()
+    return name.startswith("readme") and path.count("/") <= 1 and not path.lower().startswith(("tests/", "test/"))
+
+
+def rank_key(v: FileVersion, pins: Sequence[str], facts: RankFacts, *,
+             touched_at: Mapping[str, int] | None = None, committed_at: Mapping[str, int] | None = None
+             ) -> tuple[int, float, float]:
+    """Sort key of one file for the first context: (tier, order within the tier, size).
+
+    Within a tier: pins in their order, the latest edit first, shallow READMEs first, commits newest
+    first, otherwise shallow and small first. `touched_at`/`committed_at` are the facts as position maps
+    (pass them when ranking many files; built here otherwise)."""
+    path = v.path
+    if path in pins:
+        return (PINNED, float(list(pins).index(path)), 0.0)
+    touched_at = touched_at if touched_at is not None else {p: i for i, p in enumerate(facts.touched)}
+    committed_at = committed_at if committed_at is not None else {p: i for i, p in enumerate(facts.committed)}
+    depth = float(path.count("/"))
+    size = float(v.size)
+    if path in touched_at:
+        return (TOUCHED, -float(touched_at[path]), size)
+    if _is_readme(path):
+        return (README, depth, size)
+    base = posixpath.basename(path)
+    test_like = _is_test_or_generated(path)
+    if path in facts.entry_points or (not test_like and ((base in _CONVENTIONAL_ENTRIES and depth <= 2)
+                                                         or (base in _MANIFESTS and depth == 0))):
+        return (ENTRY, depth, size)
+    if test_like:
+        return (TESTS, depth, size)
+    if path in committed_at:
+        return (COMMITTED, float(committed_at[path]), size)
+    ext = posixpath.splitext(path)[1] or base
+    if ext in SOURCE_EXTENSIONS and ext not in _DOC_OR_DATA:
+        return (SOURCE, depth, size)
+    return (OTHER, depth, size)
+
+
+_DOC_OR_DATA = frozenset({".md", ".rst", ".txt", ".json", ".yaml", ".yml", ".ini", ".cfg", ".toml"})
+
+
+def rank(index: Iterable[FileVersion], pins: Sequence[str], facts: RankFacts | None = None) -> list[FileVersion]:
+    """The text files of `index`, best first (`rank_key`)."""
+    facts = facts or RankFacts()
+    touched_at = {p: i for i, p in enumerate(facts.touched)}
+    committed_at = {p: i for i, p in enumerate(facts.committed)}
+    return sorted((v for v in index if v.kind == "text"),
+                  key=lambda v: (*rank_key(v, pins, facts, touched_at=touched_at, committed_at=committed_at), v.path))
+
+
+def entry_points(manifests: Mapping[str, str], paths: Iterable[str]) -> frozenset[str]:
+    """Project files that manifests name as entry points: pyproject.toml `[project.scripts]` /
+    `[project.gui-scripts]` / `[tool.poetry.scripts]`, setup.cfg `console_scripts`, package.json `main`
+    / `bin` / `module`. `manifests`: path -> text (any missing or unreadable is skipped); `paths`: the
+    project's files, to map a module name onto one. Bad manifests are ignored (never an error here)."""
+    known = set(paths)
+    targets: list[str] = []  # module names ("app.main") or paths ("bin/cli.js")
+    text = manifests.get("pyproject.toml")
+    if text:
+        try:
+            data = tomllib.loads(text)
+        except tomllib.TOMLDecodeError:
+            data = {}
+        project = data.get("project", {}) if isinstance(data.get("project"), dict) else {}
+        poetry = data.get("tool", {}).get("poetry", {}) if isinstance(data.get("tool"), dict) else {}
+        for table in (project.get("scripts"), project.get("gui-scripts"),
+                      poetry.get("scripts") if isinstance(poetry, dict) else None):
+            if isinstance(table, dict):
+                targets += [str(t).split(":")[0].strip() for t in table.values() if isinstance(t, str)]
+    text = manifests.get("setup.cfg")
+    if text:
+        parser = configparser.ConfigParser(interpolation=None)
+        try:
+            parser.read_string(text)
+            scripts = parser.get("options.entry_points", "console_scripts", fallback="")
+        except configparser.Error:
+            scripts = ""
+        targets += [line.split("=", 1)[1].split(":")[0].strip() for line in scripts.splitlines() if "=" in line]
+    text = manifests.get("package.json")
+    if text:
+        try:
+            pkg = json.loads(text)
+        except ValueError:
+            pkg = {}
+        if isinstance(pkg, dict):
+            for key in ("main", "module"):
+                if isinstance(pkg.get(key), str):
+                    targets.append(pkg[key])
+            binaries = pkg.get("bin")
+            if isinstance(binaries, str):
+                targets.append(binaries)
+            elif isinstance(binaries, dict):
+                targets += [b for b in binaries.values() if isinstance(b, str)]
+    found: set[str] = set()
+    for t in targets:
+        as_path = posixpath.normpath(t.removeprefix("./"))
+        mod = t.replace(".", "/")
+        for cand in (as_path, mod + ".py", mod + "/__init__.py", mod + "/__main__.py", "src/" + mod + ".py",
+                     "src/" + mod + "/__init__.py", as_path + ".js", as_path + "/index.js"):
+            if cand in known:
+                found.add(cand)
+    return frozenset(found)
 
 
 def snapshot_candidates(
-    index: Iterable[FileVersion], budget_tokens: int, pins: Sequence[str], now: float
+    index: Iterable[FileVersion], budget_tokens: int, pins: Sequence[str], now: float = 0.0,
+    facts: RankFacts | None = None,
 ) -> list[str]:
-    """Paths worth reading for the snapshot, best first, sized (by bytes) to roughly fill the budget."""
-    ranked = sorted((v for v in index if v.kind == "text"), key=lambda v: _priority(v, pins, now))
+    """Paths worth reading for the snapshot, best first, sized (by bytes) to roughly fill the budget.
+    (`now` is kept for callers; modification times no longer rank files.)"""
     out: list[str] = []
     room = budget_tokens * 4 * 1.5  # bytes; a little slack because decoding and fences change sizes
-    for v in ranked:
-        if v.size <= room or v.path in pins:
+    per_file = budget_tokens * 4 // 4  # bytes; a file over a quarter of the budget is not sent in full
+    for v in rank(index, pins, facts):
+        if (v.size <= room and v.size <= per_file * 1.5) or v.path in pins:
             out.append(v.path)
             room -= v.size
         if room <= 0:
@@ -210,6 +354,7 @@ def build_initial_context(
     now: float = 0.0,
     *,
     listing_share: float = 0.3,
+    facts: RankFacts | None = None,
 ) -> InitialContext:
     """Tree listing plus prioritised file contents (fenced, labelled by path) within `budget_tokens`."""
     if budget_tokens <= 0:
@@ -224,8 +369,7 @@ def build_initial_context(
     included: dict[str, FileVersion] = {}
     findings: dict[str, list[Finding]] = {}
     per_file_cap = max(1, budget_tokens // 4)
-    ranked = sorted((v for v in index if v.kind == "text"), key=lambda v: _priority(v, pins, now))
-    for meta in ranked:
+    for meta in rank(index, pins, facts):
         v = contents.get(meta.path)
         if v is None or v.kind != "text" or v.text is None:
             continue

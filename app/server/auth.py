@@ -9,12 +9,11 @@ from __future__ import annotations
 
 import contextlib
 import hmac
-import ipaddress
 import os
 import secrets
 from pathlib import Path
 
-from app.runtime import runtime_dir
+from app.runtime import is_loopback, runtime_dir, serve_token_path
 
 __all__ = [
     "bearer_ok",
@@ -47,17 +46,6 @@ def bearer_ok(header: str | None, token: str) -> bool:
     return hmac.compare_digest(given, token.encode("utf-8"))
 
 
-def is_loopback(host: str) -> bool:
-    """Whether binding `host` keeps the server on this machine ("localhost" or a loopback IP)."""
-    name = host.strip().strip("[]")
-    if name.lower() == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(name).is_loopback
-    except ValueError:
-        return False  # any other hostname may resolve to a routable address
-
-
 def token_dir() -> Path:
     """The folder for token files: the private runtime folder (app.runtime), checked every time."""
     return runtime_dir()
@@ -65,8 +53,7 @@ def token_dir() -> Path:
 
 def write_token_file(token: str, port: int, folder: Path | None = None) -> Path:
     """Write `token` to `<folder>/serve-<port>.token`, readable by the user only (0600)."""
-    folder = folder if folder is not None else token_dir()
-    path = folder / f"serve-{port}.token"
+    path = serve_token_path(port, folder if folder is not None else token_dir())
     flags = os.O_WRONLY | os.O_CREAT | os.O_TRUNC | getattr(os, "O_NOFOLLOW", 0)
     fd = os.open(path, flags, 0o600)
     try:

@@ -32,6 +32,7 @@ __all__ = [
     "Services",
     "ServicesFactory",
     "SessionInfo",
+    "SnapshotSummary",
     "StreamStats",
 ]
 
@@ -63,6 +64,16 @@ FileBadge = FileStatus
 
 
 @dataclass(frozen=True, slots=True)
+class SnapshotSummary:
+    """What a fresh chain's first context holds: the budget and its choices (the Context panel's header)."""
+
+    budget_tokens: int
+    tokens: int
+    full: tuple[str, ...]  # files sent in full, best first
+    listed: int  # files only listed (path and size)
+
+
+@dataclass(frozen=True, slots=True)
 class FileChanges:
     """The Context panel rows that changed since the last `files_changed` (never the whole list:
     a save in a 100,000-file project hands over one row).
@@ -70,7 +81,8 @@ class FileChanges:
     `rows`: new or changed badges by path; `added`: the paths among them without a row before, and
     `removed`: the paths whose row goes, both sorted; `counts`: totals per state after the change;
     `reset`: drop every row first (another project); `indexing`: the first index is still running;
-    `order`: when many rows came or went, every path with a row, sorted (built off the GUI thread)."""
+    `order`: when many rows came or went, every path with a row, sorted (built off the GUI thread);
+    `snapshot`: what a fresh chain's first context chose, when one was just built."""
 
     rows: Mapping[str, FileBadge]
     added: Sequence[str] = ()
@@ -79,6 +91,7 @@ class FileChanges:
     reset: bool = False
     indexing: bool = False
     order: Sequence[str] | None = None
+    snapshot: SnapshotSummary | None = None  # set when a fresh chain's first context was just built
 
     @classmethod
     def listing(cls, badges: Iterable[FileBadge], *, reset: bool = True) -> FileChanges:

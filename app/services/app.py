@@ -38,6 +38,7 @@ from app.services.approvals import Approvals
 from app.services.endpoints import SCRIPTED_LABEL
 from app.services.history import History
 from app.services.live_tests import LiveTests
+from app.services.providers import PROVIDERS
 from app.services.session import Endpoint, ResponsesSession
 from app.services.settings import KeychainInfo, Settings, save_settings
 from app.services.signals import Signal
@@ -91,6 +92,10 @@ class AppServices:
         self._warm: asyncio.Future[None] | None = None
         self._failure_shown = False  # this request's failure already reached the transcript through an event
         self._encrypted_reasoning = False
+        self.banner = ""  # what the banner says now ("" = hidden)
+        self._restart: asyncio.Task[None] | None = None
+        self._key_changed = False  # a key was stored since the endpoint was resolved
+        self._connected_once = True  # the endpoint in use answered once (False: watch the first attempt)
 
     # the façade's models and signals (see app.services.api.Services) ------------------------------
 
@@ -145,7 +150,19 @@ class AppServices:
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await indexing
             raise
-        session = ResponsesSession(self.endpoint, rebuild=ws.rebuild)
+        self._connect(self.endpoint)
+        self._open_history()
+        self.tests.enabled = True
+        await indexing
+        if self.sync is not None:  # (a settings change may be reconnecting meanwhile)
+            self.sync.push_soon()  # the warm-up: snapshot of the project on a fresh chain
+
+    def _connect(self, endpoint: Endpoint) -> None:
+        """The session, its context sync and the tool loop, on `endpoint` (at start, and again each
+        time Settings change where turns go)."""
+        ws = self.workspace
+        assert ws is not None
+        session = ResponsesSession(endpoint, rebuild=ws.rebuild)
         self.session = session
         session.state_changed.connect(self._on_state)
         self.sync = ContextSync(ws, session)
@@ -161,27 +178,36 @@ class AppServices:
         if self._encrypted_reasoning:
             self.agent.extra_settings = {"include": ["reasoning.encrypted_content"]}
             self.sync.settings = self.agent.settings()
-        self._open_history()
-        self.tests.enabled = True
-        await indexing
-        self.sync.push_soon()  # the warm-up: snapshot of the project on a fresh chain
 
     async def _resolve_endpoint(self) -> Endpoint:
-        """The one resolver shared with the headless commands (app.services.endpoints)."""
+        """The one resolver shared with the headless commands (app.services.endpoints).
+
+        Why the configured endpoint could not be used goes to the banner (with the fallback said), not
+        into the conversation: at start it would sit above a restored session where nobody sees it."""
         if self._fixed_endpoint is not None:
             self._engine_label = self._fixed_endpoint.label or self._fixed_endpoint.model
             return self._fixed_endpoint
+        problems: list[str] = []
         try:
             resolved = await endpoints.resolve(self.settings, lambda p: self._secret_store().get(p),
-                                               self._notice_from)
+                                               lambda _kind, text: problems.append(text))
         except endpoints.EndpointUnavailable as exc:
             self.connection_changed.emit(ConnectionStatus("error", str(exc), SCRIPTED_LABEL))
+            self._set_banner(f"**Slipstream could not start an engine.** {exc}")
             raise
         self._server = resolved.server
         self._engine_label = resolved.label
         self._encrypted_reasoning = resolved.encrypted_reasoning
-        self.banner_changed.emit(resolved.banner)
+        self._connected_once = False
+        if problems:
+            self._set_banner(failure_banner(self.settings, problems))
+        else:
+            self._set_banner(resolved.banner)
         return resolved.endpoint
+
+    def _set_banner(self, text: str) -> None:
+        self.banner = text
+        self.banner_changed.emit(text)
 
     async def detect_local_servers(self) -> list[tuple[str, str, list[str]]]:
         """Chat Completions servers answering on their default loopback ports: (label, url, models)."""
@@ -195,6 +221,10 @@ class AppServices:
             with contextlib.suppress(Exception):
                 await self._warm  # a few hundred ms at most; the executor's thread is the loop's
         await self.tests.aclose()
+        if self._restart is not None and not self._restart.done():
+            self._restart.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await self._restart
         task = self._task
         if task is not None and not task.done():
             task.cancel()
@@ -291,6 +321,15 @@ class AppServices:
     def _on_state(self, state: ConnectionState, detail: str) -> None:
         url = self.endpoint.url if self.endpoint else ""
         self.connection_changed.emit(ConnectionStatus(state, detail, self._engine_label, url))
+        if self._connected_once:
+            return
+        if state == "warm":
+            self._connected_once = True
+            if self.banner.startswith(UNREACHABLE):
+                self._set_banner("")
+        elif state in ("error", "offline", "reconnecting") and detail and detail != "closed":
+            self._set_banner(f"{UNREACHABLE} **{self._engine_label}**: {detail}. Slipstream keeps trying; "
+                             "check the endpoint, model and key in Settings.")
 
     def _on_event(self, e: ev.ServerEvent) -> None:
         """Every event of a turn, as it arrives: into the conversation (buffered) and the figures."""
@@ -347,7 +386,10 @@ class AppServices:
         return self._secrets
 
     def save_settings(self, settings: Settings) -> None:
+        """Validate, apply, persist; a change of where turns go (provider, endpoint, model, the key or
+        the environment opt-in) reconnects live (`apply_endpoint`)."""
         settings.validate()
+        old = self.settings
         self.settings = settings
         if self.agent is not None:
             self.agent.config.approval_policy = settings.approval_policy
@@ -362,6 +404,57 @@ class AppServices:
             self._secrets.allow_env_fallback(settings.allow_env_key_fallback)
         if self._persist:
             save_settings(settings)
+        if needs_restart(old, settings) or self._key_changed:
+            self.apply_endpoint()
+
+    def apply_endpoint(self) -> None:
+        """Move to the endpoint the settings name now, in the background: the old session, its server
+        child and chain go; the conversation carries over onto a fresh chain. The banner shows the
+        progress and the outcome (a failure with its reason). Nothing happens before `start()`."""
+        if self.session is None or self._fixed_endpoint is not None:
+            return
+        self._key_changed = False
+        if self._restart is not None and not self._restart.done():
+            self._restart.cancel()
+        self._restart = asyncio.ensure_future(self._reconnect(self._restart))
+
+    async def _reconnect(self, earlier: asyncio.Task[None] | None) -> None:
+        if earlier is not None:
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await earlier
+        if self.busy:  # the running turn belongs to the old endpoint
+            self.stop()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await asyncio.wait_for(asyncio.shield(self._task), 5.0)  # type: ignore[arg-type]
+        s = self.settings
+        self._set_banner(f"Applying the new settings: connecting to {PROVIDER_LABELS.get(s.provider, s.provider)}"
+                         f"{' at ' + s.endpoint if s.endpoint else ''}…")
+        self.connection_changed.emit(ConnectionStatus("connecting", "applying the new settings", self._engine_label))
+        old_session, old_sync, old_server = self.session, self.sync, self._server
+        items = [dict(i) for i in old_session.client.transcript()] if old_session is not None else []
+        self.agent = None  # no turn starts on the old endpoint meanwhile
+        if old_sync is not None:
+            await old_sync.aclose()
+        if old_session is not None:
+            old_session.state_changed.disconnect(self._on_state)
+            await old_session.aclose()
+        self.session = self.sync = None
+        self._server = None
+        if old_server is not None:
+            await old_server.aclose()
+        try:
+            self.endpoint = await self._resolve_endpoint()
+        except endpoints.EndpointUnavailable:
+            return  # the banner says why; the app stays offline until Settings change again
+        self._connect(self.endpoint)
+        assert self.session is not None and self.sync is not None
+        self.session.client.restore(items)  # the conversation goes on, on a fresh chain
+        if not self.banner.startswith(("**Settings not applied", "No model is configured")):
+            self._set_banner("")
+        self._notice("info", f"Settings applied: now using {self._engine_label}.")
+        if self.workspace is not None:
+            await self.workspace.new_chain()
+        self.sync.push_soon()  # the warm-up on the new endpoint; a failure reaches the banner (_on_state)
 
     def _save_settings_quietly(self) -> None:
         try:
@@ -378,9 +471,26 @@ class AppServices:
 
     def set_api_key(self, provider: str, key: str) -> None:
         self._secret_store().set(provider, key)
+        self._key_changed = True  # the next save_settings reconnects with it
 
 
 _NOTICE_KINDS = frozenset(get_args(NoticeKind))
+# The settings that decide where turns go: changing one reconnects.
+RESTART_FIELDS = ("provider", "endpoint", "model", "allow_env_key_fallback")
+UNREACHABLE = "**Cannot reach**"
+PROVIDER_LABELS = {p.id: p.label for p in PROVIDERS.values()}
+
+
+def needs_restart(old: Settings, new: Settings) -> bool:
+    return any(getattr(old, f) != getattr(new, f) for f in RESTART_FIELDS)
+
+
+def failure_banner(settings: Settings, problems: list[str]) -> str:
+    """The banner for settings that could not be used: the reason, the fallback, the fix."""
+    what = PROVIDER_LABELS.get(settings.provider, settings.provider)
+    reasons = " ".join(problems)
+    return (f"**Settings not applied: {what} cannot be used.** {reasons} Meanwhile Slipstream runs its scripted "
+            "engine (offline, no model).")
 
 
 def create_services(root: Path, settings: Settings) -> Services:

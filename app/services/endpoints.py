@@ -13,9 +13,11 @@ from __future__ import annotations
 import os
 from collections.abc import Callable
 from dataclasses import dataclass, replace
+from urllib.parse import urlsplit
 
 from app.adapters.local_server import LocalServer, LocalServerError, start_local_server
 from app.adapters.secrets import NoKeychainError, SecretsError
+from app.runtime import is_loopback, serve_token_path
 from app.services.providers import PROVIDERS, endpoint_for
 from app.services.session import Endpoint
 from app.services.settings import Settings
@@ -30,7 +32,8 @@ BANNER = (
     "a local server (llama.cpp, Ollama, vLLM, SGLang, LM Studio) through `slipstream serve --engine chat "
     "--upstream URL`; or any Responses-compatible endpoint."
 )
-# Where the headless commands read a token for --endpoint when --token is not given, in order.
+# Where the headless commands read a token for --endpoint when --token is not given, in order (a local
+# serve's token file comes between the two, for a loopback endpoint).
 TOKEN_VARS = ("SLIPSTREAM_TOKEN", "OPENAI_API_KEY")
 
 Notice = Callable[[str, str], None]  # kind ("error", ...), words
@@ -72,7 +75,8 @@ async def _bridge(s: Settings) -> Resolved:
 
 
 async def resolve(settings: Settings, key_for: Callable[[str], str | None], notice: Notice) -> Resolved:
-    """The app's endpoint for `settings`; falls back to the scripted engine, saying why in `notice`.
+    """The app's endpoint for `settings`; falls back to the scripted engine, saying why in `notice`
+    (the reason only: the caller says what happens instead, e.g. in the app's banner).
 
     `key_for(provider)` reads the keychain (it may raise NoKeychainError/SecretsError); it is asked
     only for providers that need a key. EndpointUnavailable when not even the fallback starts.
@@ -83,25 +87,45 @@ async def resolve(settings: Settings, key_for: Callable[[str], str | None], noti
         try:
             return await _bridge(s)
         except LocalServerError as exc:
-            notice("error", f"Could not bridge to {s.endpoint}: {exc} Falling back to the scripted engine.")
+            notice("error", f"Could not bridge to {s.endpoint}: {exc}")
     elif provider is not None and s.provider != "scripted" and (provider.ws_url or s.endpoint):
         try:
             key = key_for(s.provider) if provider.needs_key else None
             endpoint = Endpoint(**endpoint_for(provider, s.model, key, url=s.endpoint))
             return Resolved(endpoint, encrypted_reasoning=provider.encrypted_reasoning and not endpoint.store)
         except (ValueError, NoKeychainError, SecretsError) as exc:
-            notice("error", f"{exc} Falling back to the scripted engine.")
+            notice("error", str(exc))
     return await scripted()
 
 
+def local_serve_token(endpoint: str) -> str | None:
+    """The token a local `slipstream serve` wrote for itself (its private token file), when `endpoint`
+    is a loopback URL with a port and the file is there; None otherwise."""
+    try:
+        parts = urlsplit(endpoint)
+        port = parts.port
+    except ValueError:
+        return None
+    host = (parts.hostname or "").strip("[]")
+    if port is None or not is_loopback(host):
+        return None
+    try:
+        text = serve_token_path(port).read_text(encoding="utf-8").strip()
+    except (OSError, UnicodeDecodeError):
+        return None
+    return text or None
+
+
 async def from_command_line(endpoint: str | None, token: str | None, model: str | None) -> Resolved:
-    """The headless commands' endpoint: --endpoint (token from --token, $SLIPSTREAM_TOKEN, then
-    $OPENAI_API_KEY), else a scripted server of our own."""
+    """The headless commands' endpoint: --endpoint (token from --token, $SLIPSTREAM_TOKEN, the token
+    file of a local `slipstream serve` when the endpoint is a loopback URL, then $OPENAI_API_KEY), else a
+    scripted server of our own."""
     if not endpoint:
         resolved = await scripted()
         if model:
             resolved.endpoint = replace(resolved.endpoint, model=model)
         return resolved
-    token = token or next((os.environ[v] for v in TOKEN_VARS if os.environ.get(v)), None)
+    token = token or os.environ.get("SLIPSTREAM_TOKEN") or local_serve_token(endpoint) or os.environ.get(
+        "OPENAI_API_KEY") or None
     # http(s):// means HTTP + SSE only (a server without WebSocket mode); ws(s):// WebSocket first.
     return Resolved(Endpoint(endpoint, token, model=model or "scripted", label=endpoint))

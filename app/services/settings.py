@@ -9,9 +9,11 @@ field never reaches the disk in clear text.
 from __future__ import annotations
 
 import json
+import math
 import os
 import re
 import tempfile
+from collections import Counter
 from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any, Literal, Protocol, get_args
@@ -35,9 +37,46 @@ APPROVAL_POLICIES: dict[str, str] = {
     "auto_all": "Never ask (trusted projects only)",
 }
 THEMES: dict[str, str] = {"system": "Follow the system", "light": "Light", "dark": "Dark"}
+# The names the settings dialog shows for the fields, for messages about them.
+FIELD_LABELS: dict[str, str] = {
+    "provider": "Provider", "endpoint": "Endpoint", "model": "Model", "pins": "Pinned files",
+    "ignore_patterns": "Also ignore", "recent_projects": "Recent projects", "theme": "Theme",
+    "approval_policy": "Approvals",
+}
 
-# Shapes of well-known API keys; a settings value matching one is refused (it belongs in the keychain).
-_KEY_SHAPES = re.compile(r"^\s*(sk-[A-Za-z0-9_\-]{16,}|xai-[A-Za-z0-9]{16,}|sk-ant-[A-Za-z0-9_\-]{16,})\s*$")
+# Shapes of well-known API keys, anywhere in a value: a key typed into the wrong field is often glued
+# to what was there ("gpt-5.3-codexsk-proj-…"). The body must look random (mixed case and digits), so
+# "mistral-task-specific-v1" is not one.
+_KEY_STRONG = re.compile(r"(?:sk-(?:proj|ant|svcacct|admin)-[A-Za-z0-9_\-]{16,}|xai-[A-Za-z0-9]{16,})")
+_KEY_PREFIXED = re.compile(r"(?:^|(?<=[^A-Za-z0-9])|(?<=[a-z]))(?:sk-|gsk_|ghp_|github_pat_|hf_)([A-Za-z0-9_\-]{20,})")
+_ALNUM_RUN = re.compile(r"[A-Za-z0-9]{20,}")
+_UPPER, _LOWER, _DIGIT = re.compile("[A-Z]"), re.compile("[a-z]"), re.compile("[0-9]")
+
+
+def _random_looking(token: str) -> bool:
+    """Mixed upper case, lower case and digits, with few repeats: how generated secrets look, and
+    how model names, paths and URLs (words joined by - / . :) do not."""
+    classes = sum(1 for rx in (_UPPER, _LOWER, _DIGIT) if rx.search(token))
+    if classes < 3:
+        return False
+    counts = Counter(token)
+    entropy = -sum(n / len(token) * math.log2(n / len(token)) for n in counts.values())
+    return entropy >= 3.5
+
+
+def looks_like_key(value: str) -> bool:
+    """Whether `value` holds something shaped like an API key or another long random secret.
+
+    A known prefix (sk-, xai-, ...) followed by a random-looking body, or any run of 20+ letters and
+    digits that is random-looking (a key without its prefix)."""
+    if _KEY_STRONG.search(value):
+        return True
+    for m in _KEY_PREFIXED.finditer(value):
+        body = m.group(1)
+        at_boundary = m.start() == 0 or not value[m.start() - 1].isalnum()
+        if _random_looking(body.replace("-", "").replace("_", "")) or (at_boundary and _DIGIT.search(body)):
+            return True
+    return any(_random_looking(m.group(0)) for m in _ALNUM_RUN.finditer(value))
 
 
 class SettingsError(ValueError):
@@ -68,7 +107,10 @@ class Settings:
         return self.provider != "scripted"
 
     def validate(self) -> Settings:
-        """Raise SettingsError on a bad value; return self so calls chain."""
+        """Raise SettingsError on a bad value; return self so calls chain.
+
+        Key-shaped values are checked first, and no message quotes a value that could be one."""
+        self._refuse_keys()
         _check_choice("provider", self.provider, Provider)
         _check_choice("approval_policy", self.approval_policy, ApprovalPolicy)
         _check_choice("theme", self.theme, ThemeChoice)
@@ -88,14 +130,19 @@ class Settings:
             value = getattr(self, name)
             if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
                 raise SettingsError(f"{name} must be a list of strings")
+        return self
+
+    def _refuse_keys(self) -> None:
         for f in fields(self):
             value = getattr(self, f.name)
             values = value if isinstance(value, list) else [value]
-            if any(isinstance(v, str) and _KEY_SHAPES.match(v) for v in values):
+            if any(isinstance(v, str) and looks_like_key(v) for v in values):
+                label = FIELD_LABELS.get(f.name, f.name)
                 raise SettingsError(
-                    f"{f.name} looks like an API key; keys are kept in the OS keychain, never in the settings file"
+                    f"{label} looks like it holds an API key, so it was not saved. Keys are kept in the OS "
+                    "keychain (the API key field) or read from OPENAI_API_KEY / XAI_API_KEY, never in the "
+                    "settings file; remove it from that field."
                 )
-        return self
 
     def with_recent(self, project: str | os.PathLike[str]) -> Settings:
         """A copy with `project` first in the recent list (deduplicated, capped)."""

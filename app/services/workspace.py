@@ -35,10 +35,12 @@ from typing import Any, TypeVar
 
 from app.adapters.fs_read import RootMissingError
 from app.adapters.fs_watch import BatchPump, FsWatcher
+from app.adapters.git_facts import recent_commits
 from app.adapters.project_fs import ProjectFS
 from app.context.coalesce import Batch, Coalescer
 from app.context.ledger import ContextUpdate, FileStatus, Ledger, PathChange, StatusChanges, is_context_item
-from app.services.api import FileChanges
+from app.context.snapshot import RankFacts, entry_points
+from app.services.api import FileChanges, SnapshotSummary
 from app.services.session import ResponsesSession, TurnResult
 from app.services.signals import Signal
 
@@ -146,6 +148,8 @@ class Workspace:
         self.root_missing: Signal[[]] = Signal("root_missing")  # the project folder is gone
         self.watch_mode = ""
         self.last_snapshot: ContextUpdate | None = None
+        self._touched: dict[str, None] = {}  # changed since the project opened, oldest first (worker thread)
+        self._committed: tuple[str, ...] | None = None  # git's recent files, read once (worker thread)
 
     # ---- the worker ------------------------------------------------------------------------------
 
@@ -160,9 +164,9 @@ class Workspace:
 
         return await asyncio.wrap_future(self._worker.submit(run))
 
-    def _emit(self, changes: StatusChanges, *, indexing: bool = False) -> None:
+    def _emit(self, changes: StatusChanges, *, indexing: bool = False, snapshot: SnapshotSummary | None = None) -> None:
         """On the loop: hand the changed rows to the UI (and keep the loop's copy of them)."""
-        if not changes and (self._emitted or indexing):
+        if not changes and snapshot is None and (self._emitted or indexing):
             return
         rows = self._rows
         rows.update(changes.rows)
@@ -171,7 +175,8 @@ class Workspace:
         reset = not self._emitted
         self._emitted = True
         self.files_changed.emit(FileChanges(changes.rows, changes.added, changes.removed, changes.counts,
-                                            reset=reset, indexing=indexing, order=changes.order))
+                                            reset=reset, indexing=indexing, order=changes.order,
+                                            snapshot=snapshot))
 
     def _emit_indexing(self, changes: StatusChanges, shown: threading.Event) -> None:
         try:
@@ -264,7 +269,12 @@ class Workspace:
             read = self.files.read_batch(batch, led.known_paths)
             for src, dst in read.moves:
                 led.rename(src, dst)
+                self._touched.pop(src, None)
             led.observe_many(read.versions)
+            for v in read.versions:  # the user's own edits lead the next snapshot
+                self._touched.pop(v.path, None)
+                if v.present:
+                    self._touched[v.path] = None
             return led.take_changes(), read.rules_changed
 
         changes, rules_changed = await self._job(apply)
@@ -313,9 +323,10 @@ class Workspace:
         def build() -> tuple[ContextUpdate, StatusChanges]:
             led = self.ledger
             led.chain_lost()
-            cands = led.snapshot_candidates(budget, pins, self._clock())
+            facts = self._rank_facts()
+            cands = led.snapshot_candidates(budget, pins, self._clock(), facts)
             contents = self.files.read_many(cands)  # bounded by the token budget
-            snap = led.build_snapshot(budget, self._clock(), pins, contents)
+            snap = led.build_snapshot(budget, self._clock(), pins, contents, facts)
             led.mark_sent(snap.id, chain_id)
             return snap, led.take_changes()
 
@@ -325,8 +336,29 @@ class Workspace:
         self.last_snapshot = snap
         for text in snap.notices:
             self.notice.emit("warning", text)
-        self._emit(changes)
+        self._emit(changes, snapshot=SnapshotSummary(budget, snap.tokens, snap.paths, len(snap.summarised)))
         return [snap.item, *(i for i in items if not is_context_item(i))]
+
+    async def new_chain(self) -> None:
+        """Turns go somewhere else now (Settings changed the endpoint): nothing was sent there, so the
+        next request starts a chain with a snapshot, and the badges say so meanwhile."""
+
+        def lose() -> StatusChanges:
+            self.ledger.chain_lost()
+            return self.ledger.take_changes()
+
+        self._emit(await self._job(lose))
+
+    def _rank_facts(self) -> RankFacts:
+        """On the worker: what ranks the first context besides the index (manifests' entry points,
+        the user's edits since open, git's recent commits), gathered through the adapters."""
+        if self._committed is None:
+            self._committed = recent_commits(self.root)
+        known = set(self.ledger.known_paths())
+        manifests = {name: v.text for name, v in self.files.read_many(
+            [m for m in ("pyproject.toml", "setup.cfg", "package.json") if m in known]).items()
+            if v.text is not None}
+        return RankFacts(entry_points(manifests, known), tuple(self._touched), self._committed)
 
     @property
     def chain_id(self) -> str:

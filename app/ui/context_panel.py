@@ -36,6 +36,7 @@ from PySide6.QtWidgets import (
     QLabel,
     QLineEdit,
     QMenu,
+    QSizePolicy,
     QStyle,
     QStyledItemDelegate,
     QStyleOptionViewItem,
@@ -44,7 +45,7 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from app.services.api import FileBadge, FileChanges
+from app.services.api import FileBadge, FileChanges, SnapshotSummary
 
 BADGE_TEXT = {"in_view": "in view", "pending": "pending", "excluded": "excluded", "summarised": "summarised"}
 BADGE_TIP = {
@@ -120,6 +121,7 @@ class FileTableModel(QAbstractTableModel):
         self._state = ""
         self.counts: dict[str, int] = {}
         self.pinned: set[str] = set()
+        self.first_context: dict[str, int] = {}  # path -> rank in the last first context (sent in full)
         self._font = QFontDatabase.systemFont(QFontDatabase.SystemFont.FixedFont)
 
     # ---- Qt's side ---------------------------------------------------------------------------------
@@ -147,9 +149,9 @@ class FileTableModel(QAbstractTableModel):
                 return PIN + path if path in self.pinned else path
             if col == 1:
                 return BADGE_TEXT.get(b.state, b.state)
-            return _reason(b)
+            return self._why(b)
         if role == Qt.ItemDataRole.ToolTipRole:
-            return path if col == 0 else (BADGE_TIP.get(b.state, "") if col == 1 else _reason(b))
+            return path if col == 0 else (BADGE_TIP.get(b.state, "") if col == 1 else self._why(b))
         if role == STATE_ROLE:
             return b.state
         if role == PATH_ROLE:
@@ -157,6 +159,13 @@ class FileTableModel(QAbstractTableModel):
         if role == Qt.ItemDataRole.FontRole and col == 0:
             return self._font
         return None
+
+    def _why(self, b: FileBadge) -> str:
+        """The reason column; a file the first context sent in full says its place in the ranking."""
+        rank = self.first_context.get(b.path)
+        if b.state == "in_view" and rank is not None and not b.reason:
+            return f"first context #{rank}"
+        return _reason(b)
 
     # ---- the panel's side --------------------------------------------------------------------------
 
@@ -302,6 +311,26 @@ class FileTableModel(QAbstractTableModel):
             self.dataChanged.emit(self.index(0, 0), self.index(len(self._rows) - 1, 0))
 
 
+def budget_text(snap: SnapshotSummary, names: int = 4) -> str:
+    """E.g. "32k budget, 30k used: 14 files in full, 120 listed; README.md, app/main.py, …"."""
+    def k(n: int) -> str:
+        return f"{n / 1000:.0f}k" if n >= 1000 else str(n)
+
+    n = len(snap.full)
+    head = (f"{k(snap.budget_tokens)} budget, {k(snap.tokens)} used: {n} file{'s' * (n != 1)} in full, "
+            f"{snap.listed:,} listed")
+    if not n:
+        return head
+    # A word joiner after each "/": a wrapped header breaks between names, never inside a path.
+    shown = ", ".join(posixpath_short(p).replace("/", "/\u2060") for p in snap.full[:names])
+    return f"{head}; {shown}{', …' if n > names else ''}"
+
+
+def posixpath_short(path: str, limit: int = 40) -> str:
+    """A long path keeps its end: "…/handlers/upload.py"."""
+    return path if len(path) <= limit else "…" + path[-(limit - 1):]
+
+
 def _reason(b: FileBadge) -> str:
     return b.reason or ("changed on disk" if b.state == "pending" else "")
 
@@ -315,6 +344,13 @@ class ContextPanel(QWidget):
         super().__init__(parent)
         self.summary = QLabel("No files yet", self)
         self.summary.setObjectName("panelSummary")
+        # The budget and its choices ("32k budget: 14 files in full, 120 listed; README.md, app/main.py…"):
+        # wraps within the panel, never widens it (Ignored width).
+        self.budget_line = QLabel(self)
+        self.budget_line.setObjectName("contextBudget")
+        self.budget_line.setWordWrap(True)
+        self.budget_line.setSizePolicy(QSizePolicy.Policy.Ignored, QSizePolicy.Policy.Preferred)
+        self.budget_line.hide()
         self.filter = QLineEdit(self)
         self.filter.setPlaceholderText("Filter files…")
         self.filter.setClearButtonEnabled(True)
@@ -353,6 +389,7 @@ class ContextPanel(QWidget):
         layout.setContentsMargins(8, 8, 8, 8)
         layout.setSpacing(6)
         layout.addWidget(self.summary)
+        layout.addWidget(self.budget_line)
         layout.addLayout(filters)
         layout.addWidget(self.tree, 1)
         self._indexing = False
@@ -374,7 +411,18 @@ class ContextPanel(QWidget):
         if self.model.apply(changes):
             self._restore(top, current)
         self._indexing = changes.indexing
+        if changes.snapshot is not None:
+            self.set_first_context(changes.snapshot)
         self._update_summary()
+
+    def set_first_context(self, snap: SnapshotSummary) -> None:
+        """Show what a fresh chain's first context chose (the header line and the rows' ranks)."""
+        self.budget_line.setText(budget_text(snap))
+        self.budget_line.setToolTip("Sent in full, best first:\n" + "\n".join(snap.full[:40])
+                                    + (f"\n… {len(snap.full) - 40} more" if len(snap.full) > 40 else ""))
+        self.budget_line.show()
+        self.model.first_context = {p: i for i, p in enumerate(snap.full, 1)}
+        self.model.all_changed()
 
     def set_pinned(self, paths: list[str] | tuple[str, ...] | set[str]) -> None:
         self.model.pinned = set(paths)

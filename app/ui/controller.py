@@ -80,6 +80,7 @@ class Controller(QObject):
         b.files_changed.connect(w.context_panel.update_files)
         b.approval_requested.connect(self.show_approval)
         b.busy_changed.connect(w.composer.set_busy)
+        b.busy_changed.connect(self._on_busy)
         b.banner_changed.connect(w.banner.set_text)
         host = settings_host(services)
         recent = host.settings.recent_projects if host else []
@@ -128,6 +129,12 @@ class Controller(QObject):
     def _new_session(self) -> None:
         self._call("new_session")
         self.refresh_sessions()
+
+    def _on_busy(self, busy: bool) -> None:
+        """A turn ended (and was saved): the live session is listed with its turns, not only after
+        "New session" is pressed."""
+        if not busy:
+            self.refresh_sessions()
 
     def refresh_sessions(self) -> None:
         sessions = self._call("list_sessions") if self.services is not None else []

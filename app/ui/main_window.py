@@ -19,6 +19,7 @@ from PySide6.QtWidgets import (
     QLabel,
     QMainWindow,
     QMenu,
+    QPushButton,
     QSizePolicy,
     QSplitter,
     QTabWidget,
@@ -45,7 +46,10 @@ def app_icon() -> QIcon | None:
 
 
 class Banner(QFrame):
-    """A dismissable strip above the transcript; empty text hides it."""
+    """A dismissable strip above the transcript; empty text hides it. Everything it says (no model, a
+    setting that could not be used, an endpoint out of reach) is fixed in Settings: its button."""
+
+    settings_requested = Signal()
 
     def __init__(self, parent: QWidget | None = None) -> None:
         super().__init__(parent)
@@ -60,9 +64,13 @@ class Banner(QFrame):
         self.close_button.setAutoRaise(True)
         self.close_button.setToolTip("Hide")
         self.close_button.clicked.connect(self.hide)
+        self.settings_button = QPushButton("Open Settings…", self)
+        self.settings_button.setObjectName("bannerSettings")
+        self.settings_button.clicked.connect(self.settings_requested)
         row = QHBoxLayout(self)
         row.setContentsMargins(14, 10, 8, 10)
         row.addWidget(self.label, 1)
+        row.addWidget(self.settings_button, 0, Qt.AlignmentFlag.AlignVCenter)
         row.addWidget(self.close_button, 0, Qt.AlignmentFlag.AlignTop)
         self.hide()
 
@@ -94,6 +102,7 @@ class MainWindow(QMainWindow):
         self.tests_panel = TestsPanel(TestRun(), self)
         self.sessions_panel = SessionsPanel(self)
         self.banner = Banner(self)
+        self.banner.settings_requested.connect(self.settings_requested)
         self.status = StatusBar(self)
         self.setStatusBar(self.status)
 

@@ -1,9 +1,12 @@
 """The settings dialog: provider, endpoint, model, context budget and pins, approvals, theme, API key.
 
 The API key field never round-trips through `Settings`: on OK it goes to `set_api_key` (the OS
-keychain, via the services) and the field is cleared. Without a keychain the dialog says so and
-offers the explicit opt-in to read the key from an environment variable instead; it never offers
-to write the key anywhere else.
+keychain, via the services) and the field is cleared. Without a keychain there is no key field at
+all (a disabled one looked enabled, and a key typed "into" it went into the field that had focus):
+the dialog says why and offers the explicit opt-in to read the key from an environment variable
+(OPENAI_API_KEY, XAI_API_KEY); it never offers to write the key anywhere else. The lists ignore
+typed letters (a key typed into the Provider list re-selected a provider), and `Settings.validate`
+refuses a key-shaped value in any other field.
 """
 
 from __future__ import annotations
@@ -11,6 +14,8 @@ from __future__ import annotations
 import asyncio
 from dataclasses import replace
 
+from PySide6.QtCore import QEvent, QObject, Qt
+from PySide6.QtGui import QKeyEvent, QKeySequence
 from PySide6.QtWidgets import (
     QCheckBox,
     QComboBox,
@@ -40,6 +45,21 @@ from app.services.settings import (
 # From the one provider table (app.services.providers), like the list of providers itself.
 ENDPOINT_HINTS = {p.id: p.endpoint_hint for p in PROVIDER_TABLE.values()}
 NEEDS_KEY = {p.id for p in PROVIDER_TABLE.values() if p.needs_key}
+# The environment variables a key is read from under the opt-in (app.adapters.secrets.ENV_VARS).
+KEY_ENV_VARS = {"openai": "OPENAI_API_KEY", "xai": "XAI_API_KEY"}
+_LIST_KEYS = frozenset({Qt.Key.Key_Up, Qt.Key.Key_Down, Qt.Key.Key_PageUp, Qt.Key.Key_PageDown, Qt.Key.Key_Home,
+                        Qt.Key.Key_End, Qt.Key.Key_Space, Qt.Key.Key_F4, Qt.Key.Key_Tab, Qt.Key.Key_Backtab,
+                        Qt.Key.Key_Escape, Qt.Key.Key_Return, Qt.Key.Key_Enter})
+
+
+class _NoTypeAhead(QObject):
+    """Swallows typed text on a list (QComboBox): its keyboard search picked an item by the letters of
+    whatever was typed, a pasted key included. Arrows, Page keys, Space, F4 still work."""
+
+    def eventFilter(self, watched: QObject, event: QEvent) -> bool:
+        typed = event.type() in (QEvent.Type.KeyPress, QEvent.Type.ShortcutOverride) and isinstance(event, QKeyEvent)
+        return bool(typed and event.key() not in _LIST_KEYS  # type: ignore[attr-defined]
+                    and (event.text().strip() or event.matches(QKeySequence.StandardKey.Paste)))  # type: ignore[attr-defined]
 
 
 class SettingsDialog(QDialog):
@@ -60,11 +80,12 @@ class SettingsDialog(QDialog):
         self.model = QLineEdit()
         self.model.setPlaceholderText("e.g. gpt-5.3-codex, grok-code-fast, qwen3-coder")
         self.api_key = QLineEdit()
+        self.api_key.setObjectName("apiKey")
         self.api_key.setEchoMode(QLineEdit.EchoMode.Password)
         self.key_status = QLabel()
         self.key_status.setWordWrap(True)
         self.key_status.setObjectName("panelSummary")
-        self.env_fallback = QCheckBox("Read the key from an environment variable instead (no keychain)")
+        self.env_fallback = QCheckBox("Read the key from the environment variable (no keychain)")
         self.budget = QSpinBox()
         self.budget.setRange(1_000, 10_000_000)
         self.budget.setSingleStep(4_000)
@@ -91,8 +112,12 @@ class SettingsDialog(QDialog):
         self.error.setWordWrap(True)
         self.error.hide()
 
+        self._no_type_ahead = _NoTypeAhead(self)
+        for combo in (self.provider, self.approval, self.theme):
+            combo.installEventFilter(self._no_type_ahead)
         model_box = QGroupBox("Model")
         form = QFormLayout(model_box)
+        self._model_form = form
         form.addRow("Provider", self.provider)
         form.addRow("Endpoint", self.endpoint)
         self.detect = QPushButton("Detect local servers")
@@ -174,16 +199,30 @@ class SettingsDialog(QDialog):
 
     def _update_key_state(self) -> None:
         provider = str(self.provider.currentData())
-        self.detect.setVisible(provider == "local" and hasattr(self.host, "detect_local_servers"))
+        detect = provider == "local" and hasattr(self.host, "detect_local_servers")
+        self._model_form.setRowVisible(self.detect, detect)  # hidden rows leave no gap
+        self._model_form.setRowVisible(self.detected, detect)
         self.endpoint.setPlaceholderText(ENDPOINT_HINTS.get(provider, ""))
         info = self.host.keychain_info()
         needs = provider in NEEDS_KEY
-        self.api_key.setEnabled(needs and info.available)
+        usable = needs and info.available
+        # The key field exists only where a key can go: a keychain, and a provider that takes one.
+        self.api_key.setEnabled(usable)
+        self._model_form.setRowVisible(self.api_key, usable)
+        if not usable:
+            self.api_key.clear()
         self.env_fallback.setVisible(needs and not info.available)
+        env = KEY_ENV_VARS.get(provider, "SLIPSTREAM_API_KEY")
+        self.env_fallback.setText(f"Read the key from ${env} (no keychain)")
         if not needs:
             self.key_status.setText("This provider needs no API key.")
         elif not info.available:
-            self.key_status.setText(info.message or "No OS keychain is available; keys cannot be stored safely.")
+            backend = f" ({info.backend})" if info.backend else ""
+            self.key_status.setText(
+                f"No OS keychain is available{backend}, so Slipstream cannot store an API key and shows no key "
+                f"field. Set {env} in the environment you start Slipstream from and tick the box below, or "
+                "install and unlock a keychain (GNOME Keyring, KWallet) and reopen Settings."
+            )
         elif self.host.has_api_key(provider):
             self.key_status.setText(f"A key is stored in the OS keychain ({info.backend}). Type a new one to replace it.")
             self.api_key.setPlaceholderText("••••••••  (stored)")

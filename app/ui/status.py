@@ -9,6 +9,7 @@ from PySide6.QtCore import Qt
 from PySide6.QtWidgets import QLabel, QStatusBar, QWidget
 
 from app.services.api import ConnectionStatus, StreamStats
+from app.ui.elide import ElidedLabel
 
 STATE_TEXT = {
     "connecting": "Connecting…",
@@ -77,13 +78,13 @@ class StatusBar(QStatusBar):
         self.setSizeGripEnabled(False)
         self.dot = QLabel("●", self)
         self.dot.setObjectName("statusDot")
-        self.connection = QLabel(self)
+        self.connection = ElidedLabel("", self)  # elided labels: a long text never widens the window
         self.connection.setObjectName("statusConnection")
         self.connection.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
-        self.rate = QLabel(self)
-        self.context = QLabel(self)
-        self.cache = QLabel(self)
-        self.engine = QLabel(self)
+        self.rate = ElidedLabel("", self)
+        self.context = ElidedLabel("", self)
+        self.cache = ElidedLabel("", self)
+        self.engine = ElidedLabel("", self)
         self.engine.setObjectName("statusEngine")
         self.addWidget(self.dot)
         self.addWidget(self.connection, 1)

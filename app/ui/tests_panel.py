@@ -58,9 +58,15 @@ def counts_text(run: TestRun) -> str:
     parts = [f"{c[k]} {k}" for k in OUTCOMES if c[k]]
     left = c["running"] + c["pending"]
     if run.running:
+        # Honest progress: "done" counts tests with an outcome (not the collected total minus the ones
+        # seen running, which read "638/639" from the first test on), and before collection ends there
+        # is no total yet.
         total = max(run.collected, len(run.cases))
-        done = total - left if total >= left else 0
-        parts.insert(0, f"running {done}/{total}")
+        if not total:
+            return "collecting…"
+        bad = c["failed"] + c["error"]
+        parts = [f"{sum(c[k] for k in OUTCOMES)}/{total} done" + (f", {bad} failed" if bad else "")]
+        parts += [f"{c[k]} {k}" for k in OUTCOMES if c[k] and k not in ("failed", "error")]
     elif left:
         parts.append(f"{left} not run")
     parts.append(f"{sum(x.duration for x in run.cases.values()):.2f} s")

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from app.context.ignore import Exclusion
-from app.context.snapshot import FileVersion, build_initial_context, make_version, tree_listing
+from app.context.snapshot import FileVersion, RankFacts, build_initial_context, make_version, tree_listing
 
 
 def _t(path: str, text: str, mtime: float = 0.0) -> FileVersion:
@@ -22,8 +22,9 @@ def test_make_version_kinds() -> None:
     assert v.kind == "text" and v.lossy and v.text == "caf\ufffd"
 
 
-def test_priority_pins_then_recent_then_small_source() -> None:
-    """With room for two files: the pin and the recently modified one win over a small source file."""
+def test_priority_pins_then_touched_then_small_source() -> None:
+    """The pin and the file the user touched since open win over a small source file (modification
+    times alone rank nothing: on a fresh clone every file is recent)."""
     now = 1_000_000.0
     files = [
         _t("pinned.md", "p" * 400, mtime=0),
@@ -31,10 +32,11 @@ def test_priority_pins_then_recent_then_small_source() -> None:
         _t("small.py", "s" * 40, mtime=0),
         _t("other.dat", "o" * 40, mtime=0),
     ]
-    ctx = build_initial_context(files, {v.path: v for v in files}, 2000, pins=["pinned.md"], now=now)
+    touched = RankFacts(touched=("recent.py",))
+    ctx = build_initial_context(files, {v.path: v for v in files}, 2000, pins=["pinned.md"], now=now, facts=touched)
     assert list(ctx.included) == ["pinned.md", "recent.py", "small.py", "other.dat"]
     assert "```pinned.md" in ctx.text and "```recent.py" in ctx.text
-    tight = build_initial_context(files, {v.path: v for v in files}, 300, pins=["pinned.md"], now=now)
+    tight = build_initial_context(files, {v.path: v for v in files}, 300, pins=["pinned.md"], now=now, facts=touched)
     assert "pinned.md" in tight.included and "recent.py" not in tight.included  # over the per-file cap
     assert tight.tokens <= 300 and "recent.py" in tight.listed_only
 

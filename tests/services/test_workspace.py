@@ -331,3 +331,33 @@ async def test_index_rows_reach_the_ui_in_batches(tmp_path: Path, monkeypatch: p
     assert all(list(c.added) == sorted(c.added) for c in got)
     rows = [p for c in got for p in c.added]
     assert len(rows) == len(set(rows)) == 900 and got[-1].counts == {"pending": 900}
+
+
+async def test_first_context_ranks_readme_entry_points_and_edits_before_tests(tmp_path: Path) -> None:
+    """A fresh clone (every file just written): README and the entry point first, tests last; a file
+    the user edits after opening leads the next fresh chain; the panel is told the choices."""
+    (tmp_path / "README.md").write_text("# demo\n")
+    (tmp_path / "pyproject.toml").write_text('[project]\nname = "d"\n[project.scripts]\nd = "pkg.cli:main"\n')
+    (tmp_path / "pkg").mkdir()
+    (tmp_path / "pkg" / "cli.py").write_text("def main(): pass\n")
+    (tmp_path / "pkg" / "core.py").write_text("x = 1\n")
+    (tmp_path / "tests").mkdir()
+    for i in range(5):
+        (tmp_path / "tests" / f"test_{i}.py").write_text(f"def test_{i}(): pass\n")
+    ws = Workspace(tmp_path, quiet_s=0.03, max_window_s=0.3)
+    seen: list[Any] = []
+    ws.files_changed.connect(seen.append)
+    try:
+        await ws.start()
+        await ws.rebuild(None, [])
+        assert ws.last_snapshot is not None
+        paths = list(ws.last_snapshot.paths)
+        assert paths[:4] == ["README.md", "pyproject.toml", "pkg/cli.py", "pkg/core.py"], paths
+        summary = [c.snapshot for c in seen if c.snapshot is not None][-1]
+        assert summary.full == tuple(paths) and summary.budget_tokens == ws.budget
+        (tmp_path / "pkg" / "core.py").write_text("x = 2\n")
+        await wait_until(lambda: ws.has_pending(), 10)
+        await ws.rebuild(None, [])
+        assert ws.last_snapshot.paths[0] == "pkg/core.py"
+    finally:
+        await ws.aclose()

@@ -16,9 +16,10 @@ from app.services.api import (
     FileBadge,
     FileChanges,
     SessionInfo,
+    SnapshotSummary,
     StreamStats,
 )
-from app.services.settings import Settings
+from app.services.settings import KeychainInfo, Settings
 from tests.render import stream as st
 from tests.ui.fakes import FakeServices
 
@@ -124,6 +125,9 @@ def main(argv: list[str]) -> int:
     p.add_argument("--screen", action="store_true")
     p.add_argument("--dialog", choices=["none", "patch", "command", "settings"], default="none")
     p.add_argument("--tab", type=int, default=0)
+    p.add_argument("--banner", choices=["demo", "settings-failure"], default="demo",
+                   help="settings-failure: the banner after Settings named OpenAI without a key")
+    p.add_argument("--no-keychain", action="store_true", help="the settings dialog without an OS keychain")
     a = p.parse_args(argv)
     app = QApplication.instance() or QApplication(sys.argv[:1])
     fake = FakeServices(project_root=Path("/home/dev/parsekit"), settings=Settings(theme=a.theme, pins=["src/client.py"]))
@@ -134,7 +138,18 @@ def main(argv: list[str]) -> int:
     win.resize(1280, 800)
     win.move(0, 0)
     win.show()
+    if a.no_keychain:
+        fake.keychain = KeychainInfo(False, "fail Keyring", "")
+        fake.settings.provider = "openai"
     populate(fake, time.time())
+    if a.banner == "settings-failure":
+        from app.services.app import failure_banner
+
+        s = Settings(provider="openai", model="gpt-5.3-codex")
+        fake.banner_changed.emit(failure_banner(s, ["No API key for OpenAI in the keychain (Settings → API key)."]))
+    fake.files_changed.emit(FileChanges({}, counts={"in_view": 6, "pending": 1, "summarised": 2, "excluded": 2},
+                                        snapshot=SnapshotSummary(
+        32_000, 21_400, ("README.md", "pyproject.toml", "src/__init__.py", "src/client.py", "src/parse.py"), 6)))
     ctl.refresh_sessions()
     win.side.setCurrentIndex(a.tab)
     if a.dialog == "patch":

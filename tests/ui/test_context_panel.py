@@ -111,3 +111,32 @@ def test_a_batch_with_the_whole_order_is_swapped_in(qtbot: QtBot) -> None:
     panel.update_files(FileChanges({p: FileBadge(p, "pending") for p in names}, names, (), {"pending": 201},
                                    order=order))
     assert panel.visible_paths() == order and panel.summary.text().startswith("201 files")
+
+
+def test_the_first_context_budget_and_choices_are_shown(qtbot: QtBot) -> None:
+    """The header says the budget and what it bought; in-view rows say their place in the ranking."""
+    from app.services.api import SnapshotSummary
+
+    panel = ContextPanel()
+    qtbot.addWidget(panel)
+    panel.resize(400, 600)
+    assert panel.budget_line.isHidden()
+    rows = [FileBadge(p, "in_view") for p in ("README.md", "app/main.py", "app/x.py", "b.py", "c.py")]
+    rows.append(FileBadge("tests/test_x.py", "summarised", "did not fit"))
+    snap = SnapshotSummary(32_000, 30_400, ("README.md", "app/main.py", "app/x.py", "b.py", "c.py"), 120)
+    panel.update_files(FileChanges(**{**vars_of(FileChanges.listing(rows)), "snapshot": snap}))
+    assert not panel.budget_line.isHidden()
+    assert panel.budget_line.text().replace("\u2060", "") == (
+        "32k budget, 30k used: 5 files in full, 120 listed; README.md, app/main.py, app/x.py, b.py, …")
+    m = panel.model
+    why = {m.path_at(r): m.index(r, 2).data() for r in range(m.rowCount())}
+    assert why["README.md"] == "first context #1" and why["app/main.py"] == "first context #2"
+    assert why["tests/test_x.py"] == "did not fit"
+    width = panel.sizeHint().width()
+    long = SnapshotSummary(32_000, 1, tuple(f"very/long/path/number/{i}/" + "x" * 80 for i in range(4)), 1)
+    panel.set_first_context(long)
+    assert panel.sizeHint().width() == width  # a long header wraps: the panel never widens
+
+
+def vars_of(changes: FileChanges) -> dict[str, object]:
+    return {f: getattr(changes, f) for f in changes.__dataclass_fields__}

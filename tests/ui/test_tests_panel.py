@@ -45,7 +45,7 @@ def test_counts_and_tree(qtbot) -> None:  # type: ignore[no-untyped-def]
     for ev in _stream():
         run.apply(ev)
     panel.refresh()
-    assert panel.header.text() == "running 3/4  ·  1 passed  ·  1 failed  ·  1 skipped  ·  0.51 s"
+    assert panel.header.text() == "3/4 done, 1 failed  ·  1 passed  ·  1 skipped  ·  0.51 s"
     assert not panel.run_button.isEnabled()
     assert panel.row("tests/test_x.py::test_a").text(1) == "✓ passed"
     assert panel.row("tests/test_x.py::test_a").text(2) == "12 ms"
@@ -123,3 +123,19 @@ def test_another_model_is_painted(qtbot) -> None:  # type: ignore[no-untyped-def
     old.apply({"kind": "run_started"})
     assert not panel.pending
     assert counts_text(TestRun()) == "No test run yet"
+
+
+def test_progress_is_honest_from_collection_to_the_last_test() -> None:
+    """Issue 15: "running 0/0" before collection, then "running 638/639" from the first test on."""
+    run = TestRun()
+    run.apply({"kind": "run_started"})
+    assert counts_text(run) == "collecting…"
+    ids = [f"tests/test_a.py::test_{i}" for i in range(639)]
+    run.apply({"kind": "collected", "count": 639})  # a runner that sends the total only
+    assert counts_text(run).startswith("0/639 done")
+    run.apply({"kind": "started", "nodeid": ids[0]})
+    assert counts_text(run).startswith("0/639 done")
+    for i, nid in enumerate(ids[:12]):
+        run.apply({"kind": "started", "nodeid": nid})
+        run.apply({"kind": "finished", "nodeid": nid, "outcome": "failed" if i < 2 else "passed"})
+    assert counts_text(run).startswith("12/639 done, 2 failed  ·  10 passed")
