@@ -71,7 +71,8 @@ def _lex(lexer: RegexLexer, text: str, stack: list[str]) -> tuple[list[tuple[int
     """RegexLexer.get_tokens_unprocessed that also returns the final state stack."""
     out: list[tuple[int, Any, str]] = []
     pos = 0
-    tokendefs: Any = lexer._tokens
+    # pygments compiles the token table into this private class attribute; the stubs omit it.
+    tokendefs: Any = lexer._tokens  # type: ignore[attr-defined]
     statestack = list(stack)
     statetokens = tokendefs[statestack[-1]]
     n = len(text)
