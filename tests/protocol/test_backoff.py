@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import itertools
+from typing import TypedDict
 
 import pytest
 
@@ -21,8 +22,14 @@ def test_jitter_scales_into_half_to_full() -> None:
     assert delays == [0.5, 1.5, 2.5, 2.5]
 
 
+class _Schedule(TypedDict, total=False):
+    initial: float
+    factor: float
+    max_delay: float
+
+
 @pytest.mark.parametrize("kwargs", [{"initial": 0}, {"factor": 0.5}, {"initial": 10, "max_delay": 1}])
-def test_bad_parameters_are_refused(kwargs: dict[str, float]) -> None:
+def test_bad_parameters_are_refused(kwargs: _Schedule) -> None:
     """Nonsense schedules raise at the first next()."""
     with pytest.raises(ValueError):
         next(backoff(**kwargs))

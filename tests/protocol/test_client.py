@@ -17,8 +17,14 @@ from app.protocol.server import ResponseStore, ServerSession
 from app.protocol.turns import TextDelta, ToolCallArgsDelta, ToolCallStart, Turn
 
 T0 = 1767000000.0
-SETTINGS = {"model": "local-model", "store": False, "tools": [{"type": "function", "name": "get_weather"}]}
+SETTINGS: dict[str, Any] = {"model": "local-model", "store": False, "tools": [{"type": "function", "name": "get_weather"}]}
 Script = Callable[[Turn], list[Any]]
+
+
+def as_frame(created: bytes | RebuildNeeded) -> bytes:
+    """`create()` gives a frame unless the session waits for rebuilds (not in these tests)."""
+    assert isinstance(created, bytes), created
+    return created
 
 
 def echo(turn: Turn) -> list[Any]:
@@ -212,6 +218,7 @@ def test_connection_limit_asks_for_reconnect_and_disconnect_resends() -> None:
     c = ClientSession()
     c.create([{"role": "user", "content": "x"}], lane="l", model="m")
     (resend,) = c.on_disconnect()
+    assert isinstance(resend, Resend)
     assert resend.lane == "l" and json.loads(resend.frame)["stream_id"] == "l"
     assert c.in_flight("l")
 
@@ -221,7 +228,7 @@ def test_disconnect_drops_heads_so_next_turn_is_full() -> None:
     p = Pair()
     p.send(p.client.create([{"role": "user", "content": "a"}], **SETTINGS))
     assert p.client.on_disconnect() == []
-    frame = json.loads(p.client.create([{"role": "user", "content": "b"}], **SETTINGS))
+    frame = json.loads(as_frame(p.client.create([{"role": "user", "content": "b"}], **SETTINGS)))
     assert "previous_response_id" not in frame and len(frame["input"]) == 3
 
 
@@ -240,7 +247,7 @@ def test_failed_response_is_fail_and_breaks_chain() -> None:
         )
     )
     assert isinstance(c.outcomes()[-1], Fail)
-    frame = json.loads(c.create([{"role": "user", "content": "z"}], model="m"))
+    frame = json.loads(as_frame(c.create([{"role": "user", "content": "z"}], model="m")))
     assert "previous_response_id" not in frame
 
 
@@ -270,7 +277,7 @@ def test_http_sse_back_to_back_split_bytes() -> None:
     server = ServerSession.for_http(now=T0, store=store, id_factory=sequential_ids())
     client = ClientSession()
     body = client.create([{"role": "user", "content": "hi"}], model="m")
-    create = json.loads(body)
+    create = json.loads(as_frame(body))
     create.pop("type")
     server.receive_http_body(json.dumps({**create, "stream": True}))
     (turn,) = server.ready_turns()
@@ -353,7 +360,7 @@ def test_abandon_frees_the_lane_and_forces_a_fresh_chain() -> None:
     assert p.client.in_flight()
     p.client.abandon()
     assert not p.client.in_flight() and p.client.head() is None
-    frame = json.loads(p.client.create([{"type": "message", "role": "user", "content": "three"}], **SETTINGS))
+    frame = json.loads(as_frame(p.client.create([{"type": "message", "role": "user", "content": "three"}], **SETTINGS)))
     assert "previous_response_id" not in frame
     assert [i.get("content") for i in frame["input"] if i.get("role") == "user"] == ["one", "two", "three"]
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from typing import cast
 
 import msgspec
 import pytest
@@ -11,8 +12,8 @@ from app.protocol import events as ev
 from app.protocol.codec import encode, event_type
 
 
-def _wire(event: object) -> dict[str, object]:
-    return json.loads(encode(event))  # type: ignore[arg-type]
+def _wire(event: ev.ServerEvent | ev.ClientEvent) -> dict[str, object]:
+    return cast(dict[str, object], json.loads(encode(event)))
 
 
 def test_default_lane_events_omit_stream_id() -> None:

@@ -321,6 +321,7 @@ def test_history_is_shared_not_copied_along_a_chain() -> None:
         send(s, input=str(n), previous_response_id=prev)
         (t,) = s.ready_turns()
         run(s, t, [TextDelta("b")])
+        assert isinstance(t.history, HistoryView)
         views.append(t.history)
         prev = t.response_id
     assert all(isinstance(v, HistoryView) for v in views)
