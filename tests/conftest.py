@@ -202,7 +202,7 @@ def running_qloop(qapp: Any) -> Iterator[asyncio.AbstractEventLoop]:
         pytest.fail(f"the test left tasks pending on its loop: {'; '.join(leaked)}", pytrace=False)
 
 
-async def wait_until(pred: Callable[[], bool], timeout: float = 5.0) -> None:
+async def wait_until(pred: Callable[[], object], timeout: float = 5.0) -> None:
     """Use instead of qtbot.waitUntil inside async tests (which would wedge the loop)."""
     loop = asyncio.get_running_loop()
     end = loop.time() + timeout

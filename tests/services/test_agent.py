@@ -10,7 +10,7 @@ import pytest
 
 from app.adapters.project_fs import ProjectFS
 from app.server.app import run_server
-from app.server.engines.scripted import ScriptedEngine
+from app.server.engines.scripted import Script, ScriptedEngine, Step
 from app.services.agent import Agent, AgentConfig
 from app.services.approvals import ApprovalDecision
 from app.services.session import Endpoint, ResponsesSession
@@ -28,7 +28,7 @@ PATCH = """*** Begin Patch
 *** End Patch
 """
 
-SCRIPT = [
+SCRIPT: Script = [
     [{"text": "Let me look."}, {"tool_call": {"name": "read_file", "arguments": {"path": "calc.py"}}}],
     [{"tool_call": {"name": "apply_patch", "arguments": {"patch": PATCH}}}],
     [{"tool_call": {"name": "run_tests", "arguments": {}}}],
@@ -109,8 +109,8 @@ async def test_commands_never_run_without_approval(tmp_path: Path) -> None:
     """Policy 'never' refuses; 'ask' with a refusal does not start the process."""
     root = project(tmp_path)
     marker = root / "ran.txt"
-    script = [[{"tool_call": {"name": "run_command", "arguments": {"command": f"touch {marker}"}}}],
-              [{"text": "done"}]]
+    script: Script = [[{"tool_call": {"name": "run_command", "arguments": {"command": f"touch {marker}"}}}],
+                      [{"text": "done"}]]
     for policy, answer in ((CommandPolicy("never"), True), (CommandPolicy("ask"), False)):
         async with run_server(ScriptedEngine(rate_tps=0, script=script)) as srv:
             agent, asked, _, ws = await build(root, srv, tmp_path, command_policy=policy)
@@ -132,7 +132,7 @@ async def test_commands_never_run_without_approval(tmp_path: Path) -> None:
 async def test_tool_turn_cap_stops_a_runaway_loop(tmp_path: Path) -> None:
     """A model that calls tools forever is stopped at the cap with words."""
     root = project(tmp_path)
-    loop_turn = [{"tool_call": {"name": "list_files", "arguments": {}}}]
+    loop_turn: list[Step] = [{"tool_call": {"name": "list_files", "arguments": {}}}]
     async with run_server(ScriptedEngine(rate_tps=0, script=[loop_turn] * 50)) as srv:
         agent, _, _, ws = await build(root, srv, tmp_path, max_tool_turns=3)
         outcome = await agent.run("list forever")
@@ -144,7 +144,7 @@ async def test_tool_turn_cap_stops_a_runaway_loop(tmp_path: Path) -> None:
 async def test_bad_tool_arguments_come_back_as_a_tool_error(tmp_path: Path) -> None:
     """Invalid arguments never crash the loop: the model gets an error it can act on."""
     root = project(tmp_path)
-    script = [[{"tool_call": {"name": "read_file", "arguments": {"path": "../../etc/passwd"}}}], [{"text": "sorry"}]]
+    script: Script = [[{"tool_call": {"name": "read_file", "arguments": {"path": "../../etc/passwd"}}}], [{"text": "sorry"}]]
     async with run_server(ScriptedEngine(rate_tps=0, script=script)) as srv:
         agent, _, _, ws = await build(root, srv, tmp_path)
         assert (await agent.run("read outside")).status == "completed"
@@ -161,7 +161,7 @@ async def test_stop_while_a_patch_waits_for_review_refuses_it(tmp_path: Path) ->
     root = project(tmp_path)
     async with run_server(ScriptedEngine(rate_tps=0, script=[*SCRIPT[1:2], [{"text": "ok"}]])) as srv:
         agent, _, _, ws = await build(root, srv, tmp_path)
-        never: asyncio.Future[dict[str, Any]] = asyncio.get_running_loop().create_future()
+        never: asyncio.Future[ApprovalDecision] = asyncio.get_running_loop().create_future()
 
         async def forever(kind: str, title: str, payload: dict[str, Any]) -> ApprovalDecision:
             agent.stop()  # the user presses Stop while the dialog is open
@@ -183,7 +183,7 @@ def _unanswered_calls(transcript: Any) -> list[str]:
 async def test_calls_left_by_the_cap_are_answered_by_the_next_request(tmp_path: Path) -> None:
     """A loop ended at the cap owes outputs for its last calls; the next request pays them (no 400 upstream)."""
     root = project(tmp_path)
-    loop_turn = [{"tool_call": {"name": "list_files", "arguments": {}}}]
+    loop_turn: list[Step] = [{"tool_call": {"name": "list_files", "arguments": {}}}]
     async with run_server(ScriptedEngine(rate_tps=0, script=[loop_turn, loop_turn, [{"text": "ok"}]])) as srv:
         agent, _, _, ws = await build(root, srv, tmp_path, max_tool_turns=1)
         assert (await agent.run("list forever")).status == "cap"
@@ -203,7 +203,7 @@ async def test_calls_cut_by_stop_are_answered_by_the_next_request(tmp_path: Path
     root = project(tmp_path)
     async with run_server(ScriptedEngine(rate_tps=0, script=[*SCRIPT[1:2], [{"text": "ok"}]])) as srv:
         agent, _, _, ws = await build(root, srv, tmp_path)
-        never: asyncio.Future[dict[str, Any]] = asyncio.get_running_loop().create_future()
+        never: asyncio.Future[ApprovalDecision] = asyncio.get_running_loop().create_future()
 
         async def forever(kind: str, title: str, payload: dict[str, Any]) -> ApprovalDecision:
             agent.stop()

@@ -11,7 +11,8 @@ import pytest
 
 from app.adapters.store import HistoryStore
 from app.render.transcript import Block, BlockKind
-from app.services.app import SCRIPTED_LABEL, AppServices
+from app.services.app import AppServices
+from app.services.endpoints import SCRIPTED_LABEL
 from app.services.settings import Settings
 from tests.conftest import wait_until
 from tests.render.stream import drain
@@ -95,7 +96,7 @@ async def test_first_start_runs_scripted_answers_and_syncs_edits(tmp_path: Path)
         assert statuses[-1].engine == SCRIPTED_LABEL and statuses[-1].state in ("warm", "streaming")
         assert rec.of("stats_changed")[-1][0].last_turn_input_tokens > 0
         (root / "main.py").write_text("print('hello')\n")
-        await wait_until(lambda: rec.states().get("main.py") == "pending" or svc.sync.pushes >= 2, 10)
+        await wait_until(lambda: rec.states().get("main.py") == "pending" or (svc.sync is not None and svc.sync.pushes >= 2), 10)
         await wait_until(lambda: rec.states().get("main.py") == "in_view", 10)
     finally:
         await svc.aclose()
@@ -122,6 +123,7 @@ async def test_reopening_restores_the_last_session(tmp_path: Path) -> None:
         assert svc2.list_sessions()[0].title.startswith("remember the word")
         svc2.send_message("and now?")
         await wait_until(lambda: ended(svc2, 2), 15)
+        assert svc2.session is not None
         users = [i for i in svc2.session.client.transcript() if i.get("role") == "user"]
         texts = [str(i["content"]) for i in users]
         assert any("pineapple" in t for t in texts) and any("and now?" in t for t in texts)
@@ -193,6 +195,7 @@ async def test_user_ignore_patterns_keep_files_out_of_the_model_view(tmp_path: P
         await wait_until(lambda: fold(badges).get("keep.py") == "in_view", 15)
         states = fold(badges)
         assert states.get("huge.log") in (None, "excluded")
+        assert svc.workspace is not None and svc.workspace.last_snapshot is not None
         assert "noise" not in svc.workspace.last_snapshot.text
     finally:
         await svc.aclose()
@@ -231,7 +234,7 @@ async def test_a_turn_is_counted_once_in_the_session_totals(tmp_path: Path) -> N
     rec = Recorder(svc)
     await svc.start()
     try:
-        await wait_until(lambda: svc.sync is not None and svc.sync.pushes >= 1 and not svc.session.busy, 15)
+        await wait_until(lambda: svc.sync is not None and svc.sync.pushes >= 1 and svc.session is not None and not svc.session.busy, 15)
         svc.send_message("hello")
         await wait_until(lambda: ended(svc), 15)
         stats = rec.of("stats_changed")[-1][0]

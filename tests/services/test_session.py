@@ -149,7 +149,7 @@ async def test_fatal_close_code_fails_the_turn_without_retrying() -> None:
         await conn.close(1008, "you are not reading")
 
     async with serve(handler, "127.0.0.1", 0) as server:
-        port = server.sockets[0].getsockname()[1]
+        port = next(iter(server.sockets)).getsockname()[1]
         s = ResponsesSession(Endpoint(f"ws://127.0.0.1:{port}/v1/responses", "t"), initial_delay=0.01)
         r = await s.run_turn([user("hi")])
         assert r.status == "failed" and "1008" in r.error and "you are not reading" in r.error

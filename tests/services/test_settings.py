@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import platformdirs
 import pytest
 
 from app import profile
@@ -32,7 +33,7 @@ def test_missing_file_gives_defaults(tmp_path: Path) -> None:
 def test_default_path_is_platform_config_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """Without a path or a throwaway profile, the file lands in platformdirs' user_config_dir."""
     monkeypatch.delenv(profile.PROFILE_ENV, raising=False)
-    monkeypatch.setattr(profile.platformdirs, "user_config_dir", lambda *a, **k: str(tmp_path / "conf"))
+    monkeypatch.setattr(platformdirs, "user_config_dir", lambda *a, **k: str(tmp_path / "conf"))
     written = save_settings(Settings(model="m"))
     assert written == tmp_path / "conf" / "settings.json"
     assert load_settings().settings.model == "m"
@@ -40,7 +41,7 @@ def test_default_path_is_platform_config_dir(tmp_path: Path, monkeypatch: pytest
 
 def test_a_throwaway_profile_keeps_the_settings(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """With SLIPSTREAM_PROFILE_DIR set, the settings go there, never to the user's config folder."""
-    monkeypatch.setattr(profile.platformdirs, "user_config_dir", lambda *a, **k: str(tmp_path / "real"))
+    monkeypatch.setattr(platformdirs, "user_config_dir", lambda *a, **k: str(tmp_path / "real"))
     monkeypatch.setenv(profile.PROFILE_ENV, str(tmp_path / "prof"))
     assert save_settings(Settings(model="m")) == tmp_path / "prof" / "config" / "settings.json"
     assert not (tmp_path / "real").exists()

@@ -86,7 +86,11 @@ async def test_edits_reach_the_server_as_diffs_in_order_once_per_chain(tmp_path:
         for i in range(2, 5):
             n = len(pushes)
             (tmp_path / "a.py").write_text(f"x = {i}\n")
-            await wait_until(lambda n=n: len(pushes) > n, 10)
+
+            def grew(n: int = n) -> bool:
+                return len(pushes) > n
+
+            await wait_until(grew, 10)
         final = await probe(sync, rec)
         for i in range(2, 5):
             assert final.count(f"+x = {i}") == 1
