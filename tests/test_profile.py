@@ -6,6 +6,7 @@ import os
 import stat
 from pathlib import Path
 
+import platformdirs
 import pytest
 
 from app import profile, runtime
@@ -24,7 +25,7 @@ def test_use_throwaway_profile_points_this_process_and_children_there(tmp_path: 
 
 def test_folders_follow_the_profile(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """config, data, state and the runtime folder are all under the profile; the real ones are not asked."""
-    monkeypatch.setattr(profile.platformdirs, "user_config_dir", lambda *a, **k: pytest.fail("asked"))
+    monkeypatch.setattr(platformdirs, "user_config_dir", lambda *a, **k: pytest.fail("asked"))
     monkeypatch.setenv(profile.PROFILE_ENV, str(tmp_path))
     assert profile.is_throwaway()
     assert profile.config_dir() == tmp_path / "config"
@@ -52,19 +53,19 @@ def test_runtime_dir_skips_a_folder_it_cannot_trust(tmp_path: Path, monkeypatch:
     reused: another user may already have planted files in it); the state dir's `run/` is the fallback."""
     monkeypatch.delenv(profile.PROFILE_ENV, raising=False)
     monkeypatch.delenv("XDG_RUNTIME_DIR", raising=False)
-    monkeypatch.setattr(profile.platformdirs, "user_state_dir", lambda *a, **k: str(tmp_path / "state"))
+    monkeypatch.setattr(platformdirs, "user_state_dir", lambda *a, **k: str(tmp_path / "state"))
     loose = tmp_path / "rt" / "slipstream"
     loose.mkdir(parents=True, mode=0o755)
     os.chmod(loose, 0o755)
-    monkeypatch.setattr(runtime.platformdirs, "user_runtime_dir", lambda *a, **k: str(loose))
+    monkeypatch.setattr(platformdirs, "user_runtime_dir", lambda *a, **k: str(loose))
     assert runtime_dir() == tmp_path / "state" / "run"
     assert stat.S_IMODE(os.stat(loose).st_mode) == 0o755  # not touched
     blocked = tmp_path / "file"
     blocked.write_text("x")
-    monkeypatch.setattr(runtime.platformdirs, "user_runtime_dir", lambda *a, **k: str(blocked))
+    monkeypatch.setattr(platformdirs, "user_runtime_dir", lambda *a, **k: str(blocked))
     assert runtime_dir() == tmp_path / "state" / "run"
     private = tmp_path / "ok" / "slipstream"
-    monkeypatch.setattr(runtime.platformdirs, "user_runtime_dir", lambda *a, **k: str(private))
+    monkeypatch.setattr(platformdirs, "user_runtime_dir", lambda *a, **k: str(private))
     assert runtime_dir() == private and stat.S_IMODE(os.stat(private).st_mode) == 0o700
 
 

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from app.adapters.proc import OutputTail, detect_test_command, run_process, run_tests
+from app.adapters.proc import OutputTail, ProcResult, detect_test_command, run_process, run_tests
 
 PY = sys.executable
 
@@ -77,7 +77,7 @@ def _alive(pid: int) -> bool:
 def test_stop_event_kills(tmp_path: Path) -> None:
     """Setting the stop event ends the run as cancelled."""
 
-    async def go():  # type: ignore[no-untyped-def]
+    async def go() -> ProcResult:
         stop = asyncio.Event()
         asyncio.get_running_loop().call_later(0.3, stop.set)
         return await run_process("sleep 30", cwd=tmp_path, stop=stop)

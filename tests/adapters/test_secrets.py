@@ -15,10 +15,10 @@ from app.adapters.secrets import NoKeychainError, SecretStore
 class MemoryKeyring(KeyringBackend):
     """In-memory keyring backend for tests."""
 
-    priority = 1  # type: ignore[assignment]
+    priority = 1
 
     def __init__(self) -> None:
-        super().__init__()
+        super().__init__()  # type: ignore[no-untyped-call]  # keyring leaves its constructors unannotated
         self.data: dict[tuple[str, str], str] = {}
 
     def get_password(self, service: str, username: str) -> str | None:
@@ -60,7 +60,7 @@ def test_rejects_empty_and_whitespace_keys() -> None:
         store.set("openai", "sk-abc def")
 
 
-@pytest.mark.parametrize("backend", [fail.Keyring(), null.Keyring()])
+@pytest.mark.parametrize("backend", [fail.Keyring(), null.Keyring()])  # type: ignore[no-untyped-call]
 def test_no_keychain_says_so_and_requires_opt_in(backend: KeyringBackend) -> None:
     """fail/null backends: a clear message; the env var is read only after opting in."""
     env = {"OPENAI_API_KEY": "sk-from-env"}

@@ -5,6 +5,7 @@ from __future__ import annotations
 import sqlite3
 from pathlib import Path
 
+import platformdirs
 import pytest
 
 from app import profile
@@ -58,7 +59,7 @@ def test_sessions_per_project_and_switching(tmp_path: Path) -> None:
 def test_default_path_in_data_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """Without a path the database lives in platformdirs' user_data_dir, or the throwaway profile's."""
     monkeypatch.delenv(profile.PROFILE_ENV, raising=False)
-    monkeypatch.setattr(profile.platformdirs, "user_data_dir", lambda *a, **k: str(tmp_path / "data"))
+    monkeypatch.setattr(platformdirs, "user_data_dir", lambda *a, **k: str(tmp_path / "data"))
     with HistoryStore() as st:
         assert st.path == tmp_path / "data" / "history.sqlite3"
     assert (tmp_path / "data" / "history.sqlite3").exists()

@@ -58,6 +58,6 @@ def test_render_matches_requested_sizes(qapp) -> None:  # type: ignore[no-untype
     pngs = make_icons.render(ICONS / "slipstream.svg", [16, 48])
     for size, data in pngs.items():
         assert make_icons.png_size(data) == (size, size)
-        image = QImage.fromData(data, "PNG")
+        image = QImage.fromData(data)  # format sniffed (PySide6 wants a str format, its stub says bytes)
         assert image.pixelColor(size // 2, size // 2).alpha() == 255
         assert image.pixelColor(0, 0).alpha() < 255  # rounded corner stays transparent
