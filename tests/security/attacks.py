@@ -19,7 +19,7 @@ import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, TypedDict
 
 from app.adapters.fs_read import TMP_SUFFIX
 from app.adapters.project_fs import ProjectFS
@@ -100,11 +100,17 @@ def _patches() -> Iterator[str]:
     yield p("*** Update File: docs/cfgdir/config", "@@", f" \t# {GIT_MARK}", "+x")
 
 
+class _Folding(TypedDict, total=False):
+    case_insensitive: bool
+    windows_names: bool
+
+
 def symlink_and_casefold_attacks(base: Path, make_fs: Callable[..., ProjectFS] | None = None) -> Report:
     """Reads, listings, searches and patches aimed at .git and .env through links and spellings, on
     the real (case-sensitive) disk and with case folding and Windows names forced on."""
     report = Report()
-    for n, opts in enumerate(({}, {"case_insensitive": True, "windows_names": True})):
+    variants: tuple[_Folding, ...] = ({}, {"case_insensitive": True, "windows_names": True})
+    for n, opts in enumerate(variants):
         project = base / f"repo{n}"
         project.mkdir(parents=True)
         hostile_tree(project)
@@ -115,12 +121,12 @@ def symlink_and_casefold_attacks(base: Path, make_fs: Callable[..., ProjectFS] |
         mode = (guarded / "hooks" / "post-commit").stat().st_mode
 
         def attempt(label: str, name: str, args: dict[str, Any], ctx: ToolContext = ctx, fs: ProjectFS = fs,
-                    project: Path = project, before: dict[str, str] = before, opts: dict[str, Any] = opts) -> None:
+                    project: Path = project, before: dict[str, str] = before, opts: _Folding = opts) -> None:
             report.attempts += 1
             result = execute(name, args, ctx)
             if any(m in result.output_text for m in (GIT_MARK, ENV_MARK, HOOK_MARK)):
                 report.escapes.append(f"{opts} {label}: {name} showed protected content")
-            cs = result.data.get("change_set")
+            cs = result.change_set
             if cs is not None:
                 try:
                     fs.apply(cs)
@@ -308,6 +314,7 @@ def parallel_applies(base: Path, workers: int = 6, rounds: int = 20) -> ApplyRep
             res = execute("apply_patch", {"patch": patch}, ToolContext(fs))
             ok = False
             if res.ok:
+                assert res.change_set is not None
                 try:
                     fs.apply(res.change_set, turn=r)
                     ok = True

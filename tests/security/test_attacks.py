@@ -12,7 +12,15 @@ import pytest
 from app.adapters.project_fs import ProjectFS, Target
 from app.context.ledger import Ledger
 from app.tools.fileops import ToolContext, execute
+from app.tools.patch import ChangeSet
 from tests.security import attacks
+
+
+def _plan(fs: ProjectFS, patch: str) -> ChangeSet:
+    """The change set apply_patch plans for the user's review (what `fs.apply` writes)."""
+    change_set = execute("apply_patch", {"patch": patch}, ToolContext(fs)).change_set
+    assert change_set is not None
+    return change_set
 
 
 def test_links_case_folds_and_windows_spellings_never_reach_git_or_env(tmp_path: Path) -> None:
@@ -95,7 +103,7 @@ def test_recovery_rolls_back_a_pending_set(tmp_path: Path) -> None:
         (project / f"m{i}.txt").write_text(f"old {i}\n")
     fs = ProjectFS(project, state_dir=tmp_path / "state")
     patch = "*** Begin Patch\n" + "".join(f"*** Update File: m{i}.txt\n@@\n-old {i}\n+new {i}\n" for i in range(4))
-    cs = execute("apply_patch", {"patch": patch + "*** End Patch"}, ToolContext(fs)).change_set
+    cs = _plan(fs, patch + "*** End Patch")
     calls = 0
     real = fs._write_one
 
@@ -134,7 +142,7 @@ def test_checkpoints_are_pruned_by_age_and_size(tmp_path: Path) -> None:
     for n in range(6):
         (project / "big.txt").write_text(f"{n}\n" + "x" * 30_000 + "\n")
         patch = f"*** Begin Patch\n*** Update File: big.txt\n@@\n-{n}\n+{n}!\n*** End Patch"
-        fs.apply(execute("apply_patch", {"patch": patch}, ToolContext(fs)).change_set, now=1000.0 + n)
+        fs.apply(_plan(fs, patch), now=1000.0 + n)
     assert fs.checkpoints.size_bytes() <= 64 * 1024
     assert 1 <= len(fs.checkpoints.all()) < 6
     fs.checkpoints.max_age_s = 10
@@ -148,7 +156,7 @@ def test_state_files_are_private(tmp_path: Path) -> None:
     (project / "a.txt").write_text("a\n")
     fs = ProjectFS(project, state_dir=tmp_path / "state")
     patch = "*** Begin Patch\n*** Update File: a.txt\n@@\n-a\n+b\n*** End Patch"
-    fs.apply(execute("apply_patch", {"patch": patch}, ToolContext(fs)).change_set)
+    fs.apply(_plan(fs, patch))
     folder = fs.checkpoints.folder
     assert folder.stat().st_mode & 0o777 == 0o700
     files = [p for p in folder.rglob("*") if p.is_file()]

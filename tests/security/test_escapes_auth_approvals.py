@@ -17,7 +17,7 @@ from app.adapters.store import HistoryStore
 from app.adapters.ws_client import TransportError, WsTransport
 from app.server import cli
 from app.server.app import run_server
-from app.server.engines.scripted import ScriptedEngine
+from app.server.engines.scripted import Script, ScriptedEngine
 from app.services.agent import Agent, AgentConfig
 from app.services.approvals import ApprovalDecision
 from app.services.session import Endpoint, ResponsesSession
@@ -201,7 +201,7 @@ def test_tools_never_run_commands_or_write_patches_themselves(tmp_path: Path) ->
     assert not marker.exists() and (tmp_path / "a.py").read_text() == "x = 1\n"
 
 
-def _agent_script(marker: Path) -> list[list[dict[str, Any]]]:
+def _agent_script(marker: Path) -> Script:
     patch = "*** Begin Patch\n*** Update File: a.py\n@@\n-x = 1\n+x = 2\n*** End Patch"
     return [
         [{"tool_call": {"name": "run_command", "arguments": {"command": f"touch {marker}"}}}],
@@ -211,7 +211,7 @@ def _agent_script(marker: Path) -> list[list[dict[str, Any]]]:
 
 
 async def _run_agent(tmp_path: Path, config: AgentConfig, answer: ApprovalDecision | None,
-                     script: list[list[dict[str, Any]]]) -> list[str]:
+                     script: Script) -> list[str]:
     """One request through the real Agent; returns the approval kinds asked."""
     asked: list[str] = []
 
@@ -268,6 +268,6 @@ async def test_agent_asks_before_a_test_run(tmp_path: Path) -> None:
     project.mkdir()
     marker = tmp_path / "tests-ran"
     (project / "test_x.py").write_text(f"def test_x():\n    open({str(marker)!r}, 'w').close()\n")
-    script = [[{"tool_call": {"name": "run_tests", "arguments": {}}}], [{"text": "done"}]]
+    script: Script = [[{"tool_call": {"name": "run_tests", "arguments": {}}}], [{"text": "done"}]]
     asked = await _run_agent(tmp_path, AgentConfig(approval_policy="ask"), ApprovalDecision(False), script)
     assert not marker.exists() and asked == ["command"]

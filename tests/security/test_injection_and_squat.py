@@ -13,7 +13,7 @@ from app.adapters.proc import detect_test_command, plugin_dir
 from app.adapters.project_fs import ProjectFS
 from app.runtime import UnsafeRuntimeDir, runtime_dir
 from app.server.app import run_server
-from app.server.engines.scripted import ScriptedEngine
+from app.server.engines.scripted import Script, ScriptedEngine
 from app.services.agent import Agent, AgentConfig
 from app.services.approvals import ApprovalDecision
 from app.services.session import Endpoint, ResponsesSession
@@ -21,7 +21,7 @@ from app.services.workspace import ContextSync, Workspace
 from app.tools.specs import CommandPolicy
 
 
-async def _agent_run(tmp_path: Path, project: Path, script: list[list[dict[str, Any]]],
+async def _agent_run(tmp_path: Path, project: Path, script: Script,
                      config: AgentConfig) -> tuple[list[str], list[str]]:
     """One request through the real agent; returns (approval kinds asked, tool outputs)."""
     asked: list[str] = []
@@ -60,7 +60,8 @@ async def test_run_tests_arguments_cannot_become_pytest_options(tmp_path: Path) 
     junit.write_text("original\n")
     calls = [{"path": f"--basetemp={victim}"}, {"path": f"--junitxml={junit}"}, {"path": "-p no:cacheprovider"},
              {"keyword": f"x --basetemp={victim}"}, {"keyword": f"--junitxml={junit}"}, {"path": "../victim"}]
-    script = [[{"tool_call": {"name": "run_tests", "arguments": a}}] for a in calls] + [[{"text": "done"}]]
+    script: Script = [[{"tool_call": {"name": "run_tests", "arguments": a}}] for a in calls]
+    script.append([{"text": "done"}])
     _asked, outputs = await _agent_run(tmp_path, project, script, AgentConfig(approval_policy="auto_all"))
     assert (victim / "keep.txt").read_text() == "keep\n"
     assert junit.read_text() == "original\n"
@@ -86,7 +87,7 @@ async def test_run_command_runs_without_a_shell_and_asks_for_shell_lines(tmp_pat
     project = tmp_path / "project"
     project.mkdir()
     marker = tmp_path / "m"
-    script = [
+    script: Script = [
         [{"tool_call": {"name": "run_command", "arguments": {"command": "echo hi"}}}],
         [{"tool_call": {"name": "run_command", "arguments": {"command": "echo hi; touch " + str(marker)}}}],
         [{"tool_call": {"name": "run_command", "arguments": {"command": "echo hi --extra"}}}],
