@@ -21,6 +21,7 @@ import asyncio
 import json
 import random
 import re
+import time
 from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -31,7 +32,7 @@ from app.context.ledger import UPDATE_MARKER, is_context_item
 from app.context.snapshot import SNAPSHOT_MARKER
 from app.server.app import STATE, run_server
 from app.server.engines.base import EngineOutput, Turn
-from app.server.engines.scripted import ScriptedConnection, ScriptedEngine
+from app.server.engines.scripted import Script, ScriptedConnection, ScriptedEngine
 from app.services.session import Endpoint, ResponsesSession, TurnResult
 from app.services.workspace import ContextSync, Workspace
 from app.tools.fileops import ToolContext, execute
@@ -52,9 +53,9 @@ def user(text: str) -> dict[str, Any]:
     return {"type": "message", "role": "user", "content": [{"type": "input_text", "text": text}]}
 
 
-def agent_script(requests: int) -> list[list[dict[str, Any]]]:
+def agent_script(requests: int) -> Script:
     """Two model turns per request: a read_file call, then a few hundred characters of answer."""
-    script: list[list[dict[str, Any]]] = []
+    script: Script = []
     for i in range(requests):
         script.append([{"tool_call": {"name": "read_file", "arguments": {"path": "README.md"}}}])
         body = " ".join(f"word{i}_{k}" for k in range(15))
@@ -339,7 +340,7 @@ async def run_chaos(
         Endpoint(f"ws://127.0.0.1:{proxy.port}/v1/responses", server.token, max_age_s=max_age_s * 0.8),
         rebuild=ws.rebuild,
         initial_delay=0.02, max_delay=0.2,
-        **({"clock": clock} if clock is not None else {}),
+        clock=clock if clock is not None else time.monotonic,
     )
     sync = ContextSync(ws, session)
     fs = ProjectFS(root, state_dir=root.parent / f"{root.name}-state")
@@ -457,18 +458,15 @@ def _server_clock(clock: StepClock) -> Callable[[], None]:
     """Point the in-process server's wall clock (`app.server.app` reads `time.time()`) at `clock`;
     returns the undo. The server takes no clock argument, so its module's `time` is swapped."""
     import types
+    from unittest import mock
 
     import app.server.app as server_app
 
-    real = server_app.time
-    fake = types.SimpleNamespace(**{n: getattr(real, n) for n in dir(real) if not n.startswith("__")})
+    fake = types.SimpleNamespace(**{n: getattr(time, n) for n in dir(time) if not n.startswith("__")})
     fake.time = clock
-    server_app.time = fake  # type: ignore[assignment]
-
-    def undo() -> None:
-        server_app.time = real
-
-    return undo
+    patcher = mock.patch.object(server_app, "time", fake)
+    patcher.start()
+    return patcher.stop
 
 
 async def _wait(pred: Callable[[], bool], timeout: float) -> None:
