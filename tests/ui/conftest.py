@@ -25,7 +25,6 @@ def window(qtbot, fake: FakeServices):  # type: ignore[no-untyped-def]
     qtbot.addWidget(win)
     ctl = Controller(win)
     ctl.bind(fake)
-    win.controller = ctl
     win.show()
     yield win
     ctl.unbind()

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from app.services.api import ConnectionStatus, FileBadge, StreamStats
+from app.services.api import ConnectionStatus, FileBadge, FileChanges, StreamStats
 from app.ui.bridge import Bridge
 from tests.ui.fakes import FakeServices
 
@@ -15,7 +15,7 @@ def test_forwards_and_disconnects(qtbot) -> None:  # type: ignore[no-untyped-def
     for qt_signal in (bridge.connection_changed, bridge.stats_changed, bridge.files_changed,
                       bridge.busy_changed, bridge.banner_changed):
         qt_signal.connect(got.append)
-    status, stats, files = ConnectionStatus("warm", "ok"), StreamStats(1.0), [FileBadge("a", "pending")]
+    status, stats, files = ConnectionStatus("warm", "ok"), StreamStats(1.0), FileChanges.listing([FileBadge("a", "pending")])
     fake.connection_changed.emit(status)
     fake.stats_changed.emit(stats)
     fake.files_changed.emit(files)

@@ -25,6 +25,13 @@ def _text(win: MainWindow) -> str:
     return win.transcript.toPlainText()
 
 
+def _controller(window: MainWindow) -> Controller:
+    """The Controller the `window` fixture bound: a child of the window."""
+    ctl = window.findChild(Controller)
+    assert ctl is not None
+    return ctl
+
+
 def test_send_stream_and_status(qtbot, window: MainWindow, fake: FakeServices) -> None:  # type: ignore[no-untyped-def]
     """Enter in the composer calls send_message; the streamed reply lands in the transcript."""
     fake.scripted_reply = "Hello from the scripted engine"
@@ -83,7 +90,7 @@ def test_approval_opens_dialog_and_unbind_refuses(qtbot, window: MainWindow, fak
     """approval_requested shows the prompt; rebinding closes it as refused (never left hanging)."""
     got: list[ApprovalDecision] = []
     fake.approval_requested.emit(ApprovalRequest("command", "Run?", {"command": "ls", "cwd": "/"}, got.append))
-    ctl: Controller = window.controller  # type: ignore[attr-defined]
+    ctl = _controller(window)
     assert len(ctl.dialogs) == 1 and isinstance(ctl.dialogs[0], CommandApprovalDialog)
     other = FakeServices(project_root=fake.project_root.parent)
     ctl.bind(other)
@@ -98,7 +105,7 @@ def test_withdrawn_approval_closes_its_dialog(qtbot, window: MainWindow, fake: F
     got: list[ApprovalDecision] = []
     request = ApprovalRequest("command", "Run?", {"command": "ls", "cwd": "/"}, got.append)
     fake.approval_requested.emit(request)
-    ctl: Controller = window.controller  # type: ignore[attr-defined]
+    ctl = _controller(window)
     dlg = ctl.dialogs[0]
     assert dlg.isVisible()
     request.withdrawn.emit()
@@ -123,7 +130,7 @@ def test_about_and_settings(qtbot, window: MainWindow, fake: FakeServices) -> No
     """About shows the version; Settings opens on the services' settings."""
     from app import __version__
 
-    ctl: Controller = window.controller  # type: ignore[attr-defined]
+    ctl = _controller(window)
     box = ctl.show_about()
     assert __version__ in box.text()
     box.close()

@@ -163,7 +163,7 @@ def test_ensure_runs_the_plan_or_prints_the_exact_command(monkeypatch: pytest.Mo
         plan = DebianPlan(("libxcb-icccm4",), commands, "sudo apt-get install -y libxcb-icccm4")
         monkeypatch.setattr(preflight, "debian_plan", lambda *a, **k: plan)
 
-    monkeypatch.setattr(preflight.sys, "platform", "linux")
+    monkeypatch.setattr(sys, "platform", "linux")
     plan_with(("true",), ("true",))
     assert preflight.ensure_debian_packages("test", out=lines.append) == 0
     plan_with(("true",), ("false",))

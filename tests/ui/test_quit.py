@@ -73,7 +73,7 @@ def _read_until(proc: subprocess.Popen[bytes], marker: bytes, timeout: float) ->
     try:
         while marker not in seen and time.monotonic() < end:
             for key, _ in sel.select(max(end - time.monotonic(), 0.01)):
-                chunk = os.read(key.fd, 65536)  # type: ignore[arg-type]
+                chunk = os.read(key.fd, 65536)
                 if not chunk:
                     sel.unregister(key.fileobj)
                     if not sel.get_map():

@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from PySide6.QtCore import Qt
+from PySide6.QtWidgets import QTreeWidgetItem
 
 from app.tools.testrun import TestRun
 from app.ui.tests_panel import TestsPanel, counts_text
@@ -38,6 +39,18 @@ def _panel(qtbot, run: TestRun) -> TestsPanel:  # type: ignore[no-untyped-def]
     return panel
 
 
+def _row(panel: TestsPanel, nodeid: str) -> QTreeWidgetItem:
+    item = panel.row(nodeid)
+    assert item is not None, nodeid
+    return item
+
+
+def _file_row(panel: TestsPanel, file: str) -> QTreeWidgetItem:
+    item = panel.file_row(file)
+    assert item is not None, file
+    return item
+
+
 def test_counts_and_tree(qtbot) -> None:  # type: ignore[no-untyped-def]
     """Rows grouped by file with outcome and time; header counts while running and after."""
     run = TestRun()
@@ -47,16 +60,16 @@ def test_counts_and_tree(qtbot) -> None:  # type: ignore[no-untyped-def]
     panel.refresh()
     assert panel.header.text() == "3/4 done, 1 failed  ·  1 passed  ·  1 skipped  ·  0.51 s"
     assert not panel.run_button.isEnabled()
-    assert panel.row("tests/test_x.py::test_a").text(1) == "✓ passed"
-    assert panel.row("tests/test_x.py::test_a").text(2) == "12 ms"
-    assert panel.row("tests/test_x.py::test_b").text(1) == "✗ failed"
-    assert panel.row("tests/test_y.py::test_d").text(1) == "… running"
-    assert panel.file_row("tests/test_x.py").text(1) == "1/2 passed, 1 failed"
-    assert panel.file_row("tests/test_x.py").childCount() == 2
+    assert _row(panel, "tests/test_x.py::test_a").text(1) == "✓ passed"
+    assert _row(panel, "tests/test_x.py::test_a").text(2) == "12 ms"
+    assert _row(panel, "tests/test_x.py::test_b").text(1) == "✗ failed"
+    assert _row(panel, "tests/test_y.py::test_d").text(1) == "… running"
+    assert _file_row(panel, "tests/test_x.py").text(1) == "1/2 passed, 1 failed"
+    assert _file_row(panel, "tests/test_x.py").childCount() == 2
     run.apply({"kind": "run_finished", "exitstatus": 1, "duration": 0.6})
     panel.refresh()
     # the test still running when the run ended is an error, and the first failure is shown
-    assert panel.row("tests/test_y.py::test_d").text(1) == "! error"
+    assert _row(panel, "tests/test_y.py::test_d").text(1) == "! error"
     assert panel.run_button.isEnabled()
     assert panel.tree.currentItem() is panel.row("tests/test_x.py::test_b")
     assert "E       assert 1 == 2" in panel.detail.toPlainText()
@@ -95,7 +108,7 @@ def test_the_panel_wakes_once_a_frame(qtbot) -> None:  # type: ignore[no-untyped
         run.apply(ev)
     assert len(woke) == 1
     qtbot.waitUntil(lambda: panel.row("tests/test_y.py::test_d") is not None, timeout=3000)
-    assert panel.row("tests/test_x.py::test_b").text(1) == "✗ failed" and len(woke) == 1
+    assert _row(panel, "tests/test_x.py::test_b").text(1) == "✗ failed" and len(woke) == 1
 
 
 def test_selecting_a_test_shows_its_text_and_a_new_run_starts_over(qtbot) -> None:  # type: ignore[no-untyped-def]
@@ -105,7 +118,7 @@ def test_selecting_a_test_shows_its_text_and_a_new_run_starts_over(qtbot) -> Non
     for ev in _stream():
         run.apply(ev)
     panel.refresh()
-    panel.tree.setCurrentItem(panel.row("tests/test_y.py::test_c"))
+    panel.tree.setCurrentItem(_row(panel, "tests/test_y.py::test_c"))
     assert panel.detail.toPlainText() == "no network"
     run.apply({"kind": "run_started"})
     panel.refresh()

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+
 import pytest
 from PySide6.QtCore import QUrl
-from PySide6.QtGui import QGuiApplication
+from PySide6.QtGui import QGuiApplication, QTextBlock, QTextFragment
 
 import app.ui.transcript_view as tv
 from app.render.transcript import BlockKind, Transcript
@@ -91,7 +93,7 @@ def test_code_is_highlighted_in_theme(view: TranscriptView) -> None:
     assert "import os" in view.toPlainText()
 
 
-def _fragments(block):  # type: ignore[no-untyped-def]
+def _fragments(block: QTextBlock) -> Iterator[QTextFragment]:
     it = block.begin()
     while not it.atEnd():
         yield it.fragment()
