@@ -14,7 +14,7 @@ import subprocess
 import time
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pytest
 
@@ -32,6 +32,9 @@ from app.server.engines.base import Failure, Turn
 from app.server.engines.chat_completions import ChatCompletionsEngine
 from tests.server.fixtures.llama_server import command, free_port, stop
 from tests.server.fixtures.make_tiny_gguf import token_id, write
+
+if TYPE_CHECKING:  # llama-cpp-python is an optional extra: imported where a test runs the engine
+    from app.server.engines.llama_cpp import LlamaCppEngine
 
 READ_FILE = {
     "type": "function",
@@ -228,7 +231,7 @@ class EvalLog:
         return [p for start, n in self.calls[since:] for p in range(start, start + n)]
 
 
-def gguf_engine(path: Path, **kw: Any) -> Any:
+def gguf_engine(path: Path, **kw: Any) -> LlamaCppEngine:
     from app.server.engines.llama_cpp import LlamaCppEngine
 
     return LlamaCppEngine(write(path), n_ctx=2048, extra={"logit_bias": {token_id("o"): 100.0}}, **kw)
@@ -298,6 +301,7 @@ async def test_a_warm_ups_tokens_are_evaluated_exactly_once(tmp_path: Path) -> N
     try:
         conn.prefill(Turn("w1", "tiny", [], [user(DIFF)], instructions="be brief"))
         await conn.prefills.wait()
+        assert conn.last_prompt is not None
         warm = len(conn.last_prompt)
         assert warm > 1000 and sorted(evals.positions()) == list(range(warm))  # each exactly once
         before = len(evals.calls)
@@ -307,6 +311,7 @@ async def test_a_warm_ups_tokens_are_evaluated_exactly_once(tmp_path: Path) -> N
         assert text_of(outs) == "ooo"
         turn_positions = evals.positions(before)
         assert min(turn_positions) == warm  # nothing of the warm-up again
+        assert conn.last_prompt is not None
         assert len(turn_positions) == len(conn.last_prompt) - warm + 2  # its tokens, then 2 generated
     finally:
         await conn.aclose()
@@ -332,7 +337,7 @@ async def test_a_turn_arriving_during_a_prefill_waits_for_it_instead_of_redoing_
         tokenized.append(len(text))
         return tokenize(text)
 
-    engine.tokenize = counting
+    engine.tokenize = counting  # type: ignore[method-assign]
     conn = engine.connect()
     try:
         conn.prefill(Turn("w1", "tiny", [], [user(DIFF)], instructions="be brief"))

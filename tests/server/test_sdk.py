@@ -7,14 +7,15 @@ from typing import Any
 
 import pytest
 from openai import AsyncOpenAI
+from openai.types.responses import FunctionToolParam
 
 from app.server.app import run_server
-from app.server.engines.scripted import ScriptedEngine
+from app.server.engines.scripted import Script, ScriptedEngine
 
 pytestmark = pytest.mark.asyncio
 
 TOKEN = "sdk-token"
-READ_FILE = {
+READ_FILE: FunctionToolParam = {
     "type": "function",
     "name": "read_file",
     "description": "Read a file of the project",
@@ -135,7 +136,7 @@ async def test_sdk_responses_stream_helper() -> None:
 
 async def test_sdk_parses_scripted_reasoning_and_tool_call() -> None:
     """A scripted turn with reasoning, text and a tool call parses into typed SDK output items."""
-    script = [
+    script: Script = [
         [
             {"reasoning": "Look at the file first."},
             {"text": "Reading it."},

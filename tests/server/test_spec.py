@@ -8,7 +8,7 @@ from __future__ import annotations
 import contextlib
 import json
 from collections.abc import AsyncIterator
-from typing import Any
+from typing import Any, cast
 
 import aiohttp
 import pytest
@@ -120,7 +120,7 @@ async def post(srv: RunningServer, http: aiohttp.ClientSession, path: str = "", 
 
 
 def final(events: list[dict[str, Any]]) -> dict[str, Any]:
-    return events[-1]["response"]
+    return cast(dict[str, Any], events[-1]["response"])
 
 
 # --------------------------------------------------------------------------------------------------
