@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from app.render.highlight import PackedSpans
 from app.render.transcript import FEED_CHUNK, PACK_BLOCKS, BlockKind, Transcript
 from tests.render.stream import (
@@ -158,7 +160,7 @@ def test_failures_and_notices() -> None:
 
 def test_restore_maps_items_like_live_events() -> None:
     """Stored items become the same blocks the live events made."""
-    items = [
+    items: list[dict[str, Any]] = [
         {"type": "message", "role": "user", "content": [{"type": "input_text", "text": "hi"}]},
         {"type": "function_call", "id": "fc1", "name": "read_file", "call_id": "c1", "arguments": '{"path": "a"}'},
         {"type": "function_call_output", "call_id": "c1", "output": "text of a"},

@@ -121,7 +121,7 @@ def test_apply_patch_proposes_only() -> None:
     res = execute("apply_patch", {"patch": patch}, c)
     assert res.ok and "M src/util.py (+1 -1)" in res.output_text
     assert res.change_set is not None and res.change_set.files[0].new_text == "def helper():\n    return 'main'\n"
-    assert c.fs.read_bytes("src/util.py") == FILES["src/util.py"]  # type: ignore[attr-defined]
+    assert c.fs.read_bytes("src/util.py") == FILES["src/util.py"]
     bad = execute("apply_patch", {"patch": "*** Begin Patch\n*** Add File: ../x\n+y\n*** End Patch"}, c)
     assert not bad.ok and "'..'" in bad.output_text
     bad = execute("apply_patch", {"patch": "garbage"}, c)
