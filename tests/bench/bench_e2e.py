@@ -222,7 +222,7 @@ async def _session(app: QApplication, tmp: Path) -> dict[str, float]:
 
 
 def _loop(app: QApplication, coro: Any) -> dict[str, float]:
-    result: dict[str, float] = asyncio.run(coro, loop_factory=lambda: qasync.QEventLoop(app))  # type: ignore[arg-type]
+    result: dict[str, float] = asyncio.run(coro, loop_factory=lambda: qasync.QEventLoop(app))
     return result
 
 

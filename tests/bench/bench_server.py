@@ -61,6 +61,7 @@ async def drain(url: str, token: str, pid: int, *, deflate: bool) -> tuple[float
     server = psutil.Process(pid)
     headers = {"Authorization": f"Bearer {token}"}
     frame = ClientSession().create([{"type": "message", "role": "user", "content": f"/long {TOKENS}"}], model="m")
+    assert isinstance(frame, bytes)  # a session without rebuilds gives the frame itself
     async with ws_connect(url, additional_headers=headers, max_size=None,
                           compression="deflate" if deflate else None) as conn:
         cpu0 = sum(server.cpu_times()[:2])
@@ -88,9 +89,9 @@ async def bench_writes() -> list[Row]:
             await drain(url, token, pid, deflate=cases[name][1])
         for _ in range(REPS):
             for name, (url, token, pid) in servers.items():
-                rate, cpu = await drain(url, token, pid, deflate=cases[name][1])
+                rate, cpu_s = await drain(url, token, pid, deflate=cases[name][1])
                 rates[name].append(rate)
-                cpus[name].append(cpu)
+                cpus[name].append(cpu_s)
     med = {k: statistics.median(v) for k, v in rates.items()}
     cpu = {k: statistics.median(v) for k, v in cpus.items()}
     for k in cases:
