@@ -11,10 +11,18 @@ The channel never mixes with the tests' own output:
 Without either, the plugin does nothing. Each line: {"kind", "nodeid", "t" (wall clock), ...}.
 """
 
+from __future__ import annotations  # annotations stay strings: the syntax below runs on 3.8
+
 import json
 import os
 import sys
 import time
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:  # for mypy only: at run time this file needs nothing but the standard library
+    from collections.abc import Sequence
+
+    import pytest
 
 _ENV_FD = "SLIPSTREAM_EVENTS_FD"
 _ENV_FILE = "SLIPSTREAM_EVENTS_FILE"
@@ -22,12 +30,12 @@ _MAX_TEXT = 64 * 1024
 
 
 class _Channel:
-    def __init__(self, fd, close):
+    def __init__(self, fd: int, close: bool) -> None:
         self.fd = fd
         self._close = close
         self.broken = False
 
-    def send(self, event):
+    def send(self, event: dict[str, Any]) -> None:
         if self.broken:
             return
         event["t"] = time.time()
@@ -39,7 +47,7 @@ class _Channel:
         except OSError:
             self.broken = True  # the app went away: keep the test run itself alive
 
-    def close(self):
+    def close(self) -> None:
         if self._close:
             try:
                 os.close(self.fd)
@@ -47,7 +55,7 @@ class _Channel:
                 pass
 
 
-def _open_channel():
+def _open_channel() -> _Channel | None:
     fd = os.environ.get(_ENV_FD)
     if fd:
         try:
@@ -61,7 +69,7 @@ def _open_channel():
     return None
 
 
-def _text(report):
+def _text(report: pytest.CollectReport | pytest.TestReport) -> str:
     try:
         text = report.longreprtext
     except Exception:
@@ -72,31 +80,31 @@ def _text(report):
 
 
 class SlipstreamReporter:
-    def __init__(self, config, channel):
+    def __init__(self, config: pytest.Config, channel: _Channel) -> None:
         self.config = config
         self.channel = channel
         self.t0 = time.time()
         self.deselected = 0
 
-    def pytest_sessionstart(self, session):
+    def pytest_sessionstart(self, session: pytest.Session) -> None:
         self.channel.send({"kind": "run_started", "pid": os.getpid(), "python": sys.version.split()[0],
                            "rootdir": str(self.config.rootpath) if hasattr(self.config, "rootpath") else ""})
 
-    def pytest_deselected(self, items):
+    def pytest_deselected(self, items: Sequence[pytest.Item]) -> None:
         self.deselected += len(items)
 
-    def pytest_collectreport(self, report):
+    def pytest_collectreport(self, report: pytest.CollectReport) -> None:
         if report.failed:
             self.channel.send({"kind": "collect_error", "nodeid": report.nodeid, "text": _text(report)})
 
-    def pytest_collection_finish(self, session):
+    def pytest_collection_finish(self, session: pytest.Session) -> None:
         ids = [item.nodeid for item in session.items]
         self.channel.send({"kind": "collected", "count": len(ids), "nodeids": ids, "deselected": self.deselected})
 
-    def pytest_runtest_logstart(self, nodeid, location):
+    def pytest_runtest_logstart(self, nodeid: str, location: tuple[str, int | None, str]) -> None:
         self.channel.send({"kind": "started", "nodeid": nodeid})
 
-    def pytest_runtest_logreport(self, report):
+    def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
         try:
             res = self.config.hook.pytest_report_teststatus(report=report, config=self.config)
             category = res[0] if isinstance(res, tuple) else ""
@@ -104,7 +112,7 @@ class SlipstreamReporter:
             category = report.outcome
         if category == "error" or (report.failed and report.when != "call"):
             category = "error"
-        ev = {"kind": "phase", "nodeid": report.nodeid, "when": report.when, "category": category,
+        ev: dict[str, Any] = {"kind": "phase", "nodeid": report.nodeid, "when": report.when, "category": category,
               "outcome": report.outcome, "duration": round(report.duration, 6)}
         if report.failed:
             ev["text"] = _text(report)
@@ -117,16 +125,16 @@ class SlipstreamReporter:
                 ev["text"] = "xfail: " + str(wasxfail)
         self.channel.send(ev)
 
-    def pytest_runtest_logfinish(self, nodeid, location):
+    def pytest_runtest_logfinish(self, nodeid: str, location: tuple[str, int | None, str]) -> None:
         self.channel.send({"kind": "finished", "nodeid": nodeid})
 
-    def pytest_sessionfinish(self, session, exitstatus):
+    def pytest_sessionfinish(self, session: pytest.Session, exitstatus: int | pytest.ExitCode) -> None:
         self.channel.send({"kind": "run_finished", "exitstatus": int(exitstatus),
                            "duration": round(time.time() - self.t0, 6)})
         self.channel.close()
 
 
-def pytest_configure(config):
+def pytest_configure(config: pytest.Config) -> None:
     # xdist workers report through the controller; only the controller streams.
     if hasattr(config, "workerinput"):
         return
