@@ -11,13 +11,13 @@ import pytest
 from app.adapters.proc import detect_test_command, run_tests
 from app.protocol.tokens import estimate_tokens
 from app.server.app import run_server
-from app.server.engines.scripted import ScriptedEngine
+from app.server.engines.scripted import Script, ScriptedEngine, Step
 from tests.services.test_agent import build
 
 pytestmark = pytest.mark.asyncio
 
-RUN = [{"tool_call": {"name": "run_tests", "arguments": {}}}]
-RERUN = [{"tool_call": {"name": "rerun_failed", "arguments": {}}}]
+RUN: list[Step] = [{"tool_call": {"name": "run_tests", "arguments": {}}}]
+RERUN: list[Step] = [{"tool_call": {"name": "rerun_failed", "arguments": {}}}]
 
 
 def failing_project(tmp_path: Path) -> Path:
@@ -92,7 +92,7 @@ async def test_same_failures_three_runs_in_a_row_stop_the_loop(tmp_path: Path) -
     """run_tests, then rerun_failed (only the failed id) twice: the same failure three times stops the
     loop before a fourth run, and both the user and the model are told why."""
     root = failing_project(tmp_path)
-    script = [RUN, RERUN, RERUN, RERUN, RERUN, [{"text": "Stopping: the discount rounding is still wrong."}]]
+    script: Script = [RUN, RERUN, RERUN, RERUN, RERUN, [{"text": "Stopping: the discount rounding is still wrong."}]]
     async with run_server(ScriptedEngine(rate_tps=0, script=script)) as srv:
         agent, asked, events, ws = await build(root, srv, tmp_path)
         notices: list[tuple[str, str]] = []
@@ -121,7 +121,7 @@ async def test_a_changed_failure_is_progress_not_stuck(tmp_path: Path) -> None:
     """The same id failing with a different message (the model changed something) resets the count."""
     root = failing_project(tmp_path)
     cart = root / "shop" / "cart.py"
-    script = [RUN, RERUN, RERUN, RERUN, [{"text": "done"}]]
+    script: Script = [RUN, RERUN, RERUN, RERUN, [{"text": "done"}]]
     async with run_server(ScriptedEngine(rate_tps=0, script=script)) as srv:
         agent, _, events, ws = await build(root, srv, tmp_path, approval_policy="auto_all")
 
@@ -224,7 +224,7 @@ async def test_repo_sized_failing_example(tmp_path: Path) -> None:
     budget = AgentConfig().test_digest_tokens
     d = build_digest(run, estimate=estimate_tokens, budget=budget, root=root.as_posix())
     assert all(c.nodeid in d.text for c in run.failures())
-    raw, old = estimate_tokens(run.output_tail), estimate_tokens(run.summary_for_model())
+    raw, summary = estimate_tokens(run.output_tail), estimate_tokens(run.summary_for_model())
     print(f"\nrepo-sized example: {run.counts_line()}; digest {d.tokens} tokens (budget {budget}, "
-          f"{d.trimmed} tracebacks trimmed) vs raw pytest output {raw} tokens; the old summary was {old}")
+          f"{d.trimmed} tracebacks trimmed) vs raw pytest output {raw} tokens; the old summary was {summary}")
     assert d.tokens <= budget and d.tokens < raw

@@ -27,7 +27,7 @@ async def test_failing_settings_show_a_banner_and_fixing_them_clears_it(tmp_path
     root = tmp_path / "project"
     root.mkdir()
     (root / "main.py").write_text("print('hi')\n")
-    keyring = MemoryKeyring()  # type: ignore[no-untyped-call]
+    keyring = MemoryKeyring()
     svc = AppServices(root, Settings(), store=HistoryStore(tmp_path / "h.db"), secrets=SecretStore(keyring),
                       persist_settings=False, watch=False)
     banners: list[str] = []
@@ -73,7 +73,7 @@ async def test_failing_settings_show_a_banner_and_fixing_them_clears_it(tmp_path
 async def test_an_unreachable_endpoint_is_a_banner_with_the_reason(tmp_path: Path) -> None:
     root = tmp_path / "project"
     root.mkdir()
-    keyring = MemoryKeyring()  # type: ignore[no-untyped-call]
+    keyring = MemoryKeyring()
     svc = AppServices(root, Settings(), store=HistoryStore(tmp_path / "h.db"), secrets=SecretStore(keyring),
                       persist_settings=False, watch=False)
     banners: list[str] = []
