@@ -8,7 +8,6 @@ from pathlib import Path
 
 import pytest
 
-from app.adapters import git_facts
 from app.adapters.git_facts import recent_commits
 
 
@@ -36,5 +35,5 @@ def test_recent_commits_newest_first_relative_to_the_project(tmp_path: Path) -> 
 def test_no_repository_or_no_git_gives_nothing(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("GIT_CEILING_DIRECTORIES", str(tmp_path))
     assert recent_commits(tmp_path) == ()
-    monkeypatch.setattr(git_facts.shutil, "which", lambda _name: None)
+    monkeypatch.setattr(shutil, "which", lambda _name: None)
     assert recent_commits(tmp_path) == ()

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 from pytestqt.qtbot import QtBot
 
 from app.services.api import FileBadge, FileChanges
@@ -124,7 +126,7 @@ def test_the_first_context_budget_and_choices_are_shown(qtbot: QtBot) -> None:
     rows = [FileBadge(p, "in_view") for p in ("README.md", "app/main.py", "app/x.py", "b.py", "c.py")]
     rows.append(FileBadge("tests/test_x.py", "summarised", "did not fit"))
     snap = SnapshotSummary(32_000, 30_400, ("README.md", "app/main.py", "app/x.py", "b.py", "c.py"), 120)
-    panel.update_files(FileChanges(**{**vars_of(FileChanges.listing(rows)), "snapshot": snap}))
+    panel.update_files(dataclasses.replace(FileChanges.listing(rows), snapshot=snap))
     assert not panel.budget_line.isHidden()
     assert panel.budget_line.text().replace("\u2060", "") == (
         "32k budget, 30k used: 5 files in full, 120 listed; README.md, app/main.py, app/x.py, b.py, …")
@@ -136,7 +138,3 @@ def test_the_first_context_budget_and_choices_are_shown(qtbot: QtBot) -> None:
     long = SnapshotSummary(32_000, 1, tuple(f"very/long/path/number/{i}/" + "x" * 80 for i in range(4)), 1)
     panel.set_first_context(long)
     assert panel.sizeHint().width() == width  # a long header wraps: the panel never widens
-
-
-def vars_of(changes: FileChanges) -> dict[str, object]:
-    return {f: getattr(changes, f) for f in changes.__dataclass_fields__}
