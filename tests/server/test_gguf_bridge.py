@@ -14,7 +14,7 @@ import subprocess
 import time
 from collections.abc import Iterator
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 import pytest
 
@@ -278,7 +278,9 @@ async def test_token_cache_gives_the_tokens_of_the_whole_rendered_conversation(t
             r = HistoryRenderer()
             r.extend([*t.history, *new])
             messages = [{"role": "system", "content": "be brief"}, *r.messages]
-            text = reference(messages=messages, tools=tools_to_chat([READ_FILE])).prompt
+            # JSON-shaped dicts; llama_cpp types them as TypedDicts (checked only where it is installed)
+            chat_tools: Any = tools_to_chat([READ_FILE])
+            text = reference(messages=cast(Any, messages), tools=chat_tools).prompt
             expected = engine.llama.tokenize(text.encode(), add_bos=False, special=True)
             prompt = conn.last_prompt
             assert prompt is not None and prompt.tokens() == expected, f"turn {i}"
