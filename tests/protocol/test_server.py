@@ -422,7 +422,7 @@ def test_bad_frames_get_errors_and_connection_stays_usable() -> None:
     """Junk, unknown types, bad fields, background:true → 400 errors; then a good create works."""
     s = make(max_frame_bytes=1000)
     s.receive_frame(b"{not json")
-    s.receive_frame('{"type":"response.cancel"}')
+    s.receive_frame('{"type":"response.append"}')
     s.receive_frame('{"type":"response.create","input":7}')
     s.receive_frame("x" * 1001)
     send(s, input="x", background=True)

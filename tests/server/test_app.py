@@ -128,7 +128,7 @@ async def test_bad_frames_get_error_events_and_connection_stays_usable() -> None
     """Malformed JSON, unknown types and binary frames each get an error; a valid create still works."""
     async with socket_to() as ws:
         await ws.send_str("{not json")
-        await ws.send_str(json.dumps({"type": "response.cancel"}))
+        await ws.send_str(json.dumps({"type": "response.append"}))
         await ws.send_bytes(b"\x00\x01")
         codes = []
         for _ in range(3):

@@ -23,6 +23,7 @@ from app.services.api import (
     SessionInfo,
     StreamStats,
 )
+from app.services.inspector import Inspector
 from app.services.settings import KeychainInfo, Settings
 from app.services.signals import Signal
 from app.tools.testrun import TestRun
@@ -46,6 +47,7 @@ class FakeServices:
     def __post_init__(self) -> None:
         self.conversation = Transcript()
         self.test_run = TestRun()
+        self.inspector = Inspector()  # tests feed it with record_send / record_end
         self.connection_changed: Signal[[ConnectionStatus]] = Signal("connection_changed")
         self.stats_changed: Signal[[StreamStats]] = Signal("stats_changed")
         self.files_changed: Signal[[FileChanges]] = Signal("files_changed")
