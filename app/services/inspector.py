@@ -24,6 +24,7 @@ from typing import Any, Literal
 
 from app.context.ledger import UPDATE_MARKER
 from app.protocol.codec import encode_json
+from app.render.transcript import message_text
 from app.services.signals import Signal
 
 __all__ = ["DiffLine", "Inspector", "SendRecord", "SentItem", "describe_item", "diff_lines", "human_bytes",
@@ -116,16 +117,6 @@ def diff_lines(text: str) -> list[DiffLine]:
     return out
 
 
-def _text_of(item: Item) -> str:
-    content = item.get("content")
-    if isinstance(content, str):
-        return content
-    if isinstance(content, list):
-        parts = [str(p.get("text", "")) for p in content if isinstance(p, Mapping)]
-        return "\n".join(p for p in parts if p)
-    return ""
-
-
 def _first_line(text: str, limit: int = 90) -> str:
     line = text.strip().split("\n", 1)[0]
     return line if len(line) <= limit else line[: limit - 1] + "…"
@@ -137,7 +128,7 @@ def describe_item(item: Item) -> SentItem:
     kind = item.get("type")
     if kind == "message" or (kind is None and "role" in item):
         role = str(item.get("role", ""))
-        text = _text_of(item)
+        text = message_text(item)
         if text.startswith(UPDATE_MARKER):
             files = text.count("\n@@") + text.count("\n--- ")
             return SentItem("context update", _first_line(text[len(UPDATE_MARKER):]) or "changed files",
