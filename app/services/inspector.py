@@ -27,8 +27,17 @@ from app.protocol.codec import encode_json
 from app.render.transcript import message_text
 from app.services.signals import Signal
 
-__all__ = ["DiffLine", "Inspector", "SendRecord", "SentItem", "describe_item", "diff_lines", "human_bytes",
-           "request_summary", "tokens"]
+__all__ = [
+    "DiffLine",
+    "Inspector",
+    "SendRecord",
+    "SentItem",
+    "compact",
+    "describe_item",
+    "diff_lines",
+    "human_bytes",
+    "request_summary",
+]
 
 KEEP_FRAMES = 30
 KEEP_RECORDS = 2000
@@ -332,9 +341,13 @@ def human_bytes(n: float) -> str:
     return f"{n / 1_000_000:.1f} MB"
 
 
-def tokens(n: int) -> str:
-    """1234 -> 1.2k."""
-    return f"{n}" if n < 1000 else (f"{n / 1000:.1f}k" if n < 1_000_000 else f"{n / 1_000_000:.1f}M")
+def compact(n: float) -> str:
+    """1234 -> "1.2k", 2_500_000 -> "2.5M"; small numbers stay exact (token counts, rates)."""
+    if n < 1000:
+        return f"{n:.0f}"
+    if n < 1_000_000:
+        return f"{n / 1000:.1f}k".replace(".0k", "k")
+    return f"{n / 1_000_000:.1f}M".replace(".0M", "M")
 
 
 def request_summary(rec: SendRecord) -> str:
@@ -343,7 +356,7 @@ def request_summary(rec: SendRecord) -> str:
     chain = "whole conversation, new chain" if rec.fresh else "only new input"
     parts = [f"Sent {human_bytes(rec.bytes_sent)} ({what}, {chain})"]
     if rec.input_tokens is not None:
-        parts.append(f"{tokens(rec.cached_tokens or 0)} tokens cached, {tokens(rec.new_tokens or 0)} new")
+        parts.append(f"{compact(rec.cached_tokens or 0)} tokens cached, {compact(rec.new_tokens or 0)} new")
     if rec.ttft_ms is not None:
         parts.append(f"first token {rec.ttft_ms:.0f} ms")
     return " · ".join(parts)
