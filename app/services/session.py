@@ -267,7 +267,7 @@ class ResponsesSession:
             log.info("rotating the connection before its age limit")
             self.rotations += 1
             limit = (self.endpoint.max_age_s or 0) / 60
-            self._set_state("rotating", f"renewing the connection early, before its {limit:g}-minute age limit")
+            self._set_state("rotating", f"before its {limit:g}-min limit")
             await self._drop_socket(1000, "rotating before the connection age limit")
             self.client.on_disconnect()
             self._fresh_cause = "the connection was renewed before its age limit"

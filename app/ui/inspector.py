@@ -47,21 +47,22 @@ DIFF_COLOURS = {"light": ("#1a7f37", "#cf222e", "#0969da", "#dafbe1", "#ffebe9")
 
 
 def record_row(rec: SendRecord) -> str:
-    """One list row: what kind of request, how much it sent, how it chained, what it cost."""
+    """One list row, two lines: which request and how it ended; what it sent and what it cost."""
     kind = "context push" if rec.kind == "push" else "message"
     when = time.strftime("%H:%M:%S", time.localtime(rec.at))
-    chain = "new chain" if rec.fresh else "chained"
-    parts = [f"#{rec.seq} {when} {kind}", f"{human_bytes(rec.bytes_sent)}",
-             f"{rec.input_items} item" + ("" if rec.input_items == 1 else "s"), chain]
-    if rec.input_tokens is not None:
-        parts.append(f"{compact(rec.cached_tokens or 0)} cached / {compact(rec.new_tokens or 0)} new")
+    head = [f"#{rec.seq}  {when}  {kind}"]
     if rec.status == "cancelled":
-        parts.append("stopped" + (", chain kept" if rec.kept_chain else ""))
+        head.append("stopped" + (", chain kept" if rec.kept_chain else ""))
     elif rec.status == "failed":
-        parts.append("failed")
-    elif rec.transport == "http":
-        parts.append("HTTP")
-    return " · ".join(parts)
+        head.append("failed")
+    if rec.transport == "http":
+        head.append("over HTTP")
+    if rec.fresh:
+        head.append("new chain")
+    parts = [human_bytes(rec.bytes_sent), f"{rec.input_items} item" + ("" if rec.input_items == 1 else "s")]
+    if rec.input_tokens is not None:
+        parts.append(f"{compact(rec.cached_tokens or 0)} cached / {compact(rec.new_tokens or 0)} new tokens")
+    return " · ".join(head) + "\n    " + " · ".join(parts)
 
 
 def totals_text(insp: Inspector) -> str:
@@ -185,7 +186,7 @@ class InspectorWindow(QDialog):
         rows = [
             ("Kind", "context push (no answer asked)" if rec.kind == "push" else "message (answer streamed)"),
             ("Transport", {"websocket": "WebSocket", "http": "HTTP"}.get(rec.transport, rec.transport)),
-            ("Chain", f"continues {rec.previous_response_id} → {rec.response_id or '…'}" if not rec.fresh
+            ("Chain", f"continues {self._parent(rec)} → {rec.response_id or '…'}" if not rec.fresh
              else f"new chain → {rec.response_id or '…'} (why: {rec.fresh_cause})"),
             ("Sent", f"{human_bytes(rec.bytes_sent)}, {rec.input_items} input item"
                      + ("" if rec.input_items == 1 else "s")),
@@ -215,6 +216,15 @@ class InspectorWindow(QDialog):
         for n, item in enumerate(rec.items, 1):
             out.append(self._item_html(n, item))
         return "".join(out)
+
+    def _parent(self, rec: SendRecord) -> str:
+        """The response this request continued, named by its request when it is still listed."""
+        pid = rec.previous_response_id or ""
+        parent = self.inspector.find(pid)
+        if parent is None:
+            return pid
+        stopped = " (stopped by you)" if parent.status == "cancelled" else ""
+        return f"#{parent.seq}{stopped}: {pid}"
 
     def _item_html(self, n: int, item: SentItem) -> str:
         th = self.theme

@@ -18,13 +18,14 @@ def test_rows_totals_and_a_diff_painted_as_a_diff(qtbot) -> None:  # type: ignor
     rows = [win.list.item(i).text() for i in range(6)]
     assert "context push" in rows[0] and "new chain" in rows[0]
     assert "stopped, chain kept" in rows[3]
-    assert "1 item · chained · 9.8k cached / 13 new" in rows[4]
+    assert "new chain" not in rows[4] and "1 item · 9.8k cached / 13 new tokens" in rows[4]
     assert "resent" not in totals_text(insp) and "sent again 1× (connection lost (code 1006) ×1)" in totals_text(insp)
     assert win.show_request("resp_a3")
     html = win.detail.toHtml()
-    assert "context update" in html and "continues resp_a2" in html
+    assert "context update" in html and "continues #2: resp_a2" in html
     assert "#ffebe9" in html and "#dafbe1" in html  # deletion and addition backgrounds (light theme)
     assert win.show_request("resp_a5") and "only new input" in win.detail.toPlainText()
+    assert "continues #4 (stopped by you): resp_a4" in win.detail.toPlainText()
     assert not win.show_request("resp_unknown")
     n = len(insp)
     feed_wire_demo(insp)  # more requests arrive while the window is open: one repaint, newest not forced
