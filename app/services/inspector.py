@@ -24,7 +24,7 @@ from typing import Any, Literal
 
 from app.context.ledger import UPDATE_MARKER
 from app.protocol.codec import encode_json
-from app.render.transcript import message_text
+from app.protocol.inputs import message_text
 from app.services.signals import Signal
 
 __all__ = [
