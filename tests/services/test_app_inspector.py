@@ -42,9 +42,10 @@ async def test_stop_then_next_message_sends_only_new_input(tmp_path: Path) -> No
         assert stopped is not None and stopped.status == "cancelled" and stopped.kept_chain
         assert statuses[-1].state == "warm" and all(s.state != "offline" for s in statuses)
         svc.send_message("and now a short one")
-        await wait_until(lambda: not svc.busy and svc.inspector.last is not stopped
-                         and svc.inspector.last.status == "completed", 15)
+        await wait_until(lambda: not svc.busy and (rec := svc.inspector.last) is not None and rec is not stopped
+                         and rec.status == "completed", 15)
         last = svc.inspector.last
+        assert last is not None
         assert last.previous_response_id == stopped.response_id and last.input_items == 1
         assert last.items is not None and last.items[0].kind == "your message"
         assert last.bytes_sent < 6000 < 20_000 < last.full_bytes  # the tools and instructions go every time

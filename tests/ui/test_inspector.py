@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from app.render.transcript import BlockKind
 from app.services.inspector import Inspector
+from app.ui.controller import Controller
 from app.ui.inspector import InspectorWindow, record_row, totals_text
 from app.ui.main_window import MainWindow
 from tests.ui.fakes import FakeServices, feed_wire_demo
@@ -46,7 +47,8 @@ def test_old_requests_keep_only_their_figures(qtbot) -> None:  # type: ignore[no
 
 
 def test_status_bar_click_and_transcript_notice_open_it(qtbot, window: MainWindow, fake: FakeServices) -> None:  # type: ignore[no-untyped-def]
-    ctl = window.controller  # type: ignore[attr-defined]
+    ctl = window.findChild(Controller)
+    assert ctl is not None
     fake.record_wire_demo()
     window.status.sent.click()
     win = ctl.inspector_window

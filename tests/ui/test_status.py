@@ -5,12 +5,12 @@ from __future__ import annotations
 import pytest
 
 from app.services.api import ConnectionStatus, StreamStats
+from app.services.inspector import compact
 from app.ui.status import (
     STATE_COLOUR,
     StatusBar,
     cache_text,
     cache_tooltip,
-    compact,
     connection_text,
     first_token_text,
     rate_text,
