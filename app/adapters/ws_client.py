@@ -83,6 +83,11 @@ class WsTransport:
             transport.max_size = READ_CHUNK
         return cls(conn)
 
+    def header(self, name: str) -> str | None:
+        """A header of the server's upgrade answer (e.g. which optional client events it accepts)."""
+        response = getattr(self._conn, "response", None)
+        return response.headers.get(name) if response is not None else None
+
     async def send(self, frame: bytes | str) -> bool:
         """Send one text frame (bytes are sent as text: they are UTF-8 JSON). False if the socket is gone."""
         try:

@@ -375,6 +375,21 @@ class ClientSession:
         state = self._lanes.get(lane)
         return state.head if state is not None else None
 
+    def in_flight_id(self, lane: str | None = None) -> str | None:
+        """The id of `lane`'s running response (from its `response.created`); None before that."""
+        turn = self._turn(lane)
+        return turn.response_id if turn is not None else None
+
+    def unanswered_calls(self, lane: str | None = None) -> list[Item]:
+        """Function calls in `lane`'s transcript that no `function_call_output` answers yet (a stopped
+        response's calls: the next request must answer them, upstream refuses the chain otherwise)."""
+        state = self._lanes.get(lane)
+        if state is None:
+            return []
+        answered = {str(i.get("call_id")) for i in state.transcript if i.get("type") == "function_call_output"}
+        return [i for i in state.transcript
+                if i.get("type") == "function_call" and str(i.get("call_id")) not in answered]
+
     def in_flight(self, lane: str | None = None) -> bool:
         """Whether `lane` has a request without its outcome yet."""
         state = self._lanes.get(lane)

@@ -33,6 +33,7 @@ import msgspec
 from msgspec import UNSET, UnsetType
 
 __all__ = [
+    "CLIENT_EVENTS_HEADER",
     "CLIENT_EVENT_TYPES",
     "KNOWN_CLIENT_TYPES",
     "KNOWN_SERVER_TYPES",
@@ -64,6 +65,7 @@ __all__ = [
     "ReasoningTextDone",
     "RefusalDelta",
     "RefusalDone",
+    "ResponseCancel",
     "ResponseCompleted",
     "ResponseCreate",
     "ResponseCreated",
@@ -146,12 +148,24 @@ class ResponseSteer(_ClientEventBase, tag="response.steer", frozen=True, kw_only
     input: str | list[JSON]
 
 
-ClientEvent = ResponseCreate | ResponseSteer
+class ResponseCancel(_ClientEventBase, tag="response.cancel", frozen=True, kw_only=True):
+    """`response.cancel`: stop a running response now (Slipstream's own server only; OpenAI's WebSocket
+    mode has no cancel event, PROTOCOL §2.4). The server ends it with `response.incomplete`,
+    `incomplete_details.reason: "cancelled"`, keeping its partial output as the chain's latest
+    response; a server offering it says so on the upgrade (`CLIENT_EVENTS_HEADER`)."""
+
+    response_id: str
+
+
+ClientEvent = ResponseCreate | ResponseSteer | ResponseCancel
 
 KNOWN_CLIENT_TYPES: Final[dict[str, type[ClientEvent]]] = {
     "response.create": ResponseCreate,
     "response.steer": ResponseSteer,
+    "response.cancel": ResponseCancel,
 }
+# Upgrade response header listing the optional client events a server accepts ("response.cancel").
+CLIENT_EVENTS_HEADER: Final = "X-Slipstream-Client-Events"
 CLIENT_EVENT_TYPES: Final = frozenset(KNOWN_CLIENT_TYPES)
 
 

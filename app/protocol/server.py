@@ -47,6 +47,9 @@ Rules (PROTOCOL.md §1-§4, §8; the Open Responses spec 2026-04-24):
   once nothing is in flight the session queues that error and sets `close_requested`.
 - Bad frames are answered with an `error` event (status 400) and the connection stays usable.
   Codex's `response.processed` acknowledgement is ignored silently.
+- `response.cancel` (ours, not OpenAI's: its WebSocket mode has none) ends a running response as
+  `response.incomplete` with reason "cancelled" and its partial output, which stays chainable;
+  `cancelled()` tells the adapter which engine tasks to stop.
 
 HTTP mode (`ServerSession.for_http`, then `receive_http_body`): the body is a `response.create`
 without `type`; `stream_id` is refused; frames come out SSE-encoded and the stream ends with
@@ -72,6 +75,7 @@ from app.protocol.events import (
     UNSET,
     ErrorDetail,
     ErrorEvent,
+    ResponseCancel,
     ResponseCompleted,
     ResponseCreate,
     ResponseCreated,
@@ -239,6 +243,7 @@ class ServerSession:
         self._items: OrderedDict[str, Item] = OrderedDict()  # recent output items by id (item_reference)
         self._limit: str | None = None  # None | "draining" | "closed"
         self._finals: dict[str, dict[str, Any]] = {}
+        self._cancelled: list[str] = []  # responses ended by `response.cancel` whose engine must stop
         # Set when the adapter should close the connection: (close code, reason).
         self.close_requested: tuple[int, str] | None = None
         # HTTP mode: (status, JSON body) when the request was refused before a response existed.
@@ -317,6 +322,8 @@ class ServerSession:
             return
         if isinstance(event, ResponseSteer):
             self._on_steer(event)
+        elif isinstance(event, ResponseCancel):
+            self._on_cancel(event)
         else:
             self._on_create(event, len(data))
 
@@ -405,6 +412,24 @@ class ServerSession:
                 steer={"input": steer.input, "previous_response_id": steer.previous_response_id},
             )
         )
+
+    def _on_cancel(self, cancel: ResponseCancel) -> None:
+        """Stop a running response at once: `response.incomplete` (reason "cancelled") with the output
+        so far, cached as its lane's latest like any incomplete response, so the client continues the
+        chain from it with only new input. The adapter stops the engine (`cancelled()`). A cancel for a
+        response that already ended, or that this connection never ran, is ignored: its terminal event
+        went out already (an `error` would fail the client's next request on that lane)."""
+        active = self._active.get(cancel.response_id)
+        if active is None:
+            return
+        active.writer.close("incomplete")
+        self._end(active, "incomplete", incomplete_reason="cancelled")
+        self._cancelled.append(active.id)
+
+    def cancelled(self) -> list[str]:
+        """Responses cancelled since the last call: the adapter cancels their engine tasks."""
+        out, self._cancelled = self._cancelled, []
+        return out
 
     # ---- scheduling --------------------------------------------------------------------------
 

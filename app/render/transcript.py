@@ -242,6 +242,7 @@ class _User:
 class _Notice:
     kind: NoticeKind
     text: str
+    ref: str = ""  # a request the context inspector can show (its response id)
 
 
 @dataclass(slots=True)
@@ -423,8 +424,9 @@ class Transcript:
     def add_user_message(self, text: str) -> None:
         self._push(_User(text))
 
-    def add_notice(self, kind: NoticeKind, text: str) -> None:
-        self._push(_Notice(kind, text))
+    def add_notice(self, kind: NoticeKind, text: str, ref: str = "") -> None:
+        """`ref`: a response id; the view then offers "Inspect" (what went on the wire for it)."""
+        self._push(_Notice(kind, text, ref))
 
     def add_tool_output(self, call_id: str, text: str, ok: bool) -> None:
         self._push(_ToolOutput(call_id, text, ok))
@@ -535,7 +537,7 @@ class Transcript:
         elif isinstance(op, _User):
             self._new(BlockKind.USER, text=op.text, frozen=True)
         elif isinstance(op, _Notice):
-            self._new(BlockKind.NOTICE, text=op.text, name=op.kind, frozen=True)
+            self._new(BlockKind.NOTICE, text=op.text, name=op.kind, item_id=op.ref, frozen=True)
         elif isinstance(op, _ToolOutput):
             self._new(BlockKind.TOOL_OUTPUT, text=op.text, call_id=op.call_id, ok=op.ok, frozen=True)
         elif isinstance(op, _EndResponse):

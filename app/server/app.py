@@ -45,7 +45,7 @@ from aiohttp import WSMsgType, web
 from app.protocol import codec
 from app.protocol.compact import compaction_resource, parse_compact
 from app.protocol.errors import RemoteProtocolError
-from app.protocol.events import TERMINAL_TYPES, ErrorDetail, ErrorEvent
+from app.protocol.events import CLIENT_EVENTS_HEADER, TERMINAL_TYPES, ErrorDetail, ErrorEvent
 from app.protocol.ids import random_id
 from app.protocol.server import ResponseStore, ServerSession
 from app.server.auth import bearer_ok, new_token
@@ -234,7 +234,11 @@ class _Connection:
     # -- pumping -------------------------------------------------------------------------
 
     def flush(self) -> None:
-        """Move the session's frames to the outbox and start newly ready turns."""
+        """Move the session's frames to the outbox, stop cancelled turns and start newly ready ones."""
+        for rid in self.session.cancelled():  # `response.cancel`: the engine stops computing now
+            task = self.turns.get(rid)
+            if task is not None:
+                task.cancel()
         turns = self.session.ready_turns()
         warmups = self.session.warmups()  # first: a turn started with them waits for their prefill
         if warmups and isinstance(self.engine, Prefiller):
@@ -421,6 +425,7 @@ async def _websocket(request: web.Request) -> web.StreamResponse:
         max_msg_size=state.config.max_frame_bytes, autoping=True, decode_text=False,
         compress=state.config.ws_deflate,
     )
+    ws.headers[CLIENT_EVENTS_HEADER] = "response.cancel"  # Stop keeps the chain (see ServerSession)
     if not ws.can_prepare(request).ok:
         return _error_body(
             400,

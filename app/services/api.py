@@ -16,6 +16,7 @@ from app.context.ledger import BadgeState as BadgeState
 from app.context.ledger import FileStatus
 from app.render.transcript import Transcript
 from app.services.approvals import ApprovalDecision, ApprovalKind, ApprovalRequest
+from app.services.inspector import Inspector
 from app.services.settings import Settings, SettingsFacade
 from app.services.signals import Signal
 from app.tools.testrun import TestRun
@@ -36,7 +37,11 @@ __all__ = [
     "StreamStats",
 ]
 
-ConnectionState = Literal["connecting", "warm", "streaming", "reconnecting", "offline", "error"]
+# connecting: the first socket is opening; warm: connected and idle; streaming: a request is running;
+# reconnecting: the socket was lost, retrying (`attempt`); rotating: renewing the socket early, before
+# the provider's age limit; idle: no socket open and nothing wrong (after a Stop that had to drop it);
+# offline: cannot reach the endpoint; error: the endpoint refused us (a key, a policy).
+ConnectionState = Literal["connecting", "warm", "streaming", "reconnecting", "rotating", "idle", "offline", "error"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -45,6 +50,14 @@ class ConnectionStatus:
     detail: str = ""  # words for the user: "connected to ws://127.0.0.1:8765", "401: wrong key", ...
     engine: str = ""  # "scripted — no model", "gpt-5.3-codex via OpenAI", "llama.cpp (bridge)"
     endpoint: str = ""
+    transport: str = ""  # "websocket" | "http" | "" (none yet)
+    attempt: int = 0  # reconnecting: this attempt's number (1-based) ...
+    max_attempts: int = 0  # ... of at most this many before HTTP is tried
+    rotate_at: float | None = None  # time.monotonic() when the socket is renewed early (None: no socket)
+    rebuilds: int = 0  # fresh chains after the first: each one re-sent the whole conversation
+    rebuild_causes: tuple[tuple[str, int], ...] = ()  # (cause, count), most frequent first
+    ttft_ms: float | None = None  # the last turn's time to first token
+    sent_ratio: float | None = None  # bytes sent / bytes a stateless client would have sent (session)
 
 
 @dataclass(frozen=True, slots=True)
@@ -125,6 +138,8 @@ class Services(SettingsFacade, Protocol):
     def conversation(self) -> Transcript: ...
     @property
     def test_run(self) -> TestRun: ...
+    @property
+    def inspector(self) -> Inspector: ...  # what went on the wire, request by request (context inspector)
     @property
     def connection_changed(self) -> Signal[[ConnectionStatus]]: ...
     @property

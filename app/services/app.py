@@ -37,9 +37,10 @@ from app.services.api import (
 from app.services.approvals import Approvals
 from app.services.endpoints import SCRIPTED_LABEL
 from app.services.history import History
+from app.services.inspector import Inspector, SendRecord, request_summary
 from app.services.live_tests import LiveTests
 from app.services.providers import PROVIDERS
-from app.services.session import Endpoint, ResponsesSession
+from app.services.session import Endpoint, ResponsesSession, SentFrame, TurnResult
 from app.services.settings import KeychainInfo, Settings, save_settings
 from app.services.signals import Signal
 from app.services.stats import Stats
@@ -74,6 +75,7 @@ class AppServices:
         self.history = History(self.project_root, store, self._notice)
         self.approvals = Approvals()
         self.stats = Stats()
+        self.inspector = Inspector()  # what went on the wire, request by request
         self.tests = LiveTests(self.project_root, notice=self._notice,
                                rerun_on_save=lambda: self.settings.rerun_tests_on_save, agent_busy=lambda: self.busy,
                                failed_targets=self._failed_targets, finished=self._test_run_finished)
@@ -165,6 +167,8 @@ class AppServices:
         session = ResponsesSession(endpoint, rebuild=ws.rebuild)
         self.session = session
         session.state_changed.connect(self._on_state)
+        session.sent.connect(self._on_sent)
+        session.ended.connect(self._on_ended)
         self.sync = ContextSync(ws, session)
         policy = self.settings.approval_policy
         cmd_policy = CommandPolicy("ask")
@@ -270,6 +274,7 @@ class AppServices:
         self.busy_changed.emit(True)
         try:
             outcome = await self.agent.run(text, on_retry=lambda why: self._notice("warning", why))
+            self._summarise_request(outcome.last)
             if outcome.status == "failed" and not self._failure_shown:
                 self._notice("error", outcome.message)  # a transport failure: no event said it
                 self.conversation.end_response("failed")
@@ -319,8 +324,7 @@ class AppServices:
     # ---- events -> the conversation, the status bar --------------------------------------------
 
     def _on_state(self, state: ConnectionState, detail: str) -> None:
-        url = self.endpoint.url if self.endpoint else ""
-        self.connection_changed.emit(ConnectionStatus(state, detail, self._engine_label, url))
+        self.connection_changed.emit(self.connection_status(state, detail))
         if self._connected_once:
             return
         if state == "warm":
@@ -330,6 +334,42 @@ class AppServices:
         elif state in ("error", "offline", "reconnecting") and detail and detail != "closed":
             self._set_banner(f"{UNREACHABLE} **{self._engine_label}**: {detail}. Slipstream keeps trying; "
                              "check the endpoint, model and key in Settings.")
+
+    def connection_status(self, state: ConnectionState | None = None, detail: str | None = None) -> ConnectionStatus:
+        """The status bar's whole truth: state, transport, attempt, early renewal, rebuilds, first token."""
+        s = self.session
+        url = self.endpoint.url if self.endpoint else ""
+        if s is None:
+            return ConnectionStatus(state or "connecting", detail or "", self._engine_label, url)
+        insp = self.inspector
+        causes = tuple(sorted(insp.rebuilds.items(), key=lambda kv: -kv[1]))
+        return ConnectionStatus(
+            state or s.state, s.detail if detail is None else detail, self._engine_label, url,
+            transport=s.transport, attempt=s.attempt, max_attempts=s.max_attempts, rotate_at=s.rotate_at(),
+            rebuilds=insp.rebuild_count, rebuild_causes=causes, ttft_ms=s.last_ttft_ms,
+            sent_ratio=insp.ratio if insp.requests else None,
+        )
+
+    def _on_sent(self, sent: SentFrame) -> None:
+        self.inspector.record_send(sent.frame, transport=sent.transport, fresh_cause=sent.fresh_cause,
+                                   transcript=sent.transcript)
+
+    def _on_ended(self, result: TurnResult) -> None:
+        self.inspector.record_end(status=result.status, response_id=result.response_id, usage=result.usage,
+                                  ttft_ms=result.ttft_ms, error=result.error, kept_chain=result.kept_chain)
+        self.connection_changed.emit(self.connection_status())  # ratio, rebuilds, first token
+
+    def _summarise_request(self, last: TurnResult | None) -> None:
+        """One muted line under the answer: what its last request sent, with a way to inspect it."""
+        rec = self.inspector.last
+        if last is None or rec is None or rec.kind != "turn" or last.status == "cancelled":
+            return
+        if last.response_id is None or rec.response_id != last.response_id:
+            return
+        self._notice_ref(rec)
+
+    def _notice_ref(self, rec: SendRecord) -> None:
+        self.conversation.add_notice("status", request_summary(rec), ref=rec.response_id or "")
 
     def _on_event(self, e: ev.ServerEvent) -> None:
         """Every event of a turn, as it arrives: into the conversation (buffered) and the figures."""

@@ -25,6 +25,7 @@ Nothing the user typed is lost: the transcript lives in `ClientSession`, not on 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import inspect
 import json
 import logging
@@ -38,8 +39,10 @@ from app.adapters.http_sse import HttpError, post_stream
 from app.adapters.ws_client import TransportError, WsTransport
 from app.protocol.backoff import UpgradeVerdict, backoff, classify_close, classify_upgrade
 from app.protocol.client import ClientSession, Completed, Fail, Outcome, RebuildNeeded, Reconnect, Resend
+from app.protocol.codec import encode
 from app.protocol.errors import RemoteProtocolError
 from app.protocol.events import (
+    CLIENT_EVENTS_HEADER,
     CustomToolCallInputDelta,
     FunctionCallArgumentsDelta,
     OutputTextDelta,
@@ -47,6 +50,7 @@ from app.protocol.events import (
     ReasoningSummaryTextDelta,
     ReasoningTextDelta,
     RefusalDelta,
+    ResponseCancel,
     ServerEvent,
 )
 from app.services.api import ConnectionState
@@ -71,6 +75,9 @@ RECV_SLICE_S = 0.004
 # (lane, transcript) -> the transcript for a fresh chain; may be a coroutine function.
 RebuildHook = Callable[[str | None, list[Item]], Awaitable[list[Item]] | list[Item]]
 AUTH_FAILED = frozenset({401, 403})
+# After Stop on a server without `response.cancel`, how long the stopped response may keep streaming
+# (discarded) so that the chain survives; past it the socket is dropped and the next turn resends all.
+DRAIN_LIMIT_S = 30.0
 Connect = Callable[..., Awaitable[WsTransport]]
 Post = Callable[..., AsyncIterator[ServerEvent]]
 
@@ -105,6 +112,7 @@ class TurnResult:
     latency_ms: float = 0.0  # send -> terminal event
     bytes_sent: int = 0
     ttft_ms: float | None = None  # send -> first output token (text, reasoning, tool arguments); None: none came
+    kept_chain: bool = False  # stopped, and the chain continues from it: the next turn sends only new input
 
     @property
     def ok(self) -> bool:
@@ -113,6 +121,16 @@ class TurnResult:
 
 class TurnCancelled(Exception):
     """The user stopped the turn."""
+
+
+@dataclass(frozen=True, slots=True)
+class SentFrame:
+    """One request as it went on the wire (what the context inspector records)."""
+
+    frame: bytes
+    transport: Literal["websocket", "http"]
+    fresh_cause: str  # why the chain started afresh, when the request has no previous_response_id
+    transcript: Sequence[Item]  # the lane's whole conversation then: what a stateless client would send
 
 
 class ResponsesSession:
@@ -128,6 +146,7 @@ class ResponsesSession:
         initial_delay: float = 0.25,
         max_delay: float = 4.0,
         rotate_margin_s: float = 300.0,
+        drain_limit_s: float = DRAIN_LIMIT_S,
         connect: Connect = WsTransport.open,
         post: Post | None = None,
         sleep: Callable[[float], Awaitable[Any]] = asyncio.sleep,
@@ -162,6 +181,18 @@ class ResponsesSession:
         self.bytes_sent = 0
         self.last_ttft_ms: float | None = None  # the last turn's time to first token (stats)
         self._first_token_at: float | None = None
+        # What the status bar tells: the transport in use, the reconnect attempt, why the chain restarted.
+        self.transport: Literal["websocket", "http", ""] = ""
+        self.attempt = 0  # reconnect attempt under way (0: none)
+        self._fresh_cause = ""  # why the next fresh chain starts (the inspector counts rebuilds by it)
+        # Stop without losing the chain: the server's optional `response.cancel`, else a bounded drain.
+        self.cancel_supported = False
+        self._drain_limit_s = drain_limit_s
+        self._drain: asyncio.Task[bool] | None = None
+        self._sent_on: WsTransport | None = None  # the socket this turn's frame went out on
+        self._sent_this_turn = False
+        self.sent: Signal[[SentFrame]] = Signal("sent")  # every request, as sent
+        self.ended: Signal[[TurnResult]] = Signal("ended")  # every request's end (a stopped one's too)
 
     # ---- state ---------------------------------------------------------------------------------
 
@@ -172,7 +203,23 @@ class ResponsesSession:
 
     @property
     def busy(self) -> bool:
-        return self._lock.locked()
+        return self._lock.locked() or self.draining
+
+    @property
+    def draining(self) -> bool:
+        """A stopped response is still ending on the socket (its output discarded, the chain kept)."""
+        return self._drain is not None and not self._drain.done()
+
+    @property
+    def max_attempts(self) -> int:
+        return self._max_attempts
+
+    def rotate_at(self) -> float | None:
+        """When (on the session's clock) the socket will be renewed before its age limit; None: no socket."""
+        if self._ws is None or not self.endpoint.max_age_s:
+            return None
+        limit = self.endpoint.max_age_s
+        return self._opened_at + limit - min(self._rotate_margin, limit * 0.1)
 
     # ---- connection ----------------------------------------------------------------------------
 
@@ -188,11 +235,18 @@ class ResponsesSession:
         return self._ws is not None and self._ws.closed is not None
 
     async def _open(self) -> WsTransport:
-        self._set_state("connecting" if self.connections == 0 else "reconnecting", self.endpoint.url)
+        if self.state != "rotating":
+            self._set_state("reconnecting" if self.attempt else "connecting",
+                            self.detail if self.attempt else self.endpoint.url)
         ws = await self._connect(self.endpoint.url, token=self.endpoint.token, headers=self.endpoint.headers)
         self._ws = ws
         self._opened_at = self._clock()
         self.connections += 1
+        self.transport = "websocket"
+        header = getattr(ws, "header", None)
+        events = header(CLIENT_EVENTS_HEADER) if callable(header) else None
+        self.cancel_supported = isinstance(events, str) and "response.cancel" in events
+        self.attempt = 0
         self._set_state("warm", f"connected to {self.endpoint.url}")
         return ws
 
@@ -208,19 +262,33 @@ class ResponsesSession:
         if self._socket_dead():
             await self._drop_socket()
             self.client.on_disconnect()
+            self._fresh_cause = "the connection had closed"
         elif self._needs_rotation():
             log.info("rotating the connection before its age limit")
             self.rotations += 1
+            limit = (self.endpoint.max_age_s or 0) / 60
+            self._set_state("rotating", f"before its {limit:g}-min limit")
             await self._drop_socket(1000, "rotating before the connection age limit")
             self.client.on_disconnect()
+            self._fresh_cause = "the connection was renewed before its age limit"
 
     # ---- turns ---------------------------------------------------------------------------------
 
     def stop(self) -> None:
-        """Stop the running turn (the protocol has no cancel event: the socket is closed)."""
+        """Stop the running turn. The socket and the chain are kept when the frame went out on a live
+        socket: the server's `response.cancel` ends the response at once (Slipstream's server), or else
+        the response is left to finish with its output discarded (at most `drain_limit_s`); the chain
+        continues from the stopped response, so the next turn sends only new input."""
         self._cancel.set()
         if self._turn_task is not None and not self._turn_task.done():
             self._turn_task.cancel()
+
+    async def settled(self) -> bool:
+        """Wait until a stopped response has ended on the socket; True: the chain was kept."""
+        task = self._drain
+        if task is None:
+            return True
+        return await asyncio.shield(task)
 
     async def run_turn(
         self,
@@ -232,9 +300,37 @@ class ResponsesSession:
         on_retry: Callable[[str], None] | None = None,
     ) -> TurnResult:
         """Send one turn and stream its events to `on_event`; returns when it ended, one way or another."""
+        self._sent_this_turn = False
+        result = await self._run_turn(new_items, generate=generate, settings=settings, on_event=on_event,
+                                      on_retry=on_retry)
+        if self._sent_this_turn:
+            self.ended.emit(result)
+        return result
+
+    async def _run_turn(
+        self,
+        new_items: Sequence[Item],
+        *,
+        generate: bool,
+        settings: Mapping[str, Any] | None,
+        on_event: Callable[[ServerEvent], None] | None,
+        on_retry: Callable[[str], None] | None,
+    ) -> TurnResult:
         async with self._lock:
             self._cancel.clear()
             self._turn_task = asyncio.current_task()
+            self._sent_on = None
+            if self._drain is not None:
+                try:
+                    await self.settled()  # the stopped response ends first (FIFO on the lane anyway)
+                except asyncio.CancelledError:
+                    task = asyncio.current_task()
+                    if not self._cancel.is_set() or task is None:
+                        raise
+                    task.uncancel()
+                    self._turn_task = None
+                    return TurnResult("cancelled", error="stopped by the user")
+                self._drain = None
             await self._boundary()
             opts = {"model": self.endpoint.model, "store": self.endpoint.store, **(settings or {})}
             try:
@@ -251,10 +347,7 @@ class ResponsesSession:
                 finally:
                     self._turn_task = None
             except TurnCancelled:
-                self.client.abandon()
-                await self._drop_socket(abort=True)
-                self._set_state("offline", "stopped")
-                return TurnResult("cancelled", error="stopped by the user")
+                return await self._stopped()
             except BaseException:
                 self.client.abandon()
                 await self._drop_socket(abort=True)
@@ -289,6 +382,7 @@ class ResponsesSession:
                     failures += 1
                     if failures >= (2 if exc.status else self._max_attempts):
                         return await self._http_turn(on_event, why=last_error)
+                    self.attempt = failures
                     self._set_state("reconnecting", last_error)
                     await self._sleep(next(delays))
                     continue
@@ -300,6 +394,8 @@ class ResponsesSession:
                 outcome: Outcome | None = None
             else:
                 self.bytes_sent += len(frame)
+                self._sent_on = ws
+                self._emit_sent(frame, "websocket")
                 outcome = await self._pump(ws, on_event)
             if isinstance(outcome, Completed):
                 self._set_state("warm", f"connected to {self.endpoint.url}")
@@ -313,6 +409,7 @@ class ResponsesSession:
                                   else outcome.message, code=outcome.code, transport="websocket")
             if isinstance(outcome, Resend | RebuildNeeded) and not resent_in_place:
                 resent_in_place = True
+                self._fresh_cause = "the server no longer had the conversation (previous_response_not_found)"
                 on_retry("the server lost the conversation; resending it in full")
                 frame = await self._frame(outcome)
                 continue
@@ -335,9 +432,11 @@ class ResponsesSession:
                 return TurnResult("failed", error=reason)
             frame = await self._frame(resends[0])
             failures += 1
+            self._fresh_cause = reason
             if failures >= self._max_attempts:
                 return await self._http_turn(on_event, why=reason)
             on_retry(f"{reason}; retrying on a new connection")
+            self.attempt = failures
             self._set_state("reconnecting", reason)
             if not isinstance(outcome, Reconnect):
                 await self._sleep(next(delays))
@@ -405,10 +504,15 @@ class ResponsesSession:
         body["stream"] = True
         data = json.dumps(body).encode()
         self.http_turns += 1
+        self.transport = "http"
+        self.attempt = 0
+        if not direct:
+            self._fresh_cause = "over HTTP every request carries the whole conversation"
+        self._emit_sent(data, "http")
         if direct:
             self._set_state("streaming", self.endpoint.url)
         else:
-            self._set_state("reconnecting", f"WebSocket unavailable ({why}); this turn goes over HTTP")
+            self._set_state("streaming", f"over HTTP: the WebSocket is unavailable ({why})")
         t0 = self._clock()
         self._first_token_at = None
         try:
@@ -427,7 +531,8 @@ class ResponsesSession:
                         if direct:
                             self._set_state("warm", f"HTTP endpoint {self.endpoint.url}")
                         else:
-                            self._set_state("offline", "last turn went over HTTP; WebSocket will be retried")
+                            self._set_state("warm", "the last message went over HTTP; the next one tries "
+                                                    "the WebSocket again")
                         return TurnResult(out.status, out.response_id, out.output,  # type: ignore[arg-type]
                                           _usage(out.response), transport="http",
                                           latency_ms=(self._clock() - t0) * 1000, bytes_sent=len(data),
@@ -449,6 +554,75 @@ class ResponsesSession:
         self._set_state("offline", "the HTTP stream ended early")
         return TurnResult("failed", error="the HTTP stream ended before the response finished",
                           transport="http"), True
+
+    # ---- Stop that keeps the chain ---------------------------------------------------------------
+
+    async def _stopped(self) -> TurnResult:
+        """The user stopped the turn. Keep the socket and the chain when the frame went out on a live
+        socket (see `stop`); otherwise drop both and say the next turn reconnects."""
+        ws = self._ws
+        if ws is not None and self._sent_on is ws and ws.closed is None and self.client.in_flight():
+            rid = self.client.in_flight_id()
+            self._drain = asyncio.ensure_future(self._drain_stopped(ws))
+            self._set_state("warm", "stopped; the connection and the conversation are kept")
+            return TurnResult("cancelled", rid, error="stopped by the user", transport="websocket",
+                              kept_chain=True)
+        self.client.abandon()
+        await self._drop_socket(abort=True)
+        self._fresh_cause = "the previous message was stopped before it reached the server"
+        self._set_state("idle", "stopped; the next message opens a new connection")
+        return TurnResult("cancelled", error="stopped by the user")
+
+    async def _drain_stopped(self, ws: WsTransport) -> bool:
+        """Let the stopped response end (cancelled by the server when it can, else finishing) with its
+        events discarded. True: it ended and is the chain head. False: the socket was dropped."""
+        client = self.client
+        cancel_sent = False
+        done: Completed | None = None
+        try:
+            async with asyncio.timeout(self._drain_limit_s):
+                while done is None:
+                    rid = client.in_flight_id()
+                    if self.cancel_supported and not cancel_sent and rid is not None:
+                        frame = encode(ResponseCancel(response_id=rid))
+                        cancel_sent = True
+                        if not await ws.send(frame):
+                            break
+                        self.bytes_sent += len(frame)
+                    raw = await ws.recv()
+                    if raw is None:
+                        break
+                    try:
+                        client.receive_frame(raw)
+                    except RemoteProtocolError as exc:
+                        log.warning("ignored a bad frame from the server: %s", exc)
+                        continue
+                    client.events_received()  # the user stopped it: nothing more is shown
+                    outs = [o for o in client.outcomes() if isinstance(o, Reconnect) or o.lane is None]
+                    if not outs:
+                        continue
+                    if isinstance(outs[0], Completed):
+                        done = outs[0]
+                    break
+        except TimeoutError:
+            log.info("the stopped response did not end within %.0f s; dropping the connection", self._drain_limit_s)
+        if done is not None:
+            self.ended.emit(TurnResult("cancelled", done.response_id, done.output, _usage(done.response),
+                                       transport="websocket", kept_chain=True))
+            if self.state == "warm":
+                self._set_state("warm", f"connected to {self.endpoint.url}")
+            return True
+        client.abandon()
+        if self._ws is ws:
+            await self._drop_socket(abort=True)
+        self._fresh_cause = "the stopped reply could not be ended on the connection"
+        self.ended.emit(TurnResult("cancelled", error="stopped; the connection was dropped"))
+        self._set_state("idle", "stopped; the next message opens a new connection")
+        return False
+
+    def _emit_sent(self, frame: bytes, transport: Literal["websocket", "http"]) -> None:
+        self._sent_this_turn = True
+        self.sent.emit(SentFrame(frame, transport, self._fresh_cause, self.client.transcript()))
 
     # ---- helpers -------------------------------------------------------------------------------
 
@@ -487,6 +661,11 @@ class ResponsesSession:
         return post_stream(url, body, client=self._http_client, **kw)
 
     async def aclose(self) -> None:
+        drain, self._drain = self._drain, None
+        if drain is not None and not drain.done():
+            drain.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await drain
         if self._http_client is not None:
             client, self._http_client = self._http_client, None
             await client.aclose()

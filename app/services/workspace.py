@@ -397,9 +397,16 @@ class Workspace:
             self.notice.emit("warning", text)
         return update
 
-    async def turn_done(self, ok: bool) -> None:
-        """The request that carried the pending updates ended: acknowledge them, or roll them back."""
+    def take_carried(self) -> list[str]:
+        """The update ids the request in flight carries, handed over (see `turn_done`'s `ids`)."""
         carried, self._carried = self._carried, []
+        return carried
+
+    async def turn_done(self, ok: bool, ids: Sequence[str] | None = None) -> None:
+        """The request that carried the pending updates ended: acknowledge them, or roll them back.
+        `ids`: the updates of an earlier request, taken with `take_carried` (a stopped response that
+        ends later, after the next request may have carried others)."""
+        carried = list(ids) if ids is not None else self.take_carried()
 
         def settle() -> StatusChanges:
             led = self.ledger
@@ -444,6 +451,8 @@ class ContextSync:
         self._holds = 0  # >0 while a caller is about to send a turn (the update rides along)
         self._stopped = False
         self._in_turn = False
+        self._settling: asyncio.Task[None] | None = None  # a stopped turn's updates, acknowledged once it ends
+        self._owe_calls = False  # a stopped response may have left function calls the next turn must answer
         self.pushes = 0
         workspace.changed.connect(self.push_soon)
 
@@ -466,7 +475,7 @@ class ContextSync:
         update = await ws.take_update()
         if update is None and not first:
             return False
-        items = [update.item] if update is not None else []
+        items = self._answer_stopped_calls([update.item] if update is not None else [])
         t0 = time.perf_counter()
         result = await self.session.run_turn(items, generate=False, settings=self.settings)
         await ws.turn_done(result.ok)
@@ -488,21 +497,49 @@ class ContextSync:
             if self._task is not None and not self._task.done():
                 with contextlib.suppress(Exception):  # its own failure is logged by the push loop
                     await asyncio.shield(self._task)  # let an idle push that already started finish first
+            if self.session.draining:
+                await self.session.settled()  # a stopped response still ending: the chain continues from it
             if self._stopped:  # Stop pressed while the push finished: send nothing
                 return TurnResult("cancelled", error="stopped by the user")
             update = await self.workspace.take_update()
-            sent = ([update.item] if update is not None else []) + list(items)
+            sent = ([update.item] if update is not None else []) + self._answer_stopped_calls(items)
             self._in_turn = True
             try:
                 result = await self.session.run_turn(sent, **kwargs)
             finally:
                 self._in_turn = False
-            await self.workspace.turn_done(result.ok)
+            if result.kept_chain:  # stopped, the chain kept: its updates count once the response ended
+                self._owe_calls = True
+                self._settling = asyncio.ensure_future(self._settle_stopped(self.workspace.take_carried()))
+            else:
+                await self.workspace.turn_done(result.ok)
             return result
         finally:
             self._holds -= 1
             if self._holds == 0:
                 self.push_soon()
+
+    def _answer_stopped_calls(self, items: Sequence[Item]) -> list[Item]:
+        """`items`, preceded by an output for each function call a stopped response left unanswered
+        (the chain continues from it; a chain with an unanswered call is refused upstream)."""
+        if not self._owe_calls:
+            return list(items)
+        self._owe_calls = False
+        answered = {str(i.get("call_id")) for i in items if i.get("type") == "function_call_output"}
+        owed = [{"type": "function_call_output", "call_id": str(c.get("call_id")),
+                 "output": "not run: the user pressed Stop"}
+                for c in self.session.client.unanswered_calls() if str(c.get("call_id")) not in answered]
+        return [*owed, *items]
+
+    async def _settle_stopped(self, ids: list[str]) -> None:
+        """A stopped turn's context updates: delivered if its response ended on the chain, else pending again."""
+        try:
+            kept = await self.session.settled()
+            await self.workspace.turn_done(kept, ids)
+        except Exception:
+            log.exception("settling a stopped turn's context failed")
+        if self._holds == 0:
+            self.push_soon()
 
     def stop(self) -> None:
         """The user pressed Stop: cut the user's turn, never a context push (its changes would just be
@@ -513,6 +550,10 @@ class ContextSync:
 
     async def aclose(self) -> None:
         self.workspace.changed.disconnect(self.push_soon)
+        if self._settling is not None and not self._settling.done():
+            self._settling.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await self._settling
         if self._task is not None:
             self._task.cancel()
             with contextlib.suppress(asyncio.CancelledError, Exception):

@@ -20,6 +20,7 @@ from app.services.api import ApprovalRequest, ConnectionStatus, Services
 from app.services.settings import SettingsFacade
 from app.ui.bridge import Bridge
 from app.ui.diff_review import approval_dialog
+from app.ui.inspector import InspectorWindow
 from app.ui.main_window import MainWindow, app_icon
 from app.ui.settings_dialog import SettingsDialog
 from app.ui.style import apply_theme, theme_for
@@ -47,6 +48,7 @@ class Controller(QObject):
         self.services: Services | None = None
         self.bridge: Bridge | None = None
         self.dialogs: list[QWidget] = []  # open approval dialogs
+        self.inspector_window: InspectorWindow | None = None
         self.last_status = ConnectionStatus("offline", "not connected")
         w = window
         w.composer.send_requested.connect(self._send)
@@ -62,6 +64,8 @@ class Controller(QObject):
         w.settings_requested.connect(self.show_settings)
         w.about_requested.connect(self.show_about)
         w.open_project_requested.connect(self._on_open_project)
+        w.status.inspect_requested.connect(lambda: self.show_inspector())
+        w.transcript.inspectRequested.connect(self.show_inspector)
         app = QApplication.instance()
         if isinstance(app, QApplication):
             app.styleHints().colorSchemeChanged.connect(lambda _s: self.apply_theme())
@@ -98,6 +102,8 @@ class Controller(QObject):
         for dlg in list(self.dialogs):
             dlg.close()  # resolves the pending request as refused
         self.dialogs.clear()
+        if self.inspector_window is not None:
+            self.inspector_window.close()  # it paints the old project's requests
         self.services = None
 
     # façade calls, guarded ------------------------------------------------------------------------
@@ -169,6 +175,30 @@ class Controller(QObject):
         dlg.show()
         dlg.raise_()
         return dlg
+
+    def show_inspector(self, response_id: str | None = None) -> InspectorWindow | None:
+        """The context inspector, on the request behind `response_id` (None: the newest)."""
+        if self.services is None:
+            self.window.notice("warning", "No project is open.")
+            return None
+        win = self.inspector_window
+        if win is None:
+            win = InspectorWindow(self.services.inspector, self.window, theme=self.window.transcript.theme)
+            win.setAttribute(Qt.WidgetAttribute.WA_DeleteOnClose)
+            win.finished.connect(self._inspector_closed)
+            self.inspector_window = win
+        if not win.show_request(response_id or None) and response_id:
+            self.window.status.showMessage("That request is too old to be kept; showing the newest.", 5000)
+            win.show_request(None)
+        win.show()
+        win.raise_()
+        win.activateWindow()
+        return win
+
+    def _inspector_closed(self) -> None:
+        win, self.inspector_window = self.inspector_window, None
+        if win is not None:
+            win.detach()
 
     def show_settings(self) -> SettingsDialog | None:
         host = settings_host(self.services) if self.services is not None else None

@@ -1,46 +1,109 @@
-"""The status bar: connection state, tokens/s now and peak, context size, cache use, the engine.
+"""The status bar: connection state, tokens/s now and peak, context size, cache use, what was sent, the engine.
 
-The texts are pure functions of the façade's value types, so tests check them without pixels.
+The texts are pure functions of the façade's value types (and `now` for the countdown to the socket's
+early renewal), so tests check them without pixels. Clicking the connection or the "sent" figure
+opens the context inspector (`inspect_requested`).
 """
 
 from __future__ import annotations
 
-from PySide6.QtCore import Qt
-from PySide6.QtWidgets import QLabel, QStatusBar, QWidget
+import time
+
+from PySide6.QtCore import Qt, QTimer, Signal
+from PySide6.QtGui import QMouseEvent
+from PySide6.QtWidgets import QLabel, QStatusBar, QToolButton, QWidget
 
 from app.services.api import ConnectionStatus, StreamStats
+from app.services.inspector import compact
 from app.ui.elide import ElidedLabel
 
 STATE_TEXT = {
     "connecting": "Connecting…",
-    "warm": "Ready",
-    "streaming": "Streaming",
+    "warm": "Connected",
+    "streaming": "Working…",
     "reconnecting": "Reconnecting…",
+    "rotating": "Renewing the connection…",
+    "idle": "Not connected",
     "offline": "Offline",
-    "error": "Error",
+    "error": "Problem",
 }
 STATE_COLOUR = {
     "connecting": "#f59e0b",
     "warm": "#22c55e",
     "streaming": "#3b82f6",
     "reconnecting": "#f59e0b",
+    "rotating": "#a855f7",
+    "idle": "#9ca3af",
     "offline": "#9ca3af",
     "error": "#ef4444",
 }
+TRANSPORT_TEXT = {"websocket": "WebSocket", "http": "HTTP"}
 
 
-def compact(n: float) -> str:
-    """1234 -> "1.2k", 2_500_000 -> "2.5M"; small numbers stay exact."""
-    if n < 1000:
-        return f"{n:.0f}"
-    if n < 1_000_000:
-        return f"{n / 1000:.1f}k".replace(".0k", "k")
-    return f"{n / 1_000_000:.1f}M".replace(".0M", "M")
+def duration(seconds: float) -> str:
+    """3300 -> "55 min", 42 -> "42 s"."""
+    if seconds < 60:
+        return f"{max(seconds, 0):.0f} s"
+    if seconds < 3600:
+        return f"{seconds // 60:.0f} min"
+    return f"{seconds // 3600:.0f} h {seconds % 3600 // 60:.0f} min"
 
 
-def connection_text(status: ConnectionStatus) -> str:
+def _is_address(detail: str) -> bool:
+    return detail.startswith(("connected to ", "ws://", "wss://", "http://", "https://", "HTTP endpoint "))
+
+
+def connection_text(status: ConnectionStatus, now: float | None = None) -> str:
+    """The connection in plain words: state (transport, attempt), why, and when the socket is renewed
+    early. `now`: time.monotonic() for the countdown."""
     text = STATE_TEXT.get(status.state, status.state)
-    return f"{text} — {status.detail}" if status.detail else text
+    if status.state == "reconnecting" and status.attempt:
+        of = f" of {status.max_attempts}" if status.max_attempts else ""
+        text = f"Reconnecting, attempt {status.attempt}{of}…"
+    elif status.state in ("warm", "streaming") and status.transport:
+        text = f"{text} · {TRANSPORT_TEXT.get(status.transport, status.transport)}"
+    detail = status.detail
+    if status.state in ("warm", "streaming", "connecting") and _is_address(detail):
+        detail = ""  # the address is in the tooltip: the bar says what is happening, not where
+    parts = [f"{text} — {detail}" if detail else text]
+    live = status.state in ("warm", "streaming")
+    if live and status.rotate_at is not None and now is not None:
+        parts.append(f"renews in {duration(status.rotate_at - now)}")
+    return " · ".join(parts)
+
+
+def first_token_text(status: ConnectionStatus) -> str:
+    """The last turn's time to first token (next to the rate), while connected."""
+    live = status.state in ("warm", "streaming")
+    return f"first token {status.ttft_ms:.0f} ms" if live and status.ttft_ms is not None else ""
+
+
+def connection_tooltip(status: ConnectionStatus) -> str:
+    lines = [status.endpoint or status.detail]
+    if status.detail and status.detail != lines[0]:
+        lines.append(status.detail)
+    lines.append("Click to see what was sent.")
+    return "\n".join(x for x in lines if x)
+
+
+def sent_text(status: ConnectionStatus) -> str:
+    """Bytes sent against a full resend (what a client without the chain would send), and rebuilds."""
+    if status.sent_ratio is None:
+        return "nothing sent yet"
+    text = f"sent {100 * status.sent_ratio:.0f}% of full"
+    if status.rebuilds:
+        text += f" · {status.rebuilds} resend" + ("s" if status.rebuilds > 1 else "")
+    return text
+
+
+def sent_tooltip(status: ConnectionStatus) -> str:
+    lines = ["Bytes sent, against what a client without the conversation chain would have sent",
+             "(the whole conversation with every message)."]
+    if status.rebuild_causes:
+        lines.append("The whole conversation was sent again because:")
+        lines += [f"  • {cause} (×{n})" for cause, n in status.rebuild_causes]
+    lines.append("Click to see every request.")
+    return "\n".join(lines)
 
 
 def rate_text(stats: StreamStats) -> str:
@@ -56,7 +119,14 @@ def _share(cached: int, total: int) -> str:
 
 
 def cache_text(stats: StreamStats) -> str:
-    """Cached vs uncached input for the last turn and the session."""
+    """Input tokens the last turn made the server read anew, and the cache's share (short: the bar)."""
+    last_new = max(stats.last_turn_input_tokens - stats.last_turn_cached_tokens, 0)
+    return (f"{compact(last_new)} new · {_share(stats.last_turn_cached_tokens, stats.last_turn_input_tokens)} cached"
+            f" · session {_share(stats.session_cached_tokens, stats.session_input_tokens)}")
+
+
+def cache_tooltip(stats: StreamStats) -> str:
+    """Cached vs uncached input for the last turn and the session, in tokens."""
     last_new = max(stats.last_turn_input_tokens - stats.last_turn_cached_tokens, 0)
     sess_new = max(stats.session_input_tokens - stats.session_cached_tokens, 0)
     return (
@@ -70,42 +140,80 @@ def engine_text(status: ConnectionStatus) -> str:
     return status.engine or "no engine"
 
 
+class _ClickLabel(ElidedLabel):
+    clicked = Signal()
+
+    def mouseReleaseEvent(self, e: QMouseEvent) -> None:
+        if e.button() == Qt.MouseButton.LeftButton:
+            self.clicked.emit()
+        super().mouseReleaseEvent(e)
+
+
 class StatusBar(QStatusBar):
-    """Permanent labels, left to right: connection, rate, context, cache, engine."""
+    """Permanent labels, left to right: connection, rate, context, cache, sent, engine."""
+
+    inspect_requested = Signal()  # the user clicked the connection or the "sent" figure
 
     def __init__(self, parent: QWidget | None = None) -> None:
         super().__init__(parent)
         self.setSizeGripEnabled(False)
         self.dot = QLabel("●", self)
         self.dot.setObjectName("statusDot")
-        self.connection = ElidedLabel("", self)  # elided labels: a long text never widens the window
+        # elided labels: a long text is cut (its tooltip has it all), never widens the window
+        self.connection = _ClickLabel("", self)
         self.connection.setObjectName("statusConnection")
-        self.connection.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
+        self.connection.setCursor(Qt.CursorShape.PointingHandCursor)
+        self.connection.setMinimumWidth(390)  # the state and its reason come first
+        self.connection.clicked.connect(self.inspect_requested)
         self.rate = ElidedLabel("", self)
         self.context = ElidedLabel("", self)
         self.cache = ElidedLabel("", self)
+        self.sent = QToolButton(self)
+        self.sent.setObjectName("statusSent")
+        self.sent.setAutoRaise(True)
+        self.sent.setCursor(Qt.CursorShape.PointingHandCursor)
+        self.sent.clicked.connect(self.inspect_requested)
         self.engine = ElidedLabel("", self)
         self.engine.setObjectName("statusEngine")
         self.addWidget(self.dot)
         self.addWidget(self.connection, 1)
-        for label in (self.rate, self.context, self.cache, self.engine):
+        for label in (self.rate, self.context, self.cache, self.sent, self.engine):
             label.setObjectName(label.objectName() or "statusItem")
             self.addPermanentWidget(label)
-        self.status = ConnectionStatus("offline", "not connected")
+        self._tick = QTimer(self)  # the countdown to the socket's early renewal
+        self._tick.setInterval(15_000)
+        self._tick.timeout.connect(self._refresh_connection)
+        self.status = ConnectionStatus("idle", "not connected")
         self.stats = StreamStats()
         self.set_connection(self.status)
         self.set_stats(self.stats)
 
     def set_connection(self, status: ConnectionStatus) -> None:
         self.status = status
-        self.connection.setText(connection_text(status))
-        self.connection.setToolTip(status.endpoint or status.detail)
+        self._refresh_connection()
+        self.connection.setToolTip(connection_tooltip(status))
         self.dot.setStyleSheet(f"color: {STATE_COLOUR.get(status.state, '#9ca3af')};")
+        self.sent.setText(sent_text(status))
+        self.sent.setToolTip(sent_tooltip(status))
         self.engine.setText(engine_text(status))
         self.engine.setToolTip(status.endpoint)
+        if hasattr(self, "stats"):
+            self._refresh_rate()
+        if status.rotate_at is not None and not self._tick.isActive():
+            self._tick.start()
+        elif status.rotate_at is None:
+            self._tick.stop()
+
+    def _refresh_rate(self) -> None:
+        first = first_token_text(self.status)
+        self.rate.setText(rate_text(self.stats) + (f" · {first}" if first else ""))
+
+    def _refresh_connection(self) -> None:
+        self.connection.setText(connection_text(self.status, time.monotonic()))
 
     def set_stats(self, stats: StreamStats) -> None:
         self.stats = stats
-        self.rate.setText(rate_text(stats))
+        self._refresh_rate()
         self.context.setText(context_text(stats))
         self.cache.setText(cache_text(stats))
+        self.cache.setToolTip(cache_tooltip(stats))

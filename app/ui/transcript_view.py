@@ -84,6 +84,7 @@ class TranscriptView(QTextBrowser):
     copyRequested = Signal(str)
     followingChanged = Signal(bool)
     dirty = Signal()  # the model has new input: emitted once per wake, not per token
+    inspectRequested = Signal(str)  # "Inspect" on a notice: the response id it refers to
 
     def __init__(self, model: Transcript, parent: QWidget | None = None, theme: Theme | None = None) -> None:
         super().__init__(parent)
@@ -734,7 +735,11 @@ class TranscriptView(QTextBrowser):
         the block is the one under the click, or under the keyboard's anchor selection."""
         s = url.toString()
         kind, _, arg = s.partition(":")
-        if kind in ("copy", "toggle"):
+        if kind == "inspect":
+            bid = self._anchor_block()
+            if bid is not None:
+                self.inspectRequested.emit(self._model.block(bid).item_id)
+        elif kind in ("copy", "toggle"):
             bid = int(arg) if arg.isdigit() else self._anchor_block()
             if bid is None:
                 return

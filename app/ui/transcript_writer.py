@@ -90,6 +90,9 @@ class BlockWriter:
         if k is BlockKind.NOTICE:
             cur.setBlockFormat(self.bfmt(top=4))
             cur.insertText(blk.text, self.fmt("error" if blk.name == "error" else "muted"))
+            if blk.item_id:  # a request's summary: the inspector shows what went on the wire
+                cur.insertText("  ", self.fmt("muted"))
+                cur.insertText("Inspect", self.fmt(("anchor", "inspect")))
             return
         if k is BlockKind.RULE:
             cur.setBlockFormat(self.bfmt(top=4))

@@ -422,7 +422,7 @@ def test_bad_frames_get_errors_and_connection_stays_usable() -> None:
     """Junk, unknown types, bad fields, background:true → 400 errors; then a good create works."""
     s = make(max_frame_bytes=1000)
     s.receive_frame(b"{not json")
-    s.receive_frame('{"type":"response.cancel"}')
+    s.receive_frame('{"type":"response.append"}')
     s.receive_frame('{"type":"response.create","input":7}')
     s.receive_frame("x" * 1001)
     send(s, input="x", background=True)
@@ -577,3 +577,43 @@ def test_warm_up_hands_its_turn_to_the_engine_hook() -> None:
     assert s.ready_turns() == []
     (warm,) = s.warmups()
     assert warm.generate is False and list(warm.new_input) == [USER] and s.warmups() == []
+
+
+def cancel(session: ServerSession, response_id: str) -> None:
+    session.receive_frame(json.dumps({"type": "response.cancel", "response_id": response_id}))
+
+
+def test_cancel_ends_the_response_with_its_partial_output_and_keeps_it_chainable() -> None:
+    """response.cancel: `response.incomplete` (reason "cancelled", spec-valid) with the text so far; the
+    engine is told to stop; the next create chains from it with only new input."""
+    s = make(store=False)
+    send(s, store=False, input=[USER])
+    (turn,) = s.ready_turns()
+    run(s, turn, [TextDelta("It is 18 "), TextDelta("°C")], finish=False)
+    drain(s)
+    cancel(s, turn.response_id)
+    assert s.cancelled() == [turn.response_id] and s.cancelled() == []
+    ev = drain(s)
+    assert types(ev)[-1] == "response.incomplete"
+    final = ev[-1]["response"]
+    assert final["incomplete_details"] == {"reason": "cancelled"} and final["status"] == "incomplete"
+    check_response(final)
+    assert final["output"][0]["content"][0]["text"] == "It is 18 °C"
+    assert s.in_flight == 0
+    s.finish(turn.response_id)  # the engine's task ending late is a no-op
+    send(s, store=False, input="and tomorrow?", previous_response_id=turn.response_id)
+    (nxt,) = s.ready_turns()
+    assert len(nxt.history) == 2 and nxt.history[1]["content"][0]["text"] == "It is 18 °C"
+    assert len(nxt.new_input) == 1
+
+
+def test_cancel_of_an_ended_or_unknown_response_is_ignored() -> None:
+    """The terminal event already went out: no second one, and no `error` to fail the lane's next request."""
+    s = make()
+    send(s, input=[USER])
+    (turn,) = s.ready_turns()
+    run(s, turn, [TextDelta("done")])
+    drain(s)
+    cancel(s, turn.response_id)
+    cancel(s, "resp_unknown")
+    assert drain(s) == [] and s.cancelled() == []

@@ -128,7 +128,7 @@ async def test_bad_frames_get_error_events_and_connection_stays_usable() -> None
     """Malformed JSON, unknown types and binary frames each get an error; a valid create still works."""
     async with socket_to() as ws:
         await ws.send_str("{not json")
-        await ws.send_str(json.dumps({"type": "response.cancel"}))
+        await ws.send_str(json.dumps({"type": "response.append"}))
         await ws.send_bytes(b"\x00\x01")
         codes = []
         for _ in range(3):
@@ -353,3 +353,61 @@ async def test_shutdown_closes_sockets_with_1001() -> None:
         assert msg.type in (aiohttp.WSMsgType.CLOSE, aiohttp.WSMsgType.CLOSED)
         assert ws.close_code == 1001
         await ws.close()
+
+
+class EndlessEngine:
+    """The first turn streams five words, then computes "forever" (a long decode step) until it is
+    cancelled, counting what it yields; later turns say one word."""
+
+    name = "endless"
+
+    def __init__(self) -> None:
+        self.produced: dict[str, int] = {}
+        self.closed: dict[str, asyncio.Event] = {}
+
+    def connect(self) -> EndlessEngine:
+        return self
+
+    async def aclose(self) -> None:
+        pass
+
+    async def run(self, turn: Turn) -> AsyncIterator[EngineOutput]:
+        rid = turn.response_id
+        first = not self.produced
+        self.produced[rid] = 0
+        self.closed[rid] = asyncio.Event()
+        try:
+            while first or self.produced[rid] == 0:
+                self.produced[rid] += 1
+                yield TextDelta("tick ")
+                if self.produced[rid] >= 5:
+                    await asyncio.Event().wait()  # busy in the engine: only a cancel ends this
+        finally:
+            self.closed[rid].set()
+
+
+async def test_cancel_stops_the_engine_at_once_and_the_chain_continues() -> None:
+    """response.cancel: the engine generator is closed (no more iterations), the response ends as
+    incomplete/cancelled with its partial text, and a create chained on it runs with only the new input."""
+    engine = EndlessEngine()
+    async with served(engine) as (srv, http), http.ws_connect(srv.url, headers=AUTH) as ws:
+        assert ws._response.headers.get("X-Slipstream-Client-Events") == "response.cancel"
+        await ws.send_str(create(input="go on forever"))
+        seen: list[dict[str, Any]] = []
+        while sum(e["type"] == "response.output_text.delta" for e in seen) < 5:
+            seen.append(json.loads((await asyncio.wait_for(ws.receive(), 10)).data))
+        rid = seen[0]["response"]["id"]
+        await ws.send_str(json.dumps({"type": "response.cancel", "response_id": rid}))
+        events = await until_terminal(ws)
+        final = events[-1]
+        assert final["type"] == "response.incomplete"
+        assert final["response"]["incomplete_details"] == {"reason": "cancelled"}
+        await asyncio.wait_for(engine.closed[rid].wait(), 10)  # the generator was closed
+        stopped_at = engine.produced[rid]
+        assert final["response"]["output"][0]["content"][0]["text"].count("tick") <= stopped_at
+        await ws.send_str(create(input="next", previous_response_id=rid))
+        nxt = await until_terminal(ws)
+        assert nxt[-1]["type"] == "response.completed"
+        assert nxt[-1]["response"]["previous_response_id"] == rid
+        assert engine.produced[rid] == stopped_at  # not iterated again while the next turn ran
+        assert srv.app[STATE].connections and not any(c.turns for c in srv.app[STATE].connections)

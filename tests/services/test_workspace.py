@@ -188,6 +188,7 @@ class _GatedSession:
         self.sent: list[tuple[bool, list[Any]]] = []
         self.stops = 0
         self.busy = False
+        self.draining = False  # no stopped response ending in the background
         self.rebuild: Any = None
         self.chained = False
 

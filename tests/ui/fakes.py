@@ -23,6 +23,7 @@ from app.services.api import (
     SessionInfo,
     StreamStats,
 )
+from app.services.inspector import Inspector
 from app.services.settings import KeychainInfo, Settings
 from app.services.signals import Signal
 from app.tools.testrun import TestRun
@@ -46,6 +47,7 @@ class FakeServices:
     def __post_init__(self) -> None:
         self.conversation = Transcript()
         self.test_run = TestRun()
+        self.inspector = Inspector()  # tests feed it with record_send / record_end
         self.connection_changed: Signal[[ConnectionStatus]] = Signal("connection_changed")
         self.stats_changed: Signal[[StreamStats]] = Signal("stats_changed")
         self.files_changed: Signal[[FileChanges]] = Signal("files_changed")
@@ -142,6 +144,63 @@ class FakeServices:
 
     def names(self) -> list[str]:
         return [name for name, _ in self.calls]
+
+    def record_wire_demo(self) -> None:
+        """Feed `inspector` a realistic session, as the real session would: a snapshot push on a fresh
+        chain, a question, a context update with a diff, a stopped answer (chain kept), the next
+        question (only new input), and a reconnect that re-sent everything."""
+        feed_wire_demo(self.inspector)
+
+
+SETTINGS = {"model": "gpt-5.3-codex", "store": False, "instructions": "You are Slipstream's coding assistant.",
+            "tools": [{"type": "function", "name": "apply_patch", "parameters": {"type": "object"}}]}
+DEMO_DIFF = ("--- a/app/parse.py\n+++ b/app/parse.py\n@@ -3,6 +3,6 @@ def parse_header(lines):\n"
+             "     out: dict[str, str] = {}\n     for line in lines:\n         if not line.strip():\n"
+             "-            break\n+            continue  # a blank line inside the header\n"
+             "         key, _, value = line.partition(\":\")\n")
+
+
+def _msg(text: str, role: str = "user") -> dict[str, Any]:
+    kind = "input_text" if role == "user" else "output_text"
+    return {"type": "message", "role": role, "content": [{"type": kind, "text": text}]}
+
+
+def feed_wire_demo(insp: Inspector) -> None:
+    """See `FakeServices.record_wire_demo`."""
+    import json
+
+    convo: list[dict[str, Any]] = []
+
+    def send(items: list[dict[str, Any]], prev: str | None, rid: str, usage: tuple[int, int, int],
+             status: str = "completed", generate: bool = True, cause: str = "", answer: str = "",
+             kept: bool = False, transport: str = "websocket") -> None:
+        convo.extend(items)
+        body: dict[str, Any] = {"type": "response.create", **SETTINGS, "input": items}
+        if prev:
+            body["previous_response_id"] = prev
+        if not generate:
+            body["generate"] = False
+        insp.record_send(json.dumps(body).encode(), transport=transport, fresh_cause=cause, transcript=list(convo))
+        inp, cached, out = usage
+        insp.record_end(status=status, response_id=rid, ttft_ms=180.0 if generate else None, kept_chain=kept,
+                        usage={"input_tokens": inp, "input_tokens_details": {"cached_tokens": cached},
+                               "output_tokens": out})
+        if answer:
+            convo.append(_msg(answer, "assistant"))
+
+    snapshot = ("[slipstream context snapshot] 14 files, 9 shown in full (budget 32k tokens)\n\n"
+                + "".join(f"=== app/module_{n}.py ===\n" + "def f():\n    return 42\n" * 40 for n in range(9)))
+    send([_msg(snapshot)], None, "resp_a1", (9120, 0, 0), generate=False)
+    send([_msg("Why does test_parse_header fail?")], "resp_a1", "resp_a2", (9160, 9120, 310),
+         answer="parse_header stops at the first blank line.")
+    update = ("[slipstream context update] 1 file changed: app/parse.py (+1 -1)\n\n" + DEMO_DIFF)
+    send([_msg(update)], "resp_a2", "resp_a3", (9590, 9470, 0), generate=False)
+    send([_msg("/long 20000 explain the whole parser")], "resp_a3", "resp_a4", (9610, 9590, 212),
+         status="cancelled", kept=True, answer="The parser reads the header line by line")
+    send([_msg("Thanks. Now run the tests.")], "resp_a4", "resp_a5", (9835, 9822, 95),
+         answer="11 passed.")
+    send([_msg("And the client tests?")], None, "resp_b1", (9900, 0, 120), cause="connection lost (code 1006)",
+         answer="All 7 passed.")
 
 
 def fake_services(root: Path, settings: Settings) -> Services:

@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import sys
 from pathlib import Path
+from typing import Any
 
 from app.services.api import (
     ApprovalRequest,
@@ -110,13 +111,25 @@ def populate(fake: FakeServices, now: float) -> None:
     ]
 
 
+def open_window(fake: FakeServices) -> tuple[Any, Any]:
+    """A 1280x800 main window at the screen's corner, bound to `fake` through the real Controller."""
+    from app.ui.controller import Controller
+    from app.ui.main_window import MainWindow
+
+    win = MainWindow()
+    ctl = Controller(win)
+    ctl.bind(fake)
+    win.resize(1280, 800)
+    win.move(0, 0)
+    win.show()
+    return win, ctl
+
+
 def main(argv: list[str]) -> int:
     import time
 
     from PySide6.QtWidgets import QApplication
 
-    from app.ui.controller import Controller
-    from app.ui.main_window import MainWindow
     from app.ui.smoke import save_screenshot
 
     p = argparse.ArgumentParser()
@@ -132,12 +145,7 @@ def main(argv: list[str]) -> int:
     app = QApplication.instance() or QApplication(sys.argv[:1])
     fake = FakeServices(project_root=Path("/home/dev/parsekit"), settings=Settings(theme=a.theme, pins=["src/client.py"]))
     fake.settings.recent_projects = ["/home/dev/parsekit", "/home/dev/webapp"]
-    win = MainWindow()
-    ctl = Controller(win)
-    ctl.bind(fake)
-    win.resize(1280, 800)
-    win.move(0, 0)
-    win.show()
+    win, ctl = open_window(fake)
     if a.no_keychain:
         fake.keychain = KeychainInfo(False, "fail Keyring", "")
         fake.settings.provider = "openai"

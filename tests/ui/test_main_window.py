@@ -42,7 +42,7 @@ def test_send_stream_and_status(qtbot, window: MainWindow, fake: FakeServices) -
     assert "hi there" in text and "Hello from the scripted engine" in text
     fake.connection_changed.emit(ConnectionStatus("streaming", "", "scripted — no model"))
     fake.stats_changed.emit(StreamStats(tokens_per_s_now=1500, tokens_per_s_peak=3000))
-    assert window.status.connection.text() == "Streaming"
+    assert window.status.connection.text() == "Working…"
     assert window.status.engine.text() == "scripted — no model"
     assert window.status.rate.text() == "1.5k tok/s · peak 3k"
 
@@ -123,7 +123,7 @@ def test_failing_service_call_is_reported(qtbot, window: MainWindow, fake: FakeS
     window.composer.edit.submit()
     assert "endpoint unreachable" in _text(window)
     fake.connection_changed.emit(ConnectionStatus("error", "401: wrong API key"))
-    assert window.status.connection.text() == "Error — 401: wrong API key"
+    assert window.status.connection.text() == "Problem — 401: wrong API key"
 
 
 def test_about_and_settings(qtbot, window: MainWindow, fake: FakeServices) -> None:  # type: ignore[no-untyped-def]
