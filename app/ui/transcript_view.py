@@ -63,6 +63,7 @@ from app.ui.transcript_writer import BlockWriter, Drawn
 __all__ = ["TranscriptView"]
 
 FRAME_MS = 16
+_FRAME_START = "\ufdd0"  # QTextBeginningOfFrame: where a card's (or a table's) range starts
 LIVE_BUDGET_CHARS = 96 * 1024  # rendered text the document may hold before far blocks are evicted
 PAGE_CHARS = 8 * 1024  # an evicted page holds at most this much text (one page renders in one slice)
 TAIL_KEEP = 8  # the last entries are never evicted: the stream grows there
@@ -108,7 +109,8 @@ class TranscriptView(QTextBrowser):
 
         doc = self.document()
         doc.setUndoRedoEnabled(False)
-        doc.setDocumentMargin(10)
+        doc.setDocumentMargin(14)
+        doc.setIndentWidth(18)  # list nesting: a bullet's width, not Qt's default 40 px
         self.setOpenLinks(False)
         self.setReadOnly(True)
         self.setUndoRedoEnabled(False)
@@ -393,22 +395,23 @@ class TranscriptView(QTextBrowser):
         if r.kind is not blk.kind or r.collapsed != blk.collapsed or blk.frozen != r.frozen:
             return False
         idx = self._index(blk.id)
+        inner = end - r.trail  # a card's last text position: appends stay inside its frame
         if blk.kind is BlockKind.CODE and r.lang == blk.lang and blk.committed >= r.appended:
             cur.setPosition(r.start + r.body + r.appended)
-            cur.setPosition(end, QTextCursor.MoveMode.KeepAnchor)
+            cur.setPosition(inner, QTextCursor.MoveMode.KeepAnchor)
             cur.removeSelectedText()
             self._writer.code_text(cur, blk, r.appended, blk.committed)
             self._writer.code_text(cur, blk, blk.committed, len(blk.text))
             r.appended = blk.committed
             r.version = blk.version
-            self._shift(idx, cur.position() - end)
+            self._shift(idx, cur.position() - inner)
             return True
         if blk.kind is BlockKind.TOOL_CALL and not blk.collapsed and len(blk.text) >= r.appended:
-            cur.setPosition(end)
+            cur.setPosition(inner)
             cur.insertText(blk.text[r.appended:], self._writer.fmt("mono"))
             r.appended = len(blk.text)
             r.version = blk.version
-            self._shift(idx, cur.position() - end)
+            self._shift(idx, cur.position() - inner)
             return True
         return False
 
@@ -421,9 +424,17 @@ class TranscriptView(QTextBrowser):
         return self._layout
 
     def _entry_top(self, idx: int) -> float:
-        """Document y of entry `idx`'s first paragraph (its layout is forced up to there)."""
+        """Document y of entry `idx`'s first paragraph (its layout is forced up to there); for a card,
+        the top of its frame (the frame's start marker has no paragraph of its own to measure)."""
         doc = self.document()
-        return self._doc_layout().blockBoundingRect(doc.findBlock(self._ranges[self._ids[idx]].start)).top()
+        start = self._ranges[self._ids[idx]].start
+        if doc.characterAt(start) == _FRAME_START:
+            frame = QTextCursor(doc)
+            frame.setPosition(start + 1)
+            f = frame.currentFrame()
+            if f is not None and f is not doc.rootFrame():
+                return self._doc_layout().frameBoundingRect(f).top() - f.frameFormat().topMargin()
+        return self._doc_layout().blockBoundingRect(doc.findBlock(start)).top()
 
     def _entry_bottom(self, idx: int) -> float:
         if idx + 1 < len(self._ids):
