@@ -57,6 +57,7 @@ from PySide6.QtWidgets import QTextBrowser, QWidget
 
 from app.render.pacer import FramePacer
 from app.render.transcript import Block, BlockKind, Transcript
+from app.ui.help import EmptyView
 from app.ui.theme import Theme, system_theme
 from app.ui.transcript_writer import BlockWriter, Drawn
 
@@ -81,6 +82,9 @@ class _Page:
 
 class TranscriptView(QTextBrowser):
     """Paints a conversation model; see the module docstring. Esc stops following, Ctrl+End resumes."""
+
+    # The keys this view handles itself (listed by the help, so they live next to keyPressEvent).
+    KEYS = (("Esc", "stop following the stream (scroll freely)"), ("Ctrl+End", "follow the stream again"))
 
     copyRequested = Signal(str)
     followingChanged = Signal(bool)
@@ -132,8 +136,12 @@ class TranscriptView(QTextBrowser):
         bar = self.verticalScrollBar()
         bar.valueChanged.connect(self._on_scroll)
         bar.rangeChanged.connect(self._on_range)
+        # A new session shows what to do instead of a blank pane (hidden once the conversation has a block).
+        self.empty_view = EmptyView(self)
+        self.empty_view.set_theme(self._theme)
         self._apply_palette()
         model.set_waker(self.dirty.emit)
+        self._update_empty()
         self._todo = dict.fromkeys(range(model.first_id, model.next_id))
         if self._todo:
             self._on_model_dirty()
@@ -154,6 +162,7 @@ class TranscriptView(QTextBrowser):
         self._epoch = model.epoch
         self._todo = dict.fromkeys(range(model.first_id, model.next_id))
         model.set_waker(self.dirty.emit)
+        self._update_empty()
         self._on_model_dirty()
 
     @property
@@ -182,6 +191,7 @@ class TranscriptView(QTextBrowser):
     def set_theme(self, theme: Theme) -> None:
         """Switch palettes; every live block is re-rendered once (no re-lex: spans are theme-free)."""
         self._theme = theme
+        self.empty_view.set_theme(theme)
         self._writer.set_theme(theme)
         self._apply_palette()
         self._rebuild()
@@ -240,12 +250,22 @@ class TranscriptView(QTextBrowser):
     # -- frames and slices -----------------------------------------------------------------------
 
     def _on_model_dirty(self) -> None:
+        self._update_empty()
         if not self._timer.isActive():
             self._timer.start()
+
+    def _update_empty(self) -> None:
+        """The empty-session view is shown exactly while the conversation has nothing to show."""
+        empty = len(self._model) == 0 and not self._model.pending
+        if empty == self.empty_view.isHidden():
+            self.empty_view.setVisible(empty)
+            if empty:
+                self.empty_view.setGeometry(self.viewport().geometry())
 
     def _on_frame(self) -> None:
         if not self.pending:  # an idle frame: sleep until the next wake
             self._timer.stop()
+            self._update_empty()
             return
         self.pacer.start_frame()
         self._on_slice()
@@ -262,6 +282,7 @@ class TranscriptView(QTextBrowser):
 
     def draw(self, deadline: float) -> None:
         self._sync_epoch()
+        self._update_empty()
         if self._restore_due:
             self._restore_near(deadline)
         self._todo.update(dict.fromkeys(self._model.take_dirty()))
@@ -290,6 +311,7 @@ class TranscriptView(QTextBrowser):
         self._evict_blocked = False
         self.document().clear()
         self._set_following(True)
+        self._update_empty()
         _release_heap()
 
     def _render_pending(self, deadline: float | None) -> None:
@@ -709,6 +731,7 @@ class TranscriptView(QTextBrowser):
 
     def resizeEvent(self, e: QResizeEvent) -> None:
         super().resizeEvent(e)
+        self.empty_view.setGeometry(self.viewport().geometry())
         self._viewport_moved()
 
     def keyPressEvent(self, e: QKeyEvent) -> None:

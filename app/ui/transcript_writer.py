@@ -66,7 +66,8 @@ class BlockWriter:
         self._fmt_cache: dict[object, QTextCharFormat] = {}
         self._bfmt_cache: dict[tuple[int, int, str, int, str, bool], QTextBlockFormat] = {}
         self._frame_cache: dict[str, QTextFrameFormat] = {}
-        self._gap = _gap_format()
+        self._gap = _gap_format(4.0)
+        self._lead = _gap_format(0.0)
 
     def set_theme(self, theme: Theme) -> None:
         self.theme = theme
@@ -170,6 +171,7 @@ class BlockWriter:
         """Open a card frame at the cursor (the start of the entry's empty paragraph); the cursor moves
         inside it. Qt puts a frame between two paragraphs: the entry's range then runs from the
         frame's start marker to the paragraph after the frame, which `_leave` makes a small gap."""
+        cur.setBlockFormat(self._lead)  # the empty paragraph Qt keeps before a frame: no blank line
         return cur.insertFrame(self.frame_format(style))
 
     def _leave(self, cur: QTextCursor, frame: QTextFrame, r: Drawn) -> None:
@@ -424,8 +426,8 @@ class BlockWriter:
         return fmt
 
 
-def _gap_format() -> QTextBlockFormat:
-    """The paragraph Qt keeps after a card's frame: a thin gap rather than a blank line."""
+def _gap_format(height: float) -> QTextBlockFormat:
+    """The empty paragraphs Qt keeps around a card's frame: a thin gap rather than a blank line."""
     fmt = QTextBlockFormat()
-    fmt.setLineHeight(4.0, QTextBlockFormat.LineHeightTypes.FixedHeight.value)
+    fmt.setLineHeight(height, QTextBlockFormat.LineHeightTypes.FixedHeight.value)
     return fmt

@@ -2,16 +2,18 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator
 
 import pytest
-from PySide6.QtCore import QUrl
-from PySide6.QtGui import QGuiApplication, QTextBlock, QTextCursor, QTextFragment
+from PySide6.QtCore import Qt, QUrl
+from PySide6.QtGui import QGuiApplication, QTextBlock, QTextCursor, QTextFragment, QTextTable, QTextTableCell
 
 import app.ui.transcript_view as tv
 from app.render.transcript import BlockKind, Transcript
 from app.ui.theme import DARK, LIGHT
 from app.ui.transcript_view import TranscriptView
+from app.ui.transcript_writer import CARD_STYLE_PROPERTY, FOLD_PREVIEW
 from tests.render import stream as st
 
 
@@ -389,3 +391,129 @@ def test_the_model_clearing_clears_the_view(view: TranscriptView) -> None:
     view.model.add_user_message("new")
     _drain(view)
     assert view.toPlainText().strip() == "You\nnew"
+
+
+def _tables(view: TranscriptView) -> list[QTextTable]:
+    frames = list(view.document().rootFrame().childFrames())
+    return [f for f in frames if isinstance(f, QTextTable)]
+
+
+def test_a_gfm_table_is_a_document_table(view: TranscriptView) -> None:
+    """A GFM table renders as a QTextTable with a header row and aligned cells, also while streaming:
+    the partial table is a table from its delimiter row on, and the raw `|` lines never come back."""
+    src = "Sizes:\n\n| name | size |\n|:--|--:|\n| a.py | 10 |\n| `b.py` | 200 |\n\nDone.\n"
+    raw_again = 0
+    for i, ch in enumerate(src):
+        view.model.apply(st.text("m", ch))
+        view.flush()
+        if i > src.index("|:--|") + 6 and "| a.py" in view.toPlainText():
+            raw_again += 1
+    _drain(view)
+    assert raw_again == 0
+    (table,) = _tables(view)
+    assert (table.rows(), table.columns()) == (3, 2) and table.format().headerRowCount() == 1
+
+    def cell(r: int, c: int) -> QTextTableCell:
+        return table.cellAt(r, c)
+
+    def text(r: int, c: int) -> str:
+        cur = cell(r, c).firstCursorPosition()
+        cur.setPosition(cell(r, c).lastCursorPosition().position(), QTextCursor.MoveMode.KeepAnchor)
+        return cur.selectedText()
+
+    assert [text(r, c) for r in range(3) for c in range(2)] == ["name", "size", "a.py", "10", "b.py", "200"]
+    assert cell(1, 1).firstCursorPosition().blockFormat().alignment() & Qt.AlignmentFlag.AlignRight
+    assert "| a.py" not in view.toPlainText() and view.toPlainText().rstrip().endswith("Done.")
+
+
+def _card_styles(view: TranscriptView) -> dict[str, list[str]]:
+    """Tool card text by the card style property its format carries."""
+    out: dict[str, list[str]] = {}
+    block = view.document().begin()
+    while block.isValid():
+        for fr in _fragments(block):
+            style = fr.charFormat().property(CARD_STYLE_PROPERTY)
+            if style:
+                out.setdefault(str(style), []).append(fr.text())
+        block = block.next()
+    return out
+
+
+def test_tool_cards_pretty_print_patches_commands_and_json(view: TranscriptView) -> None:
+    """Frozen tool calls show a patch as a coloured diff, a command as a shell line, other arguments as
+    keys; while streaming, the raw arguments are appended."""
+    patch = "*** Begin Patch\n*** Update File: a.py\n@@\n-old\n+new\n*** End Patch\n"
+    view.model.apply(st.tool_call("t1", "apply_patch", "c1"))
+    view.model.apply(st.args("t1", json.dumps({"patch": patch})))
+    view.flush()
+    assert '{"patch": "*** Begin Patch\\n' in view.toPlainText()  # raw while streaming
+    view.model.apply(st.item_done("t1"))
+    view.model.apply(st.tool_call("t2", "run_command", "c2"))
+    view.model.apply(st.args("t2", json.dumps({"command": "pytest -q", "cwd": "src"})))
+    view.model.apply(st.item_done("t2"))
+    view.model.apply(st.tool_call("t3", "read_file", "c3"))
+    view.model.apply(st.args("t3", json.dumps({"path": "a.py", "opts": {"max": 5}})))
+    view.model.apply(st.item_done("t3"))
+    _drain(view)
+    styles = _card_styles(view)
+    assert styles["add"] == ["+new"] and styles["del"] == ["-old"] and styles["hunk"] == ["@@"]
+    assert styles["shell"] == ["$ pytest -q"]
+    assert "a.py" not in view.toPlainText().split("$ pytest")[0].split("*** End Patch")[1]
+    lines = view.toPlainText().split("\n")
+    assert 'path: "a.py"' in lines and "opts:" in lines and '    "max": 5' in lines
+    assert '{"patch"' not in view.toPlainText()
+    add = next(f for b in _blocks(view) for f in _fragments(b) if f.text() == "+new")
+    assert add.charFormat().foreground().color().name() == LIGHT.ok
+
+
+def _blocks(view: TranscriptView):  # type: ignore[no-untyped-def]
+    block = view.document().begin()
+    while block.isValid():
+        yield block
+        block = block.next()
+
+
+def test_long_output_folds_and_the_toggle_shows_the_rest(view: TranscriptView) -> None:
+    """A long tool output shows its first lines and "show N more lines"; the toggle shows all of it
+    and "show less" folds it again. A short output is shown whole, with no toggle."""
+    view.model.apply(st.tool_call("t", "run_tests", "c1"))
+    view.model.apply(st.item_done("t"))
+    lines = [f"line {i}" for i in range(30)]
+    view.model.add_tool_output("c1", "\n".join(lines) + "\n", True)
+    view.model.add_tool_output("c1", "short\n", False)
+    _drain(view)
+    text = view.toPlainText()
+    hidden = 30 - FOLD_PREVIEW
+    assert f"line {FOLD_PREVIEW - 1}" in text and f"line {FOLD_PREVIEW}\n" not in text
+    assert f"show {hidden} more lines" in text
+    assert "✗ run_tests failed" in text and "short" in text and text.count("show ") == 1
+    out = next(b for b in view.model.blocks if b.kind is BlockKind.TOOL_OUTPUT)
+    pos = text.index("show ")
+    view._click_pos = pos  # a click on the toggle anchor
+    view.anchorClicked.emit(QUrl("toggle"))
+    view._click_pos = None
+    text = view.toPlainText()
+    assert all(line in text.split("\n") for line in lines) and "show less" in text
+    assert not view.model.block(out.id).collapsed
+    view.toggle_collapsed(out.id)
+    assert f"show {hidden} more lines" in view.toPlainText()
+
+
+def test_empty_view_is_shown_only_for_an_empty_conversation(view: TranscriptView) -> None:
+    """A new session shows the empty-session view; the first block hides it; clear() shows it again."""
+    empty = view.empty_view
+    empty.set_project("/home/dev/parsekit")
+    empty.set_engine("scripted — no model")
+    assert not empty.isHidden()
+    words = empty.text()
+    assert "/home/dev/parsekit" in words and "scripted — no model" in words and "/long" in words
+    view.model.add_user_message("hi")
+    _drain(view)
+    assert empty.isHidden()
+    view.clear()
+    _drain(view)
+    assert not empty.isHidden()
+    other = Transcript()
+    other.add_user_message("restored")
+    view.set_model(other)
+    assert empty.isHidden()
