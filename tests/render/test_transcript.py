@@ -356,3 +356,15 @@ def test_long_tool_output_starts_collapsed_and_names_its_call() -> None:
     long, short = t.blocks[-2:]
     assert long.collapsed and not short.collapsed
     assert long.name == short.name == "run_tests" and short.ok is False
+
+
+def test_packed_tables_keep_their_alignments() -> None:
+    """Settled TABLE blocks pack like the others: kind, text and alignments read back whole."""
+    src = "".join(f"| a{i} | b |\n|:-:|--:|\n| {i} | x |\n\n" for i in range(2 * PACK_BLOCKS + 10))
+    t = Transcript()
+    t.apply(text("m", src))
+    t.apply(item_done("m"))
+    drain(t)
+    assert t.packed >= PACK_BLOCKS
+    first = t.block(t.first_id)
+    assert first.kind is BlockKind.TABLE and first.lang == "cr" and first.text == "| a0 | b |\n|:-:|--:|\n| 0 | x |"

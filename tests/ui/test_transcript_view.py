@@ -517,3 +517,34 @@ def test_empty_view_is_shown_only_for_an_empty_conversation(view: TranscriptView
     other.add_user_message("restored")
     view.set_model(other)
     assert empty.isHidden()
+
+
+_CARDS = ("| k{i} | v |\n|---|--:|\n| a | {i} |\n| b | 2 |\n\nText {i} after the table.\n\n"
+          "```python\nx{i} = {i}\n```\n\n")
+
+
+def test_tables_and_cards_are_released_and_restored_like_text(view: TranscriptView) -> None:
+    """Tables and framed cards far from the viewport are released and rendered again when scrolled
+    to, with every entry's range still where the document has it."""
+    for n in range(60):
+        view.model.add_user_message(f"question {n}")
+        view.model.apply(st.created(f"r{n}"))
+        view.model.apply(st.text(f"m{n}", "".join(_CARDS.format(i=f"{n}_{i}") for i in range(30))))
+        view.model.apply(st.item_done(f"m{n}"))
+        view.model.apply(st.tool_call(f"t{n}", "run_command", f"c{n}"))
+        view.model.apply(st.args(f"t{n}", json.dumps({"command": f"echo {n}"})))
+        view.model.apply(st.item_done(f"t{n}"))
+        view.model.add_tool_output(f"c{n}", "\n".join(f"out {j}" for j in range(20)), True)
+        view.model.apply(st.completed(f"r{n}"))
+        _drain(view)
+    assert view.evicted_pages and view.live_chars <= tv.LIVE_BUDGET_CHARS
+    _check_positions(view)
+    assert "k0_0" not in view.toPlainText()
+    view.verticalScrollBar().setValue(0)
+    _drain(view)
+    _check_positions(view)
+    assert view.toPlainText().lstrip("\n").startswith("You\nquestion 0")
+    assert "k0_0" in view.toPlainText() and _tables(view)
+    view.follow()
+    _drain(view)
+    assert "$ echo 59" in view.toPlainText()
