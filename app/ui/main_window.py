@@ -189,7 +189,7 @@ class MainWindow(QMainWindow):
         acts = [self.help_action, self.new_session_action, self.run_tests_action, self.open_action,
                 self.settings_action, *self.actions()]
         keys = action_shortcuts(acts)
-        keys[0] = (keys[0][0], "this help")
+        keys = [(k, "this help" if what == "?" else what) for k, what in keys]
         return keys + list(TranscriptView.KEYS) + list(COMPOSER_KEYS)
 
     def show_help(self) -> HelpDialog:

@@ -73,10 +73,13 @@ def test_f1_opens_help_with_every_shortcut(window) -> None:  # type: ignore[no-u
 def test_empty_view_follows_the_project_and_the_engine(window, fake) -> None:  # type: ignore[no-untyped-def]
     """The empty view names the watched project and the model in use (from the connection status)."""
     from app.services.api import ConnectionStatus
+    from app.ui.controller import Controller
 
     empty = window.transcript.empty_view
+    ctl = window.findChild(Controller)
+    assert isinstance(ctl, Controller)
     assert str(fake.project_root) in empty.text()
-    window.controller.show_connection(ConnectionStatus("warm", "connected", "gpt-5.3-codex via OpenAI"))
+    ctl.show_connection(ConnectionStatus("warm", "connected", "gpt-5.3-codex via OpenAI"))
     assert "gpt-5.3-codex via OpenAI" in empty.text() and "/long" not in empty.text()
     empty.help_requested.emit()
     assert window.help_dialog is not None and window.help_dialog.isVisible()
