@@ -16,8 +16,10 @@ same kind marked `cont=True`. Inline formatting that spans such a cut is lost; n
 
 Supported: fenced code (``` and ~~~, info string, a fence still open at the end, fences indented
 inside list items), ATX headings, thematic breaks, bullet/ordered lists (with indented
-continuations and blank lines inside), blockquotes, paragraphs. Setext headings, tables and HTML
-blocks are rendered as paragraphs.
+continuations and blank lines inside), blockquotes, GFM tables (a header row, then a delimiter row such as `|---|:-:|`; the table runs to a
+blank line or the start of another block), paragraphs. Setext headings and HTML blocks are rendered
+as paragraphs. A table's `lang` holds its column alignments, one of "lcr-" a column, so a continued
+table (after a size cut) still knows them; `parse_table` splits its rows into cells.
 """
 
 from __future__ import annotations
@@ -37,8 +39,11 @@ __all__ = [
     "InlineSpan",
     "MdBlock",
     "MdKind",
+    "TableRows",
+    "parse_table",
     "render_inline",
     "split_all",
+    "split_row",
 ]
 
 SOFT_LINE = 2048
@@ -54,6 +59,7 @@ class MdKind(StrEnum):
     QUOTE = "quote"
     CODE = "code"
     RULE = "rule"
+    TABLE = "table"
 
 
 @dataclass(slots=True)
@@ -73,6 +79,7 @@ _HEADING = re.compile(r"^ {0,3}(#{1,6})(?:[ \t]+(.*?))?(?:[ \t]+#+)?[ \t]*$")
 _RULE = re.compile(r"^ {0,3}([-*_])(?:[ \t]*\1){2,}[ \t]*$")
 _QUOTE = re.compile(r"^ {0,3}>")
 _ITEM = re.compile(r"^ {0,3}(?:[-*+]|\d{1,9}[.)])(?:[ \t]|$)")
+_DELIM_CELL = re.compile(r"^\s*(:?)-+(:?)\s*$")
 
 
 @dataclass(slots=True)
@@ -251,7 +258,15 @@ class BlockSplitter:
                                fence=fence.group(2), indent=len(fence.group(1)))
             return
 
+        if op is not None and op.kind is MdKind.PARAGRAPH and (eol or final) and self._start_table(op, line, nl):
+            return
+
         if op is not None:
+            if op.kind is MdKind.TABLE and not _starts_block(line):
+                op.add(line + nl)
+                op.lines += 1
+                self._after_add(op)
+                return
             if op.kind is MdKind.PARAGRAPH and not _starts_block(line):
                 op.add(line + nl)
                 op.lines += 1
@@ -283,6 +298,28 @@ class BlockSplitter:
         self._open.add(line + nl)
         self._open.lines += 1 if eol else 0
         self._after_add(self._open)
+
+    def _start_table(self, op: _Open, line: str, nl: str) -> bool:
+        """A delimiter row under a paragraph's last line turns that line into a table header."""
+        aligns = _delimiter_aligns(line)
+        if aligns is None:
+            return False
+        text = op.text()
+        body = text[:-1] if text.endswith("\n") else text
+        cut = body.rfind("\n")
+        header = body[cut + 1:]
+        if ("|" not in header and "|" not in line) or len(split_row(header)) != len(aligns):
+            return False
+        if cut >= 0:  # the lines above the header stay a paragraph
+            op.parts[:] = [text[:cut + 1]]
+            op.size = cut + 1
+            self._freeze()
+        self._open = table = _Open(MdKind.TABLE, lang=aligns, cont=op.cont and cut < 0)
+        table.add(header + "\n")
+        table.add(line + nl)
+        table.lines = 2
+        self._after_add(table)
+        return True
 
     def _after_add(self, op: _Open) -> None:
         if op.size >= MAX_BLOCK_CHARS or (op.kind is MdKind.CODE and op.lines >= MAX_CODE_LINES):
@@ -357,6 +394,78 @@ def _display(op: _Open, text: str) -> str:
     if op.kind is MdKind.CODE:
         return text
     return text.rstrip("\n")
+
+
+def _delimiter_aligns(line: str) -> str | None:
+    """The alignments ("l", "c", "r" or "-" a column) of a GFM delimiter row, or None if it is not one."""
+    if "-" not in line or len(line) - len(line.lstrip(" ")) > 3:
+        return None
+    cells = split_row(line)
+    if not cells or ("|" not in line and len(cells) < 2):
+        return None
+    out = []
+    for cell in cells:
+        m = _DELIM_CELL.match(cell)
+        if m is None:
+            return None
+        left, right = bool(m.group(1)), bool(m.group(2))
+        out.append("c" if left and right else "r" if right else "l" if left else "-")
+    return "".join(out)
+
+
+def split_row(line: str) -> list[str]:
+    """The cells of one table row: split at pipes not escaped with a backslash (`\\|` is a pipe in the
+    cell, as GFM has it), outer pipes dropped."""
+    s = line.strip()
+    cells: list[str] = []
+    cur: list[str] = []
+    i = 0
+    while i < len(s):
+        c = s[i]
+        if c == "\\" and i + 1 < len(s):
+            cur.append("|" if s[i + 1] == "|" else s[i:i + 2])  # an escaped pipe is the cell's text
+            i += 2
+            continue
+        if c == "|":
+            cells.append("".join(cur))
+            cur = []
+        else:
+            cur.append(c)
+        i += 1
+    cells.append("".join(cur))
+    if s.startswith("|"):
+        cells = cells[1:]
+    if s.endswith("|") and not s.endswith("\\|") and cells:
+        cells = cells[:-1]
+    return [c.strip() for c in cells]
+
+
+@dataclass(frozen=True, slots=True)
+class TableRows:
+    """A table block split into cells: `header` is empty for a continued table (after a size cut)."""
+
+    aligns: str
+    header: list[str]
+    rows: list[list[str]]
+
+    @property
+    def columns(self) -> int:
+        return len(self.aligns)
+
+
+def parse_table(text: str, aligns: str, cont: bool = False) -> TableRows:
+    """Cells of a TABLE block's text (rows padded or cut to the header's width, as GFM does)."""
+    lines = [ln for ln in text.split("\n") if ln.strip()]
+    n = len(aligns)
+    header: list[str] = []
+    if not cont and lines:
+        header = _fit(split_row(lines[0]), n)
+        lines = lines[2:]
+    return TableRows(aligns, header, [_fit(split_row(ln), n) for ln in lines])
+
+
+def _fit(cells: list[str], n: int) -> list[str]:
+    return cells[:n] + [""] * (n - len(cells))
 
 
 def split_all(text: str) -> list[MdBlock]:

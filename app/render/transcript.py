@@ -49,6 +49,7 @@ from app.render.markdown import BlockSplitter, MdBlock, MdKind
 
 __all__ = [
     "FEED_CHUNK",
+    "FOLD_LINES",
     "PACK_BLOCKS",
     "RECOVERED_ERRORS",
     "Block",
@@ -70,12 +71,14 @@ PACK_BLOCKS: Final = 256  # settled blocks packed into one segment at a time
 
 class BlockKind(StrEnum):
     USER = "user"
+    ASSISTANT = "assistant"  # the header of the model's part of a turn; `text` is the model name
     PARAGRAPH = "paragraph"
     HEADING = "heading"
     LIST = "list"
     QUOTE = "quote"
     CODE = "code"
     RULE = "rule"
+    TABLE = "table"  # GFM table source; `lang` holds the column alignments (markdown.parse_table)
     TOOL_CALL = "tool_call"
     TOOL_OUTPUT = "tool_output"
     NOTICE = "notice"
@@ -92,7 +95,9 @@ _FROM_MD = {
     MdKind.QUOTE: BlockKind.QUOTE,
     MdKind.CODE: BlockKind.CODE,
     MdKind.RULE: BlockKind.RULE,
+    MdKind.TABLE: BlockKind.TABLE,
 }
+FOLD_LINES: Final = 12  # a tool output longer than this starts collapsed (the view shows its first lines)
 
 
 @dataclass(eq=False, slots=True)
@@ -109,10 +114,10 @@ class Block:
     level: int = 0  # HEADING
     cont: bool = False  # continues the previous block of the same item after a size cut
     reasoning: bool = False  # part of a reasoning item
-    name: str = ""  # TOOL_CALL: function name; NOTICE: notice kind
+    name: str = ""  # TOOL_CALL / TOOL_OUTPUT: function name; NOTICE: notice kind
     call_id: str = ""  # TOOL_CALL / TOOL_OUTPUT
     ok: bool | None = None  # TOOL_OUTPUT
-    collapsed: bool = False  # TOOL_CALL / TOOL_OUTPUT
+    collapsed: bool = False  # TOOL_CALL: arguments hidden; TOOL_OUTPUT: folded to its first lines
     closed: bool = False  # CODE: its closing fence was seen
     spans: Sequence[Span] = ()  # CODE: highlight spans over `text` (packed once frozen)
     committed: int = 0  # CODE: spans over text[:committed] are final until the block freezes
@@ -176,6 +181,7 @@ DeltaKind = Literal["text", "reasoning", "tool"]
 @dataclass(slots=True)
 class _Begin:
     response_id: str
+    model: str = ""
 
 
 @dataclass(slots=True)
@@ -298,6 +304,8 @@ class Transcript:
         self.epoch = 0  # bumped by clear(): a view drops what it drew
         self.response_id = ""
         self.status = ""
+        self._headed = False  # the model's part of the current turn has its header block
+        self._call_names: dict[str, str] = {}  # call_id -> tool name, so an output card can say whose
 
     # -- output ----------------------------------------------------------------------------------
 
@@ -378,7 +386,8 @@ class Transcript:
         elif isinstance(event, ev.FunctionCallArgumentsDelta):
             self._push_delta("tool", event.item_id, event.delta)
         elif isinstance(event, ev.ResponseCreated):
-            self._push(_Begin(event.response_id))
+            model = event.response.get("model")
+            self._push(_Begin(event.response_id, model if isinstance(model, str) else ""))
         elif isinstance(event, ev.OutputItemAdded):
             item = event.item
             if item.get("type") == "function_call":
@@ -446,6 +455,7 @@ class Transcript:
         self._ops.clear()
         self.response_id = ""
         self.status = ""
+        self._headed = False
         self.epoch += 1
         self._woken = False
         self._wake()
@@ -530,16 +540,22 @@ class Transcript:
         if isinstance(op, _Begin):
             self.response_id = op.response_id
             self.status = ""
+            if not self._headed:  # one header a turn, however many responses its tool calls take
+                self._headed = True
+                self._new(BlockKind.ASSISTANT, text=op.model, frozen=True)
         elif isinstance(op, _ToolCall):
             self._begin_tool_call(op.item_id, op.name, op.call_id)
         elif isinstance(op, _EndItem):
             self._end_item(op.item_id)
         elif isinstance(op, _User):
+            self._headed = False
             self._new(BlockKind.USER, text=op.text, frozen=True)
         elif isinstance(op, _Notice):
             self._new(BlockKind.NOTICE, text=op.text, name=op.kind, item_id=op.ref, frozen=True)
         elif isinstance(op, _ToolOutput):
-            self._new(BlockKind.TOOL_OUTPUT, text=op.text, call_id=op.call_id, ok=op.ok, frozen=True)
+            long = op.text.count("\n", 0, len(op.text.rstrip("\n"))) >= FOLD_LINES
+            self._new(BlockKind.TOOL_OUTPUT, text=op.text, call_id=op.call_id, ok=op.ok, frozen=True,
+                      collapsed=long, name=self._call_names.get(op.call_id, ""))
         elif isinstance(op, _EndResponse):
             self._end_response(op.status)
         else:  # _Delta is fed by advance()
@@ -563,6 +579,10 @@ class Transcript:
         self._dirty[blk.id] = None
 
     def _begin_tool_call(self, item_id: str, name: str, call_id: str) -> None:
+        if call_id:
+            self._call_names[call_id] = name
+            if len(self._call_names) > 256:  # outputs follow their calls closely
+                del self._call_names[next(iter(self._call_names))]
         blk = self._new(BlockKind.TOOL_CALL, item_id=item_id, name=name, call_id=call_id)
         self._items[item_id] = _Item("tool", item_id, tool_block=blk.id)
 

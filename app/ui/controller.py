@@ -152,6 +152,7 @@ class Controller(QObject):
     def show_connection(self, status: ConnectionStatus) -> None:
         self.last_status = status
         self.window.status.set_connection(status)
+        self.window.transcript.empty_view.set_engine(status.engine)
 
     def _update_tests_tab(self) -> None:
         panel = self.window.tests_panel

@@ -12,7 +12,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from PySide6.QtCore import QSize, Qt, Signal
-from PySide6.QtGui import QAction, QIcon
+from PySide6.QtGui import QAction, QIcon, QKeySequence
 from PySide6.QtWidgets import (
     QFrame,
     QHBoxLayout,
@@ -33,6 +33,7 @@ from app.render.transcript import NoticeKind, Transcript
 from app.tools.testrun import TestRun
 from app.ui.composer import Composer
 from app.ui.context_panel import ContextPanel
+from app.ui.help import COMPOSER_KEYS, HelpDialog, action_shortcuts
 from app.ui.sessions import SessionsPanel
 from app.ui.status import StatusBar
 from app.ui.tests_panel import TestsPanel
@@ -171,9 +172,33 @@ class MainWindow(QMainWindow):
         self.settings_action.triggered.connect(self.settings_requested)
         self.about_action = QAction("About", self)
         self.about_action.triggered.connect(self.about_requested)
+        self.help_action = QAction("?", self)
+        self.help_action.setShortcut(QKeySequence(QKeySequence.StandardKey.HelpContents))
+        self.help_action.setToolTip("Help: demo commands and shortcuts (F1)")
+        self.help_action.triggered.connect(self.show_help)
         bar.addAction(self.settings_action)
+        bar.addAction(self.help_action)
         bar.addAction(self.about_action)
         self.addAction(self.open_action)  # shortcut works without a visible button
+        self.transcript.empty_view.set_shortcuts(self.shortcuts())
+        self.transcript.empty_view.help_requested.connect(self.show_help)
+        self.help_dialog: HelpDialog | None = None
+
+    def shortcuts(self) -> list[tuple[str, str]]:
+        """Every shortcut the window answers to: its actions' and the transcript's keys (for the help)."""
+        acts = [self.help_action, self.new_session_action, self.run_tests_action, self.open_action,
+                self.settings_action, *self.actions()]
+        keys = action_shortcuts(acts)
+        keys = [(k, "this help" if what == "?" else what) for k, what in keys]
+        return keys + list(TranscriptView.KEYS) + list(COMPOSER_KEYS)
+
+    def show_help(self) -> HelpDialog:
+        """The help window (one, raised again when open)."""
+        if self.help_dialog is None:
+            self.help_dialog = HelpDialog(self.shortcuts(), self)
+        self.help_dialog.show()
+        self.help_dialog.raise_()
+        return self.help_dialog
 
     def set_project(self, root: Path | None, recent: list[str] | None = None) -> None:
         """Show the project name and fill the project menu (open dialog + recent projects)."""
@@ -181,6 +206,7 @@ class MainWindow(QMainWindow):
         self.project_button.setText(f"{name}  ▾")
         self.project_button.setToolTip(str(root) if root else "Open a project folder")
         self.setWindowTitle(f"{name} — Slipstream" if root else "Slipstream")
+        self.transcript.empty_view.set_project(str(root) if root else "")
         self.project_menu.clear()
         self.project_menu.addAction(self.open_action)
         others = [p for p in (recent or []) if root is None or p != str(root)]

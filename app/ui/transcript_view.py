@@ -57,12 +57,14 @@ from PySide6.QtWidgets import QTextBrowser, QWidget
 
 from app.render.pacer import FramePacer
 from app.render.transcript import Block, BlockKind, Transcript
+from app.ui.help import EmptyView
 from app.ui.theme import Theme, system_theme
 from app.ui.transcript_writer import BlockWriter, Drawn
 
 __all__ = ["TranscriptView"]
 
 FRAME_MS = 16
+_FRAME_START = "\ufdd0"  # QTextBeginningOfFrame: where a card's (or a table's) range starts
 LIVE_BUDGET_CHARS = 96 * 1024  # rendered text the document may hold before far blocks are evicted
 PAGE_CHARS = 8 * 1024  # an evicted page holds at most this much text (one page renders in one slice)
 TAIL_KEEP = 8  # the last entries are never evicted: the stream grows there
@@ -80,6 +82,9 @@ class _Page:
 
 class TranscriptView(QTextBrowser):
     """Paints a conversation model; see the module docstring. Esc stops following, Ctrl+End resumes."""
+
+    # The keys this view handles itself (listed by the help, so they live next to keyPressEvent).
+    KEYS = (("Esc", "stop following the stream (scroll freely)"), ("Ctrl+End", "follow the stream again"))
 
     copyRequested = Signal(str)
     followingChanged = Signal(bool)
@@ -109,7 +114,8 @@ class TranscriptView(QTextBrowser):
 
         doc = self.document()
         doc.setUndoRedoEnabled(False)
-        doc.setDocumentMargin(10)
+        doc.setDocumentMargin(14)
+        doc.setIndentWidth(18)  # list nesting: a bullet's width, not Qt's default 40 px
         self.setOpenLinks(False)
         self.setReadOnly(True)
         self.setUndoRedoEnabled(False)
@@ -131,8 +137,12 @@ class TranscriptView(QTextBrowser):
         bar = self.verticalScrollBar()
         bar.valueChanged.connect(self._on_scroll)
         bar.rangeChanged.connect(self._on_range)
+        # A new session shows what to do instead of a blank pane (hidden once the conversation has a block).
+        self.empty_view = EmptyView(self)
+        self.empty_view.set_theme(self._theme)
         self._apply_palette()
         model.set_waker(self.dirty.emit)
+        self._update_empty()
         self._todo = dict.fromkeys(range(model.first_id, model.next_id))
         if self._todo:
             self._on_model_dirty()
@@ -153,6 +163,7 @@ class TranscriptView(QTextBrowser):
         self._epoch = model.epoch
         self._todo = dict.fromkeys(range(model.first_id, model.next_id))
         model.set_waker(self.dirty.emit)
+        self._update_empty()
         self._on_model_dirty()
 
     @property
@@ -181,6 +192,7 @@ class TranscriptView(QTextBrowser):
     def set_theme(self, theme: Theme) -> None:
         """Switch palettes; every live block is re-rendered once (no re-lex: spans are theme-free)."""
         self._theme = theme
+        self.empty_view.set_theme(theme)
         self._writer.set_theme(theme)
         self._apply_palette()
         self._rebuild()
@@ -239,12 +251,22 @@ class TranscriptView(QTextBrowser):
     # -- frames and slices -----------------------------------------------------------------------
 
     def _on_model_dirty(self) -> None:
+        self._update_empty()
         if not self._timer.isActive():
             self._timer.start()
+
+    def _update_empty(self) -> None:
+        """The empty-session view is shown exactly while the conversation has nothing to show."""
+        empty = len(self._model) == 0 and not self._model.pending
+        if empty == self.empty_view.isHidden():
+            self.empty_view.setVisible(empty)
+            if empty:
+                self.empty_view.setGeometry(self.viewport().geometry())
 
     def _on_frame(self) -> None:
         if not self.pending:  # an idle frame: sleep until the next wake
             self._timer.stop()
+            self._update_empty()
             return
         self.pacer.start_frame()
         self._on_slice()
@@ -261,6 +283,7 @@ class TranscriptView(QTextBrowser):
 
     def draw(self, deadline: float) -> None:
         self._sync_epoch()
+        self._update_empty()
         if self._restore_due:
             self._restore_near(deadline)
         self._todo.update(dict.fromkeys(self._model.take_dirty()))
@@ -289,6 +312,7 @@ class TranscriptView(QTextBrowser):
         self._evict_blocked = False
         self.document().clear()
         self._set_following(True)
+        self._update_empty()
         _release_heap()
 
     def _render_pending(self, deadline: float | None) -> None:
@@ -394,22 +418,23 @@ class TranscriptView(QTextBrowser):
         if r.kind is not blk.kind or r.collapsed != blk.collapsed or blk.frozen != r.frozen:
             return False
         idx = self._index(blk.id)
+        inner = end - r.trail  # a card's last text position: appends stay inside its frame
         if blk.kind is BlockKind.CODE and r.lang == blk.lang and blk.committed >= r.appended:
             cur.setPosition(r.start + r.body + r.appended)
-            cur.setPosition(end, QTextCursor.MoveMode.KeepAnchor)
+            cur.setPosition(inner, QTextCursor.MoveMode.KeepAnchor)
             cur.removeSelectedText()
             self._writer.code_text(cur, blk, r.appended, blk.committed)
             self._writer.code_text(cur, blk, blk.committed, len(blk.text))
             r.appended = blk.committed
             r.version = blk.version
-            self._shift(idx, cur.position() - end)
+            self._shift(idx, cur.position() - inner)
             return True
         if blk.kind is BlockKind.TOOL_CALL and not blk.collapsed and len(blk.text) >= r.appended:
-            cur.setPosition(end)
+            cur.setPosition(inner)
             cur.insertText(blk.text[r.appended:], self._writer.fmt("mono"))
             r.appended = len(blk.text)
             r.version = blk.version
-            self._shift(idx, cur.position() - end)
+            self._shift(idx, cur.position() - inner)
             return True
         return False
 
@@ -422,9 +447,17 @@ class TranscriptView(QTextBrowser):
         return self._layout
 
     def _entry_top(self, idx: int) -> float:
-        """Document y of entry `idx`'s first paragraph (its layout is forced up to there)."""
+        """Document y of entry `idx`'s first paragraph (its layout is forced up to there); for a card,
+        the top of its frame (the frame's start marker has no paragraph of its own to measure)."""
         doc = self.document()
-        return self._doc_layout().blockBoundingRect(doc.findBlock(self._ranges[self._ids[idx]].start)).top()
+        start = self._ranges[self._ids[idx]].start
+        if doc.characterAt(start) == _FRAME_START:
+            frame = QTextCursor(doc)
+            frame.setPosition(start + 1)
+            f = frame.currentFrame()
+            if f is not None and f is not doc.rootFrame():
+                return self._doc_layout().frameBoundingRect(f).top() - f.frameFormat().topMargin()
+        return self._doc_layout().blockBoundingRect(doc.findBlock(start)).top()
 
     def _entry_bottom(self, idx: int) -> float:
         if idx + 1 < len(self._ids):
@@ -699,6 +732,7 @@ class TranscriptView(QTextBrowser):
 
     def resizeEvent(self, e: QResizeEvent) -> None:
         super().resizeEvent(e)
+        self.empty_view.setGeometry(self.viewport().geometry())
         self._viewport_moved()
 
     def keyPressEvent(self, e: QKeyEvent) -> None:

@@ -12,6 +12,7 @@ from app.render.markdown import (
     MAX_BLOCK_CHARS,
     BlockSplitter,
     MdKind,
+    parse_table,
     render_inline,
     split_all,
 )
@@ -161,3 +162,56 @@ def test_inline_spans() -> None:
     assert not any("javascript" in s.href for s in spans)
     assert "".join(s.text for s in spans).endswith("<b>h</b>")
     assert render_inline("") == []
+
+
+_TABLE = "| name | size | note |\n|:---|---:|:---:|\n| `a.py` | 10 | x \\| y |\n| b.py | 200 |\n|c|1|2|3|\n"
+
+
+def _markdown_it_cells(text: str) -> list[list[str]]:
+    """What markdown-it-py's own GFM table rule makes of a table: the inline source of every cell."""
+    from markdown_it import MarkdownIt
+
+    rows: list[list[str]] = []
+    for tok in MarkdownIt("commonmark").enable("table").parse(text):
+        if tok.type == "tr_open":
+            rows.append([])
+        elif tok.type == "inline" and rows:
+            rows[-1].append(tok.content)
+    return rows
+
+
+def test_gfm_table_block_and_cells() -> None:
+    """A header row plus a delimiter row opens a TABLE (alignments in `lang`); rows are split like
+    markdown-it's GFM table rule does it (escaped pipes kept, short rows padded, long rows cut)."""
+    blocks = split_all("Text before\n" + _TABLE + "\nafter\n")
+    assert [b.kind for b in blocks] == [MdKind.PARAGRAPH, MdKind.TABLE, MdKind.PARAGRAPH]
+    table = blocks[1]
+    assert table.lang == "lrc"
+    rows = parse_table(table.text, table.lang)
+    assert [rows.header, *rows.rows] == _markdown_it_cells(_TABLE)
+    assert rows.rows[1] == ["b.py", "200", ""] and rows.rows[2] == ["c", "1", "2"]
+
+
+def test_not_a_table() -> None:
+    """A delimiter row whose cell count differs from the header's, or a line of dashes, is no table."""
+    assert MdKind.TABLE not in _kinds("| a | b |\n|---|\n")
+    assert MdKind.TABLE not in _kinds("a\n---\n")
+    assert MdKind.TABLE not in _kinds("| a | b |\n| x | y |\n")
+
+
+def test_table_ends_at_a_blank_line_or_a_block() -> None:
+    """A table runs to a blank line or another block's start; a line without pipes is a row (GFM)."""
+    assert _kinds("| a |\n|---|\n| 1 |\n# Head\n") == [MdKind.TABLE, MdKind.HEADING]
+    blocks = split_all("| a |\n|---|\n| 1 |\nplain\n\npara\n")
+    assert [b.kind for b in blocks] == [MdKind.TABLE, MdKind.PARAGRAPH]
+    assert parse_table(blocks[0].text, blocks[0].lang).rows == [["1"], ["plain"]]
+
+
+def test_a_huge_table_continues_with_its_alignments() -> None:
+    """A table over the block cap is continued in blocks that keep the alignments and carry no header."""
+    text = "| k | v |\n|---|--:|\n" + "".join(f"| key{i} | {i} |\n" for i in range(800))
+    blocks = split_all(text)
+    assert len(blocks) > 1 and all(b.kind is MdKind.TABLE and b.lang == "-r" for b in blocks)
+    assert blocks[1].cont and parse_table(blocks[1].text, "-r", cont=True).header == []
+    rows = [r for b in blocks for r in parse_table(b.text, b.lang, cont=b.cont).rows]
+    assert rows == [[f"key{i}", str(i)] for i in range(800)]

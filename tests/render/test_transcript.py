@@ -4,8 +4,9 @@ from __future__ import annotations
 
 from typing import Any
 
+from app.protocol import events as ev
 from app.render.highlight import PackedSpans
-from app.render.transcript import FEED_CHUNK, PACK_BLOCKS, BlockKind, Transcript
+from app.render.transcript import FEED_CHUNK, FOLD_LINES, PACK_BLOCKS, Block, BlockKind, Transcript
 from tests.render.stream import (
     args,
     completed,
@@ -20,8 +21,13 @@ from tests.render.stream import (
 )
 
 
+def _content(t: Transcript) -> list[Block]:
+    """The blocks without the assistant headers (a test of those is below)."""
+    return [b for b in t.blocks if b.kind is not BlockKind.ASSISTANT]
+
+
 def _kinds(t: Transcript) -> list[BlockKind]:
-    return [b.kind for b in t.blocks if b.text or b.kind is not BlockKind.PARAGRAPH]
+    return [b.kind for b in _content(t) if b.text or b.kind is not BlockKind.PARAGRAPH]
 
 
 def test_text_stream_becomes_frozen_blocks() -> None:
@@ -32,11 +38,11 @@ def test_text_stream_becomes_frozen_blocks() -> None:
     t.apply(text("m1", "# Head\n\npara"))
     drain(t)
     assert _kinds(t) == [BlockKind.USER, BlockKind.HEADING, BlockKind.PARAGRAPH]
-    head, para = t.blocks[1], t.blocks[2]
+    head, para = _content(t)[1], _content(t)[2]
     assert head.frozen and not para.frozen and para.text == "para" and t.streaming
     t.apply(text("m1", "graph\n\n```py\nx = 1\n"))
     drain(t)
-    para, code = t.block(para.id), t.blocks[3]
+    para, code = t.block(para.id), _content(t)[3]
     assert para.frozen and para.text == "paragraph"
     assert code.kind is BlockKind.CODE and code.lang == "py" and not code.frozen
     assert code.spans and code.committed == len("x = 1\n")
@@ -53,7 +59,7 @@ def test_input_only_buffers_until_advance() -> None:
         t.apply(text("m", ch))
     assert t.pending and len(t) == 0 and t.take_dirty() == []
     drain(t)
-    assert not t.pending and [b.text for b in t.blocks] == ["Hello, world", "again"]
+    assert not t.pending and [b.text for b in _content(t)] == ["Hello, world", "again"]
 
 
 def test_advance_stops_at_the_deadline_and_the_feed_limit() -> None:
@@ -151,7 +157,7 @@ def test_failures_and_notices() -> None:
     t.add_notice("warning", "careful")
     t.end_response("cancelled")
     drain(t)
-    assert t.blocks[0].reasoning and t.blocks[0].frozen
+    assert _content(t)[0].reasoning and _content(t)[0].frozen
     notices = [(b.name, b.text) for b in t.blocks if b.kind is BlockKind.NOTICE]
     assert notices == [("error", "The model failed: overloaded"), ("status", "Response failed."),
                        ("error", "slow down (rate_limit)"), ("status", "Response failed."),
@@ -293,3 +299,72 @@ def test_a_backlog_is_held_in_a_few_strings_and_fed_exactly() -> None:
             t.advance(float("inf"), lambda: 0.0, max_chars=3000)
     drain(t)
     assert "".join(b.text for b in t.blocks).rstrip() == "".join(words).rstrip()
+
+
+def test_one_assistant_header_a_turn_with_the_model_name() -> None:
+    """The model's part of a turn starts with one header naming the model, however many responses
+    (tool-call rounds) it takes; the next user message starts a new turn."""
+    t = Transcript()
+    t.add_user_message("hi")
+    t.apply(ev.ResponseCreated(response={"id": "r1", "model": "gpt-5.3-codex"}))
+    t.apply(tool_call("fc", "read_file", "c1"))
+    t.apply(item_done("fc"))
+    t.apply(completed("r1"))
+    t.add_tool_output("c1", "text", True)
+    t.apply(created("r2"))
+    t.apply(text("m", "done"))
+    t.apply(completed("r2"))
+    t.add_user_message("again")
+    t.apply(created("r3"))
+    t.apply(completed("r3"))
+    drain(t)
+    kinds = [b.kind for b in t.blocks]
+    assert kinds == [BlockKind.USER, BlockKind.ASSISTANT, BlockKind.TOOL_CALL, BlockKind.TOOL_OUTPUT,
+                     BlockKind.PARAGRAPH, BlockKind.USER, BlockKind.ASSISTANT]
+    assert t.blocks[1].text == "gpt-5.3-codex" and t.blocks[6].text == ""
+
+
+def test_a_gfm_table_is_one_table_block() -> None:
+    """A table streamed char by char becomes one TABLE block with its alignments in `lang`; its kind
+    changes at most once (paragraph while only the header row is there, then table)."""
+    src = "Intro\n\n| name | size |\n|:-----|-----:|\n| a.py | 10 |\n| b.py | 200 |\n\nAfter\n"
+    t = Transcript()
+    seen: list[BlockKind] = []
+    for ch in src:
+        t.apply(text("m", ch))
+        drain(t)
+        kinds = [b.kind for b in t.blocks if b.text.startswith("| name")]
+        if kinds and (not seen or seen[-1] is not kinds[0]):
+            seen.append(kinds[0])
+    t.apply(item_done("m"))
+    drain(t)
+    assert seen == [BlockKind.PARAGRAPH, BlockKind.TABLE]
+    (table,) = [b for b in t.blocks if b.kind is BlockKind.TABLE]
+    assert table.lang == "lr" and table.frozen and table.text.endswith("| b.py | 200 |")
+    assert [b.text for b in t.blocks if b.kind is BlockKind.PARAGRAPH] == ["Intro", "After"]
+
+
+def test_long_tool_output_starts_collapsed_and_names_its_call() -> None:
+    """An output longer than FOLD_LINES starts collapsed; a short one does not; both carry the call's
+    tool name."""
+    t = Transcript()
+    t.apply(tool_call("fc", "run_tests", "c1"))
+    t.apply(item_done("fc"))
+    t.add_tool_output("c1", "\n".join(f"line {i}" for i in range(FOLD_LINES + 1)) + "\n", True)
+    t.add_tool_output("c1", "\n".join(f"line {i}" for i in range(FOLD_LINES)) + "\n", False)
+    drain(t)
+    long, short = t.blocks[-2:]
+    assert long.collapsed and not short.collapsed
+    assert long.name == short.name == "run_tests" and short.ok is False
+
+
+def test_packed_tables_keep_their_alignments() -> None:
+    """Settled TABLE blocks pack like the others: kind, text and alignments read back whole."""
+    src = "".join(f"| a{i} | b |\n|:-:|--:|\n| {i} | x |\n\n" for i in range(2 * PACK_BLOCKS + 10))
+    t = Transcript()
+    t.apply(text("m", src))
+    t.apply(item_done("m"))
+    drain(t)
+    assert t.packed >= PACK_BLOCKS
+    first = t.block(t.first_id)
+    assert first.kind is BlockKind.TABLE and first.lang == "cr" and first.text == "| a0 | b |\n|:-:|--:|\n| 0 | x |"

@@ -2,6 +2,9 @@
 
     xvfb-run -a -s "-screen 0 1280x800x24" env QT_QPA_PLATFORM=xcb \
         .venv/bin/python -m tests.ui.screenshot_demo shot.png --theme dark --screen
+
+`--scene cards`: a turn with a GFM table, an apply_patch card, a run_command card and a long folded
+output; `--scene empty`: a new session (the empty-session view); `--scene help`: the help window.
 """
 
 from __future__ import annotations
@@ -11,6 +14,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from app.protocol import events as ev
 from app.services.api import (
     ApprovalRequest,
     ConnectionStatus,
@@ -125,6 +129,56 @@ def open_window(fake: FakeServices) -> tuple[Any, Any]:
     return win, ctl
 
 
+TABLE_ANSWER = """Here is where the time goes, slowest first:
+
+| test | time | result |
+|:-----|-----:|:------:|
+| `test_retry` | 0.120 s | passed |
+| `test_fetch` | 0.051 s | passed |
+| `test_timeout` | 0.013 s | **failed** |
+| `test_parse_header` | 0.004 s | passed |
+
+The timeout test fails because `Client` reads with a 10 ms deadline. I propose a patch:
+"""
+
+PATCH = """*** Begin Patch
+*** Update File: src/client.py
+@@ class Client:
+-    def __init__(self, timeout: float = 0.01) -> None:
++    def __init__(self, timeout: float = 5.0) -> None:
+         self.timeout = timeout
+*** End Patch
+"""
+
+
+def populate_cards(fake: FakeServices) -> None:
+    """A turn with a table, a patch card, a command card and a long (folded) output."""
+    import json
+
+    t = fake.conversation
+    fake.connection_changed.emit(ConnectionStatus("warm", "connected", "gpt-5.3-codex via OpenAI"))
+    t.add_user_message("Which tests are slow, and why does test_timeout fail? Fix it.")
+    t.apply(ev.ResponseCreated(response={"id": "resp_1", "model": "gpt-5.3-codex"}))
+    for chunk in TABLE_ANSWER.split(" "):
+        t.apply(st.text("msg_1", chunk + " "))
+    t.apply(st.item_done("msg_1"))
+    t.apply(st.tool_call("fc_1", "apply_patch", "call_1"))
+    t.apply(st.args("fc_1", json.dumps({"patch": PATCH})))
+    t.apply(st.item_done("fc_1"))
+    t.apply(st.tool_call("fc_2", "run_command", "call_2"))
+    t.apply(st.args("fc_2", json.dumps({"command": "pytest -q tests/test_client.py", "timeout_s": 60})))
+    t.apply(st.item_done("fc_2"))
+    t.apply(st.completed("resp_1"))
+    t.add_tool_output("call_1", "patch applied: src/client.py (+1 -1)", True)
+    t.add_tool_output("call_2", "\n".join(f"tests/test_client.py::test_{n} PASSED" for n in (
+        "fetch", "retry", "timeout", "proxy", "headers", "redirect", "cookies", "gzip", "chunked", "auth",
+        "keepalive", "close", "unicode", "large", "empty", "stream", "cancel", "pool")) + "\n18 passed in 0.41s\n", True)
+    t.apply(ev.ResponseCreated(response={"id": "resp_2", "model": "gpt-5.3-codex"}))
+    t.apply(st.text("msg_2", "All 18 client tests pass now.\n"))
+    t.apply(st.item_done("msg_2"))
+    t.apply(st.completed("resp_2"))
+
+
 def main(argv: list[str]) -> int:
     import time
 
@@ -141,6 +195,8 @@ def main(argv: list[str]) -> int:
     p.add_argument("--banner", choices=["demo", "settings-failure"], default="demo",
                    help="settings-failure: the banner after Settings named OpenAI without a key")
     p.add_argument("--no-keychain", action="store_true", help="the settings dialog without an OS keychain")
+    p.add_argument("--scene", choices=["demo", "cards", "empty", "help"], default="demo")
+    p.add_argument("--top", action="store_true", help="show the start of the conversation")
     a = p.parse_args(argv)
     app = QApplication.instance() or QApplication(sys.argv[:1])
     fake = FakeServices(project_root=Path("/home/dev/parsekit"), settings=Settings(theme=a.theme, pins=["src/client.py"]))
@@ -149,7 +205,13 @@ def main(argv: list[str]) -> int:
     if a.no_keychain:
         fake.keychain = KeychainInfo(False, "fail Keyring", "")
         fake.settings.provider = "openai"
-    populate(fake, time.time())
+    if a.scene == "demo":
+        populate(fake, time.time())
+    elif a.scene == "cards":
+        populate_cards(fake)
+    else:
+        fake.connection_changed.emit(ConnectionStatus("warm", "connected to ws://127.0.0.1:8765",
+                                                      "scripted — no model", "ws://127.0.0.1:8765/v1/responses"))
     if a.banner == "settings-failure":
         from app.services.app import failure_banner
 
@@ -158,6 +220,8 @@ def main(argv: list[str]) -> int:
     fake.files_changed.emit(FileChanges({}, counts={"in_view": 6, "pending": 1, "summarised": 2, "excluded": 2},
                                         snapshot=SnapshotSummary(
         32_000, 21_400, ("README.md", "pyproject.toml", "src/__init__.py", "src/client.py", "src/parse.py"), 6)))
+    if a.scene == "help":
+        win.show_help().move(320, 90)
     ctl.refresh_sessions()
     win.side.setCurrentIndex(a.tab)
     if a.dialog == "patch":
@@ -180,6 +244,11 @@ def main(argv: list[str]) -> int:
         app.processEvents()
         time.sleep(0.02)
     win.tests_panel.refresh()
+    if a.top:
+        while win.transcript.pending:
+            win.transcript.flush()
+        win.transcript.stop_following()
+        win.transcript.verticalScrollBar().setValue(0)
     save_screenshot(win, a.out, screen=a.screen)
     print(a.out)
     return 0

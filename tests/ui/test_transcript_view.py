@@ -2,16 +2,18 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator
 
 import pytest
-from PySide6.QtCore import QUrl
-from PySide6.QtGui import QGuiApplication, QTextBlock, QTextFragment
+from PySide6.QtCore import Qt, QUrl
+from PySide6.QtGui import QGuiApplication, QTextBlock, QTextCursor, QTextFragment, QTextTable, QTextTableCell
 
 import app.ui.transcript_view as tv
 from app.render.transcript import BlockKind, Transcript
 from app.ui.theme import DARK, LIGHT
 from app.ui.transcript_view import TranscriptView
+from app.ui.transcript_writer import CARD_STYLE_PROPERTY, FOLD_PREVIEW
 from tests.render import stream as st
 
 
@@ -60,15 +62,15 @@ def test_rendered_text_of_a_turn(view: TranscriptView) -> None:
     for ch in '{"path": "a.py"}':
         view.model.apply(st.args("t", ch))
         view.flush()
-    assert view.toPlainText().endswith('{"path": "a.py"}')
+    assert view.toPlainText().rstrip("\n").endswith('{"path": "a.py"}')
     view.model.apply(st.item_done("t"))
     view.model.add_tool_output("c1", "line1\nline2\n", True)
     view.model.apply(st.completed())
     _drain(view)
-    lines = view.toPlainText().split("\n")
-    assert lines[:6] == ["You", "hi", "Title", "Some text.", "python  Copy", "def f(x):"]
-    assert "    return x" in lines and "• a" in lines and "• b" in lines
-    assert "line2" in lines and lines[-1] == "line2"
+    lines = [ln for ln in view.toPlainText().split("\n") if ln]
+    assert lines[:7] == ["You", "hi", "◆ Assistant", "Title", "Some text.", "python    Copy", "def f(x):"]
+    assert "    return x" in lines and "•  a" in lines and "•  b" in lines
+    assert lines[-3:] == ["✓ read_file output   2 lines   Copy", "line1", "line2"]
 
 
 def test_code_is_highlighted_in_theme(view: TranscriptView) -> None:
@@ -125,7 +127,7 @@ def test_collapse_and_expand_tool_blocks(view: TranscriptView) -> None:
     call = view.model.blocks[0]
     assert "SECRET_ARGS" in view.toPlainText()
     view.anchorClicked.emit(QUrl(f"toggle:{call.id}"))
-    assert "SECRET_ARGS" not in view.toPlainText() and "▸ tool run_tests" in view.toPlainText()
+    assert "SECRET_ARGS" not in view.toPlainText() and "▸ run_tests" in view.toPlainText()
     assert view.toPlainText().endswith("after") and "PASSED" in view.toPlainText()
     view.anchorClicked.emit(QUrl(f"toggle:{call.id}"))
     assert "SECRET_ARGS" in view.toPlainText()
@@ -246,8 +248,11 @@ def test_theme_switch_recolours_code_background(view: TranscriptView) -> None:
     _drain(view)
 
     def bg() -> str:
-        pos = view.toPlainText().index("ls")
-        return view.document().findBlock(pos).blockFormat().background().color().name()
+        cur = QTextCursor(view.document())
+        cur.setPosition(view.toPlainText().index("ls"))
+        frame = cur.currentFrame()
+        assert frame is not None
+        return frame.frameFormat().background().color().name()
 
     assert bg() == LIGHT.code_background
     view.set_theme(DARK)
@@ -362,7 +367,7 @@ def test_the_view_is_handed_its_model(qtbot) -> None:  # type: ignore[no-untyped
     second.add_user_message("two")
     v.set_model(second)
     _drain(v)
-    assert v.model is second and v.toPlainText() == "You\ntwo"
+    assert v.model is second and v.toPlainText().strip() == "You\ntwo"
     first.add_user_message("ignored")
     assert not v.pending and "ignored" not in v.toPlainText()
 
@@ -385,4 +390,161 @@ def test_the_model_clearing_clears_the_view(view: TranscriptView) -> None:
     view.model.clear()
     view.model.add_user_message("new")
     _drain(view)
-    assert view.toPlainText() == "You\nnew"
+    assert view.toPlainText().strip() == "You\nnew"
+
+
+def _tables(view: TranscriptView) -> list[QTextTable]:
+    frames = list(view.document().rootFrame().childFrames())
+    return [f for f in frames if isinstance(f, QTextTable)]
+
+
+def test_a_gfm_table_is_a_document_table(view: TranscriptView) -> None:
+    """A GFM table renders as a QTextTable with a header row and aligned cells, also while streaming:
+    the partial table is a table from its delimiter row on, and the raw `|` lines never come back."""
+    src = "Sizes:\n\n| name | size |\n|:--|--:|\n| a.py | 10 |\n| `b.py` | 200 |\n\nDone.\n"
+    raw_again = 0
+    for i, ch in enumerate(src):
+        view.model.apply(st.text("m", ch))
+        view.flush()
+        if i > src.index("|:--|") + 6 and "| a.py" in view.toPlainText():
+            raw_again += 1
+    _drain(view)
+    assert raw_again == 0
+    (table,) = _tables(view)
+    assert (table.rows(), table.columns()) == (3, 2) and table.format().headerRowCount() == 1
+
+    def cell(r: int, c: int) -> QTextTableCell:
+        return table.cellAt(r, c)
+
+    def text(r: int, c: int) -> str:
+        cur = cell(r, c).firstCursorPosition()
+        cur.setPosition(cell(r, c).lastCursorPosition().position(), QTextCursor.MoveMode.KeepAnchor)
+        return cur.selectedText()
+
+    assert [text(r, c) for r in range(3) for c in range(2)] == ["name", "size", "a.py", "10", "b.py", "200"]
+    assert cell(1, 1).firstCursorPosition().blockFormat().alignment() & Qt.AlignmentFlag.AlignRight
+    assert "| a.py" not in view.toPlainText() and view.toPlainText().rstrip().endswith("Done.")
+
+
+def _card_styles(view: TranscriptView) -> dict[str, list[str]]:
+    """Tool card text by the card style property its format carries."""
+    out: dict[str, list[str]] = {}
+    block = view.document().begin()
+    while block.isValid():
+        for fr in _fragments(block):
+            style = fr.charFormat().property(CARD_STYLE_PROPERTY)
+            if style:
+                out.setdefault(str(style), []).append(fr.text())
+        block = block.next()
+    return out
+
+
+def test_tool_cards_pretty_print_patches_commands_and_json(view: TranscriptView) -> None:
+    """Frozen tool calls show a patch as a coloured diff, a command as a shell line, other arguments as
+    keys; while streaming, the raw arguments are appended."""
+    patch = "*** Begin Patch\n*** Update File: a.py\n@@\n-old\n+new\n*** End Patch\n"
+    view.model.apply(st.tool_call("t1", "apply_patch", "c1"))
+    view.model.apply(st.args("t1", json.dumps({"patch": patch})))
+    view.flush()
+    assert '{"patch": "*** Begin Patch\\n' in view.toPlainText()  # raw while streaming
+    view.model.apply(st.item_done("t1"))
+    view.model.apply(st.tool_call("t2", "run_command", "c2"))
+    view.model.apply(st.args("t2", json.dumps({"command": "pytest -q", "cwd": "src"})))
+    view.model.apply(st.item_done("t2"))
+    view.model.apply(st.tool_call("t3", "read_file", "c3"))
+    view.model.apply(st.args("t3", json.dumps({"path": "a.py", "opts": {"max": 5}})))
+    view.model.apply(st.item_done("t3"))
+    _drain(view)
+    styles = _card_styles(view)
+    assert styles["add"] == ["+new"] and styles["del"] == ["-old"] and styles["hunk"] == ["@@"]
+    assert styles["shell"] == ["$ pytest -q"]
+    assert "a.py" not in view.toPlainText().split("$ pytest")[0].split("*** End Patch")[1]
+    lines = view.toPlainText().split("\n")
+    assert 'path: "a.py"' in lines and "opts:" in lines and '    "max": 5' in lines
+    assert '{"patch"' not in view.toPlainText()
+    add = next(f for b in _blocks(view) for f in _fragments(b) if f.text() == "+new")
+    assert add.charFormat().foreground().color().name() == LIGHT.ok
+
+
+def _blocks(view: TranscriptView):  # type: ignore[no-untyped-def]
+    block = view.document().begin()
+    while block.isValid():
+        yield block
+        block = block.next()
+
+
+def test_long_output_folds_and_the_toggle_shows_the_rest(view: TranscriptView) -> None:
+    """A long tool output shows its first lines and "show N more lines"; the toggle shows all of it
+    and "show less" folds it again. A short output is shown whole, with no toggle."""
+    view.model.apply(st.tool_call("t", "run_tests", "c1"))
+    view.model.apply(st.item_done("t"))
+    lines = [f"line {i}" for i in range(30)]
+    view.model.add_tool_output("c1", "\n".join(lines) + "\n", True)
+    view.model.add_tool_output("c1", "short\n", False)
+    _drain(view)
+    text = view.toPlainText()
+    hidden = 30 - FOLD_PREVIEW
+    assert f"line {FOLD_PREVIEW - 1}" in text and f"line {FOLD_PREVIEW}\n" not in text
+    assert f"show {hidden} more lines" in text
+    assert "✗ run_tests failed" in text and "short" in text and text.count("show ") == 1
+    out = next(b for b in view.model.blocks if b.kind is BlockKind.TOOL_OUTPUT)
+    pos = text.index("show ")
+    view._click_pos = pos  # a click on the toggle anchor
+    view.anchorClicked.emit(QUrl("toggle"))
+    view._click_pos = None
+    text = view.toPlainText()
+    assert all(line in text.split("\n") for line in lines) and "show less" in text
+    assert not view.model.block(out.id).collapsed
+    view.toggle_collapsed(out.id)
+    assert f"show {hidden} more lines" in view.toPlainText()
+
+
+def test_empty_view_is_shown_only_for_an_empty_conversation(view: TranscriptView) -> None:
+    """A new session shows the empty-session view; the first block hides it; clear() shows it again."""
+    empty = view.empty_view
+    empty.set_project("/home/dev/parsekit")
+    empty.set_engine("scripted — no model")
+    assert not empty.isHidden()
+    words = empty.text()
+    assert "/home/dev/parsekit" in words and "scripted — no model" in words and "/long" in words
+    view.model.add_user_message("hi")
+    _drain(view)
+    assert empty.isHidden()
+    view.clear()
+    _drain(view)
+    assert not empty.isHidden()
+    other = Transcript()
+    other.add_user_message("restored")
+    view.set_model(other)
+    assert empty.isHidden()
+
+
+_CARDS = ("| k{i} | v |\n|---|--:|\n| a | {i} |\n| b | 2 |\n\nText {i} after the table.\n\n"
+          "```python\nx{i} = {i}\n```\n\n")
+
+
+def test_tables_and_cards_are_released_and_restored_like_text(view: TranscriptView) -> None:
+    """Tables and framed cards far from the viewport are released and rendered again when scrolled
+    to, with every entry's range still where the document has it."""
+    for n in range(60):
+        view.model.add_user_message(f"question {n}")
+        view.model.apply(st.created(f"r{n}"))
+        view.model.apply(st.text(f"m{n}", "".join(_CARDS.format(i=f"{n}_{i}") for i in range(30))))
+        view.model.apply(st.item_done(f"m{n}"))
+        view.model.apply(st.tool_call(f"t{n}", "run_command", f"c{n}"))
+        view.model.apply(st.args(f"t{n}", json.dumps({"command": f"echo {n}"})))
+        view.model.apply(st.item_done(f"t{n}"))
+        view.model.add_tool_output(f"c{n}", "\n".join(f"out {j}" for j in range(20)), True)
+        view.model.apply(st.completed(f"r{n}"))
+        _drain(view)
+    assert view.evicted_pages and view.live_chars <= tv.LIVE_BUDGET_CHARS
+    _check_positions(view)
+    assert "k0_0" not in view.toPlainText()
+    view.verticalScrollBar().setValue(0)
+    _drain(view)
+    _check_positions(view)
+    assert view.toPlainText().lstrip("\n").startswith("You\nquestion 0")
+    assert "k0_0" in view.toPlainText() and _tables(view)
+    view.follow()
+    _drain(view)
+    assert "$ echo 59" in view.toPlainText()

@@ -38,6 +38,7 @@ from app.server.engines.base import (
     Turn,
     Usage,
 )
+from app.tools.demo import DEMO_COMMANDS, LONG_MAX_TOKENS
 
 __all__ = ["ScriptError", "ScriptedConnection", "ScriptedEngine", "load_script", "minimal_value"]
 
@@ -46,7 +47,6 @@ BURST_S = 0.1  # burst at the start of each one-second cycle (fast first tokens)
 CYCLE_S = 1.0
 MIN_SLEEP_S = 0.008
 YIELD_EVERY = 64
-LONG_MAX_TOKENS = 2_000_000
 
 Step = Mapping[str, Any]
 Script = list[list[Step]]
@@ -218,8 +218,9 @@ _FENCE = re.compile(r"^\s{0,3}(`{3,}|~{3,})\s*(\S*)\s*(.*)$")
 _FILE_TAG = re.compile(r"""<file\s+(?:path|name)=["']([^"']+)["']""")
 _FILE_LINE = re.compile(r"^(?:#+\s*)?(?:File|Path):\s*`?([^\s`]+)`?\s*$", re.IGNORECASE)
 _PATH_ATTR = re.compile(r"""(?:path|file|title)=["']?([^"'\s]+)""")
-_CALL = re.compile(r"^/call\s+([A-Za-z0-9_.\-]+)\s*(.*)$", re.DOTALL)
-_LONG = re.compile(r"^/long\s+(\d+)\s*$")
+
+_LONG = DEMO_COMMANDS[0].pattern
+_CALL = DEMO_COMMANDS[1].pattern
 
 
 def _looks_like_path(token: str) -> bool:

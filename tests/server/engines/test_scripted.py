@@ -349,3 +349,12 @@ def test_auto_answers_the_tool_result_in_text() -> None:
     history = (user("weather in Paris?"), {"type": "function_call", "call_id": "c1", "name": "get_weather", "arguments": "{}"})
     out = run(turn({"type": "function_call_output", "call_id": "c1", "output": "18 C"}, history=history, tools=(WEATHER,)))
     assert calls(out) == [] and "get_weather" in text_of(out)
+
+
+def test_every_demo_command_in_the_table_is_answered_by_the_engine() -> None:
+    """Each DEMO_COMMANDS example (the table the help lists) gets its own answer, not the default one."""
+    from app.tools.demo import DEMO_COMMANDS
+
+    for cmd in DEMO_COMMANDS:
+        outputs = run(turn(user(cmd.example), tools=(READ_FILE,)))
+        assert "Scripted engine (no model)" not in text_of(outputs), cmd.usage
