@@ -240,6 +240,8 @@ class AppServices:
             self._restart.cancel()
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await self._restart
+        if self.side is not None:  # first: a side lane must not retry on the socket the agent's Stop drops
+            await self.side.aclose()
         task = self._task
         if task is not None and not task.done():
             task.cancel()
@@ -249,8 +251,6 @@ class AppServices:
             await self.sync.aclose()
         if self.workspace is not None:
             await self.workspace.aclose()
-        if self.side is not None:
-            await self.side.aclose()
         if self.session is not None:
             await self.session.aclose()
         if self.hub is not None:
