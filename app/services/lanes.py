@@ -196,7 +196,9 @@ class SharedSocket:
         self.lanes_supported: bool | None = None  # None: no side lane has tried yet
         self.probing: str | None = None  # the side lane whose first request tests stream_id
         self.opened = 0  # real sockets opened
-        self.refused = asyncio.Event()  # set when the server refused stream_id
+        self.probe_over = asyncio.Event()  # the probe's answer came (or the probing turn ended)
+        self.probe_over.set()
+        self.lanes_seen: set[str | None] = set()  # the lanes frames came in for (stats, tests)
 
     def connector(self, lane: str | None) -> Connect:
         async def connect(url: str, *, token: str | None = None, headers: Mapping[str, str] | None = None,
@@ -250,13 +252,15 @@ class SharedSocket:
                 lane = route.lane
                 if route.stream_refused:
                     self.lanes_supported = False
-                    self.refused.set()
+                    self.probe_over.set()
                     lane = self.probing
                     if lane is None:
                         continue  # no side lane asked: never the agent's business
                     raw = _with_lane(raw, lane)  # so the probing lane's ClientSession owns the error
                 elif lane is not None and self.probing == lane and self.lanes_supported is None:
                     self.lanes_supported = True  # the server echoed our stream_id
+                    self.probe_over.set()
+                self.lanes_seen.add(lane)
                 target = sock.views.get(lane)
                 if target is not None:
                     target._put(raw)
@@ -403,11 +407,12 @@ class SideLane:
         probe = False
         if self.session.lane is not None and hub is not None and hub.lanes_supported is None:
             # One side lane at a time tests whether the server takes stream_id.
+            # (the others wait only for its first frame back, not for its answer)
             while hub.probing is not None and hub.lanes_supported is None:
-                await owner._probe_done.wait()
+                await hub.probe_over.wait()
             if hub.lanes_supported is None:
                 hub.probing = self.id
-                owner._probe_done.clear()
+                hub.probe_over.clear()
                 probe = True
         if self.session.lane is not None and hub is not None and hub.lanes_supported is False:
             return TurnResult("failed", code="lane_refused")
@@ -418,7 +423,7 @@ class SideLane:
         finally:
             if probe and hub is not None:
                 hub.probing = None
-                owner._probe_done.set()
+                hub.probe_over.set()
         if not result.ok and hub is not None and hub.lanes_supported is False and self.session.lane is not None:
             return replace(result, code="lane_refused")
         self._set_transport(result.transport)
@@ -486,8 +491,6 @@ class SideLanes:
         self._session_kw = dict(session_kw or {})
         self.lanes: dict[str, SideLane] = {}
         self._ids: Iterator[int] = itertools.count(1)
-        self._probe_done = asyncio.Event()
-        self._probe_done.set()
         self.opened: Signal[[SideLane]] = Signal("side_opened")
         self.removed: Signal[[SideLane]] = Signal("side_removed")
         self.events = 0  # events of every side lane (bench, stats)

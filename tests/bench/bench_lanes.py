@@ -9,6 +9,10 @@ server's maximum rate (`--rate 0`). Each run measures, in the same process and w
   stream ids default + "side-1"); over the time both stream, paints/s of each transcript, stall
   p99/max, tokens/s shown by each, and the share of frames that paced both views in one tick.
 
+Also, without the GUI: the agent's lane alone at the maximum rate through `SharedSocket` (the reader task
+routing frames by stream_id) against the plain `WsTransport` the session used before, same server,
+alternating runs: events/s received (the cost of sharing the socket when nobody else uses it).
+
 Rows report medians of `reps` runs; the ratios compare both lanes with one lane alone, same run.
 Run alone: `.venv/bin/python -m tests.bench bench_lanes` (or `python -m tests.bench.bench_lanes`).
 """
@@ -17,6 +21,7 @@ from __future__ import annotations
 
 import asyncio
 import gc
+import statistics
 import sys
 import tempfile
 import time
@@ -114,6 +119,48 @@ async def _run(tmp: Path, rate: int = 0) -> dict[str, float]:
     }
 
 
+def _user(text: str) -> dict[str, Any]:
+    return {"type": "message", "role": "user", "content": [{"type": "input_text", "text": text}]}
+
+
+async def _socket_rate(shared: bool, url: str, token: str) -> float:
+    from app.services.lanes import SharedSocket
+    from app.services.session import Endpoint, ResponsesSession
+
+    hub = SharedSocket() if shared else None
+    session = ResponsesSession(Endpoint(url, token), **({"connect": hub.connector(None)} if hub else {}))
+    try:
+        await session.run_turn([_user("warm up")])
+        events = [0]
+
+        def count(_e: Any) -> None:
+            events[0] += 1
+
+        t0 = time.perf_counter()
+        result = await session.run_turn([_user("/long 200000")], on_event=count)
+        elapsed = time.perf_counter() - t0
+        assert result.ok, result.error
+        return events[0] / elapsed
+    finally:
+        await session.aclose()
+        if hub is not None:
+            await hub.aclose()
+
+
+async def _socket_overhead(reps: int) -> dict[str, float]:
+    from app.adapters.local_server import start_local_server
+
+    server = await start_local_server(extra_args=["--rate", "0"])
+    try:
+        direct, shared = [], []
+        for _ in range(reps):
+            direct.append(await _socket_rate(False, server.url, server.token))
+            shared.append(await _socket_rate(True, server.url, server.token))
+    finally:
+        await server.aclose()
+    return {"direct": statistics.median(direct), "shared": statistics.median(shared)}
+
+
 def run(reps: int = 3) -> list[dict[str, Any]]:
     app = QApplication.instance() or QApplication(sys.argv[:1])
     assert isinstance(app, QApplication)
@@ -136,7 +183,13 @@ def run(reps: int = 3) -> list[dict[str, Any]]:
           f"{m['both_tok_s']:,.0f} tok/s shown over both; idle p99 {m['idle_p99']:.1f} ms; one socket "
           f"({m['sockets']:.0f} opened)")
     a_p, a_p99, a_max = m["alone_paints_s"], m["alone_p99"], m["alone_max"]
+    o = asyncio.run(_socket_overhead(max(reps, 3)))
+    print(f"lanes: the agent's lane alone at the maximum rate, no GUI: {o['shared']:,.0f} events/s through "
+          f"SharedSocket vs {o['direct']:,.0f} on a plain WsTransport ({o['shared'] / o['direct']:.2f}x, "
+          f"medians of {max(reps, 3)})")
     return [
+        {"name": "lanes: agent lane alone, events/s through SharedSocket vs a plain socket", "value": o["shared"],
+         "unit": "1/s", "baseline": o["direct"], "ratio": o["shared"] / o["direct"]},
         {"name": "lanes: agent paints/s with a side lane streaming vs alone (target >=55)",
          "value": m["both_main_paints_s"], "unit": "1/s", "baseline": a_p, "ratio": m["both_main_paints_s"] / a_p},
         {"name": "lanes: side-lane paints/s beside the agent vs agent alone (target >=55)",

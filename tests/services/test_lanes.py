@@ -15,7 +15,7 @@ import pytest
 
 import app.protocol.server as server_core
 from app.adapters.store import HistoryStore
-from app.context.ledger import UPDATE_MARKER
+from app.context.ledger import UPDATE_MARKER, is_context_item
 from app.context.snapshot import SNAPSHOT_MARKER
 from app.protocol.events import ErrorEvent, ResponseCompleted, ServerEvent
 from app.server.app import RunningServer, run_server
@@ -142,6 +142,46 @@ async def test_side_question_runs_beside_a_long_agent_turn_on_one_socket() -> No
 
 
 @pytest.mark.asyncio
+async def test_several_side_lanes_run_at_once_beside_the_agent() -> None:
+    """Three side lanes and the agent stream together on one socket; each chain holds only its own."""
+    async with run_server(ScriptedEngine(rate_tps=3000)) as srv:
+        lanes = Lanes(srv)
+        main = asyncio.ensure_future(lanes.main.run_turn([user("/long 3000")], on_event=lanes.main_events.append))
+        log: list[tuple[str, str]] = []
+        sides = [lanes.side.open(f"/long {600 + i}") for i in range(3)]
+        for s in sides:  # before their tasks run: record each side's events in one sequence
+            s._on_event = (lambda e, s=s, f=s._on_event: (log.append((s.id, type(e).__name__)), f(e))[1])  # type: ignore[method-assign]
+        for s in sides:
+            await side_done(s)
+        first_done = log.index(("side-1", "ResponseCompleted"))
+        assert ("side-2", "ResponseCreated") in log[:first_done]  # not queued behind side-1's answer
+        assert ("side-3", "ResponseCreated") in log[:first_done]
+        assert (await main).ok
+        assert srv.stats.connections == 1 and lanes.hub.lanes_seen == {None, "side-1", "side-2", "side-3"}
+        for i, s in enumerate(sides):
+            assert s.last is not None and s.last.ok and user_texts(s.items()) == [f"/long {600 + i}"]
+        assert user_texts(lanes.main.client.transcript()) == ["/long 3000"]
+        await lanes.aclose()
+
+
+@pytest.mark.asyncio
+async def test_stop_on_the_agents_lane_does_not_lose_the_side_answer() -> None:
+    """Stop drops the socket (the protocol has no cancel): the agent's turn is cancelled, the side
+    question is resent in full on a new socket and completes."""
+    async with run_server(ScriptedEngine(rate_tps=3000)) as srv:
+        lanes = Lanes(srv)
+        main = asyncio.ensure_future(lanes.main.run_turn([user("/long 3000")], on_event=lanes.main_events.append))
+        side = lanes.side.open("/long 1500")
+        await wait_until(lambda: len(lanes.main_events) > 20 and side.conversation.pending, 20)
+        lanes.main.stop()
+        assert (await main).status == "cancelled"
+        await side_done(side)
+        assert side.last is not None and side.last.ok and user_texts(side.items()) == ["/long 1500"]
+        assert lanes.hub.opened == 2
+        await lanes.aclose()
+
+
+@pytest.mark.asyncio
 async def test_a_dropped_socket_mid_stream_loses_neither_lane() -> None:
     """Both lanes streaming, the socket dies: both resend in full on one new socket and complete."""
     async with run_server(ScriptedEngine(rate_tps=3000)) as srv:
@@ -253,7 +293,7 @@ async def test_app_services_agent_tool_loop_and_side_question_on_one_socket(tmp_
             await wait_until(lambda: not svc.busy, 30)
             await side_done(side)
             assert side.last is not None and side.last.ok
-            assert srv.stats.connections == 1
+            assert srv.stats.connections == 1 and svc.hub is not None and svc.hub.lanes_seen == {None, "side-1"}
             main_items = svc.session.client.transcript()
             assert any(i.get("type") == "function_call_output" for i in main_items)
             assert "/long" not in texts(main_items)
@@ -265,5 +305,44 @@ async def test_app_services_agent_tool_loop_and_side_question_on_one_socket(tmp_
             new = [s for s in svc.list_sessions() if s.id not in before]
             assert len(new) == 1 and svc.session_id == new[0].id
             assert user_texts(svc.session.client.transcript()) == ["/long 1500"]
+        finally:
+            await svc.aclose()
+
+
+@pytest.mark.asyncio
+async def test_app_services_reconnect_mid_tool_loop_loses_nothing_on_either_lane(tmp_path: Path) -> None:
+    """The socket drops while the agent's tool loop and a side answer both run: both finish on one
+    new socket; the user's message is in each chain once, calls keep their outputs, nothing crosses."""
+    root = tmp_path / "p"
+    root.mkdir()
+    (root / "a.py").write_text("def f():\n    return 42\n")
+    async with run_server(ScriptedEngine(rate_tps=2000)) as srv:
+        svc = AppServices(root, Settings(), store=HistoryStore(tmp_path / "h.db"), persist_settings=False,
+                          endpoint=Endpoint(srv.url, srv.token), watch=False)
+        await svc.start()
+        try:
+            assert svc.session is not None and svc.hub is not None
+            await wait_until(lambda: svc.session is not None and svc.session.client.head() is not None, 20)
+            side = svc.ask_side("/long 2000")
+            assert isinstance(side, SideLane)
+            svc.send_message('/call read_file {"path": "a.py"}')
+            await wait_until(lambda: side.conversation.pending and svc.session is not None
+                             and svc.session.client.in_flight(), 20)
+            current = svc.hub._current
+            assert current is not None
+            current.ws.abort()  # the network drops under both lanes
+            await wait_until(lambda: not svc.busy, 30)
+            await side_done(side)
+            assert side.last is not None and side.last.ok, side.last
+            assert srv.stats.connections == 2
+            main_items = svc.session.client.transcript()
+            kinds = [i.get("type") for i in main_items]
+            # every call has its output (the scripted engine may call again when a fresh chain replays
+            # the /call message as new input: its rule, not a lane's); the last item is the answer
+            assert kinds.count("function_call") == kinds.count("function_call_output") >= 1
+            assert main_items[-1].get("role") == "assistant"
+            assert user_texts([i for i in main_items if not is_context_item(i)]) == ['/call read_file {"path": "a.py"}']
+            assert user_texts([i for i in side.items() if not is_context_item(i)]) == ["/long 2000"]
+            assert "/long" not in texts(main_items) and "read_file" not in texts(side.items())
         finally:
             await svc.aclose()
