@@ -346,3 +346,31 @@ async def test_app_services_reconnect_mid_tool_loop_loses_nothing_on_either_lane
             assert "/long" not in texts(main_items) and "read_file" not in texts(side.items())
         finally:
             await svc.aclose()
+
+
+@pytest.mark.asyncio
+async def test_side_lanes_close_when_settings_move_turns_elsewhere(tmp_path: Path) -> None:
+    """A reconnect to another endpoint (Settings) closes the side conversations of the old one, said
+    through `side_removed`; a new side question runs on the new endpoint's socket."""
+    root = tmp_path / "p"
+    root.mkdir()
+    (root / "a.py").write_text("x = 1\n")
+    svc = AppServices(root, Settings(), store=HistoryStore(tmp_path / "h.db"), persist_settings=False, watch=False)
+    removed: list[Any] = []
+    svc.side_removed.connect(removed.append)
+    await svc.start()
+    try:
+        side = svc.ask_side("first")
+        assert isinstance(side, SideLane)
+        await side_done(side)
+        old_hub = svc.hub
+        svc.apply_endpoint()
+        assert svc._restart is not None
+        await svc._restart
+        assert removed == [side] and side.closed and svc.hub is not old_hub and svc.hub is not None
+        again = svc.ask_side("second")
+        assert isinstance(again, SideLane) and again is not side
+        await side_done(again)
+        assert again.last is not None and again.last.ok and svc.hub.lanes_seen >= {"side-1"}
+    finally:
+        await svc.aclose()
