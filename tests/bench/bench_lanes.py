@@ -128,7 +128,8 @@ async def _socket_rate(shared: bool, url: str, token: str) -> float:
     from app.services.session import Endpoint, ResponsesSession
 
     hub = SharedSocket() if shared else None
-    session = ResponsesSession(Endpoint(url, token), **({"connect": hub.connector(None)} if hub else {}))
+    endpoint = Endpoint(url, token)
+    session = ResponsesSession(endpoint, connect=hub.connector(None)) if hub else ResponsesSession(endpoint)
     try:
         await session.run_turn([_user("warm up")])
         events = [0]

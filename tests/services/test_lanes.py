@@ -7,7 +7,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import json
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -149,8 +149,18 @@ async def test_several_side_lanes_run_at_once_beside_the_agent() -> None:
         main = asyncio.ensure_future(lanes.main.run_turn([user("/long 3000")], on_event=lanes.main_events.append))
         log: list[tuple[str, str]] = []
         sides = [lanes.side.open(f"/long {600 + i}") for i in range(3)]
+
+        def recorder(side: SideLane) -> Callable[[ServerEvent], None]:
+            inner = side._on_event
+
+            def on_event(e: ServerEvent) -> None:
+                log.append((side.id, type(e).__name__))
+                inner(e)
+
+            return on_event
+
         for s in sides:  # before their tasks run: record each side's events in one sequence
-            s._on_event = (lambda e, s=s, f=s._on_event: (log.append((s.id, type(e).__name__)), f(e))[1])  # type: ignore[method-assign]
+            s._on_event = recorder(s)  # type: ignore[method-assign,assignment]
         for s in sides:
             await side_done(s)
         first_done = log.index(("side-1", "ResponseCompleted"))

@@ -15,6 +15,8 @@ import sys
 import tempfile
 from pathlib import Path
 
+from app.services.settings import ThemeChoice
+
 PROJECT = {
     "parsekit/__init__.py": '"""Parse HTTP-style headers."""\n',
     "parsekit/parse.py": (
@@ -33,7 +35,7 @@ PROJECT = {
 }
 
 
-async def shoot(out: Path, screen: bool, theme: str) -> None:
+async def shoot(out: Path, screen: bool, theme: ThemeChoice) -> None:
     from PySide6.QtWidgets import QApplication
 
     from app.adapters.local_server import start_local_server
@@ -87,11 +89,11 @@ def main(argv: list[str]) -> int:
 
     p = argparse.ArgumentParser()
     p.add_argument("out", type=Path)
-    p.add_argument("--theme", default="dark")
+    p.add_argument("--theme", default="dark", choices=["system", "light", "dark"])
     p.add_argument("--screen", action="store_true")
     a = p.parse_args(argv)
     app = QApplication.instance() or QApplication(sys.argv[:1])
-    asyncio.run(shoot(a.out, a.screen, a.theme), loop_factory=lambda: qasync.QEventLoop(app))  # type: ignore[arg-type]
+    asyncio.run(shoot(a.out, a.screen, a.theme), loop_factory=lambda: qasync.QEventLoop(app))
     return 0
 
 
