@@ -17,7 +17,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Final, Protocol
 
-__all__ = ["FRAME_BUDGET_S", "MAX_FEED_PER_FRAME", "MODEL_SHARE", "SLICE_S", "FramePacer", "Model", "Renderer"]
+__all__ = ["FRAME_BUDGET_S", "MAX_FEED_PER_FRAME", "MODEL_SHARE", "SLICE_S", "FramePacer", "Model", "PacerGroup", "Renderer"]
 
 FRAME_BUDGET_S: Final = 0.010  # work per frame, over all its slices
 SLICE_S: Final = 0.004  # the longest run of work before the event loop gets a turn
@@ -95,3 +95,79 @@ class FramePacer:
 
     def _model_may_run(self, model: Model) -> bool:
         return model.pending and self._feed_left > 0 and (self._model_left > 0 or not self._fed)
+
+
+class PacerGroup:
+    """One frame clock for several streaming views (the agent's transcript and side conversations).
+
+    Each frame, every member with work starts its own frame on an equal share of one frame's budget
+    and of one slice: one `run_slice` call runs a slice of every member at work (a round), so the
+    round is one slice long, a frame has as many rounds as a lone view's frame has slices, and every
+    view is fed and rendered in every frame. Two streams at once cost the GUI thread what one did and
+    the longest stall is still one slice. (Alternating whole slices instead would spread one frame
+    over twice the rounds, with the event loop's other work between each, and the next tick would cut
+    it before the views rendered.)
+
+    Each extra view also paints its viewport once a frame, outside any budget. So while several views
+    stream, the group watches the frame period it is given (`start_frame(now)`): a frame that came
+    late (over `LATE` x `frame_s`) moves `RESERVE_STEP_S` of the budget into `reserve_s`, time left for
+    those paints; frames on time give it back slowly (never below 0, never over half the budget). A
+    lone view always gets the whole budget, exactly as with its own pacer.
+    """
+
+    LATE = 1.25
+    ON_TIME = 1.1
+    RESERVE_STEP_S = 0.0005
+
+    def __init__(self, budget_s: float = FRAME_BUDGET_S, frame_s: float = 0.016, slice_s: float = SLICE_S) -> None:
+        self.budget_s = budget_s
+        self.slice_s = slice_s
+        self.frame_s = frame_s
+        self.reserve_s = 0.0
+        self._members: list[tuple[FramePacer, Model, Renderer]] = []
+        self._turn: list[tuple[FramePacer, Model, Renderer]] = []
+        self._last_start: float | None = None
+        self.frames = 0
+
+    def add(self, pacer: FramePacer, model: Model, renderer: Renderer) -> None:
+        self.remove(renderer)
+        self._members.append((pacer, model, renderer))
+
+    def remove(self, renderer: Renderer) -> None:
+        self._members = [m for m in self._members if m[2] is not renderer]
+        self._turn = [m for m in self._turn if m[2] is not renderer]
+
+    def set_model(self, renderer: Renderer, model: Model) -> None:
+        """The member painted by `renderer` now paints `model`."""
+        self._members = [(p, model if r is renderer else m, r) for p, m, r in self._members]
+        self._turn = [(p, model if r is renderer else m, r) for p, m, r in self._turn]
+
+    @property
+    def pending(self) -> bool:
+        return any(m.pending or r.has_work() for _p, m, r in self._members)
+
+    def start_frame(self, now: float | None = None) -> int:
+        """Start a frame for every member with work (`now`: this frame's start, for the reserve);
+        returns how many members have work."""
+        active = [t for t in self._members if t[1].pending or t[2].has_work()]
+        last, self._last_start = self._last_start, now
+        if len(active) > 1 and now is not None and last is not None:
+            period = now - last
+            if period > self.frame_s * self.LATE:
+                self.reserve_s = min(self.reserve_s + self.RESERVE_STEP_S, self.budget_s / 2)
+            elif period < self.frame_s * self.ON_TIME:
+                self.reserve_s = max(self.reserve_s - self.RESERVE_STEP_S / 2, 0.0)
+        total = self.budget_s - (self.reserve_s if len(active) > 1 else 0.0)
+        n = max(len(active), 1)
+        for pacer, _m, _r in active:
+            pacer.budget_s = total / n
+            pacer.slice_s = self.slice_s / n
+            pacer.start_frame()
+        self._turn = active
+        self.frames += 1
+        return len(active)
+
+    def run_slice(self) -> bool:
+        """One round: a slice of every member whose frame has work left; True while any has."""
+        self._turn = [m for m in self._turn if m[0].run_slice(m[1], m[2])]
+        return bool(self._turn)

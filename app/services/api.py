@@ -33,6 +33,7 @@ __all__ = [
     "Services",
     "ServicesFactory",
     "SessionInfo",
+    "SideConversation",
     "SnapshotSummary",
     "StreamStats",
 ]
@@ -125,6 +126,24 @@ class SessionInfo:
     turns: int
 
 
+class SideConversation(Protocol):
+    """A side conversation on its own lane (`app.services.lanes.SideLane`): the pane paints
+    `conversation` and listens to `changed` (busy, transport, closed)."""
+
+    @property
+    def id(self) -> str: ...  # its stream_id, "side-1", ...
+    @property
+    def title(self) -> str: ...
+    @property
+    def conversation(self) -> Transcript: ...
+    @property
+    def busy(self) -> bool: ...
+    @property
+    def transport(self) -> Literal["lane", "connection", "http", ""]: ...  # "" until its first turn
+    @property
+    def changed(self) -> Signal[[]]: ...
+
+
 class Services(SettingsFacade, Protocol):
     """The façade the main window is built on (the settings dialog's part included).
 
@@ -166,6 +185,14 @@ class Services(SettingsFacade, Protocol):
     def new_session(self) -> None: ...
     def pin(self, path: str, pinned: bool) -> None: ...
     def undo_last_patch(self) -> None: ...
+    # side conversations: concurrent with the agent, on their own lanes of its socket
+    @property
+    def side_opened(self) -> Signal[[SideConversation]]: ...
+    @property
+    def side_removed(self) -> Signal[[SideConversation]]: ...
+    def ask_side(self, text: str, side_id: str | None = None) -> SideConversation | None: ...  # None: a new one
+    def close_side(self, side_id: str) -> None: ...
+    def promote_side(self, side_id: str) -> None: ...  # becomes a stored session (opened when the agent is idle)
 
 
 # The composition root's factory: one services object per opened project.

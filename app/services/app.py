@@ -32,15 +32,17 @@ from app.services.api import (
     FileChanges,
     Services,
     SessionInfo,
+    SideConversation,
     StreamStats,
 )
 from app.services.approvals import Approvals
 from app.services.endpoints import SCRIPTED_LABEL
 from app.services.history import History
 from app.services.inspector import Inspector, SendRecord, request_summary
+from app.services.lanes import SharedSocket, SideLanes
 from app.services.live_tests import LiveTests
 from app.services.providers import PROVIDERS
-from app.services.session import Endpoint, ResponsesSession, SentFrame, TurnResult
+from app.services.session import Endpoint, ResponsesSession, SentFrame, TurnResult, is_http_url
 from app.services.settings import KeychainInfo, Settings, save_settings
 from app.services.signals import Signal
 from app.services.stats import Stats
@@ -89,6 +91,10 @@ class AppServices:
         self.workspace: Workspace | None = None
         self.sync: ContextSync | None = None
         self.agent: Agent | None = None
+        self.hub: SharedSocket | None = None  # the agent's socket, shared with side lanes
+        self.side: SideLanes | None = None
+        self.side_opened: Signal[[SideConversation]] = Signal("side_opened")
+        self.side_removed: Signal[[SideConversation]] = Signal("side_removed")
         self._task: asyncio.Task[None] | None = None
         self._engine_label = ""
         self._warm: asyncio.Future[None] | None = None
@@ -164,8 +170,17 @@ class AppServices:
         time Settings change where turns go)."""
         ws = self.workspace
         assert ws is not None
-        session = ResponsesSession(endpoint, rebuild=ws.rebuild)
+        if not is_http_url(endpoint.url):
+            self.hub = SharedSocket()
+            session = ResponsesSession(endpoint, rebuild=ws.rebuild, connect=self.hub.connector(None))
+        else:
+            self.hub = None
+            session = ResponsesSession(endpoint, rebuild=ws.rebuild)
         self.session = session
+        self.side = SideLanes(endpoint, hub=self.hub, main_transcript=lambda: session.client.transcript(),
+                              settings=lambda: dict(self.agent.extra_settings) if self.agent else {})
+        self.side.opened.connect(self.side_opened.emit)
+        self.side.removed.connect(self.side_removed.emit)
         session.state_changed.connect(self._on_state)
         session.sent.connect(self._on_sent)
         session.ended.connect(self._on_ended)
@@ -229,6 +244,8 @@ class AppServices:
             self._restart.cancel()
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await self._restart
+        if self.side is not None:  # first: a side lane must not retry on the socket the agent's Stop drops
+            await self.side.aclose()
         task = self._task
         if task is not None and not task.done():
             task.cancel()
@@ -240,6 +257,8 @@ class AppServices:
             await self.workspace.aclose()
         if self.session is not None:
             await self.session.aclose()
+        if self.hub is not None:
+            await self.hub.aclose()
         if self._server is not None:
             await self._server.aclose()
         self.history.close()
@@ -320,6 +339,43 @@ class AppServices:
             self._notice("info", "Undid the last patch: " + ", ".join(paths))
         else:
             self._notice("info", "There is no patch to undo.")
+
+    # ---- side conversations (app.services.lanes) ------------------------------------------------
+
+    def ask_side(self, text: str, side_id: str | None = None) -> SideConversation | None:
+        """A side question: a new side conversation, or the next turn of `side_id`'s."""
+        if self.side is None:
+            self._notice("error", "Not connected yet.")
+            return None
+        if side_id is None:
+            return self.side.open(text)
+        lane = self.side.lanes.get(side_id)
+        if lane is not None:
+            lane.ask(text)
+        return lane
+
+    def close_side(self, side_id: str) -> None:
+        if self.side is not None:
+            self.side.close_soon(side_id)
+
+    def promote_side(self, side_id: str) -> None:
+        """The side conversation becomes a stored session; opened at once when the agent is idle."""
+        lane = self.side.lanes.get(side_id) if self.side is not None else None
+        if lane is None or self.side is None:
+            return
+        if lane.busy:
+            lane.conversation.add_notice("warning", "Wait for the answer to finish, then promote it.")
+            return
+        new_id = self.history.save_new(lane.items(), lane.title)
+        if new_id is None:
+            lane.conversation.add_notice("warning", "History is off: the side conversation cannot be saved.")
+            return
+        self.side.close_soon(side_id)
+        if self.busy or self.session is None or self.session.busy:
+            self._notice("info", f"Saved the side conversation “{lane.title}” as a session; "
+                                 "open it from Sessions when the agent is done.")
+        else:
+            self.open_session(new_id)
 
     # ---- events -> the conversation, the status bar --------------------------------------------
 
@@ -475,9 +531,15 @@ class AppServices:
         self.agent = None  # no turn starts on the old endpoint meanwhile
         if old_sync is not None:
             await old_sync.aclose()
+        old_side, old_hub = self.side, self.hub
+        self.side = self.hub = None
+        if old_side is not None:  # side conversations belong to the old endpoint too
+            await old_side.aclose()
         if old_session is not None:
             old_session.state_changed.disconnect(self._on_state)
             await old_session.aclose()
+        if old_hub is not None:
+            await old_hub.aclose()
         self.session = self.sync = None
         self._server = None
         if old_server is not None:

@@ -77,16 +77,28 @@ class History:
             return
         items = [i for i in transcript if not is_context_item(i)]
         try:
-            for item in items[self._persisted:]:
-                if item.get("type") == "message" and item.get("role") == "user":
-                    store.append_item(self.session_id, "user_message", {"text": message_text(item), "item": dict(item)})
-                else:
-                    store.append_item(self.session_id, "item", dict(item))
+            _append(store, self.session_id, items[self._persisted:])
             store.set_chain_head(self.session_id, "default", head)
         except StoreError as exc:
             self._notice("warning", f"Could not save the history: {exc}")
             return
         self._persisted = len(items)
+
+    def save_new(self, transcript: Sequence[Mapping[str, Any]], title: str) -> str | None:
+        """Store `transcript` (context pushes left out) as a new session of this project, without
+        making it current (a promoted side conversation); its id, or None if history is off or failed."""
+        store = self._db()
+        if store is None:
+            return None
+        try:
+            rec = store.create_session(self._root, title)
+            _append(store, rec.id, [i for i in transcript if not is_context_item(i)])
+            if self.session_id is not None:
+                store.set_last_session(self._root, self.session_id)  # the current one stays the last opened
+        except StoreError as exc:
+            self._notice("warning", f"Could not save the history: {exc}")
+            return None
+        return rec.id
 
     def sessions(self) -> list[SessionInfo]:
         store = self._db()
@@ -98,6 +110,14 @@ class History:
     def close(self) -> None:
         if self._store is not None:
             self._store.close()
+
+
+def _append(store: HistoryStore, session_id: str, items: Sequence[Mapping[str, Any]]) -> None:
+    for item in items:
+        if item.get("type") == "message" and item.get("role") == "user":
+            store.append_item(session_id, "user_message", {"text": message_text(item), "item": dict(item)})
+        else:
+            store.append_item(session_id, "item", dict(item))
 
 
 def pair_calls(items: list[dict[str, Any]]) -> list[dict[str, Any]]:

@@ -1,7 +1,8 @@
 """One persistent Responses session: connect, warm, send turns, recover, rotate, fall back to HTTP.
 
-`ResponsesSession.run_turn()` is the only way a turn leaves the app. Turns are serialised (one
-default lane, FIFO on the server too). The protocol decisions come from `ClientSession`; this
+`ResponsesSession.run_turn()` is the only way a turn leaves the app. Turns are serialised on the
+session's lane (the default lane, or `lane=` a named `stream_id`: FIFO on the server too; side
+conversations are sessions of their own on other lanes, see app.services.lanes). The protocol decisions come from `ClientSession`; this
 service only acts on them:
 
 - `Completed` -> the turn's result.  `Fail` -> a failed result with the server's own words.
@@ -152,8 +153,10 @@ class ResponsesSession:
         sleep: Callable[[float], Awaitable[Any]] = asyncio.sleep,
         delays: Callable[[], Iterator[float]] | None = None,
         classify: Callable[[int | None], UpgradeVerdict] = classify_upgrade,
+        lane: str | None = None,
     ) -> None:
         self.endpoint = endpoint
+        self.lane = lane  # the stream_id this session's turns use (None: the default lane)
         self._connect = connect
         self._post: Post = post or self._post_pooled
         self._http_client: Any = None  # one pooled httpx client for HTTP turns (keep-alive)
@@ -336,7 +339,8 @@ class ResponsesSession:
             try:
                 try:
                     # inside the try: if building the frame fails (the rebuild hook), the turn is abandoned
-                    frame = await self._frame(self.client.create(list(new_items), generate=generate, **opts))
+                    frame = await self._frame(
+                        self.client.create(list(new_items), lane=self.lane, generate=generate, **opts))
                     return await self._drive(frame, on_event or (lambda e: None), on_retry or (lambda r: None))
                 except asyncio.CancelledError:
                     task = asyncio.current_task()
@@ -349,7 +353,7 @@ class ResponsesSession:
             except TurnCancelled:
                 return await self._stopped()
             except BaseException:
-                self.client.abandon()
+                self.client.abandon(self.lane)
                 await self._drop_socket(abort=True)
                 raise
 
@@ -370,7 +374,7 @@ class ResponsesSession:
                     last_error = str(exc)
                     verdict = self._classify(exc.status)
                     if verdict == "auth":
-                        self.client.abandon()
+                        self.client.abandon(self.lane)
                         self._set_state("error", f"{exc.status}: the endpoint refused the key")
                         return TurnResult("failed", error=f"The endpoint refused the key (HTTP {exc.status}). "
                                           "Check the API key in Settings.", code="unauthorized")
@@ -419,7 +423,7 @@ class ResponsesSession:
             if outcome is None and closed is not None and classify_close(closed.code) == "fatal":
                 # e.g. 1008 policy, 1009 too big, 1002 protocol error: retrying would fail the same way.
                 await self._drop_socket()
-                self.client.abandon()
+                self.client.abandon(self.lane)
                 detail = f"the server closed the connection (code {closed.code}{': ' + closed.reason if closed.reason else ''})"
                 self._set_state("offline", detail)
                 return TurnResult("failed", error=detail + "; your message is kept, send again to retry.",
@@ -427,7 +431,7 @@ class ResponsesSession:
             if closed is not None and outcome is None:
                 reason = f"connection lost (code {closed.code})"
             await self._drop_socket()
-            resends = [r for r in self.client.on_disconnect() if r.lane is None]
+            resends = [r for r in self.client.on_disconnect() if r.lane == self.lane]
             if not resends:  # the turn finished after all
                 return TurnResult("failed", error=reason)
             frame = await self._frame(resends[0])
@@ -470,7 +474,7 @@ class ResponsesSession:
                     self._first_token_at = self._clock()
                 on_event(event)
             for out in client.outcomes():
-                if isinstance(out, Reconnect) or out.lane is None:
+                if isinstance(out, Reconnect) or out.lane == self.lane:
                     return out
 
     async def _http_turn(
@@ -487,15 +491,15 @@ class ResponsesSession:
                 break
             self._set_state("reconnecting", result.error)
             await self._sleep(next(delays))
-        if not result.ok and self.client.in_flight():
-            self.client.abandon()
+        if not result.ok and self.client.in_flight(self.lane):
+            self.client.abandon(self.lane)
         return result
 
     async def _http_once(
         self, on_event: Callable[[ServerEvent], None], *, why: str, direct: bool = False
     ) -> tuple[TurnResult, bool]:
         """One POST; returns (result, worth retrying)."""
-        resends = [r for r in self.client.on_disconnect() if r.lane is None]
+        resends = [r for r in self.client.on_disconnect() if r.lane == self.lane]
         if not resends:
             return TurnResult("failed", error=why), False
         body = json.loads(await self._frame(resends[0]))
@@ -567,7 +571,7 @@ class ResponsesSession:
             self._set_state("warm", "stopped; the connection and the conversation are kept")
             return TurnResult("cancelled", rid, error="stopped by the user", transport="websocket",
                               kept_chain=True)
-        self.client.abandon()
+        self.client.abandon(self.lane)
         await self._drop_socket(abort=True)
         self._fresh_cause = "the previous message was stopped before it reached the server"
         self._set_state("idle", "stopped; the next message opens a new connection")
@@ -598,7 +602,7 @@ class ResponsesSession:
                         log.warning("ignored a bad frame from the server: %s", exc)
                         continue
                     client.events_received()  # the user stopped it: nothing more is shown
-                    outs = [o for o in client.outcomes() if isinstance(o, Reconnect) or o.lane is None]
+                    outs = [o for o in client.outcomes() if isinstance(o, Reconnect) or o.lane == self.lane]
                     if not outs:
                         continue
                     if isinstance(outs[0], Completed):
@@ -612,7 +616,7 @@ class ResponsesSession:
             if self.state == "warm":
                 self._set_state("warm", f"connected to {self.endpoint.url}")
             return True
-        client.abandon()
+        client.abandon(self.lane)
         if self._ws is ws:
             await self._drop_socket(abort=True)
         self._fresh_cause = "the stopped reply could not be ended on the connection"

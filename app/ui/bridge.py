@@ -30,6 +30,8 @@ class Bridge(QObject):
     approval_requested = Signal(object)  # ApprovalRequest
     busy_changed = Signal(bool)
     banner_changed = Signal(str)
+    side_opened = Signal(object)  # SideConversation
+    side_removed = Signal(object)  # SideConversation
 
     def __init__(self, services: Services, parent: QObject | None = None) -> None:
         super().__init__(parent)
@@ -41,6 +43,8 @@ class Bridge(QObject):
         self._link(services.approval_requested, self.approval_requested.emit)
         self._link(services.busy_changed, self.busy_changed.emit)
         self._link(services.banner_changed, self.banner_changed.emit)
+        self._link(services.side_opened, self.side_opened.emit)
+        self._link(services.side_removed, self.side_removed.emit)
 
     def _link(self, source: ServiceSignal[Any], emit: Callable[..., object]) -> None:
         source.connect(emit)

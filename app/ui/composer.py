@@ -1,6 +1,7 @@
 """The message composer: multi-line input with chat-style keys, history recall and a Stop button.
 
-Keys: Enter sends, Shift+Enter inserts a newline, Esc stops following the stream (the transcript
+Keys: Enter sends, Shift+Enter inserts a newline, Ctrl+Shift+Enter asks a side question (a second
+lane beside the agent's, which keeps working; the "Side" toggle makes Enter do that too), Esc stops following the stream (the transcript
 keeps its scroll position), Up on the first line recalls older messages and Down walks back to the
 draft. The composer only emits signals; the main window wires them to the services.
 """
@@ -18,6 +19,7 @@ class ComposerEdit(QPlainTextEdit):
     """The text field; keys are handled here so they work wherever the composer is embedded."""
 
     submitted = Signal(str)
+    side_submitted = Signal(str)  # Ctrl+Shift+Enter
     escape_pressed = Signal()
 
     def __init__(self, parent: QWidget | None = None) -> None:
@@ -36,7 +38,10 @@ class ComposerEdit(QPlainTextEdit):
     def keyPressEvent(self, event: QKeyEvent) -> None:
         key, mods = event.key(), event.modifiers()
         if key in (Qt.Key.Key_Return, Qt.Key.Key_Enter):
-            if mods & Qt.KeyboardModifier.ShiftModifier:
+            side = Qt.KeyboardModifier.ControlModifier | Qt.KeyboardModifier.ShiftModifier
+            if mods & side == side:
+                self.submit(side=True)
+            elif mods & Qt.KeyboardModifier.ShiftModifier:
                 self.textCursor().insertText("\n")
             else:
                 self.submit()
@@ -52,8 +57,8 @@ class ComposerEdit(QPlainTextEdit):
             return
         super().keyPressEvent(event)
 
-    def submit(self) -> None:
-        """Send the text (if any), remember it, clear the field."""
+    def submit(self, side: bool = False) -> None:
+        """Send the text (if any; `side`: as a side question), remember it, clear the field."""
         text = self.toPlainText().strip()
         if not text:
             return
@@ -63,7 +68,7 @@ class ComposerEdit(QPlainTextEdit):
         self._recall = None
         self._draft = ""
         self.clear()
-        self.submitted.emit(text)
+        (self.side_submitted if side else self.submitted).emit(text)
 
     def _step_history(self, step: int) -> None:
         if self._recall is None:
@@ -101,6 +106,7 @@ class Composer(QWidget):
     """Text field plus Send/Stop. `set_busy(True)` while a turn runs turns Send into Stop."""
 
     send_requested = Signal(str)
+    side_requested = Signal(str)  # a side question: its own lane, the agent is not disturbed
     stop_requested = Signal()
     stop_following = Signal()
 
@@ -115,21 +121,36 @@ class Composer(QWidget):
         self.stop_button.setObjectName("stopButton")
         self.stop_button.setToolTip("Stop the running turn")
         self.stop_button.setEnabled(False)
+        self.side_toggle = QPushButton("Side", self)
+        self.side_toggle.setObjectName("sideToggle")
+        self.side_toggle.setCheckable(True)
+        self.side_toggle.setToolTip("Ask on a side lane while the agent works: it streams in its own pane "
+                                    "and never enters the agent's conversation (Ctrl+Shift+Enter)")
         buttons = QVBoxLayout()
         buttons.setSpacing(6)
         buttons.addWidget(self.send_button)
         buttons.addWidget(self.stop_button)
+        buttons.addWidget(self.side_toggle)
         buttons.addStretch(1)
         row = QHBoxLayout(self)
         row.setContentsMargins(10, 8, 10, 10)
         row.setSpacing(8)
         row.addWidget(self.edit, 1)
         row.addLayout(buttons)
-        self.edit.submitted.connect(self.send_requested)
+        self.edit.submitted.connect(self._submitted)
+        self.edit.side_submitted.connect(self.side_requested)
+        self.side_toggle.toggled.connect(self._side_mode)
         self.edit.escape_pressed.connect(self.stop_following)
         self.send_button.clicked.connect(self.edit.submit)
         self.stop_button.clicked.connect(self.stop_requested)
         self._busy = False
+
+    def _submitted(self, text: str) -> None:
+        (self.side_requested if self.side_toggle.isChecked() else self.send_requested).emit(text)
+
+    def _side_mode(self, on: bool) -> None:
+        self.send_button.setText("Ask aside" if on else "Send")
+        self.send_button.setToolTip("Ask a side question (Enter)" if on else "Send (Enter)")
 
     @property
     def busy(self) -> bool:

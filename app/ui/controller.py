@@ -53,6 +53,10 @@ class Controller(QObject):
         w = window
         w.composer.send_requested.connect(self._send)
         w.composer.stop_requested.connect(lambda: self._call("stop"))
+        w.composer.side_requested.connect(lambda text: self._call("ask_side", text, None))
+        w.side_pane.ask_requested.connect(lambda text, sid: self._call("ask_side", text, sid))
+        w.side_pane.close_requested.connect(lambda sid: self._call("close_side", sid))
+        w.side_pane.promote_requested.connect(self._promote_side)
         w.composer.stop_following.connect(w.transcript.stop_following)
         w.context_panel.pin_requested.connect(lambda path, on: self._call("pin", path, on))
         w.tests_panel.run_requested.connect(self._run_tests)
@@ -86,6 +90,8 @@ class Controller(QObject):
         b.busy_changed.connect(w.composer.set_busy)
         b.busy_changed.connect(self._on_busy)
         b.banner_changed.connect(w.banner.set_text)
+        b.side_opened.connect(w.side_pane.add_side)
+        b.side_removed.connect(w.side_pane.remove_side)
         host = settings_host(services)
         recent = host.settings.recent_projects if host else []
         w.set_project(services.project_root, recent)
@@ -104,6 +110,7 @@ class Controller(QObject):
         self.dialogs.clear()
         if self.inspector_window is not None:
             self.inspector_window.close()  # it paints the old project's requests
+        self.window.side_pane.clear()
         self.services = None
 
     # façade calls, guarded ------------------------------------------------------------------------
@@ -130,6 +137,10 @@ class Controller(QObject):
 
     def _open_session(self, session_id: str) -> None:
         self._call("open_session", session_id)  # on a real switch the services clear and replay the view
+        self.refresh_sessions()
+
+    def _promote_side(self, side_id: str) -> None:
+        self._call("promote_side", side_id)
         self.refresh_sessions()
 
     def _new_session(self) -> None:
@@ -239,6 +250,7 @@ class Controller(QObject):
         theme = theme_for(host.settings.theme if host else "system", app)
         apply_theme(app, theme)
         self.window.transcript.set_theme(theme)
+        self.window.side_pane.set_theme(theme)
 
     def _on_open_project(self, path: Path | None) -> None:
         if path is None:  # ask, without a nested event loop (the stream keeps running)

@@ -2,7 +2,7 @@
 
     ┌ toolbar: project ▾ · New session · Run tests ·············· Settings · About ┐
     │ banner (first start: ways to connect a model)                                  │
-    │ transcript                              │ [Context | Tests | Sessions]         │
+    │ transcript ┊ side questions (when open) │ [Context | Tests | Sessions]         │
     │ composer (Send / Stop)                  │                                      │
     └ status: ● state — detail ········ tok/s · context · cache · engine ───────────┘
 """
@@ -35,6 +35,7 @@ from app.ui.composer import Composer
 from app.ui.context_panel import ContextPanel
 from app.ui.help import COMPOSER_KEYS, HelpDialog, action_shortcuts
 from app.ui.sessions import SessionsPanel
+from app.ui.side_pane import FrameTicker, SidePane
 from app.ui.status import StatusBar
 from app.ui.tests_panel import TestsPanel
 from app.ui.transcript_view import TranscriptView
@@ -98,6 +99,9 @@ class MainWindow(QMainWindow):
 
         # Empty models until services are bound (the controller hands the views theirs).
         self.transcript = TranscriptView(Transcript(), self)
+        self.frames = FrameTicker(self)  # one frame clock for the agent's and the side transcripts
+        self.frames.add(self.transcript)
+        self.side_pane = SidePane(self.frames, self)
         self.composer = Composer(self)
         self.context_panel = ContextPanel(self)
         self.tests_panel = TestsPanel(TestRun(), self)
@@ -112,7 +116,13 @@ class MainWindow(QMainWindow):
         col.setContentsMargins(0, 0, 0, 0)
         col.setSpacing(0)
         col.addWidget(self.banner)
-        col.addWidget(self.transcript, 1)
+        self.lanes_splitter = QSplitter(Qt.Orientation.Horizontal, left)
+        self.lanes_splitter.addWidget(self.transcript)
+        self.lanes_splitter.addWidget(self.side_pane)
+        self.lanes_splitter.setStretchFactor(0, 3)
+        self.lanes_splitter.setStretchFactor(1, 2)
+        self.lanes_splitter.setChildrenCollapsible(False)
+        col.addWidget(self.lanes_splitter, 1)
         col.addWidget(self.composer)
 
         self.side = QTabWidget(self)

@@ -36,6 +36,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Protocol
 
 from PySide6.QtCore import QMimeData, Qt, QTimer, QUrl, Signal
 from PySide6.QtGui import (
@@ -61,13 +62,19 @@ from app.ui.help import EmptyView
 from app.ui.theme import Theme, system_theme
 from app.ui.transcript_writer import BlockWriter, Drawn
 
-__all__ = ["TranscriptView"]
+__all__ = ["FrameTicker", "TranscriptView"]
 
 FRAME_MS = 16
 _FRAME_START = "\ufdd0"  # QTextBeginningOfFrame: where a card's (or a table's) range starts
 LIVE_BUDGET_CHARS = 96 * 1024  # rendered text the document may hold before far blocks are evicted
 PAGE_CHARS = 8 * 1024  # an evicted page holds at most this much text (one page renders in one slice)
 TAIL_KEEP = 8  # the last entries are never evicted: the stream grows there
+
+
+class FrameTicker(Protocol):
+    """A frame clock shared by several views (see `TranscriptView.set_frame_ticker`)."""
+
+    def wake(self) -> None: ...
 
 
 @dataclass(slots=True)
@@ -111,6 +118,7 @@ class TranscriptView(QTextBrowser):
         self._writer = BlockWriter(self._theme, QFontDatabase.systemFont(QFontDatabase.SystemFont.FixedFont),
                                    lambda: self.font().pointSizeF())
         self.pacer = FramePacer(time.perf_counter)
+        self._ticker: FrameTicker | None = None
 
         doc = self.document()
         doc.setUndoRedoEnabled(False)
@@ -250,9 +258,19 @@ class TranscriptView(QTextBrowser):
 
     # -- frames and slices -----------------------------------------------------------------------
 
+    def set_frame_ticker(self, ticker: FrameTicker | None) -> None:
+        """Share one frame clock with other views (`app.ui.side_pane.FrameTicker`): the ticker runs
+        this view's frames then, and its own frame timer stays off."""
+        self._ticker = ticker
+        self._timer.stop()
+        self._slice_timer.stop()
+        self._on_model_dirty()
+
     def _on_model_dirty(self) -> None:
         self._update_empty()
-        if not self._timer.isActive():
+        if self._ticker is not None:
+            self._ticker.wake()
+        elif not self._timer.isActive():
             self._timer.start()
 
     def _update_empty(self) -> None:

@@ -112,3 +112,81 @@ def test_the_feed_limit_caps_characters_per_frame() -> None:
     assert model.left == 7  # steps of 100 until 250 is passed: three, then the frame feeds no more
     assert [limit for _, limit in model.calls] == [250]
     assert pacer.frames == 1
+
+
+# ---- PacerGroup: several views on one frame clock -------------------------------------------------
+
+
+def _member(clock: Clock, chunks: int) -> tuple[FramePacer, FakeModel, FakeRenderer]:
+    model = FakeModel(clock, chunks, cost=0.0005)
+    return FramePacer(clock), model, FakeRenderer(clock, model, cost=0.0005)
+
+
+def test_group_paces_both_views_in_one_frame_within_one_budget() -> None:
+    """Two streaming views: every round (one event-loop callback) runs a slice of each, a round is
+    one slice long, and a frame's work together stays within one frame's budget; both views are fed
+    and rendered in every frame."""
+    from app.render.pacer import FRAME_BUDGET_S, SLICE_S, PacerGroup
+
+    clock = Clock()
+    group = PacerGroup()
+    a, b = _member(clock, 1000), _member(clock, 1000)
+    group.add(*a)
+    group.add(*b)
+    step = 0.0005  # one model step or one render unit: the most a slice overshoots its deadline
+    for _ in range(5):
+        assert group.start_frame() == 2
+        t0 = clock.now
+        log_a, log_b = len(a[2].log), len(b[2].log)
+        more = True
+        while more:
+            before = (a[0].slices, b[0].slices, clock.now)
+            more = group.run_slice()
+            assert clock.now - before[2] <= SLICE_S + 2 * step + 1e-9  # a round is one slice
+            assert a[0].slices - before[0] <= 1 and b[0].slices - before[1] <= 1
+        assert clock.now - t0 <= FRAME_BUDGET_S + 2 * step + 1e-9
+        for (_p, _m, r), n in ((a, log_a), (b, log_b)):
+            assert {"model", "render"} <= set(r.log[n:])  # fed and rendered this frame
+    assert a[0].budget_s == FRAME_BUDGET_S / 2 and a[0].slice_s == SLICE_S / 2
+
+
+def test_group_gives_a_lone_view_the_whole_budget_and_skips_idle_ones() -> None:
+    from app.render.pacer import FRAME_BUDGET_S, PacerGroup
+
+    clock = Clock()
+    group = PacerGroup()
+    busy, idle = _member(clock, 1000), _member(clock, 0)
+    group.add(*busy)
+    group.add(*idle)
+    assert group.start_frame() == 1
+    while group.run_slice():
+        pass
+    assert busy[0].budget_s == FRAME_BUDGET_S and idle[0].frames == 0
+    group.remove(busy[2])
+    assert group.start_frame() == 0 and not group.run_slice() and not group.pending
+
+
+def test_group_reserves_paint_time_while_frames_come_late_and_gives_it_back() -> None:
+    """Late frames with two views: part of the budget is kept for their paints; on-time frames
+    return it; a lone view always has the whole budget."""
+    from app.render.pacer import FRAME_BUDGET_S, PacerGroup
+
+    clock = Clock()
+    group = PacerGroup(frame_s=0.016)
+    a, b = _member(clock, 10_000), _member(clock, 10_000)
+    group.add(*a)
+    group.add(*b)
+    t = 0.0
+    for _ in range(20):  # frames every 30 ms: late
+        group.start_frame(t)
+        t += 0.030
+    assert group.reserve_s == FRAME_BUDGET_S / 2  # capped
+    assert a[0].budget_s == b[0].budget_s == (FRAME_BUDGET_S - group.reserve_s) / 2
+    late = group.reserve_s
+    for _ in range(4):  # on time again
+        group.start_frame(t)
+        t += 0.016
+    assert 0 < group.reserve_s < late
+    group.remove(b[2])
+    group.start_frame(t)
+    assert a[0].budget_s == FRAME_BUDGET_S  # alone: no reserve

@@ -9,7 +9,7 @@ from __future__ import annotations
 import asyncio
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from app.protocol import events as ev
 from app.render.transcript import Transcript
@@ -21,12 +21,25 @@ from app.services.api import (
     Services,
     ServicesFactory,
     SessionInfo,
+    SideConversation,
     StreamStats,
 )
 from app.services.inspector import Inspector
 from app.services.settings import KeychainInfo, Settings
 from app.services.signals import Signal
 from app.tools.testrun import TestRun
+
+
+class FakeSide:
+    """A side conversation the test feeds by hand (`conversation.apply(...)`)."""
+
+    def __init__(self, side_id: str, title: str) -> None:
+        self.id = side_id
+        self.title = title
+        self.conversation = Transcript()
+        self.busy = False
+        self.transport: Literal["lane", "connection", "http", ""] = "lane"
+        self.changed: Signal[[]] = Signal("changed")
 
 
 @dataclass
@@ -54,6 +67,9 @@ class FakeServices:
         self.approval_requested: Signal[[ApprovalRequest]] = Signal("approval_requested")
         self.busy_changed: Signal[[bool]] = Signal("busy_changed")
         self.banner_changed: Signal[[str]] = Signal("banner_changed")
+        self.side_opened: Signal[[SideConversation]] = Signal("side_opened")
+        self.side_removed: Signal[[SideConversation]] = Signal("side_removed")
+        self.sides: dict[str, FakeSide] = {}
 
     async def start(self) -> None:
         self.started = True
@@ -123,6 +139,27 @@ class FakeServices:
 
     def undo_last_patch(self) -> None:
         self.calls.append(("undo_last_patch", ()))
+
+    def ask_side(self, text: str, side_id: str | None = None) -> SideConversation | None:
+        self.calls.append(("ask_side", (text, side_id)))
+        if side_id is None:
+            side = FakeSide(f"side-{len(self.sides) + 1}", text[:60])
+            self.sides[side.id] = side
+            self.side_opened.emit(side)
+        else:
+            side = self.sides[side_id]
+        side.conversation.add_user_message(text)
+        return side
+
+    def close_side(self, side_id: str) -> None:
+        self.calls.append(("close_side", (side_id,)))
+        side = self.sides.pop(side_id, None)
+        if side is not None:
+            self.side_removed.emit(side)
+
+    def promote_side(self, side_id: str) -> None:
+        self.calls.append(("promote_side", (side_id,)))
+        self.close_side(side_id)
 
     # settings extension (SettingsFacade)
     def save_settings(self, settings: Settings) -> None:

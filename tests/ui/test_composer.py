@@ -83,3 +83,25 @@ def test_escape_and_stop(qtbot) -> None:  # type: ignore[no-untyped-def]
         qtbot.mouseClick(c.stop_button, Qt.MouseButton.LeftButton)
     c.set_busy(False)
     assert not c.stop_button.isEnabled()
+
+
+def test_ctrl_shift_enter_and_the_side_toggle_ask_aside(qtbot) -> None:  # type: ignore[no-untyped-def]
+    """Ctrl+Shift+Enter sends a side question; with "Side" on, Enter does too; off again, Enter sends."""
+    c = _composer(qtbot)
+    sent: list[str] = []
+    side: list[str] = []
+    c.send_requested.connect(sent.append)
+    c.side_requested.connect(side.append)
+    both = Qt.KeyboardModifier.ControlModifier | Qt.KeyboardModifier.ShiftModifier
+    qtbot.keyClicks(c.edit, "what is foo?")
+    qtbot.keyClick(c.edit, Qt.Key.Key_Return, both)
+    assert side == ["what is foo?"] and sent == [] and c.edit.toPlainText() == ""
+    c.side_toggle.setChecked(True)
+    assert c.send_button.text() == "Ask aside"
+    qtbot.keyClicks(c.edit, "and bar?")
+    qtbot.keyClick(c.edit, Qt.Key.Key_Return)
+    assert side == ["what is foo?", "and bar?"] and sent == []
+    c.side_toggle.setChecked(False)
+    qtbot.keyClicks(c.edit, "main")
+    qtbot.keyClick(c.edit, Qt.Key.Key_Return)
+    assert sent == ["main"] and c.send_button.text() == "Send"

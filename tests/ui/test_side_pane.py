@@ -1,0 +1,82 @@
+"""The side pane on FakeServices: opened from the composer, painted beside the agent's transcript on
+one shared frame clock, continued, promoted and closed through the services."""
+
+from __future__ import annotations
+
+from PySide6.QtCore import Qt
+from PySide6.QtWidgets import QWidget
+
+from app.protocol import events as ev
+from app.render.transcript import Transcript
+from app.ui.main_window import MainWindow
+from app.ui.side_pane import FrameTicker
+from app.ui.transcript_view import TranscriptView
+from tests.ui.fakes import FakeServices
+
+
+def _stream(model: Transcript, rid: str, text: str) -> None:
+    model.apply(ev.ResponseCreated(sequence_number=0, response={"id": rid, "status": "in_progress", "output": []}))
+    model.apply(ev.OutputItemAdded(sequence_number=1, output_index=0,
+                                   item={"type": "message", "id": f"m-{rid}", "role": "assistant", "content": []}))
+    for i in range(0, len(text), 8):
+        model.apply(ev.OutputTextDelta(sequence_number=2, item_id=f"m-{rid}", output_index=0, content_index=0,
+                                       delta=text[i:i + 8]))
+
+
+def test_side_question_opens_a_pane_beside_the_transcript(qtbot, window: MainWindow,  # type: ignore[no-untyped-def]
+                                                          fake: FakeServices) -> None:
+    """Ctrl+Shift+Enter: ask_side on the services, a tab with its own transcript; the agent's
+    transcript is untouched; continue, promote and close go back to the services."""
+    assert window.side_pane.isHidden()
+    qtbot.keyClicks(window.composer.edit, "what does a.py do?")
+    both = Qt.KeyboardModifier.ControlModifier | Qt.KeyboardModifier.ShiftModifier
+    qtbot.keyClick(window.composer.edit, Qt.Key.Key_Return, both)
+    assert fake.calls[-1] == ("ask_side", ("what does a.py do?", None))
+    assert not window.side_pane.isHidden() and window.side_pane.tabs.count() == 1
+    tab = window.side_pane.tab_for("side-1")
+    assert tab is not None and tab.badge.text() == "lane side-1"
+    side = fake.sides["side-1"]
+    _stream(side.conversation, "r1", "a.py defines f, which returns 42.")
+    window.frames.run_frame()
+    while tab.view.pending:
+        window.frames.run_frame()
+    assert "returns 42" in tab.view.toPlainText()
+    assert "what does a.py do?" not in window.transcript.toPlainText()
+    side.transport = "connection"
+    side.changed.emit()
+    assert tab.badge.text() == "second connection" and "no lanes" in tab.badge.toolTip()
+    qtbot.keyClicks(tab.edit, "and g?")
+    qtbot.keyClick(tab.edit, Qt.Key.Key_Return)
+    assert ("ask_side", ("and g?", "side-1")) in fake.calls
+    tab.promote_button.click()
+    assert ("promote_side", ("side-1",)) in fake.calls
+    assert window.side_pane.tabs.count() == 0 and window.side_pane.isHidden()
+    assert tab.view not in window.frames.views
+
+
+def test_one_frame_tick_paces_both_transcripts(qtbot) -> None:  # type: ignore[no-untyped-def]
+    """Two streaming views on one FrameTicker: each frame paces both, within one frame's budget
+    shared between them, until both are painted."""
+    holder = QWidget()
+    qtbot.addWidget(holder)
+    ticker = FrameTicker(holder)
+    main, side = Transcript(), Transcript()
+    views = [TranscriptView(main, holder), TranscriptView(side, holder)]
+    for v in views:
+        ticker.add(v)
+    _stream(main, "a", "agent text " * 400)
+    _stream(side, "b", "side text " * 400)
+    paced: list[int] = []
+    ticker.on_frame = paced.append
+    frames = 0
+    while any(v.pending for v in views):
+        ticker.run_frame()
+        frames += 1
+        assert frames < 500
+    assert paced[0] == 2 and ticker.shared_frames >= 1
+    assert views[0].pacer.frames == views[1].pacer.frames or min(v.pacer.frames for v in views) >= 1
+    assert views[0].pacer.budget_s == views[1].pacer.budget_s == ticker.group.budget_s / 2
+    assert "agent text" in views[0].toPlainText() and "side text" in views[1].toPlainText()
+    assert "side text" not in views[0].toPlainText()
+    ticker.remove(views[1])
+    assert views[1] not in ticker.views
