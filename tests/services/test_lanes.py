@@ -176,8 +176,8 @@ async def test_several_side_lanes_run_at_once_beside_the_agent() -> None:
 
 @pytest.mark.asyncio
 async def test_stop_on_the_agents_lane_does_not_lose_the_side_answer() -> None:
-    """Stop drops the socket (the protocol has no cancel): the agent's turn is cancelled, the side
-    question is resent in full on a new socket and completes."""
+    """Stop keeps the shared socket (our server cancels the agent's response): the agent's turn is
+    cancelled, the side question goes on streaming on the same socket and completes."""
     async with run_server(ScriptedEngine(rate_tps=3000)) as srv:
         lanes = Lanes(srv)
         main = asyncio.ensure_future(lanes.main.run_turn([user("/long 3000")], on_event=lanes.main_events.append))
@@ -187,7 +187,8 @@ async def test_stop_on_the_agents_lane_does_not_lose_the_side_answer() -> None:
         assert (await main).status == "cancelled"
         await side_done(side)
         assert side.last is not None and side.last.ok and user_texts(side.items()) == ["/long 1500"]
-        assert lanes.hub.opened == 2
+        await lanes.main.settled()  # the stopped response has ended on the socket
+        assert lanes.hub.opened == 1 and srv.stats.connections == 1
         await lanes.aclose()
 
 
