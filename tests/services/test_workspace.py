@@ -361,3 +361,26 @@ async def test_first_context_ranks_readme_entry_points_and_edits_before_tests(tm
         assert ws.last_snapshot.paths[0] == "pkg/core.py"
     finally:
         await ws.aclose()
+
+
+async def test_index_batches_are_bounded_however_fast_the_walk(tmp_path: Path,
+                                                               monkeypatch: pytest.MonkeyPatch) -> None:
+    """A walk faster than the batch clock still hands rows over in bounded batches, never the
+    whole tree at the end."""
+    from app.services import workspace as wsm
+
+    monkeypatch.setattr(wsm, "INDEX_BATCH_S", 3600.0)  # the clock alone would never hand rows over
+    monkeypatch.setattr(wsm, "INDEX_MAX_ROWS", 256)
+    for d in range(3):
+        (tmp_path / f"d{d}").mkdir()
+        for i in range(300):
+            (tmp_path / f"d{d}" / f"f{i}.txt").write_text("x\n")
+    ws = Workspace(tmp_path)
+    got: list[Any] = []
+    ws.files_changed.connect(got.append)
+    try:
+        await ws.start(watch=False)
+    finally:
+        await ws.aclose()
+    assert sum(len(c.added) for c in got) == 900
+    assert len(got) >= 3 and max(len(c.added) for c in got) <= 256 + 256
