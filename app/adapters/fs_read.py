@@ -34,13 +34,16 @@ __all__ = [
     "detect_case_insensitive",
     "digest",
     "open_dir",
+    "open_file_at",
+    "open_subdir",
     "read_file",
+    "read_open",
     "rel_path",
     "remove_file",
     "write_file",
 ]
 
-_DIRFD = os.name == "posix" and os.open in os.supports_dir_fd and hasattr(os, "O_NOFOLLOW")
+DIRFD = os.name == "posix" and os.open in os.supports_dir_fd and hasattr(os, "O_NOFOLLOW")
 _NOFOLLOW = getattr(os, "O_NOFOLLOW", 0)
 _DIRECTORY = getattr(os, "O_DIRECTORY", 0)
 _CLOEXEC = getattr(os, "O_CLOEXEC", 0)
@@ -118,7 +121,7 @@ def open_dir(root: Path, rel_dir: str, *, create: bool = False) -> Iterator[int]
     `create` makes missing folders on the way (mode 0o777 less the umask). LinkRaceError when a
     component is a link or not a folder. Yields -1 where dir_fd is unsupported (use paths).
     """
-    if not _DIRFD:
+    if not DIRFD:
         target = root.joinpath(*_parts(rel_dir))
         if create:
             target.mkdir(parents=True, exist_ok=True)
@@ -128,17 +131,13 @@ def open_dir(root: Path, rel_dir: str, *, create: bool = False) -> Iterator[int]
     try:
         for part in _parts(rel_dir):
             try:
-                nfd = os.open(part, os.O_RDONLY | _DIRECTORY | _NOFOLLOW | _CLOEXEC, dir_fd=fd)
+                nfd = open_subdir(fd, part, rel_dir)
             except FileNotFoundError:
                 if not create:
                     raise
                 with contextlib.suppress(FileExistsError):
                     os.mkdir(part, 0o777, dir_fd=fd)
-                nfd = os.open(part, os.O_RDONLY | _DIRECTORY | _NOFOLLOW | _CLOEXEC, dir_fd=fd)
-            except OSError as exc:
-                if exc.errno in (errno.ELOOP, errno.ENOTDIR, errno.EMLINK):
-                    raise LinkRaceError(exc.errno, f"{rel_dir}: '{part}' is a link or not a folder") from None
-                raise
+                nfd = open_subdir(fd, part, rel_dir)
             os.close(fd)
             fd = nfd
         yield fd
@@ -159,35 +158,63 @@ def read_file(root: Path, rel: str, limit: int | None = None) -> tuple[bytes, os
     """
     parent, name = _split(rel)
     with open_dir(root, parent) as dfd:
-        flags = os.O_RDONLY | _NOFOLLOW | _CLOEXEC | _NONBLOCK | _BINARY
-        try:
-            fd = os.open(name, flags, dir_fd=dfd) if dfd >= 0 else os.open(root / rel, flags)
-        except OSError as exc:
-            if exc.errno == errno.ELOOP:
-                raise LinkRaceError(exc.errno, f"{rel} is a link") from None
-            raise
+        fd, st = open_file_at(dfd, name, rel) if dfd >= 0 else open_file_at(-1, os.fspath(root / rel), rel)
+    try:
+        return read_open(fd, st, limit), st
+    finally:
+        os.close(fd)
+
+
+def open_file_at(dfd: int, name: str, rel: str) -> tuple[int, os.stat_result]:
+    """A descriptor and fstat of regular file `name` in folder descriptor `dfd` (-1: `name` is a
+    path), opened with O_NOFOLLOW and non-blocking; `rel` names it in errors. The same errors as
+    `read_file`; the caller closes the descriptor."""
+    flags = os.O_RDONLY | _NOFOLLOW | _CLOEXEC | _NONBLOCK | _BINARY
+    try:
+        fd = os.open(name, flags, dir_fd=dfd) if dfd >= 0 else os.open(name, flags)
+    except OSError as exc:
+        if exc.errno == errno.ELOOP:
+            raise LinkRaceError(exc.errno, f"{rel} is a link") from None
+        raise
     try:
         st = os.fstat(fd)
         if stat.S_ISDIR(st.st_mode):
             raise IsADirectoryError(errno.EISDIR, f"{rel} is a folder")
         if not stat.S_ISREG(st.st_mode):
             raise OSError(errno.EINVAL, f"{rel} is not a regular file")
-        chunks: list[bytes] = []
-        left = limit if limit is not None else -1
-        # The first read asks for the size fstat saw (+1 to notice growth): asking for the limit
-        # makes every read allocate and shrink a large buffer, which doubled the cost of an index.
-        step = st.st_size + 1
-        while left != 0:
-            chunk = os.read(fd, min(step, 1 << 20) if left < 0 else min(left, step, 1 << 20))
-            step = 1 << 20
-            if not chunk:
-                break
-            chunks.append(chunk)
-            if left > 0:
-                left -= len(chunk)
-        return b"".join(chunks), st
-    finally:
+    except BaseException:
         os.close(fd)
+        raise
+    return fd, st
+
+
+def read_open(fd: int, st: os.stat_result, limit: int | None = None) -> bytes:
+    """At most `limit` bytes of the open file `fd` (whose fstat is `st`)."""
+    chunks: list[bytes] = []
+    left = limit if limit is not None else -1
+    # The first read asks for the size fstat saw (+1 to notice growth): asking for the limit
+    # makes every read allocate and shrink a large buffer, which doubled the cost of an index.
+    step = st.st_size + 1
+    while left != 0:
+        chunk = os.read(fd, min(step, 1 << 20) if left < 0 else min(left, step, 1 << 20))
+        step = 1 << 20
+        if not chunk:
+            break
+        chunks.append(chunk)
+        if left > 0:
+            left -= len(chunk)
+    return chunks[0] if len(chunks) == 1 else b"".join(chunks)
+
+
+def open_subdir(dfd: int, name: str, rel: str) -> int:
+    """A descriptor of sub-folder `name` of folder descriptor `dfd`, never through a link
+    (LinkRaceError when `name` is, or became, a link or not a folder); the caller closes it."""
+    try:
+        return os.open(name, os.O_RDONLY | _DIRECTORY | _NOFOLLOW | _CLOEXEC, dir_fd=dfd)
+    except OSError as exc:
+        if exc.errno in (errno.ELOOP, errno.ENOTDIR, errno.EMLINK):
+            raise LinkRaceError(exc.errno, f"{rel}: '{name}' is a link or not a folder") from None
+        raise
 
 
 def write_file(root: Path, rel: str, data: bytes, *, mode: int | None = None) -> None:

@@ -40,13 +40,18 @@ from pathlib import Path
 from app import profile
 from app.adapters.checkpoints import Checkpoint, CheckpointStore
 from app.adapters.fs_read import (
+    DIRFD,
     BatchRead,
     LinkRaceError,
     RootMissingError,
     check_root,
     detect_case_insensitive,
     digest,
+    open_dir,
+    open_file_at,
+    open_subdir,
     read_file,
+    read_open,
     rel_path,
     remove_file,
     stray_temp_files,
@@ -176,13 +181,16 @@ class ProjectFS:
         if not rel:
             return None
         with self._lock:
-            parts = rel.split("/")
-            for i in range(len(parts)):
-                d = "/".join(parts[:i])
-                if d not in self._loaded and i and not os.path.isdir(self.root / d):
-                    break  # folders that do not exist hold no .gitignore
-                self._load_gitignore(d)
-            for spelling in rule_spellings(rel):
+            # a folder is only ever loaded after all of its ancestors: a loaded parent means all are
+            if rel.rpartition("/")[0] not in self._loaded:
+                parts = rel.split("/")
+                for i in range(len(parts)):
+                    d = "/".join(parts[:i])
+                    if d not in self._loaded and i and not os.path.isdir(self.root / d):
+                        break  # folders that do not exist hold no .gitignore
+                    self._load_gitignore(d)
+            plain = ":" not in rel and " /" not in rel and "./" not in rel and not rel.endswith((" ", "."))
+            for spelling in (rel,) if plain else rule_spellings(rel):
                 try:
                     excl = self.rules.exclusion(spelling, is_dir=is_dir)
                 except ValueError:
@@ -370,9 +378,89 @@ class ProjectFS:
         Excluded directories are not entered; excluded files are listed as excluded so the UI can
         show why; directory links are never followed. Unreadable directories go to `on_error`.
         One file at a time, so a caller can hand out progress (and stop) while it runs.
+
+        Each folder is listed through a descriptor opened relative to its parent's with O_NOFOLLOW,
+        and each file opened relative to its folder's descriptor (O_NOFOLLOW too): one open per
+        file instead of one per path component, with the same guarantee as `read_version`. Files
+        that are links, or that fail that one open, get `read_version`'s own answer.
         """
         check_root(self.root)
-        stack = [normalise_rel(under) if under else ""]
+        start = normalise_rel(under) if under else ""
+        if not DIRFD:
+            yield from self._iter_tree_paths(start, max_bytes, on_error)
+            return
+        try:
+            with open_dir(self.root, start) as start_fd:
+                top = os.dup(start_fd)
+        except OSError as exc:
+            if on_error is not None:
+                on_error(start or ".", exc)
+            return
+        # (folder, its descriptor, sub-folders still to enter: the last popped first, as before)
+        stack: list[tuple[str, int, list[str] | None]] = [(start, top, None)]
+        try:
+            while stack:
+                d, dfd, subs = stack[-1]
+                if subs is None:
+                    subs = []
+                    stack[-1] = (d, dfd, subs)
+                    try:
+                        with os.scandir(dfd) as it:
+                            entries = sorted(it, key=lambda e: e.name)
+                    except OSError as exc:
+                        if on_error is not None:
+                            on_error(d or ".", exc)
+                        entries = []
+                    for entry in entries:
+                        v = self._entry(entry, d, dfd, subs, max_bytes, on_error)
+                        if v is not None:
+                            yield v
+                elif subs:
+                    name = subs.pop()
+                    rel = f"{d}/{name}" if d else name
+                    try:
+                        stack.append((rel, open_subdir(dfd, name, rel), None))
+                    except OSError as exc:  # gone, unreadable, or swapped for a link since listed
+                        if on_error is not None:
+                            on_error(rel, exc)
+                else:
+                    stack.pop()
+                    os.close(dfd)
+        finally:
+            for _d, dfd, _subs in stack:
+                os.close(dfd)
+
+    def _scan_file(self, dfd: int, name: str, rel: str, entry: os.DirEntry[str], max_bytes: int) -> FileVersion:
+        """`read_version(rel, keep_text=False, parent_clean=True)` for a regular file just listed in
+        folder descriptor `dfd`: one open, relative to `dfd`, with O_NOFOLLOW."""
+        excl = self.exclusion(rel)
+        if excl is not None:
+            try:
+                st = entry.stat(follow_symlinks=False)
+            except OSError:
+                return self.read_version(rel, max_bytes=max_bytes, keep_text=False, parent_clean=True)
+            return make_version(rel, None, size=st.st_size, mtime=st.st_mtime, exclusion=excl)
+        try:
+            fd, st = open_file_at(dfd, name, rel)
+        except OSError:  # gone, swapped for a link or a folder, no permission: the careful path decides
+            return self.read_version(rel, max_bytes=max_bytes, keep_text=False, parent_clean=True)
+        try:
+            if st.st_size > max_bytes:
+                dig = f"size:{st.st_size}:mtime:{st.st_mtime_ns}"
+                return make_version(rel, None, size=st.st_size, mtime=st.st_mtime, digest=dig, max_bytes=max_bytes)
+            try:
+                data = read_open(fd, st, max_bytes + 1)
+            except OSError as exc:
+                return FileVersion(rel, "unreadable", reason=exc.strerror or str(exc))
+        finally:
+            os.close(fd)
+        return make_version(rel, data, size=len(data), mtime=st.st_mtime, digest=digest(data),
+                            max_bytes=max_bytes, keep_text=False)
+
+    def _iter_tree_paths(self, start: str, max_bytes: int,
+                         on_error: Callable[[str, OSError], None] | None) -> Iterator[FileVersion]:
+        """`iter_tree` where folders cannot be opened as descriptors (Windows): by path."""
+        stack = [start]
         while stack:
             d = stack.pop()
             try:
@@ -382,25 +470,39 @@ class ProjectFS:
                 if on_error is not None:
                     on_error(d or ".", exc)
                 continue
+            subs: list[str] = []
             for entry in entries:
-                rel = f"{d}/{entry.name}" if d else entry.name
-                try:
-                    if entry.is_symlink():
-                        if entry.is_dir():
-                            continue  # never follow directory links: loops and escapes
-                        yield self.read_version(rel, max_bytes=max_bytes, keep_text=False, parent_clean=True)
-                    elif entry.is_dir(follow_symlinks=False):
-                        excl = self.exclusion(rel, is_dir=True)
-                        if excl is None:
-                            stack.append(rel)
-                        elif excl.reason == "secret":
-                            yield FileVersion(rel + "/", "excluded", reason=excl.reason)
-                    elif entry.is_file(follow_symlinks=False):
-                        yield self.read_version(rel, max_bytes=max_bytes, keep_text=False, parent_clean=True)
-                except OSError as exc:  # a link loop, a permission problem: listed, never silently dropped
-                    yield FileVersion(rel, "unreadable", reason=exc.strerror or str(exc))
-                    if on_error is not None:
-                        on_error(rel, exc)
+                v = self._entry(entry, d, -1, subs, max_bytes, on_error)
+                if v is not None:
+                    yield v
+            stack.extend(f"{d}/{name}" if d else name for name in subs)
+
+    def _entry(self, entry: os.DirEntry[str], d: str, dfd: int, subs: list[str], max_bytes: int,
+               on_error: Callable[[str, OSError], None] | None) -> FileVersion | None:
+        """One listed entry of folder `d` (descriptor `dfd`, -1: none): a file's version, a secret
+        folder's row, or None (a folder to enter is appended to `subs`; links to folders are skipped)."""
+        rel = f"{d}/{entry.name}" if d else entry.name
+        try:
+            if entry.is_symlink():
+                if entry.is_dir():
+                    return None  # never follow directory links: loops and escapes
+                return self.read_version(rel, max_bytes=max_bytes, keep_text=False, parent_clean=True)
+            if entry.is_dir(follow_symlinks=False):
+                excl = self.exclusion(rel, is_dir=True)
+                if excl is None:
+                    subs.append(entry.name)
+                elif excl.reason == "secret":
+                    return FileVersion(rel + "/", "excluded", reason=excl.reason)
+                return None
+            if entry.is_file(follow_symlinks=False):
+                if dfd < 0:
+                    return self.read_version(rel, max_bytes=max_bytes, keep_text=False, parent_clean=True)
+                return self._scan_file(dfd, entry.name, rel, entry, max_bytes)
+        except OSError as exc:  # a link loop, a permission problem: listed, never silently dropped
+            if on_error is not None:
+                on_error(rel, exc)
+            return FileVersion(rel, "unreadable", reason=exc.strerror or str(exc))
+        return None
 
     def read_batch(self, batch: Batch, known: Callable[[str], list[str]], *,
                    max_bytes: int = DEFAULT_MAX_FILE_BYTES) -> BatchRead:

@@ -18,7 +18,7 @@ Paths are POSIX, relative to the project root, without a leading "./".
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
 import pathspec
@@ -71,6 +71,9 @@ class Exclusion:
 
 def normalise_rel(path: str) -> str:
     """A root-relative POSIX path; raises ValueError for absolute paths or ones that climb out."""
+    if (path and "\\" not in path and "//" not in path and "/." not in "/" + path and path[0] != "/"
+            and path[-1] != "/" and not (len(path) > 1 and path[1] == ":")):
+        return path  # already normal (no empty, "." or ".." part, no leading "/"): what the slow path returns
     p = path.replace("\\", "/")
     if p.startswith("/") or (len(p) > 1 and p[1] == ":"):
         raise ValueError(f"path must be relative to the project root: {path!r}")
@@ -86,8 +89,28 @@ def _spec(lines: Iterable[str]) -> pathspec.GitIgnoreSpec:
     return pathspec.GitIgnoreSpec.from_lines([ln for ln in lines if ln.strip() and not ln.startswith("#")])
 
 
+_Match = Callable[[str], "bool | None"]
+
+
+def _matcher(spec: pathspec.GitIgnoreSpec) -> _Match | None:
+    """`spec.check_file(path).include` for an already normal path, as one call: the spec's own
+    matching backend when pathspec exposes it (skipping the path normalisation and the result
+    object, half the cost of a check), None for a spec without patterns (it never answers)."""
+    if not spec.patterns:
+        return None
+    backend = getattr(spec, "_backend", None)
+    match_file = getattr(backend, "match_file", None)
+    if callable(match_file):
+        return lambda path: match_file(path)[0]
+    return lambda path: spec.check_file(path).include
+
+
 class IgnoreRules:
-    """Decides, per root-relative path, whether it is excluded and why. Caches directory verdicts."""
+    """Decides, per root-relative path, whether it is excluded and why. Caches directory verdicts.
+
+    Speed (indexing checks every file of the tree): each spec is matched through its backend in
+    one call and a spec without patterns is skipped; the verdict of a folder's whole ancestry is
+    cached per folder, so a file costs one lookup plus its own checks."""
 
     def __init__(
         self,
@@ -101,38 +124,49 @@ class IgnoreRules:
     ) -> None:
         self.casefold = casefold
         fold = str.lower if casefold else str
-        self._user = _spec(fold(p) for p in user_patterns)
-        self._project = _spec(fold(p) for p in slipstreamignore.splitlines())
-        self._protected = _spec(p.lower() for p in protected)
-        self._secrets = _spec(p.lower() for p in secrets)
-        self._defaults = _spec(fold(p) for p in defaults)
-        # directory ("" for the root) -> spec of that directory's .gitignore
-        self._gitignores: dict[str, pathspec.GitIgnoreSpec] = {}
+        self._user = _matcher(_spec(fold(p) for p in user_patterns))
+        self._project = _matcher(_spec(fold(p) for p in slipstreamignore.splitlines()))
+        self._protected = _matcher(_spec(p.lower() for p in protected))
+        self._secrets = _matcher(_spec(p.lower() for p in secrets))
+        self._defaults = _matcher(_spec(fold(p) for p in defaults))
+        # directory ("" for the root) -> matcher of that directory's .gitignore (None: no patterns)
+        self._gitignores: dict[str, _Match | None] = {}
         self._dir_cache: dict[str, Exclusion | None] = {}
+        # directory -> the first verdict among its ancestors and itself ("" for the root: None)
+        self._chain_cache: dict[str, Exclusion | None] = {}
+        # directory -> the directories with a .gitignore that applies to a path in it, deepest first
+        self._applies_cache: dict[str, list[str]] = {}
 
     def add_gitignore(self, directory: str, text: str) -> None:
         """Register the .gitignore found in `directory` ("" for the root); replaces an earlier one."""
         d = "" if directory in ("", ".") else self._fold(normalise_rel(directory))
-        self._gitignores[d] = _spec(self._fold(ln) for ln in text.splitlines())
-        self._dir_cache.clear()
+        self._gitignores[d] = _matcher(_spec(self._fold(ln) for ln in text.splitlines()))
+        self._forget()
 
     def _fold(self, s: str) -> str:
         return s.lower() if self.casefold else s
 
+    def _forget(self) -> None:
+        self._dir_cache.clear()
+        self._chain_cache.clear()
+        self._applies_cache.clear()
+
     def remove_gitignore(self, directory: str) -> None:
         """Forget the .gitignore of `directory` (it was deleted)."""
         d = "" if directory in ("", ".") else self._fold(normalise_rel(directory))
-        if self._gitignores.pop(d, None) is not None:
-            self._dir_cache.clear()
+        if d in self._gitignores:
+            del self._gitignores[d]
+            self._forget()
 
     def exclusion(self, path: str, *, is_dir: bool = False) -> Exclusion | None:
         """The reason `path` is excluded, or None when the model may see it."""
-        rel = self._fold(normalise_rel(path))
-        parts = rel.split("/")
-        for i in range(1, len(parts)):
-            verdict = self._dir_verdict("/".join(parts[:i]))
-            if verdict is not None:
-                return verdict
+        rel = normalise_rel(path)
+        if self.casefold:
+            rel = rel.lower()
+        parent, _, _ = rel.rpartition("/")
+        verdict = self._chain(parent) if parent else None
+        if verdict is not None:
+            return verdict
         if is_dir:
             return self._dir_verdict(rel)
         return self._decide(rel, is_dir=False)
@@ -141,6 +175,23 @@ class IgnoreRules:
         """Shorthand for `exclusion(...) is not None`."""
         return self.exclusion(path, is_dir=is_dir) is not None
 
+    def _chain(self, rel: str) -> Exclusion | None:
+        """The first verdict among folder `rel`'s ancestors (outermost first) and `rel` itself."""
+        cache = self._chain_cache
+        if rel in cache:
+            return cache[rel]
+        todo = [rel]  # the uncached folders from `rel` up (no recursion: paths can be deep)
+        parent = rel.rpartition("/")[0]
+        while parent and parent not in cache:
+            todo.append(parent)
+            parent = parent.rpartition("/")[0]
+        verdict = cache[parent] if parent else None
+        for d in reversed(todo):
+            if verdict is None:
+                verdict = self._dir_verdict(d)
+            cache[d] = verdict
+        return verdict
+
     def _dir_verdict(self, rel: str) -> Exclusion | None:
         if rel not in self._dir_cache:
             self._dir_cache[rel] = self._decide(rel, is_dir=True)
@@ -148,29 +199,45 @@ class IgnoreRules:
 
     def _decide(self, rel: str, *, is_dir: bool) -> Exclusion | None:
         probe = rel + "/" if is_dir else rel
-        hit = self._user.check_file(probe).include
-        if hit is not None:  # only the user's own settings may opt a secret or .git in
-            return Exclusion("settings", "settings") if hit else None
+        if self._user is not None:
+            hit = self._user(probe)
+            if hit is not None:  # only the user's own settings may opt a secret or .git in
+                return Exclusion("settings", "settings") if hit else None
         low = probe.lower()
-        if self._protected.check_file(low).include:
+        if self._protected is not None and self._protected(low):
             return Exclusion("protected", "defaults")
-        if self._secrets.check_file(low).include:
+        if self._secrets is not None and self._secrets(low):
             return Exclusion("secret", "defaults")
-        hit = self._project.check_file(probe).include
-        if hit is not None:
-            return Exclusion("slipstreamignore", ".slipstreamignore") if hit else None
-        for d in self._gitignore_dirs_for(rel):
-            sub = probe if d == "" else probe[len(d) + 1 :]
-            hit = self._gitignores[d].check_file(sub).include
+        if self._project is not None:
+            hit = self._project(probe)
             if hit is not None:
-                return Exclusion("gitignored", ".gitignore" if d == "" else f"{d}/.gitignore") if hit else None
-        if self._defaults.check_file(probe).include:
+                return Exclusion("slipstreamignore", ".slipstreamignore") if hit else None
+        if self._gitignores:
+            for d in self._gitignore_dirs_for(rel):
+                match = self._gitignores[d]
+                if match is None:
+                    continue
+                hit = match(probe if d == "" else probe[len(d) + 1 :])
+                if hit is not None:
+                    return Exclusion("gitignored", ".gitignore" if d == "" else f"{d}/.gitignore") if hit else None
+        if self._defaults is not None and self._defaults(probe):
             return Exclusion("default", "defaults")
         return None
 
     def _gitignore_dirs_for(self, rel: str) -> list[str]:
         """Directories whose .gitignore applies to `rel`, deepest first."""
-        parts = rel.split("/")[:-1]
-        out = ["/".join(parts[:i]) for i in range(len(parts), 0, -1)]
-        out.append("")
-        return [d for d in out if d in self._gitignores]
+        cache = self._applies_cache
+        parent = rel.rpartition("/")[0]
+        if parent in cache:
+            return cache[parent]
+        todo = []  # uncached folders from `parent` up; each one's list extends its parent's
+        d = parent
+        while d and d not in cache:
+            todo.append(d)
+            d = d.rpartition("/")[0]
+        if d not in cache:  # d == "": the root's .gitignore applies to every path
+            cache[d] = [""] if "" in self._gitignores else []
+        got = cache[d]
+        for d in reversed(todo):
+            got = cache[d] = [d, *got] if d in self._gitignores else got
+        return got

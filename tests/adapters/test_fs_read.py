@@ -119,3 +119,76 @@ def test_root_missing_is_a_clear_error(tmp_path: Path) -> None:
     root.rmdir()
     with pytest.raises(RootMissingError, match="no longer exists"):
         fs.scan_tree()
+
+
+def test_scan_answers_as_read_version_does(tmp_path: Path) -> None:
+    """The one-open-per-file scan gives, file by file, the answer of the careful `read_version`."""
+    root = tmp_path / "proj"
+    _tree(root)
+    (root / "big.txt").write_text("x" * 5000)
+    (root / "src" / "link.py").symlink_to(root / "src" / "main.py")
+    (tmp_path / "outside.txt").write_text("o\n")
+    (root / "src" / "out.txt").symlink_to(tmp_path / "outside.txt")
+    if hasattr(os, "mkfifo"):
+        os.mkfifo(root / "src" / "pipe")
+    fs = _fs(root)
+    got = fs.scan_tree(max_bytes=1000)
+    assert {v.path for v in got} >= {"big.txt", "src/link.py", "src/out.txt", "src/pkg/mod.py", ".env"}
+    for v in got:
+        assert v == fs.read_version(v.path, max_bytes=1000, keep_text=False), v.path
+
+
+def _open_fds() -> int:
+    return len(os.listdir("/proc/self/fd"))
+
+
+@pytest.mark.skipif(not Path("/proc/self/fd").is_dir(), reason="counts descriptors through /proc")
+def test_a_scan_stopped_early_closes_its_folders(tmp_path: Path) -> None:
+    """Folder descriptors held by the walk are closed when the caller stops iterating."""
+    for d in ("a/b/c", "a/d", "e"):
+        (tmp_path / d).mkdir(parents=True)
+        (tmp_path / d / "f.py").write_text("x\n")
+    fs = _fs(tmp_path)
+    before = _open_fds()
+    it = fs.iter_tree()
+    next(it)
+    next(it)
+    it.close()
+    assert _open_fds() == before
+    assert len(fs.scan_tree()) == 3
+    assert _open_fds() == before
+
+
+def test_a_folder_swapped_for_a_link_mid_scan_is_not_entered(tmp_path: Path) -> None:
+    """A folder replaced by a link to elsewhere between listing and entering it is refused."""
+    root = tmp_path / "proj"
+    (root / "sub").mkdir(parents=True)
+    (root / "a.py").write_text("a\n")
+    (root / "sub" / "x.py").write_text("x\n")
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    (elsewhere / "stolen.py").write_text("not yours\n")
+    errors: list[str] = []
+    it = _fs(root).iter_tree(on_error=lambda p, e: errors.append(p))
+    first = next(it)  # the root is listed: its files come before its folders
+    assert first.path == "a.py"
+    (root / "sub").rename(tmp_path / "sub-moved")
+    (root / "sub").symlink_to(elsewhere, target_is_directory=True)
+    rest = list(it)
+    assert not any("stolen" in v.path for v in rest)
+    assert errors == ["sub"]
+
+
+def test_a_file_swapped_for_a_link_mid_scan_is_judged_as_a_link(tmp_path: Path) -> None:
+    """A file replaced by a link out of the project after listing is never read through it."""
+    root = tmp_path / "proj"
+    root.mkdir()
+    (root / "a.py").write_text("a\n")
+    (root / "b.py").write_text("b\n")
+    (tmp_path / "secret.txt").write_text("s\n")
+    it = _fs(root).iter_tree()
+    assert next(it).path == "a.py"
+    (root / "b.py").unlink()
+    (root / "b.py").symlink_to(tmp_path / "secret.txt")
+    b = next(it)
+    assert b.path == "b.py" and b.kind == "excluded" and b.reason == "link outside the project"

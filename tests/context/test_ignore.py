@@ -107,3 +107,79 @@ def test_paths_outside_root_rejected(bad: str) -> None:
     """Absolute or climbing paths are a clear error."""
     with pytest.raises(ValueError):
         normalise_rel(bad)
+
+
+def _slow_normalise(path: str) -> str:
+    """normalise_rel without its fast path (the reference it must agree with)."""
+    p = path.replace("\\", "/")
+    if p.startswith("/") or (len(p) > 1 and p[1] == ":"):
+        raise ValueError(p)
+    parts = [s for s in p.split("/") if s not in ("", ".")]
+    if any(s == ".." for s in parts) or not parts:
+        raise ValueError(p)
+    return "/".join(parts)
+
+
+@pytest.mark.parametrize("path", ["a", "a/b.py", "a//b", "a/./b", "./a", "a/", ".git/x", "a/.env", "a\\b", "c:x",
+                                  "x:/y", "a/..", "..", ".", "a/.../b", "a/b.", " /x", "ä/ö.py"])
+def test_normalise_fast_path_agrees_with_the_slow_one(path: str) -> None:
+    """The fast path for already-normal paths answers exactly as the full normalisation."""
+    try:
+        want: str | None = _slow_normalise(path)
+    except ValueError:
+        want = None
+    if want is None:
+        with pytest.raises(ValueError):
+            normalise_rel(path)
+    else:
+        assert normalise_rel(path) == want
+
+
+_CORPUS = [
+    "a.py", "a.log", "keep.log", "pkg/local.txt", "pkg/important.log", "pkg/x.log", "pkg/sub/a.txt",
+    "pkg/sub/b.py", "out_dir", "out_dir/x.py", "docs/generated/x.md", "docs/y.md", ".env", ".env.example",
+    "src/.ENV", ".git/config", "x/.Git/HEAD", "node_modules/x/i.js", "build", "src/build/a.py", "a.huge",
+    "pkg/sub/deep/er/c.txt", "id_rsa.pub", "config/credentials.json", "Thumbs.db", "src/__pycache__/m.pyc",
+]
+
+
+@pytest.mark.parametrize("casefold", [False, True])
+def test_answers_equal_checking_every_spec_with_check_file(monkeypatch: pytest.MonkeyPatch, casefold: bool) -> None:
+    """Matching through the spec's backend, skipping empty specs and caching folder chains gives
+    the same answer, path by path, as asking every spec with pathspec's public check_file."""
+    from app.context import ignore
+
+    def build() -> IgnoreRules:
+        r = IgnoreRules(user_patterns=["*.huge"], slipstreamignore="docs/generated/\n!.env.example\n",
+                        casefold=casefold)
+        r.add_gitignore("", "*.log\n!keep.log\nout_dir/\n")
+        r.add_gitignore("pkg", "local.txt\n!important.log\n")
+        r.add_gitignore("pkg/sub", "*.txt\n")
+        r.add_gitignore("empty", "# nothing\n")
+        return r
+
+    fast = build()
+    monkeypatch.setattr(ignore, "_matcher", lambda spec: lambda p: spec.check_file(p).include)
+    ref = build()
+    for path in _CORPUS:
+        for is_dir in (False, True):
+            assert fast.exclusion(path, is_dir=is_dir) == ref.exclusion(path, is_dir=is_dir), (path, is_dir)
+
+
+def test_a_new_gitignore_reaches_folders_already_decided() -> None:
+    """The cached verdict of a folder's ancestry is dropped when a .gitignore comes or goes."""
+    r = IgnoreRules()
+    assert r.exclusion("a/b/c.py") is None
+    r.add_gitignore("", "a/b/\n")
+    assert r.exclusion("a/b/c.py") == Exclusion("gitignored", ".gitignore")
+    r.remove_gitignore("")
+    assert r.exclusion("a/b/c.py") is None
+
+
+def test_very_deep_paths_are_decided_without_recursion() -> None:
+    """A path deeper than Python's recursion limit still gets its answer."""
+    deep = "/".join(["d"] * 3000) + "/x.py"
+    r = IgnoreRules()
+    assert r.exclusion(deep) is None
+    r.add_gitignore("d/d", "x.py\n")
+    assert r.exclusion(deep) == Exclusion("gitignored", "d/d/.gitignore")

@@ -315,23 +315,29 @@ async def test_project_sized_work_runs_off_the_loop(tmp_path: Path, monkeypatch:
     assert all(not c.added for c in got[1:])  # later changes are badges, not new rows
 
 
-async def test_index_rows_reach_the_ui_in_batches(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    """While the first index runs, rows arrive in sorted batches marked `indexing`, then the rest."""
-    from app.services import workspace as wsm
-
-    monkeypatch.setattr(wsm, "INDEX_BATCH_S", 0.0)
-    monkeypatch.setattr(wsm, "INDEX_ROWS_PER_S", 10**9)
+async def _index_900_files(root: Path) -> list[Any]:
+    """Index three folders of 300 files; what the UI was handed, batch by batch."""
     for d in range(3):
-        (tmp_path / f"d{d}").mkdir()
+        (root / f"d{d}").mkdir()
         for i in range(300):
-            (tmp_path / f"d{d}" / f"f{i}.txt").write_text("x\n")
-    ws = Workspace(tmp_path)
+            (root / f"d{d}" / f"f{i}.txt").write_text("x\n")
+    ws = Workspace(root)
     got: list[Any] = []
     ws.files_changed.connect(got.append)
     try:
         await ws.start(watch=False)
     finally:
         await ws.aclose()
+    return got
+
+
+async def test_index_rows_reach_the_ui_in_batches(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """While the first index runs, rows arrive in sorted batches marked `indexing`, then the rest."""
+    from app.services import workspace as wsm
+
+    monkeypatch.setattr(wsm, "INDEX_BATCH_S", 0.0)
+    monkeypatch.setattr(wsm, "INDEX_ROWS_PER_S", 10**9)
+    got = await _index_900_files(tmp_path)
     assert len(got) >= 3 and all(c.indexing for c in got[:-1]) and not got[-1].indexing
     assert all(list(c.added) == sorted(c.added) for c in got)
     rows = [p for c in got for p in c.added]
@@ -366,3 +372,16 @@ async def test_first_context_ranks_readme_entry_points_and_edits_before_tests(tm
         assert ws.last_snapshot.paths[0] == "pkg/core.py"
     finally:
         await ws.aclose()
+
+
+async def test_index_batches_are_bounded_however_fast_the_walk(tmp_path: Path,
+                                                               monkeypatch: pytest.MonkeyPatch) -> None:
+    """A walk faster than the batch clock still hands rows over in bounded batches, never the
+    whole tree at the end."""
+    from app.services import workspace as wsm
+
+    monkeypatch.setattr(wsm, "INDEX_BATCH_S", 3600.0)  # the clock alone would never hand rows over
+    monkeypatch.setattr(wsm, "INDEX_MAX_ROWS", 256)
+    got = await _index_900_files(tmp_path)
+    assert sum(len(c.added) for c in got) == 900
+    assert len(got) >= 3 and max(len(c.added) for c in got) <= 256 + 256

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -59,3 +60,29 @@ def test_bad_arguments_return_2(capsys: pytest.CaptureFixture[str], tmp_path: Pa
     assert gui_app.run_gui([str(tmp_path / "nope")]) == 2
     assert "not a folder" in capsys.readouterr().err
     assert load_settings().settings == Settings()
+
+
+def test_pyside_source_check_keeps_its_answer_but_not_the_lines(monkeypatch: pytest.MonkeyPatch,
+                                                                 tmp_path: Path) -> None:
+    """The wrapped PySide6 source check answers as before and leaves nothing in linecache."""
+    import linecache
+    import types
+
+    src = tmp_path / "uses_qt.py"
+    src.write_text("import PySide6\n")
+    module = types.ModuleType("uses_qt")
+    module.__file__ = str(src)
+
+    def check(mod: types.ModuleType) -> bool:  # what PySide6's hook does: inspect.getsource
+        return "PySide6" in "".join(linecache.getlines(str(mod.__file__)))
+
+    feature = types.ModuleType("PySide6.support.feature")
+    feature._mod_uses_pyside = check  # type: ignore[attr-defined]
+    monkeypatch.setitem(sys.modules, "PySide6.support.feature", feature)
+    linecache.getlines(__file__)  # cached before: dropped once when the wrapper is installed
+    gui_app._uncache_inspected_sources()
+    gui_app._uncache_inspected_sources()  # idempotent: wrapped once
+    assert __file__ not in linecache.cache
+    wrapped = feature._mod_uses_pyside  # type: ignore[attr-defined]
+    assert wrapped is not check and wrapped(module) is True
+    assert str(src) not in linecache.cache
