@@ -33,7 +33,7 @@ import os
 import stat
 import threading
 import time
-from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Generator, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -372,7 +372,7 @@ class ProjectFS:
         return list(self.iter_tree(under=under, max_bytes=max_bytes, on_error=on_error))
 
     def iter_tree(self, *, under: str = "", max_bytes: int = DEFAULT_MAX_FILE_BYTES,
-                  on_error: Callable[[str, OSError], None] | None = None) -> Iterator[FileVersion]:
+                  on_error: Callable[[str, OSError], None] | None = None) -> Generator[FileVersion, None, None]:
         """Index the tree (path, size, hash, kind; no text kept).
 
         Excluded directories are not entered; excluded files are listed as excluded so the UI can

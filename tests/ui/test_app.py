@@ -83,6 +83,6 @@ def test_pyside_source_check_keeps_its_answer_but_not_the_lines(monkeypatch: pyt
     gui_app._uncache_inspected_sources()
     gui_app._uncache_inspected_sources()  # idempotent: wrapped once
     assert __file__ not in linecache.cache
-    wrapped = feature._mod_uses_pyside  # type: ignore[attr-defined]
+    wrapped = feature._mod_uses_pyside
     assert wrapped is not check and wrapped(module) is True
     assert str(src) not in linecache.cache
