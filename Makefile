@@ -31,6 +31,7 @@ run: deps-run
 
 lint: venv
 	$(VENV)/bin/ruff check app tests
+	$(VENV)/bin/ruff format --check app tests
 
 typecheck: venv
 	$(VENV)/bin/mypy

@@ -73,7 +73,9 @@ def _gui(args: list[str]) -> int:
         left = kill_all_sync()
         if left:
             log.warning("killed %d child server(s) still running at exit: %s", len(left), left)
-    stuck = [t for t in threading.enumerate() if t is not threading.main_thread() and not t.daemon and t.is_alive()]
+    stuck = [
+        t for t in threading.enumerate() if t is not threading.main_thread() and not t.daemon and t.is_alive()
+    ]
     if stuck:
         log.warning("exiting past busy threads: %s", ", ".join(t.name for t in stuck))
         sys.stdout.flush()

@@ -33,7 +33,12 @@ __all__ = [
 
 APP_NAME = "slipstream"
 PROFILE_ENV = "SLIPSTREAM_PROFILE_DIR"
-_XDG = {"XDG_CONFIG_HOME": "config", "XDG_DATA_HOME": "data", "XDG_STATE_HOME": "state", "XDG_CACHE_HOME": "cache"}
+_XDG = {
+    "XDG_CONFIG_HOME": "config",
+    "XDG_DATA_HOME": "data",
+    "XDG_STATE_HOME": "state",
+    "XDG_CACHE_HOME": "cache",
+}
 
 
 def profile_dir() -> Path | None:
@@ -65,7 +70,9 @@ def state_dir() -> Path:
     return root / "state" if root else Path(platformdirs.user_state_dir(APP_NAME, appauthor=False))
 
 
-def use_throwaway_profile(folder: Path | None = None, environ: MutableMapping[str, str] | None = None) -> Path:
+def use_throwaway_profile(
+    folder: Path | None = None, environ: MutableMapping[str, str] | None = None
+) -> Path:
     """Point this process (and every child it starts) at a throwaway profile; returns its folder.
 
     Without `folder`, a fresh private temporary folder is made (the caller removes it when done).

@@ -73,7 +73,9 @@ def _candidates() -> list[Path]:
             return [run]
         # A socket's path must fit in sun_path (104-108 bytes): a deep profile gets a short folder.
         tag = hashlib.sha256(str(run).encode()).hexdigest()[:12]
-        return [Path(tempfile.gettempdir()) / f"slipstream-{os.getuid() if hasattr(os, 'getuid') else 0}-{tag}"]
+        return [
+            Path(tempfile.gettempdir()) / f"slipstream-{os.getuid() if hasattr(os, 'getuid') else 0}-{tag}"
+        ]
     out: list[Path] = []
     xdg = os.environ.get("XDG_RUNTIME_DIR")
     if xdg and os.path.isdir(xdg):
@@ -105,5 +107,6 @@ def check_private_dir(folder: Path) -> None:
     if st.st_uid != os.getuid():
         raise UnsafeRuntimeDir(f"{folder} belongs to another user (uid {st.st_uid}); refusing to use it")
     if stat.S_IMODE(st.st_mode) & 0o077:
-        raise UnsafeRuntimeDir(f"{folder} is open to other users (mode {stat.S_IMODE(st.st_mode):o}); "
-                               "refusing to use it")
+        raise UnsafeRuntimeDir(
+            f"{folder} is open to other users (mode {stat.S_IMODE(st.st_mode):o}); refusing to use it"
+        )

@@ -78,12 +78,16 @@ def _qt_state() -> tuple[dict[int, str], dict[int, str]]:
         return {}, {}
     QCoreApplication.sendPostedEvents(None, QEvent.Type.DeferredDelete.value)
     tops = list(widgets_mod.QApplication.topLevelWidgets())
-    visible = {id(w): f"{type(w).__name__} {w.objectName() or w.windowTitle()!r}" for w in tops if w.isVisible()}
+    visible = {
+        id(w): f"{type(w).__name__} {w.objectName() or w.windowTitle()!r}" for w in tops if w.isVisible()
+    }
     timers: dict[int, str] = {}
     for owner in [app, *tops]:
         for t in owner.findChildren(QTimer):
             if t.isActive():
-                timers[id(t)] = f"QTimer {t.objectName()!r} every {t.interval()} ms under {type(owner).__name__}"
+                timers[id(t)] = (
+                    f"QTimer {t.objectName()!r} every {t.interval()} ms under {type(owner).__name__}"
+                )
     return visible, timers
 
 
@@ -118,7 +122,9 @@ def _nothing_left_behind(request: pytest.FixtureRequest) -> Iterator[None]:
 
 
 @pytest.hookimpl(wrapper=True)
-def pytest_fixture_setup(fixturedef: pytest.FixtureDef[Any], request: pytest.FixtureRequest) -> Generator[None, Any, Any]:
+def pytest_fixture_setup(
+    fixturedef: pytest.FixtureDef[Any], request: pytest.FixtureRequest
+) -> Generator[None, Any, Any]:
     """pytest-asyncio's per-test loop: when the test and its async fixtures are done, and before the loop
     is closed (which would wait without a limit), tasks still pending fail the test; they are
     cancelled first, with a bound."""

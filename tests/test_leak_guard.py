@@ -10,7 +10,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 
-LEAKY = '''
+LEAKY = """
 import asyncio, subprocess, sys, threading, time
 import pytest
 
@@ -49,7 +49,7 @@ def test_timer(qapp):
 
 def test_clean():
     threading.Thread(target=time.sleep, args=(0.05,)).start()  # ends by itself: fine
-'''
+"""
 
 
 def test_leaks_fail_the_test_that_made_them(tmp_path: Path) -> None:
@@ -58,13 +58,29 @@ def test_leaks_fail_the_test_that_made_them(tmp_path: Path) -> None:
     the run still ends (a stubborn task is abandoned, not awaited for ever)."""
     (tmp_path / "conftest.py").write_text(  # the suite's conftest, its private fixtures included
         "import tests.conftest as c\nglobals().update({k: v for k, v in vars(c).items() if not k.startswith('__')})\n",
-        encoding="utf-8")
+        encoding="utf-8",
+    )
     (tmp_path / "test_leaky.py").write_text(textwrap.dedent(LEAKY), encoding="utf-8")
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")])}
     proc = subprocess.run(
-        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "--rootdir", str(tmp_path),
-         "-c", str(ROOT / "pyproject.toml"), str(tmp_path / "test_leaky.py")],
-        cwd=tmp_path, capture_output=True, text=True, timeout=240, env=env,
+        [
+            sys.executable,
+            "-m",
+            "pytest",
+            "-q",
+            "-p",
+            "no:cacheprovider",
+            "--rootdir",
+            str(tmp_path),
+            "-c",
+            str(ROOT / "pyproject.toml"),
+            str(tmp_path / "test_leaky.py"),
+        ],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=240,
+        env=env,
     )
     out = proc.stdout + proc.stderr
     assert proc.returncode == 1, out

@@ -20,7 +20,8 @@ def test_use_throwaway_profile_points_this_process_and_children_there(tmp_path: 
     root = profile.use_throwaway_profile(tmp_path / "p", environ=env)
     assert root == tmp_path / "p" and env[profile.PROFILE_ENV] == str(root)
     assert {env[v] for v in ("XDG_CONFIG_HOME", "XDG_DATA_HOME", "XDG_STATE_HOME", "XDG_CACHE_HOME")} == {
-        str(root / "xdg" / sub) for sub in ("config", "data", "state", "cache")}
+        str(root / "xdg" / sub) for sub in ("config", "data", "state", "cache")
+    }
 
 
 def test_folders_follow_the_profile(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

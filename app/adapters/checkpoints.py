@@ -207,10 +207,19 @@ class CheckpointStore:
 
     def _write(self, cps: list[Checkpoint]) -> None:
         _private_dir(self.folder)
-        _write_private(self.folder / "index.json", json.dumps([c.to_json() for c in cps], indent=1).encode("utf-8"))
+        _write_private(
+            self.folder / "index.json", json.dumps([c.to_json() for c in cps], indent=1).encode("utf-8")
+        )
 
-    def begin(self, *, turn: int, now: float, pre: Mapping[str, bytes | None], post: Mapping[str, bytes | None],
-              summary: str) -> Checkpoint:
+    def begin(
+        self,
+        *,
+        turn: int,
+        now: float,
+        pre: Mapping[str, bytes | None],
+        post: Mapping[str, bytes | None],
+        summary: str,
+    ) -> Checkpoint:
         """Record a pending checkpoint with its images stored: step 1 of an apply (hold the lock)."""
         assert self.held, "begin() needs the lock"
         cps = self.all()

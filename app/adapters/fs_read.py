@@ -222,6 +222,7 @@ def write_file(root: Path, rel: str, data: bytes, *, mode: int | None = None) ->
     rename over the target, fsync the folder. Keeps the old file's mode; never writes through a link."""
     parent, name = _split(rel)
     with open_dir(root, parent, create=True) as dfd:
+
         def at(n: str) -> str | Path:
             return n if dfd >= 0 else root / parent / n
 
@@ -238,8 +239,12 @@ def write_file(root: Path, rel: str, data: bytes, *, mode: int | None = None) ->
                     raise OSError(errno.EINVAL, f"{rel} is not a regular file")
                 mode = stat.S_IMODE(st.st_mode)
         tmp = f".{name[:64]}.{secrets.token_hex(6)}{TMP_SUFFIX}"
-        fd = os.open(at(tmp), os.O_WRONLY | os.O_CREAT | os.O_EXCL | _NOFOLLOW | _CLOEXEC | _BINARY,
-                     0o666 if mode is None else 0o600, **kw)  # type: ignore[arg-type,unused-ignore]
+        fd = os.open(
+            at(tmp),
+            os.O_WRONLY | os.O_CREAT | os.O_EXCL | _NOFOLLOW | _CLOEXEC | _BINARY,
+            0o666 if mode is None else 0o600,
+            **kw,
+        )  # type: ignore[arg-type,unused-ignore]
         try:
             try:
                 view = memoryview(data)
@@ -281,7 +286,11 @@ def stray_temp_files(root: Path, rel_dirs: set[str]) -> list[str]:
     for d in sorted(rel_dirs):
         with contextlib.suppress(OSError), os.scandir(root.joinpath(*_parts(d))) as it:
             for e in it:
-                if e.name.startswith(".") and e.name.endswith(TMP_SUFFIX) and e.is_file(follow_symlinks=False):
+                if (
+                    e.name.startswith(".")
+                    and e.name.endswith(TMP_SUFFIX)
+                    and e.is_file(follow_symlinks=False)
+                ):
                     out.append(f"{d}/{e.name}" if d else e.name)
     return out
 

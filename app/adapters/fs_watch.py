@@ -41,6 +41,7 @@ class Excludes(Protocol):
 
     def is_excluded(self, path: str, *, is_dir: bool = False) -> bool: ...
 
+
 NoticeKind = Literal["info", "warning", "error"]
 WatchMode = Literal["native", "polling"]
 _LIMIT_ERRNOS = {errno.ENOSPC, errno.EMFILE}
@@ -107,8 +108,9 @@ class FsWatcher:
                 if exc.errno not in _LIMIT_ERRNOS:
                     raise
                 detail = exc.strerror or str(exc)
-                self._on_notice("warning", INOTIFY_LIMIT_TEXT.format(detail=detail,
-                                                                     interval=self._polling_interval))
+                self._on_notice(
+                    "warning", INOTIFY_LIMIT_TEXT.format(detail=detail, interval=self._polling_interval)
+                )
         self._observer = self._start_observer(PollingObserver(timeout=self._polling_interval))
         self.mode = "polling"
         return self.mode

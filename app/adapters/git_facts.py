@@ -35,9 +35,23 @@ def recent_commits(root: Path, commits: int = 50, *, timeout_s: float = GIT_TIME
     env = {**os.environ, "GIT_OPTIONAL_LOCKS": "0", "GIT_TERMINAL_PROMPT": "0", "LC_ALL": "C"}
     try:
         done = subprocess.run(
-            [git, "-C", str(root), "log", "--name-only", "--relative", "--no-renames", "--pretty=format:",
-             "-n", str(commits)],
-            stdin=subprocess.DEVNULL, capture_output=True, timeout=timeout_s, env=env, check=False,
+            [
+                git,
+                "-C",
+                str(root),
+                "log",
+                "--name-only",
+                "--relative",
+                "--no-renames",
+                "--pretty=format:",
+                "-n",
+                str(commits),
+            ],
+            stdin=subprocess.DEVNULL,
+            capture_output=True,
+            timeout=timeout_s,
+            env=env,
+            check=False,
         )
     except (OSError, subprocess.SubprocessError):
         return ()

@@ -24,9 +24,9 @@ class HttpError(Exception):
 def http_url_for(ws_url: str) -> str:
     """ws://host/v1/responses -> http://host/v1/responses (wss -> https)."""
     if ws_url.startswith("wss://"):
-        return "https://" + ws_url[len("wss://"):]
+        return "https://" + ws_url[len("wss://") :]
     if ws_url.startswith("ws://"):
-        return "http://" + ws_url[len("ws://"):]
+        return "http://" + ws_url[len("ws://") :]
     return ws_url
 
 
@@ -41,6 +41,7 @@ async def post_stream(
 ) -> AsyncIterator[ServerEvent]:
     """POST a response.create body (JSON, with `"stream": true`) and yield the SSE events."""
     import httpx  # imported on first use: it costs ~0.2 s at start-up, and most sessions never fall back
+
     hdrs = {"Content-Type": "application/json", "Accept": "text/event-stream", **(headers or {})}
     if token:
         hdrs["Authorization"] = f"Bearer {token}"

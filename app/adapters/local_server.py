@@ -143,7 +143,10 @@ def _die_with_parent() -> Callable[[], None] | None:
 
 
 async def start_local_server(
-    *, engine: str = "scripted", extra_args: list[str] | None = None, timeout: float = 20.0,
+    *,
+    engine: str = "scripted",
+    extra_args: list[str] | None = None,
+    timeout: float = 20.0,
     token: str | None = None,
 ) -> LocalServer:
     """Spawn the server on 127.0.0.1 with an ephemeral port and a fresh token."""
@@ -152,8 +155,13 @@ async def start_local_server(
     env = dict(os.environ, PYTHONUNBUFFERED="1")
     env[TOKEN_ENV] = token
     proc = await asyncio.create_subprocess_exec(
-        *cmd, stdin=asyncio.subprocess.DEVNULL, stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.PIPE, env=env, start_new_session=True, preexec_fn=_die_with_parent(),
+        *cmd,
+        stdin=asyncio.subprocess.DEVNULL,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+        env=env,
+        start_new_session=True,
+        preexec_fn=_die_with_parent(),
     )
     _LIVE[proc.pid] = proc
     assert proc.stdout is not None and proc.stderr is not None

@@ -72,7 +72,9 @@ class OutputTail:
         text = data.decode("utf-8", "replace")
         if self.truncated:
             dropped = self.total - len(data)
-            text = f"[... {dropped:,} earlier bytes of output dropped; the tail follows]\n" + text.lstrip("\ufffd")
+            text = f"[... {dropped:,} earlier bytes of output dropped; the tail follows]\n" + text.lstrip(
+                "\ufffd"
+            )
         return text
 
 
@@ -158,7 +160,9 @@ async def run_process(
             proc = await asyncio.create_subprocess_exec(*command, **kwargs)
     except FileNotFoundError as exc:
         name = command.split()[0] if isinstance(command, str) and command.split() else str(exc.filename or "")
-        return ProcResult(shown, None, "", 0, False, error=f"cannot run {shown!r}: no such command or folder ({name})")
+        return ProcResult(
+            shown, None, "", 0, False, error=f"cannot run {shown!r}: no such command or folder ({name})"
+        )
     except OSError as exc:
         return ProcResult(shown, None, "", 0, False, error=f"cannot run {shown!r}: {exc.strerror or exc}")
     if after_start is not None:
@@ -327,7 +331,9 @@ def detect_test_command(
     root = root.resolve()
     for t in targets:
         if not t or t.lstrip().startswith("-") or "\x00" in t:
-            raise ValueError(f"test target {t!r} is refused: it must be a path inside the project, not an option")
+            raise ValueError(
+                f"test target {t!r} is refused: it must be a path inside the project, not an option"
+            )
     if keyword is not None and ("\x00" in keyword or "\n" in keyword or len(keyword) > 500):
         raise ValueError("the test keyword must be one line of at most 500 characters")
     if custom:
@@ -335,7 +341,16 @@ def detect_test_command(
     if _looks_python(root) or any(t.endswith(".py") for t in targets):
         py = find_python(root, python)
         kw = [f"-k{keyword}"] if keyword else []
-        argv = [py, "-m", "pytest", "-p", PLUGIN_MODULE, *extra_args, *kw, *(["--", *targets] if targets else [])]
+        argv = [
+            py,
+            "-m",
+            "pytest",
+            "-p",
+            PLUGIN_MODULE,
+            *extra_args,
+            *kw,
+            *(["--", *targets] if targets else []),
+        ]
         return TestCommand("pytest", argv, root)
     if (root / "package.json").exists():
         return TestCommand("npm", ["npm", "test", *extra_args], root)
@@ -344,7 +359,9 @@ def detect_test_command(
     if (root / "go.mod").exists():
         go_targets = ["./" + t.removeprefix("./") for t in targets] or ["./..."]
         return TestCommand("go", ["go", "test", *extra_args, *go_targets], root)
-    return TestCommand("none", [], root, note="no test suite found (no pytest project, package.json, Cargo.toml or go.mod)")
+    return TestCommand(
+        "none", [], root, note="no test suite found (no pytest project, package.json, Cargo.toml or go.mod)"
+    )
 
 
 async def run_tests(
@@ -439,10 +456,14 @@ async def run_tests(
         run.note = "stopped by the user; results so far are kept"
     elif cmd.runner == "pytest":
         if "No module named pytest" in res.output:
-            run.note = f"pytest is not installed in {cmd.argv[0]}; install it there or configure another interpreter"
+            run.note = (
+                f"pytest is not installed in {cmd.argv[0]}; install it there or configure another interpreter"
+            )
         elif not run.finished:
             why = res.status_line()
-            run.note = f"the test process ended abruptly ({why}) before pytest finished; results so far are kept"
+            run.note = (
+                f"the test process ended abruptly ({why}) before pytest finished; results so far are kept"
+            )
     if cmd.runner != "pytest" or not run.started:
         run.parsed_summary = parse_summary_line(res.output.splitlines())
         if run.parsed_summary is not None and cmd.runner != "pytest":

@@ -124,7 +124,9 @@ class ProjectFS:
         self.root = Path(root).resolve()
         if not self.root.is_dir():
             raise NotADirectoryError(f"project root is not a folder: {self.root}")
-        self.case_insensitive = detect_case_insensitive(self.root) if case_insensitive is None else case_insensitive
+        self.case_insensitive = (
+            detect_case_insensitive(self.root) if case_insensitive is None else case_insensitive
+        )
         self.windows_names = os.name == "nt" if windows_names is None else windows_names
         self._lock = threading.RLock()
         self._user_patterns = list(user_patterns)
@@ -153,8 +155,9 @@ class ProjectFS:
         except OSError:
             project = ""
         with self._lock:
-            self.rules = IgnoreRules(user_patterns=self._user_patterns, slipstreamignore=project,
-                                     casefold=self.case_insensitive)
+            self.rules = IgnoreRules(
+                user_patterns=self._user_patterns, slipstreamignore=project, casefold=self.case_insensitive
+            )
             self._loaded = set()
             self.rules_version += 1
 
@@ -171,7 +174,9 @@ class ProjectFS:
             return
         self._loaded.add(rel_dir)
         try:
-            text = self._read_plain(f"{rel_dir}/.gitignore" if rel_dir else ".gitignore").decode("utf-8", "replace")
+            text = self._read_plain(f"{rel_dir}/.gitignore" if rel_dir else ".gitignore").decode(
+                "utf-8", "replace"
+            )
         except OSError:
             return
         self.rules.add_gitignore(rel_dir, text)
@@ -209,7 +214,9 @@ class ProjectFS:
         """The checked `Target` for a tool path, or PathRefused with words for the model."""
         rel = confine(raw, allow_root=allow_root)
         if len(rel) > MAX_PATH_CHARS or rel.count("/") >= MAX_PATH_DEPTH:
-            raise PathRefused(f"path too long ({len(rel):,} characters, {rel.count('/') + 1} levels); refused")
+            raise PathRefused(
+                f"path too long ({len(rel):,} characters, {rel.count('/') + 1} levels); refused"
+            )
         if self.windows_names and rel:
             why = windows_refusal(rel)
             if why:
@@ -225,7 +232,9 @@ class ProjectFS:
                 raise PathRefused(f"{rel} is a symlink that leads outside the project; refused")
         t = Target(rel, real)
         for spelling in {rel, real} - {""}:
-            self._check_rules(spelling, write=write, shown=rel if spelling == rel else f"{rel} (a link to {real})")
+            self._check_rules(
+                spelling, write=write, shown=rel if spelling == rel else f"{rel} (a link to {real})"
+            )
         try:
             st = os.stat(real_abs)
         except FileNotFoundError:
@@ -242,7 +251,8 @@ class ProjectFS:
         excl = self.exclusion(rel)
         if excl is not None and excl.reason in _REFUSE_REASONS:
             what = {"secret": "a secret", "protected": "a protected version-control file"}.get(
-                excl.reason, f"excluded by {excl.source}")
+                excl.reason, f"excluded by {excl.source}"
+            )
             raise PathRefused(f"{shown} is {what}; the tools may not {'write' if write else 'read'} it")
 
     def describe(self, payload: dict[str, object]) -> dict[str, object]:
@@ -309,7 +319,9 @@ class ProjectFS:
                 is_dir = stat.S_ISDIR(st.st_mode)
                 if not is_dir and not stat.S_ISREG(st.st_mode):
                     continue
-                if self.is_excluded(rel, is_dir=is_dir) or (is_link and self.is_excluded(real, is_dir=is_dir)):
+                if self.is_excluded(rel, is_dir=is_dir) or (
+                    is_link and self.is_excluded(real, is_dir=is_dir)
+                ):
                     continue
                 yield Entry(rel, is_dir, 0 if is_dir else st.st_size)
                 if is_dir and not is_link:
@@ -318,8 +330,14 @@ class ProjectFS:
 
     # -- the context sync ------------------------------------------------------------------------
 
-    def read_version(self, rel: str, *, max_bytes: int = DEFAULT_MAX_FILE_BYTES, keep_text: bool = True,
-                     parent_clean: bool = False) -> FileVersion:
+    def read_version(
+        self,
+        rel: str,
+        *,
+        max_bytes: int = DEFAULT_MAX_FILE_BYTES,
+        keep_text: bool = True,
+        parent_clean: bool = False,
+    ) -> FileVersion:
         """One file as the context sees it now: gone -> "missing", I/O trouble -> "unreadable",
         excluded (also through a link) -> "excluded"; never raises."""
         rel = normalise_rel(rel)
@@ -352,27 +370,48 @@ class ProjectFS:
             return make_version(rel, None, size=st.st_size, mtime=st.st_mtime, exclusion=excl)
         if st.st_size > max_bytes:
             dig = f"size:{st.st_size}:mtime:{st.st_mtime_ns}"
-            return make_version(rel, None, size=st.st_size, mtime=st.st_mtime, digest=dig, max_bytes=max_bytes)
+            return make_version(
+                rel, None, size=st.st_size, mtime=st.st_mtime, digest=dig, max_bytes=max_bytes
+            )
         try:
             data, st = read_file(self.root, real, max_bytes + 1)
         except (FileNotFoundError, NotADirectoryError, IsADirectoryError):
             return FileVersion(rel, "missing")
         except OSError as exc:  # permission denied, I/O error, a link swapped in (ELOOP)
             return FileVersion(rel, "unreadable", reason=exc.strerror or str(exc))
-        return make_version(rel, data, size=len(data), mtime=st.st_mtime, digest=digest(data),
-                            max_bytes=max_bytes, keep_text=keep_text)
+        return make_version(
+            rel,
+            data,
+            size=len(data),
+            mtime=st.st_mtime,
+            digest=digest(data),
+            max_bytes=max_bytes,
+            keep_text=keep_text,
+        )
 
-    def read_many(self, rels: Iterable[str], *, max_bytes: int = DEFAULT_MAX_FILE_BYTES) -> dict[str, FileVersion]:
+    def read_many(
+        self, rels: Iterable[str], *, max_bytes: int = DEFAULT_MAX_FILE_BYTES
+    ) -> dict[str, FileVersion]:
         """`read_version` with text for each path (the snapshot's candidates)."""
         return {r: self.read_version(r, max_bytes=max_bytes) for r in rels}
 
-    def scan_tree(self, *, under: str = "", max_bytes: int = DEFAULT_MAX_FILE_BYTES,
-                  on_error: Callable[[str, OSError], None] | None = None) -> list[FileVersion]:
+    def scan_tree(
+        self,
+        *,
+        under: str = "",
+        max_bytes: int = DEFAULT_MAX_FILE_BYTES,
+        on_error: Callable[[str, OSError], None] | None = None,
+    ) -> list[FileVersion]:
         """The whole `iter_tree` as a list."""
         return list(self.iter_tree(under=under, max_bytes=max_bytes, on_error=on_error))
 
-    def iter_tree(self, *, under: str = "", max_bytes: int = DEFAULT_MAX_FILE_BYTES,
-                  on_error: Callable[[str, OSError], None] | None = None) -> Generator[FileVersion, None, None]:
+    def iter_tree(
+        self,
+        *,
+        under: str = "",
+        max_bytes: int = DEFAULT_MAX_FILE_BYTES,
+        on_error: Callable[[str, OSError], None] | None = None,
+    ) -> Generator[FileVersion, None, None]:
         """Index the tree (path, size, hash, kind; no text kept).
 
         Excluded directories are not entered; excluded files are listed as excluded so the UI can
@@ -430,7 +469,9 @@ class ProjectFS:
             for _d, dfd, _subs in stack:
                 os.close(dfd)
 
-    def _scan_file(self, dfd: int, name: str, rel: str, entry: os.DirEntry[str], max_bytes: int) -> FileVersion:
+    def _scan_file(
+        self, dfd: int, name: str, rel: str, entry: os.DirEntry[str], max_bytes: int
+    ) -> FileVersion:
         """`read_version(rel, keep_text=False, parent_clean=True)` for a regular file just listed in
         folder descriptor `dfd`: one open, relative to `dfd`, with O_NOFOLLOW."""
         excl = self.exclusion(rel)
@@ -447,18 +488,28 @@ class ProjectFS:
         try:
             if st.st_size > max_bytes:
                 dig = f"size:{st.st_size}:mtime:{st.st_mtime_ns}"
-                return make_version(rel, None, size=st.st_size, mtime=st.st_mtime, digest=dig, max_bytes=max_bytes)
+                return make_version(
+                    rel, None, size=st.st_size, mtime=st.st_mtime, digest=dig, max_bytes=max_bytes
+                )
             try:
                 data = read_open(fd, st, max_bytes + 1)
             except OSError as exc:
                 return FileVersion(rel, "unreadable", reason=exc.strerror or str(exc))
         finally:
             os.close(fd)
-        return make_version(rel, data, size=len(data), mtime=st.st_mtime, digest=digest(data),
-                            max_bytes=max_bytes, keep_text=False)
+        return make_version(
+            rel,
+            data,
+            size=len(data),
+            mtime=st.st_mtime,
+            digest=digest(data),
+            max_bytes=max_bytes,
+            keep_text=False,
+        )
 
-    def _iter_tree_paths(self, start: str, max_bytes: int,
-                         on_error: Callable[[str, OSError], None] | None) -> Iterator[FileVersion]:
+    def _iter_tree_paths(
+        self, start: str, max_bytes: int, on_error: Callable[[str, OSError], None] | None
+    ) -> Iterator[FileVersion]:
         """`iter_tree` where folders cannot be opened as descriptors (Windows): by path."""
         stack = [start]
         while stack:
@@ -477,8 +528,15 @@ class ProjectFS:
                     yield v
             stack.extend(f"{d}/{name}" if d else name for name in subs)
 
-    def _entry(self, entry: os.DirEntry[str], d: str, dfd: int, subs: list[str], max_bytes: int,
-               on_error: Callable[[str, OSError], None] | None) -> FileVersion | None:
+    def _entry(
+        self,
+        entry: os.DirEntry[str],
+        d: str,
+        dfd: int,
+        subs: list[str],
+        max_bytes: int,
+        on_error: Callable[[str, OSError], None] | None,
+    ) -> FileVersion | None:
         """One listed entry of folder `d` (descriptor `dfd`, -1: none): a file's version, a secret
         folder's row, or None (a folder to enter is appended to `subs`; links to folders are skipped)."""
         rel = f"{d}/{entry.name}" if d else entry.name
@@ -504,8 +562,9 @@ class ProjectFS:
             return FileVersion(rel, "unreadable", reason=exc.strerror or str(exc))
         return None
 
-    def read_batch(self, batch: Batch, known: Callable[[str], list[str]], *,
-                   max_bytes: int = DEFAULT_MAX_FILE_BYTES) -> BatchRead:
+    def read_batch(
+        self, batch: Batch, known: Callable[[str], list[str]], *, max_bytes: int = DEFAULT_MAX_FILE_BYTES
+    ) -> BatchRead:
         """Read every path a batch names; rescan its directories; known files that vanished -> missing.
 
         An ignore file among the paths reloads the rules first (for the tools too) and says so.
@@ -536,7 +595,9 @@ class ProjectFS:
         self.reload_rules()
         found = self.scan_tree(max_bytes=max_bytes)
         seen = {v.path for v in found}
-        return found + [self.read_version(p, max_bytes=max_bytes, keep_text=False) for p in known if p not in seen]
+        return found + [
+            self.read_version(p, max_bytes=max_bytes, keep_text=False) for p in known if p not in seen
+        ]
 
     # -- writing ---------------------------------------------------------------------------------
 
@@ -593,10 +654,13 @@ class ProjectFS:
         link and its target, two letter cases on a case-insensitive disk) are refused.
         """
         with self.checkpoints.locked():
-            return self._apply_locked(change_set, accepted, turn=turn, now=time.time() if now is None else now)
+            return self._apply_locked(
+                change_set, accepted, turn=turn, now=time.time() if now is None else now
+            )
 
-    def _apply_locked(self, change_set: ChangeSet, accepted: Mapping[str, Sequence[bool]] | None, *,
-                      turn: int, now: float) -> AppliedChange:
+    def _apply_locked(
+        self, change_set: ChangeSet, accepted: Mapping[str, Sequence[bool]] | None, *, turn: int, now: float
+    ) -> AppliedChange:
         writes: list[tuple[Target, bytes | None]] = []  # new bytes, or None to delete
         pre: dict[str, bytes | None] = {}
         skipped: list[str] = []
@@ -606,8 +670,10 @@ class ProjectFS:
             key = t.real.lower() if self.case_insensitive else t.real
             prior = owners.get(key)
             if prior is not None and prior != t.rel:
-                raise PatchApplyError(f"{prior} and {t.rel} are the same file on disk; a patch may change a file "
-                                      "once; nothing was written")
+                raise PatchApplyError(
+                    f"{prior} and {t.rel} are the same file on disk; a patch may change a file "
+                    "once; nothing was written"
+                )
             owners[key] = t.rel
             return t
 
@@ -635,7 +701,9 @@ class ProjectFS:
                 raise PatchApplyError(f"{plan.path} was deleted on disk meanwhile; nothing was written")
             if plan.op == "delete":
                 if plan.disk_bytes is not None and current != plan.disk_bytes:
-                    raise PatchApplyError(f"{plan.path} changed on disk meanwhile; not deleted, nothing was written")
+                    raise PatchApplyError(
+                        f"{plan.path} changed on disk meanwhile; not deleted, nothing was written"
+                    )
                 writes.append((src, None))
                 continue
             cur_text = decode_text(current, plan.path)
@@ -652,8 +720,10 @@ class ProjectFS:
                     raise PatchApplyError(f"{exc}; nothing was written") from None
                 there = self._current(dst)
                 if there != plan.target_bytes:
-                    raise PatchApplyError(f"{plan.move_to} changed on disk meanwhile; {plan.path} was not moved, "
-                                          "nothing was written")
+                    raise PatchApplyError(
+                        f"{plan.move_to} changed on disk meanwhile; {plan.path} was not moved, "
+                        "nothing was written"
+                    )
                 pre[dst.rel] = there
                 writes.append((dst, new_text.encode("utf-8")))
                 writes.append((src, None))
@@ -662,8 +732,9 @@ class ProjectFS:
         if not writes:
             return AppliedChange([], skipped, None)
         post = {t.rel: d for t, d in writes}
-        cp = self.checkpoints.begin(turn=turn, now=now, pre={p: pre.get(p) for p in post}, post=post,
-                                    summary=change_set.summary())
+        cp = self.checkpoints.begin(
+            turn=turn, now=now, pre={p: pre.get(p) for p in post}, post=post, summary=change_set.summary()
+        )
         done: list[Target] = []
         try:
             for t, data in writes:
@@ -769,21 +840,29 @@ class ProjectFS:
                 raise UndoError(f"cannot undo {cp.id}: {exc}") from None
             pre = self.checkpoints.pre_image(cp, path)
             if pre is None and cp.pre.get(path) is not None:
-                raise UndoError(f"cannot undo {cp.id}: the saved copy of {path} is gone (pruned?); undo refused")
+                raise UndoError(
+                    f"cannot undo {cp.id}: the saved copy of {path} is gone (pruned?); undo refused"
+                )
             current = self._current(t)
             if _sha(current) == post_sha:
                 plan.append((t, pre))
                 continue
             # The user edited the file after the patch: take the patch back out of their version.
             if current is None or pre is None or post_sha is None:
-                raise UndoError(f"cannot undo {cp.id}: {path} was created, deleted or replaced since; undo refused")
+                raise UndoError(
+                    f"cannot undo {cp.id}: {path} was created, deleted or replaced since; undo refused"
+                )
             post = self.checkpoints.post_image(cp, path)
             if post is None:
-                raise UndoError(f"cannot undo {cp.id}: {path} changed since and its patched copy was not kept")
+                raise UndoError(
+                    f"cannot undo {cp.id}: {path} changed since and its patched copy was not kept"
+                )
             try:
                 merged = merge3(decode_text(post, path), decode_text(current, path), decode_text(pre, path))
             except PatchError:
-                raise UndoError(f"cannot undo {cp.id}: {path} changed since and is not text; undo refused") from None
+                raise UndoError(
+                    f"cannot undo {cp.id}: {path} changed since and is not text; undo refused"
+                ) from None
             if not merged.clean:
                 raise UndoError(
                     f"cannot undo {cp.id}: {path} was edited after the patch and the edits overlap; undo refused\n"
@@ -803,7 +882,9 @@ class AppliedChange:
     links: dict[str, str] | None = None  # requested path -> the file it resolved to, where different
 
     def for_model(self) -> str:
-        shown = [f"{p} (written to {self.links[p]})" if self.links and p in self.links else p for p in self.written]
+        shown = [
+            f"{p} (written to {self.links[p]})" if self.links and p in self.links else p for p in self.written
+        ]
         parts = [f"applied: {', '.join(shown)}" if self.written else "nothing was applied"]
         if self.skipped:
             parts.append(f"rejected by the user: {', '.join(self.skipped)}")

@@ -75,7 +75,7 @@ def _text(report: pytest.CollectReport | pytest.TestReport) -> str:
     except Exception:
         text = str(getattr(report, "longrepr", "") or "")
     if len(text) > _MAX_TEXT:
-        text = text[:2048] + "\n...\n" + text[-(_MAX_TEXT - 2048):]
+        text = text[:2048] + "\n...\n" + text[-(_MAX_TEXT - 2048) :]
     return text
 
 
@@ -87,8 +87,14 @@ class SlipstreamReporter:
         self.deselected = 0
 
     def pytest_sessionstart(self, session: pytest.Session) -> None:
-        self.channel.send({"kind": "run_started", "pid": os.getpid(), "python": sys.version.split()[0],
-                           "rootdir": str(self.config.rootpath) if hasattr(self.config, "rootpath") else ""})
+        self.channel.send(
+            {
+                "kind": "run_started",
+                "pid": os.getpid(),
+                "python": sys.version.split()[0],
+                "rootdir": str(self.config.rootpath) if hasattr(self.config, "rootpath") else "",
+            }
+        )
 
     def pytest_deselected(self, items: Sequence[pytest.Item]) -> None:
         self.deselected += len(items)
@@ -99,7 +105,9 @@ class SlipstreamReporter:
 
     def pytest_collection_finish(self, session: pytest.Session) -> None:
         ids = [item.nodeid for item in session.items]
-        self.channel.send({"kind": "collected", "count": len(ids), "nodeids": ids, "deselected": self.deselected})
+        self.channel.send(
+            {"kind": "collected", "count": len(ids), "nodeids": ids, "deselected": self.deselected}
+        )
 
     def pytest_runtest_logstart(self, nodeid: str, location: tuple[str, int | None, str]) -> None:
         self.channel.send({"kind": "started", "nodeid": nodeid})
@@ -112,8 +120,14 @@ class SlipstreamReporter:
             category = report.outcome
         if category == "error" or (report.failed and report.when != "call"):
             category = "error"
-        ev: dict[str, Any] = {"kind": "phase", "nodeid": report.nodeid, "when": report.when, "category": category,
-              "outcome": report.outcome, "duration": round(report.duration, 6)}
+        ev: dict[str, Any] = {
+            "kind": "phase",
+            "nodeid": report.nodeid,
+            "when": report.when,
+            "category": category,
+            "outcome": report.outcome,
+            "duration": round(report.duration, 6),
+        }
         if report.failed:
             ev["text"] = _text(report)
         elif report.skipped:
@@ -129,8 +143,13 @@ class SlipstreamReporter:
         self.channel.send({"kind": "finished", "nodeid": nodeid})
 
     def pytest_sessionfinish(self, session: pytest.Session, exitstatus: int | pytest.ExitCode) -> None:
-        self.channel.send({"kind": "run_finished", "exitstatus": int(exitstatus),
-                           "duration": round(time.time() - self.t0, 6)})
+        self.channel.send(
+            {
+                "kind": "run_finished",
+                "exitstatus": int(exitstatus),
+                "duration": round(time.time() - self.t0, 6),
+            }
+        )
         self.channel.close()
 
 

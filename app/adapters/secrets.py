@@ -112,7 +112,9 @@ class SecretStore:
             try:
                 value = self._backend.get_password(self._service, provider)
             except keyring.errors.KeyringError as exc:
-                raise SecretsError(f"the keychain refused to read the key for {provider}: {type(exc).__name__}") from None
+                raise SecretsError(
+                    f"the keychain refused to read the key for {provider}: {type(exc).__name__}"
+                ) from None
             if value:
                 return value
             return self._from_env(provider) if self._allow_env else None
@@ -139,7 +141,9 @@ class SecretStore:
             self._backend.set_password(self._service, provider, key)
         except keyring.errors.KeyringError as exc:
             # Never include the key: keyring errors may echo arguments.
-            raise SecretsError(f"the keychain refused to store the key for {provider}: {type(exc).__name__}") from None
+            raise SecretsError(
+                f"the keychain refused to store the key for {provider}: {type(exc).__name__}"
+            ) from None
         log.info("stored API key for %s in %s", provider, _backend_name(self._backend))
 
     def delete(self, provider: str) -> bool:
@@ -151,13 +155,17 @@ class SecretStore:
         except keyring.errors.PasswordDeleteError:
             return False
         except keyring.errors.KeyringError as exc:
-            raise SecretsError(f"the keychain refused to delete the key for {provider}: {type(exc).__name__}") from None
+            raise SecretsError(
+                f"the keychain refused to delete the key for {provider}: {type(exc).__name__}"
+            ) from None
         return True
 
     def _from_env(self, provider: str) -> str | None:
         for name in _env_names(provider):
             value = self._environ.get(name, "").strip()
             if value:
-                log.info("using the API key for %s from the environment variable %s (opted in)", provider, name)
+                log.info(
+                    "using the API key for %s from the environment variable %s (opted in)", provider, name
+                )
                 return value
         return None

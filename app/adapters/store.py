@@ -128,7 +128,9 @@ class HistoryStore:
         except sqlite3.DatabaseError as exc:
             raise StoreError(f"cannot open history database {self.path}: {exc}") from exc
         except OSError as exc:
-            raise StoreError(f"cannot create history folder {self.path.parent}: {exc.strerror or exc}") from exc
+            raise StoreError(
+                f"cannot create history folder {self.path.parent}: {exc.strerror or exc}"
+            ) from exc
 
     def close(self) -> None:
         self._db.close()
@@ -169,7 +171,8 @@ class HistoryStore:
 
     def get_session(self, session_id: str) -> SessionRecord | None:
         row = self._db.execute(
-            "SELECT id, project, title, created_at, updated_at, turns FROM sessions WHERE id = ?", (session_id,)
+            "SELECT id, project, title, created_at, updated_at, turns FROM sessions WHERE id = ?",
+            (session_id,),
         ).fetchone()
         return SessionRecord(*row) if row else None
 
@@ -227,7 +230,9 @@ class HistoryStore:
 
     # chain heads --------------------------------------------------------------------------------
 
-    def set_chain_head(self, session_id: str, lane: str, response_id: str | None, now: float | None = None) -> None:
+    def set_chain_head(
+        self, session_id: str, lane: str, response_id: str | None, now: float | None = None
+    ) -> None:
         """Record the lane's latest response id; None forgets it (the chain was lost)."""
         now = time.time() if now is None else now
         if response_id is None:

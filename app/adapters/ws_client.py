@@ -65,15 +65,25 @@ class WsTransport:
             hdrs["Authorization"] = f"Bearer {token}"
         try:
             conn = await connect(
-                url, additional_headers=hdrs, open_timeout=open_timeout, max_size=max_size,
-                ping_interval=ping_interval, ping_timeout=ping_timeout, compression=None, close_timeout=2.0,
-                user_agent_header="slipstream", logger=_WIRE_LOG,
+                url,
+                additional_headers=hdrs,
+                open_timeout=open_timeout,
+                max_size=max_size,
+                ping_interval=ping_interval,
+                ping_timeout=ping_timeout,
+                compression=None,
+                close_timeout=2.0,
+                user_agent_header="slipstream",
+                logger=_WIRE_LOG,
             )
         except InvalidStatus as exc:
             resp = exc.response
             body = (resp.body or b"").decode("utf-8", "replace")[:2000]
-            raise TransportError(f"{url} refused the WebSocket upgrade: HTTP {resp.status_code} {body}".strip(),
-                                 status=resp.status_code, body=body) from exc
+            raise TransportError(
+                f"{url} refused the WebSocket upgrade: HTTP {resp.status_code} {body}".strip(),
+                status=resp.status_code,
+                body=body,
+            ) from exc
         except InvalidURI as exc:
             raise TransportError(f"not a WebSocket URL: {url}") from exc
         except (OSError, TimeoutError, InvalidHandshake) as exc:

@@ -51,14 +51,27 @@ def _parser() -> argparse.ArgumentParser:
         "only); default: start a local scripted server",
     )
     p.add_argument("--model", default=None, help="model name (default: the server's; 'scripted' locally)")
-    p.add_argument("--token", default=None,
-                   help="bearer token / API key (default: $SLIPSTREAM_TOKEN, a local serve's token file for a "
-                        "loopback endpoint, then $OPENAI_API_KEY)")
-    p.add_argument("--path", type=Path, default=None, metavar="DIR",
-                   help="send this project folder's snapshot before the question (ignore rules and the secret "
-                        "scanner apply)")
-    p.add_argument("--budget", type=int_at_least(1000), default=32_000, metavar="TOKENS",
-                   help="token budget of the project snapshot (default 32000)")
+    p.add_argument(
+        "--token",
+        default=None,
+        help="bearer token / API key (default: $SLIPSTREAM_TOKEN, a local serve's token file for a "
+        "loopback endpoint, then $OPENAI_API_KEY)",
+    )
+    p.add_argument(
+        "--path",
+        type=Path,
+        default=None,
+        metavar="DIR",
+        help="send this project folder's snapshot before the question (ignore rules and the secret "
+        "scanner apply)",
+    )
+    p.add_argument(
+        "--budget",
+        type=int_at_least(1000),
+        default=32_000,
+        metavar="TOKENS",
+        help="token budget of the project snapshot (default 32000)",
+    )
     p.add_argument("--instructions", default=None)
     return p
 
@@ -88,7 +101,9 @@ async def _ask_with(cmd: Command, args: argparse.Namespace, text: str, workspace
     except endpoints.EndpointUnavailable as exc:
         raise CliError(str(exc)) from None
     # With a project, the session's fresh-chain hook puts the snapshot before the question.
-    session = ResponsesSession(resolved.endpoint, rebuild=workspace.rebuild if workspace is not None else None)
+    session = ResponsesSession(
+        resolved.endpoint, rebuild=workspace.rebuild if workspace is not None else None
+    )
     out = cmd.out
     calls = 0
 
@@ -113,8 +128,11 @@ async def _ask_with(cmd: Command, args: argparse.Namespace, text: str, workspace
         result = await session.run_turn([msg], settings=settings, on_event=on_event, on_retry=on_retry)
         snap = workspace.last_snapshot if workspace is not None else None
         if snap is not None:
-            print(f"[slipstream] sent the project: {len(snap.paths)} files in full, {len(snap.summarised)} listed "
-                  f"(~{snap.tokens:,} tokens)", file=sys.stderr)
+            print(
+                f"[slipstream] sent the project: {len(snap.paths)} files in full, {len(snap.summarised)} listed "
+                f"(~{snap.tokens:,} tokens)",
+                file=sys.stderr,
+            )
             for note in snap.notices:
                 print(f"[slipstream] {note}", file=sys.stderr)
     finally:

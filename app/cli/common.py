@@ -88,7 +88,9 @@ def number_at_least(low: float, *, above: bool = False) -> Callable[[str], float
         if value != value or value in (float("inf"), float("-inf")):
             raise argparse.ArgumentTypeError(f"must be a finite number, not {text}")
         if value < low or (above and value == low):
-            raise argparse.ArgumentTypeError(f"must be {'above' if above else 'at least'} {low:g}, not {text}")
+            raise argparse.ArgumentTypeError(
+                f"must be {'above' if above else 'at least'} {low:g}, not {text}"
+            )
         return value
 
     return convert
@@ -103,8 +105,9 @@ def read_stdin_text(what: str = "stdin") -> str:
     try:
         return data.decode("utf-8-sig")
     except UnicodeDecodeError as exc:
-        raise CliError(f"{what} is not UTF-8 text (byte 0x{data[exc.start]:02x} at offset {exc.start})",
-                       USAGE) from None
+        raise CliError(
+            f"{what} is not UTF-8 text (byte 0x{data[exc.start]:02x} at offset {exc.start})", USAGE
+        ) from None
 
 
 class Output:

@@ -31,9 +31,12 @@ from app.tools.paths import PathRefused
 
 def main(argv: list[str]) -> int:
     """Entry point; returns the exit status."""
-    ap = Parser(prog="slipstream apply-patch", description="Apply a patch read from stdin (UTF-8).",
-                epilog="Exit status: 0 applied; 1 the patch does not apply (nothing written); 2 bad options, "
-                       "--root is not a folder, or stdin is not UTF-8; 130 Ctrl-C.")
+    ap = Parser(
+        prog="slipstream apply-patch",
+        description="Apply a patch read from stdin (UTF-8).",
+        epilog="Exit status: 0 applied; 1 the patch does not apply (nothing written); 2 bad options, "
+        "--root is not a folder, or stdin is not UTF-8; 130 Ctrl-C.",
+    )
     ap.add_argument("--root", default=".", help="project root (default: the current folder)")
     args = parse(ap, argv)
     if isinstance(args, int):

@@ -35,15 +35,22 @@ def _root_and_targets(path: Path) -> tuple[Path, list[str]]:
 
 
 def _parser() -> argparse.ArgumentParser:
-    ap = Parser(prog="slipstream test", description="Run the project's tests headless.",
-                epilog="Exit status: 0 green; 1 failures; 2 could not run, or bad options or PATH; 130 Ctrl-C; "
-                       "143 SIGTERM; 141 stdout closed by its reader (the tests are stopped).")
+    ap = Parser(
+        prog="slipstream test",
+        description="Run the project's tests headless.",
+        epilog="Exit status: 0 green; 1 failures; 2 could not run, or bad options or PATH; 130 Ctrl-C; "
+        "143 SIGTERM; 141 stdout closed by its reader (the tests are stopped).",
+    )
     ap.add_argument("path", nargs="?", default=".", help="project folder, or a test file/folder in it")
     ap.add_argument("--json", action="store_true", help="one JSON object per event")
     ap.add_argument("--python", help="interpreter for pytest (default: the project's .venv, else this one)")
     ap.add_argument("--command", help="custom test command (run through the shell)")
-    ap.add_argument("--timeout", type=number_at_least(0, above=True), default=600.0,
-                    help="seconds before the run is killed (default 600)")
+    ap.add_argument(
+        "--timeout",
+        type=number_at_least(0, above=True),
+        default=600.0,
+        help="seconds before the run is killed (default 600)",
+    )
     ap.add_argument("-k", dest="keyword", help="pytest -k expression")
     return ap
 
@@ -54,7 +61,9 @@ async def _test(cmd: Command, args: argparse.Namespace) -> int:
         raise CliError(f"no such file or folder: {target}", USAGE)
     root, targets = _root_and_targets(target)
     extra = ["-k", args.keyword] if args.keyword else []
-    command = detect_test_command(root, targets=targets, python=args.python, custom=args.command, extra_args=extra)
+    command = detect_test_command(
+        root, targets=targets, python=args.python, custom=args.command, extra_args=extra
+    )
     out = cmd.out
 
     def emit(obj: dict[str, Any]) -> None:
@@ -66,7 +75,9 @@ async def _test(cmd: Command, args: argparse.Namespace) -> int:
         elif (ev.get("kind") == "phase" and ev.get("category") and ev.get("category") != "passed") or (
             ev.get("kind") == "phase" and ev.get("when") == "call" and ev.get("category") == "passed"
         ):
-            out.write(f"{str(ev['category']).upper():8} {ev.get('nodeid', '')} ({float(ev.get('duration', 0)):.2f}s)\n")
+            out.write(
+                f"{str(ev['category']).upper():8} {ev.get('nodeid', '')} ({float(ev.get('duration', 0)):.2f}s)\n"
+            )
         elif ev.get("kind") == "collected" and not args.json:
             out.write(f"collected {ev.get('count', 0)} tests\n")
 
@@ -76,14 +87,27 @@ async def _test(cmd: Command, args: argparse.Namespace) -> int:
         else:
             out.write_bytes(chunk)
 
-    run: TestRun = await run_tests(command, on_event=on_event,
-                                   on_output=None if command.runner == "pytest" else on_output,
-                                   timeout=args.timeout)
+    run: TestRun = await run_tests(
+        command,
+        on_event=on_event,
+        on_output=None if command.runner == "pytest" else on_output,
+        timeout=args.timeout,
+    )
     text = build_digest(run, estimate=estimate_tokens, root=root.as_posix()).text
     if args.json:
-        emit({"kind": "summary", "runner": run.runner, "command": run.command, "ok": run.ok,
-              "counts": {k: v for k, v in run.counts.items() if v}, "exit_status": run.exit_status,
-              "timed_out": run.timed_out, "note": run.note, "text": text})
+        emit(
+            {
+                "kind": "summary",
+                "runner": run.runner,
+                "command": run.command,
+                "ok": run.ok,
+                "counts": {k: v for k, v in run.counts.items() if v},
+                "exit_status": run.exit_status,
+                "timed_out": run.timed_out,
+                "note": run.note,
+                "text": text,
+            }
+        )
     else:
         out.write("\n" + text + "\n")
     if command.runner == "none" or (run.exit_status is None and not run.cases):

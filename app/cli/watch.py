@@ -55,10 +55,16 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--endpoint", help="ws(s)://host/v1/responses (default: start a local scripted server)")
     p.add_argument("--token", default=None)
     p.add_argument("--model", default="scripted")
-    p.add_argument("--budget", type=int_at_least(1), default=32_000, help="token budget of the initial snapshot")
+    p.add_argument(
+        "--budget", type=int_at_least(1), default=32_000, help="token budget of the initial snapshot"
+    )
     p.add_argument("--quiet-ms", type=number_at_least(0), default=50.0, help="quiet period before a push")
-    p.add_argument("--max-window-ms", type=number_at_least(0, above=True), default=1000.0,
-                   help="longest a batch of changes waits")
+    p.add_argument(
+        "--max-window-ms",
+        type=number_at_least(0, above=True),
+        default=1000.0,
+        help="longest a batch of changes waits",
+    )
     p.add_argument("--polling", action="store_true", help="poll instead of inotify")
     p.add_argument("--once", action="store_true", help="push the snapshot and exit")
     return p
@@ -67,12 +73,21 @@ def _parser() -> argparse.ArgumentParser:
 def push_line(p: Push) -> dict[str, Any]:
     """The JSON object `watch` prints for one push."""
     if p.kind == "update":
-        files = [{"path": c.path, "change": c.kind, **({"from": c.renamed_from} if c.renamed_from else {})}
-                 for c in p.changes]
+        files = [
+            {"path": c.path, "change": c.kind, **({"from": c.renamed_from} if c.renamed_from else {})}
+            for c in p.changes
+        ]
     else:
         files = [{"path": path, "change": "snapshot"} for path in p.paths]
-    line: dict[str, Any] = {"kind": p.kind, "files": files, "count": p.files, "bytes": p.bytes,
-                            "response_id": p.response_id, "latency_ms": round(p.latency_ms, 2), "ok": p.ok}
+    line: dict[str, Any] = {
+        "kind": p.kind,
+        "files": files,
+        "count": p.files,
+        "bytes": p.bytes,
+        "response_id": p.response_id,
+        "latency_ms": round(p.latency_ms, 2),
+        "ok": p.ok,
+    }
     if p.error:
         line["error"] = p.error
     return line
@@ -86,8 +101,9 @@ def _identity(root: Path) -> tuple[int, int] | None:
     return (st.st_dev, st.st_ino) if root.is_dir() else None
 
 
-async def _root_lost(root: Path, first: tuple[int, int] | None, poke: asyncio.Event,
-                     interval: float = ROOT_CHECK_S) -> None:
+async def _root_lost(
+    root: Path, first: tuple[int, int] | None, poke: asyncio.Event, interval: float = ROOT_CHECK_S
+) -> None:
     """Returns once `root` no longer is the folder `first` identified (moved, deleted, replaced)."""
     while first is not None and _identity(root) == first:
         poke.clear()
@@ -103,14 +119,22 @@ async def _watch(cmd: Command, args: argparse.Namespace) -> int:
     if identity is None:
         raise CliError(f"{root} is not a folder", USAGE)
     if args.max_window_ms < args.quiet_ms:
-        raise CliError(f"--max-window-ms ({args.max_window_ms:g}) must not be shorter than --quiet-ms "
-                       f"({args.quiet_ms:g})", USAGE)
+        raise CliError(
+            f"--max-window-ms ({args.max_window_ms:g}) must not be shorter than --quiet-ms "
+            f"({args.quiet_ms:g})",
+            USAGE,
+        )
     try:
         resolved = await endpoints.from_command_line(args.endpoint, args.token, args.model)
     except endpoints.EndpointUnavailable as exc:
         raise CliError(str(exc)) from None
-    ws = Workspace(root, budget_tokens=args.budget, quiet_s=args.quiet_ms / 1000,
-                   max_window_s=args.max_window_ms / 1000, force_polling=args.polling)
+    ws = Workspace(
+        root,
+        budget_tokens=args.budget,
+        quiet_s=args.quiet_ms / 1000,
+        max_window_s=args.max_window_ms / 1000,
+        force_polling=args.polling,
+    )
     session = ResponsesSession(resolved.endpoint, rebuild=ws.rebuild)
     poke = asyncio.Event()
 
@@ -151,5 +175,6 @@ def main(argv: list[str]) -> int:
     if isinstance(args, int):
         return args
     # Ctrl-C and SIGTERM are how watching normally ends: status 0.
-    return run_command("watch", lambda cmd: _watch(cmd, args),
-                       on_signal={int(signal.SIGINT): OK, int(signal.SIGTERM): OK})
+    return run_command(
+        "watch", lambda cmd: _watch(cmd, args), on_signal={int(signal.SIGINT): OK, int(signal.SIGTERM): OK}
+    )

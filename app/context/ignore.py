@@ -34,14 +34,47 @@ __all__ = [
 
 # Build output, virtualenvs, caches and VCS folders: never useful to the model, often huge.
 DEFAULT_EXCLUDES: tuple[str, ...] = (
-    ".git/", ".hg/", ".svn/", ".jj/",
-    "node_modules/", "bower_components/",
-    ".venv/", "venv/", ".env/", "env/", "__pypackages__/",
-    "__pycache__/", "*.pyc", "*.pyo", ".mypy_cache/", ".pytest_cache/", ".ruff_cache/", ".tox/", ".nox/",
-    ".hypothesis/", ".cache/", ".gradle/", ".idea/", ".vs/",
-    "build/", "dist/", "target/", "out/", "*.egg-info/", ".next/", ".nuxt/", ".parcel-cache/",
-    "coverage/", "htmlcov/", ".coverage",
-    ".DS_Store", "Thumbs.db", "*.swp", "*.swo", "*~", ".#*",
+    ".git/",
+    ".hg/",
+    ".svn/",
+    ".jj/",
+    "node_modules/",
+    "bower_components/",
+    ".venv/",
+    "venv/",
+    ".env/",
+    "env/",
+    "__pypackages__/",
+    "__pycache__/",
+    "*.pyc",
+    "*.pyo",
+    ".mypy_cache/",
+    ".pytest_cache/",
+    ".ruff_cache/",
+    ".tox/",
+    ".nox/",
+    ".hypothesis/",
+    ".cache/",
+    ".gradle/",
+    ".idea/",
+    ".vs/",
+    "build/",
+    "dist/",
+    "target/",
+    "out/",
+    "*.egg-info/",
+    ".next/",
+    ".nuxt/",
+    ".parcel-cache/",
+    "coverage/",
+    "htmlcov/",
+    ".coverage",
+    ".DS_Store",
+    "Thumbs.db",
+    "*.swp",
+    "*.swo",
+    "*~",
+    ".#*",
 )
 
 # Version-control internals: never sent, never read or written by the tools (hooks, credential URLs).
@@ -49,15 +82,50 @@ PROTECTED_PATTERNS: tuple[str, ...] = (".git/", ".hg/", ".svn/", ".jj/", ".git",
 
 # Files that usually hold credentials: excluded by default and shown as excluded ("secret").
 SECRET_PATTERNS: tuple[str, ...] = (
-    ".env", ".env.*", "*.env", ".envrc",
-    "*.pem", "*.key", "*.p12", "*.pfx", "*.jks", "*.keystore", "*.kdbx", "*.asc", "*.gpg",
-    "id_rsa*", "id_dsa*", "id_ecdsa*", "id_ed25519*",
-    ".netrc", "_netrc", ".npmrc", ".pypirc", ".pgpass", ".htpasswd", ".git-credentials",
-    "credentials", "credentials.*", "*credentials*.json", "*-credentials.*", "secrets.*", "*.secret",
-    "service-account*.json", ".aws/", ".ssh/", ".gnupg/", ".docker/config.json", ".kube/config",
-    "terraform.tfstate", "terraform.tfstate.*", "*.tfvars",
+    ".env",
+    ".env.*",
+    "*.env",
+    ".envrc",
+    "*.pem",
+    "*.key",
+    "*.p12",
+    "*.pfx",
+    "*.jks",
+    "*.keystore",
+    "*.kdbx",
+    "*.asc",
+    "*.gpg",
+    "id_rsa*",
+    "id_dsa*",
+    "id_ecdsa*",
+    "id_ed25519*",
+    ".netrc",
+    "_netrc",
+    ".npmrc",
+    ".pypirc",
+    ".pgpass",
+    ".htpasswd",
+    ".git-credentials",
+    "credentials",
+    "credentials.*",
+    "*credentials*.json",
+    "*-credentials.*",
+    "secrets.*",
+    "*.secret",
+    "service-account*.json",
+    ".aws/",
+    ".ssh/",
+    ".gnupg/",
+    ".docker/config.json",
+    ".kube/config",
+    "terraform.tfstate",
+    "terraform.tfstate.*",
+    "*.tfvars",
     # templates that name the keys but hold none (their lines are still scanned before they leave)
-    "!.env.example", "!.env.sample", "!.env.template", "!.env.dist",
+    "!.env.example",
+    "!.env.sample",
+    "!.env.template",
+    "!.env.dist",
 )
 
 
@@ -71,8 +139,15 @@ class Exclusion:
 
 def normalise_rel(path: str) -> str:
     """A root-relative POSIX path; raises ValueError for absolute paths or ones that climb out."""
-    if (path and "\\" not in path and "//" not in path and "/." not in "/" + path and path[0] != "/"
-            and path[-1] != "/" and not (len(path) > 1 and path[1] == ":")):
+    if (
+        path
+        and "\\" not in path
+        and "//" not in path
+        and "/." not in "/" + path
+        and path[0] != "/"
+        and path[-1] != "/"
+        and not (len(path) > 1 and path[1] == ":")
+    ):
         return path  # already normal (no empty, "." or ".." part, no leading "/"): what the slow path returns
     p = path.replace("\\", "/")
     if p.startswith("/") or (len(p) > 1 and p[1] == ":"):
@@ -219,7 +294,11 @@ class IgnoreRules:
                     continue
                 hit = match(probe if d == "" else probe[len(d) + 1 :])
                 if hit is not None:
-                    return Exclusion("gitignored", ".gitignore" if d == "" else f"{d}/.gitignore") if hit else None
+                    return (
+                        Exclusion("gitignored", ".gitignore" if d == "" else f"{d}/.gitignore")
+                        if hit
+                        else None
+                    )
         if self._defaults is not None and self._defaults(probe):
             return Exclusion("default", "defaults")
         return None

@@ -98,8 +98,14 @@ class FileStatus:
 
 
 ChangeKind = Literal["added", "changed", "deleted", "renamed", "excluded"]
-_CHANGE_KINDS: dict[str, ChangeKind] = {"A": "added", "M": "changed", "S": "changed", "D": "deleted",
-                                        "R": "renamed", "X": "excluded"}
+_CHANGE_KINDS: dict[str, ChangeKind] = {
+    "A": "added",
+    "M": "changed",
+    "S": "changed",
+    "D": "deleted",
+    "R": "renamed",
+    "X": "excluded",
+}
 
 
 @dataclass(frozen=True, slots=True)
@@ -151,8 +157,10 @@ class ContextUpdate:
         for path, found in sorted(self.findings.items()):
             kinds = sorted({f.kind for f in found})
             n = len(found)
-            out.append(f"Held back {n} line{'s' if n != 1 else ''} in {path} that look{'s' if n == 1 else ''} "
-                       f"like {', '.join(kinds)}.")
+            out.append(
+                f"Held back {n} line{'s' if n != 1 else ''} in {path} that look{'s' if n == 1 else ''} "
+                f"like {', '.join(kinds)}."
+            )
         return out
 
 
@@ -193,7 +201,9 @@ def _group_by_dir(paths: Iterable[str]) -> list[str]:
     counts: Counter[str] = Counter()
     for p in paths:
         parts = p.split("/")
-        counts["/".join(parts[:2]) + "/" if len(parts) > 2 else (parts[0] + "/" if len(parts) > 1 else ".")] += 1
+        counts[
+            "/".join(parts[:2]) + "/" if len(parts) > 2 else (parts[0] + "/" if len(parts) > 1 else ".")
+        ] += 1
     return [f"{d}: {n} file{'s' if n != 1 else ''}" for d, n in sorted(counts.items())]
 
 
@@ -265,8 +275,16 @@ class Ledger:
                 self._entries[src] = e
             return
         e.path = dst
-        e.disk = FileVersion(dst, e.disk.kind, e.disk.size, e.disk.mtime, e.disk.digest, e.disk.text,
-                             e.disk.lossy, e.disk.reason)
+        e.disk = FileVersion(
+            dst,
+            e.disk.kind,
+            e.disk.size,
+            e.disk.mtime,
+            e.disk.digest,
+            e.disk.text,
+            e.disk.lossy,
+            e.disk.reason,
+        )
         self._entries[dst] = e
         self._gone.discard(src)
         if e.disk.present:
@@ -297,8 +315,9 @@ class Ledger:
         """True at start and after `chain_lost`: the next message must be `build_snapshot`."""
         return self._needs_snapshot
 
-    def snapshot_candidates(self, budget_tokens: int, pins: Sequence[str] = (), now: float = 0.0,
-                            facts: RankFacts | None = None) -> list[str]:
+    def snapshot_candidates(
+        self, budget_tokens: int, pins: Sequence[str] = (), now: float = 0.0, facts: RankFacts | None = None
+    ) -> list[str]:
         """Paths whose content the caller should read and pass to `build_snapshot` (text not held),
         best first (`app.context.snapshot.rank_key`; `facts` from the adapters)."""
         wanted = snapshot_candidates(self.index(), budget_tokens, pins, now, facts)
@@ -340,8 +359,16 @@ class Ledger:
         self._needs_snapshot = False
         uid = self._register(carried)
         findings = {p: tuple(f) for p, f in ctx.findings.items()}
-        return ContextUpdate(uid, "snapshot", ctx.items[0], ctx.text, tuple(ctx.included), ctx.tokens, findings,
-                             tuple(ctx.listed_only))
+        return ContextUpdate(
+            uid,
+            "snapshot",
+            ctx.items[0],
+            ctx.text,
+            tuple(ctx.included),
+            ctx.tokens,
+            findings,
+            tuple(ctx.listed_only),
+        )
 
     def build_update(self, budget_tokens: int) -> ContextUpdate | None:
         """One message with every change since the sent views, capped at `budget_tokens`; None if none."""
@@ -349,19 +376,36 @@ class Ledger:
             raise LedgerStateError("no chain: call build_snapshot first")
         entries = self._entries
         touched, self._touched = self._touched, set()
-        sections = [s for p in touched if (e := entries.get(p)) is not None and (s := self._section(e)) is not None]
+        sections = [
+            s for p in touched if (e := entries.get(p)) is not None and (s := self._section(e)) is not None
+        ]
         if not sections:
             return None
         sections.sort(key=lambda s: s.entry.path)
         self._pair_content_renames(sections)
         shown = [s for s in sections if not s.hidden]
         counts = Counter(s.op for s in shown)
-        words = {"M": "modified", "A": "created", "D": "deleted", "R": "renamed", "X": "now excluded",
-                 "S": "changed (content not sent)"}
-        head = [UPDATE_MARKER, "Files changed on disk since your last view: "
-                + ", ".join(f"{n} {words[op]}" for op, n in sorted(counts.items())) + "."]
-        for op, label in (("A", "Created"), ("D", "Deleted"), ("R", "Renamed"), ("X", "No longer visible"),
-                          ("S", "Changed, content not sent")):
+        words = {
+            "M": "modified",
+            "A": "created",
+            "D": "deleted",
+            "R": "renamed",
+            "X": "now excluded",
+            "S": "changed (content not sent)",
+        }
+        head = [
+            UPDATE_MARKER,
+            "Files changed on disk since your last view: "
+            + ", ".join(f"{n} {words[op]}" for op, n in sorted(counts.items()))
+            + ".",
+        ]
+        for op, label in (
+            ("A", "Created"),
+            ("D", "Deleted"),
+            ("R", "Renamed"),
+            ("X", "No longer visible"),
+            ("S", "Changed, content not sent"),
+        ):
             group = [s for s in shown if s.op == op]
             if group:
                 head.append(f"{label}:")
@@ -384,12 +428,19 @@ class Ledger:
             if estimate_tokens("\n".join(lines)) > max(200, budget_tokens - used):
                 lines = ["  " + ln for ln in _group_by_dir(s.entry.path for s in left)]
             added = sum(int(s.line.split("(+", 1)[1].split(" ")[0]) for s in left if "(+" in s.line)
-            tail = (f"\nOver this update's budget, {len(left)} more changed file(s) are listed only "
-                    f"({added} lines added in total); read them with a tool if you need them:\n"
-                    + "\n".join(lines) + "\n")
+            tail = (
+                f"\nOver this update's budget, {len(left)} more changed file(s) are listed only "
+                f"({added} lines added in total); read them with a tool if you need them:\n"
+                + "\n".join(lines)
+                + "\n"
+            )
         text = text_head + ("\n" + "\n".join(bodies) if bodies else "") + tail
-        changes = tuple(PathChange(_CHANGE_KINDS[s.op], s.src if s.op == "D" else s.entry.path,
-                                   s.src if s.op == "R" else "") for s in shown)
+        changes = tuple(
+            PathChange(
+                _CHANGE_KINDS[s.op], s.src if s.op == "D" else s.entry.path, s.src if s.op == "R" else ""
+            )
+            for s in shown
+        )
         carried: list[tuple[_Entry, _View | None]] = []
         findings: dict[str, tuple[Finding, ...]] = {}
         for i, s in enumerate(sections):
@@ -402,8 +453,17 @@ class Ledger:
             s.entry.sent = view
             carried.append((s.entry, view))
         uid = self._register(carried)
-        return ContextUpdate(uid, "update", message_item(text), text, tuple(s.entry.path for s in shown),
-                             estimate_tokens(text), findings, tuple(s.entry.path for s in left), changes)
+        return ContextUpdate(
+            uid,
+            "update",
+            message_item(text),
+            text,
+            tuple(s.entry.path for s in shown),
+            estimate_tokens(text),
+            findings,
+            tuple(s.entry.path for s in left),
+            changes,
+        )
 
     def mark_sent(self, update_id: str, chain_id: str) -> None:
         """The update went out on `chain_id`. Raises for stale updates or a chain switch without loss."""
@@ -555,8 +615,14 @@ class Ledger:
         if not self._gone:
             return
         entries = self._entries
-        forgettable = [p for p in self._gone if (e := entries.get(p)) is not None and not e.disk.present
-                       and (e.sent is None or e.sent.kind == "gone") and (e.acked is None or e.acked.kind == "gone")]
+        forgettable = [
+            p
+            for p in self._gone
+            if (e := entries.get(p)) is not None
+            and not e.disk.present
+            and (e.sent is None or e.sent.kind == "gone")
+            and (e.acked is None or e.acked.kind == "gone")
+        ]
         if not forgettable:
             return
         carried = {id(c) for o in self._outstanding.values() for c, _ in o.carried}
@@ -603,8 +669,15 @@ class Ledger:
             if op == "R":
                 assert view is not None
                 line = f"{view.path} -> {line}"
-            return _Section(e, op, "", line, _View(path, "summary", d.digest, None, why), 0,
-                            src=view.path if op == "R" and view is not None else "")
+            return _Section(
+                e,
+                op,
+                "",
+                line,
+                _View(path, "summary", d.digest, None, why),
+                0,
+                src=view.path if op == "R" and view is not None else "",
+            )
         if delta == "created" or (view is not None and view.kind != "content"):
             clean, found = scan(d.text)
             op = "A" if delta == "created" else ("R" if delta == "renamed" else "M")
@@ -612,21 +685,40 @@ class Ledger:
             body = fence(path, clean, label + lossy)
             prefix = f"{view.path} -> " if op == "R" and view is not None else ""
             line = f"{prefix}{path} (+{clean.count(chr(10)) + (0 if clean.endswith(chr(10)) else 1)} lines)"
-            return _Section(e, op, body, line, _View(path, "content", d.digest, clean), estimate_tokens(body),
-                            tuple(found), src=view.path if op == "R" and view is not None else "")
+            return _Section(
+                e,
+                op,
+                body,
+                line,
+                _View(path, "content", d.digest, clean),
+                estimate_tokens(body),
+                tuple(found),
+                src=view.path if op == "R" and view is not None else "",
+            )
         assert view is not None and view.text is not None
         fd = diff_text(view.path, path, view.text, d.text)
         op = "R" if delta == "renamed" else "M"
         prefix = f"{view.path} -> " if op == "R" else ""
         body = (fd.diff.rstrip("\n") + lossy + "\n") if fd.diff else ""
         line = f"{prefix}{path} (+{fd.added} -{fd.removed})"
-        return _Section(e, op, body, line, _View(path, "content", d.digest, fd.new_text), estimate_tokens(body),
-                        fd.findings, src=view.path if op == "R" else "")
+        return _Section(
+            e,
+            op,
+            body,
+            line,
+            _View(path, "content", d.digest, fd.new_text),
+            estimate_tokens(body),
+            fd.findings,
+            src=view.path if op == "R" else "",
+        )
 
     def _pair_content_renames(self, sections: list[_Section]) -> None:
         """A deletion and a creation with the same content are a rename the events did not pair."""
-        deleted = {s.entry.sent.digest: s for s in sections
-                   if s.op == "D" and s.entry.sent is not None and s.entry.sent.digest}
+        deleted = {
+            s.entry.sent.digest: s
+            for s in sections
+            if s.op == "D" and s.entry.sent is not None and s.entry.sent.digest
+        }
         for s in sections:
             if s.op != "A" or not s.entry.disk.digest or s.entry.disk.digest not in deleted:
                 continue
@@ -637,4 +729,3 @@ class Ledger:
             s.line = f"{old.path} -> {s.entry.path} (same content)"
             s.view = _View(s.entry.path, old.kind, old.digest, old.text, old.reason)
             gone.hidden = True  # still carried (its view becomes "gone"), but not listed as a deletion
-

@@ -97,13 +97,24 @@ _EXTRA_PATTERNS: tuple[tuple[str, re.Pattern[str]], ...] = (
     ("a SendGrid key", re.compile(r"\bSG\.[A-Za-z0-9_\-]{16,32}\.[A-Za-z0-9_\-]{16,64}")),
     ("a Google API key", re.compile(r"\bAIza[0-9A-Za-z_\-]{35}")),
     ("an xAI key", re.compile(r"\bxai-[A-Za-z0-9]{20,}")),
-    ("an OpenAI/Anthropic key", re.compile(r"\bsk-(?:proj-|svcacct-|admin-|ant-(?:api|admin)\d\d-)?[A-Za-z0-9_\-]{20,}")),
-    ("an Azure client secret", re.compile(r"(?<![A-Za-z0-9_~.\-])[A-Za-z0-9_~.\-]{3}\d?Q~[A-Za-z0-9_~.\-]{31,34}")),
+    (
+        "an OpenAI/Anthropic key",
+        re.compile(r"\bsk-(?:proj-|svcacct-|admin-|ant-(?:api|admin)\d\d-)?[A-Za-z0-9_\-]{20,}"),
+    ),
+    (
+        "an Azure client secret",
+        re.compile(r"(?<![A-Za-z0-9_~.\-])[A-Za-z0-9_~.\-]{3}\d?Q~[A-Za-z0-9_~.\-]{31,34}"),
+    ),
     ("an Azure SAS signature", re.compile(r"[?&]sig=[A-Za-z0-9%+/=]{30,}")),
     ("an Azure connection string", re.compile(r"(?i)(?:AccountKey|SharedAccessKey)=[A-Za-z0-9+/=]{30,}")),
-    ("a database URL with a password",
-     re.compile(r"(?i)\b[a-z][a-z0-9+.\-]{1,20}://[^\s:/@'\"]*:[^\s@/'\"]{3,}@[^\s/'\"]+")),
-    ("a kubeconfig credential", re.compile(r"(?i)\b(?:client-key-data|token)\s*:\s*['\"]?[A-Za-z0-9+/=_.\-]{20,}")),
+    (
+        "a database URL with a password",
+        re.compile(r"(?i)\b[a-z][a-z0-9+.\-]{1,20}://[^\s:/@'\"]*:[^\s@/'\"]{3,}@[^\s/'\"]+"),
+    ),
+    (
+        "a kubeconfig credential",
+        re.compile(r"(?i)\b(?:client-key-data|token)\s*:\s*['\"]?[A-Za-z0-9+/=_.\-]{20,}"),
+    ),
     ("a Slack webhook", re.compile(r"https://hooks\.slack\.com/services/[A-Za-z0-9/]{20,}")),
     ("a Stripe key", re.compile(r"\b[rs]k_(?:live|test)_[0-9a-zA-Z]{20,}")),
 )
@@ -114,8 +125,25 @@ _ASSIGNMENT = re.compile(
     r"|client[_-]?secret|private[_-]?key|signing[_-]?key|session[_-]?key|salt)"
     r"[A-Za-z0-9_\-]*['\"]?\s*(?::=|[:=]{1,2}|=>)\s*['\"]?([^'\"\s,;]{8,})"
 )
-_PLACEHOLDER_WORDS = ("example", "changeme", "change_me", "your", "xxxx", "dummy", "placeholder", "redacted",
-                      "<", "${", "{{", "%(", "null", "none", "todo", "fixme", "****")
+_PLACEHOLDER_WORDS = (
+    "example",
+    "changeme",
+    "change_me",
+    "your",
+    "xxxx",
+    "dummy",
+    "placeholder",
+    "redacted",
+    "<",
+    "${",
+    "{{",
+    "%(",
+    "null",
+    "none",
+    "todo",
+    "fixme",
+    "****",
+)
 _CODE_VALUE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*(?:\.[A-Za-z_][A-Za-z0-9_]*)*(?:\(|\[|$)")
 
 
@@ -155,7 +183,9 @@ def _kind_name(secret_type: str) -> str:
     if secret_type in _KIND_NAMES:
         return _KIND_NAMES[secret_type]
     words = secret_type.split()
-    words = words[:1] + [w if (w.isupper() or any(c.isupper() for c in w[1:])) else w.lower() for w in words[1:]]
+    words = words[:1] + [
+        w if (w.isupper() or any(c.isupper() for c in w[1:])) else w.lower() for w in words[1:]
+    ]
     text = " ".join(words)
     return ("an " if text[:1].lower() in "aeiou" else "a ") + text
 
@@ -183,8 +213,13 @@ def _line_kind(line: str) -> str | None:
         return "a JWT"
     for value in _KEYWORD.analyze_string(line, CONFIG_DENYLIST_REGEX_TO_GROUP):
         v = value.strip().strip("'\"")
-        if (len(v) >= 4 and _entropy(v) >= 1.5 and not _placeholder(v) and not _looks_like_code(v)
-                and v.lower() not in ("true", "false")):
+        if (
+            len(v) >= 4
+            and _entropy(v) >= 1.5
+            and not _placeholder(v)
+            and not _looks_like_code(v)
+            and v.lower() not in ("true", "false")
+        ):
             return "a password or secret assignment"
     m = _ASSIGNMENT.search(line)
     if m:
@@ -235,6 +270,8 @@ def redact_for_model(text: str) -> tuple[str, list[str]]:
     if not findings:
         return text, []
     kinds = sorted({f.kind for f in findings})
-    notice = (f"[slipstream: {len(findings)} line{'s' if len(findings) != 1 else ''} withheld from this output "
-              f"because they look like credentials ({', '.join(kinds)}); ask the user if you need them]")
+    notice = (
+        f"[slipstream: {len(findings)} line{'s' if len(findings) != 1 else ''} withheld from this output "
+        f"because they look like credentials ({', '.join(kinds)}); ask the user if you need them]"
+    )
     return cleaned.rstrip("\n") + "\n" + notice, [notice]

@@ -186,16 +186,78 @@ class RankFacts:
 
 # Tiers of `rank_key`, best first.
 PINNED, TOUCHED, README, ENTRY, COMMITTED, SOURCE, OTHER, TESTS = range(8)
-_CONVENTIONAL_ENTRIES = frozenset({
-    "__main__.py", "main.py", "app.py", "cli.py", "manage.py", "wsgi.py", "asgi.py", "main.go", "main.rs", "lib.rs",
-    "index.js", "index.ts", "index.mjs", "main.js", "main.ts", "server.js", "server.ts", "main.c", "main.cpp",
-})
-_MANIFESTS = frozenset({"pyproject.toml", "setup.cfg", "setup.py", "package.json", "Cargo.toml", "go.mod",
-                        "Makefile", "CMakeLists.txt", "pom.xml", "build.gradle", "Gemfile", "composer.json"})
-_TEST_DIRS = frozenset({"tests", "test", "testing", "spec", "specs", "__tests__", "fixtures", "testdata",
-                        "__snapshots__", "snapshots", "e2e", "benchmarks", "bench"})
-_GENERATED_DIRS = frozenset({"dist", "build", "out", "generated", "gen", "vendor", "third_party", "node_modules",
-                             "migrations", "site-packages", "coverage", "htmlcov"})
+_CONVENTIONAL_ENTRIES = frozenset(
+    {
+        "__main__.py",
+        "main.py",
+        "app.py",
+        "cli.py",
+        "manage.py",
+        "wsgi.py",
+        "asgi.py",
+        "main.go",
+        "main.rs",
+        "lib.rs",
+        "index.js",
+        "index.ts",
+        "index.mjs",
+        "main.js",
+        "main.ts",
+        "server.js",
+        "server.ts",
+        "main.c",
+        "main.cpp",
+    }
+)
+_MANIFESTS = frozenset(
+    {
+        "pyproject.toml",
+        "setup.cfg",
+        "setup.py",
+        "package.json",
+        "Cargo.toml",
+        "go.mod",
+        "Makefile",
+        "CMakeLists.txt",
+        "pom.xml",
+        "build.gradle",
+        "Gemfile",
+        "composer.json",
+    }
+)
+_TEST_DIRS = frozenset(
+    {
+        "tests",
+        "test",
+        "testing",
+        "spec",
+        "specs",
+        "__tests__",
+        "fixtures",
+        "testdata",
+        "__snapshots__",
+        "snapshots",
+        "e2e",
+        "benchmarks",
+        "bench",
+    }
+)
+_GENERATED_DIRS = frozenset(
+    {
+        "dist",
+        "build",
+        "out",
+        "generated",
+        "gen",
+        "vendor",
+        "third_party",
+        "node_modules",
+        "migrations",
+        "site-packages",
+        "coverage",
+        "htmlcov",
+    }
+)
 _GENERATED_FILES = re.compile(
     r"(^|/)(package-lock\.json|yarn\.lock|pnpm-lock\.yaml|poetry\.lock|uv\.lock|Cargo\.lock|Pipfile\.lock"
     r"|go\.sum|composer\.lock|Gemfile\.lock)$|\.min\.(js|css)$|\.map$|_pb2(_grpc)?\.pyi?$|\.pb\.go$"
@@ -207,18 +269,31 @@ _TEST_FILES = re.compile(r"(^|/)(test_[^/]*|[^/]*_test\.\w+|[^/]*\.(test|spec)\.
 def _is_test_or_generated(path: str) -> bool:
     parts = path.split("/")
     dirs = {d.lower() for d in parts[:-1]}
-    return bool(dirs & _TEST_DIRS or dirs & _GENERATED_DIRS or _TEST_FILES.search(path)
-                or _GENERATED_FILES.search(path))
+    return bool(
+        dirs & _TEST_DIRS
+        or dirs & _GENERATED_DIRS
+        or _TEST_FILES.search(path)
+        or _GENERATED_FILES.search(path)
+    )
 
 
 def _is_readme(path: str) -> bool:
     name = posixpath.basename(path).lower()
-    return name.startswith("readme") and path.count("/") <= 1 and not path.lower().startswith(("tests/", "test/"))
+    return (
+        name.startswith("readme")
+        and path.count("/") <= 1
+        and not path.lower().startswith(("tests/", "test/"))
+    )
 
 
-def rank_key(v: FileVersion, pins: Sequence[str], facts: RankFacts, *,
-             touched_at: Mapping[str, int] | None = None, committed_at: Mapping[str, int] | None = None
-             ) -> tuple[int, float, float]:
+def rank_key(
+    v: FileVersion,
+    pins: Sequence[str],
+    facts: RankFacts,
+    *,
+    touched_at: Mapping[str, int] | None = None,
+    committed_at: Mapping[str, int] | None = None,
+) -> tuple[int, float, float]:
     """Sort key of one file for the first context: (tier, order within the tier, size).
 
     Within a tier: pins in their order, the latest edit first, shallow READMEs first, commits newest
@@ -237,8 +312,10 @@ def rank_key(v: FileVersion, pins: Sequence[str], facts: RankFacts, *,
         return (README, depth, size)
     base = posixpath.basename(path)
     test_like = _is_test_or_generated(path)
-    if path in facts.entry_points or (not test_like and ((base in _CONVENTIONAL_ENTRIES and depth <= 2)
-                                                         or (base in _MANIFESTS and depth == 0))):
+    if path in facts.entry_points or (
+        not test_like
+        and ((base in _CONVENTIONAL_ENTRIES and depth <= 2) or (base in _MANIFESTS and depth == 0))
+    ):
         return (ENTRY, depth, size)
     if test_like:
         return (TESTS, depth, size)
@@ -253,13 +330,17 @@ def rank_key(v: FileVersion, pins: Sequence[str], facts: RankFacts, *,
 _DOC_OR_DATA = frozenset({".md", ".rst", ".txt", ".json", ".yaml", ".yml", ".ini", ".cfg", ".toml"})
 
 
-def rank(index: Iterable[FileVersion], pins: Sequence[str], facts: RankFacts | None = None) -> list[FileVersion]:
+def rank(
+    index: Iterable[FileVersion], pins: Sequence[str], facts: RankFacts | None = None
+) -> list[FileVersion]:
     """The text files of `index`, best first (`rank_key`)."""
     facts = facts or RankFacts()
     touched_at = {p: i for i, p in enumerate(facts.touched)}
     committed_at = {p: i for i, p in enumerate(facts.committed)}
-    return sorted((v for v in index if v.kind == "text"),
-                  key=lambda v: (*rank_key(v, pins, facts, touched_at=touched_at, committed_at=committed_at), v.path))
+    return sorted(
+        (v for v in index if v.kind == "text"),
+        key=lambda v: (*rank_key(v, pins, facts, touched_at=touched_at, committed_at=committed_at), v.path),
+    )
 
 
 def entry_points(manifests: Mapping[str, str], paths: Iterable[str]) -> frozenset[str]:
@@ -277,8 +358,11 @@ def entry_points(manifests: Mapping[str, str], paths: Iterable[str]) -> frozense
             data = {}
         project = data.get("project", {}) if isinstance(data.get("project"), dict) else {}
         poetry = data.get("tool", {}).get("poetry", {}) if isinstance(data.get("tool"), dict) else {}
-        for table in (project.get("scripts"), project.get("gui-scripts"),
-                      poetry.get("scripts") if isinstance(poetry, dict) else None):
+        for table in (
+            project.get("scripts"),
+            project.get("gui-scripts"),
+            poetry.get("scripts") if isinstance(poetry, dict) else None,
+        ):
             if isinstance(table, dict):
                 targets += [str(t).split(":")[0].strip() for t in table.values() if isinstance(t, str)]
     text = manifests.get("setup.cfg")
@@ -289,7 +373,9 @@ def entry_points(manifests: Mapping[str, str], paths: Iterable[str]) -> frozense
             scripts = parser.get("options.entry_points", "console_scripts", fallback="")
         except configparser.Error:
             scripts = ""
-        targets += [line.split("=", 1)[1].split(":")[0].strip() for line in scripts.splitlines() if "=" in line]
+        targets += [
+            line.split("=", 1)[1].split(":")[0].strip() for line in scripts.splitlines() if "=" in line
+        ]
     text = manifests.get("package.json")
     if text:
         try:
@@ -309,15 +395,26 @@ def entry_points(manifests: Mapping[str, str], paths: Iterable[str]) -> frozense
     for t in targets:
         as_path = posixpath.normpath(t.removeprefix("./"))
         mod = t.replace(".", "/")
-        for cand in (as_path, mod + ".py", mod + "/__init__.py", mod + "/__main__.py", "src/" + mod + ".py",
-                     "src/" + mod + "/__init__.py", as_path + ".js", as_path + "/index.js"):
+        for cand in (
+            as_path,
+            mod + ".py",
+            mod + "/__init__.py",
+            mod + "/__main__.py",
+            "src/" + mod + ".py",
+            "src/" + mod + "/__init__.py",
+            as_path + ".js",
+            as_path + "/index.js",
+        ):
             if cand in known:
                 found.add(cand)
     return frozenset(found)
 
 
 def snapshot_candidates(
-    index: Iterable[FileVersion], budget_tokens: int, pins: Sequence[str], now: float = 0.0,
+    index: Iterable[FileVersion],
+    budget_tokens: int,
+    pins: Sequence[str],
+    now: float = 0.0,
     facts: RankFacts | None = None,
 ) -> list[str]:
     """Paths worth reading for the snapshot, best first, sized (by bytes) to roughly fill the budget.

@@ -6,6 +6,7 @@ from app.protocol.tokens import CHARS_PER_TOKEN, estimate_tokens
 
 __all__ = ["CHARS_PER_TOKEN", "TokenEstimator", "estimate_tokens"]
 
+
 class TokenEstimator:
     """Learns characters-per-token from real usage (input chars vs the backend's input_tokens)."""
 

@@ -12,7 +12,14 @@ import random
 from collections.abc import Callable, Iterator
 from typing import Final, Literal
 
-__all__ = ["NO_WEBSOCKET_STATUSES", "RETRYABLE_CLOSE_CODES", "UpgradeVerdict", "backoff", "classify_close", "classify_upgrade"]
+__all__ = [
+    "NO_WEBSOCKET_STATUSES",
+    "RETRYABLE_CLOSE_CODES",
+    "UpgradeVerdict",
+    "backoff",
+    "classify_close",
+    "classify_upgrade",
+]
 
 RETRYABLE_CLOSE_CODES: Final = frozenset({1001, 1005, 1006, 1011, 1012, 1013, 1015})
 # An upgrade answered with one of these means "no WebSocket mode here" (uvicorn answers 403 without

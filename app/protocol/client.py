@@ -124,7 +124,6 @@ class _Turn:
     pieces: dict[int, list[str]] = field(default_factory=dict)  # output_index -> streamed text
     loose: dict[int, int] = field(default_factory=dict)  # output_index -> deltas not yet joined into a chunk
 
-
     def add_piece(self, index: int, delta: str) -> None:
         """Keep a streamed delta; every `_CHUNK` deltas are joined into one string, so a million-token
         answer is ~a thousand strings (memory, garbage collector), at O(1) amortised per delta."""
@@ -386,9 +385,14 @@ class ClientSession:
         state = self._lanes.get(lane)
         if state is None:
             return []
-        answered = {str(i.get("call_id")) for i in state.transcript if i.get("type") == "function_call_output"}
-        return [i for i in state.transcript
-                if i.get("type") == "function_call" and str(i.get("call_id")) not in answered]
+        answered = {
+            str(i.get("call_id")) for i in state.transcript if i.get("type") == "function_call_output"
+        }
+        return [
+            i
+            for i in state.transcript
+            if i.get("type") == "function_call" and str(i.get("call_id")) not in answered
+        ]
 
     def in_flight(self, lane: str | None = None) -> bool:
         """Whether `lane` has a request without its outcome yet."""

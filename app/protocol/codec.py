@@ -203,7 +203,12 @@ def _sse_payload(event: ServerEvent) -> bytes:
         nested: dict[str, Any] = {
             "type": "error",
             "sequence_number": seq if isinstance(seq, int) else 0,
-            "error": {"type": detail.type, "code": detail.code, "message": detail.message, "param": detail.param},
+            "error": {
+                "type": detail.type,
+                "code": detail.code,
+                "message": detail.message,
+                "param": detail.param,
+            },
         }
         return _ENCODER.encode(nested)
     return encode(event)

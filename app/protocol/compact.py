@@ -29,7 +29,6 @@ from app.protocol.turns import Item
 __all__ = ["CompactJob", "compaction_items", "compaction_resource", "parse_compact"]
 
 
-
 class _CompactBody(msgspec.Struct, kw_only=True):
     model: str | UnsetType | None = UNSET
     input: str | list[Any] | UnsetType | None = UNSET
@@ -48,7 +47,6 @@ class CompactJob:
     input_chars: int
 
 
-
 def parse_compact(body: bytes, store: ResponseStore | None) -> CompactJob:
     """The window to compact; RemoteProtocolError (status 400, with words) for a bad request."""
     try:
@@ -60,7 +58,9 @@ def parse_compact(body: bytes, store: ResponseStore | None) -> CompactJob:
     except (msgspec.DecodeError, UnicodeDecodeError, RecursionError) as exc:
         raise RemoteProtocolError(f"Request body is not valid JSON ({exc}).", code="invalid_json") from None
     if not isinstance(req.model, str) or not req.model:
-        raise RemoteProtocolError("Missing required parameter: 'model'.", code="missing_required_parameter", param="model")
+        raise RemoteProtocolError(
+            "Missing required parameter: 'model'.", code="missing_required_parameter", param="model"
+        )
     history: Sequence[Item] = ()
     if isinstance(req.previous_response_id, str) and req.previous_response_id:
         parent = store.get(req.previous_response_id) if store is not None else None
@@ -79,7 +79,8 @@ def parse_compact(body: bytes, store: ResponseStore | None) -> CompactJob:
     items = [*history, *new]
     if not items:
         raise RemoteProtocolError(
-            "Nothing to compact: give 'input' or a 'previous_response_id'.", code="missing_required_parameter",
+            "Nothing to compact: give 'input' or a 'previous_response_id'.",
+            code="missing_required_parameter",
             param="input",
         )
     instructions = req.instructions if isinstance(req.instructions, str) else None

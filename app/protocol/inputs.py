@@ -39,7 +39,9 @@ def normalize_input(value: object) -> list[Item]:
                     param=f"input[{i}]",
                 )
         return value
-    raise RemoteProtocolError("Invalid 'input': expected a string or an array.", code="invalid_type", param="input")
+    raise RemoteProtocolError(
+        "Invalid 'input': expected a string or an array.", code="invalid_type", param="input"
+    )
 
 
 def _needs_resolving(items: Sequence[Item]) -> bool:
@@ -111,5 +113,7 @@ def message_text(item: Mapping[str, Any]) -> str:
     if isinstance(content, str):
         return content
     if isinstance(content, list):
-        return "\n".join(p["text"] for p in content if isinstance(p, Mapping) and isinstance(p.get("text"), str))
+        return "\n".join(
+            p["text"] for p in content if isinstance(p, Mapping) and isinstance(p.get("text"), str)
+        )
     return ""

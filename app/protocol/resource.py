@@ -71,7 +71,9 @@ def _text(value: Any) -> dict[str, Any]:
     return {"format": {"type": "text"}}
 
 
-def usage_object(input_tokens: int, output_tokens: int, cached_tokens: int, reasoning_tokens: int) -> dict[str, Any]:
+def usage_object(
+    input_tokens: int, output_tokens: int, cached_tokens: int, reasoning_tokens: int
+) -> dict[str, Any]:
     """`usage` with exactly the spec's keys."""
     return {
         "input_tokens": input_tokens,

@@ -142,7 +142,6 @@ _item_size = encode_json  # an item's JSON size, for the ~4 chars/token estimate
 SSE_DONE: Final = b"data: [DONE]\n\n"
 
 
-
 @dataclass(frozen=True, slots=True)
 class _Wire:
     """What differs between the WebSocket and the HTTP transport."""
@@ -278,9 +277,13 @@ class ServerSession:
         """Treat a JSON request body as one `response.create`."""
         self._touch(now)
         if self._wire is not _HTTP:
-            raise LocalProtocolError("receive_http_body needs a session from ServerSession.for_http", code="misuse")
+            raise LocalProtocolError(
+                "receive_http_body needs a session from ServerSession.for_http", code="misuse"
+            )
         if len(body) > self.max_frame_bytes:
-            self._request_error(None, "frame_too_large", f"Request body exceeds {self.max_frame_bytes} bytes.", None)
+            self._request_error(
+                None, "frame_too_large", f"Request body exceeds {self.max_frame_bytes} bytes.", None
+            )
             return
         try:
             data = msgspec.json.decode(body)
@@ -332,7 +335,9 @@ class ServerSession:
         wire = self._wire
         if req.stream_id is not UNSET:
             if not wire.lanes:
-                self._request_error(None, "invalid_request", "'stream_id' is only supported over WebSocket.", "stream_id")
+                self._request_error(
+                    None, "invalid_request", "'stream_id' is only supported over WebSocket.", "stream_id"
+                )
                 return
             if not isinstance(req.stream_id, str) or not STREAM_ID_RE.fullmatch(req.stream_id):
                 self._request_error(None, "invalid_stream_id", INVALID_STREAM_ID_MESSAGE, "stream_id")
@@ -342,7 +347,9 @@ class ServerSession:
             self._request_error(lane, "websocket_connection_limit_reached", self._limit_message(), None)
             return
         if req.background is True:
-            self._request_error(lane, "invalid_request", f"Background mode is not supported {wire.name}.", "background")
+            self._request_error(
+                lane, "invalid_request", f"Background mode is not supported {wire.name}.", "background"
+            )
             return
         if req.conversation not in (UNSET, None):
             self._request_error(
@@ -350,7 +357,9 @@ class ServerSession:
             )
             return
         if req.model is UNSET and self.default_model is None:
-            self._request_error(lane, "missing_required_parameter", "Missing required parameter: 'model'.", "model")
+            self._request_error(
+                lane, "missing_required_parameter", "Missing required parameter: 'model'.", "model"
+            )
             return
         try:
             items = normalize_input(req.input)
@@ -395,7 +404,8 @@ class ServerSession:
             )
         else:
             known = any(
-                ln.latest is not None and ln.latest.id == steer.previous_response_id for ln in self._lanes.values()
+                ln.latest is not None and ln.latest.id == steer.previous_response_id
+                for ln in self._lanes.values()
             )
             code = "response_already_completed" if known else "response_not_found"
             message = (
@@ -485,7 +495,9 @@ class ServerSession:
             found = self.store.item(item_id)
         return found
 
-    def _refuse_start(self, pend: _Pending, parent: StoredResponse | None, same_lane: bool, exc: RemoteProtocolError) -> None:
+    def _refuse_start(
+        self, pend: _Pending, parent: StoredResponse | None, same_lane: bool, exc: RemoteProtocolError
+    ) -> None:
         """A request that cannot start: an error, and a same-lane parent leaves the cache."""
         self._request_error(pend.lane, exc.code, exc.message, exc.param)
         lane = self._lanes[pend.lane]
@@ -608,11 +620,15 @@ class ServerSession:
         if active is None:
             if response_id in self._ended:
                 return
-            raise LocalProtocolError(f"finish() for unknown response {response_id!r}", code="unknown_response")
+            raise LocalProtocolError(
+                f"finish() for unknown response {response_id!r}", code="unknown_response"
+            )
         active.writer.close("completed")
         self._end(active, "completed")
 
-    def abort(self, response_id: str, message: str, now: float | None = None, *, code: str = "server_error") -> None:
+    def abort(
+        self, response_id: str, message: str, now: float | None = None, *, code: str = "server_error"
+    ) -> None:
         """The engine crashed: end the response as `response.failed` (no-op if already ended)."""
         self._touch(now)
         active = self._active.get(response_id)
@@ -685,8 +701,15 @@ class ServerSession:
             own = active.input_chars - active.base_chars + sum(len(_item_size(it)) for it in output)
             store = active.req.store is not False
             entry = StoredResponse(
-                active.id, items, len(items), active.base_chars + own, active.lane, response, store,
-                own_chars=own, output_len=len(output),
+                active.id,
+                items,
+                len(items),
+                active.base_chars + own,
+                active.lane,
+                response,
+                store,
+                own_chars=own,
+                output_len=len(output),
             )
             lane.latest = entry
             self._remember_items(output)
@@ -721,7 +744,9 @@ class ServerSession:
             while ln.queue:
                 pend = ln.queue.popleft()
                 self._queued_bytes -= pend.size
-                self._request_error(pend.lane, "websocket_connection_limit_reached", self._limit_message(), None)
+                self._request_error(
+                    pend.lane, "websocket_connection_limit_reached", self._limit_message(), None
+                )
         self._maybe_close()
 
     def _maybe_close(self) -> None:
@@ -784,7 +809,9 @@ class ServerSession:
     def _model(self, req: ResponseCreate) -> str:
         return req.model if isinstance(req.model, str) else (self.default_model or "")
 
-    def _response_obj(self, active: _Active, status: str, output: Sequence[Item] = (), **extra: Any) -> dict[str, Any]:
+    def _response_obj(
+        self, active: _Active, status: str, output: Sequence[Item] = (), **extra: Any
+    ) -> dict[str, Any]:
         return response_object(
             active.req,
             response_id=active.id,

@@ -116,7 +116,9 @@ class ResponseStore:
             item_id = item.get("id")
             if isinstance(item_id, str):
                 self._items[item_id] = (entry.id, item)
-        while len(self._entries) > self.max_entries or (self.bytes > self.max_bytes and len(self._entries) > 1):
+        while len(self._entries) > self.max_entries or (
+            self.bytes > self.max_bytes and len(self._entries) > 1
+        ):
             _, evicted = self._entries.popitem(last=False)
             self._forget(evicted)
 

@@ -92,10 +92,20 @@ def _call_kind(name: str, prefix: str, field: str, delta: Make, done: Make) -> I
         prefix=prefix,
         part_type=None,
         added=lambda it: {
-            "type": name, "id": it.id, "call_id": it.call_id, "name": it.name, field: "", "status": "in_progress",
+            "type": name,
+            "id": it.id,
+            "call_id": it.call_id,
+            "name": it.name,
+            field: "",
+            "status": "in_progress",
         },
         final=lambda it, text, status, part: {
-            "type": name, "id": it.id, "call_id": it.call_id, "name": it.name, field: text, "status": status,
+            "type": name,
+            "id": it.id,
+            "call_id": it.call_id,
+            "name": it.name,
+            field: text,
+            "status": status,
         },
         delta=lambda seq, sid, it, text: delta(
             sequence_number=seq, stream_id=sid, item_id=it.id, output_index=it.output_index, delta=text
@@ -113,7 +123,13 @@ KINDS: Final[dict[str, ItemKind]] = {
         name="message",
         prefix="msg",
         part_type="output_text",
-        added=lambda it: {"type": "message", "id": it.id, "role": "assistant", "status": "in_progress", "content": []},
+        added=lambda it: {
+            "type": "message",
+            "id": it.id,
+            "role": "assistant",
+            "status": "in_progress",
+            "content": [],
+        },
         final=_message_final,
         delta=lambda seq, sid, it, text: OutputTextDelta(
             sequence_number=seq, stream_id=sid, item_id=it.id, output_index=it.output_index, delta=text
@@ -150,7 +166,9 @@ class OutputWriter:
 
     __slots__ = ("_emit", "_new_id", "open", "out_chars", "output", "reasoning_chars", "seq", "sid")
 
-    def __init__(self, lane: str | None, new_id: Callable[[str], str], emit: Callable[[ServerEvent], None]) -> None:
+    def __init__(
+        self, lane: str | None, new_id: Callable[[str], str], emit: Callable[[ServerEvent], None]
+    ) -> None:
         self.sid: Any = lane if lane is not None else UNSET
         self._new_id = new_id
         self._emit = emit
@@ -173,7 +191,9 @@ class OutputWriter:
         self.open = item
         self._emit(
             OutputItemAdded(
-                sequence_number=self.next_seq(), stream_id=self.sid, output_index=item.output_index,
+                sequence_number=self.next_seq(),
+                stream_id=self.sid,
+                output_index=item.output_index,
                 item=kind.added(item),
             )
         )
@@ -181,8 +201,12 @@ class OutputWriter:
         if part is not None:
             self._emit(
                 ContentPartAdded(
-                    sequence_number=self.next_seq(), stream_id=self.sid, item_id=item.id,
-                    output_index=item.output_index, content_index=0, part=part,
+                    sequence_number=self.next_seq(),
+                    stream_id=self.sid,
+                    item_id=item.id,
+                    output_index=item.output_index,
+                    content_index=0,
+                    part=part,
                 )
             )
         return item
@@ -193,7 +217,9 @@ class OutputWriter:
         item = self.open
         if item is None or item.kind.name != kind_name:
             if kind_name in CALL_KINDS:
-                raise LocalProtocolError("ToolCallArgsDelta without an open ToolCallStart", code="invalid_output")
+                raise LocalProtocolError(
+                    "ToolCallArgsDelta without an open ToolCallStart", code="invalid_output"
+                )
             item = self.open_item(kind_name)
         item.parts.append(text)
         self.out_chars += len(text)
@@ -214,14 +240,21 @@ class OutputWriter:
         if part is not None:
             self._emit(
                 ContentPartDone(
-                    sequence_number=self.next_seq(), stream_id=self.sid, item_id=item.id,
-                    output_index=item.output_index, content_index=0, part=part,
+                    sequence_number=self.next_seq(),
+                    stream_id=self.sid,
+                    item_id=item.id,
+                    output_index=item.output_index,
+                    content_index=0,
+                    part=part,
                 )
             )
         final = kind.final(item, text, status, part)
         self.output.append(final)
         self._emit(
             OutputItemDone(
-                sequence_number=self.next_seq(), stream_id=self.sid, output_index=item.output_index, item=final
+                sequence_number=self.next_seq(),
+                stream_id=self.sid,
+                output_index=item.output_index,
+                item=final,
             )
         )

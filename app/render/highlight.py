@@ -37,9 +37,23 @@ COMMON_LANGUAGES = ("python", "bash", "javascript", "typescript", "json", "diff"
 
 Span = tuple[int, int, str]  # start, end (offsets in the block text), token type name
 
-_ALIASES = {"py": "python", "sh": "bash", "shell": "bash", "zsh": "bash", "js": "javascript",
-            "ts": "typescript", "yml": "yaml", "c++": "cpp", "rs": "rust", "golang": "go",
-            "console": "bash", "text": "text", "plaintext": "text", "txt": "text", "": "text"}
+_ALIASES = {
+    "py": "python",
+    "sh": "bash",
+    "shell": "bash",
+    "zsh": "bash",
+    "js": "javascript",
+    "ts": "typescript",
+    "yml": "yaml",
+    "c++": "cpp",
+    "rs": "rust",
+    "golang": "go",
+    "console": "bash",
+    "text": "text",
+    "plaintext": "text",
+    "txt": "text",
+    "": "text",
+}
 _LEXER_CACHE: dict[str, Lexer | None] = {}
 
 
@@ -251,7 +265,7 @@ class CodeHighlighter:
         if cut > self._done:
             if self._resumable:
                 assert isinstance(lexer, RegexLexer)
-                tokens, self._stack = _lex(lexer, text[self._done:cut], self._stack)
+                tokens, self._stack = _lex(lexer, text[self._done : cut], self._stack)
                 self.committed.extend(_to_spans(tokens, self._done))
             else:
                 self.committed = _to_spans(lexer.get_tokens_unprocessed(text[:cut]), 0)

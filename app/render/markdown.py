@@ -203,8 +203,14 @@ class BlockSplitter:
         if op.kind is MdKind.LIST:
             text = text.rstrip("\n") + "\n" if text.strip() else text
         self._frozen.append(
-            MdBlock(op.kind, _display(op, text), lang=op.lang, level=op.level, cont=op.cont,
-                    closed=op.kind is MdKind.CODE and op.fence == "")
+            MdBlock(
+                op.kind,
+                _display(op, text),
+                lang=op.lang,
+                level=op.level,
+                cont=op.cont,
+                closed=op.kind is MdKind.CODE and op.fence == "",
+            )
         )
         self._count += 1
 
@@ -254,11 +260,20 @@ class BlockSplitter:
         if fence is not None:
             self._freeze()
             info = fence.group(3).strip()
-            self._open = _Open(MdKind.CODE, lang=info.split()[0] if info else "",
-                               fence=fence.group(2), indent=len(fence.group(1)))
+            self._open = _Open(
+                MdKind.CODE,
+                lang=info.split()[0] if info else "",
+                fence=fence.group(2),
+                indent=len(fence.group(1)),
+            )
             return
 
-        if op is not None and op.kind is MdKind.PARAGRAPH and (eol or final) and self._start_table(op, line, nl):
+        if (
+            op is not None
+            and op.kind is MdKind.PARAGRAPH
+            and (eol or final)
+            and self._start_table(op, line, nl)
+        ):
             return
 
         if op is not None:
@@ -307,11 +322,11 @@ class BlockSplitter:
         text = op.text()
         body = text[:-1] if text.endswith("\n") else text
         cut = body.rfind("\n")
-        header = body[cut + 1:]
+        header = body[cut + 1 :]
         if ("|" not in header and "|" not in line) or len(split_row(header)) != len(aligns):
             return False
         if cut >= 0:  # the lines above the header stay a paragraph
-            op.parts[:] = [text[:cut + 1]]
+            op.parts[:] = [text[: cut + 1]]
             op.size = cut + 1
             self._freeze()
         self._open = table = _Open(MdKind.TABLE, lang=aligns, cont=op.cont and cut < 0)
@@ -346,8 +361,11 @@ def _soft_cut(buf: str, start: int, end: int) -> int | None:
 
 def _is_close(line: str, op: _Open) -> bool:
     s = line.strip()
-    return bool(op.fence) and len(s) >= len(op.fence) and set(s) == {op.fence[0]} and (
-        len(line) - len(line.lstrip(" ")) <= max(3, op.indent)
+    return (
+        bool(op.fence)
+        and len(s) >= len(op.fence)
+        and set(s) == {op.fence[0]}
+        and (len(line) - len(line.lstrip(" ")) <= max(3, op.indent))
     )
 
 
@@ -355,13 +373,16 @@ def _strip_indent(line: str, indent: int) -> str:
     if indent <= 0:
         return line
     n = len(line) - len(line.lstrip(" "))
-    return line[min(n, indent):]
+    return line[min(n, indent) :]
 
 
 def _starts_block(line: str) -> bool:
     """Does this line interrupt a paragraph?"""
     return bool(
-        _HEADING.match(line) or _RULE.match(line) or _QUOTE.match(line) or _ITEM.match(line)
+        _HEADING.match(line)
+        or _RULE.match(line)
+        or _QUOTE.match(line)
+        or _ITEM.match(line)
         or _fence_open(line, any_indent=False)
     )
 
@@ -423,7 +444,7 @@ def split_row(line: str) -> list[str]:
     while i < len(s):
         c = s[i]
         if c == "\\" and i + 1 < len(s):
-            cur.append("|" if s[i + 1] == "|" else s[i:i + 2])  # an escaped pipe is the cell's text
+            cur.append("|" if s[i + 1] == "|" else s[i : i + 2])  # an escaped pipe is the cell's text
             i += 2
             continue
         if c == "|":

@@ -17,7 +17,16 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Final, Protocol
 
-__all__ = ["FRAME_BUDGET_S", "MAX_FEED_PER_FRAME", "MODEL_SHARE", "SLICE_S", "FramePacer", "Model", "PacerGroup", "Renderer"]
+__all__ = [
+    "FRAME_BUDGET_S",
+    "MAX_FEED_PER_FRAME",
+    "MODEL_SHARE",
+    "SLICE_S",
+    "FramePacer",
+    "Model",
+    "PacerGroup",
+    "Renderer",
+]
 
 FRAME_BUDGET_S: Final = 0.010  # work per frame, over all its slices
 SLICE_S: Final = 0.004  # the longest run of work before the event loop gets a turn
@@ -119,7 +128,9 @@ class PacerGroup:
     ON_TIME = 1.1
     RESERVE_STEP_S = 0.0005
 
-    def __init__(self, budget_s: float = FRAME_BUDGET_S, frame_s: float = 0.016, slice_s: float = SLICE_S) -> None:
+    def __init__(
+        self, budget_s: float = FRAME_BUDGET_S, frame_s: float = 0.016, slice_s: float = SLICE_S
+    ) -> None:
         self.budget_s = budget_s
         self.slice_s = slice_s
         self.frame_s = frame_s

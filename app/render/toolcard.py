@@ -56,7 +56,9 @@ def card_lines(name: str, arguments: str) -> list[CardLine]:
         key = next((k for k in _PATCH_KEYS if isinstance(args.get(k), str)), None)
         if key is not None:
             out += [(diff_style(line), line) for line in str(args.pop(key)).rstrip("\n").split("\n")]
-    elif name in ("run_command", "run_tests", "shell") or any(isinstance(args.get(k), str) for k in _COMMAND_KEYS):
+    elif name in ("run_command", "run_tests", "shell") or any(
+        isinstance(args.get(k), str) for k in _COMMAND_KEYS
+    ):
         key = next((k for k in _COMMAND_KEYS if isinstance(args.get(k), str)), None)
         if key is not None:
             command = str(args.pop(key))

@@ -126,8 +126,19 @@ class Block:
 class _Segment:
     """`PACK_BLOCKS` settled blocks as compact data: one joined text and machine arrays."""
 
-    __slots__ = ("ends", "first", "flags", "kinds", "levels", "span_at", "span_ends", "span_keys",
-                 "span_starts", "strs", "text")
+    __slots__ = (
+        "ends",
+        "first",
+        "flags",
+        "kinds",
+        "levels",
+        "span_at",
+        "span_ends",
+        "span_keys",
+        "span_starts",
+        "strs",
+        "text",
+    )
 
     def __init__(self, blocks: Sequence[Block]) -> None:
         self.first = blocks[0].id
@@ -135,9 +146,14 @@ class _Segment:
         self.ends = array("I")
         self.kinds = bytes(_KIND_INDEX[b.kind] for b in blocks)
         self.levels = bytes(min(b.level, 255) for b in blocks)
-        self.flags = bytes((_CONT if b.cont else 0) | (_REASONING if b.reasoning else 0)
-                           | (_CLOSED if b.closed else 0) | (_OK if b.ok is True else 0)
-                           | (_NOT_OK if b.ok is False else 0) for b in blocks)
+        self.flags = bytes(
+            (_CONT if b.cont else 0)
+            | (_REASONING if b.reasoning else 0)
+            | (_CLOSED if b.closed else 0)
+            | (_OK if b.ok is True else 0)
+            | (_NOT_OK if b.ok is False else 0)
+            for b in blocks
+        )
         # item_id, lang, name, call_id per block: shared str objects in one tuple
         self.strs = tuple(x for b in blocks for x in (b.item_id, b.lang, b.name, b.call_id))
         self.span_at = array("I")  # span index where each block's spans end
@@ -158,19 +174,36 @@ class _Segment:
         return len(self.ends)
 
     def text_of(self, i: int) -> str:
-        return self.text[self.ends[i - 1] if i else 0:self.ends[i]]
+        return self.text[self.ends[i - 1] if i else 0 : self.ends[i]]
 
     def block(self, i: int, collapsed: bool) -> Block:
         f = self.flags[i]
-        item_id, lang, name, call_id = self.strs[4 * i:4 * i + 4]
+        item_id, lang, name, call_id = self.strs[4 * i : 4 * i + 4]
         a, b = (self.span_at[i - 1] if i else 0), self.span_at[i]
-        spans: Sequence[Span] = PackedSpans.from_arrays(
-            self.span_starts[a:b], self.span_ends[a:b], self.span_keys[a:b]) if b > a else ()
+        spans: Sequence[Span] = (
+            PackedSpans.from_arrays(self.span_starts[a:b], self.span_ends[a:b], self.span_keys[a:b])
+            if b > a
+            else ()
+        )
         text = self.text_of(i)
-        return Block(self.first + i, _KINDS[self.kinds[i]], text, item_id, frozen=True, lang=lang,
-                     level=self.levels[i], cont=bool(f & _CONT), reasoning=bool(f & _REASONING), name=name,
-                     call_id=call_id, ok=True if f & _OK else (False if f & _NOT_OK else None),
-                     collapsed=collapsed, closed=bool(f & _CLOSED), spans=spans, committed=len(text))
+        return Block(
+            self.first + i,
+            _KINDS[self.kinds[i]],
+            text,
+            item_id,
+            frozen=True,
+            lang=lang,
+            level=self.levels[i],
+            cont=bool(f & _CONT),
+            reasoning=bool(f & _REASONING),
+            name=name,
+            call_id=call_id,
+            ok=True if f & _OK else (False if f & _NOT_OK else None),
+            collapsed=collapsed,
+            closed=bool(f & _CLOSED),
+            spans=spans,
+            committed=len(text),
+        )
 
 
 # ---- the operations every input is mapped onto (buffered until advance) ------------------------
@@ -210,7 +243,7 @@ class _Delta:
         parts, out, got = self.parts, [], 0
         while got < n and self.head < len(parts):
             part = parts[self.head]
-            piece = part[self.offset:self.offset + n - got]
+            piece = part[self.offset : self.offset + n - got]
             out.append(piece)
             got += len(piece)
             self.offset += len(piece)
@@ -218,7 +251,7 @@ class _Delta:
                 self.head += 1
                 self.offset = 0
         if self.head >= _JOIN:  # forget what was fed
-            del parts[:self.head]
+            del parts[: self.head]
             self.head = 0
         return out[0] if len(out) == 1 else "".join(out)
 
@@ -381,7 +414,9 @@ class Transcript:
         """Buffer one protocol event (see the module docstring); events not shown are dropped."""
         if isinstance(event, ev.OutputTextDelta):  # the hot path first
             self._push_delta("text", event.item_id, event.delta)
-        elif isinstance(event, (ev.ReasoningTextDelta, ev.ReasoningContentDelta, ev.ReasoningSummaryTextDelta)):
+        elif isinstance(
+            event, (ev.ReasoningTextDelta, ev.ReasoningContentDelta, ev.ReasoningSummaryTextDelta)
+        ):
             self._push_delta("reasoning", event.item_id, event.delta)
         elif isinstance(event, ev.FunctionCallArgumentsDelta):
             self._push_delta("tool", event.item_id, event.delta)
@@ -391,8 +426,11 @@ class Transcript:
         elif isinstance(event, ev.OutputItemAdded):
             item = event.item
             if item.get("type") == "function_call":
-                self._push(_ToolCall(str(item.get("id", "")), str(item.get("name", "")),
-                                     str(item.get("call_id", ""))))
+                self._push(
+                    _ToolCall(
+                        str(item.get("id", "")), str(item.get("name", "")), str(item.get("call_id", ""))
+                    )
+                )
         elif isinstance(event, ev.OutputItemDone):
             self._push(_EndItem(str(event.item.get("id", ""))))
         elif isinstance(event, ev.ResponseCompleted):
@@ -554,8 +592,15 @@ class Transcript:
             self._new(BlockKind.NOTICE, text=op.text, name=op.kind, item_id=op.ref, frozen=True)
         elif isinstance(op, _ToolOutput):
             long = op.text.count("\n", 0, len(op.text.rstrip("\n"))) >= FOLD_LINES
-            self._new(BlockKind.TOOL_OUTPUT, text=op.text, call_id=op.call_id, ok=op.ok, frozen=True,
-                      collapsed=long, name=self._call_names.get(op.call_id, ""))
+            self._new(
+                BlockKind.TOOL_OUTPUT,
+                text=op.text,
+                call_id=op.call_id,
+                ok=op.ok,
+                frozen=True,
+                collapsed=long,
+                name=self._call_names.get(op.call_id, ""),
+            )
         elif isinstance(op, _EndResponse):
             self._end_response(op.status)
         else:  # _Delta is fed by advance()
@@ -639,7 +684,7 @@ class Transcript:
         if tail is not None:
             self._apply(item, sp.frozen_count, tail, frozen=False)
         elif item.ended:  # a provisional block whose line turned out to start nothing
-            for bid in item.ids[sp.frozen_count - item.offset:]:
+            for bid in item.ids[sp.frozen_count - item.offset :]:
                 blk = self.block(bid)
                 blk.text, blk.frozen, blk.spans = "", True, ()
                 self._touch(blk)
@@ -655,23 +700,37 @@ class Transcript:
         index -= item.offset
         if index < len(item.ids):
             blk = self.block(item.ids[index])
-            if (not frozen and blk.text == md.text and blk.kind is kind and blk.lang == md.lang
-                    and blk.level == md.level):
+            if (
+                not frozen
+                and blk.text == md.text
+                and blk.kind is kind
+                and blk.lang == md.lang
+                and blk.level == md.level
+            ):
                 return
             if blk.kind is not kind or blk.lang != md.lang:
                 item.highlighters.pop(blk.id, None)
             blk.kind, blk.lang, blk.level, blk.cont = kind, md.lang, md.level, md.cont
             blk.text, blk.closed = md.text, md.closed
         else:
-            blk = self._new(kind, text=md.text, item_id=item.item_id, lang=md.lang, level=md.level,
-                            cont=md.cont, reasoning=item.kind == "reasoning", closed=md.closed)
+            blk = self._new(
+                kind,
+                text=md.text,
+                item_id=item.item_id,
+                lang=md.lang,
+                level=md.level,
+                cont=md.cont,
+                reasoning=item.kind == "reasoning",
+                closed=md.closed,
+            )
             item.ids.append(blk.id)
         blk.frozen = frozen
         if kind is BlockKind.CODE:
             hl = item.highlighters.get(blk.id)
             if hl is None:
                 hl = item.highlighters[blk.id] = CodeHighlighter(
-                    md.lang, stack=item.stack if md.cont else None)
+                    md.lang, stack=item.stack if md.cont else None
+                )
             hl.update(md.text, final=frozen)
             blk.committed = hl.committed_len
             if frozen:

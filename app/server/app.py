@@ -246,8 +246,9 @@ class _Connection:
                 try:
                     self.engine.prefill(warm)
                 except Exception:
-                    log.exception("engine prefill failed on %s (the warm-up itself was answered)",
-                                  warm.response_id)
+                    log.exception(
+                        "engine prefill failed on %s (the warm-up itself was answered)", warm.response_id
+                    )
         for turn in turns:
             task = asyncio.create_task(self._run_turn(turn), name=f"turn {turn.response_id}")
             self.turns[turn.response_id] = task
@@ -399,7 +400,8 @@ def _auth_error(request: web.Request) -> web.Response | None:
         return _error_body(*_UNAUTHORIZED)
     if not state.guard.authenticate(request.protocol):
         resp = _error_body(
-            429, "too_many_connections",
+            429,
+            "too_many_connections",
             f"This client already has {state.config.max_connections_per_client} connections open; close some.",
         )
         resp.force_close()
@@ -422,7 +424,9 @@ async def _websocket(request: web.Request) -> web.StreamResponse:
             426, "websocket_disabled", "This server does not offer WebSocket mode; use POST /v1/responses."
         )
     ws = web.WebSocketResponse(
-        max_msg_size=state.config.max_frame_bytes, autoping=True, decode_text=False,
+        max_msg_size=state.config.max_frame_bytes,
+        autoping=True,
+        decode_text=False,
         compress=state.config.ws_deflate,
     )
     ws.headers[CLIENT_EVENTS_HEADER] = "response.cancel"  # Stop keeps the chain (see ServerSession)
@@ -497,7 +501,9 @@ async def _read_body(request: web.Request) -> bytes | web.Response:
         return _error_body(413, "frame_too_large", f"Request body exceeds {cfg.max_frame_bytes} bytes.")
     reserve = size if size is not None else cfg.max_frame_bytes
     if not state.uploads.reserve(reserve):
-        resp = _error_body(503, "server_busy", "Too many request bodies are being uploaded at once; retry shortly.")
+        resp = _error_body(
+            503, "server_busy", "Too many request bodies are being uploaded at once; retry shortly."
+        )
         resp.headers["Retry-After"] = "1"
         return resp
     try:
@@ -505,7 +511,9 @@ async def _read_body(request: web.Request) -> bytes | web.Response:
     except web.HTTPRequestEntityTooLarge:
         return _error_body(413, "frame_too_large", f"Request body exceeds {cfg.max_frame_bytes} bytes.")
     except TimeoutError:
-        resp = _error_body(408, "request_timeout", f"The request body did not arrive within {cfg.body_timeout_s:g} s.")
+        resp = _error_body(
+            408, "request_timeout", f"The request body did not arrive within {cfg.body_timeout_s:g} s."
+        )
         resp.force_close()
         return resp
     except ConnectionError as exc:  # the client went away before its body arrived: nobody to answer
@@ -687,7 +695,10 @@ async def run_server(
     )
     app = build_app(engine, config)
     runner = web.AppRunner(
-        app, handle_signals=False, access_log=None, shutdown_timeout=2.0,
+        app,
+        handle_signals=False,
+        access_log=None,
+        shutdown_timeout=2.0,
         keepalive_timeout=config.keepalive_timeout_s,
         lingering_time=0,  # refused bodies are not drained: no handler may outlive the server's shutdown
     )

@@ -107,7 +107,9 @@ class Agent:
         # Extra request fields for this endpoint, e.g. include=["reasoning.encrypted_content"] so that a
         # store=false chain can be rebuilt with its reasoning items (PROTOCOL §4.4).
         self.extra_settings: dict[str, Any] = {}
-        sync.settings = self.settings()  # context pushes share the turns' settings: the chain stays incremental
+        sync.settings = (
+            self.settings()
+        )  # context pushes share the turns' settings: the chain stays incremental
         self._stop = asyncio.Event()
         self._turn_no = 0
         self._failures: list[frozenset[tuple[str, str]]] = []  # digest signatures of this request's runs
@@ -129,8 +131,13 @@ class Agent:
         self.sync.stop()
 
     def settings(self) -> dict[str, Any]:
-        return {"instructions": self.instructions, "tools": self.tools, "tool_choice": "auto",
-                "parallel_tool_calls": True, **self.extra_settings}
+        return {
+            "instructions": self.instructions,
+            "tools": self.tools,
+            "tool_choice": "auto",
+            "parallel_tool_calls": True,
+            **self.extra_settings,
+        }
 
     async def run(self, text: str, *, on_retry: Callable[[str], None] | None = None) -> RunOutcome:
         """One user request, through as many tool turns as it takes (see module docstring)."""
@@ -141,8 +148,9 @@ class Agent:
         self._owed = []
         outcome = RunOutcome("completed")
         while True:
-            result = await self.sync.turn(items, settings=self.settings(), on_event=self._on_event,
-                                          on_retry=on_retry)
+            result = await self.sync.turn(
+                items, settings=self.settings(), on_event=self._on_event, on_retry=on_retry
+            )
             outcome.turns += 1
             outcome.last = result
             calls = [i for i in result.output if i.get("type") == "function_call"] if result.ok else []
@@ -158,8 +166,10 @@ class Agent:
             if outcome.turns > self.config.max_tool_turns:
                 self._owed = [_output(c, "not run: the tool turn cap was reached") for c in calls]
                 outcome.status = "cap"
-                outcome.message = (f"Stopped after {self.config.max_tool_turns} consecutive tool turns "
-                                   "(Settings: tool turn cap).")
+                outcome.message = (
+                    f"Stopped after {self.config.max_tool_turns} consecutive tool turns "
+                    "(Settings: tool turn cap)."
+                )
                 self._notice("warning", outcome.message)
                 return outcome
             outputs = await asyncio.gather(*(self._call(c) for c in calls))
@@ -175,8 +185,11 @@ class Agent:
                 outcome.message = self._stuck_message()
                 self._notice("warning", outcome.message)
                 # The model still gets the tool outputs, so the chain stays consistent next time.
-                await self.sync.turn([*items, _user(outcome.message + " Stop and summarise.")],
-                                     settings={**self.settings(), "tool_choice": "none"}, on_event=self._on_event)
+                await self.sync.turn(
+                    [*items, _user(outcome.message + " Stop and summarise.")],
+                    settings={**self.settings(), "tool_choice": "none"},
+                    on_event=self._on_event,
+                )
                 return outcome
 
     def _is_stuck(self) -> bool:
@@ -188,15 +201,18 @@ class Agent:
         n, times = len(same), _times(self.config.stuck_repeats)
         ids = ", ".join(i for i, _ in same[:5]) + (f" and {n - 5} more" if n > 5 else "")
         what = "failure" if n == 1 else "failures"
-        return (f"The same {n} {what} came back {times} in a row ({ids}); stopping — the fix-until-green "
-                "loop is not making progress.")
+        return (
+            f"The same {n} {what} came back {times} in a row ({ids}); stopping — the fix-until-green "
+            "loop is not making progress."
+        )
 
     # ---- test runs -----------------------------------------------------------------------------
 
     def digest(self, run: TestRun) -> Digest:
         """The model's view of `run` (see app.tools.digest)."""
-        return build_digest(run, estimate=estimate_tokens, budget=self.config.test_digest_tokens,
-                            root=self.root.as_posix())
+        return build_digest(
+            run, estimate=estimate_tokens, budget=self.config.test_digest_tokens, root=self.root.as_posix()
+        )
 
     def note_test_run(self, run: TestRun, *, label: str = "The user ran the tests") -> Digest:
         """A run the app started (Run tests, Rerun failed, rerun-on-save): it becomes the last run
@@ -281,7 +297,8 @@ class Agent:
         hunks = decision.hunks or None
         try:
             applied = await asyncio.get_running_loop().run_in_executor(
-                None, lambda: self.fs.apply(change_set, hunks, turn=self._turn_no, now=time.time()))
+                None, lambda: self.fs.apply(change_set, hunks, turn=self._turn_no, now=time.time())
+            )
         except PatchError as exc:
             return ToolResult(False, f"error: patch not applied: {exc}")
         self.applied.append(applied)
@@ -291,17 +308,22 @@ class Agent:
         # Arguments are data: the path is confined like any tool path, never an option.
         try:
             targets = [self.fs.target(str(args["path"])).rel] if args.get("path") else []
-            cmd = detect_test_command(self.root, targets=targets, python=self.config.python,
-                                      custom=self.config.test_command)
-            if args.get("keyword") and cmd.runner == "pytest":  # -k is pytest's; other runners take no keyword
-                cmd = detect_test_command(self.root, targets=targets, python=self.config.python,
-                                          keyword=str(args["keyword"]))
+            cmd = detect_test_command(
+                self.root, targets=targets, python=self.config.python, custom=self.config.test_command
+            )
+            if (
+                args.get("keyword") and cmd.runner == "pytest"
+            ):  # -k is pytest's; other runners take no keyword
+                cmd = detect_test_command(
+                    self.root, targets=targets, python=self.config.python, keyword=str(args["keyword"])
+                )
         except ValueError as exc:  # PathRefused is a ValueError too
             return ToolResult(False, f"error: {exc}")
         if cmd.runner != "none" and not await self._command_allowed(cmd.display, tests=True, argv=cmd.argv):
             return ToolResult(False, "the user did not allow the test command to run")
-        run = await run_tests(cmd, on_event=self._on_test_event, timeout=self.config.test_timeout_s,
-                              stop=self._stop)
+        run = await run_tests(
+            cmd, on_event=self._on_test_event, timeout=self.config.test_timeout_s, stop=self._stop
+        )
         return self._finish_run(run)
 
     def failed_targets(self) -> list[str]:
@@ -322,13 +344,20 @@ class Agent:
             return ToolResult(False, f"error: {exc}")
         if not await self._command_allowed(cmd.display, tests=True, argv=cmd.argv):
             return ToolResult(False, "the user did not allow the test command to run")
-        run = await run_tests(cmd, on_event=self._on_test_event, timeout=self.config.test_timeout_s,
-                              stop=self._stop)
+        run = await run_tests(
+            cmd, on_event=self._on_test_event, timeout=self.config.test_timeout_s, stop=self._stop
+        )
         n = len(targets)
         return self._finish_run(run, f"rerun of the {n} test{'s' if n > 1 else ''} that failed last time\n")
 
-    async def _command_allowed(self, command: str, *, tests: bool = False, shell: bool = False,
-                               argv: Sequence[str] | str | None = None) -> bool:
+    async def _command_allowed(
+        self,
+        command: str,
+        *,
+        tests: bool = False,
+        shell: bool = False,
+        argv: Sequence[str] | str | None = None,
+    ) -> bool:
         """Policy, then the user. `argv` (when known) is what the allow-list compares, exactly."""
         exact: Sequence[str] | str = argv if argv is not None else command
         if self.config.approval_policy == "auto_all":
@@ -338,8 +367,12 @@ class Agent:
             return False
         if decision == "allow":
             return True
-        title = "Run this test command?" if tests else ("Run this shell line?" if shell else "Run this command?")
-        answer = await self._ask("command", title, {"command": command, "cwd": str(self.root), "shell": shell})
+        title = (
+            "Run this test command?" if tests else ("Run this shell line?" if shell else "Run this command?")
+        )
+        answer = await self._ask(
+            "command", title, {"command": command, "cwd": str(self.root), "shell": shell}
+        )
         if answer.accept and answer.always:
             self.config.command_policy = self.config.command_policy.with_allowed(exact)
         return answer.accept
@@ -352,7 +385,9 @@ class Agent:
         if not await self._command_allowed(command, shell=argv is None):
             return ToolResult(False, f"the user did not allow `{command}` to run")
         timeout = float(args.get("timeout_s") or self.config.command_timeout_s)
-        res = await run_process(command if argv is None else argv, cwd=self.root, timeout=timeout, stop=self._stop)
+        res = await run_process(
+            command if argv is None else argv, cwd=self.root, timeout=timeout, stop=self._stop
+        )
         return ToolResult(res.exit_code == 0, res.for_model())
 
     def undo_last(self) -> list[str]:
@@ -371,7 +406,6 @@ def _user(text: str) -> dict[str, Any]:
 
 def _output(call: Mapping[str, Any], text: str) -> dict[str, Any]:
     return {"type": "function_call_output", "call_id": str(call.get("call_id", "")), "output": text}
-
 
 
 __all__: Sequence[str] = ["INSTRUCTIONS", "Agent", "AgentConfig", "RunOutcome"]

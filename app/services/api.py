@@ -42,7 +42,9 @@ __all__ = [
 # reconnecting: the socket was lost, retrying (`attempt`); rotating: renewing the socket early, before
 # the provider's age limit; idle: no socket open and nothing wrong (after a Stop that had to drop it);
 # offline: cannot reach the endpoint; error: the endpoint refused us (a key, a policy).
-ConnectionState = Literal["connecting", "warm", "streaming", "reconnecting", "rotating", "idle", "offline", "error"]
+ConnectionState = Literal[
+    "connecting", "warm", "streaming", "reconnecting", "rotating", "idle", "offline", "error"
+]
 
 
 @dataclass(frozen=True, slots=True)
@@ -190,9 +192,13 @@ class Services(SettingsFacade, Protocol):
     def side_opened(self) -> Signal[[SideConversation]]: ...
     @property
     def side_removed(self) -> Signal[[SideConversation]]: ...
-    def ask_side(self, text: str, side_id: str | None = None) -> SideConversation | None: ...  # None: a new one
+    def ask_side(
+        self, text: str, side_id: str | None = None
+    ) -> SideConversation | None: ...  # None: a new one
     def close_side(self, side_id: str) -> None: ...
-    def promote_side(self, side_id: str) -> None: ...  # becomes a stored session (opened when the agent is idle)
+    def promote_side(
+        self, side_id: str
+    ) -> None: ...  # becomes a stored session (opened when the agent is idle)
 
 
 # The composition root's factory: one services object per opened project.

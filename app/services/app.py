@@ -53,6 +53,7 @@ from app.tools.testrun import TestRun
 
 log = logging.getLogger(__name__)
 
+
 class AppServices:
     """One project's services (see module docstring)."""
 
@@ -78,9 +79,14 @@ class AppServices:
         self.approvals = Approvals()
         self.stats = Stats()
         self.inspector = Inspector()  # what went on the wire, request by request
-        self.tests = LiveTests(self.project_root, notice=self._notice,
-                               rerun_on_save=lambda: self.settings.rerun_tests_on_save, agent_busy=lambda: self.busy,
-                               failed_targets=self._failed_targets, finished=self._test_run_finished)
+        self.tests = LiveTests(
+            self.project_root,
+            notice=self._notice,
+            rerun_on_save=lambda: self.settings.rerun_tests_on_save,
+            agent_busy=lambda: self.busy,
+            failed_targets=self._failed_targets,
+            finished=self._test_run_finished,
+        )
         self.connection_changed: Signal[[ConnectionStatus]] = Signal("connection_changed")
         self.files_changed: Signal[[FileChanges]] = Signal("files_changed")
         self.busy_changed: Signal[[bool]] = Signal("busy_changed")
@@ -143,8 +149,12 @@ class AppServices:
         """Connect (starting a scripted server when no model is configured), index, warm up."""
         # The syntax highlighter's lexers are built in a worker meanwhile, not in the first frame with code.
         self._warm = asyncio.get_running_loop().run_in_executor(None, warm_highlighting)
-        ws = Workspace(self.project_root, budget_tokens=self.settings.context_budget_tokens, pins=self.settings.pins,
-                       user_ignores=self.settings.ignore_patterns)
+        ws = Workspace(
+            self.project_root,
+            budget_tokens=self.settings.context_budget_tokens,
+            pins=self.settings.pins,
+            user_ignores=self.settings.ignore_patterns,
+        )
         self.workspace = ws
         ws.files_changed.connect(self.files_changed.emit)  # changed rows only, built off the loop
         ws.changed.connect(self.tests.on_disk_changed)
@@ -177,8 +187,12 @@ class AppServices:
             self.hub = None
             session = ResponsesSession(endpoint, rebuild=ws.rebuild)
         self.session = session
-        self.side = SideLanes(endpoint, hub=self.hub, main_transcript=lambda: session.client.transcript(),
-                              settings=lambda: dict(self.agent.extra_settings) if self.agent else {})
+        self.side = SideLanes(
+            endpoint,
+            hub=self.hub,
+            main_transcript=lambda: session.client.transcript(),
+            settings=lambda: dict(self.agent.extra_settings) if self.agent else {},
+        )
         self.side.opened.connect(self.side_opened.emit)
         self.side.removed.connect(self.side_removed.emit)
         session.state_changed.connect(self._on_state)
@@ -188,11 +202,16 @@ class AppServices:
         policy = self.settings.approval_policy
         cmd_policy = CommandPolicy("ask")
         self.agent = Agent(
-            self.sync, ws.files,
-            config=AgentConfig(approval_policy=policy, command_policy=cmd_policy,
-                               max_tool_turns=self.settings.max_tool_turns),
-            approve=self.approvals.ask, on_event=self._on_event, on_tool_output=self.conversation.add_tool_output,
-            on_test_event=self.tests.on_event, on_notice=self._notice,
+            self.sync,
+            ws.files,
+            config=AgentConfig(
+                approval_policy=policy, command_policy=cmd_policy, max_tool_turns=self.settings.max_tool_turns
+            ),
+            approve=self.approvals.ask,
+            on_event=self._on_event,
+            on_tool_output=self.conversation.add_tool_output,
+            on_test_event=self.tests.on_event,
+            on_notice=self._notice,
         )
         if self._encrypted_reasoning:
             self.agent.extra_settings = {"include": ["reasoning.encrypted_content"]}
@@ -208,8 +227,11 @@ class AppServices:
             return self._fixed_endpoint
         problems: list[str] = []
         try:
-            resolved = await endpoints.resolve(self.settings, lambda p: self._secret_store().get(p),
-                                               lambda _kind, text: problems.append(text))
+            resolved = await endpoints.resolve(
+                self.settings,
+                lambda p: self._secret_store().get(p),
+                lambda _kind, text: problems.append(text),
+            )
         except endpoints.EndpointUnavailable as exc:
             self.connection_changed.emit(ConnectionStatus("error", str(exc), SCRIPTED_LABEL))
             self._set_banner(f"**Slipstream could not start an engine.** {exc}")
@@ -372,8 +394,11 @@ class AppServices:
             return
         self.side.close_soon(side_id)
         if self.busy or self.session is None or self.session.busy:
-            self._notice("info", f"Saved the side conversation “{lane.title}” as a session; "
-                                 "open it from Sessions when the agent is done.")
+            self._notice(
+                "info",
+                f"Saved the side conversation “{lane.title}” as a session; "
+                "open it from Sessions when the agent is done.",
+            )
         else:
             self.open_session(new_id)
 
@@ -388,10 +413,14 @@ class AppServices:
             if self.banner.startswith(UNREACHABLE):
                 self._set_banner("")
         elif state in ("error", "offline", "reconnecting") and detail and detail != "closed":
-            self._set_banner(f"{UNREACHABLE} **{self._engine_label}**: {detail}. Slipstream keeps trying; "
-                             "check the endpoint, model and key in Settings.")
+            self._set_banner(
+                f"{UNREACHABLE} **{self._engine_label}**: {detail}. Slipstream keeps trying; "
+                "check the endpoint, model and key in Settings."
+            )
 
-    def connection_status(self, state: ConnectionState | None = None, detail: str | None = None) -> ConnectionStatus:
+    def connection_status(
+        self, state: ConnectionState | None = None, detail: str | None = None
+    ) -> ConnectionStatus:
         """The status bar's whole truth: state, transport, attempt, early renewal, rebuilds, first token."""
         s = self.session
         url = self.endpoint.url if self.endpoint else ""
@@ -400,19 +429,34 @@ class AppServices:
         insp = self.inspector
         causes = tuple(sorted(insp.rebuilds.items(), key=lambda kv: -kv[1]))
         return ConnectionStatus(
-            state or s.state, s.detail if detail is None else detail, self._engine_label, url,
-            transport=s.transport, attempt=s.attempt, max_attempts=s.max_attempts, rotate_at=s.rotate_at(),
-            rebuilds=insp.rebuild_count, rebuild_causes=causes, ttft_ms=s.last_ttft_ms,
+            state or s.state,
+            s.detail if detail is None else detail,
+            self._engine_label,
+            url,
+            transport=s.transport,
+            attempt=s.attempt,
+            max_attempts=s.max_attempts,
+            rotate_at=s.rotate_at(),
+            rebuilds=insp.rebuild_count,
+            rebuild_causes=causes,
+            ttft_ms=s.last_ttft_ms,
             sent_ratio=insp.ratio if insp.requests else None,
         )
 
     def _on_sent(self, sent: SentFrame) -> None:
-        self.inspector.record_send(sent.frame, transport=sent.transport, fresh_cause=sent.fresh_cause,
-                                   transcript=sent.transcript)
+        self.inspector.record_send(
+            sent.frame, transport=sent.transport, fresh_cause=sent.fresh_cause, transcript=sent.transcript
+        )
 
     def _on_ended(self, result: TurnResult) -> None:
-        self.inspector.record_end(status=result.status, response_id=result.response_id, usage=result.usage,
-                                  ttft_ms=result.ttft_ms, error=result.error, kept_chain=result.kept_chain)
+        self.inspector.record_end(
+            status=result.status,
+            response_id=result.response_id,
+            usage=result.usage,
+            ttft_ms=result.ttft_ms,
+            error=result.error,
+            kept_chain=result.kept_chain,
+        )
         self.connection_changed.emit(self.connection_status())  # ratio, rebuilds, first token
 
     def _summarise_request(self, last: TurnResult | None) -> None:
@@ -441,8 +485,11 @@ class AppServices:
         if items and self.session is not None:
             self.session.client.restore(items)
             self.conversation.restore(items)
-            self._notice("info", f"Restored the session “{self.history.title}” "
-                                 f"({len(items)} items); the chain is rebuilt on the next turn.")
+            self._notice(
+                "info",
+                f"Restored the session “{self.history.title}” "
+                f"({len(items)} items); the chain is rebuilt on the next turn.",
+            )
 
     def _persist_transcript(self) -> None:
         if self.session is not None:
@@ -523,9 +570,13 @@ class AppServices:
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await asyncio.wait_for(asyncio.shield(self._task), 5.0)  # type: ignore[arg-type]
         s = self.settings
-        self._set_banner(f"Applying the new settings: connecting to {PROVIDER_LABELS.get(s.provider, s.provider)}"
-                         f"{' at ' + s.endpoint if s.endpoint else ''}…")
-        self.connection_changed.emit(ConnectionStatus("connecting", "applying the new settings", self._engine_label))
+        self._set_banner(
+            f"Applying the new settings: connecting to {PROVIDER_LABELS.get(s.provider, s.provider)}"
+            f"{' at ' + s.endpoint if s.endpoint else ''}…"
+        )
+        self.connection_changed.emit(
+            ConnectionStatus("connecting", "applying the new settings", self._engine_label)
+        )
         old_session, old_sync, old_server = self.session, self.sync, self._server
         items = [dict(i) for i in old_session.client.transcript()] if old_session is not None else []
         self.agent = None  # no turn starts on the old endpoint meanwhile
@@ -591,8 +642,10 @@ def failure_banner(settings: Settings, problems: list[str]) -> str:
     """The banner for settings that could not be used: the reason, the fallback, the fix."""
     what = PROVIDER_LABELS.get(settings.provider, settings.provider)
     reasons = " ".join(problems)
-    return (f"**Settings not applied: {what} cannot be used.** {reasons} Meanwhile Slipstream runs its scripted "
-            "engine (offline, no model).")
+    return (
+        f"**Settings not applied: {what} cannot be used.** {reasons} Meanwhile Slipstream runs its scripted "
+        "engine (offline, no model)."
+    )
 
 
 def create_services(root: Path, settings: Settings) -> Services:

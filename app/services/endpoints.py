@@ -22,8 +22,15 @@ from app.services.providers import PROVIDERS, endpoint_for
 from app.services.session import Endpoint
 from app.services.settings import Settings
 
-__all__ = ["BANNER", "SCRIPTED_LABEL", "EndpointUnavailable", "Resolved", "from_command_line", "resolve",
-           "scripted"]
+__all__ = [
+    "BANNER",
+    "SCRIPTED_LABEL",
+    "EndpointUnavailable",
+    "Resolved",
+    "from_command_line",
+    "resolve",
+    "scripted",
+]
 
 SCRIPTED_LABEL = "scripted — no model"
 BANNER = (
@@ -61,7 +68,9 @@ async def scripted() -> Resolved:
         server = await start_local_server()
     except LocalServerError as exc:
         raise EndpointUnavailable(str(exc)) from exc
-    return Resolved(Endpoint(server.url, server.token, model="scripted", label=SCRIPTED_LABEL), server, BANNER)
+    return Resolved(
+        Endpoint(server.url, server.token, model="scripted", label=SCRIPTED_LABEL), server, BANNER
+    )
 
 
 async def _bridge(s: Settings) -> Resolved:
@@ -125,7 +134,12 @@ async def from_command_line(endpoint: str | None, token: str | None, model: str 
         if model:
             resolved.endpoint = replace(resolved.endpoint, model=model)
         return resolved
-    token = token or os.environ.get("SLIPSTREAM_TOKEN") or local_serve_token(endpoint) or os.environ.get(
-        "OPENAI_API_KEY") or None
+    token = (
+        token
+        or os.environ.get("SLIPSTREAM_TOKEN")
+        or local_serve_token(endpoint)
+        or os.environ.get("OPENAI_API_KEY")
+        or None
+    )
     # http(s):// means HTTP + SSE only (a server without WebSocket mode); ws(s):// WebSocket first.
     return Resolved(Endpoint(endpoint, token, model=model or "scripted", label=endpoint))

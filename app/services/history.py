@@ -24,7 +24,9 @@ __all__ = ["History", "pair_calls"]
 class History:
     """One project's sessions in the store (see the module docstring)."""
 
-    def __init__(self, root: Path, store: HistoryStore | None, notice: Callable[[NoticeKind, str], None]) -> None:
+    def __init__(
+        self, root: Path, store: HistoryStore | None, notice: Callable[[NoticeKind, str], None]
+    ) -> None:
         self._root = root
         self._store = store
         self._notice = notice
@@ -52,8 +54,11 @@ class History:
             rec = store.create_session(self._root)
         self.session_id = rec.id
         self.title = rec.title or "untitled"
-        items = [i.data["item"] if i.kind == "user_message" else i.data
-                 for i in store.items(rec.id) if i.kind in ("item", "user_message")]
+        items = [
+            i.data["item"] if i.kind == "user_message" else i.data
+            for i in store.items(rec.id)
+            if i.kind in ("item", "user_message")
+        ]
         items = pair_calls(items)
         self._persisted = len(items)
         return items
@@ -77,7 +82,7 @@ class History:
             return
         items = [i for i in transcript if not is_context_item(i)]
         try:
-            _append(store, self.session_id, items[self._persisted:])
+            _append(store, self.session_id, items[self._persisted :])
             store.set_chain_head(self.session_id, "default", head)
         except StoreError as exc:
             self._notice("warning", f"Could not save the history: {exc}")
@@ -104,8 +109,10 @@ class History:
         store = self._db()
         if store is None:
             return []
-        return [SessionInfo(r.id, r.title or "untitled", r.project, r.updated_at, r.turns)
-                for r in store.list_sessions(self._root)]
+        return [
+            SessionInfo(r.id, r.title or "untitled", r.project, r.updated_at, r.turns)
+            for r in store.list_sessions(self._root)
+        ]
 
     def close(self) -> None:
         if self._store is not None:
@@ -128,6 +135,11 @@ def pair_calls(items: list[dict[str, Any]]) -> list[dict[str, Any]]:
     for item in items:
         out.append(item)
         if item.get("type") == "function_call" and str(item.get("call_id")) not in answered:
-            out.append({"type": "function_call_output", "call_id": str(item.get("call_id", "")),
-                        "output": "not run: Slipstream was closed before this call ran"})
+            out.append(
+                {
+                    "type": "function_call_output",
+                    "call_id": str(item.get("call_id", "")),
+                    "output": "not run: Slipstream was closed before this call ran",
+                }
+            )
     return out

@@ -107,7 +107,8 @@ def diff_lines(text: str) -> list[DiffLine]:
     in_hunk = False
     for n, line in enumerate(lines):
         header = (line.startswith("--- ") and n + 1 < len(lines) and lines[n + 1].startswith("+++ ")) or (
-            line.startswith("+++ ") and n > 0 and lines[n - 1].startswith("--- "))
+            line.startswith("+++ ") and n > 0 and lines[n - 1].startswith("--- ")
+        )
         if line.startswith("@@"):
             in_hunk = True
             out.append(DiffLine(line, "hunk"))
@@ -140,19 +141,38 @@ def describe_item(item: Item) -> SentItem:
         text = message_text(item)
         if text.startswith(UPDATE_MARKER):
             files = text.count("\n@@") + text.count("\n--- ")
-            return SentItem("context update", _first_line(text[len(UPDATE_MARKER):]) or "changed files",
-                            text, size, diff="\n@@" in text or files > 0)
+            return SentItem(
+                "context update",
+                _first_line(text[len(UPDATE_MARKER) :]) or "changed files",
+                text,
+                size,
+                diff="\n@@" in text or files > 0,
+            )
         if text.startswith(SNAPSHOT_MARKER_PREFIX):
-            return SentItem("context snapshot", _first_line(text.split("\n", 1)[1] if "\n" in text else text),
-                            text, size, diff="\n@@" in text)
-        label = {"user": "your message", "assistant": "assistant message", "system": "system message",
-                 "developer": "instructions"}.get(role, f"{role} message")
+            return SentItem(
+                "context snapshot",
+                _first_line(text.split("\n", 1)[1] if "\n" in text else text),
+                text,
+                size,
+                diff="\n@@" in text,
+            )
+        label = {
+            "user": "your message",
+            "assistant": "assistant message",
+            "system": "system message",
+            "developer": "instructions",
+        }.get(role, f"{role} message")
         return SentItem(label, _first_line(text), text, size)
     if kind == "function_call_output":
         out = item.get("output")
         text = out if isinstance(out, str) else json.dumps(out, indent=2)
-        return SentItem("tool output", f"{item.get('call_id', '')}: {_first_line(text, 70)}", text, size,
-                        diff="\n@@" in text)
+        return SentItem(
+            "tool output",
+            f"{item.get('call_id', '')}: {_first_line(text, 70)}",
+            text,
+            size,
+            diff="\n@@" in text,
+        )
     if kind == "function_call":
         args = str(item.get("arguments", ""))
         pretty = args
@@ -164,11 +184,17 @@ def describe_item(item: Item) -> SentItem:
                 pretty = patch
         except (ValueError, TypeError):
             pass
-        return SentItem("tool call", f"{item.get('name', '')}({_first_line(args, 60)})", pretty, size,
-                        diff="\n@@" in pretty or pretty.startswith("@@") or "*** Begin Patch" in pretty)
+        return SentItem(
+            "tool call",
+            f"{item.get('name', '')}({_first_line(args, 60)})",
+            pretty,
+            size,
+            diff="\n@@" in pretty or pretty.startswith("@@") or "*** Begin Patch" in pretty,
+        )
     if kind == "reasoning":
-        return SentItem("reasoning", "the model's reasoning (carried for the chain)", json.dumps(item, indent=2),
-                        size)
+        return SentItem(
+            "reasoning", "the model's reasoning (carried for the chain)", json.dumps(item, indent=2), size
+        )
     return SentItem(str(kind or "item"), _first_line(json.dumps(item)), json.dumps(item, indent=2), size)
 
 
@@ -185,8 +211,13 @@ class _Totals:
 class Inspector:
     """Records every request (see module docstring)."""
 
-    def __init__(self, *, keep_frames: int = KEEP_FRAMES, keep_records: int = KEEP_RECORDS,
-                 clock: Callable[[], float] = time.time) -> None:
+    def __init__(
+        self,
+        *,
+        keep_frames: int = KEEP_FRAMES,
+        keep_records: int = KEEP_RECORDS,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
         self.keep_frames = keep_frames
         self._records: deque[SendRecord] = deque(maxlen=keep_records)
         self._clock = clock
@@ -196,8 +227,9 @@ class Inspector:
 
     # ---- feeding ---------------------------------------------------------------------------------
 
-    def record_send(self, frame: bytes, *, transport: str, fresh_cause: str = "",
-                    transcript: Sequence[Item] = ()) -> SendRecord:
+    def record_send(
+        self, frame: bytes, *, transport: str, fresh_cause: str = "", transcript: Sequence[Item] = ()
+    ) -> SendRecord:
         """One request as it went out. `transcript`: the lane's whole conversation at that moment,
         the input a client without `previous_response_id` would have had to send."""
         try:
@@ -216,8 +248,11 @@ class Inspector:
         self._seq += 1
         cause = ""
         if prev is None:
-            cause = fresh_cause or (FIRST_CAUSE if self._totals.requests == 0 else
-                                    "the request settings changed or the session was reopened")
+            cause = fresh_cause or (
+                FIRST_CAUSE
+                if self._totals.requests == 0
+                else "the request settings changed or the session was reopened"
+            )
         rec = SendRecord(
             seq=self._seq,
             kind="push" if body.get("generate") is False else "turn",
@@ -241,8 +276,16 @@ class Inspector:
         self.changed.emit(rec)
         return rec
 
-    def record_end(self, *, status: str, response_id: str | None = None, usage: Mapping[str, Any] | None = None,
-                   ttft_ms: float | None = None, error: str = "", kept_chain: bool = False) -> SendRecord | None:
+    def record_end(
+        self,
+        *,
+        status: str,
+        response_id: str | None = None,
+        usage: Mapping[str, Any] | None = None,
+        ttft_ms: float | None = None,
+        error: str = "",
+        kept_chain: bool = False,
+    ) -> SendRecord | None:
         """The last request ended (or, after Stop, the stopped response finished on the server)."""
         if not self._records:
             return None

@@ -191,7 +191,9 @@ class SharedSocket:
     """The agent's WebSocket, shared by lanes (see module docstring). `connector(lane)` is the
     `connect` a lane's `ResponsesSession` uses."""
 
-    def __init__(self, connect: Connect = WsTransport.open, clock: Callable[[], float] = time.monotonic) -> None:
+    def __init__(
+        self, connect: Connect = WsTransport.open, clock: Callable[[], float] = time.monotonic
+    ) -> None:
         self._connect = connect
         self._clock = clock
         self._current: _Socket | None = None
@@ -205,14 +207,22 @@ class SharedSocket:
         self.lanes_seen: set[str | None] = set()  # the lanes frames came in for (stats, tests)
 
     def connector(self, lane: str | None) -> Connect:
-        async def connect(url: str, *, token: str | None = None, headers: Mapping[str, str] | None = None,
-                          **kw: Any) -> WsTransport:
+        async def connect(
+            url: str, *, token: str | None = None, headers: Mapping[str, str] | None = None, **kw: Any
+        ) -> WsTransport:
             return await self.open(lane, url, token=token, headers=headers, **kw)  # type: ignore[return-value]
 
         return connect
 
-    async def open(self, lane: str | None, url: str, *, token: str | None = None,
-                   headers: Mapping[str, str] | None = None, **kw: Any) -> LaneTransport:
+    async def open(
+        self,
+        lane: str | None,
+        url: str,
+        *,
+        token: str | None = None,
+        headers: Mapping[str, str] | None = None,
+        **kw: Any,
+    ) -> LaneTransport:
         """A view of the live socket for `lane`, opening a socket when there is none."""
         async with self._opening:
             sock = self._current
@@ -422,13 +432,19 @@ class SideLane:
             return TurnResult("failed", code="lane_refused")
         try:
             self._set_transport()
-            result = await self.session.run_turn(items, settings=owner.settings(),
-                                                 on_event=self._on_event, on_retry=self._on_retry)
+            result = await self.session.run_turn(
+                items, settings=owner.settings(), on_event=self._on_event, on_retry=self._on_retry
+            )
         finally:
             if probe and hub is not None:
                 hub.probing = None
                 hub.probe_over.set()
-        if not result.ok and hub is not None and hub.lanes_supported is False and self.session.lane is not None:
+        if (
+            not result.ok
+            and hub is not None
+            and hub.lanes_supported is False
+            and self.session.lane is not None
+        ):
             return replace(result, code="lane_refused")
         self._set_transport(result.transport)
         return result
@@ -440,14 +456,18 @@ class SideLane:
         self.session = self.owner._session_for(self.id, own_connection=True)
         self.session.client.restore(history)
         self.conversation.add_notice(
-            "info", "This server has no lanes (it refused stream_id): side questions use a second connection.")
+            "info", "This server has no lanes (it refused stream_id): side questions use a second connection."
+        )
         await old.aclose()
         return await self._send(items)
 
     def _set_transport(self, used: str = "") -> None:
         s = self.session
-        kind: Transport = "http" if used == "http" or is_http_url(s.endpoint.url) else (
-            "lane" if s.lane is not None else "connection")
+        kind: Transport = (
+            "http"
+            if used == "http" or is_http_url(s.endpoint.url)
+            else ("lane" if s.lane is not None else "connection")
+        )
         if kind != self.transport:
             self.transport = kind
             self.changed.emit()
@@ -508,8 +528,12 @@ class SideLanes:
         ep = self.endpoint
         if self.hub is not None and not own_connection and not is_http_url(ep.url):
             # The agent's lane rotates the shared socket; a side lane only follows.
-            return ResponsesSession(replace(ep, max_age_s=None), lane=lane_id,
-                                    connect=self.hub.connector(lane_id), **self._session_kw)
+            return ResponsesSession(
+                replace(ep, max_age_s=None),
+                lane=lane_id,
+                connect=self.hub.connector(lane_id),
+                **self._session_kw,
+            )
         return ResponsesSession(ep, connect=self._connect, **self._session_kw)
 
     def open(self, text: str = "") -> SideLane:

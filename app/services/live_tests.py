@@ -88,8 +88,12 @@ class LiveTests:
         run = await run_tests(cmd, on_event=self.on_event)
         if self._finished is not None:
             n = len(targets)
-            self._finished(run, f"The user reran the {n} failed test{'s' if n != 1 else ''}" if failed_only
-                           else "The user ran the tests")
+            self._finished(
+                run,
+                f"The user reran the {n} failed test{'s' if n != 1 else ''}"
+                if failed_only
+                else "The user ran the tests",
+            )
         if self._rerun_wanted:  # files changed again while the tests ran
             self._rerun_wanted = False
             self._schedule_rerun()

@@ -16,8 +16,15 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:  # loaded only when detecting: the settings import this table at start-up
     import httpx
 
-__all__ = ["LOCAL_SERVERS", "PROVIDERS", "DetectedServer", "Provider", "detect_local_servers", "endpoint_for",
-           "ws_url"]
+__all__ = [
+    "LOCAL_SERVERS",
+    "PROVIDERS",
+    "DetectedServer",
+    "Provider",
+    "detect_local_servers",
+    "endpoint_for",
+    "ws_url",
+]
 
 
 @dataclass(frozen=True, slots=True)
@@ -105,13 +112,15 @@ PROVIDERS: dict[str, Provider] = {
 def ws_url(url: str) -> str:
     """Accept http(s) bases too: http://host/v1 -> ws://host/v1/responses."""
     if url.startswith("http://"):
-        url = "ws://" + url[len("http://"):]
+        url = "ws://" + url[len("http://") :]
     elif url.startswith("https://"):
-        url = "wss://" + url[len("https://"):]
+        url = "wss://" + url[len("https://") :]
     return url if url.rstrip("/").endswith("/responses") else url.rstrip("/") + "/responses"
 
 
-def endpoint_for(provider: Provider | str, model: str | None, key: str | None, *, url: str = "") -> dict[str, Any]:
+def endpoint_for(
+    provider: Provider | str, model: str | None, key: str | None, *, url: str = ""
+) -> dict[str, Any]:
     """Keyword arguments for `Endpoint(**...)`: url, token, model, max_age_s, label.
 
     `url` (Settings → Endpoint) replaces the provider's own. ValueError, in words, when there is no

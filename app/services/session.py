@@ -112,7 +112,9 @@ class TurnResult:
     transport: Literal["websocket", "http", ""] = ""
     latency_ms: float = 0.0  # send -> terminal event
     bytes_sent: int = 0
-    ttft_ms: float | None = None  # send -> first output token (text, reasoning, tool arguments); None: none came
+    ttft_ms: float | None = (
+        None  # send -> first output token (text, reasoning, tool arguments); None: none came
+    )
     kept_chain: bool = False  # stopped, and the chain continues from it: the next turn sends only new input
 
     @property
@@ -239,8 +241,10 @@ class ResponsesSession:
 
     async def _open(self) -> WsTransport:
         if self.state != "rotating":
-            self._set_state("reconnecting" if self.attempt else "connecting",
-                            self.detail if self.attempt else self.endpoint.url)
+            self._set_state(
+                "reconnecting" if self.attempt else "connecting",
+                self.detail if self.attempt else self.endpoint.url,
+            )
         ws = await self._connect(self.endpoint.url, token=self.endpoint.token, headers=self.endpoint.headers)
         self._ws = ws
         self._opened_at = self._clock()
@@ -304,8 +308,9 @@ class ResponsesSession:
     ) -> TurnResult:
         """Send one turn and stream its events to `on_event`; returns when it ended, one way or another."""
         self._sent_this_turn = False
-        result = await self._run_turn(new_items, generate=generate, settings=settings, on_event=on_event,
-                                      on_retry=on_retry)
+        result = await self._run_turn(
+            new_items, generate=generate, settings=settings, on_event=on_event, on_retry=on_retry
+        )
         if self._sent_this_turn:
             self.ended.emit(result)
         return result
@@ -340,8 +345,11 @@ class ResponsesSession:
                 try:
                     # inside the try: if building the frame fails (the rebuild hook), the turn is abandoned
                     frame = await self._frame(
-                        self.client.create(list(new_items), lane=self.lane, generate=generate, **opts))
-                    return await self._drive(frame, on_event or (lambda e: None), on_retry or (lambda r: None))
+                        self.client.create(list(new_items), lane=self.lane, generate=generate, **opts)
+                    )
+                    return await self._drive(
+                        frame, on_event or (lambda e: None), on_retry or (lambda r: None)
+                    )
                 except asyncio.CancelledError:
                     task = asyncio.current_task()
                     if not self._cancel.is_set() or task is None:
@@ -376,11 +384,17 @@ class ResponsesSession:
                     if verdict == "auth":
                         self.client.abandon(self.lane)
                         self._set_state("error", f"{exc.status}: the endpoint refused the key")
-                        return TurnResult("failed", error=f"The endpoint refused the key (HTTP {exc.status}). "
-                                          "Check the API key in Settings.", code="unauthorized")
+                        return TurnResult(
+                            "failed",
+                            error=f"The endpoint refused the key (HTTP {exc.status}). "
+                            "Check the API key in Settings.",
+                            code="unauthorized",
+                        )
                     if verdict == "no_websocket":
-                        notice = (f"the server has no WebSocket mode (it answered the upgrade with HTTP "
-                                  f"{exc.status}); this turn goes over HTTP")
+                        notice = (
+                            f"the server has no WebSocket mode (it answered the upgrade with HTTP "
+                            f"{exc.status}); this turn goes over HTTP"
+                        )
                         on_retry(notice)
                         return await self._http_turn(on_event, why=notice)
                     failures += 1
@@ -403,14 +417,24 @@ class ResponsesSession:
                 outcome = await self._pump(ws, on_event)
             if isinstance(outcome, Completed):
                 self._set_state("warm", f"connected to {self.endpoint.url}")
-                return TurnResult(outcome.status, outcome.response_id, outcome.output,  # type: ignore[arg-type]
-                                  _usage(outcome.response), transport="websocket",
-                                  latency_ms=(self._clock() - t0) * 1000, bytes_sent=len(frame),
-                                  ttft_ms=self._ttft(t0))
+                return TurnResult(
+                    outcome.status,  # type: ignore[arg-type]
+                    outcome.response_id,
+                    outcome.output,
+                    _usage(outcome.response),
+                    transport="websocket",
+                    latency_ms=(self._clock() - t0) * 1000,
+                    bytes_sent=len(frame),
+                    ttft_ms=self._ttft(t0),
+                )
             if isinstance(outcome, Fail):
                 self._set_state("warm", f"connected to {self.endpoint.url}")
-                return TurnResult("failed", error=f"{outcome.message} ({outcome.code})" if outcome.code
-                                  else outcome.message, code=outcome.code, transport="websocket")
+                return TurnResult(
+                    "failed",
+                    error=f"{outcome.message} ({outcome.code})" if outcome.code else outcome.message,
+                    code=outcome.code,
+                    transport="websocket",
+                )
             if isinstance(outcome, Resend | RebuildNeeded) and not resent_in_place:
                 resent_in_place = True
                 self._fresh_cause = "the server no longer had the conversation (previous_response_not_found)"
@@ -426,8 +450,12 @@ class ResponsesSession:
                 self.client.abandon(self.lane)
                 detail = f"the server closed the connection (code {closed.code}{': ' + closed.reason if closed.reason else ''})"
                 self._set_state("offline", detail)
-                return TurnResult("failed", error=detail + "; your message is kept, send again to retry.",
-                                  code=f"close_{closed.code}", transport="websocket")
+                return TurnResult(
+                    "failed",
+                    error=detail + "; your message is kept, send again to retry.",
+                    code=f"close_{closed.code}",
+                    transport="websocket",
+                )
             if closed is not None and outcome is None:
                 reason = f"connection lost (code {closed.code})"
             await self._drop_socket()
@@ -520,8 +548,9 @@ class ResponsesSession:
         t0 = self._clock()
         self._first_token_at = None
         try:
-            async for ev in self._post(self.endpoint.url, data, token=self.endpoint.token,
-                                       headers=self.endpoint.headers):
+            async for ev in self._post(
+                self.endpoint.url, data, token=self.endpoint.token, headers=self.endpoint.headers
+            ):
                 if self._cancel.is_set():
                     raise TurnCancelled
                 self.client.receive_event(ev)
@@ -535,29 +564,48 @@ class ResponsesSession:
                         if direct:
                             self._set_state("warm", f"HTTP endpoint {self.endpoint.url}")
                         else:
-                            self._set_state("warm", "the last message went over HTTP; the next one tries "
-                                                    "the WebSocket again")
-                        return TurnResult(out.status, out.response_id, out.output,  # type: ignore[arg-type]
-                                          _usage(out.response), transport="http",
-                                          latency_ms=(self._clock() - t0) * 1000, bytes_sent=len(data),
-                                          ttft_ms=self._ttft(t0)), False
+                            self._set_state(
+                                "warm",
+                                "the last message went over HTTP; the next one tries the WebSocket again",
+                            )
+                        return TurnResult(
+                            out.status,  # type: ignore[arg-type]
+                            out.response_id,
+                            out.output,
+                            _usage(out.response),
+                            transport="http",
+                            latency_ms=(self._clock() - t0) * 1000,
+                            bytes_sent=len(data),
+                            ttft_ms=self._ttft(t0),
+                        ), False
                     msg = getattr(out, "message", "") or why
-                    return TurnResult("failed", error=msg, code=getattr(out, "code", ""), transport="http"), False
+                    return TurnResult(
+                        "failed", error=msg, code=getattr(out, "code", ""), transport="http"
+                    ), False
         except RemoteProtocolError as exc:  # the server sent garbage in its SSE stream
             self._set_state("offline", f"the server sent a bad event: {exc}")
-            return TurnResult("failed", error=f"The server sent a malformed event over HTTP: {exc}",
-                              code=exc.code, transport="http"), False
+            return TurnResult(
+                "failed",
+                error=f"The server sent a malformed event over HTTP: {exc}",
+                code=exc.code,
+                transport="http",
+            ), False
         except HttpError as exc:
             detail = f"cannot reach {self.endpoint.url}: {exc}"
             self._set_state("error" if exc.status in AUTH_FAILED else "offline", detail)
             if exc.status in AUTH_FAILED:
-                return TurnResult("failed", error=f"The endpoint refused the key (HTTP {exc.status}).",
-                                  code="unauthorized", transport="http"), False
+                return TurnResult(
+                    "failed",
+                    error=f"The endpoint refused the key (HTTP {exc.status}).",
+                    code="unauthorized",
+                    transport="http",
+                ), False
             error = f"{exc}" if direct else f"{why}; HTTP fallback failed too: {exc}"
             return TurnResult("failed", error=error, code="unreachable", transport="http"), exc.status is None
         self._set_state("offline", "the HTTP stream ended early")
-        return TurnResult("failed", error="the HTTP stream ended before the response finished",
-                          transport="http"), True
+        return TurnResult(
+            "failed", error="the HTTP stream ended before the response finished", transport="http"
+        ), True
 
     # ---- Stop that keeps the chain ---------------------------------------------------------------
 
@@ -569,8 +617,9 @@ class ResponsesSession:
             rid = self.client.in_flight_id()
             self._drain = asyncio.ensure_future(self._drain_stopped(ws))
             self._set_state("warm", "stopped; the connection and the conversation are kept")
-            return TurnResult("cancelled", rid, error="stopped by the user", transport="websocket",
-                              kept_chain=True)
+            return TurnResult(
+                "cancelled", rid, error="stopped by the user", transport="websocket", kept_chain=True
+            )
         self.client.abandon(self.lane)
         await self._drop_socket(abort=True)
         self._fresh_cause = "the previous message was stopped before it reached the server"
@@ -609,10 +658,20 @@ class ResponsesSession:
                         done = outs[0]
                     break
         except TimeoutError:
-            log.info("the stopped response did not end within %.0f s; dropping the connection", self._drain_limit_s)
+            log.info(
+                "the stopped response did not end within %.0f s; dropping the connection", self._drain_limit_s
+            )
         if done is not None:
-            self.ended.emit(TurnResult("cancelled", done.response_id, done.output, _usage(done.response),
-                                       transport="websocket", kept_chain=True))
+            self.ended.emit(
+                TurnResult(
+                    "cancelled",
+                    done.response_id,
+                    done.output,
+                    _usage(done.response),
+                    transport="websocket",
+                    kept_chain=True,
+                )
+            )
             if self.state == "warm":
                 self._set_state("warm", f"connected to {self.endpoint.url}")
             return True

@@ -39,8 +39,13 @@ APPROVAL_POLICIES: dict[str, str] = {
 THEMES: dict[str, str] = {"system": "Follow the system", "light": "Light", "dark": "Dark"}
 # The names the settings dialog shows for the fields, for messages about them.
 FIELD_LABELS: dict[str, str] = {
-    "provider": "Provider", "endpoint": "Endpoint", "model": "Model", "pins": "Pinned files",
-    "ignore_patterns": "Also ignore", "recent_projects": "Recent projects", "theme": "Theme",
+    "provider": "Provider",
+    "endpoint": "Endpoint",
+    "model": "Model",
+    "pins": "Pinned files",
+    "ignore_patterns": "Also ignore",
+    "recent_projects": "Recent projects",
+    "theme": "Theme",
     "approval_policy": "Approvals",
 }
 
@@ -48,7 +53,9 @@ FIELD_LABELS: dict[str, str] = {
 # to what was there ("gpt-5.3-codexsk-proj-…"). The body must look random (mixed case and digits), so
 # "mistral-task-specific-v1" is not one.
 _KEY_STRONG = re.compile(r"(?:sk-(?:proj|ant|svcacct|admin)-[A-Za-z0-9_\-]{16,}|xai-[A-Za-z0-9]{16,})")
-_KEY_PREFIXED = re.compile(r"(?:^|(?<=[^A-Za-z0-9])|(?<=[a-z]))(?:sk-|gsk_|ghp_|github_pat_|hf_)([A-Za-z0-9_\-]{20,})")
+_KEY_PREFIXED = re.compile(
+    r"(?:^|(?<=[^A-Za-z0-9])|(?<=[a-z]))(?:sk-|gsk_|ghp_|github_pat_|hf_)([A-Za-z0-9_\-]{20,})"
+)
 _ALNUM_RUN = re.compile(r"[A-Za-z0-9]{20,}")
 _UPPER, _LOWER, _DIGIT = re.compile("[A-Z]"), re.compile("[a-z]"), re.compile("[0-9]")
 
@@ -115,15 +122,21 @@ class Settings:
         _check_choice("approval_policy", self.approval_policy, ApprovalPolicy)
         _check_choice("theme", self.theme, ThemeChoice)
         if not isinstance(self.context_budget_tokens, int) or isinstance(self.context_budget_tokens, bool):
-            raise SettingsError(f"context_budget_tokens must be an integer, not {self.context_budget_tokens!r}")
+            raise SettingsError(
+                f"context_budget_tokens must be an integer, not {self.context_budget_tokens!r}"
+            )
         if not 1_000 <= self.context_budget_tokens <= 10_000_000:
             raise SettingsError(
                 f"context_budget_tokens must be between 1,000 and 10,000,000, not {self.context_budget_tokens:,}"
             )
         if self.endpoint and not re.match(r"^(wss?|https?)://[^\s/]+", self.endpoint):
-            raise SettingsError(f"endpoint must start with ws://, wss://, http:// or https://, not {self.endpoint!r}")
+            raise SettingsError(
+                f"endpoint must start with ws://, wss://, http:// or https://, not {self.endpoint!r}"
+            )
         if not isinstance(self.max_tool_turns, int) or not 1 <= self.max_tool_turns <= 200:
-            raise SettingsError(f"max_tool_turns must be an integer from 1 to 200, not {self.max_tool_turns!r}")
+            raise SettingsError(
+                f"max_tool_turns must be an integer from 1 to 200, not {self.max_tool_turns!r}"
+            )
         if not isinstance(self.rerun_tests_on_save, bool):
             raise SettingsError("rerun_tests_on_save must be true or false")
         for name in ("pins", "recent_projects", "ignore_patterns"):

@@ -93,8 +93,15 @@ class Stats:
         inp = int(usage.get("input_tokens") or 0)
         cached = int(details.get("cached_tokens") or 0)
         s = self._stats
-        self._stats = StreamStats(s.tokens_per_s_now, s.tokens_per_s_peak, inp, inp, cached,
-                                  s.session_input_tokens + inp, s.session_cached_tokens + cached)
+        self._stats = StreamStats(
+            s.tokens_per_s_now,
+            s.tokens_per_s_peak,
+            inp,
+            inp,
+            cached,
+            s.session_input_tokens + inp,
+            s.session_cached_tokens + cached,
+        )
         self.publish()
 
     def publish(self) -> None:
@@ -104,6 +111,13 @@ class Stats:
         self._due = self._clock() + PUBLISH_S
         s = self._stats
         rate = self._rate.now()
-        self._stats = StreamStats(rate, self._rate.peak, s.context_tokens, s.last_turn_input_tokens,
-                                  s.last_turn_cached_tokens, s.session_input_tokens, s.session_cached_tokens)
+        self._stats = StreamStats(
+            rate,
+            self._rate.peak,
+            s.context_tokens,
+            s.last_turn_input_tokens,
+            s.last_turn_cached_tokens,
+            s.session_input_tokens,
+            s.session_cached_tokens,
+        )
         self.changed.emit(self._stats)

@@ -52,7 +52,9 @@ INDEX_ROWS_PER_S = 50_000  # and no more often than once per this many rows alre
 # ... but never more rows at once than this: the GUI takes a batch in one go (~0.4 ms per 1,000 rows),
 # and a fast walk left 90,000 rows for the last batch of a 100,000-file index (a 35-40 ms stall).
 INDEX_MAX_ROWS = 16_384
-BIG_PROJECT = 20_000  # files: from here a fresh chain's snapshot and its acknowledgement keep the collector off
+BIG_PROJECT = (
+    20_000  # files: from here a fresh chain's snapshot and its acknowledgement keep the collector off
+)
 GIL_SWITCH_S = 0.001  # see `_share_the_gil`
 
 
@@ -167,7 +169,9 @@ class Workspace:
 
         return await asyncio.wrap_future(self._worker.submit(run))
 
-    def _emit(self, changes: StatusChanges, *, indexing: bool = False, snapshot: SnapshotSummary | None = None) -> None:
+    def _emit(
+        self, changes: StatusChanges, *, indexing: bool = False, snapshot: SnapshotSummary | None = None
+    ) -> None:
         """On the loop: hand the changed rows to the UI (and keep the loop's copy of them)."""
         if not changes and snapshot is None and (self._emitted or indexing):
             return
@@ -177,9 +181,18 @@ class Workspace:
             rows.pop(p, None)
         reset = not self._emitted
         self._emitted = True
-        self.files_changed.emit(FileChanges(changes.rows, changes.added, changes.removed, changes.counts,
-                                            reset=reset, indexing=indexing, order=changes.order,
-                                            snapshot=snapshot))
+        self.files_changed.emit(
+            FileChanges(
+                changes.rows,
+                changes.added,
+                changes.removed,
+                changes.counts,
+                reset=reset,
+                indexing=indexing,
+                order=changes.order,
+                snapshot=snapshot,
+            )
+        )
 
     def _emit_indexing(self, changes: StatusChanges, shown: threading.Event) -> None:
         try:
@@ -204,8 +217,10 @@ class Workspace:
                 # Rows reach the UI in batches, less often as the table grows (each costs the GUI a
                 # merge of sorted rows) but never too many at once; the walk waits while the GUI
                 # takes one, so the two never fight over the GIL.
-                if n % 256 == 0 and (n - taken >= INDEX_MAX_ROWS
-                                     or time.monotonic() - last >= max(INDEX_BATCH_S, n / INDEX_ROWS_PER_S)):
+                if n % 256 == 0 and (
+                    n - taken >= INDEX_MAX_ROWS
+                    or time.monotonic() - last >= max(INDEX_BATCH_S, n / INDEX_ROWS_PER_S)
+                ):
                     if self._closing.is_set():
                         break
                     shown.clear()
@@ -221,8 +236,14 @@ class Workspace:
         self._emit(changes)
         if watch and not self._closing.is_set():
             self._pump = BatchPump(Coalescer(self._quiet, self._window), self._batches.put_nowait, loop)
-            self._watcher = FsWatcher(self.root, self.files, self._pump.feed, loop, on_notice=self.notice.emit,
-                                      force_polling=self._force_polling)
+            self._watcher = FsWatcher(
+                self.root,
+                self.files,
+                self._pump.feed,
+                loop,
+                on_notice=self.notice.emit,
+                force_polling=self._force_polling,
+            )
             # watchdog adds a watch per folder while starting: a walk of the tree, so not on the loop
             self.watch_mode = await loop.run_in_executor(None, self._watcher.start)
             self._reader = asyncio.ensure_future(self._read_batches())
@@ -259,8 +280,11 @@ class Workspace:
             try:
                 await self._apply(batch)
             except (FileNotFoundError, RootMissingError):
-                self.notice.emit("error", f"The project folder {self.root} was deleted or moved; watching stopped. "
-                                          "Reopen the project when it is back.")
+                self.notice.emit(
+                    "error",
+                    f"The project folder {self.root} was deleted or moved; watching stopped. "
+                    "Reopen the project when it is back.",
+                )
                 self.root_missing.emit()
                 return
             except Exception:
@@ -360,9 +384,13 @@ class Workspace:
         if self._committed is None:
             self._committed = recent_commits(self.root)
         known = set(self.ledger.known_paths())
-        manifests = {name: v.text for name, v in self.files.read_many(
-            [m for m in ("pyproject.toml", "setup.cfg", "package.json") if m in known]).items()
-            if v.text is not None}
+        manifests = {
+            name: v.text
+            for name, v in self.files.read_many(
+                [m for m in ("pyproject.toml", "setup.cfg", "package.json") if m in known]
+            ).items()
+            if v.text is not None
+        }
         return RankFacts(entry_points(manifests, known), tuple(self._touched), self._committed)
 
     @property
@@ -444,7 +472,11 @@ class ContextSync:
     """
 
     def __init__(
-        self, workspace: Workspace, session: ResponsesSession, *, on_push: Callable[[Push], None] | None = None
+        self,
+        workspace: Workspace,
+        session: ResponsesSession,
+        *,
+        on_push: Callable[[Push], None] | None = None,
     ) -> None:
         self.workspace = workspace
         self.session = session
@@ -456,7 +488,9 @@ class ContextSync:
         self._holds = 0  # >0 while a caller is about to send a turn (the update rides along)
         self._stopped = False
         self._in_turn = False
-        self._settling: asyncio.Task[None] | None = None  # a stopped turn's updates, acknowledged once it ends
+        self._settling: asyncio.Task[None] | None = (
+            None  # a stopped turn's updates, acknowledged once it ends
+        )
         self._owe_calls = False  # a stopped response may have left function calls the next turn must answer
         self.pushes = 0
         workspace.changed.connect(self.push_soon)
@@ -488,10 +522,19 @@ class ContextSync:
         sent = result.bytes_sent
         snap = ws.last_snapshot
         files = len(update.paths) if update is not None else (len(snap.paths) if snap else 0)
-        self.on_push(Push("update" if update is not None else "snapshot", files, sent, result.response_id,
-                          (time.perf_counter() - t0) * 1000, result.ok, result.error,
-                          update.paths if update is not None else (snap.paths if snap else ()),
-                          update.changes if update is not None else ()))
+        self.on_push(
+            Push(
+                "update" if update is not None else "snapshot",
+                files,
+                sent,
+                result.response_id,
+                (time.perf_counter() - t0) * 1000,
+                result.ok,
+                result.error,
+                update.paths if update is not None else (snap.paths if snap else ()),
+                update.changes if update is not None else (),
+            )
+        )
         return result.ok
 
     async def turn(self, items: Sequence[Item], **kwargs: Any) -> TurnResult:
@@ -531,9 +574,15 @@ class ContextSync:
             return list(items)
         self._owe_calls = False
         answered = {str(i.get("call_id")) for i in items if i.get("type") == "function_call_output"}
-        owed = [{"type": "function_call_output", "call_id": str(c.get("call_id")),
-                 "output": "not run: the user pressed Stop"}
-                for c in self.session.client.unanswered_calls() if str(c.get("call_id")) not in answered]
+        owed = [
+            {
+                "type": "function_call_output",
+                "call_id": str(c.get("call_id")),
+                "output": "not run: the user pressed Stop",
+            }
+            for c in self.session.client.unanswered_calls()
+            if str(c.get("call_id")) not in answered
+        ]
         return [*owed, *items]
 
     async def _settle_stopped(self, ids: list[str]) -> None:

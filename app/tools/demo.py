@@ -26,11 +26,17 @@ class DemoCommand:
 
 
 DEMO_COMMANDS: tuple[DemoCommand, ...] = (
-    DemoCommand("/long N", f"Stream about N tokens of markdown with headings, lists and code blocks "
-                f"(a speed test; at most {LONG_MAX_TOKENS:,}).", "/long 5000",
-                re.compile(r"^/long\s+(\d+)\s*$")),
-    DemoCommand("/call TOOL {json}", "Call an offered tool by name with these JSON arguments; without them, "
-                "with the smallest valid ones.",
-                '/call read_file {"path": "README.md"}',
-                re.compile(r"^/call\s+([A-Za-z0-9_.\-]+)\s*(.*)$", re.DOTALL)),
+    DemoCommand(
+        "/long N",
+        f"Stream about N tokens of markdown with headings, lists and code blocks "
+        f"(a speed test; at most {LONG_MAX_TOKENS:,}).",
+        "/long 5000",
+        re.compile(r"^/long\s+(\d+)\s*$"),
+    ),
+    DemoCommand(
+        "/call TOOL {json}",
+        "Call an offered tool by name with these JSON arguments; without them, with the smallest valid ones.",
+        '/call read_file {"path": "README.md"}',
+        re.compile(r"^/call\s+([A-Za-z0-9_.\-]+)\s*(.*)$", re.DOTALL),
+    ),
 )

@@ -145,7 +145,9 @@ def _long_frame(block: list[str], root: str) -> Frame | None:
         return Frame("", 0, code=_clip(code), e_lines=tuple(e), in_project=False) if (e or code) else None
     path = loc.group("path")
     func = next((m.group(1) for m in (_DEF.match(ln) for ln in block) if m), "")
-    return Frame(_rel(path, root), int(loc.group("line")), func, _clip(code), tuple(e), not _is_outside(path, root))
+    return Frame(
+        _rel(path, root), int(loc.group("line")), func, _clip(code), tuple(e), not _is_outside(path, root)
+    )
 
 
 def _short_frames(block: list[str], root: str) -> tuple[list[Frame], str]:
@@ -159,8 +161,16 @@ def _short_frames(block: list[str], root: str) -> tuple[list[Frame], str]:
         nonlocal cur, e_buf
         if cur is not None:
             path = str(cur["path"])
-            frames.append(Frame(_rel(path, root), int(str(cur["line"])), str(cur["func"]), _clip(str(cur["code"])),
-                                tuple(_e_lines(e_buf)), not _is_outside(path, root)))
+            frames.append(
+                Frame(
+                    _rel(path, root),
+                    int(str(cur["line"])),
+                    str(cur["func"]),
+                    _clip(str(cur["code"])),
+                    tuple(_e_lines(e_buf)),
+                    not _is_outside(path, root),
+                )
+            )
         elif e_buf:
             frames.append(Frame("", 0, e_lines=tuple(_e_lines(e_buf)), in_project=False))
         cur, e_buf = None, []
@@ -170,8 +180,12 @@ def _short_frames(block: list[str], root: str) -> tuple[list[Frame], str]:
         if m and not ln.startswith("E "):
             flush()
             rest = (m.group("rest") or "").strip()
-            cur = {"path": m.group("path"), "line": m.group("line"),
-                   "func": rest[3:] if rest.startswith("in ") else "", "code": ""}
+            cur = {
+                "path": m.group("path"),
+                "line": m.group("line"),
+                "func": rest[3:] if rest.startswith("in ") else "",
+                "code": "",
+            }
         elif ln == "E" or ln.startswith("E "):
             e_buf.append(ln)
         elif cur is not None:
@@ -235,7 +249,9 @@ def _frame_lines(frames: Sequence[Frame], *, short: bool) -> list[str]:
         raising = next((f for f in reversed(frames) if f.e_lines), None)
         keep: list[Frame] = inside[-1:]
         if raising is not None and raising not in keep:
-            keep.append(Frame(raising.path, raising.line, raising.func, "", raising.e_lines[:3], raising.in_project))
+            keep.append(
+                Frame(raising.path, raising.line, raising.func, "", raising.e_lines[:3], raising.in_project)
+            )
         elif keep and keep[0].e_lines:
             f = keep[0]
             keep = [Frame(f.path, f.line, f.func, f.code, f.e_lines[:3], True)]
@@ -302,8 +318,10 @@ def build_digest(
 ) -> Digest:
     """The digest of `run` within `budget` tokens as counted by `estimate` (see module docstring)."""
     failures: list[FailureDigest] = [_failure(n, "ERROR collecting", t, root) for n, t in run.collect_errors]
-    failures += [_failure(c.nodeid, "ERROR" if c.outcome == "error" else "FAILED", c.text, root)
-                 for c in run.failures()]
+    failures += [
+        _failure(c.nodeid, "ERROR" if c.outcome == "error" else "FAILED", c.text, root)
+        for c in run.failures()
+    ]
     header = _header(run)
     tail: list[str] = []
     running = [c.nodeid for c in run.cases.values() if c.outcome == "running"]
@@ -322,8 +340,15 @@ def build_digest(
             continue
         seen[key] = f.nodeid.rsplit("::", 1)[-1]
         full = ([f"  {f.preamble}"] if f.preamble else []) + _frame_lines(f.frames, short=False)
-        levels.append([(_head(f), full), (_head(f), _frame_lines(f.frames, short=True)), (_head(f), []),
-                       (_head(f, 80), []), (_head(f, 0), [])])
+        levels.append(
+            [
+                (_head(f), full),
+                (_head(f), _frame_lines(f.frames, short=True)),
+                (_head(f), []),
+                (_head(f, 80), []),
+                (_head(f, 0), []),
+            ]
+        )
     chosen = [0] * len(failures)
 
     def render(ids_shown: int | None = None) -> str:
@@ -339,9 +364,11 @@ def build_digest(
         trimmed = sum(c > 0 and levels[i][c][1] != levels[i][0][1] for i, c in enumerate(chosen))
         cut = sum(c > 2 and levels[i][c][0] != levels[i][2][0] for i, c in enumerate(chosen))
         if trimmed or cut:
-            lines.append(f"[tracebacks trimmed for {trimmed} of {len(failures)} failures"
-                         + (f", messages shortened for {cut}" if cut else "")
-                         + f" to fit {budget} tokens; run_tests on one test file shows more]")
+            lines.append(
+                f"[tracebacks trimmed for {trimmed} of {len(failures)} failures"
+                + (f", messages shortened for {cut}" if cut else "")
+                + f" to fit {budget} tokens; run_tests on one test file shows more]"
+            )
         return "\n".join(lines)
 
     text = render()
@@ -368,8 +395,18 @@ def build_digest(
         text = render(lo)
     if (not run.cases or run.runner != "pytest") and run.output_tail and (not run.ok or not failures):
         text = _with_output(text, run.output_tail, budget, estimate)
-    return Digest(text, estimate(text), budget, run.status_word(), dict(run.counts), run.duration, tuple(failures),
-                  trimmed, hidden, _signature(run, failures))
+    return Digest(
+        text,
+        estimate(text),
+        budget,
+        run.status_word(),
+        dict(run.counts),
+        run.duration,
+        tuple(failures),
+        trimmed,
+        hidden,
+        _signature(run, failures),
+    )
 
 
 def _with_output(text: str, output: str, budget: int, estimate: Callable[[str], int]) -> str:
@@ -408,19 +445,28 @@ def rerun_targets(run: TestRun | None) -> list[str]:
     if run is None:
         raise RerunRefused("no test run yet: call run_tests first")
     if run.runner != "pytest":
-        raise RerunRefused(f"rerun failed needs pytest node ids; the last run used {run.runner}: call run_tests")
+        raise RerunRefused(
+            f"rerun failed needs pytest node ids; the last run used {run.runner}: call run_tests"
+        )
     picked: list[CaseResult | str] = [*run.failures(), *(n for n, _ in run.collect_errors)]
     ids: list[str] = []
     for item in picked:
         nodeid = item if isinstance(item, str) else item.nodeid
         path = nodeid.split("::", 1)[0].replace("\\", "/")
-        bad = (not nodeid or nodeid.lstrip().startswith("-") or not _NODEID_CHARS.match(nodeid)
-               or path.startswith(("/", "~")) or (len(path) > 1 and path[1] == ":")
-               or ".." in path.split("/"))
+        bad = (
+            not nodeid
+            or nodeid.lstrip().startswith("-")
+            or not _NODEID_CHARS.match(nodeid)
+            or path.startswith(("/", "~"))
+            or (len(path) > 1 and path[1] == ":")
+            or ".." in path.split("/")
+        )
         if bad:
             raise RerunRefused(f"the last run reported a test id that cannot be rerun safely: {nodeid!r:.80}")
         if nodeid not in ids:
             ids.append(nodeid)
     if not ids:
-        raise RerunRefused("the last run had no failures to rerun" + ("" if run.finished else " (it did not finish)"))
+        raise RerunRefused(
+            "the last run had no failures to rerun" + ("" if run.finished else " (it did not finish)")
+        )
     return ids

@@ -83,8 +83,9 @@ def _is_binary(data: bytes) -> bool:
     return b"\x00" in data[:8192]
 
 
-def format_read(path: str, data: bytes, start: int | None = None, end: int | None = None, *,
-                truncated_bytes: bool = False) -> str:
+def format_read(
+    path: str, data: bytes, start: int | None = None, end: int | None = None, *, truncated_bytes: bool = False
+) -> str:
     """Numbered lines `start..end` of a text file; ValueError for binary files or a start past the end."""
     if _is_binary(data):
         raise ValueError(f"{path} is a binary file ({len(data):,} bytes); read_file shows text files only")
@@ -110,7 +111,9 @@ def format_read(path: str, data: bytes, start: int | None = None, end: int | Non
             last = n - 1
             break
         out.append(line)
-    header = f"{path} (lines {first}-{last} of {total}{', file truncated at 2 MB' if truncated_bytes else ''})"
+    header = (
+        f"{path} (lines {first}-{last} of {total}{', file truncated at 2 MB' if truncated_bytes else ''})"
+    )
     more = ""
     if last < min(end or total, total):
         more = f"\n... {total - last} more lines; call read_file with start_line={last + 1}"
@@ -242,7 +245,9 @@ def execute(name: str, arguments_json: str | dict[str, Any] | None, ctx: ToolCon
             return _read_file(ctx, args)
         if name == "list_files":
             rel = confine(args.get("path", ""), allow_root=True)
-            text = format_list(ctx.fs.walk(rel), glob=args.get("glob"), max_entries=args.get("max_entries", 500))
+            text = format_list(
+                ctx.fs.walk(rel), glob=args.get("glob"), max_entries=args.get("max_entries", 500)
+            )
             return ToolResult(True, text)
         if name == "search":
             return _search(ctx, args)
@@ -263,10 +268,13 @@ def _read_file(ctx: ToolContext, args: dict[str, Any]) -> ToolResult:
     rel = confine(args["path"])
     data = ctx.fs.read_bytes(rel, MAX_READ_BYTES + 1)
     if data is None:
-        return ToolResult(False, f"error: no such file: {rel} (use list_files or search to find it)", {"error": "missing"})
+        return ToolResult(
+            False, f"error: no such file: {rel} (use list_files or search to find it)", {"error": "missing"}
+        )
     truncated = len(data) > MAX_READ_BYTES
-    text = format_read(rel, data[:MAX_READ_BYTES], args.get("start_line"), args.get("end_line"),
-                       truncated_bytes=truncated)
+    text = format_read(
+        rel, data[:MAX_READ_BYTES], args.get("start_line"), args.get("end_line"), truncated_bytes=truncated
+    )
     text, withheld = _redact(ctx, text)
     return ToolResult(True, text, {"path": rel, "withheld": withheld})
 
@@ -283,14 +291,21 @@ def _search(ctx: ToolContext, args: dict[str, Any]) -> ToolResult:
         files = _search_files(ctx.fs, rel, glob)
     cap = args.get("max_results", 200)
     redact = ctx.redact
-    hits, capped = search_text(files, args["query"], regex=args.get("regex", False),
-                               case_sensitive=args.get("case_sensitive", False), max_results=cap,
-                               clean=None if redact is None else (lambda t: redact(t)[0]))
+    hits, capped = search_text(
+        files,
+        args["query"],
+        regex=args.get("regex", False),
+        case_sensitive=args.get("case_sensitive", False),
+        max_results=cap,
+        clean=None if redact is None else (lambda t: redact(t)[0]),
+    )
     if not hits:
         return ToolResult(True, f"no matches for {args['query']!r}", {"hits": 0})
     lines = [f"{h.path}:{h.line}: {h.text}" for h in hits]
     if capped:
-        lines.append(f"... results capped at {cap} (or at {MAX_SEARCH_BYTES // 2**20} MB scanned); narrow the "
-                     "query, path or glob")
+        lines.append(
+            f"... results capped at {cap} (or at {MAX_SEARCH_BYTES // 2**20} MB scanned); narrow the "
+            "query, path or glob"
+        )
     text, withheld = _redact(ctx, "\n".join(lines))
     return ToolResult(True, text, {"hits": len(hits), "capped": capped, "withheld": withheld})

@@ -355,7 +355,9 @@ def decode_text(data: bytes, path: str) -> str:
     try:
         return data.decode("utf-8")
     except UnicodeDecodeError as exc:
-        raise PatchApplyError(f"{path} is not UTF-8 text ({exc.reason} at byte {exc.start}); not patched") from None
+        raise PatchApplyError(
+            f"{path} is not UTF-8 text ({exc.reason} at byte {exc.start}); not patched"
+        ) from None
 
 
 @dataclass(slots=True)
@@ -435,8 +437,14 @@ class _Budget:
             )
 
 
-def _seek(lines: Sequence[str], pattern: Sequence[str], start: int, eof: bool,
-          budget: _Budget | None = None, what: str = "hunk") -> int | None:
+def _seek(
+    lines: Sequence[str],
+    pattern: Sequence[str],
+    start: int,
+    eof: bool,
+    budget: _Budget | None = None,
+    what: str = "hunk",
+) -> int | None:
     """Index where `pattern` occurs at or after `start`, trying ever looser comparisons."""
     if not pattern:
         return start
@@ -451,7 +459,9 @@ def _seek(lines: Sequence[str], pattern: Sequence[str], start: int, eof: bool,
         first = pat[0]
         candidates: Iterator[int] = (i for i in range(start, n - m + 1) if normed[i] == first)
         if eof:  # prefer the end of the file
-            candidates = itertools.chain([n - m] if n - m >= start and normed[n - m] == first else [], candidates)
+            candidates = itertools.chain(
+                [n - m] if n - m >= start and normed[n - m] == first else [], candidates
+            )
         for i in candidates:
             k = 1
             while k < m and normed[i + k] == pat[k]:
@@ -482,8 +492,14 @@ def _describe(chunk: Chunk, index: int, total: int) -> str:
     return f"hunk {index + 1} of {total} ({chunk.header})"
 
 
-def apply_chunks(text: str, chunks: Sequence[Chunk], path: str, *, selected: Sequence[bool] | None = None,
-                 budget: int = MATCH_BUDGET) -> str:
+def apply_chunks(
+    text: str,
+    chunks: Sequence[Chunk],
+    path: str,
+    *,
+    selected: Sequence[bool] | None = None,
+    budget: int = MATCH_BUDGET,
+) -> str:
     """Apply `chunks` (those `selected`) to `text`; PatchApplyError names the hunk that failed.
 
     Locating the hunks may cost at most `budget` line comparisons (a work budget, not a clock)."""
@@ -604,7 +620,11 @@ def merge3(base: str, ours: str, theirs: str) -> MergeResult:
         return MergeResult(theirs, ())
     if theirs in (base, ours):
         return MergeResult(ours, ())
-    zb, za, zt = base.splitlines(keepends=True), ours.splitlines(keepends=True), theirs.splitlines(keepends=True)
+    zb, za, zt = (
+        base.splitlines(keepends=True),
+        ours.splitlines(keepends=True),
+        theirs.splitlines(keepends=True),
+    )
     out: list[str] = []
     conflicts: list[Conflict] = []
     iz = ia = ib = 0
@@ -670,7 +690,11 @@ class FilePlan:
         assert self.base is not None and self.disk is not None
         if self.chunks and not any(accepted):
             return self.disk
-        mine = apply_chunks(self.base, self.chunks, self.path, selected=list(accepted)) if self.chunks else self.base
+        mine = (
+            apply_chunks(self.base, self.chunks, self.path, selected=list(accepted))
+            if self.chunks
+            else self.base
+        )
         if self.base == self.disk:
             return mine
         result = merge3(self.base, self.disk, mine)
@@ -701,7 +725,9 @@ class FilePlan:
             return [{"header": f"rename to {self.move_to}", "lines": []}]
         if not self.chunks:  # a whole-file replacement (Add over an existing file, Delete then Add)
             body = self.unified_diff().splitlines()[2:]
-            return [{"header": "replace the whole file", "lines": [ln for ln in body if not ln.startswith("@@")]}]
+            return [
+                {"header": "replace the whole file", "lines": [ln for ln in body if not ln.startswith("@@")]}
+            ]
         return [{"header": c.header, "lines": list(c.diff_lines)} for c in self.chunks]
 
 
@@ -804,6 +830,17 @@ def plan_patch(
                 raise PatchConflict(op.path, result.conflicts)
             mine, merged = result.text, True
         kind: Literal["update", "move"] = "move" if op.move_to else "update"
-        plans.append(FilePlan(op.path, kind, op.move_to, disk, base, mine, op.chunks, merged=merged,
-                              target_bytes=target_bytes))
+        plans.append(
+            FilePlan(
+                op.path,
+                kind,
+                op.move_to,
+                disk,
+                base,
+                mine,
+                op.chunks,
+                merged=merged,
+                target_bytes=target_bytes,
+            )
+        )
     return ChangeSet(tuple(plans), p.text, tuple(notes))

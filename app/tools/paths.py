@@ -48,7 +48,9 @@ def confine(raw: object, *, allow_root: bool = False) -> str:
     if p.startswith("/") or (len(p) >= 2 and p[1] == ":" and p[0].isalpha()):
         raise PathRefused(f"absolute paths are refused; give a path relative to the project root: {raw!r}")
     if p.startswith("~"):
-        raise PathRefused(f"home-relative paths are refused; give a path relative to the project root: {raw!r}")
+        raise PathRefused(
+            f"home-relative paths are refused; give a path relative to the project root: {raw!r}"
+        )
     parts = [s for s in p.split("/") if s not in ("", ".")]
     if any(s == ".." for s in parts):
         raise PathRefused(f"'..' is refused: paths must stay inside the project root: {raw!r}")

@@ -88,8 +88,14 @@ TOOL_SPECS: tuple[ToolSpec, ...] = (
         "List project files and folders (ignored files are left out). Folders end with '/'.",
         _obj(
             {
-                "path": {"type": "string", "description": "folder relative to the project root; '' for the root"},
-                "glob": {"type": "string", "description": "only paths matching this glob, e.g. '*.py' or 'src/**'"},
+                "path": {
+                    "type": "string",
+                    "description": "folder relative to the project root; '' for the root",
+                },
+                "glob": {
+                    "type": "string",
+                    "description": "only paths matching this glob, e.g. '*.py' or 'src/**'",
+                },
                 "max_entries": {"type": "integer", "minimum": 1, "maximum": 5000},
             },
             [],
@@ -172,9 +178,13 @@ _TYPES: dict[str, tuple[type, ...]] = {
 def _check(name: str, field: str, value: Any, schema: Mapping[str, Any]) -> None:
     want = schema.get("type")
     if want is not None:
-        ok = isinstance(value, _TYPES[want]) and not (want in ("integer", "number") and isinstance(value, bool))
+        ok = isinstance(value, _TYPES[want]) and not (
+            want in ("integer", "number") and isinstance(value, bool)
+        )
         if not ok:
-            raise ToolArgumentError(f"{name}: '{field}' must be {want}, got {type(value).__name__} {value!r:.60}")
+            raise ToolArgumentError(
+                f"{name}: '{field}' must be {want}, got {type(value).__name__} {value!r:.60}"
+            )
     if "enum" in schema and value not in schema["enum"]:
         raise ToolArgumentError(f"{name}: '{field}' must be one of {list(schema['enum'])}, got {value!r}")
     if isinstance(value, int | float) and not isinstance(value, bool):
@@ -209,7 +219,9 @@ def parse_arguments(name: str, arguments_json: str | Mapping[str, Any] | None) -
     props: Mapping[str, Any] = spec.parameters.get("properties", {})
     for req in spec.parameters.get("required", []):
         if req not in args or args[req] is None:
-            raise ToolArgumentError(f"{name}: missing required field '{req}'; send {json.dumps(_example(spec))}")
+            raise ToolArgumentError(
+                f"{name}: missing required field '{req}'; send {json.dumps(_example(spec))}"
+            )
     unknown = sorted(set(args) - set(props))
     if unknown:
         raise ToolArgumentError(f"{name}: unknown field(s) {unknown}; allowed: {sorted(props)}")
@@ -224,7 +236,9 @@ def parse_arguments(name: str, arguments_json: str | Mapping[str, Any] | None) -
 def _example(spec: ToolSpec) -> dict[str, Any]:
     props: Mapping[str, Any] = spec.parameters.get("properties", {})
     samples = {"string": "...", "integer": 1, "boolean": False}
-    return {k: samples.get(props[k].get("type", "string"), "...") for k in spec.parameters.get("required", [])}
+    return {
+        k: samples.get(props[k].get("type", "string"), "...") for k in spec.parameters.get("required", [])
+    }
 
 
 # ---------------------------------------------------------------------------------------------

@@ -182,8 +182,21 @@ class TestRun:
 
     def _start_over(self) -> None:
         fresh = TestRun(runner=self.runner, command=self.command)
-        for name in ("cases", "counts", "collected", "collect_errors", "started", "finished", "exit_status",
-                     "duration", "output_tail", "note", "timed_out", "cancelled", "parsed_summary"):
+        for name in (
+            "cases",
+            "counts",
+            "collected",
+            "collect_errors",
+            "started",
+            "finished",
+            "exit_status",
+            "duration",
+            "output_tail",
+            "note",
+            "timed_out",
+            "cancelled",
+            "parsed_summary",
+        ):
             setattr(self, name, getattr(fresh, name))
         self.generation += 1
         self._changed.clear()
@@ -277,7 +290,9 @@ class TestRun:
 
     def failure_ids(self) -> frozenset[str]:
         """The failing test ids (plus collection errors)."""
-        return frozenset([c.nodeid for c in self.failures()] + [f"collect:{n}" for n, _ in self.collect_errors])
+        return frozenset(
+            [c.nodeid for c in self.failures()] + [f"collect:{n}" for n, _ in self.collect_errors]
+        )
 
 
 def _tail(text: str, limit: int) -> str:

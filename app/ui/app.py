@@ -46,9 +46,12 @@ class _Parser(argparse.ArgumentParser):
 
 def parse_args(argv: list[str]) -> GuiArgs:
     """Raises SystemExit (status 2, message on stderr) on bad arguments, like argparse."""
-    p = _Parser(prog="slipstream", description="Slipstream desktop app.",
-                epilog="Exit status: 0 closed normally (window, Ctrl+Q, SIGTERM/SIGINT/SIGHUP); 1 Qt cannot "
-                       "start or the smoke run failed; 2 bad arguments or no display.")
+    p = _Parser(
+        prog="slipstream",
+        description="Slipstream desktop app.",
+        epilog="Exit status: 0 closed normally (window, Ctrl+Q, SIGTERM/SIGINT/SIGHUP); 1 Qt cannot "
+        "start or the smoke run failed; 2 bad arguments or no display.",
+    )
     p.add_argument("path", nargs="?", default=".", help="project folder (default: the current folder)")
     p.add_argument("--smoke", action="store_true", help="run one scripted turn end to end, then exit")
     p.add_argument("--screenshot", metavar="PNG", type=Path, help="save a screenshot of the window")
@@ -87,7 +90,9 @@ def load_factory() -> tuple[ServicesFactory | None, str]:
     return cast("ServicesFactory", factory), ""
 
 
-def run_gui(argv: list[str], factory: ServicesFactory | None = None, *, watchdog_s: float | None = None) -> int:
+def run_gui(
+    argv: list[str], factory: ServicesFactory | None = None, *, watchdog_s: float | None = None
+) -> int:
     """Open the desktop app; returns the process exit status (0 after any normal way to quit).
 
     `watchdog_s` (the real process only, see app.main): a shutdown still wedged that long after the
@@ -179,8 +184,9 @@ def _run(args: GuiArgs, factory: ServicesFactory | None, watchdog_s: float | Non
             return 0
     quit_request = QuitRequest()
     try:
-        return run_app_loop(app, gui_main(app, args, factory, instance, quit_request), quit_request,
-                            watchdog_s=watchdog_s)
+        return run_app_loop(
+            app, gui_main(app, args, factory, instance, quit_request), quit_request, watchdog_s=watchdog_s
+        )
     finally:
         if instance is not None:
             instance.close()
@@ -220,8 +226,13 @@ def _quit_action(window: Any, quit_request: Any) -> Any:
     return action
 
 
-async def gui_main(app: Any, args: GuiArgs, factory: ServicesFactory | None = None, instance: Any = None,
-                   quit_request: Any = None) -> int:
+async def gui_main(
+    app: Any,
+    args: GuiArgs,
+    factory: ServicesFactory | None = None,
+    instance: Any = None,
+    quit_request: Any = None,
+) -> int:
     """The window's life: open, start the services behind it, run until a quit is asked, close in order."""
     from app.services.api import ConnectionStatus
     from app.services.lifetime import QuitRequest, close_within
@@ -246,7 +257,10 @@ async def gui_main(app: Any, args: GuiArgs, factory: ServicesFactory | None = No
     window.show()
     app.processEvents()
     if os.environ.get("SLIPSTREAM_STARTUP_PROBE"):  # tests/bench/bench_startup.py: process start -> window
-        print(f"startup: window shown {_seconds_since_process_start():.3f} s after the process started", flush=True)
+        print(
+            f"startup: window shown {_seconds_since_process_start():.3f} s after the process started",
+            flush=True,
+        )
         window.close()
         window.deleteLater()
         return 0
@@ -336,10 +350,20 @@ async def gui_main(app: Any, args: GuiArgs, factory: ServicesFactory | None = No
             for text in problems:
                 window.notice("warning", text)
             if state["services"] is None and not args.smoke:
-                _warn(window, "Slipstream is offline", f"Slipstream could not start its services:\n\n{reason}")
+                _warn(
+                    window, "Slipstream is offline", f"Slipstream could not start its services:\n\n{reason}"
+                )
             if args.smoke:
-                result = await _until_quit(run_smoke(window, state["services"], screenshot=args.screenshot,
-                                                     screen=args.screen, unavailable_reason=reason), quitting)
+                result = await _until_quit(
+                    run_smoke(
+                        window,
+                        state["services"],
+                        screenshot=args.screenshot,
+                        screen=args.screen,
+                        unavailable_reason=reason,
+                    ),
+                    quitting,
+                )
                 if result is not None:
                     print(result.line, flush=True)
                     rc = result.exit_code

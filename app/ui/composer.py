@@ -25,7 +25,9 @@ class ComposerEdit(QPlainTextEdit):
     def __init__(self, parent: QWidget | None = None) -> None:
         super().__init__(parent)
         self.setObjectName("composerEdit")
-        self.setPlaceholderText("Ask about the project…   Enter to send · Shift+Enter for a new line · ↑ for history")
+        self.setPlaceholderText(
+            "Ask about the project…   Enter to send · Shift+Enter for a new line · ↑ for history"
+        )
         self.setTabChangesFocus(True)
         font = QFontDatabase.systemFont(QFontDatabase.SystemFont.FixedFont)
         self.setFont(font)
@@ -99,7 +101,9 @@ class ComposerEdit(QPlainTextEdit):
         lines = min(max(self.document().blockCount(), 2), 10)
         line_h = self.fontMetrics().lineSpacing()
         margins = self.contentsMargins()
-        self.setFixedHeight(lines * line_h + 2 * int(self.document().documentMargin()) + margins.top() + margins.bottom() + 4)
+        self.setFixedHeight(
+            lines * line_h + 2 * int(self.document().documentMargin()) + margins.top() + margins.bottom() + 4
+        )
 
 
 class Composer(QWidget):
@@ -124,8 +128,10 @@ class Composer(QWidget):
         self.side_toggle = QPushButton("Side", self)
         self.side_toggle.setObjectName("sideToggle")
         self.side_toggle.setCheckable(True)
-        self.side_toggle.setToolTip("Ask on a side lane while the agent works: it streams in its own pane "
-                                    "and never enters the agent's conversation (Ctrl+Shift+Enter)")
+        self.side_toggle.setToolTip(
+            "Ask on a side lane while the agent works: it streams in its own pane "
+            "and never enters the agent's conversation (Ctrl+Shift+Enter)"
+        )
         buttons = QVBoxLayout()
         buttons.setSpacing(6)
         buttons.addWidget(self.send_button)

@@ -65,8 +65,13 @@ STATE_ROLE = Qt.ItemDataRole.UserRole + 1
 PATH_ROLE = Qt.ItemDataRole.UserRole
 PIN = "★ "  # DejaVu has it; emoji fonts are often missing on Linux
 SMALL_CHANGE = 64  # up to this many added/removed rows: row-by-row inserts; above, one reset
-STATE_FILTERS = (("All states", ""), ("Pending", "pending"), ("In view", "in_view"),
-                 ("Summarised", "summarised"), ("Excluded", "excluded"))
+STATE_FILTERS = (
+    ("All states", ""),
+    ("Pending", "pending"),
+    ("In view", "in_view"),
+    ("Summarised", "summarised"),
+    ("Excluded", "excluded"),
+)
 _Index = QModelIndex | QPersistentModelIndex
 
 
@@ -77,7 +82,9 @@ def is_dark(widget: QWidget) -> bool:
 class BadgeDelegate(QStyledItemDelegate):
     """Paints the state column as a rounded pill."""
 
-    def paint(self, painter: QPainter, option: QStyleOptionViewItem, index: QModelIndex | QPersistentModelIndex) -> None:
+    def paint(
+        self, painter: QPainter, option: QStyleOptionViewItem, index: QModelIndex | QPersistentModelIndex
+    ) -> None:
         state = index.data(STATE_ROLE)
         if state not in BADGE_COLOURS:
             super().paint(painter, option, index)
@@ -132,8 +139,14 @@ class FileTableModel(QAbstractTableModel):
     def columnCount(self, parent: _Index = QModelIndex()) -> int:
         return 0 if parent.isValid() else 3
 
-    def headerData(self, section: int, orientation: Qt.Orientation, role: int = Qt.ItemDataRole.DisplayRole) -> Any:
-        if orientation == Qt.Orientation.Horizontal and role == Qt.ItemDataRole.DisplayRole and 0 <= section < 3:
+    def headerData(
+        self, section: int, orientation: Qt.Orientation, role: int = Qt.ItemDataRole.DisplayRole
+    ) -> Any:
+        if (
+            orientation == Qt.Orientation.Horizontal
+            and role == Qt.ItemDataRole.DisplayRole
+            and 0 <= section < 3
+        ):
             return self.HEADERS[section]
         return None
 
@@ -197,8 +210,11 @@ class FileTableModel(QAbstractTableModel):
             self._rows = self._all
             return
         badges, needle, state = self.badges, self._needle, self._state
-        self._rows = [p for p in self._all if (not needle or needle in p.lower())
-                      and (not state or badges[p].state == state)]
+        self._rows = [
+            p
+            for p in self._all
+            if (not needle or needle in p.lower()) and (not state or badges[p].state == state)
+        ]
 
     def apply(self, changes: FileChanges) -> bool:
         """Take the rows that changed; True when the rows were reset (the view loses its place)."""
@@ -313,12 +329,15 @@ class FileTableModel(QAbstractTableModel):
 
 def budget_text(snap: SnapshotSummary, names: int = 4) -> str:
     """E.g. "32k budget, 30k used: 14 files in full, 120 listed; README.md, app/main.py, …"."""
+
     def k(n: int) -> str:
         return f"{n / 1000:.0f}k" if n >= 1000 else str(n)
 
     n = len(snap.full)
-    head = (f"{k(snap.budget_tokens)} budget, {k(snap.tokens)} used: {n} file{'s' * (n != 1)} in full, "
-            f"{snap.listed:,} listed")
+    head = (
+        f"{k(snap.budget_tokens)} budget, {k(snap.tokens)} used: {n} file{'s' * (n != 1)} in full, "
+        f"{snap.listed:,} listed"
+    )
     if not n:
         return head
     # A word joiner after each "/": a wrapped header breaks between names, never inside a path.
@@ -328,7 +347,7 @@ def budget_text(snap: SnapshotSummary, names: int = 4) -> str:
 
 def posixpath_short(path: str, limit: int = 40) -> str:
     """A long path keeps its end: "…/handlers/upload.py"."""
-    return path if len(path) <= limit else "…" + path[-(limit - 1):]
+    return path if len(path) <= limit else "…" + path[-(limit - 1) :]
 
 
 def _reason(b: FileBadge) -> str:
@@ -418,8 +437,11 @@ class ContextPanel(QWidget):
     def set_first_context(self, snap: SnapshotSummary) -> None:
         """Show what a fresh chain's first context chose (the header line and the rows' ranks)."""
         self.budget_line.setText(budget_text(snap))
-        self.budget_line.setToolTip("Sent in full, best first:\n" + "\n".join(snap.full[:40])
-                                    + (f"\n… {len(snap.full) - 40} more" if len(snap.full) > 40 else ""))
+        self.budget_line.setToolTip(
+            "Sent in full, best first:\n"
+            + "\n".join(snap.full[:40])
+            + (f"\n… {len(snap.full) - 40} more" if len(snap.full) > 40 else "")
+        )
         self.budget_line.show()
         self.model.first_context = {p: i for i, p in enumerate(snap.full, 1)}
         self.model.all_changed()
@@ -459,8 +481,10 @@ class ContextPanel(QWidget):
         if not total:
             self.summary.setText("Indexing…" if self._indexing else "No files yet")
             return
-        parts = [f"Indexing… {total:,} files so far" if self._indexing else f"{total:,} files",
-                 f"{c['in_view']:,} in view"]
+        parts = [
+            f"Indexing… {total:,} files so far" if self._indexing else f"{total:,} files",
+            f"{c['in_view']:,} in view",
+        ]
         if c["pending"]:
             parts.append(f"{c['pending']:,} pending")
         if c["summarised"]:

@@ -215,7 +215,9 @@ class Controller(QObject):
     def show_settings(self) -> SettingsDialog | None:
         host = settings_host(self.services) if self.services is not None else None
         if host is None:
-            QMessageBox.information(self.window, "Settings", "Settings are not available until a project is open.")
+            QMessageBox.information(
+                self.window, "Settings", "Settings are not available until a project is open."
+            )
             return None
         dlg = SettingsDialog(host, self.window)
         dlg.setAttribute(Qt.WidgetAttribute.WA_DeleteOnClose)

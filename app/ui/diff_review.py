@@ -118,8 +118,10 @@ class DiffReviewDialog(_Resolving):
         col.setContentsMargins(12, 12, 12, 12)
         col.setSpacing(10)
         n_hunks = sum(len(f.get("hunks", [])) for f in files)
-        intro = QLabel(f"{len(files)} file{'s' * (len(files) != 1)}, {n_hunks} hunk{'s' * (n_hunks != 1)}. "
-                       "Untick the hunks you do not want applied.")
+        intro = QLabel(
+            f"{len(files)} file{'s' * (len(files) != 1)}, {n_hunks} hunk{'s' * (n_hunks != 1)}. "
+            "Untick the hunks you do not want applied."
+        )
         intro.setObjectName("panelSummary")
         col.addWidget(intro)
         for f in files:
@@ -132,8 +134,11 @@ class DiffReviewDialog(_Resolving):
             lay.setContentsMargins(10, 8, 10, 10)
             lay.setSpacing(6)
             resolved = f.get("resolved")  # a link: the file that is really written
-            via = (f" &nbsp;<span style='color:#b45309'>→ writes {_esc(str(resolved))} (the link's target)</span>"
-                   if resolved else "")
+            via = (
+                f" &nbsp;<span style='color:#b45309'>→ writes {_esc(str(resolved))} (the link's target)</span>"
+                if resolved
+                else ""
+            )
             title = QLabel(f"<b>{_esc(path)}</b> &nbsp;<span style='color:#6b7280'>{_esc(op)}</span>{via}")
             title.setFont(mono)
             lay.addWidget(title)

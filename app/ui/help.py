@@ -47,8 +47,11 @@ def action_shortcuts(actions: Iterable[QAction]) -> list[Shortcut]:
 
 
 def _rows(pairs: Iterable[Shortcut]) -> str:
-    return "".join(f"<tr><td style='padding:2px 14px 2px 0'><b>{html.escape(k)}</b></td>"
-                   f"<td style='padding:2px 0'>{html.escape(v)}</td></tr>" for k, v in pairs)
+    return "".join(
+        f"<tr><td style='padding:2px 14px 2px 0'><b>{html.escape(k)}</b></td>"
+        f"<td style='padding:2px 0'>{html.escape(v)}</td></tr>"
+        for k, v in pairs
+    )
 
 
 def help_html(shortcuts: Sequence[Shortcut], commands: Sequence[DemoCommand] = DEMO_COMMANDS) -> str:
@@ -57,7 +60,8 @@ def help_html(shortcuts: Sequence[Shortcut], commands: Sequence[DemoCommand] = D
         f"<tr><td style='padding:4px 14px 4px 0'><code>{html.escape(c.usage)}</code></td>"
         f"<td style='padding:4px 0'>{html.escape(c.summary)}<br>"
         f"<span style='color:gray'>e.g.</span> <code>{html.escape(c.example)}</code></td></tr>"
-        for c in commands)
+        for c in commands
+    )
     tools = ", ".join(f"<code>{html.escape(s.name)}</code>" for s in TOOL_SPECS)
     return (
         "<h2>Slipstream</h2>"
@@ -150,19 +154,29 @@ class EmptyView(QWidget):
         th = self._theme
         muted = th.muted if th else "gray"
         link = th.link if th else "#0969da"
-        watching = (f"Slipstream is watching <b>{html.escape(self.project)}</b>: the model sees its files, "
-                    "then only what changed as you edit."
-                    if self.project else "No project is open: open a folder (Ctrl+O) for Slipstream to watch.")
+        watching = (
+            f"Slipstream is watching <b>{html.escape(self.project)}</b>: the model sees its files, "
+            "then only what changed as you edit."
+            if self.project
+            else "No project is open: open a folder (Ctrl+O) for Slipstream to watch."
+        )
         engine = html.escape(self.engine) if self.engine else "not connected yet"
         demo = ""
         if "scripted" in self.engine or not self.engine:
             ex = DEMO_COMMANDS[0].example if DEMO_COMMANDS else ""
-            demo = (f"<p>No model is configured, so the scripted demo engine answers. Try "
-                    f"<code>{html.escape(ex)}</code> to watch a fast stream, or "
-                    f"<code>{html.escape(DEMO_COMMANDS[-1].example)}</code> to see a tool call. "
-                    "Connect a model in <b>Settings</b>.</p>" if ex else "")
-        keys = "".join(f"<tr><td style='padding:1px 12px 1px 0; color:{muted}'>{html.escape(k)}</td>"
-                       f"<td style='padding:1px 0'>{html.escape(v)}</td></tr>" for k, v in self.shortcuts[:6])
+            demo = (
+                f"<p>No model is configured, so the scripted demo engine answers. Try "
+                f"<code>{html.escape(ex)}</code> to watch a fast stream, or "
+                f"<code>{html.escape(DEMO_COMMANDS[-1].example)}</code> to see a tool call. "
+                "Connect a model in <b>Settings</b>.</p>"
+                if ex
+                else ""
+            )
+        keys = "".join(
+            f"<tr><td style='padding:1px 12px 1px 0; color:{muted}'>{html.escape(k)}</td>"
+            f"<td style='padding:1px 0'>{html.escape(v)}</td></tr>"
+            for k, v in self.shortcuts[:6]
+        )
         self.label.setText(
             "<h2 style='margin-bottom:4px'>Ask about your project</h2>"
             f"<p>{watching}</p>"

@@ -42,8 +42,10 @@ from app.ui.theme import Theme, system_theme
 __all__ = ["InspectorWindow", "record_row", "totals_text"]
 
 MAX_ITEM_CHARS = 200_000  # one item's text shown at most (a snapshot can be large); the rest is counted
-DIFF_COLOURS = {"light": ("#1a7f37", "#cf222e", "#0969da", "#dafbe1", "#ffebe9"),
-                "dark": ("#3fb950", "#f85149", "#58a6ff", "#12261e", "#2d1619")}
+DIFF_COLOURS = {
+    "light": ("#1a7f37", "#cf222e", "#0969da", "#dafbe1", "#ffebe9"),
+    "dark": ("#3fb950", "#f85149", "#58a6ff", "#12261e", "#2d1619"),
+}
 
 
 def record_row(rec: SendRecord) -> str:
@@ -70,13 +72,19 @@ def totals_text(insp: Inspector) -> str:
     if not insp.requests:
         return "Nothing was sent yet. Every message and every context push will appear here."
     share = f"{100 * insp.ratio:.0f}%"
-    text = (f"{insp.requests} requests sent {human_bytes(insp.bytes_sent)}; without the conversation chain "
-            f"they would have sent {human_bytes(insp.full_bytes)} ({share} of that went out).")
+    text = (
+        f"{insp.requests} requests sent {human_bytes(insp.bytes_sent)}; without the conversation chain "
+        f"they would have sent {human_bytes(insp.full_bytes)} ({share} of that went out)."
+    )
     if insp.input_tokens:
-        text += (f" The server read {compact(insp.input_tokens)} input tokens, "
-                 f"{100 * insp.cached_tokens / insp.input_tokens:.0f}% from its cache.")
+        text += (
+            f" The server read {compact(insp.input_tokens)} input tokens, "
+            f"{100 * insp.cached_tokens / insp.input_tokens:.0f}% from its cache."
+        )
     if insp.rebuild_count:
-        causes = "; ".join(f"{cause} ×{n}" for cause, n in sorted(insp.rebuilds.items(), key=lambda kv: -kv[1]))
+        causes = "; ".join(
+            f"{cause} ×{n}" for cause, n in sorted(insp.rebuilds.items(), key=lambda kv: -kv[1])
+        )
         text += f" The whole conversation was sent again {insp.rebuild_count}× ({causes})."
     return text
 
@@ -84,7 +92,9 @@ def totals_text(insp: Inspector) -> str:
 class InspectorWindow(QDialog):
     """A non-modal window over the main one; `show_request(response_id)` selects a request."""
 
-    def __init__(self, inspector: Inspector, parent: QWidget | None = None, theme: Theme | None = None) -> None:
+    def __init__(
+        self, inspector: Inspector, parent: QWidget | None = None, theme: Theme | None = None
+    ) -> None:
         super().__init__(parent)
         self.setObjectName("inspectorWindow")
         self.setWindowTitle("What was sent — Slipstream")
@@ -186,30 +196,49 @@ class InspectorWindow(QDialog):
         rows = [
             ("Kind", "context push (no answer asked)" if rec.kind == "push" else "message (answer streamed)"),
             ("Transport", {"websocket": "WebSocket", "http": "HTTP"}.get(rec.transport, rec.transport)),
-            ("Chain", f"continues {self._parent(rec)} → {rec.response_id or '…'}" if not rec.fresh
-             else f"new chain → {rec.response_id or '…'} (why: {rec.fresh_cause})"),
-            ("Sent", f"{human_bytes(rec.bytes_sent)}, {rec.input_items} input item"
-                     + ("" if rec.input_items == 1 else "s")),
+            (
+                "Chain",
+                f"continues {self._parent(rec)} → {rec.response_id or '…'}"
+                if not rec.fresh
+                else f"new chain → {rec.response_id or '…'} (why: {rec.fresh_cause})",
+            ),
+            (
+                "Sent",
+                f"{human_bytes(rec.bytes_sent)}, {rec.input_items} input item"
+                + ("" if rec.input_items == 1 else "s"),
+            ),
             ("Full resend", f"{human_bytes(rec.full_bytes)} (what a client without the chain would send)"),
         ]
         if rec.input_tokens is not None:
-            rows.append(("Input tokens", f"{rec.input_tokens:,}: {rec.cached_tokens or 0:,} from the server's "
-                                         f"cache, {rec.new_tokens or 0:,} read anew"))
+            rows.append(
+                (
+                    "Input tokens",
+                    f"{rec.input_tokens:,}: {rec.cached_tokens or 0:,} from the server's "
+                    f"cache, {rec.new_tokens or 0:,} read anew",
+                )
+            )
         if rec.output_tokens is not None:
             rows.append(("Output tokens", f"{rec.output_tokens:,}"))
         if rec.ttft_ms is not None:
             rows.append(("First token", f"{rec.ttft_ms:.0f} ms after sending"))
         status = rec.status
         if status == "cancelled":
-            status = ("stopped by you; the chain continues from it (the next message sends only new input)"
-                      if rec.kept_chain else "stopped by you")
+            status = (
+                "stopped by you; the chain continues from it (the next message sends only new input)"
+                if rec.kept_chain
+                else "stopped by you"
+            )
         rows.append(("Status", status + (f": {rec.error}" if rec.error and rec.status == "failed" else "")))
         for key, value in rows:
-            out.append(f"<tr><td style='{muted};padding-right:10px'>{esc(key)}</td><td>{esc(value)}</td></tr>")
+            out.append(
+                f"<tr><td style='{muted};padding-right:10px'>{esc(key)}</td><td>{esc(value)}</td></tr>"
+            )
         out.append("</table>")
         if rec.items is None:
-            out.append(f"<p style='{muted}'>The items of older requests are not kept (only their figures); "
-                       f"the last {self.inspector.keep_frames} requests keep theirs.</p>")
+            out.append(
+                f"<p style='{muted}'>The items of older requests are not kept (only their figures); "
+                f"the last {self.inspector.keep_frames} requests keep theirs.</p>"
+            )
             return "".join(out)
         if not rec.items:
             out.append(f"<p style='{muted}'>No input items: the request only opened the chain.</p>")
@@ -229,13 +258,17 @@ class InspectorWindow(QDialog):
     def _item_html(self, n: int, item: SentItem) -> str:
         th = self.theme
         esc = html.escape
-        head = (f"<p style='margin-top:12px;margin-bottom:2px'><b>{n}. {esc(item.kind)}</b>"
-                f" <span style='color:{th.muted}'>· {human_bytes(item.size)} · {esc(item.title)}</span></p>")
+        head = (
+            f"<p style='margin-top:12px;margin-bottom:2px'><b>{n}. {esc(item.kind)}</b>"
+            f" <span style='color:{th.muted}'>· {human_bytes(item.size)} · {esc(item.title)}</span></p>"
+        )
         text = item.text
         cut = len(text) - MAX_ITEM_CHARS
         text = text[:MAX_ITEM_CHARS]
-        pre = (f"<pre style='background:{th.code_background};color:{th.code_foreground};"
-               "margin:0;padding:6px;white-space:pre-wrap'>")
+        pre = (
+            f"<pre style='background:{th.code_background};color:{th.code_foreground};"
+            "margin:0;padding:6px;white-space:pre-wrap'>"
+        )
         if item.diff:
             add, dele, hunk, add_bg, del_bg = DIFF_COLOURS["dark" if th.dark else "light"]
             lines = []

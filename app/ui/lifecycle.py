@@ -33,7 +33,9 @@ from app.services.lifetime import LEFTOVER_GRACE_S, QuitRequest, abandon, close_
 log = logging.getLogger(__name__)
 
 QT_QUIT_GRACE_S = 3.0  # Qt's loop ended under us: the orderly close gets this long
-QUIT_SIGNALS = tuple(getattr(signal, name) for name in ("SIGINT", "SIGTERM", "SIGHUP") if hasattr(signal, name))
+QUIT_SIGNALS = tuple(
+    getattr(signal, name) for name in ("SIGINT", "SIGTERM", "SIGHUP") if hasattr(signal, name)
+)
 _STOPPED = "Event loop stopped before Future completed"
 
 

@@ -1,10 +1,10 @@
 """The main window: layout only. Wiring to the services lives in app.ui.controller.
 
-    ┌ toolbar: project ▾ · New session · Run tests ·············· Settings · About ┐
-    │ banner (first start: ways to connect a model)                                  │
-    │ transcript ┊ side questions (when open) │ [Context | Tests | Sessions]         │
-    │ composer (Send / Stop)                  │                                      │
-    └ status: ● state — detail ········ tok/s · context · cache · engine ───────────┘
+┌ toolbar: project ▾ · New session · Run tests ·············· Settings · About ┐
+│ banner (first start: ways to connect a model)                                  │
+│ transcript ┊ side questions (when open) │ [Context | Tests | Sessions]         │
+│ composer (Send / Stop)                  │                                      │
+└ status: ● state — detail ········ tok/s · context · cache · engine ───────────┘
 """
 
 from __future__ import annotations
@@ -196,8 +196,14 @@ class MainWindow(QMainWindow):
 
     def shortcuts(self) -> list[tuple[str, str]]:
         """Every shortcut the window answers to: its actions' and the transcript's keys (for the help)."""
-        acts = [self.help_action, self.new_session_action, self.run_tests_action, self.open_action,
-                self.settings_action, *self.actions()]
+        acts = [
+            self.help_action,
+            self.new_session_action,
+            self.run_tests_action,
+            self.open_action,
+            self.settings_action,
+            *self.actions(),
+        ]
         keys = action_shortcuts(acts)
         keys = [(k, "this help" if what == "?" else what) for k, what in keys]
         return keys + list(TranscriptView.KEYS) + list(COMPOSER_KEYS)

@@ -135,7 +135,9 @@ def system_has_lib(dirs: Iterable[Path] | None = None) -> HaveLib:
     return lambda soname: _loadable(soname, search)
 
 
-def missing_libs(platform: str, *, dirs: Iterable[Path] | None = None, have: HaveLib | None = None) -> list[QtLib]:
+def missing_libs(
+    platform: str, *, dirs: Iterable[Path] | None = None, have: HaveLib | None = None
+) -> list[QtLib]:
     """The libraries for `platform` that neither the system nor a bundled folder provides.
 
     `have` replaces the real check (tests feed a fake list of installed libraries).
@@ -149,8 +151,10 @@ def missing_libs(platform: str, *, dirs: Iterable[Path] | None = None, have: Hav
 
 def check_qt_libs(platform: str, *, have: HaveLib | None = None) -> list[str]:
     """One line per missing library, naming the Debian package to install; [] when all load."""
-    return [f"{lib.soname} not found (Debian/Ubuntu package: {lib.package})"
-            for lib in missing_libs(platform, have=have)]
+    return [
+        f"{lib.soname} not found (Debian/Ubuntu package: {lib.package})"
+        for lib in missing_libs(platform, have=have)
+    ]
 
 
 def format_problems(platform: str, libs: list[QtLib]) -> str:
@@ -198,9 +202,11 @@ def display_problem(env: Mapping[str, str] | None = None, *, system: str = sys.p
         return None
     if env.get("DISPLAY") or env.get("WAYLAND_DISPLAY"):
         return None
-    return ("slipstream: no display: neither $DISPLAY nor $WAYLAND_DISPLAY is set, so the window cannot "
-            "open (`slipstream --smoke` runs offscreen; `slipstream serve`, `watch`, `ask` and `test` "
-            "need no display)")
+    return (
+        "slipstream: no display: neither $DISPLAY nor $WAYLAND_DISPLAY is set, so the window cannot "
+        "open (`slipstream --smoke` runs offscreen; `slipstream serve`, `watch`, `ask` and `test` "
+        "need no display)"
+    )
 
 
 # --------------------------------------------------------------------------------------------------
@@ -260,7 +266,9 @@ def debian_plan(
     update = ("apt-get", "update", "-qq")
     manual = "sudo apt-get update && sudo apt-get install -y --no-install-recommends " + " ".join(packages)
     if not has_apt:
-        return DebianPlan(packages, manual=f"install the equivalents of these Debian packages: {' '.join(packages)}")
+        return DebianPlan(
+            packages, manual=f"install the equivalents of these Debian packages: {' '.join(packages)}"
+        )
     if is_root:
         return DebianPlan(packages, (update, install), manual)
     if sudo_without_prompt:
@@ -272,8 +280,16 @@ def _sudo_without_prompt() -> bool:
     if shutil.which("sudo") is None:
         return False
     try:
-        return subprocess.run(["sudo", "-n", "true"], stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
-                              stderr=subprocess.DEVNULL, timeout=10).returncode == 0
+        return (
+            subprocess.run(
+                ["sudo", "-n", "true"],
+                stdin=subprocess.DEVNULL,
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.DEVNULL,
+                timeout=10,
+            ).returncode
+            == 0
+        )
     except (OSError, subprocess.SubprocessError):
         return False
 
@@ -288,9 +304,14 @@ def ensure_debian_packages(purpose: str, *, out: Callable[[str], None] = print) 
     have_lib = system_has_lib()
     has_apt = shutil.which("apt-get") is not None
     is_root = hasattr(os, "geteuid") and os.geteuid() == 0
-    plan = debian_plan(purpose, have_lib=have_lib, have_command=lambda c: shutil.which(c) is not None,
-                       has_apt=has_apt, is_root=is_root,
-                       sudo_without_prompt=has_apt and not is_root and _sudo_without_prompt())
+    plan = debian_plan(
+        purpose,
+        have_lib=have_lib,
+        have_command=lambda c: shutil.which(c) is not None,
+        has_apt=has_apt,
+        is_root=is_root,
+        sudo_without_prompt=has_apt and not is_root and _sudo_without_prompt(),
+    )
     if plan.ok:
         return 0
     if plan.commands:
@@ -298,8 +319,14 @@ def ensure_debian_packages(purpose: str, *, out: Callable[[str], None] = print) 
         env = dict(os.environ, DEBIAN_FRONTEND="noninteractive")
         for cmd in plan.commands:
             try:
-                done = subprocess.run(list(cmd), env=env, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
-                                      stderr=subprocess.STDOUT, timeout=900)
+                done = subprocess.run(
+                    list(cmd),
+                    env=env,
+                    stdin=subprocess.DEVNULL,
+                    stdout=subprocess.PIPE,
+                    stderr=subprocess.STDOUT,
+                    timeout=900,
+                )
             except (OSError, subprocess.SubprocessError) as exc:
                 out(f"slipstream: {' '.join(cmd)} failed: {exc}")
                 break

@@ -63,7 +63,9 @@ class SessionsPanel(QWidget):
         self.list.currentItemChanged.connect(self._update_buttons)
         self._update_buttons()
 
-    def set_sessions(self, sessions: list[SessionInfo], current_id: str = "", now: float | None = None) -> None:
+    def set_sessions(
+        self, sessions: list[SessionInfo], current_id: str = "", now: float | None = None
+    ) -> None:
         now = time.time() if now is None else now
         self.current_id = current_id
         self.list.clear()

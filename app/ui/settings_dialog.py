@@ -47,9 +47,23 @@ ENDPOINT_HINTS = {p.id: p.endpoint_hint for p in PROVIDER_TABLE.values()}
 NEEDS_KEY = {p.id for p in PROVIDER_TABLE.values() if p.needs_key}
 # The environment variables a key is read from under the opt-in (app.adapters.secrets.ENV_VARS).
 KEY_ENV_VARS = {"openai": "OPENAI_API_KEY", "xai": "XAI_API_KEY"}
-_LIST_KEYS = frozenset({Qt.Key.Key_Up, Qt.Key.Key_Down, Qt.Key.Key_PageUp, Qt.Key.Key_PageDown, Qt.Key.Key_Home,
-                        Qt.Key.Key_End, Qt.Key.Key_Space, Qt.Key.Key_F4, Qt.Key.Key_Tab, Qt.Key.Key_Backtab,
-                        Qt.Key.Key_Escape, Qt.Key.Key_Return, Qt.Key.Key_Enter})
+_LIST_KEYS = frozenset(
+    {
+        Qt.Key.Key_Up,
+        Qt.Key.Key_Down,
+        Qt.Key.Key_PageUp,
+        Qt.Key.Key_PageDown,
+        Qt.Key.Key_Home,
+        Qt.Key.Key_End,
+        Qt.Key.Key_Space,
+        Qt.Key.Key_F4,
+        Qt.Key.Key_Tab,
+        Qt.Key.Key_Backtab,
+        Qt.Key.Key_Escape,
+        Qt.Key.Key_Return,
+        Qt.Key.Key_Enter,
+    }
+)
 
 
 class _NoTypeAhead(QObject):
@@ -57,9 +71,14 @@ class _NoTypeAhead(QObject):
     whatever was typed, a pasted key included. Arrows, Page keys, Space, F4 still work."""
 
     def eventFilter(self, watched: QObject, event: QEvent) -> bool:
-        typed = event.type() in (QEvent.Type.KeyPress, QEvent.Type.ShortcutOverride) and isinstance(event, QKeyEvent)
-        return bool(typed and event.key() not in _LIST_KEYS  # type: ignore[attr-defined]
-                    and (event.text().strip() or event.matches(QKeySequence.StandardKey.Paste)))  # type: ignore[attr-defined]
+        typed = event.type() in (QEvent.Type.KeyPress, QEvent.Type.ShortcutOverride) and isinstance(
+            event, QKeyEvent
+        )
+        return bool(
+            typed
+            and event.key() not in _LIST_KEYS  # type: ignore[attr-defined]
+            and (event.text().strip() or event.matches(QKeySequence.StandardKey.Paste))  # type: ignore[attr-defined]
+        )
 
 
 class SettingsDialog(QDialog):
@@ -98,7 +117,9 @@ class SettingsDialog(QDialog):
         for key, label in APPROVAL_POLICIES.items():
             self.approval.addItem(label, key)
         self.ignores = QPlainTextEdit()
-        self.ignores.setPlaceholderText("Extra ignore patterns, gitignore syntax, one per line (e.g. *.log, data/)")
+        self.ignores.setPlaceholderText(
+            "Extra ignore patterns, gitignore syntax, one per line (e.g. *.log, data/)"
+        )
         self.ignores.setFixedHeight(70)
         self.rerun_tests = QCheckBox("Rerun the tests when a file is saved")
         self.max_tool_turns = QSpinBox()
@@ -143,7 +164,9 @@ class SettingsDialog(QDialog):
         form3 = QFormLayout(look_box)
         form3.addRow("Theme", self.theme)
 
-        self.buttons = QDialogButtonBox(QDialogButtonBox.StandardButton.Ok | QDialogButtonBox.StandardButton.Cancel)
+        self.buttons = QDialogButtonBox(
+            QDialogButtonBox.StandardButton.Ok | QDialogButtonBox.StandardButton.Cancel
+        )
         self.buttons.accepted.connect(self.accept)
         self.buttons.rejected.connect(self.reject)
         lay = QVBoxLayout(self)
@@ -186,14 +209,19 @@ class SettingsDialog(QDialog):
             finally:
                 self.detect.setEnabled(True)
             if not found:
-                self.detected.setText("No local server answered on the usual ports (8080, 11434, 1234, 8000, 30000).")
+                self.detected.setText(
+                    "No local server answered on the usual ports (8080, 11434, 1234, 8000, 30000)."
+                )
                 return
             _label, url, models = found[0]
             self.endpoint.setText(url)
             if models and not self.model.text().strip():
                 self.model.setText(models[0])
-            self.detected.setText("Found: " + "; ".join(f"{lb} at {u}" for lb, u, _ in found)
-                                  + ". Slipstream bridges it to the WebSocket session.")
+            self.detected.setText(
+                "Found: "
+                + "; ".join(f"{lb} at {u}" for lb, u, _ in found)
+                + ". Slipstream bridges it to the WebSocket session."
+            )
 
         self._detect_task = asyncio.ensure_future(go())
 
@@ -224,10 +252,14 @@ class SettingsDialog(QDialog):
                 "install and unlock a keychain (GNOME Keyring, KWallet) and reopen Settings."
             )
         elif self.host.has_api_key(provider):
-            self.key_status.setText(f"A key is stored in the OS keychain ({info.backend}). Type a new one to replace it.")
+            self.key_status.setText(
+                f"A key is stored in the OS keychain ({info.backend}). Type a new one to replace it."
+            )
             self.api_key.setPlaceholderText("••••••••  (stored)")
         else:
-            self.key_status.setText(f"The key will be stored in the OS keychain ({info.backend}), never in the settings file.")
+            self.key_status.setText(
+                f"The key will be stored in the OS keychain ({info.backend}), never in the settings file."
+            )
             self.api_key.setPlaceholderText("paste the key")
 
     def settings(self) -> Settings:

@@ -109,26 +109,37 @@ class FrameTicker(QObject):
 def transport_words(side: SideConversation) -> tuple[str, str]:
     """(badge, tooltip) for where a side conversation runs."""
     if side.transport == "connection":
-        return ("second connection",
-                "This server has no lanes (it refused stream_id), so side questions use a second connection.")
+        return (
+            "second connection",
+            "This server has no lanes (it refused stream_id), so side questions use a second connection.",
+        )
     if side.transport == "http":
         return "HTTP", "The WebSocket is unavailable: this side question went over HTTP."
-    return (f"lane {side.id}",
-            f"Runs on stream_id “{side.id}” of the agent's own WebSocket, beside the agent's lane.")
+    return (
+        f"lane {side.id}",
+        f"Runs on stream_id “{side.id}” of the agent's own WebSocket, beside the agent's lane.",
+    )
 
 
 class SideTab(QWidget):
     """One side conversation: header (where it runs, state, Promote, Close), transcript, continue
     field; its title is the tab's."""
 
-    def __init__(self, side: SideConversation, ticker: FrameTicker, parent: QWidget | None = None,
-                 theme: Theme | None = None) -> None:
+    def __init__(
+        self,
+        side: SideConversation,
+        ticker: FrameTicker,
+        parent: QWidget | None = None,
+        theme: Theme | None = None,
+    ) -> None:
         super().__init__(parent)
         self.setObjectName("sideTab")
         self.side = side
         self.badge = QLabel(self)
         self.badge.setObjectName("sideBadge")
-        self.badge.setStyleSheet("QLabel { border: 1px solid palette(mid); border-radius: 8px; padding: 1px 8px; }")
+        self.badge.setStyleSheet(
+            "QLabel { border: 1px solid palette(mid); border-radius: 8px; padding: 1px 8px; }"
+        )
         self.state = QLabel(self)
         self.state.setObjectName("sideState")
         self.promote_button = QPushButton("Promote", self)

@@ -45,8 +45,14 @@ class SingleInstance(QObject):
 
     activated = Signal()
 
-    def __init__(self, project_path: str | os.PathLike[str], parent: QObject | None = None, *,
-                 prefix: str = "slipstream", socket_dir: Path | None = None) -> None:
+    def __init__(
+        self,
+        project_path: str | os.PathLike[str],
+        parent: QObject | None = None,
+        *,
+        prefix: str = "slipstream",
+        socket_dir: Path | None = None,
+    ) -> None:
         super().__init__(parent)
         self.project_path = Path(project_path)
         self.name = server_name(project_path, prefix=prefix)

@@ -85,14 +85,20 @@ async def run_smoke(
         deadline = loop.time() + timeout
         if not await _until(ended, deadline):
             conn = window.status.status
-            return SmokeResult(False, f"smoke: FAIL — no response end within {timeout:g} s "
-                                      f"(connection: {conn.state} {conn.detail})".rstrip())
+            return SmokeResult(
+                False,
+                f"smoke: FAIL — no response end within {timeout:g} s "
+                f"(connection: {conn.state} {conn.detail})".rstrip(),
+            )
         if not await _until(lambda: idle.is_set() and not window.transcript.pending, deadline):
             return SmokeResult(False, f"smoke: FAIL — no end of the tool loop within {timeout:g} s")
         status = conv.status
         elapsed = time.perf_counter() - t0
-        chars = sum(len(b.text) for b in (conv.block(i) for i in range(first, conv.next_id))
-                    if b.kind not in _NOT_ANSWER)
+        chars = sum(
+            len(b.text)
+            for b in (conv.block(i) for i in range(first, conv.next_id))
+            if b.kind not in _NOT_ANSWER
+        )
         synced = await _edit_synced(services, max(deadline - loop.time(), 1.0))
         if not synced.ok:
             return synced
@@ -105,8 +111,11 @@ async def run_smoke(
         engine = window.status.status.engine or "unknown engine"
         ok = status == "completed"
         verdict = "ok" if ok else "FAIL"
-        return SmokeResult(ok, f"smoke: {verdict} — response {status} in {elapsed:.2f} s, {chars} chars, "
-                               f"{synced.line}, {engine}{shot}")
+        return SmokeResult(
+            ok,
+            f"smoke: {verdict} — response {status} in {elapsed:.2f} s, {chars} chars, "
+            f"{synced.line}, {engine}{shot}",
+        )
     finally:
         services.busy_changed.disconnect(on_busy)
 

@@ -97,8 +97,10 @@ def sent_text(status: ConnectionStatus) -> str:
 
 
 def sent_tooltip(status: ConnectionStatus) -> str:
-    lines = ["Bytes sent, against what a client without the conversation chain would have sent",
-             "(the whole conversation with every message)."]
+    lines = [
+        "Bytes sent, against what a client without the conversation chain would have sent",
+        "(the whole conversation with every message).",
+    ]
     if status.rebuild_causes:
         lines.append("The whole conversation was sent again because:")
         lines += [f"  • {cause} (×{n})" for cause, n in status.rebuild_causes]
@@ -121,8 +123,10 @@ def _share(cached: int, total: int) -> str:
 def cache_text(stats: StreamStats) -> str:
     """Input tokens the last turn made the server read anew, and the cache's share (short: the bar)."""
     last_new = max(stats.last_turn_input_tokens - stats.last_turn_cached_tokens, 0)
-    return (f"{compact(last_new)} new · {_share(stats.last_turn_cached_tokens, stats.last_turn_input_tokens)} cached"
-            f" · session {_share(stats.session_cached_tokens, stats.session_input_tokens)}")
+    return (
+        f"{compact(last_new)} new · {_share(stats.last_turn_cached_tokens, stats.last_turn_input_tokens)} cached"
+        f" · session {_share(stats.session_cached_tokens, stats.session_input_tokens)}"
+    )
 
 
 def cache_tooltip(stats: StreamStats) -> str:

@@ -13,7 +13,7 @@ from app.ui.theme import DARK, LIGHT, Theme, system_theme
 
 
 def theme_for(choice: str, app: QApplication | None = None) -> Theme:
-    """"light" / "dark" / anything else follows the system."""
+    """ "light" / "dark" / anything else follows the system."""
     if choice == "light":
         return LIGHT
     if choice == "dark":

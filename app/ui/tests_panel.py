@@ -31,10 +31,26 @@ from PySide6.QtWidgets import (
 from app.tools.testrun import CaseResult, TestRun
 
 OUTCOMES = ("passed", "failed", "error", "skipped", "xfailed", "xpassed")
-SYMBOL = {"passed": "✓", "failed": "✗", "error": "!", "skipped": "↷", "xfailed": "✗", "xpassed": "✓",
-          "running": "…", "pending": "·"}
-COLOUR = {"passed": "#16a34a", "failed": "#dc2626", "error": "#dc2626", "skipped": "#ca8a04", "xfailed": "#7c3aed",
-          "xpassed": "#ca8a04", "running": "#2563eb", "pending": "#6b7280"}
+SYMBOL = {
+    "passed": "✓",
+    "failed": "✗",
+    "error": "!",
+    "skipped": "↷",
+    "xfailed": "✗",
+    "xpassed": "✓",
+    "running": "…",
+    "pending": "·",
+}
+COLOUR = {
+    "passed": "#16a34a",
+    "failed": "#dc2626",
+    "error": "#dc2626",
+    "skipped": "#ca8a04",
+    "xfailed": "#7c3aed",
+    "xpassed": "#ca8a04",
+    "running": "#2563eb",
+    "pending": "#6b7280",
+}
 FRAME_MS = 16
 UNFINISHED = "the run ended before this test finished"
 
@@ -206,8 +222,9 @@ class TestsPanel(QWidget):
         for parent in files.values():  # each file row once a frame, however many of its tests changed
             self._update_file_row(parent)
             if self.tree.currentItem() is None:
-                first_failure = next((c for c in run.cases.values()
-                                      if shown_outcome(run, c) in ("failed", "error")), None)
+                first_failure = next(
+                    (c for c in run.cases.values() if shown_outcome(run, c) in ("failed", "error")), None
+                )
                 if first_failure is not None:
                     self.tree.setCurrentItem(self._rows[first_failure.nodeid])
         self._was_running = run.running

@@ -58,15 +58,35 @@ class Theme:
 
 
 LIGHT = Theme(
-    name="light", dark=False, background="#ffffff", foreground="#1f2328", muted="#656d76",
-    code_background="#f6f8fa", code_foreground="#1f2328", border="#d0d7de", link="#0969da",
-    user_background="#eef4ff", error="#cf222e", ok="#1a7f37", code=_code_styles("default"),
+    name="light",
+    dark=False,
+    background="#ffffff",
+    foreground="#1f2328",
+    muted="#656d76",
+    code_background="#f6f8fa",
+    code_foreground="#1f2328",
+    border="#d0d7de",
+    link="#0969da",
+    user_background="#eef4ff",
+    error="#cf222e",
+    ok="#1a7f37",
+    code=_code_styles("default"),
 )
 
 DARK = Theme(
-    name="dark", dark=True, background="#0d1117", foreground="#e6edf3", muted="#8d96a0",
-    code_background="#161b22", code_foreground="#e6edf3", border="#30363d", link="#4493f8",
-    user_background="#1c2636", error="#f85149", ok="#3fb950", code=_code_styles("github-dark"),
+    name="dark",
+    dark=True,
+    background="#0d1117",
+    foreground="#e6edf3",
+    muted="#8d96a0",
+    code_background="#161b22",
+    code_foreground="#e6edf3",
+    border="#30363d",
+    link="#4493f8",
+    user_background="#1c2636",
+    error="#f85149",
+    ok="#3fb950",
+    code=_code_styles("github-dark"),
 )
 
 

@@ -115,8 +115,11 @@ class TranscriptView(QTextBrowser):
         self._following = True
         self._auto_scroll = False
         self._theme = theme or system_theme()
-        self._writer = BlockWriter(self._theme, QFontDatabase.systemFont(QFontDatabase.SystemFont.FixedFont),
-                                   lambda: self.font().pointSizeF())
+        self._writer = BlockWriter(
+            self._theme,
+            QFontDatabase.systemFont(QFontDatabase.SystemFont.FixedFont),
+            lambda: self.font().pointSizeF(),
+        )
         self.pacer = FramePacer(time.perf_counter)
         self._ticker: FrameTicker | None = None
 
@@ -296,8 +299,13 @@ class TranscriptView(QTextBrowser):
     # FramePacer's Renderer side ------------------------------------------------------------------
 
     def has_work(self) -> bool:
-        return bool(self._todo) or self._model.has_dirty or self._epoch != self._model.epoch \
-            or self._restore_due or (self._live_chars > LIVE_BUDGET_CHARS and not self._evict_blocked)
+        return (
+            bool(self._todo)
+            or self._model.has_dirty
+            or self._epoch != self._model.epoch
+            or self._restore_due
+            or (self._live_chars > LIVE_BUDGET_CHARS and not self._evict_blocked)
+        )
 
     def draw(self, deadline: float) -> None:
         self._sync_epoch()
@@ -307,8 +315,12 @@ class TranscriptView(QTextBrowser):
         self._todo.update(dict.fromkeys(self._model.take_dirty()))
         if self._todo:
             self._render_pending(deadline)
-        if not self._todo and self._live_chars > LIVE_BUDGET_CHARS and not self._evict_blocked \
-                and time.perf_counter() < deadline:
+        if (
+            not self._todo
+            and self._live_chars > LIVE_BUDGET_CHARS
+            and not self._evict_blocked
+            and time.perf_counter() < deadline
+        ):
             self._evict_far(deadline)
 
     # -- rendering -------------------------------------------------------------------------------
@@ -428,7 +440,7 @@ class TranscriptView(QTextBrowser):
 
     def _shift(self, idx: int, delta: int) -> None:
         if delta:
-            for bid in self._ids[idx + 1:]:
+            for bid in self._ids[idx + 1 :]:
                 self._ranges[bid].start += delta
 
     def _try_append(self, cur: QTextCursor, blk: Block, r: Drawn, end: int) -> bool:
@@ -449,7 +461,7 @@ class TranscriptView(QTextBrowser):
             return True
         if blk.kind is BlockKind.TOOL_CALL and not blk.collapsed and len(blk.text) >= r.appended:
             cur.setPosition(inner)
-            cur.insertText(blk.text[r.appended:], self._writer.fmt("mono"))
+            cur.insertText(blk.text[r.appended :], self._writer.fmt("mono"))
             r.appended = len(blk.text)
             r.version = blk.version
             self._shift(idx, cur.position() - inner)
@@ -512,8 +524,12 @@ class TranscriptView(QTextBrowser):
                     i += 1
                     continue
                 j, chars = i, 0
-                while j < hi and ids[j] > 0 and ranges[ids[j]].frozen \
-                        and not (chars and chars + ranges[ids[j]].chars > PAGE_CHARS):
+                while (
+                    j < hi
+                    and ids[j] > 0
+                    and ranges[ids[j]].frozen
+                    and not (chars and chars + ranges[ids[j]].chars > PAGE_CHARS)
+                ):
                     chars += ranges[ids[j]].chars
                     j += 1
                 runs.append((i, j, chars))
@@ -562,7 +578,11 @@ class TranscriptView(QTextBrowser):
         first, lastb = ids[i], ids[j - 1]
         # Merge into the placeholder just before, while the page stays small enough to render in a slice.
         prev = ids[i - 1] if i > 0 else 0
-        merge = prev < 0 and self._pages[-prev].chars + chars <= PAGE_CHARS and self._pages[-prev].last + 1 == first
+        merge = (
+            prev < 0
+            and self._pages[-prev].chars + chars <= PAGE_CHARS
+            and self._pages[-prev].last + 1 == first
+        )
         if merge:
             page = self._pages[-prev]
             page.last, page.height, page.chars = lastb, page.height + height, page.chars + chars
@@ -658,7 +678,7 @@ class TranscriptView(QTextBrowser):
             shift = cur.position() - end
         finally:
             cur.endEditBlock()
-        self._ids[idx:idx + 1] = new_ids
+        self._ids[idx : idx + 1] = new_ids
         self._live_chars += page.chars
         self._shift(idx + len(new_ids) - 1, shift)
         self._evict_blocked = False
@@ -674,8 +694,9 @@ class TranscriptView(QTextBrowser):
         """A selection across evicted pages copies their text from the model."""
         cur = self.textCursor()
         a, b = cur.selectionStart(), cur.selectionEnd()
-        if not self._pages or not any(self._ranges[k].start >= a and self._ranges[k].start <= b
-                                      for k in self._ids if k < 0):
+        if not self._pages or not any(
+            self._ranges[k].start >= a and self._ranges[k].start <= b for k in self._ids if k < 0
+        ):
             return super().createMimeDataFromSelection()
         parts: list[str] = []
         doc = self.document()

@@ -32,7 +32,14 @@ from app.render.toolcard import CardLine, card_lines
 from app.render.transcript import FOLD_LINES, Block, BlockKind
 from app.ui.theme import Theme
 
-__all__ = ["CARD_STYLE_PROPERTY", "FOLD_PREVIEW", "OUTPUT_PREVIEW_CHARS", "OUTPUT_PREVIEW_LINES", "BlockWriter", "Drawn"]
+__all__ = [
+    "CARD_STYLE_PROPERTY",
+    "FOLD_PREVIEW",
+    "OUTPUT_PREVIEW_CHARS",
+    "OUTPUT_PREVIEW_LINES",
+    "BlockWriter",
+    "Drawn",
+]
 
 OUTPUT_PREVIEW_CHARS = 16 * 1024
 OUTPUT_PREVIEW_LINES = 200
@@ -78,7 +85,13 @@ class BlockWriter:
     def write(self, cur: QTextCursor, blk: Block, r: Drawn) -> None:
         """Insert the whole block at the cursor (which sits at the start of an empty paragraph) and
         leave the cursor at the end of the block's range (after a card's frame: see `_frame`)."""
-        r.kind, r.version, r.frozen, r.collapsed, r.lang = blk.kind, blk.version, blk.frozen, blk.collapsed, blk.lang
+        r.kind, r.version, r.frozen, r.collapsed, r.lang = (
+            blk.kind,
+            blk.version,
+            blk.frozen,
+            blk.collapsed,
+            blk.lang,
+        )
         r.appended = 0
         r.trail = 0
         r.chars = len(blk.text)
@@ -162,7 +175,7 @@ class BlockWriter:
                     stripped = stripped[2:]
                 elif (m := _ORDERED.match(stripped)) is not None:
                     cur.insertText(m.group(1) + "  ", self.fmt("muted"))
-                    stripped = stripped[m.end():]
+                    stripped = stripped[m.end() :]
                 self._inline(cur, stripped, dim)
         else:
             cur.setBlockFormat(self.bfmt(top=0 if blk.cont else 6))
@@ -242,7 +255,9 @@ class BlockWriter:
                     cf.setBackground(QColor(th.code_background))
                     qcell.setFormat(cf)
                 c = qcell.firstCursorPosition()
-                c.setBlockFormat(self.bfmt(align=_ALIGN.get(rows.aligns[j] if j < len(rows.aligns) else "-", "")))
+                c.setBlockFormat(
+                    self.bfmt(align=_ALIGN.get(rows.aligns[j] if j < len(rows.aligns) else "-", ""))
+                )
                 self._inline(c, cell, blk.reasoning, bold=head)
         self._leave(cur, table, r)
 
@@ -280,7 +295,9 @@ class BlockWriter:
             hidden = len(lines) - preview.count("\n") - 1
             if blk.collapsed and hidden > 0:
                 cur.insertBlock(self.bfmt(top=4), self.fmt("base"))
-                cur.insertText(f"▸ show {hidden} more line{'s' if hidden != 1 else ''}", self.fmt(("anchor", "toggle")))
+                cur.insertText(
+                    f"▸ show {hidden} more line{'s' if hidden != 1 else ''}", self.fmt(("anchor", "toggle"))
+                )
             elif not blk.collapsed and len(lines) > FOLD_LINES:
                 cur.insertBlock(self.bfmt(top=4), self.fmt("base"))
                 if hidden > 0:
@@ -326,8 +343,15 @@ class BlockWriter:
     def _color(self, name: str) -> QColor:
         return QColor(name)
 
-    def bfmt(self, top: int = 0, bottom: int = 0, bg: str = "", indent: int = 0, align: str = "",
-             quote: bool = False) -> QTextBlockFormat:
+    def bfmt(
+        self,
+        top: int = 0,
+        bottom: int = 0,
+        bg: str = "",
+        indent: int = 0,
+        align: str = "",
+        quote: bool = False,
+    ) -> QTextBlockFormat:
         """Block formats are cached (Qt formats are shared values): a frame writes dozens of blocks."""
         key = (top, bottom, bg, indent, align, quote)
         f = self._bfmt_cache.get(key)
@@ -339,8 +363,11 @@ class BlockWriter:
         if indent:
             f.setIndent(indent)
         if align:
-            f.setAlignment({"center": Qt.AlignmentFlag.AlignHCenter, "right": Qt.AlignmentFlag.AlignRight}.get(
-                align, Qt.AlignmentFlag.AlignLeft))
+            f.setAlignment(
+                {"center": Qt.AlignmentFlag.AlignHCenter, "right": Qt.AlignmentFlag.AlignRight}.get(
+                    align, Qt.AlignmentFlag.AlignLeft
+                )
+            )
         if quote:
             f.setLeftMargin(6)
         if bg:
@@ -366,8 +393,14 @@ class BlockWriter:
             fmt.setFont(self.mono)
             style = key[5:]
             fmt.setProperty(CARD_STYLE_PROPERTY, style)
-            colour = {"add": th.ok, "del": th.error, "hunk": th.link, "meta": th.muted, "muted": th.muted,
-                      "key": th.link}.get(style, th.code_foreground)
+            colour = {
+                "add": th.ok,
+                "del": th.error,
+                "hunk": th.link,
+                "meta": th.muted,
+                "muted": th.muted,
+                "key": th.link,
+            }.get(style, th.code_foreground)
             fmt.setForeground(self._color(colour))
             if style in ("add", "del"):
                 bg = QColor(colour)
@@ -376,8 +409,9 @@ class BlockWriter:
             if style in ("shell", "meta"):
                 fmt.setFontWeight(QFont.Weight.Bold)
         elif key in ("muted", "error", "ok", "accent"):
-            fmt.setForeground(self._color({"muted": th.muted, "error": th.error, "ok": th.ok,
-                                           "accent": th.link}[str(key)]))
+            fmt.setForeground(
+                self._color({"muted": th.muted, "error": th.error, "ok": th.ok, "accent": th.link}[str(key)])
+            )
         elif key == "label":  # a code block's language
             fmt.setForeground(self._color(th.muted))
             fmt.setFontWeight(QFont.Weight.DemiBold)

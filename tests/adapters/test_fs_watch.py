@@ -33,8 +33,14 @@ def _fs(root: Path) -> ProjectFS:
 
 
 def _watch(root: Path, rec: _Recorder, **kw: object) -> FsWatcher:
-    w = FsWatcher(root, _fs(root), rec.changes.append, asyncio.get_running_loop(),
-                  on_notice=lambda k, t: rec.notices.append((k, t)), **kw)  # type: ignore[arg-type]
+    w = FsWatcher(
+        root,
+        _fs(root),
+        rec.changes.append,
+        asyncio.get_running_loop(),
+        on_notice=lambda k, t: rec.notices.append((k, t)),
+        **kw,  # type: ignore[arg-type]
+    )
     w.start()
     return w
 

@@ -29,15 +29,22 @@ def test_output_tail_keeps_the_end() -> None:
 def test_run_process_streams_and_exits(tmp_path: Path) -> None:
     """Output reaches the callback and the exit status is reported."""
     chunks: list[bytes] = []
-    res = asyncio.run(run_process([PY, "-c", "import sys; print('hi'); sys.stderr.write('err\\n'); sys.exit(3)"],
-                                  cwd=tmp_path, on_output=chunks.append))
+    res = asyncio.run(
+        run_process(
+            [PY, "-c", "import sys; print('hi'); sys.stderr.write('err\\n'); sys.exit(3)"],
+            cwd=tmp_path,
+            on_output=chunks.append,
+        )
+    )
     assert res.exit_code == 3 and b"hi" in b"".join(chunks) and "err" in res.output
     assert res.status_line() == "exit status 3"
 
 
 def test_run_process_100mb_output_is_capped(tmp_path: Path) -> None:
     """100 MB of output keeps only the tail, in bounded memory."""
-    code = "import sys\nb = b'x' * (1 << 20)\nfor _ in range(100): sys.stdout.buffer.write(b)\nprint('THE END')"
+    code = (
+        "import sys\nb = b'x' * (1 << 20)\nfor _ in range(100): sys.stdout.buffer.write(b)\nprint('THE END')"
+    )
     res = asyncio.run(run_process([PY, "-c", code], cwd=tmp_path, max_output=4096))
     assert res.exit_code == 0 and res.truncated
     assert res.total_bytes >= 100 * (1 << 20)
@@ -98,11 +105,15 @@ def _write(root: Path, name: str, text: str) -> None:
 
 def test_pytest_hang_keeps_partial_results(tmp_path: Path) -> None:
     """A suite that hangs is killed at the timeout; finished tests are kept."""
-    _write(tmp_path, "test_h.py", """
+    _write(
+        tmp_path,
+        "test_h.py",
+        """
         import time
         def test_a(): pass
         def test_b(): time.sleep(60)
-    """)
+    """,
+    )
     cmd = detect_test_command(tmp_path, python=PY)
     run = asyncio.run(run_tests(cmd, timeout=8))
     assert run.timed_out and run.cases["test_h.py::test_a"].outcome == "passed"
@@ -112,11 +123,15 @@ def test_pytest_hang_keeps_partial_results(tmp_path: Path) -> None:
 
 def test_pytest_interpreter_crash(tmp_path: Path) -> None:
     """A test that kills the interpreter gives a clear 'ended abruptly' result with partial results."""
-    _write(tmp_path, "test_c.py", """
+    _write(
+        tmp_path,
+        "test_c.py",
+        """
         import os
         def test_a(): pass
         def test_crash(): os._exit(7)
-    """)
+    """,
+    )
     run = asyncio.run(run_tests(detect_test_command(tmp_path, python=PY), timeout=60))
     assert run.exit_status == 7 and not run.finished and not run.ok
     assert run.cases["test_c.py::test_a"].outcome == "passed"
@@ -137,8 +152,14 @@ def test_no_tests_and_no_runner(tmp_path: Path) -> None:
 def test_pytest_missing_in_interpreter(tmp_path: Path) -> None:
     """An interpreter without pytest gives an actionable note."""
     _write(tmp_path, "test_x.py", "def test_a(): pass\n")
-    run = asyncio.run(run_tests(detect_test_command(tmp_path, python="/usr/bin/python3"
-                                                    if Path("/usr/bin/python3").exists() else PY), timeout=60))
+    run = asyncio.run(
+        run_tests(
+            detect_test_command(
+                tmp_path, python="/usr/bin/python3" if Path("/usr/bin/python3").exists() else PY
+            ),
+            timeout=60,
+        )
+    )
     if run.cases:  # that interpreter has pytest after all
         pytest.skip("system python has pytest")
     assert "pytest is not installed" in run.note

@@ -35,8 +35,13 @@ def test_confinement(project: ProjectFS, tmp_path: Path) -> None:
     """Symlinks out, '..', absolute paths, secrets and device files are refused."""
     os.symlink(tmp_path / "outside.txt", project.root / "link.txt")
     os.symlink(tmp_path, project.root / "linkdir")
-    for raw, word in [("link.txt", "outside the project"), ("linkdir/outside.txt", "outside the project"),
-                      ("../outside.txt", "'..'"), (str(tmp_path / "outside.txt"), "absolute"), (".env", "secret")]:
+    for raw, word in [
+        ("link.txt", "outside the project"),
+        ("linkdir/outside.txt", "outside the project"),
+        ("../outside.txt", "'..'"),
+        (str(tmp_path / "outside.txt"), "absolute"),
+        (".env", "secret"),
+    ]:
         with pytest.raises(PathRefused, match=word):
             project.read_bytes(raw)
     os.mkfifo(project.root / "pipe")
@@ -73,11 +78,26 @@ def _apply(project: ProjectFS, patch: str, turn: int = 1, **kw):  # type: ignore
 
 def test_apply_keeps_crlf_and_undo(project: ProjectFS) -> None:
     """Applying keeps CRLF; undo restores the exact bytes, including adds and deletes."""
-    applied = _apply(project, P("*** Update File: src/a.py", "@@", " one", "-two", "+TWO",
-                                "*** Add File: new/b.txt", "+hi", "*** Delete File: notes.txt"))
+    applied = _apply(
+        project,
+        P(
+            "*** Update File: src/a.py",
+            "@@",
+            " one",
+            "-two",
+            "+TWO",
+            "*** Add File: new/b.txt",
+            "+hi",
+            "*** Delete File: notes.txt",
+        ),
+    )
     assert (project.root / "src/a.py").read_bytes() == b"one\r\nTWO\r\nthree\r\n"
     assert (project.root / "new/b.txt").read_text() == "hi\n" and not (project.root / "notes.txt").exists()
-    assert applied.checkpoint is not None and sorted(applied.written) == ["new/b.txt", "notes.txt", "src/a.py"]
+    assert applied.checkpoint is not None and sorted(applied.written) == [
+        "new/b.txt",
+        "notes.txt",
+        "src/a.py",
+    ]
     project.undo()
     assert (project.root / "src/a.py").read_bytes() == b"one\r\ntwo\r\nthree\r\n"
     assert not (project.root / "new/b.txt").exists() and (project.root / "notes.txt").exists()
@@ -120,8 +140,9 @@ def test_disk_change_during_review_is_merged_or_refused(project: ProjectFS) -> N
     (project.root / "notes.txt").write_text("ONE\n2\n3\n4\n5\n6\n", encoding="utf-8")
     project.apply(cs)
     assert (project.root / "notes.txt").read_text() == "ONE\n2\n3\n4\n5\nSIX\n"
-    cs = plan_patch(P("*** Update File: notes.txt", "@@", "-ONE", "+one", "*** Add File: z.txt", "+z"),
-                    project.read_bytes)
+    cs = plan_patch(
+        P("*** Update File: notes.txt", "@@", "-ONE", "+one", "*** Add File: z.txt", "+z"), project.read_bytes
+    )
     (project.root / "notes.txt").write_text("uno\n2\n3\n4\n5\nSIX\n", encoding="utf-8")
     with pytest.raises(PatchConflict):
         project.apply(cs)
@@ -132,8 +153,15 @@ def test_disk_change_during_review_is_merged_or_refused(project: ProjectFS) -> N
 def test_per_hunk_decisions(project: ProjectFS) -> None:
     """Rejected hunks and files are not written."""
     (project.root / "notes.txt").write_text("a\nb\nc\nd\ne\nf\ng\nh\n", encoding="utf-8")
-    res = execute("apply_patch", {"patch": P("*** Update File: notes.txt", "@@", "-a", "+A", "@@", "-h", "+H",
-                                             "*** Add File: x.txt", "+x")}, ToolContext(project))
+    res = execute(
+        "apply_patch",
+        {
+            "patch": P(
+                "*** Update File: notes.txt", "@@", "-a", "+A", "@@", "-h", "+H", "*** Add File: x.txt", "+x"
+            )
+        },
+        ToolContext(project),
+    )
     applied = project.apply(_planned(res), {"notes.txt": [False, True], "x.txt": [False]})
     assert (project.root / "notes.txt").read_text() == "a\nb\nc\nd\ne\nf\ng\nH\n"
     assert applied.skipped == ["x.txt"] and not (project.root / "x.txt").exists()
@@ -142,9 +170,14 @@ def test_per_hunk_decisions(project: ProjectFS) -> None:
 def test_never_writes_git_or_secrets(project: ProjectFS) -> None:
     """Patches into .git or onto secrets are refused before anything is written."""
     (project.root / ".git").mkdir()
-    for patch in (P("*** Add File: .git/hooks/x", "+x"), P("*** Update File: .env", "@@", "-KEY=1", "+KEY=2")):
+    for patch in (
+        P("*** Add File: .git/hooks/x", "+x"),
+        P("*** Update File: .env", "@@", "-KEY=1", "+KEY=2"),
+    ):
         res = execute("apply_patch", {"patch": patch}, ToolContext(project))
-        assert not res.ok and ("a secret" in res.output_text or "protected" in res.output_text), res.output_text
+        assert not res.ok and ("a secret" in res.output_text or "protected" in res.output_text), (
+            res.output_text
+        )
     assert not (project.root / ".git/hooks/x").exists()
 
 

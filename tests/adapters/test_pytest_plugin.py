@@ -41,8 +41,13 @@ def test_skip_inside(): pytest.skip("inside")
 
 
 def _plain_counts(root: Path) -> dict[str, int]:
-    proc = subprocess.run([sys.executable, "-m", "pytest", "-p", "no:cacheprovider"], cwd=root,
-                          capture_output=True, text=True, timeout=120)
+    proc = subprocess.run(
+        [sys.executable, "-m", "pytest", "-p", "no:cacheprovider"],
+        cwd=root,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     counts = parse_summary_line(proc.stdout.splitlines()[-1:])
     assert counts is not None, proc.stdout[-500:]
     return counts
@@ -54,8 +59,9 @@ def test_counts_equal_plain_pytest(tmp_path: Path) -> None:
     (tmp_path / "test_other.py").write_text("def test_more(): pass\n", encoding="utf-8")
     want = _plain_counts(tmp_path)
     events: list[dict[str, object]] = []
-    run = asyncio.run(run_tests(detect_test_command(tmp_path, python=sys.executable), on_event=events.append,
-                                timeout=120))
+    run = asyncio.run(
+        run_tests(detect_test_command(tmp_path, python=sys.executable), on_event=events.append, timeout=120)
+    )
     got = {k: v for k, v in run.counts.items() if v}
     assert got == want
     assert not any(e.get("nodeid") in ("fake", "fake2") for e in events)  # test stdout never mixes in
@@ -72,8 +78,14 @@ def test_plugin_inert_without_channel(tmp_path: Path) -> None:
 
     (tmp_path / "test_a.py").write_text("def test_a(): pass\n", encoding="utf-8")
     env = {"PYTHONPATH": str(plugin_dir()), "PATH": "/usr/bin:/bin"}
-    proc = subprocess.run([sys.executable, "-m", "pytest", "-p", "slipstream_pytest_plugin", "-q"], cwd=tmp_path,
-                          capture_output=True, text=True, env=env, timeout=120)
+    proc = subprocess.run(
+        [sys.executable, "-m", "pytest", "-p", "slipstream_pytest_plugin", "-q"],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=120,
+    )
     assert proc.returncode == 0 and "1 passed" in proc.stdout
 
 

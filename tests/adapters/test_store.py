@@ -95,7 +95,9 @@ def test_history_database_is_private(tmp_path: Path) -> None:
         store = HistoryStore(tmp_path / "h.sqlite3")
         store.create_session(tmp_path, "chat")
         files = [p for p in tmp_path.iterdir() if p.name.startswith("h.sqlite3")]
-        assert files and all(p.stat().st_mode & 0o077 == 0 for p in files), [oct(p.stat().st_mode) for p in files]
+        assert files and all(p.stat().st_mode & 0o077 == 0 for p in files), [
+            oct(p.stat().st_mode) for p in files
+        ]
         store.close()
     finally:
         os.umask(old)

@@ -82,16 +82,23 @@ def _main(argv: list[str]) -> int:
                 continue
             got = json.loads(Path(out.name).read_text(encoding="utf-8"))
         for row in got:
-            row = {"name": row["name"], "value": row.get("value"), "unit": row.get("unit", ""),
-                   "baseline": row.get("baseline"), "ratio": row.get("ratio")}
+            row = {
+                "name": row["name"],
+                "value": row.get("value"),
+                "unit": row.get("unit", ""),
+                "baseline": row.get("baseline"),
+                "ratio": row.get("ratio"),
+            }
             rows.append(row)
         print(f"    ({time.perf_counter() - t0:.1f} s)", flush=True)
     width = max([len(str(r["name"])) for r in rows] + [10])
     print()
     print(f"{'benchmark':<{width}}  {'value':>14}  {'unit':<10}  {'baseline':>14}  {'ratio':>9}")
     for r in rows:
-        print(f"{r['name']!s:<{width}}  {_fmt(r['value']):>14}  {r['unit']!s:<10}  "
-              f"{_fmt(r['baseline']):>14}  {_fmt(r['ratio']):>9}")
+        print(
+            f"{r['name']!s:<{width}}  {_fmt(r['value']):>14}  {r['unit']!s:<10}  "
+            f"{_fmt(r['baseline']):>14}  {_fmt(r['ratio']):>9}"
+        )
     OUT.parent.mkdir(parents=True, exist_ok=True)
     OUT.write_text(json.dumps(rows, indent=2), encoding="utf-8")
     print(f"\nwrote {OUT}")

@@ -135,10 +135,18 @@ def child(project: Path, restart: bool, out: Path) -> None:
         res["ready_s"] = ready - shown
         await asyncio.sleep(0.5)  # anything still settling after the acknowledgement counts too
         opening = gaps(shown, time.perf_counter())
-        res["open_p50"], res["open_p99"], res["open_max"] = _pct(opening, .5), _pct(opening, .99), max(opening)
+        res["open_p50"], res["open_p99"], res["open_max"] = (
+            _pct(opening, 0.5),
+            _pct(opening, 0.99),
+            max(opening),
+        )
         pushed: asyncio.Queue[float] = asyncio.Queue()
-        svc.sync.on_push = lambda p: pushed.put_nowait(time.perf_counter()) if p.kind == "update" and p.ok else None
-        target = project / "pkg0" / "sub0" / "mod0.py"  # make_project's first module (no walk on the GUI thread)
+        svc.sync.on_push = lambda p: (
+            pushed.put_nowait(time.perf_counter()) if p.kind == "update" and p.ok else None
+        )
+        target = (
+            project / "pkg0" / "sub0" / "mod0.py"
+        )  # make_project's first module (no walk on the GUI thread)
         lat: list[float] = []
         save_gaps: list[float] = []
         for i in range(SAVES):
@@ -151,12 +159,12 @@ def child(project: Path, restart: bool, out: Path) -> None:
             lat.append((t1 - t0 - QUIET_S) * 1e3)
             save_gaps += gaps(t0, t1)
             await asyncio.sleep(0.25)
-        res["save_p50"], res["save_p99"] = _pct(lat, .5), _pct(lat, .99)
-        res["save_stall_p99"], res["save_stall_max"] = _pct(save_gaps, .99), max(save_gaps)
+        res["save_p50"], res["save_p99"] = _pct(lat, 0.5), _pct(lat, 0.99)
+        res["save_stall_p99"], res["save_stall_max"] = _pct(save_gaps, 0.99), max(save_gaps)
         t0 = time.perf_counter()
         await asyncio.sleep(1.0)
         idle = gaps(t0, time.perf_counter())
-        res["idle_p50"], res["idle_p99"], res["idle_max"] = _pct(idle, .5), _pct(idle, .99), max(idle)
+        res["idle_p50"], res["idle_p99"], res["idle_max"] = _pct(idle, 0.5), _pct(idle, 0.99), max(idle)
         me = psutil.Process()
         kids = me.children(recursive=True)
         res["rss_app_mb"] = me.memory_info().rss / 2**20
@@ -172,8 +180,13 @@ def child(project: Path, restart: bool, out: Path) -> None:
 
 
 def _once(project: Path, restart: bool, home: Path) -> dict[str, Any]:
-    env = {**os.environ, "QT_QPA_PLATFORM": "offscreen", "XDG_CONFIG_HOME": str(home / "config"),
-           "XDG_DATA_HOME": str(home / "data"), "XDG_STATE_HOME": str(home / "state")}
+    env = {
+        **os.environ,
+        "QT_QPA_PLATFORM": "offscreen",
+        "XDG_CONFIG_HOME": str(home / "config"),
+        "XDG_DATA_HOME": str(home / "data"),
+        "XDG_STATE_HOME": str(home / "state"),
+    }
     env.pop("SLIPSTREAM_STARTUP_PROBE", None)
     with tempfile.NamedTemporaryFile(suffix=".json") as out:
         cmd = [sys.executable, "-m", "tests.bench.bench_app", "--child", str(project), out.name]
@@ -194,8 +207,13 @@ def _median(runs: list[dict[str, Any]], key: str) -> float:
 
 
 def _row(name: str, value: float, unit: str, baseline: float | None = None) -> dict[str, Any]:
-    return {"name": name, "value": value, "unit": unit, "baseline": baseline,
-            "ratio": value / baseline if baseline else None}
+    return {
+        "name": name,
+        "value": value,
+        "unit": unit,
+        "baseline": baseline,
+        "ratio": value / baseline if baseline else None,
+    }
 
 
 def run(quick: bool = False, sizes: tuple[int, ...] = (200, 2000, 10_000, 100_000)) -> list[dict[str, Any]]:
@@ -214,47 +232,87 @@ def run(quick: bool = False, sizes: tuple[int, ...] = (200, 2000, 10_000, 100_00
                 runs.append(_once(project, False, base / f"home{n}-{r}"))
             m = {k: _median(runs, k) for k in runs[0] if isinstance(runs[0][k], int | float)}
             label = f"app {n:,} files"
-            print(f"{label}: ready {m['ready_s']:.2f} s after the window (raw walk+read+hash {raw:.2f} s, "
-                  f"{m['ready_s'] / raw:.1f}x); opening stall p50 {m['open_p50']:.1f} p99 {m['open_p99']:.1f} "
-                  f"max {m['open_max']:.1f} ms; save on the wire p50 {m['save_p50']:.1f} p99 {m['save_p99']:.1f} ms "
-                  f"beyond quiet (stall p99 {m['save_stall_p99']:.1f} max {m['save_stall_max']:.1f} ms); "
-                  f"idle stall p99 {m['idle_p99']:.1f} max {m['idle_max']:.1f} ms; RSS {m['rss_app_mb']:.0f} MB "
-                  f"+ children {m['rss_children_mb']:.0f} MB (medians of {len(runs)})", flush=True)
+            print(
+                f"{label}: ready {m['ready_s']:.2f} s after the window (raw walk+read+hash {raw:.2f} s, "
+                f"{m['ready_s'] / raw:.1f}x); opening stall p50 {m['open_p50']:.1f} p99 {m['open_p99']:.1f} "
+                f"max {m['open_max']:.1f} ms; save on the wire p50 {m['save_p50']:.1f} p99 {m['save_p99']:.1f} ms "
+                f"beyond quiet (stall p99 {m['save_stall_p99']:.1f} max {m['save_stall_max']:.1f} ms); "
+                f"idle stall p99 {m['idle_p99']:.1f} max {m['idle_max']:.1f} ms; RSS {m['rss_app_mb']:.0f} MB "
+                f"+ children {m['rss_children_mb']:.0f} MB (medians of {len(runs)})",
+                flush=True,
+            )
             rows += [
                 # small trees: ready is the server child's start-up, so the walk is no yardstick there
-                _row(f"{label}: ready after window vs raw walk+read+hash (target <=2x at 100k)", m["ready_s"], "s",
-                     raw if n >= 10_000 else None),
-                _row(f"{label}: GUI stall p99 while opening (target <=16)", m["open_p99"], "ms", m["idle_p99"]),
-                _row(f"{label}: GUI stall max while opening (target <=50)", m["open_max"], "ms", m["idle_max"]),
-                _row(f"{label}: save on the wire p50 beyond quiet (target <=20, <=2x 200 files)", m["save_p50"],
-                     "ms", save_200),
+                _row(
+                    f"{label}: ready after window vs raw walk+read+hash (target <=2x at 100k)",
+                    m["ready_s"],
+                    "s",
+                    raw if n >= 10_000 else None,
+                ),
+                _row(
+                    f"{label}: GUI stall p99 while opening (target <=16)", m["open_p99"], "ms", m["idle_p99"]
+                ),
+                _row(
+                    f"{label}: GUI stall max while opening (target <=50)", m["open_max"], "ms", m["idle_max"]
+                ),
+                _row(
+                    f"{label}: save on the wire p50 beyond quiet (target <=20, <=2x 200 files)",
+                    m["save_p50"],
+                    "ms",
+                    save_200,
+                ),
                 _row(f"{label}: GUI stall p99 during saves", m["save_stall_p99"], "ms", m["idle_p99"]),
             ]
             if n == 200:
                 save_200 = m["save_p50"]
                 restarts = [_once(project, True, base / f"home-restart-{r}") for r in range(reps)]
-                rm = {k: _median(restarts, k) for k in ("save_stall_p99", "save_stall_max", "idle_p99", "idle_max",
-                                                      "save_p50")}
-                print(f"{label}: chain restart + snapshot rebuild: GUI stall p99 {rm['save_stall_p99']:.1f} "
-                      f"max {rm['save_stall_max']:.1f} ms, idle p99 {rm['idle_p99']:.1f} ms; on the wire "
-                      f"{rm['save_p50']:.1f} ms beyond quiet (medians of {len(restarts)})", flush=True)
+                rm = {
+                    k: _median(restarts, k)
+                    for k in ("save_stall_p99", "save_stall_max", "idle_p99", "idle_max", "save_p50")
+                }
+                print(
+                    f"{label}: chain restart + snapshot rebuild: GUI stall p99 {rm['save_stall_p99']:.1f} "
+                    f"max {rm['save_stall_max']:.1f} ms, idle p99 {rm['idle_p99']:.1f} ms; on the wire "
+                    f"{rm['save_p50']:.1f} ms beyond quiet (medians of {len(restarts)})",
+                    flush=True,
+                )
                 rows += [
-                    _row(f"{label}: GUI stall p99 during a chain restart (target <=8)", rm["save_stall_p99"], "ms",
-                         rm["idle_p99"]),
-                    _row(f"{label}: GUI stall max during a chain restart", rm["save_stall_max"], "ms",
-                         rm["idle_max"]),
+                    _row(
+                        f"{label}: GUI stall p99 during a chain restart (target <=8)",
+                        rm["save_stall_p99"],
+                        "ms",
+                        rm["idle_p99"],
+                    ),
+                    _row(
+                        f"{label}: GUI stall max during a chain restart",
+                        rm["save_stall_max"],
+                        "ms",
+                        rm["idle_max"],
+                    ),
                 ]
             if n == 2000:
-                print(f"{label}: startup: window {m['startup_window_s']:.2f} s, ready {m['startup_ready_s']:.2f} s "
-                      f"after process start; idle RSS app + children {m['rss_app_mb'] + m['rss_children_mb']:.0f} MB",
-                      flush=True)
+                print(
+                    f"{label}: startup: window {m['startup_window_s']:.2f} s, ready {m['startup_ready_s']:.2f} s "
+                    f"after process start; idle RSS app + children {m['rss_app_mb'] + m['rss_children_mb']:.0f} MB",
+                    flush=True,
+                )
                 rows += [
                     _row(f"{label}: startup, process start -> window shown", m["startup_window_s"], "s"),
-                    _row(f"{label}: startup, process start -> ready (target <=1)", m["startup_ready_s"], "s", raw),
-                    _row("app idle RSS with its children (target <=120)", m["rss_app_mb"] + m["rss_children_mb"],
-                         "MB"),
+                    _row(
+                        f"{label}: startup, process start -> ready (target <=1)",
+                        m["startup_ready_s"],
+                        "s",
+                        raw,
+                    ),
+                    _row(
+                        "app idle RSS with its children (target <=120)",
+                        m["rss_app_mb"] + m["rss_children_mb"],
+                        "MB",
+                    ),
                     _row("app idle RSS, the app process alone", m["rss_app_mb"], "MB"),
-                    _row("app idle PSS with its children (shared pages counted once)", m["pss_total_mb"], "MB"),
+                    _row(
+                        "app idle PSS with its children (shared pages counted once)", m["pss_total_mb"], "MB"
+                    ),
                     _row("app idle RSS, the scripted server child", m["rss_children_mb"], "MB"),
                 ]
     return rows

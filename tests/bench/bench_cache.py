@@ -152,9 +152,17 @@ class Socket:
         self.ws = ws
         self.prev: str | None = None
 
-    async def send(self, items: list[dict[str, Any]], *, generate: bool = True, **extra: Any) -> tuple[float, Any]:
-        create: dict[str, Any] = {"type": "response.create", "model": "bench", "input": items,
-                                  "instructions": INSTRUCTIONS, "temperature": 0, **extra}
+    async def send(
+        self, items: list[dict[str, Any]], *, generate: bool = True, **extra: Any
+    ) -> tuple[float, Any]:
+        create: dict[str, Any] = {
+            "type": "response.create",
+            "model": "bench",
+            "input": items,
+            "instructions": INSTRUCTIONS,
+            "temperature": 0,
+            **extra,
+        }
         if not generate:
             create["generate"] = False
         if self.prev:
@@ -198,7 +206,9 @@ async def serve(engine: Any) -> AsyncIterator[Callable[[], Any]]:
 # warm on save
 
 
-async def warm_on_save(engine: Any, connect: Callable[[], Any], run: int, forward: bool) -> tuple[float, float]:
+async def warm_on_save(
+    engine: Any, connect: Callable[[], Any], run: int, forward: bool
+) -> tuple[float, float]:
     """(TTFT with nothing pending, TTFT right after a 2,000-token diff warm-up) in one conversation.
 
     The two questions have the same length; the one with nothing pending comes right after the
@@ -256,8 +266,14 @@ def stateless_messages(tag: str, upto: int) -> list[dict[str, Any]]:
 
 
 async def stateless_ttft(client: httpx.AsyncClient, url: str, messages: list[dict[str, Any]]) -> float:
-    body = {"model": "bench", "messages": messages, "stream": True, "temperature": 0, "max_tokens": 8,
-            "logit_bias": {str(k): v for k, v in _bias().items()}}
+    body = {
+        "model": "bench",
+        "messages": messages,
+        "stream": True,
+        "temperature": 0,
+        "max_tokens": 8,
+        "logit_bias": {str(k): v for k, v in _bias().items()},
+    }
     t0 = time.perf_counter()
     first: float | None = None
     async with client.stream("POST", f"{url}/v1/chat/completions", json=body) as resp:
@@ -312,9 +328,15 @@ def cpu_per_turn(model: Path) -> list[dict[str, Any]]:
         def step(t: Turn, cache: RenderCache = cache, prompts: PromptCache = prompts) -> None:
             rendered = cache.render(t)
             parent = rendered.extra if isinstance(rendered.extra, TokenChain) else None
-            prompt = prompts.build(WithSystem(system, rendered.renderer.messages), render, tokenize,
-                                   parent=parent, changed_from=rendered.changed_from + 1 if rendered.resumed else 0,
-                                   config=INSTRUCTIONS, generation=True)
+            prompt = prompts.build(
+                WithSystem(system, rendered.renderer.messages),
+                render,
+                tokenize,
+                parent=parent,
+                changed_from=rendered.changed_from + 1 if rendered.resumed else 0,
+                config=INSTRUCTIONS,
+                generation=True,
+            )
             cache.attach(t.response_id, prompt.chain)
 
         step(first)  # the chain's first turn renders everything (not timed)
@@ -322,7 +344,9 @@ def cpu_per_turn(model: Path) -> list[dict[str, Any]]:
         ours, full = [], []
         for r in range(CPU_TURNS):
             new = [user(turn_text("c", 10_000 + r))]
-            t = Turn(f"r{r + 1}", "bench", list(chain), new, instructions=INSTRUCTIONS, previous_response_id=prev)
+            t = Turn(
+                f"r{r + 1}", "bench", list(chain), new, instructions=INSTRUCTIONS, previous_response_id=prev
+            )
             t0 = time.perf_counter()
             step(t)
             ours.append(time.perf_counter() - t0)
@@ -347,8 +371,13 @@ def cpu_per_turn(model: Path) -> list[dict[str, Any]]:
 
 
 def _row(name: str, value: float, unit: str, baseline: float | None) -> dict[str, Any]:
-    return {"name": name, "value": value, "unit": unit, "baseline": baseline,
-            "ratio": value / baseline if baseline else None}
+    return {
+        "name": name,
+        "value": value,
+        "unit": unit,
+        "baseline": baseline,
+        "ratio": value / baseline if baseline else None,
+    }
 
 
 def _ms(xs: list[float]) -> float:
@@ -358,8 +387,9 @@ def _ms(xs: list[float]) -> float:
 async def _run(model: Path) -> list[dict[str, Any]]:
     from app.server.engines.llama_cpp import LlamaCppEngine
 
-    engine = LlamaCppEngine(model, n_ctx=N_CTX, n_threads=THREADS, n_threads_batch=THREADS,
-                            extra={"logit_bias": _bias()})
+    engine = LlamaCppEngine(
+        model, n_ctx=N_CTX, n_threads=THREADS, n_threads_batch=THREADS, extra={"logit_bias": _bias()}
+    )
     idle, warm, unforwarded = [], [], []
     ours_t1, ours_t20, inter, single = [], [], [], []
     async with serve(engine) as connect:
@@ -399,10 +429,18 @@ async def _run(model: Path) -> list[dict[str, Any]]:
         _row("cache_ttft_turn1_vs_stateless", _ms(ours_t1), "ms", _ms(stateless_t1)),
         _row("cache_ttft_turn20_vs_stateless", _ms(ours_t20), "ms", _ms(stateless_t20)),
         _row("cache_ttft_turn20_over_turn1", flat_ours, "x", flat_stateless),
-        _row("cache_ttft_interleaved_vs_single", _ms([x for r in inter for x in r]), "ms",
-             _ms([x for r in single for x in r])),
-        _row("cache_ttft_interleaved_vs_single_turn20", _ms([r[-1] for r in inter]), "ms",
-             _ms([r[-1] for r in single])),
+        _row(
+            "cache_ttft_interleaved_vs_single",
+            _ms([x for r in inter for x in r]),
+            "ms",
+            _ms([x for r in single for x in r]),
+        ),
+        _row(
+            "cache_ttft_interleaved_vs_single_turn20",
+            _ms([r[-1] for r in inter]),
+            "ms",
+            _ms([r[-1] for r in single]),
+        ),
     ]
 
 
@@ -412,7 +450,9 @@ def run() -> list[dict[str, Any]]:
         import gguf  # noqa: F401
         import llama_cpp.server  # noqa: F401
     except ImportError as exc:
-        raise RuntimeError(f"bench_cache needs the local extra (llama-cpp-python[server], gguf): {exc}") from exc
+        raise RuntimeError(
+            f"bench_cache needs the local extra (llama-cpp-python[server], gguf): {exc}"
+        ) from exc
     with tempfile.TemporaryDirectory() as tmp:
         model = write_model(Path(tmp) / "bench.gguf")
         rows = asyncio.run(_run(model))

@@ -204,48 +204,103 @@ def run(quick: bool = False) -> list[dict[str, object]]:
         _make_tree(root, 200)
         lat = asyncio.run(_latency(root, 15 if quick else 60))
         beyond = [x - QUIET for x in lat]
-        print(f"save -> update ready (watchdog + coalescer + ledger), n={len(lat)}, quiet period {QUIET * 1e3:.0f} ms")
-        print(f"  total      p50 {_pct(lat, .5) * 1e3:7.1f} ms   p99 {_pct(lat, .99) * 1e3:7.1f} ms")
-        print(f"  beyond quiet p50 {_pct(beyond, .5) * 1e3:5.1f} ms   p99 {_pct(beyond, .99) * 1e3:7.1f} ms"
-              f"   (target p50 <= 30 ms)   mean {statistics.mean(beyond) * 1e3:.1f} ms")
+        print(
+            f"save -> update ready (watchdog + coalescer + ledger), n={len(lat)}, quiet period {QUIET * 1e3:.0f} ms"
+        )
+        print(f"  total      p50 {_pct(lat, 0.5) * 1e3:7.1f} ms   p99 {_pct(lat, 0.99) * 1e3:7.1f} ms")
+        print(
+            f"  beyond quiet p50 {_pct(beyond, 0.5) * 1e3:5.1f} ms   p99 {_pct(beyond, 0.99) * 1e3:7.1f} ms"
+            f"   (target p50 <= 30 ms)   mean {statistics.mean(beyond) * 1e3:.1f} ms"
+        )
         wire = [x - QUIET for x in asyncio.run(_wire_latency(root, 15 if quick else 60))]
         print(f"save -> context update acknowledged on the wire (slipstream serve, WebSocket), n={len(wire)}")
-        print(f"  beyond quiet p50 {_pct(wire, .5) * 1e3:5.1f} ms   p99 {_pct(wire, .99) * 1e3:7.1f} ms"
-              "   (target p50 <= 30 ms)")
+        print(
+            f"  beyond quiet p50 {_pct(wire, 0.5) * 1e3:5.1f} ms   p99 {_pct(wire, 0.99) * 1e3:7.1f} ms"
+            "   (target p50 <= 30 ms)"
+        )
         rows += [
-            {"name": "context: save->update on the wire p50 beyond quiet (target <=30)", "value": _pct(wire, .5) * 1e3,
-             "unit": "ms", "baseline": None, "ratio": None},
-            {"name": "context: save->update on the wire p99 beyond quiet", "value": _pct(wire, .99) * 1e3,
-             "unit": "ms", "baseline": None, "ratio": None},
+            {
+                "name": "context: save->update on the wire p50 beyond quiet (target <=30)",
+                "value": _pct(wire, 0.5) * 1e3,
+                "unit": "ms",
+                "baseline": None,
+                "ratio": None,
+            },
+            {
+                "name": "context: save->update on the wire p99 beyond quiet",
+                "value": _pct(wire, 0.99) * 1e3,
+                "unit": "ms",
+                "baseline": None,
+                "ratio": None,
+            },
         ]
         rows += [
-            {"name": "context: save->update ready p50 beyond quiet (target <=30)", "value": _pct(beyond, .5) * 1e3,
-             "unit": "ms", "baseline": None, "ratio": None},
-            {"name": "context: save->update ready p99 beyond quiet", "value": _pct(beyond, .99) * 1e3,
-             "unit": "ms", "baseline": None, "ratio": None},
-            {"name": "context: quiet period (reported apart)", "value": QUIET * 1e3, "unit": "ms",
-             "baseline": None, "ratio": None},
+            {
+                "name": "context: save->update ready p50 beyond quiet (target <=30)",
+                "value": _pct(beyond, 0.5) * 1e3,
+                "unit": "ms",
+                "baseline": None,
+                "ratio": None,
+            },
+            {
+                "name": "context: save->update ready p99 beyond quiet",
+                "value": _pct(beyond, 0.99) * 1e3,
+                "unit": "ms",
+                "baseline": None,
+                "ratio": None,
+            },
+            {
+                "name": "context: quiet period (reported apart)",
+                "value": QUIET * 1e3,
+                "unit": "ms",
+                "baseline": None,
+                "ratio": None,
+            },
         ]
     turns = 10 if quick else 40
     ours, whole, full = _bytes_per_turn(turns)
     print(f"bytes per turn over {turns} turns (60 files, 1-3 edits a turn):")
-    print(f"  diffs (ours) {ours / turns:9.0f} B   whole changed files {whole / turns:9.0f} B "
-          f"({whole / ours:.1f}x)   whole budgeted context {full / turns:9.0f} B ({full / ours:.1f}x)")
+    print(
+        f"  diffs (ours) {ours / turns:9.0f} B   whole changed files {whole / turns:9.0f} B "
+        f"({whole / ours:.1f}x)   whole budgeted context {full / turns:9.0f} B ({full / ours:.1f}x)"
+    )
     rows += [
-        {"name": "context: bytes/turn, diffs vs whole changed files (Aider)", "value": ours / turns, "unit": "B",
-         "baseline": whole / turns, "ratio": whole / ours},
-        {"name": "context: bytes/turn, diffs vs whole budgeted context", "value": ours / turns, "unit": "B",
-         "baseline": full / turns, "ratio": full / ours},
+        {
+            "name": "context: bytes/turn, diffs vs whole changed files (Aider)",
+            "value": ours / turns,
+            "unit": "B",
+            "baseline": whole / turns,
+            "ratio": whole / ours,
+        },
+        {
+            "name": "context: bytes/turn, diffs vs whole budgeted context",
+            "value": ours / turns,
+            "unit": "B",
+            "baseline": full / turns,
+            "ratio": full / ours,
+        },
     ]
     with tempfile.TemporaryDirectory() as tmp:
         dt, rss, delta = _index_10k(Path(tmp))
-        print(f"10,000-file tree: index {dt:.2f} s (target <= 2 s), RSS {rss:.0f} MB (target <= 250 MB), "
-              f"index growth {delta:.0f} MB")
+        print(
+            f"10,000-file tree: index {dt:.2f} s (target <= 2 s), RSS {rss:.0f} MB (target <= 250 MB), "
+            f"index growth {delta:.0f} MB"
+        )
         rows += [
-            {"name": "context: index 10,000 files (target <=2 s)", "value": dt, "unit": "s", "baseline": None,
-             "ratio": None},
-            {"name": "context: RSS after indexing 10,000 files (target <=250)", "value": rss, "unit": "MB",
-             "baseline": None, "ratio": None},
+            {
+                "name": "context: index 10,000 files (target <=2 s)",
+                "value": dt,
+                "unit": "s",
+                "baseline": None,
+                "ratio": None,
+            },
+            {
+                "name": "context: RSS after indexing 10,000 files (target <=250)",
+                "value": rss,
+                "unit": "MB",
+                "baseline": None,
+                "ratio": None,
+            },
         ]
     sys.stdout.flush()
     return rows

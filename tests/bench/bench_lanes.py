@@ -99,8 +99,12 @@ async def _run(tmp: Path, rate: int = 0) -> dict[str, float]:
         both = [g for t, g in ticks if t <= both_s]
         main_chars = run.answer_chars()
         side_items = side.items()  # type: ignore[attr-defined]
-        side_chars = sum(len(c.get("text", "")) for i in side_items if i.get("role") == "assistant"
-                         for c in i.get("content", []))
+        side_chars = sum(
+            len(c.get("text", ""))
+            for i in side_items
+            if i.get("role") == "assistant"
+            for c in i.get("content", [])
+        )
         total_s = time.perf_counter() - t0
         frames = ticker.frames - frames0
         shared = ticker.shared_frames - shared0
@@ -109,13 +113,20 @@ async def _run(tmp: Path, rate: int = 0) -> dict[str, float]:
     finally:
         await run.close()
     return {
-        "alone_paints_s": alone_paints / alone_s, "alone_p99": _pct(alone, .99), "alone_max": max(alone),
+        "alone_paints_s": alone_paints / alone_s,
+        "alone_p99": _pct(alone, 0.99),
+        "alone_max": max(alone),
         "alone_tok_s": alone_chars / 4 / alone_s,
-        "both_main_paints_s": both_paints_main / both_s, "both_side_paints_s": both_paints_side / both_s,
-        "both_p99": _pct(both, .99), "both_max": max(both),
+        "both_main_paints_s": both_paints_main / both_s,
+        "both_side_paints_s": both_paints_side / both_s,
+        "both_p99": _pct(both, 0.99),
+        "both_max": max(both),
         "both_tok_s": (main_chars + side_chars) / 4 / total_s,
-        "shared_share": shared / max(frames, 1), "idle_p99": _pct(idle, .99), "sockets": sockets,
-        "reserve_ms": reserve * 1000, "both_frames_s": both_frames / both_s,
+        "shared_share": shared / max(frames, 1),
+        "idle_p99": _pct(idle, 0.99),
+        "sockets": sockets,
+        "reserve_ms": reserve * 1000,
+        "both_frames_s": both_frames / both_s,
     }
 
 
@@ -170,39 +181,81 @@ def run(reps: int = 3) -> list[dict[str, Any]]:
         with tempfile.TemporaryDirectory() as tmp:
             r = _loop(app, _run(Path(tmp), RATE))
             results.append(r)
-            print(f"  run: alone {r['alone_paints_s']:.0f} paints/s, stall p99 {r['alone_p99']:.1f} max "
-                  f"{r['alone_max']:.1f} ms; both: main {r['both_main_paints_s']:.0f} + side "
-                  f"{r['both_side_paints_s']:.0f} paints/s, stall p99 {r['both_p99']:.1f} max {r['both_max']:.1f} ms; "
-                  f"{r['shared_share'] * 100:.0f}% of frames paced both (paint reserve {r['reserve_ms']:.1f} ms, "
-                  f"{r['both_frames_s']:.0f} frame ticks/s); "
-                  f"sockets {r['sockets']:.0f}", flush=True)
+            print(
+                f"  run: alone {r['alone_paints_s']:.0f} paints/s, stall p99 {r['alone_p99']:.1f} max "
+                f"{r['alone_max']:.1f} ms; both: main {r['both_main_paints_s']:.0f} + side "
+                f"{r['both_side_paints_s']:.0f} paints/s, stall p99 {r['both_p99']:.1f} max {r['both_max']:.1f} ms; "
+                f"{r['shared_share'] * 100:.0f}% of frames paced both (paint reserve {r['reserve_ms']:.1f} ms, "
+                f"{r['both_frames_s']:.0f} frame ticks/s); "
+                f"sockets {r['sockets']:.0f}",
+                flush=True,
+            )
     m = _median(results)
-    print(f"lanes at the server's maximum rate, {TOKENS:,} tokens per answer (medians of {reps}): one lane alone "
-          f"{m['alone_paints_s']:.0f} paints/s, stall p99 {m['alone_p99']:.1f} ms max {m['alone_max']:.1f} ms, "
-          f"{m['alone_tok_s']:,.0f} tok/s shown; both lanes: agent {m['both_main_paints_s']:.0f} paints/s, side "
-          f"{m['both_side_paints_s']:.0f} paints/s, stall p99 {m['both_p99']:.1f} ms max {m['both_max']:.1f} ms, "
-          f"{m['both_tok_s']:,.0f} tok/s shown over both; idle p99 {m['idle_p99']:.1f} ms; one socket "
-          f"({m['sockets']:.0f} opened)")
+    print(
+        f"lanes at the server's maximum rate, {TOKENS:,} tokens per answer (medians of {reps}): one lane alone "
+        f"{m['alone_paints_s']:.0f} paints/s, stall p99 {m['alone_p99']:.1f} ms max {m['alone_max']:.1f} ms, "
+        f"{m['alone_tok_s']:,.0f} tok/s shown; both lanes: agent {m['both_main_paints_s']:.0f} paints/s, side "
+        f"{m['both_side_paints_s']:.0f} paints/s, stall p99 {m['both_p99']:.1f} ms max {m['both_max']:.1f} ms, "
+        f"{m['both_tok_s']:,.0f} tok/s shown over both; idle p99 {m['idle_p99']:.1f} ms; one socket "
+        f"({m['sockets']:.0f} opened)"
+    )
     a_p, a_p99, a_max = m["alone_paints_s"], m["alone_p99"], m["alone_max"]
     o = asyncio.run(_socket_overhead(max(reps, 3)))
-    print(f"lanes: the agent's lane alone at the maximum rate, no GUI: {o['shared']:,.0f} events/s through "
-          f"SharedSocket vs {o['direct']:,.0f} on a plain WsTransport ({o['shared'] / o['direct']:.2f}x, "
-          f"medians of {max(reps, 3)})")
+    print(
+        f"lanes: the agent's lane alone at the maximum rate, no GUI: {o['shared']:,.0f} events/s through "
+        f"SharedSocket vs {o['direct']:,.0f} on a plain WsTransport ({o['shared'] / o['direct']:.2f}x, "
+        f"medians of {max(reps, 3)})"
+    )
     return [
-        {"name": "lanes: agent lane alone, events/s through SharedSocket vs a plain socket", "value": o["shared"],
-         "unit": "1/s", "baseline": o["direct"], "ratio": o["shared"] / o["direct"]},
-        {"name": "lanes: agent paints/s with a side lane streaming vs alone (target >=55)",
-         "value": m["both_main_paints_s"], "unit": "1/s", "baseline": a_p, "ratio": m["both_main_paints_s"] / a_p},
-        {"name": "lanes: side-lane paints/s beside the agent vs agent alone (target >=55)",
-         "value": m["both_side_paints_s"], "unit": "1/s", "baseline": a_p, "ratio": m["both_side_paints_s"] / a_p},
-        {"name": "lanes: GUI stall p99, two lanes vs one (target <=16)", "value": m["both_p99"], "unit": "ms",
-         "baseline": a_p99, "ratio": m["both_p99"] / a_p99},
-        {"name": "lanes: GUI stall max, two lanes vs one (target <=33)", "value": m["both_max"], "unit": "ms",
-         "baseline": a_max, "ratio": m["both_max"] / a_max},
-        {"name": "lanes: tokens/s shown, two lanes together vs one alone", "value": m["both_tok_s"], "unit": "tok/s",
-         "baseline": m["alone_tok_s"], "ratio": m["both_tok_s"] / m["alone_tok_s"]},
-        {"name": "lanes: share of frames that paced both transcripts in one tick", "value": m["shared_share"],
-         "unit": "", "baseline": None, "ratio": None},
+        {
+            "name": "lanes: agent lane alone, events/s through SharedSocket vs a plain socket",
+            "value": o["shared"],
+            "unit": "1/s",
+            "baseline": o["direct"],
+            "ratio": o["shared"] / o["direct"],
+        },
+        {
+            "name": "lanes: agent paints/s with a side lane streaming vs alone (target >=55)",
+            "value": m["both_main_paints_s"],
+            "unit": "1/s",
+            "baseline": a_p,
+            "ratio": m["both_main_paints_s"] / a_p,
+        },
+        {
+            "name": "lanes: side-lane paints/s beside the agent vs agent alone (target >=55)",
+            "value": m["both_side_paints_s"],
+            "unit": "1/s",
+            "baseline": a_p,
+            "ratio": m["both_side_paints_s"] / a_p,
+        },
+        {
+            "name": "lanes: GUI stall p99, two lanes vs one (target <=16)",
+            "value": m["both_p99"],
+            "unit": "ms",
+            "baseline": a_p99,
+            "ratio": m["both_p99"] / a_p99,
+        },
+        {
+            "name": "lanes: GUI stall max, two lanes vs one (target <=33)",
+            "value": m["both_max"],
+            "unit": "ms",
+            "baseline": a_max,
+            "ratio": m["both_max"] / a_max,
+        },
+        {
+            "name": "lanes: tokens/s shown, two lanes together vs one alone",
+            "value": m["both_tok_s"],
+            "unit": "tok/s",
+            "baseline": m["alone_tok_s"],
+            "ratio": m["both_tok_s"] / m["alone_tok_s"],
+        },
+        {
+            "name": "lanes: share of frames that paced both transcripts in one tick",
+            "value": m["shared_share"],
+            "unit": "",
+            "baseline": None,
+            "ratio": None,
+        },
     ]
 
 

@@ -30,8 +30,9 @@ def _row(name: str, value: float | None, unit: str, baseline: float | None) -> d
 
 
 def _load_build_deb() -> ModuleType:
-    spec = importlib.util.spec_from_file_location("slipstream_packaging_build_deb",
-                                                  ROOT / "packaging" / "build_deb.py")
+    spec = importlib.util.spec_from_file_location(
+        "slipstream_packaging_build_deb", ROOT / "packaging" / "build_deb.py"
+    )
     assert spec and spec.loader
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
@@ -53,8 +54,9 @@ def deb_build_s(bundle: Path = BUNDLE) -> float:
 
 def _time_run(args: list[str], cwd: Path, env: dict[str, str]) -> float:
     t0 = time.perf_counter()
-    subprocess.run(args, cwd=cwd, env=env, check=True, timeout=120, stdout=subprocess.DEVNULL,
-                   stderr=subprocess.DEVNULL)
+    subprocess.run(
+        args, cwd=cwd, env=env, check=True, timeout=120, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+    )
     return time.perf_counter() - t0
 
 
@@ -76,8 +78,9 @@ def start_times(runs: int = 3) -> tuple[float, float | None]:
         if not (ROOT / "app" / "ui" / "smoke.py").exists():
             return version, None
         try:
-            smoke = statistics.median(_time_run([str(EXE), str(project), "--smoke"], project, env)
-                                      for _ in range(runs))
+            smoke = statistics.median(
+                _time_run([str(EXE), str(project), "--smoke"], project, env) for _ in range(runs)
+            )
         except subprocess.CalledProcessError as e:
             raise SmokeFailed(f"exit {e.returncode}", version) from None
     return version, smoke
@@ -86,12 +89,16 @@ def start_times(runs: int = 3) -> tuple[float, float | None]:
 def run() -> list[dict[str, Any]]:
     if not EXE.is_file():
         why = "skipped: no dist/slipstream (run `make bundle`)"
-        return [_row(f"package.bundle_size ({why})", None, "MB", TARGETS["bundle_size"]),
-                _row(f"package.deb_build ({why})", None, "s", TARGETS["deb_build"]),
-                _row(f"package.cold_start_smoke ({why})", None, "s", TARGETS["cold_start"])]
+        return [
+            _row(f"package.bundle_size ({why})", None, "MB", TARGETS["bundle_size"]),
+            _row(f"package.deb_build ({why})", None, "s", TARGETS["deb_build"]),
+            _row(f"package.cold_start_smoke ({why})", None, "s", TARGETS["cold_start"]),
+        ]
     (ROOT / "build").mkdir(exist_ok=True)
-    rows = [_row("package.bundle_size", bundle_size_mb(), "MB", TARGETS["bundle_size"]),
-            _row("package.deb_build", deb_build_s(), "s", TARGETS["deb_build"])]
+    rows = [
+        _row("package.bundle_size", bundle_size_mb(), "MB", TARGETS["bundle_size"]),
+        _row("package.deb_build", deb_build_s(), "s", TARGETS["deb_build"]),
+    ]
     name = "package.cold_start_smoke"
     try:
         version_s, smoke_s = start_times()

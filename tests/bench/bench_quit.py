@@ -31,8 +31,13 @@ sys.exit(app.exec())
 
 
 def _bare(profile: Path) -> float:
-    proc = subprocess.Popen([sys.executable, "-c", BARE], cwd=ROOT, env=_env(profile), stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE)
+    proc = subprocess.Popen(
+        [sys.executable, "-c", BARE],
+        cwd=ROOT,
+        env=_env(profile),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
     _read_until(proc, b"lifecycle: ready", 60)
     t0 = time.monotonic()
     proc.communicate(timeout=60)
@@ -52,10 +57,19 @@ def run(runs: int = 7) -> list[dict[str, Any]]:
             ours.append(got.quit_s)
             bare.append(_bare(Path(tmp) / f"b{i}"))
     o, b = statistics.median(ours), statistics.median(bare)
-    print(f"window close -> process gone: slipstream {o:.3f} s (median of {runs}, max {max(ours):.3f}; "
-          f"target < 2 s), bare PySide6 window {b:.3f} s")
-    return [{"name": "quit: window closed -> process gone (target <2)", "value": o, "unit": "s",
-             "baseline": b, "ratio": o / b if b else None}]
+    print(
+        f"window close -> process gone: slipstream {o:.3f} s (median of {runs}, max {max(ours):.3f}; "
+        f"target < 2 s), bare PySide6 window {b:.3f} s"
+    )
+    return [
+        {
+            "name": "quit: window closed -> process gone (target <2)",
+            "value": o,
+            "unit": "s",
+            "baseline": b,
+            "ratio": o / b if b else None,
+        }
+    ]
 
 
 if __name__ == "__main__":

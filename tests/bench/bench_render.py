@@ -51,9 +51,11 @@ _CODE = '''def load(path: str) -> dict[str, int]:
             out[key.strip()] = int(value or 0)  # default 0
     return out
 '''
-_PROSE = ("The **ledger** keeps what the model has seen per file, and `coalesce` batches changes "
-          "after a quiet period. See [the protocol](https://example.invalid/p) for details; "
-          "*incremental* input keeps each turn small.\n")
+_PROSE = (
+    "The **ledger** keeps what the model has seen per file, and `coalesce` batches changes "
+    "after a quiet period. See [the protocol](https://example.invalid/p) for details; "
+    "*incremental* input keeps each turn small.\n"
+)
 
 
 def corpus(markdown: bool, chars: int) -> str:
@@ -61,8 +63,10 @@ def corpus(markdown: bool, chars: int) -> str:
     size = i = 0
     while size < chars:
         if markdown:
-            piece = (f"## Step {i}\n\n{_PROSE}{_PROSE}\n- first point about `x{i}`\n- second point\n\n"
-                     f"```python\n{_CODE}```\n\n{_PROSE}\n")
+            piece = (
+                f"## Step {i}\n\n{_PROSE}{_PROSE}\n- first point about `x{i}`\n- second point\n\n"
+                f"```python\n{_CODE}```\n\n{_PROSE}\n"
+            )
         else:
             piece = _PROSE.replace("**", "").replace("`", "").replace("*", "") + "\n"
         parts.append(piece)
@@ -140,11 +144,11 @@ def run_one(app: QApplication, kind: str, rate: int, markdown: bool) -> dict[str
     view.show()
     if split:
         for i in range(0, split, 32 * 1024):
-            feed(view, text[i:i + 32 * 1024])
+            feed(view, text[i : i + 32 * 1024])
             while view.pending:
                 view.flush()
         app.processEvents()
-    tokens = [text[i:i + TOKEN_CHARS] for i in range(split, len(text), TOKEN_CHARS)]
+    tokens = [text[i : i + TOKEN_CHARS] for i in range(split, len(text), TOKEN_CHARS)]
     gaps: list[float] = []
     clock = QElapsedTimer()
     state = {"sent": 0, "last": 0.0, "done": 0.0}
@@ -163,7 +167,7 @@ def run_one(app: QApplication, kind: str, rate: int, markdown: bool) -> dict[str
         due = min(len(tokens), int(rate * clock.nsecsElapsed() / 1e9))
         sent = state["sent"]
         if due > sent:
-            feed(view, "".join(tokens[int(sent):due]))
+            feed(view, "".join(tokens[int(sent) : due]))
             state["sent"] = due
         if clock.nsecsElapsed() / 1e9 >= cap or due >= len(tokens):
             state["done"] = 1.0
@@ -191,7 +195,9 @@ def run_one(app: QApplication, kind: str, rate: int, markdown: bool) -> dict[str
     app.processEvents()
     gaps = gaps[1:]
     return {
-        "p50": _pct(gaps, 0.50), "p99": _pct(gaps, 0.99), "max": max(gaps, default=0.0),
+        "p50": _pct(gaps, 0.50),
+        "p99": _pct(gaps, 0.99),
+        "max": max(gaps, default=0.0),
         "rate": rendered / elapsed if elapsed else 0.0,
         "cpu_per_1k": cpu / max(rendered, 1) * 1000 * 1000,  # ms per 1k tokens
         "rss": rss,
@@ -203,8 +209,14 @@ def _median(runs: list[dict[str, float]]) -> dict[str, float]:
 
 
 # (rate, markdown, runs of ours: the row reports their median)
-SCENARIOS = [(1_000, True, 1), (4_000, True, 3), (20_000, True, 3), (40_000, True, 1),
-             (100_000, False, 3), (200_000, False, 1)]
+SCENARIOS = [
+    (1_000, True, 1),
+    (4_000, True, 3),
+    (20_000, True, 3),
+    (40_000, True, 1),
+    (100_000, False, 3),
+    (200_000, False, 1),
+]
 
 
 def run() -> list[dict[str, object]]:
@@ -217,21 +229,36 @@ def run() -> list[dict[str, object]]:
     idle_rss = psutil.Process().memory_info().rss / 2**20
     idle.close()
     rows: list[dict[str, object]] = [
-        {"name": "render idle RSS (app + empty view)", "value": round(idle_rss, 1), "unit": "MB",
-         "baseline": None, "ratio": None},
+        {
+            "name": "render idle RSS (app + empty view)",
+            "value": round(idle_rss, 1),
+            "unit": "MB",
+            "baseline": None,
+            "ratio": None,
+        },
     ]
     for rate, md, repeats in SCENARIOS:
         label = f"{rate // 1000}k tok/s {'markdown+code' if md else 'plain'}"
         ours = _median([run_one(app, "ours", rate, md) for _ in range(repeats)])
         naive = run_one(app, "naive", rate, md)
-        for key, unit, name in (("p50", "ms", "stall p50"), ("p99", "ms", "stall p99"),
-                                ("max", "ms", "stall max"), ("rate", "tok/s", "achieved rate"),
-                                ("cpu_per_1k", "ms", "CPU per 1k tokens"), ("rss", "MB", "RSS")):
+        for key, unit, name in (
+            ("p50", "ms", "stall p50"),
+            ("p99", "ms", "stall p99"),
+            ("max", "ms", "stall max"),
+            ("rate", "tok/s", "achieved rate"),
+            ("cpu_per_1k", "ms", "CPU per 1k tokens"),
+            ("rss", "MB", "RSS"),
+        ):
             base = naive[key]
-            rows.append({
-                "name": f"render {label}: {name}", "value": round(ours[key], 2), "unit": unit,
-                "baseline": round(base, 2), "ratio": round(ours[key] / base, 3) if base else None,
-            })
+            rows.append(
+                {
+                    "name": f"render {label}: {name}",
+                    "value": round(ours[key], 2),
+                    "unit": unit,
+                    "baseline": round(base, 2),
+                    "ratio": round(ours[key] / base, 3) if base else None,
+                }
+            )
     return rows
 
 

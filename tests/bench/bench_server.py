@@ -43,8 +43,20 @@ async def serve(*flags: str) -> AsyncIterator[tuple[str, str, int]]:
     """`slipstream serve --rate 0` in its own process: (ws url, token, pid)."""
     token = secrets.token_urlsafe(16)
     proc = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "app.main", "serve", "--port", "0", "--rate", "0", "--token", token, *flags,
-        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.DEVNULL, env=dict(os.environ, PYTHONUNBUFFERED="1"),
+        sys.executable,
+        "-m",
+        "app.main",
+        "serve",
+        "--port",
+        "0",
+        "--rate",
+        "0",
+        "--token",
+        token,
+        *flags,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.DEVNULL,
+        env=dict(os.environ, PYTHONUNBUFFERED="1"),
     )
     assert proc.stdout is not None
     try:
@@ -60,10 +72,13 @@ async def drain(url: str, token: str, pid: int, *, deflate: bool) -> tuple[float
     """(events/s, server CPU seconds per 100k events) for one long answer."""
     server = psutil.Process(pid)
     headers = {"Authorization": f"Bearer {token}"}
-    frame = ClientSession().create([{"type": "message", "role": "user", "content": f"/long {TOKENS}"}], model="m")
+    frame = ClientSession().create(
+        [{"type": "message", "role": "user", "content": f"/long {TOKENS}"}], model="m"
+    )
     assert isinstance(frame, bytes)  # a session without rebuilds gives the frame itself
-    async with ws_connect(url, additional_headers=headers, max_size=None,
-                          compression="deflate" if deflate else None) as conn:
+    async with ws_connect(
+        url, additional_headers=headers, max_size=None, compression="deflate" if deflate else None
+    ) as conn:
         cpu0 = sum(server.cpu_times()[:2])
         t0 = time.perf_counter()
         await conn.send(frame, text=True)
@@ -79,8 +94,11 @@ async def drain(url: str, token: str, pid: int, *, deflate: bool) -> tuple[float
 
 
 async def bench_writes() -> list[Row]:
-    cases = {"coalesced": ((), False), "per-frame": (("--no-coalesce",), False),
-             "deflate": (("--ws-deflate",), True)}
+    cases = {
+        "coalesced": ((), False),
+        "per-frame": (("--no-coalesce",), False),
+        "deflate": (("--ws-deflate",), True),
+    }
     rates: dict[str, list[float]] = {k: [] for k in cases}
     cpus: dict[str, list[float]] = {k: [] for k in cases}
     async with contextlib.AsyncExitStack() as stack:
@@ -97,18 +115,34 @@ async def bench_writes() -> list[Row]:
     for k in cases:
         print(f"  {k:10s} {med[k]:10,.0f} events/s   server CPU {cpu[k]:.2f} s per 100k events")
     return [
-        {"name": "server: events/s one connection, coalesced writes vs one write per frame",
-         "value": med["coalesced"], "unit": "ev/s", "baseline": med["per-frame"],
-         "ratio": med["coalesced"] / med["per-frame"]},
-        {"name": "server: CPU s per 100k events, coalesced vs per-frame writes",
-         "value": cpu["coalesced"], "unit": "s", "baseline": cpu["per-frame"],
-         "ratio": cpu["coalesced"] / cpu["per-frame"]},
-        {"name": "server_deflate: events/s one connection, permessage-deflate vs none (default: none)",
-         "value": med["deflate"], "unit": "ev/s", "baseline": med["coalesced"],
-         "ratio": med["deflate"] / med["coalesced"]},
-        {"name": "server_deflate: CPU s per 100k events, deflate vs none",
-         "value": cpu["deflate"], "unit": "s", "baseline": cpu["coalesced"],
-         "ratio": cpu["deflate"] / cpu["coalesced"]},
+        {
+            "name": "server: events/s one connection, coalesced writes vs one write per frame",
+            "value": med["coalesced"],
+            "unit": "ev/s",
+            "baseline": med["per-frame"],
+            "ratio": med["coalesced"] / med["per-frame"],
+        },
+        {
+            "name": "server: CPU s per 100k events, coalesced vs per-frame writes",
+            "value": cpu["coalesced"],
+            "unit": "s",
+            "baseline": cpu["per-frame"],
+            "ratio": cpu["coalesced"] / cpu["per-frame"],
+        },
+        {
+            "name": "server_deflate: events/s one connection, permessage-deflate vs none (default: none)",
+            "value": med["deflate"],
+            "unit": "ev/s",
+            "baseline": med["coalesced"],
+            "ratio": med["deflate"] / med["coalesced"],
+        },
+        {
+            "name": "server_deflate: CPU s per 100k events, deflate vs none",
+            "value": cpu["deflate"],
+            "unit": "s",
+            "baseline": cpu["coalesced"],
+            "ratio": cpu["deflate"] / cpu["coalesced"],
+        },
     ]
 
 
@@ -142,10 +176,19 @@ async def bench_ask_http() -> list[Row]:
             asks.append(await asyncio.to_thread(_wall, ask))
             directs.append(await asyncio.to_thread(_wall, direct))
         a, d = statistics.median(asks), statistics.median(directs)
-        print(f"  slipstream ask --endpoint http://  {a * 1e3:8.0f} ms   direct httpx process {d * 1e3:8.0f} ms   "
-              f"overhead {(a - d) * 1e3:.0f} ms (target < 1000 ms)")
-        rows.append({"name": "client: `slipstream ask --endpoint http://` wall vs a direct HTTP client (target: +<1 s)",
-                     "value": a * 1e3, "unit": "ms", "baseline": d * 1e3, "ratio": a / d})
+        print(
+            f"  slipstream ask --endpoint http://  {a * 1e3:8.0f} ms   direct httpx process {d * 1e3:8.0f} ms   "
+            f"overhead {(a - d) * 1e3:.0f} ms (target < 1000 ms)"
+        )
+        rows.append(
+            {
+                "name": "client: `slipstream ask --endpoint http://` wall vs a direct HTTP client (target: +<1 s)",
+                "value": a * 1e3,
+                "unit": "ms",
+                "baseline": d * 1e3,
+                "ratio": a / d,
+            }
+        )
         session = ResponsesSession(Endpoint(http_url, token))
         turns, posts = [], []
         msg = {"type": "message", "role": "user", "content": "hi"}
@@ -157,16 +200,26 @@ async def bench_ask_http() -> list[Row]:
                 assert result.ok and result.transport == "http", result
                 t0 = time.perf_counter()
                 body = {"model": "scripted", "stream": True, "input": [msg]}
-                async with client.stream("POST", http_url, json=body,
-                                         headers={"Authorization": f"Bearer {token}"}) as resp:
+                async with client.stream(
+                    "POST", http_url, json=body, headers={"Authorization": f"Bearer {token}"}
+                ) as resp:
                     async for _line in resp.aiter_lines():
                         pass
                 posts.append(time.perf_counter() - t0)
         await session.aclose()
         t, p = statistics.median(turns), statistics.median(posts)
-        print(f"  in-process: ResponsesSession.run_turn over HTTP {t * 1e3:.1f} ms   direct httpx {p * 1e3:.1f} ms")
-        rows.append({"name": "client: run_turn over an http:// endpoint vs direct httpx SSE read (in-process)",
-                     "value": t * 1e3, "unit": "ms", "baseline": p * 1e3, "ratio": t / p})
+        print(
+            f"  in-process: ResponsesSession.run_turn over HTTP {t * 1e3:.1f} ms   direct httpx {p * 1e3:.1f} ms"
+        )
+        rows.append(
+            {
+                "name": "client: run_turn over an http:// endpoint vs direct httpx SSE read (in-process)",
+                "value": t * 1e3,
+                "unit": "ms",
+                "baseline": p * 1e3,
+                "ratio": t / p,
+            }
+        )
     return rows
 
 

@@ -62,7 +62,9 @@ async def _plugin_run(root: Path) -> tuple[float, list[float], dict[str, int]]:
 
 async def _plain_run(root: Path) -> float:
     t0 = time.perf_counter()
-    res = await run_process([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider"], cwd=root, timeout=600)
+    res = await run_process(
+        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider"], cwd=root, timeout=600
+    )
     wall = time.perf_counter() - t0
     if res.exit_code not in (0, 1):
         raise RuntimeError(f"plain pytest failed: {res.status_line()}\n{res.output[-2000:]}")
@@ -88,12 +90,27 @@ def run() -> list[dict[str, object]]:
         raise RuntimeError(f"unexpected counts {counts} (total {total})")
     p_plain, p_plugin = statistics.median(plain), statistics.median(plugin)
     return [
-        {"name": "tests.event_latency_p50", "value": _pct(latencies, 0.50), "unit": "ms", "baseline": None,
-         "ratio": None},
-        {"name": "tests.event_latency_p99", "value": _pct(latencies, 0.99), "unit": "ms", "baseline": None,
-         "ratio": None},
-        {"name": "tests.suite_2000_wall_with_plugin", "value": p_plugin, "unit": "s", "baseline": p_plain,
-         "ratio": p_plugin / p_plain},
+        {
+            "name": "tests.event_latency_p50",
+            "value": _pct(latencies, 0.50),
+            "unit": "ms",
+            "baseline": None,
+            "ratio": None,
+        },
+        {
+            "name": "tests.event_latency_p99",
+            "value": _pct(latencies, 0.99),
+            "unit": "ms",
+            "baseline": None,
+            "ratio": None,
+        },
+        {
+            "name": "tests.suite_2000_wall_with_plugin",
+            "value": p_plugin,
+            "unit": "s",
+            "baseline": p_plain,
+            "ratio": p_plugin / p_plain,
+        },
     ]
 
 

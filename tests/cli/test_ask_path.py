@@ -92,7 +92,9 @@ def test_ask_path_sends_the_snapshot_first_and_finds_the_local_token(
     assert "never-sent-5c1d" not in sent and "LOG-LINE-ignored-33e0" not in sent
 
 
-def test_without_path_only_the_question_goes(server: ServerThread, capsys: pytest.CaptureFixture[str]) -> None:
+def test_without_path_only_the_question_goes(
+    server: ServerThread, capsys: pytest.CaptureFixture[str]
+) -> None:
     assert ask.main(["hello", "--endpoint", server.url, "--token", server.token]) == 0
     assert chain_text(server.engine.turns[-1]).strip() == "hello"
     assert "sent the project" not in capsys.readouterr().err

@@ -17,8 +17,9 @@ def _run(monkeypatch: pytest.MonkeyPatch, root: Path, patch: str) -> int:
     return cli_patch.main(["--root", str(root)])
 
 
-def test_apply_patch_from_stdin(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
-                                capsys: pytest.CaptureFixture[str]) -> None:
+def test_apply_patch_from_stdin(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
     """A good patch is applied and summarised."""
     root = tmp_path / "p"
     root.mkdir()
@@ -28,8 +29,9 @@ def test_apply_patch_from_stdin(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
     assert "M a.txt (+1 -1)" in capsys.readouterr().out
 
 
-def test_apply_patch_errors(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
-                            capsys: pytest.CaptureFixture[str]) -> None:
+def test_apply_patch_errors(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
     """Malformed patches and missing files exit 1 with the reason and write nothing."""
     root = tmp_path / "p"
     root.mkdir()

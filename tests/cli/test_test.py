@@ -35,18 +35,30 @@ def _project(tmp_path: Path) -> Path:
 def test_json_counts_match_plain_pytest(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     """The summary event's counts equal plain pytest's closing line."""
     root = _project(tmp_path)
-    plain = subprocess.run([sys.executable, "-m", "pytest", "-p", "no:cacheprovider"], cwd=root,
-                           capture_output=True, text=True, timeout=120)
+    plain = subprocess.run(
+        [sys.executable, "-m", "pytest", "-p", "no:cacheprovider"],
+        cwd=root,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     want = parse_summary_line(plain.stdout.splitlines()[-1:])
     code = cli_test.main([str(root), "--json", "--python", sys.executable])
     events = [json.loads(ln) for ln in capsys.readouterr().out.splitlines()]
     summary = events[-1]
-    assert summary["kind"] == "summary" and summary["counts"] == want == {"failed": 2, "passed": 3, "skipped": 1}
+    assert summary["kind"] == "summary" and summary["counts"] == want == {
+        "failed": 2,
+        "passed": 3,
+        "skipped": 1,
+    }
     assert code == 1
     assert sum(1 for e in events if e["kind"] == "started") == 6
     # The text is the digest the model gets: each failing id with its message, no raw report.
     assert "FAILED tests/test_demo.py::test_b - assert 0" in summary["text"]
-    assert "FAILED tests/test_demo.py::test_p[3] - assert 3 < 3" in summary["text"] and "=====" not in summary["text"]
+    assert (
+        "FAILED tests/test_demo.py::test_p[3] - assert 3 < 3" in summary["text"]
+        and "=====" not in summary["text"]
+    )
 
 
 def test_human_output_and_target(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

@@ -24,12 +24,25 @@ ROOT = Path(__file__).resolve().parents[2]
 
 def test_push_line_names_files_and_change_kinds() -> None:
     """An update lists each file with its change; a rename says where from; a snapshot lists its files."""
-    update = Push("update", 3, 900, "resp_1", 1.234, True, paths=("a.py", "c.py", "d.py"),
-                  changes=(PathChange("added", "a.py"), PathChange("renamed", "c.py", "b.py"),
-                           PathChange("deleted", "d.py")))
-    assert push_line(update)["files"] == [{"path": "a.py", "change": "added"},
-                                          {"path": "c.py", "change": "renamed", "from": "b.py"},
-                                          {"path": "d.py", "change": "deleted"}]
+    update = Push(
+        "update",
+        3,
+        900,
+        "resp_1",
+        1.234,
+        True,
+        paths=("a.py", "c.py", "d.py"),
+        changes=(
+            PathChange("added", "a.py"),
+            PathChange("renamed", "c.py", "b.py"),
+            PathChange("deleted", "d.py"),
+        ),
+    )
+    assert push_line(update)["files"] == [
+        {"path": "a.py", "change": "added"},
+        {"path": "c.py", "change": "renamed", "from": "b.py"},
+        {"path": "d.py", "change": "deleted"},
+    ]
     snap = push_line(Push("snapshot", 2, 10, None, 0.0, False, "down", paths=("x", "y")))
     assert snap["files"] == [{"path": "x", "change": "snapshot"}, {"path": "y", "change": "snapshot"}]
     assert snap["ok"] is False and snap["error"] == "down" and snap["count"] == 2
@@ -39,9 +52,13 @@ class Watch:
     """`slipstream watch` as a child; `next_push()` waits for its next JSON line."""
 
     def __init__(self, folder: Path) -> None:
-        self.proc = subprocess.Popen([sys.executable, "-m", "app", "watch", str(folder), "--quiet-ms", "30"],
-                                     cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                                     env={**os.environ, "PYTHONUNBUFFERED": "1"})
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "app", "watch", str(folder), "--quiet-ms", "30"],
+            cwd=ROOT,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            env={**os.environ, "PYTHONUNBUFFERED": "1"},
+        )
         self._buf = b""
 
     def next_push(self, timeout: float = 30) -> dict[str, Any]:

@@ -55,7 +55,14 @@ def test_secrets_excluded_even_when_gitignore_negates() -> None:
     """A `!.env` in .gitignore does not expose secrets; templates like .env.example are not secrets."""
     r = _rules()
     r.add_gitignore("", "!.env\n")
-    for p in (".env", ".env.local", "deploy/server.pem", "keys/id_rsa", "id_ed25519.pub", "x/credentials.json"):
+    for p in (
+        ".env",
+        ".env.local",
+        "deploy/server.pem",
+        "keys/id_rsa",
+        "id_ed25519.pub",
+        "x/credentials.json",
+    ):
         e = r.exclusion(p)
         assert e is not None and e.reason == "secret", p
     assert r.exclusion(".env.example") is None
@@ -66,7 +73,10 @@ def test_only_the_users_settings_opt_secrets_or_git_in() -> None:
     repo = IgnoreRules(slipstreamignore="!.env\n!*.pem\n!.git/\n!.git/config\n")
     repo.add_gitignore("", "!.env\n!.git/\n")
     assert [repo.exclusion(p) for p in (".env", "a/key.pem", ".git/config")] == [
-        Exclusion("secret", "defaults"), Exclusion("secret", "defaults"), Exclusion("protected", "defaults")]
+        Exclusion("secret", "defaults"),
+        Exclusion("secret", "defaults"),
+        Exclusion("protected", "defaults"),
+    ]
     user = IgnoreRules(user_patterns=["!.env"])
     assert user.exclusion(".env") is None
 
@@ -74,8 +84,9 @@ def test_only_the_users_settings_opt_secrets_or_git_in() -> None:
 def test_secret_and_protected_names_match_in_any_case() -> None:
     """`.ENV`, `.Git/config` and `KEY.PEM` are secrets or protected on every file system."""
     r = IgnoreRules()
-    assert [getattr(r.exclusion(p), "reason", None) for p in (".ENV", ".Git/config", ".GIT/hooks/x", "KEY.PEM")] == [
-        "secret", "protected", "protected", "secret"]
+    assert [
+        getattr(r.exclusion(p), "reason", None) for p in (".ENV", ".Git/config", ".GIT/hooks/x", "KEY.PEM")
+    ] == ["secret", "protected", "protected", "secret"]
 
 
 def test_casefold_applies_the_other_layers_case_insensitively() -> None:
@@ -120,8 +131,29 @@ def _slow_normalise(path: str) -> str:
     return "/".join(parts)
 
 
-@pytest.mark.parametrize("path", ["a", "a/b.py", "a//b", "a/./b", "./a", "a/", ".git/x", "a/.env", "a\\b", "c:x",
-                                  "x:/y", "a/..", "..", ".", "a/.../b", "a/b.", " /x", "ä/ö.py"])
+@pytest.mark.parametrize(
+    "path",
+    [
+        "a",
+        "a/b.py",
+        "a//b",
+        "a/./b",
+        "./a",
+        "a/",
+        ".git/x",
+        "a/.env",
+        "a\\b",
+        "c:x",
+        "x:/y",
+        "a/..",
+        "..",
+        ".",
+        "a/.../b",
+        "a/b.",
+        " /x",
+        "ä/ö.py",
+    ],
+)
 def test_normalise_fast_path_agrees_with_the_slow_one(path: str) -> None:
     """The fast path for already-normal paths answers exactly as the full normalisation."""
     try:
@@ -136,22 +168,47 @@ def test_normalise_fast_path_agrees_with_the_slow_one(path: str) -> None:
 
 
 _CORPUS = [
-    "a.py", "a.log", "keep.log", "pkg/local.txt", "pkg/important.log", "pkg/x.log", "pkg/sub/a.txt",
-    "pkg/sub/b.py", "out_dir", "out_dir/x.py", "docs/generated/x.md", "docs/y.md", ".env", ".env.example",
-    "src/.ENV", ".git/config", "x/.Git/HEAD", "node_modules/x/i.js", "build", "src/build/a.py", "a.huge",
-    "pkg/sub/deep/er/c.txt", "id_rsa.pub", "config/credentials.json", "Thumbs.db", "src/__pycache__/m.pyc",
+    "a.py",
+    "a.log",
+    "keep.log",
+    "pkg/local.txt",
+    "pkg/important.log",
+    "pkg/x.log",
+    "pkg/sub/a.txt",
+    "pkg/sub/b.py",
+    "out_dir",
+    "out_dir/x.py",
+    "docs/generated/x.md",
+    "docs/y.md",
+    ".env",
+    ".env.example",
+    "src/.ENV",
+    ".git/config",
+    "x/.Git/HEAD",
+    "node_modules/x/i.js",
+    "build",
+    "src/build/a.py",
+    "a.huge",
+    "pkg/sub/deep/er/c.txt",
+    "id_rsa.pub",
+    "config/credentials.json",
+    "Thumbs.db",
+    "src/__pycache__/m.pyc",
 ]
 
 
 @pytest.mark.parametrize("casefold", [False, True])
-def test_answers_equal_checking_every_spec_with_check_file(monkeypatch: pytest.MonkeyPatch, casefold: bool) -> None:
+def test_answers_equal_checking_every_spec_with_check_file(
+    monkeypatch: pytest.MonkeyPatch, casefold: bool
+) -> None:
     """Matching through the spec's backend, skipping empty specs and caching folder chains gives
     the same answer, path by path, as asking every spec with pathspec's public check_file."""
     from app.context import ignore
 
     def build() -> IgnoreRules:
-        r = IgnoreRules(user_patterns=["*.huge"], slipstreamignore="docs/generated/\n!.env.example\n",
-                        casefold=casefold)
+        r = IgnoreRules(
+            user_patterns=["*.huge"], slipstreamignore="docs/generated/\n!.env.example\n", casefold=casefold
+        )
         r.add_gitignore("", "*.log\n!keep.log\nout_dir/\n")
         r.add_gitignore("pkg", "local.txt\n!important.log\n")
         r.add_gitignore("pkg/sub", "*.txt\n")

@@ -233,7 +233,9 @@ def test_seen_text_is_what_the_chain_was_sent() -> None:
 
     led = Ledger()
     led.observe(make_version("a.py", b"x = 1\n", size=6, mtime=1.0, digest="d1"))
-    led.build_snapshot(10_000, 2.0, contents={"a.py": make_version("a.py", b"x = 1\n", size=6, mtime=1.0, digest="d1")})
+    led.build_snapshot(
+        10_000, 2.0, contents={"a.py": make_version("a.py", b"x = 1\n", size=6, mtime=1.0, digest="d1")}
+    )
     assert led.seen_text("a.py") == "x = 1\n" and led.seen_text("b.py") is None
     led.observe(make_version("a.py", b"x = 2\n", size=6, mtime=3.0, digest="d2"))
     assert led.seen_text("a.py") == "x = 1\n"  # disk changed, the model has not seen it yet
@@ -248,7 +250,11 @@ def test_take_changes_reports_only_rows_that_changed() -> None:
     led.observe_many([v("b.py", "b\n"), v("a.py", "a\n"), FileVersion(".env", "excluded", reason="secret")])
     first = led.take_changes()
     assert first.added == [".env", "a.py", "b.py"] and first.removed == []
-    assert {p: s.state for p, s in first.rows.items()} == {".env": "excluded", "a.py": "pending", "b.py": "pending"}
+    assert {p: s.state for p, s in first.rows.items()} == {
+        ".env": "excluded",
+        "a.py": "pending",
+        "b.py": "pending",
+    }
     assert first.counts == {"excluded": 1, "pending": 2}
     assert not led.take_changes()  # nothing changed since
     snap = led.build_snapshot(BUDGET, now=0.0)

@@ -32,10 +32,18 @@ def fv(path: str, size: int = 400, mtime: float = NOW - 5) -> FileVersion:
 
 
 FRESH_CLONE = [
-    fv("README.md", 3000), fv("pyproject.toml", 900), fv("app/__init__.py", 10), fv("app/main.py", 2000),
-    fv("app/core/engine.py", 5000), fv("app/core/util.py", 800), fv("docs/guide.md", 4000),
-    *[fv(f"tests/test_{i:02}.py", 300) for i in range(40)], fv("tests/fixtures/data.json", 200),
-    fv("tests/conftest.py", 500), fv("package-lock.json", 9000), fv("src_gen/api_pb2.py", 700),
+    fv("README.md", 3000),
+    fv("pyproject.toml", 900),
+    fv("app/__init__.py", 10),
+    fv("app/main.py", 2000),
+    fv("app/core/engine.py", 5000),
+    fv("app/core/util.py", 800),
+    fv("docs/guide.md", 4000),
+    *[fv(f"tests/test_{i:02}.py", 300) for i in range(40)],
+    fv("tests/fixtures/data.json", 200),
+    fv("tests/conftest.py", 500),
+    fv("package-lock.json", 9000),
+    fv("src_gen/api_pb2.py", 700),
 ]
 
 
@@ -51,9 +59,19 @@ def test_tiers() -> None:
     assert tier("app/x.py", RankFacts(touched=("app/x.py",))) == TOUCHED
     assert tier("app/x.py", RankFacts(committed=("app/x.py",))) == COMMITTED
     assert tier("app/x.py") == SOURCE and tier("docs/guide.md") == OTHER
-    for p in ("tests/test_a.py", "test/x.py", "pkg/test_util.py", "pkg/util_test.go", "web/a.spec.ts",
-              "tests/fixtures/a.json", "conftest.py", "package-lock.json", "dist/app.js", "a/b_pb2.py",
-              "static/app.min.js"):
+    for p in (
+        "tests/test_a.py",
+        "test/x.py",
+        "pkg/test_util.py",
+        "pkg/util_test.go",
+        "web/a.spec.ts",
+        "tests/fixtures/a.json",
+        "conftest.py",
+        "package-lock.json",
+        "dist/app.js",
+        "a/b_pb2.py",
+        "static/app.min.js",
+    ):
         assert tier(p) == TESTS, p
     assert tier("tests/test_a.py", RankFacts(committed=("tests/test_a.py",))) == TESTS  # tests stay last
     assert tier("tests/test_a.py", RankFacts(touched=("tests/test_a.py",))) == TOUCHED  # unless being edited
@@ -72,8 +90,9 @@ def test_fresh_clone_sends_readme_entry_points_and_sources_before_tests() -> Non
 
 
 def test_touched_and_git_history_lead() -> None:
-    facts = RankFacts(touched=("app/core/util.py", "app/core/engine.py"), committed=("docs/guide.md",
-                      "app/core/util.py"))
+    facts = RankFacts(
+        touched=("app/core/util.py", "app/core/engine.py"), committed=("docs/guide.md", "app/core/util.py")
+    )
     order = [v.path for v in rank(FRESH_CLONE, (), facts)]
     assert order[:2] == ["app/core/engine.py", "app/core/util.py"]  # the latest edit first
     assert order.index("docs/guide.md") < order.index("app/__init__.py")  # committed before other sources
@@ -92,15 +111,30 @@ def test_candidates_follow_the_ranking_within_the_budget() -> None:
 
 
 def test_entry_points_from_manifests() -> None:
-    paths = ["app/main.py", "src/tool/cli.py", "lib/index.js", "bin/run.js", "pkg/__init__.py", "pkg/__main__.py"]
+    paths = [
+        "app/main.py",
+        "src/tool/cli.py",
+        "lib/index.js",
+        "bin/run.js",
+        "pkg/__init__.py",
+        "pkg/__main__.py",
+    ]
     manifests = {
         "pyproject.toml": '[project.scripts]\nslip = "app.main:main"\n[tool.poetry.scripts]\nt = "tool.cli:run"\n',
         "package.json": json.dumps({"main": "./lib/index.js", "bin": {"run": "bin/run.js"}}),
         "setup.cfg": "[options.entry_points]\nconsole_scripts =\n    p = pkg:main\n",
     }
-    assert entry_points(manifests, paths) == {"app/main.py", "src/tool/cli.py", "lib/index.js", "bin/run.js",
-                                              "pkg/__init__.py", "pkg/__main__.py"}
-    assert entry_points({"pyproject.toml": "not [toml", "package.json": "{", "setup.cfg": "[["}, paths) == set()
+    assert entry_points(manifests, paths) == {
+        "app/main.py",
+        "src/tool/cli.py",
+        "lib/index.js",
+        "bin/run.js",
+        "pkg/__init__.py",
+        "pkg/__main__.py",
+    }
+    assert (
+        entry_points({"pyproject.toml": "not [toml", "package.json": "{", "setup.cfg": "[["}, paths) == set()
+    )
 
 
 def test_git_log_parsing() -> None:

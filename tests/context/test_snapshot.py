@@ -16,7 +16,10 @@ def test_make_version_kinds() -> None:
     """Binary, oversized, excluded, unreadable and non-UTF-8 text are told apart."""
     assert make_version("b.bin", b"\x00\x01", size=2, mtime=0).kind == "binary"
     assert make_version("big", None, size=10, mtime=0, max_bytes=5).kind == "oversized"
-    assert make_version(".env", None, size=1, mtime=0, exclusion=Exclusion("secret", "defaults")).reason == "secret"
+    assert (
+        make_version(".env", None, size=1, mtime=0, exclusion=Exclusion("secret", "defaults")).reason
+        == "secret"
+    )
     assert make_version("x", None, size=1, mtime=0, error="Permission denied").kind == "unreadable"
     v = make_version("latin.txt", "café".encode("latin-1"), size=4, mtime=0)
     assert v.kind == "text" and v.lossy and v.text == "caf\ufffd"
@@ -33,10 +36,14 @@ def test_priority_pins_then_touched_then_small_source() -> None:
         _t("other.dat", "o" * 40, mtime=0),
     ]
     touched = RankFacts(touched=("recent.py",))
-    ctx = build_initial_context(files, {v.path: v for v in files}, 2000, pins=["pinned.md"], now=now, facts=touched)
+    ctx = build_initial_context(
+        files, {v.path: v for v in files}, 2000, pins=["pinned.md"], now=now, facts=touched
+    )
     assert list(ctx.included) == ["pinned.md", "recent.py", "small.py", "other.dat"]
     assert "```pinned.md" in ctx.text and "```recent.py" in ctx.text
-    tight = build_initial_context(files, {v.path: v for v in files}, 300, pins=["pinned.md"], now=now, facts=touched)
+    tight = build_initial_context(
+        files, {v.path: v for v in files}, 300, pins=["pinned.md"], now=now, facts=touched
+    )
     assert "pinned.md" in tight.included and "recent.py" not in tight.included  # over the per-file cap
     assert tight.tokens <= 300 and "recent.py" in tight.listed_only
 
@@ -58,7 +65,10 @@ def test_snapshot_lists_excluded_binary_and_oversized_without_content() -> None:
 def test_snapshot_scans_secrets_and_marks_non_utf8() -> None:
     """File content passes the scanner; lossy text is marked."""
     key = "AKIA" + "IOSFODNN7EXAMPLQ"
-    files = [_t("conf.py", f"K = '{key}'\n"), make_version("l.txt", b"caf\xe9\n", size=5, mtime=0, digest="x")]
+    files = [
+        _t("conf.py", f"K = '{key}'\n"),
+        make_version("l.txt", b"caf\xe9\n", size=5, mtime=0, digest="x"),
+    ]
     ctx = build_initial_context(files, {f.path: f for f in files}, 2000)
     assert key not in ctx.text and "conf.py" in ctx.findings
     assert "not valid UTF-8" in ctx.text

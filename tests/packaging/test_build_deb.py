@@ -13,8 +13,10 @@ import pytest
 from tests.packaging.helpers import ROOT, load
 
 build_deb = load("build_deb")
-debian_only = pytest.mark.skipif(shutil.which("dpkg-deb") is None or shutil.which("readelf") is None,
-                                 reason="needs dpkg-deb and readelf (Debian)")
+debian_only = pytest.mark.skipif(
+    shutil.which("dpkg-deb") is None or shutil.which("readelf") is None,
+    reason="needs dpkg-deb and readelf (Debian)",
+)
 
 
 def _fields(text: str) -> dict[str, str]:
@@ -102,8 +104,14 @@ def test_unknown_library_stops_the_build(tmp_path: Path, monkeypatch: pytest.Mon
 def test_missing_bundle_is_a_clear_error(tmp_path: Path) -> None:
     """Building without a bundle says to build the bundle first."""
     with pytest.raises(build_deb.BuildError, match="make bundle"):
-        build_deb.build(tmp_path / "nothing", tmp_path / "out", version="0.0.1", arch="amd64",
-                        depends=["libc6"], work=tmp_path / "work")
+        build_deb.build(
+            tmp_path / "nothing",
+            tmp_path / "out",
+            version="0.0.1",
+            arch="amd64",
+            depends=["libc6"],
+            work=tmp_path / "work",
+        )
 
 
 @debian_only
@@ -111,13 +119,16 @@ def test_deb_layout(tmp_path: Path) -> None:
     """The .deb installs the bundle in /opt, links /usr/bin, and ships the .desktop and every icon size."""
     deb = build_deb.build(_fake_bundle(tmp_path), tmp_path / "out", version="9.8.7", work=tmp_path / "work")
     assert deb.name == f"slipstream_9.8.7_{build_deb.deb_arch()}.deb"
-    info = subprocess.run(["dpkg-deb", "--field", str(deb)], capture_output=True, text=True, check=True).stdout
+    info = subprocess.run(
+        ["dpkg-deb", "--field", str(deb)], capture_output=True, text=True, check=True
+    ).stdout
     fields = _fields(info)
     assert fields["Version"] == "9.8.7"
     assert fields["Depends"].startswith("libc6 (>= ")
     assert int(fields["Installed-Size"]) > 0
-    listing = subprocess.run(["dpkg-deb", "--contents", str(deb)], capture_output=True, text=True,
-                             check=True).stdout
+    listing = subprocess.run(
+        ["dpkg-deb", "--contents", str(deb)], capture_output=True, text=True, check=True
+    ).stdout
     names = {line.split()[5].removeprefix(".") for line in listing.splitlines()}
     assert "/opt/slipstream/slipstream" in names
     assert "/opt/slipstream/_internal/data.txt" in names
@@ -132,7 +143,9 @@ def test_deb_layout(tmp_path: Path) -> None:
 
 def test_ci_smoke_script_parses() -> None:
     """packaging/ci_smoke.sh is valid bash (it only runs for real after `make package`)."""
-    res = subprocess.run(["bash", "-n", str(ROOT / "packaging" / "ci_smoke.sh")], capture_output=True, text=True)
+    res = subprocess.run(
+        ["bash", "-n", str(ROOT / "packaging" / "ci_smoke.sh")], capture_output=True, text=True
+    )
     assert res.returncode == 0, res.stderr
 
 

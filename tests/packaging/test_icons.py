@@ -44,7 +44,7 @@ def test_ico_and_icns_round_trip() -> None:
     png256 = (ICONS / "slipstream-256.png").read_bytes()
     ico = make_icons.build_ico({16: png16, 256: png256})
     assert make_icons.read_ico(ico) == [16, 256]
-    assert struct.unpack("<I", ico[6 + 16 + 12:6 + 16 + 16])[0] == 6 + 32 + len(png16)  # 2nd offset
+    assert struct.unpack("<I", ico[6 + 16 + 12 : 6 + 16 + 16])[0] == 6 + 32 + len(png16)  # 2nd offset
     icns = make_icons.build_icns({"icp4": png16, "ic08": png256})
     assert make_icons.read_icns(icns) == {"icp4": 16, "ic08": 256}
     with pytest.raises(ValueError):

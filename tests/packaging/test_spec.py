@@ -15,7 +15,9 @@ SPEC = PACKAGING / "slipstream.spec"
 def _spec_list(name: str) -> list[str]:
     tree = ast.parse(SPEC.read_text(encoding="utf-8"))
     for node in tree.body:
-        if isinstance(node, ast.Assign) and any(isinstance(t, ast.Name) and t.id == name for t in node.targets):
+        if isinstance(node, ast.Assign) and any(
+            isinstance(t, ast.Name) and t.id == name for t in node.targets
+        ):
             value = ast.literal_eval(node.value)
             return list(value)
     raise AssertionError(f"{name} not found in {SPEC.name}")
@@ -49,8 +51,12 @@ def test_workflow_builds_all_three_with_committed_configs() -> None:
     flow = yaml.safe_load(text)
     kinds = {row["kind"] for row in flow["jobs"]["build"]["strategy"]["matrix"]["include"]}
     assert kinds == {"linux", "windows", "macos"}
-    for ref in ("packaging/slipstream.spec", "packaging/windows/slipstream.iss", "packaging/macos/build_dmg.sh",
-                "packaging/smoke_turn.py"):
+    for ref in (
+        "packaging/slipstream.spec",
+        "packaging/windows/slipstream.iss",
+        "packaging/macos/build_dmg.sh",
+        "packaging/smoke_turn.py",
+    ):
         assert ref.replace("/", "\\") in text or ref in text
         assert (ROOT / ref).is_file()
     assert "make package" in text and "make package-smoke" in text

@@ -17,7 +17,11 @@ from app.protocol.server import ResponseStore, ServerSession
 from app.protocol.turns import TextDelta, ToolCallArgsDelta, ToolCallStart, Turn
 
 T0 = 1767000000.0
-SETTINGS: dict[str, Any] = {"model": "local-model", "store": False, "tools": [{"type": "function", "name": "get_weather"}]}
+SETTINGS: dict[str, Any] = {
+    "model": "local-model",
+    "store": False,
+    "tools": [{"type": "function", "name": "get_weather"}],
+}
 Script = Callable[[Turn], list[Any]]
 
 
@@ -299,8 +303,12 @@ def test_fresh_chains_ask_for_a_rebuild_and_only_those() -> None:
 
     def rebuild(need: RebuildNeeded) -> bytes:
         calls.append(len(need.transcript))
-        kept = [i for i in need.transcript if not str(i.get("content")).startswith(("stale context", "snapshot"))]
-        return p.client.rebuilt(need, [{"type": "message", "role": "user", "content": f"snapshot {len(calls)}"}, *kept])
+        kept = [
+            i for i in need.transcript if not str(i.get("content")).startswith(("stale context", "snapshot"))
+        ]
+        return p.client.rebuilt(
+            need, [{"type": "message", "role": "user", "content": f"snapshot {len(calls)}"}, *kept]
+        )
 
     p = Pair()
     p.client = ClientSession(rebuilds=True)
@@ -360,7 +368,9 @@ def test_abandon_frees_the_lane_and_forces_a_fresh_chain() -> None:
     assert p.client.in_flight()
     p.client.abandon()
     assert not p.client.in_flight() and p.client.head() is None
-    frame = json.loads(as_frame(p.client.create([{"type": "message", "role": "user", "content": "three"}], **SETTINGS)))
+    frame = json.loads(
+        as_frame(p.client.create([{"type": "message", "role": "user", "content": "three"}], **SETTINGS))
+    )
     assert "previous_response_id" not in frame
     assert [i.get("content") for i in frame["input"] if i.get("role") == "user"] == ["one", "two", "three"]
 
@@ -371,7 +381,9 @@ def test_usage_counts_the_chain_prefix_as_cached() -> None:
     big = {"type": "message", "role": "user", "content": "context " * 400}
     p.send(p.client.create([big], **SETTINGS))
     (first,) = p.client.outcomes()
-    assert isinstance(first, Completed) and first.response["usage"]["input_tokens_details"]["cached_tokens"] == 0
+    assert (
+        isinstance(first, Completed) and first.response["usage"]["input_tokens_details"]["cached_tokens"] == 0
+    )
     p.send(p.client.create([{"type": "message", "role": "user", "content": "next"}], **SETTINGS))
     (second,) = p.client.outcomes()
     assert isinstance(second, Completed)

@@ -549,7 +549,9 @@ def test_queued_creates_are_bounded_per_connection() -> None:
     turns = s.ready_turns()
     errors = [e for e in drain(s) if e["type"] == "error"]
     assert len(turns) == 1 and s.queued == 1  # two were accepted, two refused
-    assert [e["error"]["code"] for e in errors] == ["too_many_queued_requests"] * 2 and errors[0]["status"] == 429
+    assert [e["error"]["code"] for e in errors] == ["too_many_queued_requests"] * 2 and errors[0][
+        "status"
+    ] == 429
     assert errors[0]["stream_id"] == "l2"
     run(s, turns[0], [TextDelta("ok")])
     assert len(s.ready_turns()) == 1 and s.queued == 0

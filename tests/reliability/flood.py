@@ -53,8 +53,19 @@ async def run_flood(sockets: int = 1100, hold_s: float = 5.0) -> FloodReport:
     token = secrets.token_urlsafe(16)
     with tempfile.TemporaryFile() as errlog:
         proc = await asyncio.create_subprocess_exec(
-            sys.executable, "-m", "app.main", "serve", "--port", "0", "--rate", "0", "--token", token,
-            stdout=asyncio.subprocess.PIPE, stderr=errlog, preexec_fn=_server_limits,
+            sys.executable,
+            "-m",
+            "app.main",
+            "serve",
+            "--port",
+            "0",
+            "--rate",
+            "0",
+            "--token",
+            token,
+            stdout=asyncio.subprocess.PIPE,
+            stderr=errlog,
+            preexec_fn=_server_limits,
             env=dict(os.environ, PYTHONUNBUFFERED="1"),
         )
         assert proc.stdout is not None
@@ -87,7 +98,9 @@ async def run_flood(sockets: int = 1100, hold_s: float = 5.0) -> FloodReport:
                         asked += 1
                         t = time.perf_counter()
                         with contextlib.suppress(httpx.HTTPError):
-                            resp = await http.post(http_url, json=body, headers={"Authorization": f"Bearer {token}"})
+                            resp = await http.post(
+                                http_url, json=body, headers={"Authorization": f"Bearer {token}"}
+                            )
                             answered += resp.status_code == 200
                         worst = max(worst, time.perf_counter() - t)
                         await asyncio.sleep(0.05)
@@ -99,7 +112,9 @@ async def run_flood(sockets: int = 1100, hold_s: float = 5.0) -> FloodReport:
             proc.terminate()
             await proc.wait()
         errlog.seek(0, os.SEEK_END)
-        return FloodReport(len(writers), asked, answered, errlog.tell(), time.perf_counter() - t0, worst * 1e3)
+        return FloodReport(
+            len(writers), asked, answered, errlog.tell(), time.perf_counter() - t0, worst * 1e3
+        )
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -50,9 +50,17 @@ def _server_corpus() -> list[bytes]:
     s = ServerSession(now=0.0)
     s.receive_frame(json.dumps({"type": "response.create", "model": "m", "input": [_user("hi")]}), 0.0)
     (turn,) = s.ready_turns(0.0)
-    for out in (ReasoningDelta("think"), ItemDone(), TextDelta("Hello "), TextDelta("world"), ItemDone(),
-                ToolCallStart("call_1", "read_file"), ToolCallArgsDelta('{"path":'), ToolCallArgsDelta('"a.py"}'),
-                Usage(input_tokens=5, output_tokens=7, cached_tokens=0)):
+    for out in (
+        ReasoningDelta("think"),
+        ItemDone(),
+        TextDelta("Hello "),
+        TextDelta("world"),
+        ItemDone(),
+        ToolCallStart("call_1", "read_file"),
+        ToolCallArgsDelta('{"path":'),
+        ToolCallArgsDelta('"a.py"}'),
+        Usage(input_tokens=5, output_tokens=7, cached_tokens=0),
+    ):
         s.feed(turn.response_id, out, 0.0)
     s.finish(turn.response_id, 0.0)
     s.receive_frame(b"{not json", 0.0)
@@ -63,15 +71,24 @@ def _server_corpus() -> list[bytes]:
 
 SERVER_CORPUS = _server_corpus()
 
-_json_leaf = st.one_of(st.none(), st.booleans(), st.integers(), st.floats(allow_nan=False), st.text(max_size=20))
+_json_leaf = st.one_of(
+    st.none(), st.booleans(), st.integers(), st.floats(allow_nan=False), st.text(max_size=20)
+)
 json_values = st.recursive(
     _json_leaf,
-    lambda kids: st.one_of(st.lists(kids, max_size=4), st.dictionaries(st.text(max_size=8), kids, max_size=4)),
+    lambda kids: st.one_of(
+        st.lists(kids, max_size=4), st.dictionaries(st.text(max_size=8), kids, max_size=4)
+    ),
     max_leaves=12,
 )
 wrong_values = st.one_of(
-    st.none(), st.booleans(), st.integers(min_value=-(2**70), max_value=2**70), st.floats(), st.text(max_size=30),
-    st.lists(st.integers(), max_size=3), st.dictionaries(st.text(max_size=5), st.integers(), max_size=3),
+    st.none(),
+    st.booleans(),
+    st.integers(min_value=-(2**70), max_value=2**70),
+    st.floats(),
+    st.text(max_size=30),
+    st.lists(st.integers(), max_size=3),
+    st.dictionaries(st.text(max_size=5), st.integers(), max_size=3),
 )
 stream_ids = st.from_regex(r"[A-Za-z0-9_.\-]{1,12}", fullmatch=True)
 
@@ -80,8 +97,11 @@ stream_ids = st.from_regex(r"[A-Za-z0-9_.\-]{1,12}", fullmatch=True)
 def valid_creates(draw: st.DrawFn) -> dict[str, Any]:
     """A valid `response.create` (semantically it may still be refused: unknown parent, background)."""
     frame: dict[str, Any] = {"type": "response.create", "model": draw(st.sampled_from(["m", "scripted"]))}
-    frame["input"] = draw(st.one_of(st.text(max_size=40), st.lists(st.builds(_user, st.text(max_size=40)),
-                                                                    min_size=1, max_size=3)))
+    frame["input"] = draw(
+        st.one_of(
+            st.text(max_size=40), st.lists(st.builds(_user, st.text(max_size=40)), min_size=1, max_size=3)
+        )
+    )
     optional: dict[str, st.SearchStrategy[Any]] = {
         "generate": st.booleans(),
         "instructions": st.text(max_size=40),
@@ -103,7 +123,8 @@ def valid_creates(draw: st.DrawFn) -> dict[str, Any]:
 
 valid_steers = st.builds(
     lambda pid, text: {"type": "response.steer", "previous_response_id": pid, "input": text},
-    st.text(min_size=1, max_size=12), st.text(max_size=30),
+    st.text(min_size=1, max_size=12),
+    st.text(max_size=30),
 )
 
 
@@ -111,8 +132,23 @@ valid_steers = st.builds(
 def mutated(draw: st.DrawFn, base: st.SearchStrategy[dict[str, Any]]) -> tuple[str, bytes]:
     """(kind, frame) from a valid frame, mutated or not."""
     frame = draw(base)
-    kind = draw(st.sampled_from(["valid", "drop", "wrong_type", "nested_wrong", "retype", "truncate",
-                                 "flip", "not_object", "deep", "huge", "junk"]))
+    kind = draw(
+        st.sampled_from(
+            [
+                "valid",
+                "drop",
+                "wrong_type",
+                "nested_wrong",
+                "retype",
+                "truncate",
+                "flip",
+                "not_object",
+                "deep",
+                "huge",
+                "junk",
+            ]
+        )
+    )
     if kind == "drop" and len(frame) > 1:
         frame.pop(draw(st.sampled_from(sorted(frame))))
     elif kind == "wrong_type":
@@ -138,7 +174,9 @@ def mutated(draw: st.DrawFn, base: st.SearchStrategy[dict[str, Any]]) -> tuple[s
         depth = draw(st.sampled_from([100, 5_000, 30_000]))
         raw = b'{"type":"response.create","input":' + b"[" * depth + b"]" * depth + b"}"
     elif kind == "huge":
-        raw = json.dumps({**frame, "instructions": "x" * draw(st.sampled_from([LIVE_MAX_FRAME + 1, 300_000]))}).encode()
+        raw = json.dumps(
+            {**frame, "instructions": "x" * draw(st.sampled_from([LIVE_MAX_FRAME + 1, 300_000]))}
+        ).encode()
     elif kind == "junk":
         raw = draw(st.binary(max_size=64))
     return kind, raw
@@ -241,8 +279,12 @@ class LiveClient:
 
     def _conn(self) -> ClientConnection:
         if self._ws is None:
-            self._ws = connect(self.server.url, additional_headers={"Authorization": f"Bearer {self.server.token}"},
-                               max_size=None, open_timeout=self.timeout)
+            self._ws = connect(
+                self.server.url,
+                additional_headers={"Authorization": f"Bearer {self.server.token}"},
+                max_size=None,
+                open_timeout=self.timeout,
+            )
         return self._ws
 
     def exchange(self, raw: bytes, *, binary: bool = False) -> None:
@@ -288,7 +330,9 @@ class FuzzCounts:
         return self.codec_client + self.codec_server + self.live
 
 
-def run_fuzz(client_cases: int, server_cases: int, live_cases: int, *, derandomize: bool = True) -> FuzzCounts:
+def run_fuzz(
+    client_cases: int, server_cases: int, live_cases: int, *, derandomize: bool = True
+) -> FuzzCounts:
     """Run the three fuzzers for that many cases each; any failed check raises (hypothesis shrinks it)."""
     counts = FuzzCounts()
 

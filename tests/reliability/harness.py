@@ -72,8 +72,12 @@ def expected_transcript(requests: Sequence[str]) -> list[tuple[str, ...]]:
     out: list[tuple[str, ...]] = []
     for i, text in enumerate(requests):
         call, answer = SCRIPT[2 * i][0]["tool_call"], SCRIPT[2 * i + 1][0]["text"]
-        out += [("user", text), ("function_call", call["name"], json.dumps(call["arguments"], sort_keys=True)),
-                ("function_call_output", read), ("assistant", answer)]
+        out += [
+            ("user", text),
+            ("function_call", call["name"], json.dumps(call["arguments"], sort_keys=True)),
+            ("function_call_output", read),
+            ("assistant", answer),
+        ]
     return out
 
 
@@ -219,7 +223,9 @@ class ChaosReport:
 class _Agent:
     """The scripted agent: sends a request, runs the file tools it is asked for, sends their outputs."""
 
-    def __init__(self, sync: ContextSync, fs: ProjectFS, report: ChaosReport, on_done: Callable[[], None]) -> None:
+    def __init__(
+        self, sync: ContextSync, fs: ProjectFS, report: ChaosReport, on_done: Callable[[], None]
+    ) -> None:
         self.sync, self.fs, self.report, self.on_done = sync, fs, report, on_done
         self.doing = "idle"
 
@@ -246,7 +252,9 @@ class _Agent:
                 {
                     "type": "function_call_output",
                     "call_id": str(c.get("call_id")),
-                    "output": execute(str(c.get("name")), c.get("arguments"), ToolContext(self.fs)).output_text,
+                    "output": execute(
+                        str(c.get("name")), c.get("arguments"), ToolContext(self.fs)
+                    ).output_text,
                 }
                 for c in calls
             ]
@@ -339,7 +347,8 @@ async def run_chaos(
     session = ResponsesSession(
         Endpoint(f"ws://127.0.0.1:{proxy.port}/v1/responses", server.token, max_age_s=max_age_s * 0.8),
         rebuild=ws.rebuild,
-        initial_delay=0.02, max_delay=0.2,
+        initial_delay=0.02,
+        max_delay=0.2,
         clock=clock if clock is not None else time.monotonic,
     )
     sync = ContextSync(ws, session)

@@ -45,8 +45,11 @@ async def _soak(args: argparse.Namespace, work: Path, out: list[tuple[str, str]]
         ref = await run_chaos(work / f"ref{n}", seed=seed, cuts=0, requests=cut.requests, timeout_s=600)
         cuts += cut.cuts
         lost += _lost(cut, ref) + _lost(ref, None)
-        print(f"chaos seed {seed}: {cut.cuts} cuts {cut.cut_phases} {cut.cut_labels}, "
-              f"{cut.requests + 1} requests, {cut.http_turns} over HTTP, lost {_lost(cut, ref)}", flush=True)
+        print(
+            f"chaos seed {seed}: {cut.cuts} cuts {cut.cut_phases} {cut.cut_labels}, "
+            f"{cut.requests + 1} requests, {cut.http_turns} over HTTP, lost {_lost(cut, ref)}",
+            flush=True,
+        )
     out.append(("chaos time", f"{time.perf_counter() - t0:.1f} s"))
     t0 = time.perf_counter()
     restart = await run_chaos(work / "restart", seed=seeds[0], cuts=0, restarts=args.restarts, timeout_s=600)
@@ -54,13 +57,22 @@ async def _soak(args: argparse.Namespace, work: Path, out: list[tuple[str, str]]
     print(f"restarts: {restart.restarts} kills mid-response, lost {_lost(restart, None)}", flush=True)
     out.append(("restart time", f"{time.perf_counter() - t0:.1f} s"))
     t0 = time.perf_counter()
-    rot = await run_chaos(work / "rotate", seed=seeds[0], cuts=0, rotations=50, max_age_s=args.age,
-                          timeout_s=50 * args.age * 3 + 60)
+    rot = await run_chaos(
+        work / "rotate",
+        seed=seeds[0],
+        cuts=0,
+        rotations=50,
+        max_age_s=args.age,
+        timeout_s=50 * args.age * 3 + 60,
+    )
     rotations = rot.rotations
     rot_lost = _lost(rot, None) + rot.retries + (rot.turns_ok - rot.server_turns != 0)
     lost += rot_lost
-    print(f"rotations: {rot.rotations} at a {args.age:g} s age limit, {rot.retries} turns resent, "
-          f"lost {rot_lost}", flush=True)
+    print(
+        f"rotations: {rot.rotations} at a {args.age:g} s age limit, {rot.retries} turns resent, "
+        f"lost {rot_lost}",
+        flush=True,
+    )
     out.append(("rotation time", f"{time.perf_counter() - t0:.1f} s"))
     t0 = time.perf_counter()
     share = args.fuzz // 10
@@ -69,9 +81,11 @@ async def _soak(args: argparse.Namespace, work: Path, out: list[tuple[str, str]]
     out.append(("fuzz time", f"{time.perf_counter() - t0:.1f} s"))
     t0 = time.perf_counter()
     flood = await run_flood(args.flood)
-    print(f"flood: {flood.sockets} idle sockets against a 1,024-fd server; authenticated answered "
-          f"{flood.answered}/{flood.asked} (slowest {flood.worst_ms:.0f} ms); server stderr {flood.stderr_bytes} B",
-          flush=True)
+    print(
+        f"flood: {flood.sockets} idle sockets against a 1,024-fd server; authenticated answered "
+        f"{flood.answered}/{flood.asked} (slowest {flood.worst_ms:.0f} ms); server stderr {flood.stderr_bytes} B",
+        flush=True,
+    )
     lost += flood.failed
     out.append(("flood time", f"{time.perf_counter() - t0:.1f} s"))
     esc = run_escapes(work / "escape")
@@ -81,12 +95,18 @@ async def _soak(args: argparse.Namespace, work: Path, out: list[tuple[str, str]]
     sec_rows, sec_bad = await asyncio.to_thread(_security, work / "security", args.kills)
     escapes += sec_bad
     out[:0] = [
-        ("cuts survived", f"{cuts}" + (f" (+{restart.restarts} server restarts)" if restart.restarts else "")),
+        (
+            "cuts survived",
+            f"{cuts}" + (f" (+{restart.restarts} server restarts)" if restart.restarts else ""),
+        ),
         ("rotations", f"{rotations}"),
         ("fuzz cases", f"{fuzz.total}"),
         ("escape attempts", f"{esc.attempts}"),
         ("flood: idle sockets", f"{flood.sockets}"),
-        ("flood: authenticated answered", f"{flood.answered}/{flood.asked} (slowest {flood.worst_ms:.0f} ms)"),
+        (
+            "flood: authenticated answered",
+            f"{flood.answered}/{flood.asked} (slowest {flood.worst_ms:.0f} ms)",
+        ),
         ("flood: server stderr", f"{flood.stderr_bytes} B"),
         ("items lost", f"{lost}"),
         ("escapes", f"{escapes}"),
@@ -113,17 +133,25 @@ def _security(work: Path, kills: int) -> tuple[list[tuple[str, str]], int]:
     torn = kill.half_applied + kill.temp_files + par.wrong_content + par.reported_failed
     bad = len(sym.escapes) + len(sec.out) + lost_cp + torn
     lag = statistics.median(r.max_lag_ms for r in lags)
-    print(f"security: {sym.attempts} link/case attempts, {sec.kinds} secret kinds, {par.applies} parallel applies, "
-          f"{kill.applies} kills ({kill.interrupted} mid-write), loop lag {[round(r.max_lag_ms) for r in lags]} ms",
-          flush=True)
+    print(
+        f"security: {sym.attempts} link/case attempts, {sec.kinds} secret kinds, {par.applies} parallel applies, "
+        f"{kill.applies} kills ({kill.interrupted} mid-write), loop lag {[round(r.max_lag_ms) for r in lags]} ms",
+        flush=True,
+    )
     return [
         ("link/case-fold attempts", f"{sym.attempts} ({len(sym.escapes)} escapes)"),
         ("secret kinds / out", f"{sec.kinds} / {len(sec.out)}"),
         ("parallel applies 6x20", f"{par.applies} ({par.reported_failed} failed, {par.wrong_content} wrong)"),
-        ("kill -9 mid-apply", f"{kill.applies} ({kill.interrupted} mid-write, {kill.half_applied} half-applied, "
-                              f"{kill.temp_files} temp files)"),
+        (
+            "kill -9 mid-apply",
+            f"{kill.applies} ({kill.interrupted} mid-write, {kill.half_applied} half-applied, "
+            f"{kill.temp_files} temp files)",
+        ),
         ("lost checkpoints", f"{lost_cp}"),
-        ("ReDoS/hunk max loop lag", f"{lag:.0f} ms median of 3 (worst call {max(r.worst_call_s for r in lags):.2f} s)"),
+        (
+            "ReDoS/hunk max loop lag",
+            f"{lag:.0f} ms median of 3 (worst call {max(r.worst_call_s for r in lags):.2f} s)",
+        ),
     ], bad
 
 
@@ -132,7 +160,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--seeds", type=int, default=3, help="chaos runs of --cuts cuts each (default 3)")
     p.add_argument("--cuts", type=int, default=100)
     p.add_argument("--restarts", type=int, default=20, help="server kills mid-response (default 20)")
-    p.add_argument("--age", type=float, default=2.0, help="connection age limit for the 50 rotations, seconds")
+    p.add_argument(
+        "--age", type=float, default=2.0, help="connection age limit for the 50 rotations, seconds"
+    )
     p.add_argument("--fuzz", type=int, default=10_000, help="fuzz cases in total")
     p.add_argument("--flood", type=int, default=1100, help="idle unauthenticated sockets in the flood row")
     p.add_argument("--kills", type=int, default=30, help="kill -9 mid-apply runs (default 30)")
@@ -154,8 +184,14 @@ def main(argv: list[str] | None = None) -> int:
     for key, value in rows:
         print(f"{key:<{width}}  {value}")
     ok = lost == 0 and escapes == 0
-    print("\nsoak: " + ("PASS (0 lost, 0 escapes or secrets out)" if ok
-                        else f"FAIL ({lost} lost, {escapes} escapes, secrets out, torn or lost checkpoints)"))
+    print(
+        "\nsoak: "
+        + (
+            "PASS (0 lost, 0 escapes or secrets out)"
+            if ok
+            else f"FAIL ({lost} lost, {escapes} escapes, secrets out, torn or lost checkpoints)"
+        )
+    )
     return 0 if ok else 1
 
 

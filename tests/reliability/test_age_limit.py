@@ -17,8 +17,9 @@ async def test_fifty_rotations_at_turn_boundaries(tmp_path: Path) -> None:
 
     Client and server read one step clock that moves only between requests (no real-time race: a
     stall of the machine cannot push a turn past the server's limit)."""
-    report = await run_chaos(tmp_path / "p", seed=5, cuts=0, rotations=50, max_age_s=0.25, timeout_s=120,
-                             virtual_clock=True)
+    report = await run_chaos(
+        tmp_path / "p", seed=5, cuts=0, rotations=50, max_age_s=0.25, timeout_s=120, virtual_clock=True
+    )
     assert report.rotations >= 50
     assert report.connections >= report.rotations + 1
     assert report.retries == 0  # no turn was caught by a closing connection and resent

@@ -19,8 +19,10 @@ def reasoning(item_id: str, delta: str) -> ev.ReasoningTextDelta:
 
 
 def tool_call(item_id: str, name: str, call_id: str) -> ev.OutputItemAdded:
-    return ev.OutputItemAdded(output_index=0, item={"type": "function_call", "id": item_id, "name": name,
-                                                    "call_id": call_id, "arguments": ""})
+    return ev.OutputItemAdded(
+        output_index=0,
+        item={"type": "function_call", "id": item_id, "name": name, "call_id": call_id, "arguments": ""},
+    )
 
 
 def args(item_id: str, delta: str) -> ev.FunctionCallArgumentsDelta:

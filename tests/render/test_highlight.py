@@ -39,7 +39,7 @@ def test_final_spans_equal_whole_lex(lang: str, text: str, step: int) -> None:
 
 def test_state_based_lexer_is_exact_while_streaming() -> None:
     """For a lexer without line-spanning regexes the committed spans need no correction."""
-    text = "fn main() {\n    let s = \"a\\n\";\n    // c\n}\n" * 30
+    text = 'fn main() {\n    let s = "a\\n";\n    // c\n}\n' * 30
     hl = CodeHighlighter("rust")
     for i in range(0, len(text), 13):
         hl.update(text[: i + 13])

@@ -31,8 +31,14 @@ def test_block_kinds() -> None:
     """Headings, paragraphs, lists, code, quotes, rules and an open fence are recognised."""
     blocks = split_all(SAMPLE)
     assert [b.kind for b in blocks] == [
-        MdKind.HEADING, MdKind.PARAGRAPH, MdKind.LIST, MdKind.PARAGRAPH, MdKind.CODE,
-        MdKind.QUOTE, MdKind.RULE, MdKind.CODE,
+        MdKind.HEADING,
+        MdKind.PARAGRAPH,
+        MdKind.LIST,
+        MdKind.PARAGRAPH,
+        MdKind.CODE,
+        MdKind.QUOTE,
+        MdKind.RULE,
+        MdKind.CODE,
     ]
     assert blocks[0].text == "Title" and blocks[0].level == 1
     assert blocks[2].text == "- a\n- b\n\n  cont"
@@ -118,10 +124,29 @@ def test_feed_after_finish_is_an_error() -> None:
         raise AssertionError("expected ValueError")
 
 
-_pieces = st.sampled_from([
-    "a", " ", "\n", "\n\n", "#", "# ", "```", "```py", "~~~", "- ", "1. ", "> ", "---", "**b**",
-    "`c`", "  ", "word", "\t", "x" * 50,
-])
+_pieces = st.sampled_from(
+    [
+        "a",
+        " ",
+        "\n",
+        "\n\n",
+        "#",
+        "# ",
+        "```",
+        "```py",
+        "~~~",
+        "- ",
+        "1. ",
+        "> ",
+        "---",
+        "**b**",
+        "`c`",
+        "  ",
+        "word",
+        "\t",
+        "x" * 50,
+    ]
+)
 
 
 @settings(max_examples=150, deadline=None, database=None)

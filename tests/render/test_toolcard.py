@@ -12,9 +12,15 @@ PATCH = "*** Begin Patch\n*** Update File: src/a.py\n@@ def f\n-    return 1\n+ 
 def test_apply_patch_is_a_diff() -> None:
     """apply_patch's patch is shown line by line, each styled by what the line does."""
     lines = card_lines("apply_patch", json.dumps({"patch": PATCH}))
-    assert lines == [("meta", "*** Begin Patch"), ("meta", "*** Update File: src/a.py"), ("hunk", "@@ def f"),
-                     ("del", "-    return 1"), ("add", "+    return 2"), ("text", "     pass"),
-                     ("meta", "*** End Patch")]
+    assert lines == [
+        ("meta", "*** Begin Patch"),
+        ("meta", "*** Update File: src/a.py"),
+        ("hunk", "@@ def f"),
+        ("del", "-    return 1"),
+        ("add", "+    return 2"),
+        ("text", "     pass"),
+        ("meta", "*** End Patch"),
+    ]
 
 
 def test_run_command_is_a_shell_line() -> None:
@@ -27,8 +33,16 @@ def test_other_arguments_are_indented_and_multiline_strings_unescaped() -> None:
     """Other tools: one key a line, nested values indented JSON, a string with newlines as its lines."""
     args = {"path": "a.py", "opts": {"n": 1}, "text": "one\ntwo"}
     lines = card_lines("write_file", json.dumps(args, separators=(",", ":")))
-    assert lines == [("key", 'path: "a.py"'), ("key", "opts:"), ("text", "  {"), ("text", '    "n": 1'),
-                     ("text", "  }"), ("key", "text:"), ("text", "  one"), ("text", "  two")]
+    assert lines == [
+        ("key", 'path: "a.py"'),
+        ("key", "opts:"),
+        ("text", "  {"),
+        ("text", '    "n": 1'),
+        ("text", "  }"),
+        ("key", "text:"),
+        ("text", "  one"),
+        ("text", "  two"),
+    ]
     assert not any("\\n" in line for _, line in lines)
 
 
@@ -40,4 +54,9 @@ def test_bad_json_and_no_arguments() -> None:
 
 def test_diff_style() -> None:
     assert [diff_style(s) for s in ("+a", "-b", "@@ -1 +1 @@", "--- a/x", " c")] == [
-        "add", "del", "hunk", "meta", "text"]
+        "add",
+        "del",
+        "hunk",
+        "meta",
+        "text",
+    ]

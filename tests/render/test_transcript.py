@@ -159,19 +159,34 @@ def test_failures_and_notices() -> None:
     drain(t)
     assert _content(t)[0].reasoning and _content(t)[0].frozen
     notices = [(b.name, b.text) for b in t.blocks if b.kind is BlockKind.NOTICE]
-    assert notices == [("error", "The model failed: overloaded"), ("status", "Response failed."),
-                       ("error", "slow down (rate_limit)"), ("status", "Response failed."),
-                       ("warning", "careful"), ("status", "Response cancelled.")]
+    assert notices == [
+        ("error", "The model failed: overloaded"),
+        ("status", "Response failed."),
+        ("error", "slow down (rate_limit)"),
+        ("status", "Response failed."),
+        ("warning", "careful"),
+        ("status", "Response cancelled."),
+    ]
 
 
 def test_restore_maps_items_like_live_events() -> None:
     """Stored items become the same blocks the live events made."""
     items: list[dict[str, Any]] = [
         {"type": "message", "role": "user", "content": [{"type": "input_text", "text": "hi"}]},
-        {"type": "function_call", "id": "fc1", "name": "read_file", "call_id": "c1", "arguments": '{"path": "a"}'},
+        {
+            "type": "function_call",
+            "id": "fc1",
+            "name": "read_file",
+            "call_id": "c1",
+            "arguments": '{"path": "a"}',
+        },
         {"type": "function_call_output", "call_id": "c1", "output": "text of a"},
-        {"type": "message", "role": "assistant", "id": "m1",
-         "content": [{"type": "output_text", "text": "# Done\n\nall good"}]},
+        {
+            "type": "message",
+            "role": "assistant",
+            "id": "m1",
+            "content": [{"type": "output_text", "text": "# Done\n\nall good"}],
+        },
     ]
     restored = Transcript()
     restored.restore(items)
@@ -234,12 +249,15 @@ def test_settled_blocks_are_packed_and_read_back_whole() -> None:
     packed.apply(item_done("m"))
     drain(packed)
     assert packed.packed >= PACK_BLOCKS
-    code = next(packed.block(i) for i in range(packed.first_id, packed.first_id + packed.packed)
-                if packed.block(i).kind is BlockKind.CODE)
+    code = next(
+        packed.block(i)
+        for i in range(packed.first_id, packed.first_id + packed.packed)
+        if packed.block(i).kind is BlockKind.CODE
+    )
     assert isinstance(code.spans, PackedSpans) and code.frozen and code.spans
     one_by_one = Transcript()  # fed in small pieces, advanced each time: packed at other moments
     for i in range(0, len(src), 100):
-        one_by_one.apply(text("m", src[i:i + 100]))
+        one_by_one.apply(text("m", src[i : i + 100]))
         drain(one_by_one)
     one_by_one.apply(item_done("m"))
     drain(one_by_one)
@@ -319,8 +337,15 @@ def test_one_assistant_header_a_turn_with_the_model_name() -> None:
     t.apply(completed("r3"))
     drain(t)
     kinds = [b.kind for b in t.blocks]
-    assert kinds == [BlockKind.USER, BlockKind.ASSISTANT, BlockKind.TOOL_CALL, BlockKind.TOOL_OUTPUT,
-                     BlockKind.PARAGRAPH, BlockKind.USER, BlockKind.ASSISTANT]
+    assert kinds == [
+        BlockKind.USER,
+        BlockKind.ASSISTANT,
+        BlockKind.TOOL_CALL,
+        BlockKind.TOOL_OUTPUT,
+        BlockKind.PARAGRAPH,
+        BlockKind.USER,
+        BlockKind.ASSISTANT,
+    ]
     assert t.blocks[1].text == "gpt-5.3-codex" and t.blocks[6].text == ""
 
 
@@ -367,4 +392,8 @@ def test_packed_tables_keep_their_alignments() -> None:
     drain(t)
     assert t.packed >= PACK_BLOCKS
     first = t.block(t.first_id)
-    assert first.kind is BlockKind.TABLE and first.lang == "cr" and first.text == "| a0 | b |\n|:-:|--:|\n| 0 | x |"
+    assert (
+        first.kind is BlockKind.TABLE
+        and first.lang == "cr"
+        and first.text == "| a0 | b |\n|:-:|--:|\n| 0 | x |"
+    )

@@ -68,13 +68,32 @@ def hostile_tree(project: Path) -> None:
     (project / "notes.txt").symlink_to(".env")
     (project / "hook.sh").symlink_to(Path(".git") / "hooks" / "post-commit")
     (project / "docs" / "cfgdir").symlink_to(Path("..") / ".git", target_is_directory=True)
-    (project / ".slipstreamignore").write_text("!.env\n!.git/\n!*.pem\n")  # a repo's own opt-in: must not work
+    (project / ".slipstreamignore").write_text(
+        "!.env\n!.git/\n!*.pem\n"
+    )  # a repo's own opt-in: must not work
 
 
 READ_PATHS = [
-    "docs/notes.cfg", "g/config", "notes.txt", "hook.sh", ".git/config", ".Git/config", ".GIT/config", ".ENV",
-    ".git./config", ".git /config", "GIT~1/config", ".env:x", ".env.", ".env ", "g/hooks/post-commit",
-    "docs/cfgdir/config", "docs/../.git/config", "./.git/config", ".git\\config", ".git//config",
+    "docs/notes.cfg",
+    "g/config",
+    "notes.txt",
+    "hook.sh",
+    ".git/config",
+    ".Git/config",
+    ".GIT/config",
+    ".ENV",
+    ".git./config",
+    ".git /config",
+    "GIT~1/config",
+    ".env:x",
+    ".env.",
+    ".env ",
+    "g/hooks/post-commit",
+    "docs/cfgdir/config",
+    "docs/../.git/config",
+    "./.git/config",
+    ".git\\config",
+    ".git//config",
 ]
 
 
@@ -94,8 +113,12 @@ def _patches() -> Iterator[str]:
     yield p("*** Add File: .git::$INDEX_ALLOCATION/hooks/x", "+x")
     yield p("*** Delete File: .env")
     yield p("*** Delete File: notes.txt")
-    yield p("*** Update File: README.md", "*** Move to: .git/hooks/pre-commit", "@@", "-# readme", "+touch /tmp/x")
-    yield p("*** Update File: README.md", "*** Move to: g/hooks/pre-commit", "@@", "-# readme", "+touch /tmp/x")
+    yield p(
+        "*** Update File: README.md", "*** Move to: .git/hooks/pre-commit", "@@", "-# readme", "+touch /tmp/x"
+    )
+    yield p(
+        "*** Update File: README.md", "*** Move to: g/hooks/pre-commit", "@@", "-# readme", "+touch /tmp/x"
+    )
     yield p("*** Add File: docs/cfgdir/hooks/x", "+x")
     yield p("*** Update File: docs/cfgdir/config", "@@", f" \t# {GIT_MARK}", "+x")
 
@@ -120,8 +143,16 @@ def symlink_and_casefold_attacks(base: Path, make_fs: Callable[..., ProjectFS] |
         before = _digest(guarded) | {".env": hashlib.sha256((project / ".env").read_bytes()).hexdigest()}
         mode = (guarded / "hooks" / "post-commit").stat().st_mode
 
-        def attempt(label: str, name: str, args: dict[str, Any], ctx: ToolContext = ctx, fs: ProjectFS = fs,
-                    project: Path = project, before: dict[str, str] = before, opts: _Folding = opts) -> None:
+        def attempt(
+            label: str,
+            name: str,
+            args: dict[str, Any],
+            ctx: ToolContext = ctx,
+            fs: ProjectFS = fs,
+            project: Path = project,
+            before: dict[str, str] = before,
+            opts: _Folding = opts,
+        ) -> None:
             report.attempts += 1
             result = execute(name, args, ctx)
             if any(m in result.output_text for m in (GIT_MARK, ENV_MARK, HOOK_MARK)):
@@ -134,7 +165,9 @@ def symlink_and_casefold_attacks(base: Path, make_fs: Callable[..., ProjectFS] |
                     pass
             after = _digest(project / ".git") | {
                 ".env": hashlib.sha256((project / ".env").read_bytes()).hexdigest()
-                if (project / ".env").exists() else "gone"}
+                if (project / ".env").exists()
+                else "gone"
+            }
             if after != before:
                 report.escapes.append(f"{opts} {label}: {name} changed .git or .env")
                 before.clear()
@@ -167,24 +200,53 @@ SECRETS: list[tuple[str, str, str]] = [
     ("AWS access key", "config/aws.ini", "aws_access_key_id = AKIAQ3EGRT5YWZ7XK2PA"),
     ("AWS secret key", "config/aws.ini", "aws_secret_access_key = wJalrXUtnFEMI/K7MDENG/bPxRfiCYzEXAMPLQKE9"),
     ("GitHub token", "ci.yml", "  token: ghp_Q8w7E6r5T4y3U2i1O0pLkJhGfDsAzXcVbN12"),
-    ("GitHub fine-grained", "ci.yml", "  gh_pat: github_pat_11ABCDEFG0123456789_abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLM"),
+    (
+        "GitHub fine-grained",
+        "ci.yml",
+        "  gh_pat: github_pat_11ABCDEFG0123456789_abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLM",
+    ),
     ("GitLab token", "ci.yml", "GITLAB=glpat-x8Yb3Kq9Lm2Np5Rs7Tv1"),
     ("OpenAI key", "app/settings.py", 'OPENAI = "sk-proj-Zx9Cv8Bn7Mq6Wl5Ek4Rj3Th2Yg1Uf0IdPoSaLkJh"'),
     ("Anthropic key", "app/settings.py", 'ANTH = "sk-ant-api03-Q1w2E3r4T5y6U7i8O9p0AsDfGhJkLzXcVbNm1234"'),
     ("xAI key", "app/settings.py", 'XAI = "xai-Rk3Jd9Lq2Wm8Zp4Tn6Vb1Xc7Hs5Fg0Aa"'),
     ("Hugging Face token", ".envrc.sample", "HF=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"),
     ("npm token", ".npm-token.txt", "npm_Ab12Cd34Ef56Gh78Ij90Kl12Mn34Op56Qr78"),
-    ("npm authToken", "web/npmrc.txt", "//registry.npmjs.org/:_authToken=npm_Zz12Yy34Xx56Ww78Vv90Uu12Tt34Ss56Rr78"),
-    ("SendGrid key", "mail.py", 'KEY = "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"'),
+    (
+        "npm authToken",
+        "web/npmrc.txt",
+        "//registry.npmjs.org/:_authToken=npm_Zz12Yy34Xx56Ww78Vv90Uu12Tt34Ss56Rr78",
+    ),
+    (
+        "SendGrid key",
+        "mail.py",
+        'KEY = "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"',
+    ),
     ("Slack token", "bot.py", 'SLACK = "xoxb-123456789012-1234567890123-AbCdEfGhIjKlMnOpQrStUvWx"'),
-    ("Slack webhook", "bot.py", 'HOOK = "https://hooks.slack.com/services/T0ABCDEF1/B0ABCDEF2/AbCdEfGhIjKlMnOpQrStUvWx"'),
+    (
+        "Slack webhook",
+        "bot.py",
+        'HOOK = "https://hooks.slack.com/services/T0ABCDEF1/B0ABCDEF2/AbCdEfGhIjKlMnOpQrStUvWx"',
+    ),
     ("Stripe key", "pay.py", 'STRIPE = "sk_live_51HxQ2kL9mN3pQ5rS7tV9wX1yZ"'),
     ("Google API key", "maps.js", 'const key = "AIzaSyD4x7Q9w2E5r8T1y3U6i9O2p5A8s1D4f7G";'),
-    ("Azure storage key", "azure.cfg",
-     "DefaultEndpointsProtocol=https;AccountName=acct;AccountKey=" + "Qm9vbXZhbHVlc2VjcmV0" * 4 + "Q2xvdWQ=;"),
+    (
+        "Azure storage key",
+        "azure.cfg",
+        "DefaultEndpointsProtocol=https;AccountName=acct;AccountKey="
+        + "Qm9vbXZhbHVlc2VjcmV0" * 4
+        + "Q2xvdWQ=;",
+    ),
     ("Azure client secret", "azure.yaml", "client_secret: Xy7Q~aBcDeFgHiJkLmNoPqRsTuVwXyZ0123456"),
-    ("Azure SAS", "azure.yaml", "url: https://acct.blob.core.windows.net/c?sv=2022&sig=AbCdEfGhIjKlMnOpQrStUvWxYz0123456789%2Bab"),
-    ("JWT", "api.http", "Authorization: Bearer eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiIxMjM0NTY3ODkwIn0.dozjgNryP4J3jVmNHl0w5N_XgL0n3I9PlFUP0THsR8U"),
+    (
+        "Azure SAS",
+        "azure.yaml",
+        "url: https://acct.blob.core.windows.net/c?sv=2022&sig=AbCdEfGhIjKlMnOpQrStUvWxYz0123456789%2Bab",
+    ),
+    (
+        "JWT",
+        "api.http",
+        "Authorization: Bearer eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiIxMjM0NTY3ODkwIn0.dozjgNryP4J3jVmNHl0w5N_XgL0n3I9PlFUP0THsR8U",
+    ),
     ("Postgres URL", "docker-compose.yml", "  DATABASE_URL: postgres://app:Pa55w0rdQz@db:5432/app"),
     ("MySQL URL", "settings.toml", 'db = "mysql://root:S3cr3tR00t!@127.0.0.1/prod"'),
     ("Mongo URL", "settings.toml", 'mongo = "mongodb+srv://svc:Xk29fLq81@cluster0.mongo.net/db"'),
@@ -193,15 +255,34 @@ SECRETS: list[tuple[str, str, str]] = [
     ("unquoted env password", "deploy/app.env.sample", "DB_PASSWORD=hunter2-Zq9"),
     ("env secret key", "deploy/app.env.sample", "DJANGO_SECRET_KEY=q9$Lk2#Zp8@Wm4!Xv7"),
     ("kubeconfig token", "kube/config.yaml", "    token: kX9vB2nM4qW7eR1tY5uI8oP3aS6dF0gH2jK4lZ7xC9v"),
-    ("kubeconfig key data", "kube/config.yaml", "    client-key-data: LS0tLS1CRUdJTiBSU0EgUFJJVkFURSBLRVktLS0tLQpNSUlFb3dJQkFBS0NBUUVB"),
-    ("PyPI token", "publish.cfg", "password = pypi-AgEIcHlwaS5vcmcCJDAxMjM0NTY3LTg5YWItY2RlZi0wMTIzLTQ1Njc4OWFiY2RlZgACKlszLCJm"),
+    (
+        "kubeconfig key data",
+        "kube/config.yaml",
+        "    client-key-data: LS0tLS1CRUdJTiBSU0EgUFJJVkFURSBLRVktLS0tLQpNSUlFb3dJQkFBS0NBUUVB",
+    ),
+    (
+        "PyPI token",
+        "publish.cfg",
+        "password = pypi-AgEIcHlwaS5vcmcCJDAxMjM0NTY3LTg5YWItY2RlZi0wMTIzLTQ1Njc4OWFiY2RlZgACKlszLCJm",
+    ),
     ("Twilio key", "sms.py", 'TWILIO = "SK0123456789abcdef0123456789abcdef"'),
-    ("Discord bot token", "bot.py", 'DISCORD = "MTA5ODc2NTQzMjEwOTg3NjU0.GhIjKl.MnOpQrStUvWxYz0123456789AbCdEfGhIjKl"'),
+    (
+        "Discord bot token",
+        "bot.py",
+        'DISCORD = "MTA5ODc2NTQzMjEwOTg3NjU0.GhIjKl.MnOpQrStUvWxYz0123456789AbCdEfGhIjKl"',
+    ),
     ("Telegram bot token", "bot.py", 'TG = "1234567890:AAHdqTcvCH1vGWJxfSeofSAs0K5PALDsaw"'),
-    ("private key", "keys/deploy_key.txt",
-     "-----BEGIN RSA PRIVATE KEY-----\nMIIEowIBAAKCAQEAuK3c8Zx2Q\nvT9x5Lq2Zk==\n-----END RSA PRIVATE KEY-----"),
+    (
+        "private key",
+        "keys/deploy_key.txt",
+        "-----BEGIN RSA PRIVATE KEY-----\nMIIEowIBAAKCAQEAuK3c8Zx2Q\nvT9x5Lq2Zk==\n-----END RSA PRIVATE KEY-----",
+    ),
     ("client secret assignment", "oauth.json", '  "client_secret": "Gh8Kq2Lz9Xv4Nm7Pw3Rt"'),
-    ("Artifactory key", "ci/art.txt", "ARTIFACTORY=AKCp8jQ7ZxVb5Nm2Lk9Hg4Fd1Sa6Qw3Er8Ty5Ui2Op7As4Df1Gh9Jk6Lz3Xc0Vb5Nm"),
+    (
+        "Artifactory key",
+        "ci/art.txt",
+        "ARTIFACTORY=AKCp8jQ7ZxVb5Nm2Lk9Hg4Fd1Sa6Qw3Er8Ty5Ui2Op7As4Df1Gh9Jk6Lz3Xc0Vb5Nm",
+    ),
 ]
 
 
@@ -239,7 +320,9 @@ def secrets_corpus(base: Path) -> SecretsReport:
     fs = _fs(project)
     ctx = ToolContext(fs, redact=fs.redact)
     report = SecretsReport(kinds=len({k for k, _, _ in SECRETS}))
-    prints = [(k, _fingerprint(line)) for k, _, line in SECRETS] + [(".env through a link", "EnvOnlyValue_Zq81")]
+    prints = [(k, _fingerprint(line)) for k, _, line in SECRETS] + [
+        (".env through a link", "EnvOnlyValue_Zq81")
+    ]
 
     def check(where: str, text: str, query: str = "") -> None:
         if query:
@@ -289,8 +372,10 @@ class ApplyReport:
 
 def _shared(workers: int, r: int) -> str:
     """One line per worker, far enough apart that concurrent edits merge cleanly."""
-    return "".join(f"line {w}{f' r{r}' if r else ''}\n" + "".join(f"pad {w}.{k}\n" for k in range(4))
-                   for w in range(workers))
+    return "".join(
+        f"line {w}{f' r{r}' if r else ''}\n" + "".join(f"pad {w}.{k}\n" for k in range(4))
+        for w in range(workers)
+    )
 
 
 def parallel_applies(base: Path, workers: int = 6, rounds: int = 20) -> ApplyReport:
@@ -308,9 +393,11 @@ def parallel_applies(base: Path, workers: int = 6, rounds: int = 20) -> ApplyRep
     def worker(w: int) -> None:
         fs = ProjectFS(project, state_dir=state)
         for r in range(rounds):
-            patch = (f"*** Begin Patch\n*** Update File: f{w}.txt\n@@\n-v{r}\n+v{r + 1}\n"
-                     f"*** Update File: shared.txt\n@@\n-line {w}{'' if r == 0 else f' r{r}'}\n+line {w} r{r + 1}\n"
-                     "*** End Patch")
+            patch = (
+                f"*** Begin Patch\n*** Update File: f{w}.txt\n@@\n-v{r}\n+v{r + 1}\n"
+                f"*** Update File: shared.txt\n@@\n-line {w}{'' if r == 0 else f' r{r}'}\n+line {w} r{r + 1}\n"
+                "*** End Patch"
+            )
             res = execute("apply_patch", {"patch": patch}, ToolContext(fs))
             ok = False
             if res.ok:
@@ -388,8 +475,12 @@ def kill_mid_apply(base: Path, runs: int = 10, files: int = 30, seed: int = 1) -
         project.mkdir(parents=True)
         for i in range(files):
             (project / f"m{i}.txt").write_text(f"old {i}\n")
-        child = subprocess.Popen([sys.executable, "-c", _CRASH_CHILD, str(project), str(state), str(files)],
-                                 stdout=subprocess.PIPE, env=env, cwd=ROOT)
+        child = subprocess.Popen(
+            [sys.executable, "-c", _CRASH_CHILD, str(project), str(state), str(files)],
+            stdout=subprocess.PIPE,
+            env=env,
+            cwd=ROOT,
+        )
         assert child.stdout is not None
         child.stdout.readline()  # "ready": planned, about to apply
         return child
@@ -422,9 +513,13 @@ def kill_mid_apply(base: Path, runs: int = 10, files: int = 30, seed: int = 1) -
             report.lost_checkpoints += 1
         if not any(new) and active:
             report.notes.append(f"run {n}: a checkpoint for nothing applied")
-        report.notes.append(f"run {n}: {'applied' if all(new) else 'rolled back' if not any(new) else 'HALF'}"
-                            f"{' after recovery ' + repr(fs.recovered) if fs.recovered else ''}")
-        report.temp_files += sum(1 for p in project.iterdir() if p.name.endswith(TMP_SUFFIX))  # after recovery
+        report.notes.append(
+            f"run {n}: {'applied' if all(new) else 'rolled back' if not any(new) else 'HALF'}"
+            f"{' after recovery ' + repr(fs.recovered) if fs.recovered else ''}"
+        )
+        report.temp_files += sum(
+            1 for p in project.iterdir() if p.name.endswith(TMP_SUFFIX)
+        )  # after recovery
         shutil.rmtree(project, ignore_errors=True)
         shutil.rmtree(state, ignore_errors=True)
     return report
@@ -465,7 +560,9 @@ def redos_and_hunk_floods(base: Path, clock: Callable[[], float] = time.perf_cou
     ctx = ToolContext(fs, redact=fs.redact)
     hunk = "".join(" " + "    x = x + 1\n" for _ in range(1999)) + "-nope\n+yes\n"
     calls: list[tuple[str, dict[str, Any]]] = [("search", {"query": q, "regex": True}) for q in REDOS]
-    calls.append(("apply_patch", {"patch": f"*** Begin Patch\n*** Update File: rep.py\n@@\n{hunk}*** End Patch"}))
+    calls.append(
+        ("apply_patch", {"patch": f"*** Begin Patch\n*** Update File: rep.py\n@@\n{hunk}*** End Patch"})
+    )
     report = LagReport()
 
     async def main() -> None:

@@ -82,7 +82,12 @@ def test_parallel_applies_6_by_20(tmp_path: Path) -> None:
     """6 appliers × 20 rounds on one project: every apply lands and says so, ids unique, all undoable."""
     report = attacks.parallel_applies(tmp_path, workers=6, rounds=20)
     assert (report.applies, report.reported_failed, report.wrong_content) == (120, 0, 0), report.notes[:3]
-    assert (report.duplicate_ids, report.lost_checkpoints, report.index_errors, report.temp_files) == (0, 0, 0, 0)
+    assert (report.duplicate_ids, report.lost_checkpoints, report.index_errors, report.temp_files) == (
+        0,
+        0,
+        0,
+        0,
+    )
 
 
 @pytest.mark.slow
@@ -102,7 +107,9 @@ def test_recovery_rolls_back_a_pending_set(tmp_path: Path) -> None:
     for i in range(4):
         (project / f"m{i}.txt").write_text(f"old {i}\n")
     fs = ProjectFS(project, state_dir=tmp_path / "state")
-    patch = "*** Begin Patch\n" + "".join(f"*** Update File: m{i}.txt\n@@\n-old {i}\n+new {i}\n" for i in range(4))
+    patch = "*** Begin Patch\n" + "".join(
+        f"*** Update File: m{i}.txt\n@@\n-old {i}\n+new {i}\n" for i in range(4)
+    )
     cs = _plan(fs, patch + "*** End Patch")
     calls = 0
     real = fs._write_one
@@ -117,11 +124,18 @@ def test_recovery_rolls_back_a_pending_set(tmp_path: Path) -> None:
     fs._write_one = crash_after_two  # type: ignore[method-assign]
     with pytest.raises(SystemExit):
         fs.apply(cs)
-    assert [(project / f"m{i}.txt").read_text() for i in range(4)] == ["new 0\n", "new 1\n", "old 2\n", "old 3\n"]
+    assert [(project / f"m{i}.txt").read_text() for i in range(4)] == [
+        "new 0\n",
+        "new 1\n",
+        "old 2\n",
+        "old 3\n",
+    ]
     assert [c.state for c in fs.checkpoints.all()] == ["pending"]
     again = ProjectFS(project, state_dir=tmp_path / "state")
     assert [(project / f"m{i}.txt").read_text() for i in range(4)] == [f"old {i}\n" for i in range(4)]
-    assert [c.state for c in again.checkpoints.all()] == ["rolled_back"] and "rolled back" in again.recovered[0]
+    assert [c.state for c in again.checkpoints.all()] == ["rolled_back"] and "rolled back" in again.recovered[
+        0
+    ]
 
 
 def test_redos_and_hunk_floods_answer_with_words(tmp_path: Path) -> None:
@@ -221,7 +235,9 @@ def test_case_insensitive_decision_is_detected_and_injectable(tmp_path: Path) ->
     project.mkdir()
     (project / "Build").mkdir()
     (project / "Build" / "x.py").write_text("x\n")
-    assert ProjectFS(project, state_dir=tmp_path / "s1").case_insensitive is (os.path.exists(tmp_path / "proj"))
+    assert ProjectFS(project, state_dir=tmp_path / "s1").case_insensitive is (
+        os.path.exists(tmp_path / "proj")
+    )
     folded = ProjectFS(project, state_dir=tmp_path / "s2", case_insensitive=True)
     sensitive = ProjectFS(project, state_dir=tmp_path / "s3", case_insensitive=False)
     assert folded.is_excluded("Build/x.py") and not sensitive.is_excluded("Build/x.py")

@@ -60,14 +60,20 @@ def test_the_escape_detector_catches_a_leak(tmp_path: Path) -> None:
 
 # ---- the server ------------------------------------------------------------------------------
 
+
 @pytest.mark.asyncio
 async def test_server_refuses_missing_and_wrong_tokens() -> None:
     """The upgrade and the POST need exactly `Bearer <token>`: anything else is a 401."""
     async with run_server(ScriptedEngine(rate_tps=0), token="right-token") as srv:
-        for token, headers in [(None, {}), ("wrong-token", {}), ("right-tokenX", {}), ("right-toke", {}),
-                               (None, {"Authorization": "Basic right-token"}),
-                               (None, {"Authorization": "right-token"}),
-                               (None, {"Authorization": "Bearer"})]:
+        for token, headers in [
+            (None, {}),
+            ("wrong-token", {}),
+            ("right-tokenX", {}),
+            ("right-toke", {}),
+            (None, {"Authorization": "Basic right-token"}),
+            (None, {"Authorization": "right-token"}),
+            (None, {"Authorization": "Bearer"}),
+        ]:
             with pytest.raises(TransportError) as info:
                 await WsTransport.open(srv.url, token=token, headers=headers)
             assert info.value.status == 401, (token, headers)
@@ -82,14 +88,19 @@ async def test_server_refuses_missing_and_wrong_tokens() -> None:
             assert bad.status_code == 401
 
 
-@pytest.mark.parametrize("argv", [
-    ["--host", "0.0.0.0", "--port", "0"],
-    ["--host", "::", "--port", "0"],
-    ["--host", "example.com", "--port", "0"],
-    ["--host", "0.0.0.0", "--port", "0", "--allow-remote"],  # the flag alone is not enough: needs --token
-    ["--host", "192.168.1.5", "--port", "0", "--token", "t"],  # a token alone is not enough either
-])
-def test_non_loopback_bind_refused_without_the_flag(argv: list[str], capsys: pytest.CaptureFixture[str]) -> None:
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["--host", "0.0.0.0", "--port", "0"],
+        ["--host", "::", "--port", "0"],
+        ["--host", "example.com", "--port", "0"],
+        ["--host", "0.0.0.0", "--port", "0", "--allow-remote"],  # the flag alone is not enough: needs --token
+        ["--host", "192.168.1.5", "--port", "0", "--token", "t"],  # a token alone is not enough either
+    ],
+)
+def test_non_loopback_bind_refused_without_the_flag(
+    argv: list[str], capsys: pytest.CaptureFixture[str]
+) -> None:
     """`slipstream serve` refuses a non-loopback address before binding anything."""
     assert cli.main(argv) == 2
     assert "refusing to bind non-loopback" in capsys.readouterr().err
@@ -125,8 +136,9 @@ async def _planted_key_leaks(tmp_path: Path, caplog: pytest.LogCaptureFixture, l
         session = ResponsesSession(endpoint, rebuild=ws.rebuild)
         sync = ContextSync(ws, session)
         await ws.start(watch=False)
-        result = await sync.turn([{"type": "message", "role": "user", "content": [
-            {"type": "input_text", "text": "hello"}]}])
+        result = await sync.turn(
+            [{"type": "message", "role": "user", "content": [{"type": "input_text", "text": "hello"}]}]
+        )
         assert result.ok, result.error
         logging.getLogger("slipstream.test").info("session %r on %r", session.endpoint, endpoint)
 
@@ -134,7 +146,9 @@ async def _planted_key_leaks(tmp_path: Path, caplog: pytest.LogCaptureFixture, l
             raise RuntimeError(f"renderer crashed on {type(event).__name__} from {endpoint!r}")
 
         try:
-            await session.run_turn([{"type": "message", "role": "user", "content": "again"}], on_event=explode)
+            await session.run_turn(
+                [{"type": "message", "role": "user", "content": "again"}], on_event=explode
+            )
         except RuntimeError as exc:
             crash = "".join(traceback.format_exception(exc))
         rec = history.create_session(project, "chat")
@@ -164,7 +178,9 @@ async def test_planted_api_key_appears_in_no_file_log_transcript_or_crash_report
 
 
 @pytest.mark.asyncio
-async def test_planted_api_key_stays_out_of_debug_logs(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+async def test_planted_api_key_stays_out_of_debug_logs(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
     """Even with every logger at DEBUG, the key never reaches a log record."""
     assert await _planted_key_leaks(tmp_path, caplog, logging.DEBUG) == []
 
@@ -180,8 +196,19 @@ def test_command_policy_asks_unless_configured() -> None:
     assert allow.decide("pytest -q tests") == "allow"  # the explicit pattern the user wrote
     assert allow.decide("git status") == "allow"
     assert allow.decide("pytest --basetemp=/tmp/x") == "ask"  # no word-prefix match
-    for cmd in ["pytest; rm -rf /", "pytest && curl x", "pytest | sh", "pytest $(id)", "pytest `id`",
-                "pytest > /etc/x", "git statusx", "git", "rm -rf /", "pytest\nrm -rf /", "pytest 'unclosed"]:
+    for cmd in [
+        "pytest; rm -rf /",
+        "pytest && curl x",
+        "pytest | sh",
+        "pytest $(id)",
+        "pytest `id`",
+        "pytest > /etc/x",
+        "git statusx",
+        "git",
+        "rm -rf /",
+        "pytest\nrm -rf /",
+        "pytest 'unclosed",
+    ]:
         assert allow.decide(cmd) == "ask", cmd
     assert CommandPolicy().with_allowed("npm test").decide("npm test") == "allow"
 
@@ -210,8 +237,9 @@ def _agent_script(marker: Path) -> Script:
     ]
 
 
-async def _run_agent(tmp_path: Path, config: AgentConfig, answer: ApprovalDecision | None,
-                     script: Script) -> list[str]:
+async def _run_agent(
+    tmp_path: Path, config: AgentConfig, answer: ApprovalDecision | None, script: Script
+) -> list[str]:
     """One request through the real Agent; returns the approval kinds asked."""
     asked: list[str] = []
 
@@ -225,8 +253,12 @@ async def _run_agent(tmp_path: Path, config: AgentConfig, answer: ApprovalDecisi
         session = ResponsesSession(Endpoint(srv.url, srv.token), rebuild=ws.rebuild)
         sync = ContextSync(ws, session)
         await ws.start(watch=False)
-        agent = Agent(sync, ProjectFS(project, state_dir=tmp_path / "state"), config=config,
-                      approve=approve if answer is not None else None)
+        agent = Agent(
+            sync,
+            ProjectFS(project, state_dir=tmp_path / "state"),
+            config=config,
+            approve=approve if answer is not None else None,
+        )
         outcome = await asyncio.wait_for(agent.run("go"), 60)
         assert outcome.status == "completed", outcome.message
         await sync.aclose()
@@ -256,7 +288,9 @@ async def test_agent_runs_the_command_once_approved(tmp_path: Path) -> None:
     project.mkdir()
     (project / "a.py").write_text("x = 1\n")
     marker = tmp_path / "command-ran"
-    asked = await _run_agent(tmp_path, AgentConfig(approval_policy="ask"), ApprovalDecision(True), _agent_script(marker))
+    asked = await _run_agent(
+        tmp_path, AgentConfig(approval_policy="ask"), ApprovalDecision(True), _agent_script(marker)
+    )
     assert asked == ["command", "patch"]
     assert marker.exists() and (project / "a.py").read_text() == "x = 2\n"
 

@@ -21,8 +21,9 @@ from app.services.workspace import ContextSync, Workspace
 from app.tools.specs import CommandPolicy
 
 
-async def _agent_run(tmp_path: Path, project: Path, script: Script,
-                     config: AgentConfig) -> tuple[list[str], list[str]]:
+async def _agent_run(
+    tmp_path: Path, project: Path, script: Script, config: AgentConfig
+) -> tuple[list[str], list[str]]:
     """One request through the real agent; returns (approval kinds asked, tool outputs)."""
     asked: list[str] = []
     outputs: list[str] = []
@@ -36,8 +37,13 @@ async def _agent_run(tmp_path: Path, project: Path, script: Script,
         session = ResponsesSession(Endpoint(srv.url, srv.token), rebuild=ws.rebuild)
         sync = ContextSync(ws, session)
         await ws.start(watch=False)
-        agent = Agent(sync, ws.files, config=config, approve=approve,
-                      on_tool_output=lambda call_id, text, ok: outputs.append(text))
+        agent = Agent(
+            sync,
+            ws.files,
+            config=config,
+            approve=approve,
+            on_tool_output=lambda call_id, text, ok: outputs.append(text),
+        )
         outcome = await asyncio.wait_for(agent.run("go"), 120)
         assert outcome.status == "completed", outcome.message
         await sync.aclose()
@@ -58,8 +64,14 @@ async def test_run_tests_arguments_cannot_become_pytest_options(tmp_path: Path) 
     (victim / "keep.txt").write_text("keep\n")
     junit = tmp_path / "report.xml"
     junit.write_text("original\n")
-    calls = [{"path": f"--basetemp={victim}"}, {"path": f"--junitxml={junit}"}, {"path": "-p no:cacheprovider"},
-             {"keyword": f"x --basetemp={victim}"}, {"keyword": f"--junitxml={junit}"}, {"path": "../victim"}]
+    calls = [
+        {"path": f"--basetemp={victim}"},
+        {"path": f"--junitxml={junit}"},
+        {"path": "-p no:cacheprovider"},
+        {"keyword": f"x --basetemp={victim}"},
+        {"keyword": f"--junitxml={junit}"},
+        {"path": "../victim"},
+    ]
     script: Script = [[{"tool_call": {"name": "run_tests", "arguments": a}}] for a in calls]
     script.append([{"text": "done"}])
     _asked, outputs = await _agent_run(tmp_path, project, script, AgentConfig(approval_policy="auto_all"))
@@ -74,8 +86,16 @@ def test_test_command_keeps_targets_and_keyword_as_data(tmp_path: Path) -> None:
     """Targets follow `--`; the keyword is one argv element; a leading '-' is refused with words."""
     (tmp_path / "pyproject.toml").write_text("")
     cmd = detect_test_command(tmp_path, targets=["tests/test_a.py"], keyword="slow and not net", python="py")
-    assert cmd.argv == ["py", "-m", "pytest", "-p", "slipstream_pytest_plugin", "-kslow and not net", "--",
-                        "tests/test_a.py"]
+    assert cmd.argv == [
+        "py",
+        "-m",
+        "pytest",
+        "-p",
+        "slipstream_pytest_plugin",
+        "-kslow and not net",
+        "--",
+        "tests/test_a.py",
+    ]
     with pytest.raises(ValueError, match="not an option"):
         detect_test_command(tmp_path, targets=["--basetemp=/tmp/x"])
 
@@ -100,7 +120,9 @@ async def test_run_command_runs_without_a_shell_and_asks_for_shell_lines(tmp_pat
     assert marker.exists()  # the user approved that shell line: it ran through the shell
 
 
-@pytest.mark.skipif(os.name != "posix" or os.geteuid() != 0, reason="needs root to create another user's folder")
+@pytest.mark.skipif(
+    os.name != "posix" or os.geteuid() != 0, reason="needs root to create another user's folder"
+)
 def test_a_runtime_folder_owned_by_another_user_is_refused(tmp_path: Path) -> None:
     """A squatted runtime folder (another uid, or open to others) is refused, never used."""
     squat = tmp_path / "slipstream"

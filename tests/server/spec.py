@@ -23,7 +23,14 @@ from typing import Any, Literal
 import openresponses_types as ort
 from pydantic import BaseModel
 
-__all__ = ["EVENT_MODELS", "SpecError", "check_compaction", "check_error_body", "check_event", "check_response"]
+__all__ = [
+    "EVENT_MODELS",
+    "SpecError",
+    "check_compaction",
+    "check_error_body",
+    "check_event",
+    "check_response",
+]
 
 Transport = Literal["sse", "ws"]
 
@@ -87,13 +94,17 @@ def _strict(model: type[BaseModel], data: dict[str, Any], what: str) -> BaseMode
     return obj
 
 
-def check_event(event: dict[str, Any] | bytes | str, transport: Transport, *, lane: str | None = None) -> dict[str, Any]:
+def check_event(
+    event: dict[str, Any] | bytes | str, transport: Transport, *, lane: str | None = None
+) -> dict[str, Any]:
     """Validate one streaming event strictly; returns it parsed. `lane`: the named lane it belongs to."""
     data = json.loads(event) if isinstance(event, bytes | str) else dict(event)
     kind = data.get("type")
     if "stream_id" in data:
         if transport != "ws" or lane is None or data["stream_id"] != lane:
-            raise SpecError(f"unexpected stream_id {data['stream_id']!r} on a {transport} event (lane {lane!r})")
+            raise SpecError(
+                f"unexpected stream_id {data['stream_id']!r} on a {transport} event (lane {lane!r})"
+            )
         data = {k: v for k, v in data.items() if k != "stream_id"}
     if kind == "error":
         model: type[BaseModel] = ort.WebSocketErrorEvent if transport == "ws" else ort.ErrorStreamingEvent

@@ -50,7 +50,7 @@ CACHE = Path(os.environ.get("SLIPSTREAM_CODEX_CACHE", Path.home() / ".cache" / "
 TOKEN = "codex-test-token"
 DONE = "codex-bridge-ok"
 EXEC = ('{"cmd":"echo slipstream-ok', ' | tee proof.txt"}')
-PATCH = ('{"input":"*** Begin Patch\\n', '*** Add File: hello.txt\\n+hi\\n', '*** End Patch\\n"}')
+PATCH = ('{"input":"*** Begin Patch\\n', "*** Add File: hello.txt\\n+hi\\n", '*** End Patch\\n"}')
 
 # What README shows, with the port, the instructions file and the catalog filled in by the test.
 CONFIG = """\
@@ -131,7 +131,10 @@ CATALOG = {
 def _npm(*args: str, timeout: float) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         ["npm", *args, "--no-audit", "--no-fund", "--loglevel=error"],
-        capture_output=True, text=True, timeout=timeout, check=False,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=False,
     )
 
 
@@ -149,7 +152,9 @@ def codex_binary() -> Path:
     except subprocess.TimeoutExpired:
         pytest.skip(f"Codex {CODEX_VERSION} is not cached in {home} and the npm registry did not answer")
     if probe.returncode != 0:
-        pytest.skip(f"Codex {CODEX_VERSION} is not cached and npm cannot reach it: {probe.stderr.strip()[:300]}")
+        pytest.skip(
+            f"Codex {CODEX_VERSION} is not cached and npm cannot reach it: {probe.stderr.strip()[:300]}"
+        )
     CACHE.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=f".{CODEX_VERSION}-", dir=CACHE))
     try:
@@ -237,9 +242,19 @@ async def run_codex(codex: Path, home: Path, project: Path, port: int, prompt: s
         "NO_COLOR": "1",
     }
     proc = await asyncio.create_subprocess_exec(
-        str(codex), "exec", "--json", "--skip-git-repo-check", "--strict-config", "-C", str(project), prompt,
-        stdin=asyncio.subprocess.DEVNULL, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
-        env=env, cwd=project,
+        str(codex),
+        "exec",
+        "--json",
+        "--skip-git-repo-check",
+        "--strict-config",
+        "-C",
+        str(project),
+        prompt,
+        stdin=asyncio.subprocess.DEVNULL,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+        env=env,
+        cwd=project,
     )
     try:
         out, err = await asyncio.wait_for(proc.communicate(), 90)
@@ -263,7 +278,9 @@ async def test_codex_completes_a_turn_with_a_tool_call_over_websocket(
     project, codex_home = tmp_path / "project", tmp_path / "codex-home"
     project.mkdir()
     codex_home.mkdir()
-    async with llama_cpp_server(model, "--n_ctx", "16384", "--model_alias", "tiny", "--n_threads", "1") as url:
+    async with llama_cpp_server(
+        model, "--n_ctx", "16384", "--model_alias", "tiny", "--n_threads", "1"
+    ) as url:
         argv = ["--engine", "chat", "--upstream", url, "--force-tool", tool, "--port", "0", "--token", TOKEN]
         engine = WatchedEngine(build_engine(build_parser().parse_args(argv)))
         async with run_server(engine, token=TOKEN) as srv:
@@ -291,7 +308,9 @@ async def test_codex_completes_a_turn_with_a_tool_call_over_websocket(
     warm, first, second = turns
     assert not warm.generate and first.generate and second.generate
     assert first.previous_response_id == warm.response_id
-    assert first.new_input[-1]["role"] == "user" and first.new_input[-1]["content"][0]["text"] == "do the task"
+    assert (
+        first.new_input[-1]["role"] == "user" and first.new_input[-1]["content"][0]["text"] == "do the task"
+    )
     assert second.previous_response_id == first.response_id
     kind = "function_call_output" if tool == "exec_command" else "custom_tool_call_output"
     assert [i["type"] for i in second.new_input] == [kind]

@@ -269,8 +269,16 @@ async def test_token_cache_gives_the_tokens_of_the_whole_rendered_conversation(t
         prev = None
         body = 0
         for i, new in enumerate(turns):
-            t = Turn(f"r{i}", "tiny", list(history), new, instructions="be brief", tools=[READ_FILE],
-                     previous_response_id=prev, max_output_tokens=2)
+            t = Turn(
+                f"r{i}",
+                "tiny",
+                list(history),
+                new,
+                instructions="be brief",
+                tools=[READ_FILE],
+                previous_response_id=prev,
+                max_output_tokens=2,
+            )
             outs = [o async for o in conn.run(t)]
             assert not any(isinstance(o, Failure) for o in outs), outs
             history += [*new, *outputs[i]]
@@ -307,8 +315,15 @@ async def test_a_warm_ups_tokens_are_evaluated_exactly_once(tmp_path: Path) -> N
         warm = len(conn.last_prompt)
         assert warm > 1000 and sorted(evals.positions()) == list(range(warm))  # each exactly once
         before = len(evals.calls)
-        ask = Turn("r1", "tiny", [user(DIFF)], [user("why?")], instructions="be brief",
-                   previous_response_id="w1", max_output_tokens=3)
+        ask = Turn(
+            "r1",
+            "tiny",
+            [user(DIFF)],
+            [user("why?")],
+            instructions="be brief",
+            previous_response_id="w1",
+            max_output_tokens=3,
+        )
         outs = [o async for o in conn.run(ask)]
         assert text_of(outs) == "ooo"
         turn_positions = evals.positions(before)
@@ -346,8 +361,15 @@ async def test_a_turn_arriving_during_a_prefill_waits_for_it_instead_of_redoing_
         if arrival == "between batches":
             await evals.first.wait()  # the first batch is in
         assert conn.prefills.pending
-        ask = Turn("r1", "tiny", [user(DIFF)], [user("why?")], instructions="be brief",
-                   previous_response_id="w1", max_output_tokens=3)
+        ask = Turn(
+            "r1",
+            "tiny",
+            [user(DIFF)],
+            [user("why?")],
+            instructions="be brief",
+            previous_response_id="w1",
+            max_output_tokens=3,
+        )
         outs = [o async for o in conn.run(ask)]
         assert text_of(outs) == "ooo"
         counts = Counter(evals.positions())
@@ -375,13 +397,22 @@ async def test_eviction_never_breaks_a_chain(tmp_path: Path, caplog: pytest.LogC
             for conn, who in ((a, "a"), (b, "b")):
                 new = [user(f"{who} turn {i}: " + "words " * 60)]
                 before = len(evals.calls)
-                t = Turn(f"{who}{i}", "tiny", list(histories[conn]), new, previous_response_id=prev[conn],
-                         max_output_tokens=3)
+                t = Turn(
+                    f"{who}{i}",
+                    "tiny",
+                    list(histories[conn]),
+                    new,
+                    previous_response_id=prev[conn],
+                    max_output_tokens=3,
+                )
                 with caplog.at_level(logging.WARNING, logger="app.server.engines.llama_cpp"):
                     outs = [o async for o in conn.run(t)]
                 assert text_of(outs) == "ooo", outs
-                answer = {"type": "message", "role": "assistant",
-                          "content": [{"type": "output_text", "text": "ooo"}]}
+                answer = {
+                    "type": "message",
+                    "role": "assistant",
+                    "content": [{"type": "output_text", "text": "ooo"}],
+                }
                 histories[conn] += [*new, answer]
                 prev[conn] = t.response_id
                 prompt = conn.last_prompt
@@ -411,8 +442,14 @@ async def test_saved_states_let_conversations_resume_without_recomputing(tmp_pat
         assert a.saved_bytes > 0
         answer = {"type": "message", "role": "assistant", "content": [{"type": "output_text", "text": "oo"}]}
         before = len(evals.calls)
-        again = Turn("a1", "tiny", [*first.new_input, answer], [user("more")], previous_response_id="a0",
-                     max_output_tokens=2)
+        again = Turn(
+            "a1",
+            "tiny",
+            [*first.new_input, answer],
+            [user("more")],
+            previous_response_id="a0",
+            max_output_tokens=2,
+        )
         [o async for o in a.run(again)]
         assert min(evals.positions(before)) > 100  # resumed after the first turn's tokens, not from 0
         await b.aclose()

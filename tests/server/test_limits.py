@@ -81,8 +81,10 @@ async def test_a_connection_that_never_authenticates_is_dropped() -> None:
 async def test_non_ascii_authorization_is_a_clear_401() -> None:
     """Non-ASCII bytes in Authorization: 401 with words, never a 500."""
     async with serving() as srv:
-        request = (b"POST /v1/responses HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer \xe9\xff\xfe\r\n"
-                   b"Content-Type: application/json\r\nContent-Length: 2\r\nConnection: close\r\n\r\n{}")
+        request = (
+            b"POST /v1/responses HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer \xe9\xff\xfe\r\n"
+            b"Content-Type: application/json\r\nContent-Length: 2\r\nConnection: close\r\n\r\n{}"
+        )
         reader, writer = await raw(srv, request)
         answer = await asyncio.wait_for(reader.read(), 10)
         writer.close()
@@ -96,8 +98,10 @@ async def test_uploads_share_a_budget_and_a_slow_body_times_out() -> None:
     """While one body holds the upload budget, another upload is refused (503 + Retry-After); the slow
     body itself gets 408 once the body timeout passes."""
     async with serving(upload_budget_bytes=1000, body_timeout_s=0.3) as srv:
-        head = (f"POST /v1/responses HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {TOKEN}\r\n"
-                "Content-Type: application/json\r\nContent-Length: 900\r\n\r\n").encode()
+        head = (
+            f"POST /v1/responses HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {TOKEN}\r\n"
+            "Content-Type: application/json\r\nContent-Length: 900\r\n\r\n"
+        ).encode()
         reader, writer = await raw(srv, head + b'{"model":')  # the rest never comes
         await wait_until(lambda: srv.app[STATE].uploads.in_use == 900)
         async with aiohttp.ClientSession() as http:

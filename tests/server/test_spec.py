@@ -62,8 +62,10 @@ class EndingEngine(ScriptedEngine):
             async def run(self, turn: Turn) -> AsyncIterator[EngineOutput]:
                 yield TextDelta("partial ")
                 said = json.dumps(list(turn.new_input))
-                yield Failure("upstream_error", "the model fell over") if "fail" in said else Incomplete(
-                    "max_output_tokens"
+                yield (
+                    Failure("upstream_error", "the model fell over")
+                    if "fail" in said
+                    else Incomplete("max_output_tokens")
                 )
 
         return Conn(self)
@@ -78,7 +80,9 @@ async def serving(engine: Any = None) -> AsyncIterator[tuple[RunningServer, aioh
         yield srv, http
 
 
-async def ws_turn(ws: aiohttp.ClientWebSocketResponse, lane: str | None = None, **fields: Any) -> list[dict[str, Any]]:
+async def ws_turn(
+    ws: aiohttp.ClientWebSocketResponse, lane: str | None = None, **fields: Any
+) -> list[dict[str, Any]]:
     """Send one response.create; read to its terminal event; every event checked against the spec."""
     await ws.send_str(json.dumps({"type": "response.create", "model": "scripted", **fields}))
     events: list[dict[str, Any]] = []
@@ -97,7 +101,9 @@ async def ws_turn(ws: aiohttp.ClientWebSocketResponse, lane: str | None = None, 
 
 async def sse_turn(srv: RunningServer, http: aiohttp.ClientSession, **body: Any) -> list[dict[str, Any]]:
     """POST stream:true; every SSE event checked; the stream must end with `data: [DONE]`."""
-    async with http.post(srv.http_url, json={"model": "scripted", "stream": True, **body}, headers=AUTH) as resp:
+    async with http.post(
+        srv.http_url, json={"model": "scripted", "stream": True, **body}, headers=AUTH
+    ) as resp:
         assert resp.status == 200, await resp.text()
         raw = (await resp.read()).decode()
     blocks = [b for b in raw.split("\n\n") if b]
@@ -114,7 +120,9 @@ async def sse_turn(srv: RunningServer, http: aiohttp.ClientSession, **body: Any)
     return events
 
 
-async def post(srv: RunningServer, http: aiohttp.ClientSession, path: str = "", **body: Any) -> tuple[int, Any]:
+async def post(
+    srv: RunningServer, http: aiohttp.ClientSession, path: str = "", **body: Any
+) -> tuple[int, Any]:
     async with http.post(srv.http_url + path, json=body, headers=AUTH) as resp:
         return resp.status, await resp.json()
 
@@ -129,11 +137,21 @@ def final(events: list[dict[str, Any]]) -> dict[str, Any]:
 
 def test_the_validator_refuses_what_the_spec_does_not_allow() -> None:
     """Missing required fields, undeclared keys and unknown event types all fail: it can fail."""
-    good = {"type": "response.output_text.delta", "sequence_number": 1, "item_id": "m", "output_index": 0,
-            "content_index": 0, "delta": "x"}
+    good = {
+        "type": "response.output_text.delta",
+        "sequence_number": 1,
+        "item_id": "m",
+        "output_index": 0,
+        "content_index": 0,
+        "delta": "x",
+    }
     check_event(good, "sse")
-    for bad in ({**good, "extra": 1}, {k: v for k, v in good.items() if k != "item_id"},
-                {**good, "type": "response.reasoning_text.delta"}, {**good, "stream_id": "a"}):
+    for bad in (
+        {**good, "extra": 1},
+        {k: v for k, v in good.items() if k != "item_id"},
+        {**good, "type": "response.reasoning_text.delta"},
+        {**good, "stream_id": "a"},
+    ):
         with pytest.raises(SpecError):
             check_event(bad, "sse")
     with pytest.raises(SpecError):  # the usage key the official SDK adds is not the spec's
@@ -153,7 +171,10 @@ async def test_websocket_events_match_the_spec() -> None:
         (call,) = final(first)["output"]
         assert call["type"] == "function_call" and call["name"] == "get_weather"
         second = await ws_turn(
-            ws, previous_response_id=final(first)["id"], tools=[WEATHER], store=False,
+            ws,
+            previous_response_id=final(first)["id"],
+            tools=[WEATHER],
+            store=False,
             input=[{"type": "function_call_output", "call_id": call["call_id"], "output": "18 C, clear"}],
         )
         assert final(second)["status"] == "completed" and final(second)["output"][0]["type"] == "message"
@@ -179,13 +200,23 @@ async def test_websocket_events_match_the_spec() -> None:
 async def test_sse_events_match_the_spec_and_chain() -> None:
     """SSE: a tool call, its output chained through the store, a warm-up; [DONE] ends each stream."""
     async with serving() as (srv, http):
-        first = await sse_turn(srv, http, input="What's the weather in Paris?", tools=[WEATHER],
-                               temperature=0.2, reasoning={"effort": "low"}, metadata={"k": "v"})
+        first = await sse_turn(
+            srv,
+            http,
+            input="What's the weather in Paris?",
+            tools=[WEATHER],
+            temperature=0.2,
+            reasoning={"effort": "low"},
+            metadata={"k": "v"},
+        )
         resp = final(first)
         assert resp["temperature"] == 0.2 and resp["reasoning"] == {"effort": "low", "summary": None}
         (call,) = resp["output"]
         second = await sse_turn(
-            srv, http, previous_response_id=resp["id"], tools=[WEATHER],
+            srv,
+            http,
+            previous_response_id=resp["id"],
+            tools=[WEATHER],
             input=[{"type": "function_call_output", "call_id": call["call_id"], "output": "18 C"}],
         )
         assert final(second)["previous_response_id"] == resp["id"]
@@ -200,9 +231,15 @@ async def test_http_json_objects_and_errors_match_the_spec() -> None:
         status, body = await post(srv, http, model="scripted", input="hello")
         assert status == 200
         created = check_response(body)
-        assert created["completed_at"] is not None and created["top_p"] == 1.0 and created["background"] is False
-        for bad in ({"model": "m", "input": 5}, {"model": "m", "input": "x", "previous_response_id": "resp_no"},
-                    {"model": "m", "input": "x", "stream_id": "a"}, {"model": "m", "background": True}):
+        assert (
+            created["completed_at"] is not None and created["top_p"] == 1.0 and created["background"] is False
+        )
+        for bad in (
+            {"model": "m", "input": 5},
+            {"model": "m", "input": "x", "previous_response_id": "resp_no"},
+            {"model": "m", "input": "x", "stream_id": "a"},
+            {"model": "m", "background": True},
+        ):
             status, body = await post(srv, http, **bad)
             assert status == 400, body
             check_error_body(body)
@@ -260,11 +297,16 @@ async def test_item_references_resolve_for_the_engine_and_unknown_ones_are_refus
         _, first = await post(srv, http, model="scripted", input="hi")
         msg = first["output"][0]
         status, second = await post(
-            srv, http, model="scripted", input=[user("hi"), {"type": "item_reference", "id": msg["id"]}, user("and?")]
+            srv,
+            http,
+            model="scripted",
+            input=[user("hi"), {"type": "item_reference", "id": msg["id"]}, user("and?")],
         )
         assert status == 200, second
         assert list(engine.turns[-1].new_input)[1] == msg
-        status, err = await post(srv, http, model="scripted", input=[{"type": "item_reference", "id": "msg_nope"}])
+        status, err = await post(
+            srv, http, model="scripted", input=[{"type": "item_reference", "id": "msg_nope"}]
+        )
         assert status == 400 and check_error_body(err)["error"]["code"] == "item_not_found"
         assert "msg_nope" in err["error"]["message"]
         async with http.ws_connect(srv.url, headers=AUTH) as ws:
@@ -283,7 +325,9 @@ async def test_compaction_endpoint_and_continuing_from_a_compaction_item() -> No
         status, err = await post(srv, http, "/compact", input="x")
         assert status == 400 and check_error_body(err)["error"]["param"] == "model"
         _, first = await post(srv, http, model="scripted", input=[user("remember the word kiwi")])
-        status, compacted = await post(srv, http, "/compact", model="scripted", previous_response_id=first["id"])
+        status, compacted = await post(
+            srv, http, "/compact", model="scripted", previous_response_id=first["id"]
+        )
         assert status == 200, compacted
         check_compaction(compacted)
         (item,) = compacted["output"]
@@ -294,8 +338,9 @@ async def test_compaction_endpoint_and_continuing_from_a_compaction_item() -> No
         async with http.ws_connect(srv.url, headers=AUTH) as ws:
             await ws_turn(ws, input=[item, user("again?")])
             assert list(engine.turns[-1].new_input) == [*chain, user("again?")]
-        status, err = await post(srv, http, model="scripted",
-                                 input=[{"type": "compaction", "encrypted_content": "forged"}])
+        status, err = await post(
+            srv, http, model="scripted", input=[{"type": "compaction", "encrypted_content": "forged"}]
+        )
         assert status == 400 and check_error_body(err)["error"]["code"] == "invalid_compaction"
 
 
@@ -304,18 +349,31 @@ async def test_bridge_conversation_mixing_references_compaction_and_calls_reache
     """Through the Chat Completions bridge: an item_reference, a function call and its output, then a
     compaction carried into a new request; the recorded upstream request holds every turn."""
     async with upstream() as up:
-        up.queue = [replay("llama_server_text.sse"), replay("llama_server_tool_calls.sse"),
-                    replay("llama_server_text.sse"), replay("llama_server_text.sse")]
+        up.queue = [
+            replay("llama_server_text.sse"),
+            replay("llama_server_tool_calls.sse"),
+            replay("llama_server_text.sse"),
+            replay("llama_server_text.sse"),
+        ]
         async with serving(ChatCompletionsEngine([up.url])) as (srv, http):
             _, a = await post(srv, http, model="m.gguf", input="hi")
             answer_a = a["output"][0]
-            _, b = await post(srv, http, model="m.gguf", tools=[WEATHER],
-                              input=[user("hi"), {"type": "item_reference", "id": answer_a["id"]}, user("weather?")])
+            _, b = await post(
+                srv,
+                http,
+                model="m.gguf",
+                tools=[WEATHER],
+                input=[user("hi"), {"type": "item_reference", "id": answer_a["id"]}, user("weather?")],
+            )
             calls = [i for i in b["output"] if i["type"] == "function_call"]
             assert calls, b
-            outputs = [{"type": "function_call_output", "call_id": c["call_id"], "output": f"out {n}"}
-                       for n, c in enumerate(calls)]
-            _, c = await post(srv, http, model="m.gguf", previous_response_id=b["id"], tools=[WEATHER], input=outputs)
+            outputs = [
+                {"type": "function_call_output", "call_id": c["call_id"], "output": f"out {n}"}
+                for n, c in enumerate(calls)
+            ]
+            _, c = await post(
+                srv, http, model="m.gguf", previous_response_id=b["id"], tools=[WEATHER], input=outputs
+            )
             assert c["status"] == "completed", c
             _, compacted = await post(srv, http, "/compact", model="m.gguf", previous_response_id=c["id"])
             check_compaction(compacted)
@@ -324,7 +382,10 @@ async def test_bridge_conversation_mixing_references_compaction_and_calls_reache
         sent = up.requests[-1]["messages"]
     text_a = answer_a["content"][0]["text"]
     roles = [m["role"] for m in sent]
-    assert sent[0] == {"role": "user", "content": "hi"} and sent[1] == {"role": "assistant", "content": text_a}
+    assert sent[0] == {"role": "user", "content": "hi"} and sent[1] == {
+        "role": "assistant",
+        "content": text_a,
+    }
     assert sent[2] == {"role": "user", "content": "weather?"}
     assert [t["id"] for t in sent[3]["tool_calls"]] == [c["call_id"] for c in calls]
     assert [m["content"] for m in sent if m["role"] == "tool"] == [o["output"] for o in outputs]

@@ -40,13 +40,16 @@ def project(tmp_path: Path) -> Path:
     root = tmp_path / "proj"
     root.mkdir()
     (root / "calc.py").write_text("def add(a, b):\n    return a - b\n")
-    (root / "test_calc.py").write_text("from calc import add\n\n\ndef test_add():\n    assert add(2, 3) == 5\n")
+    (root / "test_calc.py").write_text(
+        "from calc import add\n\n\ndef test_add():\n    assert add(2, 3) == 5\n"
+    )
     (root / "pyproject.toml").write_text("[tool.pytest.ini_options]\n")
     return root
 
 
-async def build(root: Path, srv: Any, tmp_path: Path, **cfg: Any) -> tuple[Agent, list[tuple[str, dict[str, Any]]],
-                                                                           list[dict[str, Any]], Workspace]:
+async def build(
+    root: Path, srv: Any, tmp_path: Path, **cfg: Any
+) -> tuple[Agent, list[tuple[str, dict[str, Any]]], list[dict[str, Any]], Workspace]:
     ws = Workspace(root)
     session = ResponsesSession(Endpoint(srv.url, srv.token), rebuild=ws.rebuild)
     sync = ContextSync(ws, session)
@@ -58,8 +61,13 @@ async def build(root: Path, srv: Any, tmp_path: Path, **cfg: Any) -> tuple[Agent
         asked.append((kind, payload))
         return ApprovalDecision(True)
 
-    agent = Agent(sync, ProjectFS(root, state_dir=tmp_path / "state"), config=AgentConfig(**cfg), approve=approve,
-                  on_test_event=tests.append)
+    agent = Agent(
+        sync,
+        ProjectFS(root, state_dir=tmp_path / "state"),
+        config=AgentConfig(**cfg),
+        approve=approve,
+        on_test_event=tests.append,
+    )
     return agent, asked, tests, ws
 
 
@@ -109,21 +117,30 @@ async def test_commands_never_run_without_approval(tmp_path: Path) -> None:
     """Policy 'never' refuses; 'ask' with a refusal does not start the process."""
     root = project(tmp_path)
     marker = root / "ran.txt"
-    script: Script = [[{"tool_call": {"name": "run_command", "arguments": {"command": f"touch {marker}"}}}],
-                      [{"text": "done"}]]
+    script: Script = [
+        [{"tool_call": {"name": "run_command", "arguments": {"command": f"touch {marker}"}}}],
+        [{"text": "done"}],
+    ]
     for policy, answer in ((CommandPolicy("never"), True), (CommandPolicy("ask"), False)):
         async with run_server(ScriptedEngine(rate_tps=0, script=script)) as srv:
             agent, asked, _, ws = await build(root, srv, tmp_path, command_policy=policy)
 
-            async def approve(kind: str, title: str, payload: dict[str, Any], answer: bool = answer,
-                              asked: list[tuple[str, dict[str, Any]]] = asked) -> ApprovalDecision:
+            async def approve(
+                kind: str,
+                title: str,
+                payload: dict[str, Any],
+                answer: bool = answer,
+                asked: list[tuple[str, dict[str, Any]]] = asked,
+            ) -> ApprovalDecision:
                 asked.append((kind, payload))
                 return ApprovalDecision(answer)
 
             agent._approve = approve
             assert (await agent.run("touch it")).status == "completed"
             assert not marker.exists()
-            out = [i for i in agent.sync.session.client.transcript() if i.get("type") == "function_call_output"]
+            out = [
+                i for i in agent.sync.session.client.transcript() if i.get("type") == "function_call_output"
+            ]
             assert "refused" in out[0]["output"] or "did not allow" in out[0]["output"]
             await agent.sync.session.aclose()
             await ws.aclose()
@@ -144,7 +161,10 @@ async def test_tool_turn_cap_stops_a_runaway_loop(tmp_path: Path) -> None:
 async def test_bad_tool_arguments_come_back_as_a_tool_error(tmp_path: Path) -> None:
     """Invalid arguments never crash the loop: the model gets an error it can act on."""
     root = project(tmp_path)
-    script: Script = [[{"tool_call": {"name": "read_file", "arguments": {"path": "../../etc/passwd"}}}], [{"text": "sorry"}]]
+    script: Script = [
+        [{"tool_call": {"name": "read_file", "arguments": {"path": "../../etc/passwd"}}}],
+        [{"text": "sorry"}],
+    ]
     async with run_server(ScriptedEngine(rate_tps=0, script=script)) as srv:
         agent, _, _, ws = await build(root, srv, tmp_path)
         assert (await agent.run("read outside")).status == "completed"
@@ -177,7 +197,9 @@ async def test_stop_while_a_patch_waits_for_review_refuses_it(tmp_path: Path) ->
 
 def _unanswered_calls(transcript: Any) -> list[str]:
     answered = {i.get("call_id") for i in transcript if i.get("type") == "function_call_output"}
-    return [i["call_id"] for i in transcript if i.get("type") == "function_call" and i["call_id"] not in answered]
+    return [
+        i["call_id"] for i in transcript if i.get("type") == "function_call" and i["call_id"] not in answered
+    ]
 
 
 async def test_calls_left_by_the_cap_are_answered_by_the_next_request(tmp_path: Path) -> None:

@@ -50,19 +50,29 @@ def failing_project(tmp_path: Path) -> Path:
 
 
 def outputs(agent: Any) -> list[str]:
-    return [i["output"] for i in agent.sync.session.client.transcript() if i.get("type") == "function_call_output"]
+    return [
+        i["output"] for i in agent.sync.session.client.transcript() if i.get("type") == "function_call_output"
+    ]
 
 
 def user_texts(agent: Any) -> list[str]:
-    return [c["text"] for i in agent.sync.session.client.transcript()
-            if i.get("type") == "message" and i.get("role") == "user" for c in i.get("content", [])]
+    return [
+        c["text"]
+        for i in agent.sync.session.client.transcript()
+        if i.get("type") == "message" and i.get("role") == "user"
+        for c in i.get("content", [])
+    ]
 
 
-async def test_the_model_receives_a_digest_of_a_failing_run_smaller_than_the_raw_output(tmp_path: Path) -> None:
+async def test_the_model_receives_a_digest_of_a_failing_run_smaller_than_the_raw_output(
+    tmp_path: Path,
+) -> None:
     """run_tests on a real failing suite: the tool output is the digest (counts, id, assertion, the
     project frames' lines), not pytest's terminal output, and it is smaller in tokens."""
     root = failing_project(tmp_path)
-    async with run_server(ScriptedEngine(rate_tps=0, script=[RUN, [{"text": "I see the stray -0.5."}]])) as srv:
+    async with run_server(
+        ScriptedEngine(rate_tps=0, script=[RUN, [{"text": "I see the stray -0.5."}]])
+    ) as srv:
         agent, _, _, ws = await build(root, srv, tmp_path)
         try:
             outcome = await agent.run("run the tests")
@@ -71,7 +81,10 @@ async def test_the_model_receives_a_digest_of_a_failing_run_smaller_than_the_raw
             lines = got.splitlines()
             assert lines[0].startswith("FAILED: 1 failed, 8 passed in ")
             assert lines[1] == "FAILED test_cart.py::test_total_with_discount - assert 53.5 == 54.0"
-            assert "  test_cart.py:7 in test_total_with_discount: assert total(prices, discount=0.1) == 54.0" in lines
+            assert (
+                "  test_cart.py:7 in test_total_with_discount: assert total(prices, discount=0.1) == 54.0"
+                in lines
+            )
             assert "  E assert 53.5 == 54.0" in lines
             assert any(ln.startswith("  E  +  where 53.5 = total(") for ln in lines)
             # Nothing of the raw report: no banners, no captured output, no source context.
@@ -80,8 +93,10 @@ async def test_the_model_receives_a_digest_of_a_failing_run_smaller_than_the_raw
             run = agent.last_test_run
             assert run is not None and agent.last_digest is not None and agent.last_digest.text == got
             raw, digest = estimate_tokens(run.output_tail), estimate_tokens(got)
-            print(f"\ndigest {digest} tokens vs raw pytest output {raw} tokens "
-                  f"({len(got)} vs {len(run.output_tail)} characters)")
+            print(
+                f"\ndigest {digest} tokens vs raw pytest output {raw} tokens "
+                f"({len(got)} vs {len(run.output_tail)} characters)"
+            )
             assert digest < raw
         finally:
             await agent.sync.session.aclose()
@@ -92,7 +107,14 @@ async def test_same_failures_three_runs_in_a_row_stop_the_loop(tmp_path: Path) -
     """run_tests, then rerun_failed (only the failed id) twice: the same failure three times stops the
     loop before a fourth run, and both the user and the model are told why."""
     root = failing_project(tmp_path)
-    script: Script = [RUN, RERUN, RERUN, RERUN, RERUN, [{"text": "Stopping: the discount rounding is still wrong."}]]
+    script: Script = [
+        RUN,
+        RERUN,
+        RERUN,
+        RERUN,
+        RERUN,
+        [{"text": "Stopping: the discount rounding is still wrong."}],
+    ]
     async with run_server(ScriptedEngine(rate_tps=0, script=script)) as srv:
         agent, asked, events, ws = await build(root, srv, tmp_path)
         notices: list[tuple[str, str]] = []
@@ -102,7 +124,8 @@ async def test_same_failures_three_runs_in_a_row_stop_the_loop(tmp_path: Path) -
             assert outcome.status == "stuck"
             assert outcome.message.startswith(
                 "The same 1 failure came back three times in a row (test_cart.py::test_total_with_discount); "
-                "stopping — ")
+                "stopping — "
+            )
             assert notices == [("warning", outcome.message)]
             collected = [e["count"] for e in events if e.get("kind") == "collected"]
             assert collected == [9, 1, 1]  # the suite once, then only the failed id; no fourth run
@@ -110,7 +133,9 @@ async def test_same_failures_three_runs_in_a_row_stop_the_loop(tmp_path: Path) -
             # The same hardened path as run_tests: the ids are data after "--", never options.
             assert asked[1][1]["command"].endswith(" -- test_cart.py::test_total_with_discount")
             outs = outputs(agent)
-            assert len(outs) == 3 and outs[1].startswith("rerun of the 1 test that failed last time\nFAILED: 1 failed")
+            assert len(outs) == 3 and outs[1].startswith(
+                "rerun of the 1 test that failed last time\nFAILED: 1 failed"
+            )
             assert outcome.message in user_texts(agent)[-1]  # the model hears it too, on a no-tools turn
         finally:
             await agent.sync.session.aclose()
@@ -190,7 +215,10 @@ async def test_rerun_refuses_an_id_whose_file_leads_outside_the_project(tmp_path
         try:
             agent.last_test_run = failing_run(("test_link.py::test_x", ASSERT), runner="pytest")
             assert (await agent.run("rerun")).status == "completed"
-            assert outputs(agent)[0] == "error: test_link.py is a symlink that leads outside the project; refused"
+            assert (
+                outputs(agent)[0]
+                == "error: test_link.py is a symlink that leads outside the project; refused"
+            )
             assert asked == [] and events == []
         finally:
             await agent.sync.session.aclose()
@@ -214,8 +242,10 @@ async def test_repo_sized_failing_example(tmp_path: Path) -> None:
         shutil.copytree(repo / "tests" / sub, root / "tests" / sub, ignore=skip)
     (root / "tests" / "__init__.py").write_text("")
     (root / "pyproject.toml").write_text("[tool.pytest.ini_options]\n")
-    for rel, old, new in (("app/tools/paths.py", 'return "/".join(parts)', 'return "./".join(parts)'),
-                          ("app/tools/testrun.py", 'return ", ".join(parts) if parts', 'return "; ".join(parts) if parts')):
+    for rel, old, new in (
+        ("app/tools/paths.py", 'return "/".join(parts)', 'return "./".join(parts)'),
+        ("app/tools/testrun.py", 'return ", ".join(parts) if parts', 'return "; ".join(parts) if parts'),
+    ):
         src = (root / rel).read_text()
         assert old in src, f"the injected bug no longer applies to {rel}"
         (root / rel).write_text(src.replace(old, new))
@@ -225,6 +255,8 @@ async def test_repo_sized_failing_example(tmp_path: Path) -> None:
     d = build_digest(run, estimate=estimate_tokens, budget=budget, root=root.as_posix())
     assert all(c.nodeid in d.text for c in run.failures())
     raw, summary = estimate_tokens(run.output_tail), estimate_tokens(run.summary_for_model())
-    print(f"\nrepo-sized example: {run.counts_line()}; digest {d.tokens} tokens (budget {budget}, "
-          f"{d.trimmed} tracebacks trimmed) vs raw pytest output {raw} tokens; the old summary was {summary}")
+    print(
+        f"\nrepo-sized example: {run.counts_line()}; digest {d.tokens} tokens (budget {budget}, "
+        f"{d.trimmed} tracebacks trimmed) vs raw pytest output {raw} tokens; the old summary was {summary}"
+    )
     assert d.tokens <= budget and d.tokens < raw

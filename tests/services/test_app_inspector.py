@@ -42,8 +42,15 @@ async def test_stop_then_next_message_sends_only_new_input(tmp_path: Path) -> No
         assert stopped is not None and stopped.status == "cancelled" and stopped.kept_chain
         assert statuses[-1].state == "warm" and all(s.state != "offline" for s in statuses)
         svc.send_message("and now a short one")
-        await wait_until(lambda: not svc.busy and (rec := svc.inspector.last) is not None and rec is not stopped
-                         and rec.status == "completed", 15)
+        await wait_until(
+            lambda: (
+                not svc.busy
+                and (rec := svc.inspector.last) is not None
+                and rec is not stopped
+                and rec.status == "completed"
+            ),
+            15,
+        )
         last = svc.inspector.last
         assert last is not None
         assert last.previous_response_id == stopped.response_id and last.input_items == 1

@@ -27,8 +27,11 @@ def blocks(svc: AppServices) -> list[Block]:
 
 
 def answer(svc: AppServices) -> str:
-    return "".join(b.text for b in blocks(svc) if b.kind not in (BlockKind.USER, BlockKind.NOTICE,
-                                                                 BlockKind.TOOL_CALL, BlockKind.TOOL_OUTPUT))
+    return "".join(
+        b.text
+        for b in blocks(svc)
+        if b.kind not in (BlockKind.USER, BlockKind.NOTICE, BlockKind.TOOL_CALL, BlockKind.TOOL_OUTPUT)
+    )
 
 
 def of_kind(svc: AppServices, kind: BlockKind) -> list[str]:
@@ -48,7 +51,13 @@ def answers(svc: AppServices) -> int:
 class Recorder:
     def __init__(self, svc: AppServices) -> None:
         self.calls: list[tuple[str, tuple[Any, ...]]] = []
-        for name in ("connection_changed", "files_changed", "banner_changed", "busy_changed", "stats_changed"):
+        for name in (
+            "connection_changed",
+            "files_changed",
+            "banner_changed",
+            "busy_changed",
+            "stats_changed",
+        ):
             getattr(svc, name).connect(lambda *a, n=name: self.calls.append((n, a)))
 
     def of(self, name: str) -> list[tuple[Any, ...]]:
@@ -73,8 +82,9 @@ def fold(changes: list[Any]) -> dict[str, str]:
 
 def make(tmp_path: Path, root: Path, settings: Settings | None = None) -> AppServices:
     """Services on `root` with a private history database and no settings file written."""
-    return AppServices(root, settings or Settings(), store=HistoryStore(tmp_path / "history.db"),
-                       persist_settings=False)
+    return AppServices(
+        root, settings or Settings(), store=HistoryStore(tmp_path / "history.db"), persist_settings=False
+    )
 
 
 async def test_first_start_runs_scripted_answers_and_syncs_edits(tmp_path: Path) -> None:
@@ -90,13 +100,20 @@ async def test_first_start_runs_scripted_answers_and_syncs_edits(tmp_path: Path)
         await wait_until(lambda: rec.states().get("main.py") == "in_view", 15)
         svc.send_message("what does main.py do?")
         await wait_until(lambda: ended(svc), 15)
-        assert svc.conversation.status == "completed" and of_kind(svc, BlockKind.USER) == ["what does main.py do?"]
+        assert svc.conversation.status == "completed" and of_kind(svc, BlockKind.USER) == [
+            "what does main.py do?"
+        ]
         assert "what does main.py do?" in answer(svc) and of_kind(svc, BlockKind.CODE)
         statuses = [a[0] for a in rec.of("connection_changed")]
         assert statuses[-1].engine == SCRIPTED_LABEL and statuses[-1].state in ("warm", "streaming")
         assert rec.of("stats_changed")[-1][0].last_turn_input_tokens > 0
         (root / "main.py").write_text("print('hello')\n")
-        await wait_until(lambda: rec.states().get("main.py") == "pending" or (svc.sync is not None and svc.sync.pushes >= 2), 10)
+        await wait_until(
+            lambda: (
+                rec.states().get("main.py") == "pending" or (svc.sync is not None and svc.sync.pushes >= 2)
+            ),
+            10,
+        )
         await wait_until(lambda: rec.states().get("main.py") == "in_view", 10)
     finally:
         await svc.aclose()
@@ -172,8 +189,12 @@ async def test_run_then_rerun_failed_and_the_digest_rides_on_the_next_request(tm
         svc.send_message("why?")
         await wait_until(lambda: ended(svc), 15)
         assert svc.session is not None
-        sent = [c["text"] for i in svc.session.client.transcript() if i.get("role") == "user"
-                for c in i.get("content", [])]
+        sent = [
+            c["text"]
+            for i in svc.session.client.transcript()
+            if i.get("role") == "user"
+            for c in i.get("content", [])
+        ]
         assert sent[-2].startswith("[slipstream test run] The user reran the 1 failed test (")
         assert "FAILED test_a.py::test_bad - assert 1 == 2" in sent[-2] and "=====" not in sent[-2]
         assert sent[-1] == "why?"
@@ -234,7 +255,15 @@ async def test_a_turn_is_counted_once_in_the_session_totals(tmp_path: Path) -> N
     rec = Recorder(svc)
     await svc.start()
     try:
-        await wait_until(lambda: svc.sync is not None and svc.sync.pushes >= 1 and svc.session is not None and not svc.session.busy, 15)
+        await wait_until(
+            lambda: (
+                svc.sync is not None
+                and svc.sync.pushes >= 1
+                and svc.session is not None
+                and not svc.session.busy
+            ),
+            15,
+        )
         svc.send_message("hello")
         await wait_until(lambda: ended(svc), 15)
         stats = rec.of("stats_changed")[-1][0]
@@ -266,7 +295,9 @@ async def test_new_session_while_the_warm_up_is_in_flight_keeps_history_consiste
         if svc2.session_id != old:
             assert kept == []
         else:
-            assert kept and any("try again" in t.lower() or "first" in t for t in of_kind(svc2, BlockKind.NOTICE))
+            assert kept and any(
+                "try again" in t.lower() or "first" in t for t in of_kind(svc2, BlockKind.NOTICE)
+            )
     finally:
         await svc2.aclose()
 
@@ -285,7 +316,8 @@ async def test_closing_cancels_a_scheduled_test_rerun(tmp_path: Path) -> None:
 
 
 async def test_start_cancelled_while_the_scripted_server_boots_leaves_no_child(
-        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """Closing the app while its local server starts must not leave the child process running."""
     import os
     import sys
@@ -312,10 +344,12 @@ async def test_restored_calls_without_outputs_get_stub_outputs() -> None:
     """A history that ends mid tool loop is paired up, so the rebuilt chain is valid upstream."""
     from app.services.history import pair_calls as _pair_calls
 
-    items = [{"type": "message", "role": "user", "content": "go"},
-             {"type": "function_call", "call_id": "a", "name": "read_file", "arguments": "{}"},
-             {"type": "function_call_output", "call_id": "a", "output": "ok"},
-             {"type": "function_call", "call_id": "b", "name": "run_tests", "arguments": "{}"}]
+    items = [
+        {"type": "message", "role": "user", "content": "go"},
+        {"type": "function_call", "call_id": "a", "name": "read_file", "arguments": "{}"},
+        {"type": "function_call_output", "call_id": "a", "output": "ok"},
+        {"type": "function_call", "call_id": "b", "name": "run_tests", "arguments": "{}"},
+    ]
     paired = _pair_calls(items)
     assert [i["type"] for i in paired][-2:] == ["function_call", "function_call_output"]
     assert paired[-1]["call_id"] == "b" and "not run" in paired[-1]["output"]

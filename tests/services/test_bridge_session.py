@@ -10,7 +10,9 @@ from typing import Any
 
 import pytest
 
-pytest.importorskip("llama_cpp", reason="llama-cpp-python is not installed (optional extra slipstream[local])")
+pytest.importorskip(
+    "llama_cpp", reason="llama-cpp-python is not installed (optional extra slipstream[local])"
+)
 pytest.importorskip("gguf", reason="the gguf package is not installed (optional extra slipstream[local])")
 
 from app.server.app import run_server
@@ -40,8 +42,12 @@ async def test_session_holds_a_tool_call_conversation_through_the_bridge(
     engine = ChatCompletionsEngine(llama_server, extra_body={"logit_bias": {str(token_id("o")): 100.0}})
     async with run_server(engine, token="t") as srv:
         s = ResponsesSession(Endpoint(srv.url, "t", model="tiny"))
-        forced = {"tools": [READ_FILE], "tool_choice": {"type": "function", "name": "read_file"},
-                  "temperature": 0, "max_output_tokens": 40}
+        forced = {
+            "tools": [READ_FILE],
+            "tool_choice": {"type": "function", "name": "read_file"},
+            "temperature": 0,
+            "max_output_tokens": 40,
+        }
         r1 = await s.run_turn([user("read a.py")], settings=forced)
         assert r1.ok, r1.error
         call = next(i for i in r1.output if i.get("type") == "function_call")
@@ -60,16 +66,49 @@ async def test_session_holds_a_tool_call_conversation_through_the_bridge(
 def test_ask_through_a_bridge_server(llama_server: str) -> None:
     """`slipstream serve --engine chat` + `slipstream ask` stream an answer from the real model."""
     serve = subprocess.Popen(
-        [sys.executable, "-m", "app", "serve", "--port", "0", "--token", "t", "--engine", "chat",
-         "--upstream", llama_server, "--upstream-model", "tiny"],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        [
+            sys.executable,
+            "-m",
+            "app",
+            "serve",
+            "--port",
+            "0",
+            "--token",
+            "t",
+            "--engine",
+            "chat",
+            "--upstream",
+            llama_server,
+            "--upstream-model",
+            "tiny",
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     try:
         assert serve.stdout is not None
         line = serve.stdout.readline()
         m = re.search(r"listening on (ws://\S+)", line)
         assert m, line
-        proc = subprocess.run([sys.executable, "-m", "app", "ask", "hello", "--endpoint", m.group(1), "--token", "t",
-                               "--model", "tiny"], capture_output=True, text=True, timeout=120)
+        proc = subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "app",
+                "ask",
+                "hello",
+                "--endpoint",
+                m.group(1),
+                "--token",
+                "t",
+                "--model",
+                "tiny",
+            ],
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
         assert proc.returncode == 0, proc.stderr
         assert proc.stdout.strip()  # some text came back from the model
     finally:

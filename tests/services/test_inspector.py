@@ -50,7 +50,9 @@ def test_a_chained_turn_records_items_bytes_tokens_and_the_chain() -> None:
     assert (rec.input_tokens, rec.cached_tokens, rec.new_tokens, rec.ttft_ms) == (560, 500, 60, 42.0)
     assert rec.items is not None and [i.kind for i in rec.items] == ["context update", "your message"]
     assert rec.items[0].diff and not rec.items[1].diff
-    assert insp.records[0].kind == "push" and insp.records[0].fresh_cause == "first request of this conversation"
+    assert (
+        insp.records[0].kind == "push" and insp.records[0].fresh_cause == "first request of this conversation"
+    )
     assert insp.rebuild_count == 0
     assert insp.bytes_sent == insp.records[0].bytes_sent + len(sent)
     assert 0 < insp.ratio < 1 and insp.cached_tokens == 500 and insp.input_tokens == 1060
@@ -100,8 +102,12 @@ def test_diff_lines_mark_only_hunks_as_changes() -> None:
 
 
 def test_describe_items_of_every_kind() -> None:
-    call = {"type": "function_call", "call_id": "c1", "name": "apply_patch",
-            "arguments": json.dumps({"patch": DIFF})}
+    call = {
+        "type": "function_call",
+        "call_id": "c1",
+        "name": "apply_patch",
+        "arguments": json.dumps({"patch": DIFF}),
+    }
     out = {"type": "function_call_output", "call_id": "c1", "output": "applied"}
     got = [describe_item(i) for i in (call, out, {"type": "reasoning", "id": "rs_1"})]
     assert [g.kind for g in got] == ["tool call", "tool output", "reasoning"]

@@ -49,7 +49,9 @@ def user_texts(items: Sequence[Mapping[str, Any]]) -> list[str]:
 
 
 def test_default_lane_frames_route_without_a_parse() -> None:
-    frame = '{"type":"response.output_text.delta","item_id":"m","output_index":0,"content_index":0,"delta":"x"}'
+    frame = (
+        '{"type":"response.output_text.delta","item_id":"m","output_index":0,"content_index":0,"delta":"x"}'
+    )
     assert route_frame(frame) == Route(None)
     # text about stream_id is escaped inside the JSON string: still the default lane
     tricky = json.dumps({"type": "response.output_text.delta", "delta": '"stream_id":"side-9"'})
@@ -58,23 +60,39 @@ def test_default_lane_frames_route_without_a_parse() -> None:
 
 def test_named_lane_and_its_errors_route_to_that_lane() -> None:
     assert route_frame('{"type":"response.created","stream_id":"side-1","response":{}}') == Route("side-1")
-    err = {"type": "error", "status": 400, "stream_id": "side-2",
-           "error": {"code": "previous_response_not_found", "message": "gone", "param": "previous_response_id"}}
+    err = {
+        "type": "error",
+        "status": 400,
+        "stream_id": "side-2",
+        "error": {"code": "previous_response_not_found", "message": "gone", "param": "previous_response_id"},
+    }
     assert route_frame(json.dumps(err)).lane == "side-2"
     assert route_frame(json.dumps(err).encode()).lane == "side-2"
 
 
 def test_connection_level_limit_goes_to_every_lane() -> None:
-    err = {"type": "error", "status": 400, "error": {"code": "websocket_connection_limit_reached", "message": "m"}}
+    err = {
+        "type": "error",
+        "status": 400,
+        "error": {"code": "websocket_connection_limit_reached", "message": "m"},
+    }
     assert route_frame(json.dumps(err)) == Route(None, broadcast=True)
     # lane-scoped (a queued create refused at the limit): that lane only
     assert route_frame(json.dumps({**err, "stream_id": "side-1"})) == Route("side-1")
 
 
 def test_a_refused_stream_id_is_told_apart_from_the_agents_errors() -> None:
-    nested = {"type": "error", "status": 400,
-              "error": {"code": "invalid_request", "message": "'stream_id' is not supported", "param": "stream_id"}}
-    flat = {"type": "error", "code": "unknown_parameter", "message": "Unknown parameter: 'stream_id'.", "param": None}
+    nested = {
+        "type": "error",
+        "status": 400,
+        "error": {"code": "invalid_request", "message": "'stream_id' is not supported", "param": "stream_id"},
+    }
+    flat = {
+        "type": "error",
+        "code": "unknown_parameter",
+        "message": "Unknown parameter: 'stream_id'.",
+        "param": None,
+    }
     agent = {"type": "error", "status": 400, "error": {"code": "previous_response_not_found", "message": "m"}}
     assert route_frame(json.dumps(nested)).stream_refused
     assert route_frame(json.dumps(flat)).stream_refused
@@ -87,14 +105,20 @@ def test_a_refused_stream_id_is_told_apart_from_the_agents_errors() -> None:
 class Lanes:
     """The agent's session and side lanes on one SharedSocket, as AppServices builds them."""
 
-    def __init__(self, srv: RunningServer, *, max_age_s: float | None = 3600.0,
-                 main_context: Sequence[Mapping[str, Any]] = ()) -> None:
+    def __init__(
+        self,
+        srv: RunningServer,
+        *,
+        max_age_s: float | None = 3600.0,
+        main_context: Sequence[Mapping[str, Any]] = (),
+    ) -> None:
         ep = Endpoint(srv.url, srv.token, max_age_s=max_age_s)
         self.hub = SharedSocket()
         self.main = ResponsesSession(ep, connect=self.hub.connector(None), initial_delay=0.01)
         self.main_context = list(main_context)
-        self.side = SideLanes(ep, hub=self.hub, main_transcript=self.main.client.transcript,
-                              session_kw={"initial_delay": 0.01})
+        self.side = SideLanes(
+            ep, hub=self.hub, main_transcript=self.main.client.transcript, session_kw={"initial_delay": 0.01}
+        )
         self.main_events: list[ServerEvent] = []
 
     async def aclose(self) -> None:
@@ -146,7 +170,9 @@ async def test_several_side_lanes_run_at_once_beside_the_agent() -> None:
     """Three side lanes and the agent stream together on one socket; each chain holds only its own."""
     async with run_server(ScriptedEngine(rate_tps=3000)) as srv:
         lanes = Lanes(srv)
-        main = asyncio.ensure_future(lanes.main.run_turn([user("/long 3000")], on_event=lanes.main_events.append))
+        main = asyncio.ensure_future(
+            lanes.main.run_turn([user("/long 3000")], on_event=lanes.main_events.append)
+        )
         log: list[tuple[str, str]] = []
         sides = [lanes.side.open(f"/long {600 + i}") for i in range(3)]
 
@@ -180,7 +206,9 @@ async def test_stop_on_the_agents_lane_does_not_lose_the_side_answer() -> None:
     cancelled, the side question goes on streaming on the same socket and completes."""
     async with run_server(ScriptedEngine(rate_tps=3000)) as srv:
         lanes = Lanes(srv)
-        main = asyncio.ensure_future(lanes.main.run_turn([user("/long 3000")], on_event=lanes.main_events.append))
+        main = asyncio.ensure_future(
+            lanes.main.run_turn([user("/long 3000")], on_event=lanes.main_events.append)
+        )
         side = lanes.side.open("/long 1500")
         await wait_until(lambda: len(lanes.main_events) > 20 and side.conversation.pending, 20)
         lanes.main.stop()
@@ -197,7 +225,9 @@ async def test_a_dropped_socket_mid_stream_loses_neither_lane() -> None:
     """Both lanes streaming, the socket dies: both resend in full on one new socket and complete."""
     async with run_server(ScriptedEngine(rate_tps=3000)) as srv:
         lanes = Lanes(srv)
-        main = asyncio.ensure_future(lanes.main.run_turn([user("/long 3000")], on_event=lanes.main_events.append))
+        main = asyncio.ensure_future(
+            lanes.main.run_turn([user("/long 3000")], on_event=lanes.main_events.append)
+        )
         side = lanes.side.open("/long 3000")
         await wait_until(lambda: len(lanes.main_events) > 20 and side.conversation.pending, 20)
         current = lanes.hub._current
@@ -263,7 +293,9 @@ async def test_a_server_without_lanes_gets_a_second_connection(monkeypatch: pyte
     monkeypatch.setattr(server_core, "_WS", dataclasses.replace(server_core._WS, lanes=False))
     async with run_server(ScriptedEngine(rate_tps=3000)) as srv:
         lanes = Lanes(srv)
-        main = asyncio.ensure_future(lanes.main.run_turn([user("/long 1500")], on_event=lanes.main_events.append))
+        main = asyncio.ensure_future(
+            lanes.main.run_turn([user("/long 1500")], on_event=lanes.main_events.append)
+        )
         await wait_until(lambda: len(lanes.main_events) > 5, 20)
         side = lanes.side.open("side question")
         await side_done(side)
@@ -290,8 +322,14 @@ async def test_app_services_agent_tool_loop_and_side_question_on_one_socket(tmp_
     root.mkdir()
     (root / "a.py").write_text("def f():\n    return 42\n")
     async with run_server(ScriptedEngine(rate_tps=3000)) as srv:
-        svc = AppServices(root, Settings(), store=HistoryStore(tmp_path / "h.db"), persist_settings=False,
-                          endpoint=Endpoint(srv.url, srv.token), watch=False)
+        svc = AppServices(
+            root,
+            Settings(),
+            store=HistoryStore(tmp_path / "h.db"),
+            persist_settings=False,
+            endpoint=Endpoint(srv.url, srv.token),
+            watch=False,
+        )
         opened: list[Any] = []
         svc.side_opened.connect(opened.append)
         await svc.start()
@@ -304,7 +342,9 @@ async def test_app_services_agent_tool_loop_and_side_question_on_one_socket(tmp_
             await wait_until(lambda: not svc.busy, 30)
             await side_done(side)
             assert side.last is not None and side.last.ok
-            assert srv.stats.connections == 1 and svc.hub is not None and svc.hub.lanes_seen == {None, "side-1"}
+            assert (
+                srv.stats.connections == 1 and svc.hub is not None and svc.hub.lanes_seen == {None, "side-1"}
+            )
             main_items = svc.session.client.transcript()
             assert any(i.get("type") == "function_call_output" for i in main_items)
             assert "/long" not in texts(main_items)
@@ -328,8 +368,14 @@ async def test_app_services_reconnect_mid_tool_loop_loses_nothing_on_either_lane
     root.mkdir()
     (root / "a.py").write_text("def f():\n    return 42\n")
     async with run_server(ScriptedEngine(rate_tps=2000)) as srv:
-        svc = AppServices(root, Settings(), store=HistoryStore(tmp_path / "h.db"), persist_settings=False,
-                          endpoint=Endpoint(srv.url, srv.token), watch=False)
+        svc = AppServices(
+            root,
+            Settings(),
+            store=HistoryStore(tmp_path / "h.db"),
+            persist_settings=False,
+            endpoint=Endpoint(srv.url, srv.token),
+            watch=False,
+        )
         await svc.start()
         try:
             assert svc.session is not None and svc.hub is not None
@@ -337,8 +383,12 @@ async def test_app_services_reconnect_mid_tool_loop_loses_nothing_on_either_lane
             side = svc.ask_side("/long 2000")
             assert isinstance(side, SideLane)
             svc.send_message('/call read_file {"path": "a.py"}')
-            await wait_until(lambda: side.conversation.pending and svc.session is not None
-                             and svc.session.client.in_flight(), 20)
+            await wait_until(
+                lambda: (
+                    side.conversation.pending and svc.session is not None and svc.session.client.in_flight()
+                ),
+                20,
+            )
             current = svc.hub._current
             assert current is not None
             current.ws.abort()  # the network drops under both lanes
@@ -352,7 +402,9 @@ async def test_app_services_reconnect_mid_tool_loop_loses_nothing_on_either_lane
             # the /call message as new input: its rule, not a lane's); the last item is the answer
             assert kinds.count("function_call") == kinds.count("function_call_output") >= 1
             assert main_items[-1].get("role") == "assistant"
-            assert user_texts([i for i in main_items if not is_context_item(i)]) == ['/call read_file {"path": "a.py"}']
+            assert user_texts([i for i in main_items if not is_context_item(i)]) == [
+                '/call read_file {"path": "a.py"}'
+            ]
             assert user_texts([i for i in side.items() if not is_context_item(i)]) == ["/long 2000"]
             assert "/long" not in texts(main_items) and "read_file" not in texts(side.items())
         finally:
@@ -366,7 +418,9 @@ async def test_side_lanes_close_when_settings_move_turns_elsewhere(tmp_path: Pat
     root = tmp_path / "p"
     root.mkdir()
     (root / "a.py").write_text("x = 1\n")
-    svc = AppServices(root, Settings(), store=HistoryStore(tmp_path / "h.db"), persist_settings=False, watch=False)
+    svc = AppServices(
+        root, Settings(), store=HistoryStore(tmp_path / "h.db"), persist_settings=False, watch=False
+    )
     removed: list[Any] = []
     svc.side_removed.connect(removed.append)
     await svc.start()

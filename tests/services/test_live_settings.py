@@ -28,8 +28,14 @@ async def test_failing_settings_show_a_banner_and_fixing_them_clears_it(tmp_path
     root.mkdir()
     (root / "main.py").write_text("print('hi')\n")
     keyring = MemoryKeyring()
-    svc = AppServices(root, Settings(), store=HistoryStore(tmp_path / "h.db"), secrets=SecretStore(keyring),
-                      persist_settings=False, watch=False)
+    svc = AppServices(
+        root,
+        Settings(),
+        store=HistoryStore(tmp_path / "h.db"),
+        secrets=SecretStore(keyring),
+        persist_settings=False,
+        watch=False,
+    )
     banners: list[str] = []
     states: list[ConnectionStatus] = []
     svc.banner_changed.connect(banners.append)
@@ -74,8 +80,14 @@ async def test_an_unreachable_endpoint_is_a_banner_with_the_reason(tmp_path: Pat
     root = tmp_path / "project"
     root.mkdir()
     keyring = MemoryKeyring()
-    svc = AppServices(root, Settings(), store=HistoryStore(tmp_path / "h.db"), secrets=SecretStore(keyring),
-                      persist_settings=False, watch=False)
+    svc = AppServices(
+        root,
+        Settings(),
+        store=HistoryStore(tmp_path / "h.db"),
+        secrets=SecretStore(keyring),
+        persist_settings=False,
+        watch=False,
+    )
     banners: list[str] = []
     svc.banner_changed.connect(banners.append)
     server = await start_local_server()

@@ -144,8 +144,15 @@ async def test_fatal_close_code_fails_the_turn_without_retrying() -> None:
         nonlocal accepted
         accepted += 1
         await conn.recv()
-        await conn.send(json.dumps({"type": "response.created", "sequence_number": 0,
-                                    "response": {"id": "resp_x", "status": "in_progress", "output": []}}))
+        await conn.send(
+            json.dumps(
+                {
+                    "type": "response.created",
+                    "sequence_number": 0,
+                    "response": {"id": "resp_x", "status": "in_progress", "output": []},
+                }
+            )
+        )
         await conn.close(1008, "you are not reading")
 
     async with serve(handler, "127.0.0.1", 0) as server:
@@ -209,9 +216,20 @@ async def test_a_failing_rebuild_does_not_wedge_the_session() -> None:
 
 # ---- the retry policy in memory: transport, poster, sleep and delays passed in as values ----------
 
-DONE = {"id": "resp_h", "object": "response", "status": "completed", "output": [
-    {"type": "message", "id": "msg_h", "role": "assistant", "status": "completed",
-     "content": [{"type": "output_text", "text": "over http", "annotations": []}]}]}
+DONE = {
+    "id": "resp_h",
+    "object": "response",
+    "status": "completed",
+    "output": [
+        {
+            "type": "message",
+            "id": "msg_h",
+            "role": "assistant",
+            "status": "completed",
+            "content": [{"type": "output_text", "text": "over http", "annotations": []}],
+        }
+    ],
+}
 
 
 class Recorder:
@@ -242,7 +260,10 @@ class Recorder:
 
 def fake_session(url: str, rec: Recorder) -> ResponsesSession:
     return ResponsesSession(
-        Endpoint(url, "t"), connect=rec.connect, post=rec.post, sleep=rec.sleep,
+        Endpoint(url, "t"),
+        connect=rec.connect,
+        post=rec.post,
+        sleep=rec.sleep,
         delays=lambda: iter([0.1, 0.2, 0.4, 0.8, 1.6, 3.2]),
     )
 

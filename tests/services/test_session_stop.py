@@ -41,10 +41,16 @@ def watch(s: ResponsesSession) -> tuple[list[SentFrame], Inspector]:
     frames: list[SentFrame] = []
     insp = Inspector()
     s.sent.connect(frames.append)
-    s.sent.connect(lambda f: insp.record_send(f.frame, transport=f.transport, fresh_cause=f.fresh_cause,
-                                              transcript=f.transcript))
-    s.ended.connect(lambda r: insp.record_end(status=r.status, response_id=r.response_id, usage=r.usage,
-                                              kept_chain=r.kept_chain))
+    s.sent.connect(
+        lambda f: insp.record_send(
+            f.frame, transport=f.transport, fresh_cause=f.fresh_cause, transcript=f.transcript
+        )
+    )
+    s.ended.connect(
+        lambda r: insp.record_end(
+            status=r.status, response_id=r.response_id, usage=r.usage, kept_chain=r.kept_chain
+        )
+    )
     return frames, insp
 
 

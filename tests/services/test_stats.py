@@ -30,7 +30,11 @@ def test_rate_publishing_and_usage() -> None:
     usage = {"input_tokens": 120, "input_tokens_details": {"cached_tokens": 100}}
     stats.on_event(ev.ResponseCompleted(response={"id": "r", "usage": usage}))
     last = seen[-1]
-    assert (last.last_turn_input_tokens, last.last_turn_cached_tokens, last.session_input_tokens) == (120, 100, 120)
+    assert (last.last_turn_input_tokens, last.last_turn_cached_tokens, last.session_input_tokens) == (
+        120,
+        100,
+        120,
+    )
     clock.now += 5
     stats.publish()
     assert seen[-1].tokens_per_s_now == 0 and seen[-1].tokens_per_s_peak >= 900

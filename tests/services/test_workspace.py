@@ -164,8 +164,12 @@ async def test_turn_after_a_push_stays_incremental(tmp_path: Path) -> None:
     rec = Recorder()
     async with run_server(rec) as srv:
         ws, session, sync, _pushes = await make(tmp_path, srv)
-        settings = {"instructions": "be brief", "tools": [{"type": "function", "name": "noop",
-                                                            "parameters": {"type": "object", "properties": {}}}]}
+        settings = {
+            "instructions": "be brief",
+            "tools": [
+                {"type": "function", "name": "noop", "parameters": {"type": "object", "properties": {}}}
+            ],
+        }
         sync.settings = settings
         assert await sync.push()
         result = await sync.turn([user("hi")], settings=settings)
@@ -374,8 +378,9 @@ async def test_first_context_ranks_readme_entry_points_and_edits_before_tests(tm
         await ws.aclose()
 
 
-async def test_index_batches_are_bounded_however_fast_the_walk(tmp_path: Path,
-                                                               monkeypatch: pytest.MonkeyPatch) -> None:
+async def test_index_batches_are_bounded_however_fast_the_walk(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """A walk faster than the batch clock still hands rows over in bounded batches, never the
     whole tree at the end."""
     from app.services import workspace as wsm

@@ -110,7 +110,9 @@ def failing_run(*failures: tuple[str, str], passed: int = 0, duration: float = 0
     run = TestRun(**kw)  # type: ignore[arg-type]
     run.apply({"kind": "run_started"})
     for i in range(passed):
-        run.apply({"kind": "phase", "nodeid": f"tests/test_ok.py::test_{i}", "when": "call", "category": "passed"})
+        run.apply(
+            {"kind": "phase", "nodeid": f"tests/test_ok.py::test_{i}", "when": "call", "category": "passed"}
+        )
     for nodeid, text in failures:
         run.apply({"kind": "phase", "nodeid": nodeid, "when": "call", "category": "failed", "text": text})
     run.apply({"kind": "run_finished", "exitstatus": 1 if failures else 0, "duration": duration})
@@ -119,7 +121,9 @@ def failing_run(*failures: tuple[str, str], passed: int = 0, duration: float = 0
 
 def test_assertion_failure_keeps_id_message_and_the_assert_line() -> None:
     """The simplest failure: the id, the assertion message, the `>` line and its `E` lines."""
-    d = build_digest(failing_run(("tests/test_calc.py::test_add", ASSERT), passed=3), estimate=estimate_tokens)
+    d = build_digest(
+        failing_run(("tests/test_calc.py::test_add", ASSERT), passed=3), estimate=estimate_tokens
+    )
     assert d.text.splitlines() == [
         "FAILED: 1 failed, 3 passed in 0.50s",
         "FAILED tests/test_calc.py::test_add - assert -1 == 5",
@@ -145,8 +149,11 @@ def test_library_frames_are_collapsed_to_a_count() -> None:
     """Frames in the standard library are counted, not shown; the exception raised there is kept."""
     frames, _ = parse_traceback(LIBRARY)
     assert [(f.path, f.in_project) for f in frames] == [
-        ("tests/test_calc.py", True), ("pkg/calc.py", True), ("/usr/lib/python3.12/json/__init__.py", False),
-        ("/usr/lib/python3.12/json/decoder.py", False)]
+        ("tests/test_calc.py", True),
+        ("pkg/calc.py", True),
+        ("/usr/lib/python3.12/json/__init__.py", False),
+        ("/usr/lib/python3.12/json/decoder.py", False),
+    ]
     d = build_digest(failing_run(("tests/test_calc.py::test_parse", LIBRARY)), estimate=estimate_tokens)
     assert "  pkg/calc.py:9 in parse: return json.loads(text)" in d.text
     assert "(2 frames outside the project, raised at /usr/lib/python3.12/json/decoder.py:353)" in d.text
@@ -177,7 +184,9 @@ def test_chained_exceptions_keep_both_causes_and_skip_captured_output() -> None:
 
 def test_over_budget_tracebacks_go_first_and_ids_and_counts_stay() -> None:
     """Forty different failures in 1,200 tokens: every id and the counts stay, tracebacks are trimmed and counted."""
-    failures = [(f"tests/test_calc.py::test_helper[{i}]", DEEP.replace("bad x: 2", f"bad x: {i}")) for i in range(40)]
+    failures = [
+        (f"tests/test_calc.py::test_helper[{i}]", DEEP.replace("bad x: 2", f"bad x: {i}")) for i in range(40)
+    ]
     run = failing_run(*failures, passed=100)
     full = build_digest(run, estimate=estimate_tokens, budget=100_000)
     d = build_digest(run, estimate=estimate_tokens, budget=1200)
@@ -193,7 +202,9 @@ def test_over_budget_tracebacks_go_first_and_ids_and_counts_stay() -> None:
 
 def test_failures_alike_point_to_the_first() -> None:
     """Thirty tests failing the same way (one bug, many tests) cost one traceback and thirty ids."""
-    failures = [(f"tests/test_calc.py::test_helper[{i}]", DEEP.replace("x = 2", f"x = {i}")) for i in range(30)]
+    failures = [
+        (f"tests/test_calc.py::test_helper[{i}]", DEEP.replace("x = 2", f"x = {i}")) for i in range(30)
+    ]
     d = build_digest(failing_run(*failures), estimate=estimate_tokens)
     assert d.trimmed == 0 and d.text.count("pkg/calc.py:18") == 1
     assert "FAILED tests/test_calc.py::test_helper[29] - same error as test_helper[0]" in d.text
@@ -212,8 +223,12 @@ def test_ids_alone_over_budget_are_counted_not_dropped_silently() -> None:
 def test_signature_is_ids_with_messages_addresses_masked() -> None:
     """Same ids and messages (object addresses aside) give one signature; another message another."""
     a = build_digest(failing_run(("t::x", DEEP)), estimate=estimate_tokens).signature
-    b = build_digest(failing_run(("t::x", DEEP.replace("0x7f13ba53c740", "0x55aa"))), estimate=estimate_tokens).signature
-    c = build_digest(failing_run(("t::x", DEEP.replace("bad x: 2", "bad x: 3"))), estimate=estimate_tokens).signature
+    b = build_digest(
+        failing_run(("t::x", DEEP.replace("0x7f13ba53c740", "0x55aa"))), estimate=estimate_tokens
+    ).signature
+    c = build_digest(
+        failing_run(("t::x", DEEP.replace("bad x: 2", "bad x: 3"))), estimate=estimate_tokens
+    ).signature
     assert a == b == frozenset({("t::x", "ValueError: bad x: 2 for <pkg.calc.Obj object at 0x?>")})
     assert a != c
     assert stuck([a, b, b]) and not stuck([a, c, a])
@@ -253,10 +268,16 @@ def test_frame_for_a_failure_without_a_location() -> None:
 def test_rerun_targets_are_the_failed_ids_of_the_run() -> None:
     """Failed and errored tests and collection errors, in order, each once; passes are left out."""
     run = failing_run(("tests/a.py::test_x[1-2]", ASSERT), ("tests/a.py::T::test_y", ASSERT), passed=5)
-    run.apply({"kind": "phase", "nodeid": "tests/b.py::test_z", "when": "setup", "category": "error", "text": "x"})
+    run.apply(
+        {"kind": "phase", "nodeid": "tests/b.py::test_z", "when": "setup", "category": "error", "text": "x"}
+    )
     run.apply({"kind": "collect_error", "nodeid": "tests/c.py", "text": COLLECT})
-    assert rerun_targets(run) == ["tests/a.py::test_x[1-2]", "tests/a.py::T::test_y", "tests/b.py::test_z",
-                                  "tests/c.py"]
+    assert rerun_targets(run) == [
+        "tests/a.py::test_x[1-2]",
+        "tests/a.py::T::test_y",
+        "tests/b.py::test_z",
+        "tests/c.py",
+    ]
 
 
 @pytest.mark.parametrize(

@@ -53,7 +53,11 @@ def test_read_file_with_range() -> None:
     """Lines come back numbered, in the asked range."""
     res = execute("read_file", '{"path": "src/app.py", "start_line": 3, "end_line": 4}', ctx())
     assert res.ok
-    assert res.output_text.splitlines() == ["src/app.py (lines 3-4 of 4)", "3\tdef main():", "4\t    return os.getcwd()"]
+    assert res.output_text.splitlines() == [
+        "src/app.py (lines 3-4 of 4)",
+        "3\tdef main():",
+        "4\t    return os.getcwd()",
+    ]
 
 
 def test_read_file_errors() -> None:
@@ -120,7 +124,10 @@ def test_apply_patch_proposes_only() -> None:
     patch = "*** Begin Patch\n*** Update File: src/util.py\n@@\n-    return 'MAIN'\n+    return 'main'\n*** End Patch"
     res = execute("apply_patch", {"patch": patch}, c)
     assert res.ok and "M src/util.py (+1 -1)" in res.output_text
-    assert res.change_set is not None and res.change_set.files[0].new_text == "def helper():\n    return 'main'\n"
+    assert (
+        res.change_set is not None
+        and res.change_set.files[0].new_text == "def helper():\n    return 'main'\n"
+    )
     assert c.fs.read_bytes("src/util.py") == FILES["src/util.py"]
     bad = execute("apply_patch", {"patch": "*** Begin Patch\n*** Add File: ../x\n+y\n*** End Patch"}, c)
     assert not bad.ok and "'..'" in bad.output_text

@@ -55,8 +55,10 @@ def test_parse_accepts_heredoc_wrapper_and_crlf() -> None:
         (P("*** Update File: a", "@@", "?bad"), "hunk lines must start"),
         (P(), "changes no files"),
         (P("*** Add File: a", "+x", "*** Delete File: a"), "line 4: 'a' is already changed at line 2"),
-        (P("*** Update File: src/a.py", "@@", "-x", "+y", "*** Update File: ./src/a.py", "@@", "-y", "+z"),
-         "line 6: './src/a.py' is already changed at line 2 of this patch \\(as 'src/a.py'\\)"),
+        (
+            P("*** Update File: src/a.py", "@@", "-x", "+y", "*** Update File: ./src/a.py", "@@", "-y", "+z"),
+            "line 6: './src/a.py' is already changed at line 2 of this patch \\(as 'src/a.py'\\)",
+        ),
         (P("*** Add File: "), "needs a path"),
     ],
 )
@@ -139,8 +141,12 @@ def test_plan_update_add_delete_move() -> None:
         "*** Update File: m.py", "*** Move to: sub/m.py", "@@", "-k", "+K",
     ), reader(files))  # fmt: skip
     got = {(f.op, f.target): f.new_text for f in cs.files}
-    assert got == {("update", "a.py"): "x = 2\n", ("add", "n.txt"): "hi\n", ("delete", "old.txt"): None,
-                   ("move", "sub/m.py"): "K\n"}
+    assert got == {
+        ("update", "a.py"): "x = 2\n",
+        ("add", "n.txt"): "hi\n",
+        ("delete", "old.txt"): None,
+        ("move", "sub/m.py"): "K\n",
+    }
     assert "M a.py (+1 -1)" in cs.summary()
     payload = cs.payload()
     assert [f["op"] for f in payload["files"]] == ["update", "add", "delete", "move"]
@@ -175,8 +181,11 @@ def test_plan_conflict_never_overwrites() -> None:
     """Overlapping edits raise PatchConflict showing the conflict."""
     seen = "a\nb\nc\n"
     with pytest.raises(PatchConflict, match="b USER"):
-        plan_patch(P("*** Update File: f", "@@", " a", "-b", "+b MODEL"), reader({"f": b"a\nb USER\nc\n"}),
-                   {"f": seen}.get)
+        plan_patch(
+            P("*** Update File: f", "@@", " a", "-b", "+b MODEL"),
+            reader({"f": b"a\nb USER\nc\n"}),
+            {"f": seen}.get,
+        )
 
 
 def test_render_subset_of_hunks() -> None:

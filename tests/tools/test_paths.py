@@ -18,8 +18,15 @@ def test_confine_normalises(raw: str, want: str) -> None:
 
 @pytest.mark.parametrize(
     ("raw", "word"),
-    [("/etc/passwd", "absolute"), ("C:\\x", "absolute"), ("~/.ssh/id_rsa", "home"), ("a/../../x", "'..'"),
-     ("..", "'..'"), ("a\x00b", "NUL"), ("", "required")],
+    [
+        ("/etc/passwd", "absolute"),
+        ("C:\\x", "absolute"),
+        ("~/.ssh/id_rsa", "home"),
+        ("a/../../x", "'..'"),
+        ("..", "'..'"),
+        ("a\x00b", "NUL"),
+        ("", "required"),
+    ],
 )
 def test_confine_refuses(raw: str, word: str) -> None:
     """Escapes are refused with a message naming the reason."""

@@ -10,8 +10,15 @@ from app.tools.specs import TOOL_SPECS, CommandPolicy, ToolArgumentError, parse_
 def test_responses_tools_shape() -> None:
     """Each entry is a non-strict function tool with an object schema."""
     tools = responses_tools()
-    assert [t["name"] for t in tools] == ["read_file", "list_files", "search", "apply_patch", "run_tests",
-                                          "rerun_failed", "run_command"]
+    assert [t["name"] for t in tools] == [
+        "read_file",
+        "list_files",
+        "search",
+        "apply_patch",
+        "run_tests",
+        "rerun_failed",
+        "run_command",
+    ]
     for t in tools:
         assert t["type"] == "function" and t["strict"] is False
         assert t["parameters"]["type"] == "object" and t["description"]
@@ -21,7 +28,9 @@ def test_responses_tools_shape() -> None:
 def test_parse_arguments_ok_and_nulls() -> None:
     """Valid arguments pass; null optionals are dropped."""
     assert parse_arguments("read_file", '{"path": "a.py", "start_line": 3, "end_line": null}') == {
-        "path": "a.py", "start_line": 3}
+        "path": "a.py",
+        "start_line": 3,
+    }
     assert parse_arguments("list_files", "") == {}
 
 
@@ -59,4 +68,6 @@ def test_command_policy() -> None:
     assert pol.decide("pytest; rm -rf /") == "ask"
     assert pol.decide("pytest $(evil)") == "ask"
     grown = CommandPolicy().with_allowed("make lint")
-    assert grown.mode == "allow_list" and grown.decide("make lint") == "allow" and grown.decide("make") == "ask"
+    assert (
+        grown.mode == "allow_list" and grown.decide("make lint") == "allow" and grown.decide("make") == "ask"
+    )

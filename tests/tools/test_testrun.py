@@ -15,7 +15,9 @@ def line(**ev: object) -> bytes:
 
 def test_decoder_split_and_junk() -> None:
     """Events split across chunks decode once; junk lines are counted, not raised."""
-    data = line(kind="started", nodeid="a") + b"not json\n" + line(kind="finished", nodeid="a") + b'{"kind": "x"'
+    data = (
+        line(kind="started", nodeid="a") + b"not json\n" + line(kind="finished", nodeid="a") + b'{"kind": "x"'
+    )
     dec = EventDecoder()
     got = []
     for i in range(len(data)):
@@ -56,8 +58,15 @@ def test_summary_caps_failures_and_text() -> None:
     """Only the first failures are shown, each traceback as its tail."""
     run = TestRun()
     for i in range(12):
-        run.apply({"kind": "phase", "nodeid": f"t::{i}", "when": "call", "category": "failed",
-                   "text": "x" * 5000 + f"END{i}"})
+        run.apply(
+            {
+                "kind": "phase",
+                "nodeid": f"t::{i}",
+                "when": "call",
+                "category": "failed",
+                "text": "x" * 5000 + f"END{i}",
+            }
+        )
     run.apply({"kind": "run_finished", "exitstatus": 1})
     text = run.summary_for_model(max_failures=3, max_text=100)
     assert "END0" in text and "END2" in text and "END3" not in text.split("more failing")[0]
@@ -82,14 +91,25 @@ def test_status_words() -> None:
 @pytest.mark.parametrize(
     ("lines", "want"),
     [
-        (["==== 3 failed, 10 passed, 1 skipped, 2 warnings in 0.5s ===="], {"failed": 3, "passed": 10, "skipped": 1}),
+        (
+            ["==== 3 failed, 10 passed, 1 skipped, 2 warnings in 0.5s ===="],
+            {"failed": 3, "passed": 10, "skipped": 1},
+        ),
         (["== 1 passed, 1 error in 0.01s =="], {"passed": 1, "error": 1}),
-        (["test result: ok. 4 passed; 0 failed; 1 ignored; 0 measured",
-          "test result: FAILED. 2 passed; 1 failed; 0 ignored; 0 measured"], {"passed": 6, "failed": 1, "skipped": 1}),
+        (
+            [
+                "test result: ok. 4 passed; 0 failed; 1 ignored; 0 measured",
+                "test result: FAILED. 2 passed; 1 failed; 0 ignored; 0 measured",
+            ],
+            {"passed": 6, "failed": 1, "skipped": 1},
+        ),
         (["Tests:       1 failed, 2 skipped, 5 passed, 8 total"], {"failed": 1, "skipped": 2, "passed": 5}),
         (["# pass 7", "# fail 1", "# skipped 0"], {"passed": 7, "failed": 1, "skipped": 0}),
         (["  12 passing (30ms)", "  2 failing"], {"passed": 12, "failed": 2}),
-        (["--- FAIL: TestX (0.00s)", "--- PASS: TestY (0.00s)", "FAIL\tpkg\t0.1s"], {"failed": 1, "passed": 1}),
+        (
+            ["--- FAIL: TestX (0.00s)", "--- PASS: TestY (0.00s)", "FAIL\tpkg\t0.1s"],
+            {"failed": 1, "passed": 1},
+        ),
         (["result: 4 passed, 0 failed, 2 skipped"], {"passed": 4, "failed": 0, "skipped": 2}),
         (["nothing to see"], None),
     ],

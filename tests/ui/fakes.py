@@ -74,7 +74,9 @@ class FakeServices:
     async def start(self) -> None:
         self.started = True
         self._watch = asyncio.ensure_future(self._watch_folder())
-        self.connection_changed.emit(ConnectionStatus("warm", "connected", "scripted — no model", "ws://fake"))
+        self.connection_changed.emit(
+            ConnectionStatus("warm", "connected", "scripted — no model", "ws://fake")
+        )
 
     async def _watch_folder(self) -> None:
         """A stand-in for the real watcher: each file shows pending once, then in view."""
@@ -86,8 +88,9 @@ class FakeServices:
                 names = []
             fresh = [n for n in names if n not in seen]
             if fresh:
-                self.files_changed.emit(FileChanges.listing(FileBadge(n, "pending" if n in fresh else "in_view")
-                                                            for n in names))
+                self.files_changed.emit(
+                    FileChanges.listing(FileBadge(n, "pending" if n in fresh else "in_view") for n in names)
+                )
                 seen.update(fresh)
             seen &= set(names)
             self.files_changed.emit(FileChanges.listing(FileBadge(n, "in_view") for n in names))
@@ -189,12 +192,18 @@ class FakeServices:
         feed_wire_demo(self.inspector)
 
 
-SETTINGS = {"model": "gpt-5.3-codex", "store": False, "instructions": "You are Slipstream's coding assistant.",
-            "tools": [{"type": "function", "name": "apply_patch", "parameters": {"type": "object"}}]}
-DEMO_DIFF = ("--- a/app/parse.py\n+++ b/app/parse.py\n@@ -3,6 +3,6 @@ def parse_header(lines):\n"
-             "     out: dict[str, str] = {}\n     for line in lines:\n         if not line.strip():\n"
-             "-            break\n+            continue  # a blank line inside the header\n"
-             "         key, _, value = line.partition(\":\")\n")
+SETTINGS = {
+    "model": "gpt-5.3-codex",
+    "store": False,
+    "instructions": "You are Slipstream's coding assistant.",
+    "tools": [{"type": "function", "name": "apply_patch", "parameters": {"type": "object"}}],
+}
+DEMO_DIFF = (
+    "--- a/app/parse.py\n+++ b/app/parse.py\n@@ -3,6 +3,6 @@ def parse_header(lines):\n"
+    "     out: dict[str, str] = {}\n     for line in lines:\n         if not line.strip():\n"
+    "-            break\n+            continue  # a blank line inside the header\n"
+    '         key, _, value = line.partition(":")\n'
+)
 
 
 def _msg(text: str, role: str = "user") -> dict[str, Any]:
@@ -208,36 +217,73 @@ def feed_wire_demo(insp: Inspector) -> None:
 
     convo: list[dict[str, Any]] = []
 
-    def send(items: list[dict[str, Any]], prev: str | None, rid: str, usage: tuple[int, int, int],
-             status: str = "completed", generate: bool = True, cause: str = "", answer: str = "",
-             kept: bool = False, transport: str = "websocket") -> None:
+    def send(
+        items: list[dict[str, Any]],
+        prev: str | None,
+        rid: str,
+        usage: tuple[int, int, int],
+        status: str = "completed",
+        generate: bool = True,
+        cause: str = "",
+        answer: str = "",
+        kept: bool = False,
+        transport: str = "websocket",
+    ) -> None:
         convo.extend(items)
         body: dict[str, Any] = {"type": "response.create", **SETTINGS, "input": items}
         if prev:
             body["previous_response_id"] = prev
         if not generate:
             body["generate"] = False
-        insp.record_send(json.dumps(body).encode(), transport=transport, fresh_cause=cause, transcript=list(convo))
+        insp.record_send(
+            json.dumps(body).encode(), transport=transport, fresh_cause=cause, transcript=list(convo)
+        )
         inp, cached, out = usage
-        insp.record_end(status=status, response_id=rid, ttft_ms=180.0 if generate else None, kept_chain=kept,
-                        usage={"input_tokens": inp, "input_tokens_details": {"cached_tokens": cached},
-                               "output_tokens": out})
+        insp.record_end(
+            status=status,
+            response_id=rid,
+            ttft_ms=180.0 if generate else None,
+            kept_chain=kept,
+            usage={
+                "input_tokens": inp,
+                "input_tokens_details": {"cached_tokens": cached},
+                "output_tokens": out,
+            },
+        )
         if answer:
             convo.append(_msg(answer, "assistant"))
 
-    snapshot = ("[slipstream context snapshot] 14 files, 9 shown in full (budget 32k tokens)\n\n"
-                + "".join(f"=== app/module_{n}.py ===\n" + "def f():\n    return 42\n" * 40 for n in range(9)))
+    snapshot = "[slipstream context snapshot] 14 files, 9 shown in full (budget 32k tokens)\n\n" + "".join(
+        f"=== app/module_{n}.py ===\n" + "def f():\n    return 42\n" * 40 for n in range(9)
+    )
     send([_msg(snapshot)], None, "resp_a1", (9120, 0, 0), generate=False)
-    send([_msg("Why does test_parse_header fail?")], "resp_a1", "resp_a2", (9160, 9120, 310),
-         answer="parse_header stops at the first blank line.")
-    update = ("[slipstream context update] 1 file changed: app/parse.py (+1 -1)\n\n" + DEMO_DIFF)
+    send(
+        [_msg("Why does test_parse_header fail?")],
+        "resp_a1",
+        "resp_a2",
+        (9160, 9120, 310),
+        answer="parse_header stops at the first blank line.",
+    )
+    update = "[slipstream context update] 1 file changed: app/parse.py (+1 -1)\n\n" + DEMO_DIFF
     send([_msg(update)], "resp_a2", "resp_a3", (9590, 9470, 0), generate=False)
-    send([_msg("/long 20000 explain the whole parser")], "resp_a3", "resp_a4", (9610, 9590, 212),
-         status="cancelled", kept=True, answer="The parser reads the header line by line")
-    send([_msg("Thanks. Now run the tests.")], "resp_a4", "resp_a5", (9835, 9822, 95),
-         answer="11 passed.")
-    send([_msg("And the client tests?")], None, "resp_b1", (9900, 0, 120), cause="connection lost (code 1006)",
-         answer="All 7 passed.")
+    send(
+        [_msg("/long 20000 explain the whole parser")],
+        "resp_a3",
+        "resp_a4",
+        (9610, 9590, 212),
+        status="cancelled",
+        kept=True,
+        answer="The parser reads the header line by line",
+    )
+    send([_msg("Thanks. Now run the tests.")], "resp_a4", "resp_a5", (9835, 9822, 95), answer="11 passed.")
+    send(
+        [_msg("And the client tests?")],
+        None,
+        "resp_b1",
+        (9900, 0, 120),
+        cause="connection lost (code 1006)",
+        answer="All 7 passed.",
+    )
 
 
 def fake_services(root: Path, settings: Settings) -> Services:

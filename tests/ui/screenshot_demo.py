@@ -65,8 +65,14 @@ TESTS = [
 
 def populate(fake: FakeServices, now: float) -> None:
     t = fake.conversation
-    fake.connection_changed.emit(ConnectionStatus("warm", "connected to ws://127.0.0.1:8765", "scripted — no model",
-                                                  "ws://127.0.0.1:8765/v1/responses"))
+    fake.connection_changed.emit(
+        ConnectionStatus(
+            "warm",
+            "connected to ws://127.0.0.1:8765",
+            "scripted — no model",
+            "ws://127.0.0.1:8765/v1/responses",
+        )
+    )
     fake.banner_changed.emit(
         "**No model configured — running the scripted demo engine.** Connect a model in *Settings*: "
         "OpenAI or xAI (API key in your keychain), a local server (`slipstream serve` with llama.cpp, "
@@ -86,27 +92,39 @@ def populate(fake: FakeServices, now: float) -> None:
     t.apply(st.completed("resp_1"))
     t.add_notice("info", "Undid the last patch: src/parse.py")
     fake.stats_changed.emit(StreamStats(412.0, 2380.0, 18_420, 19_100, 17_900, 146_000, 128_500))
-    fake.files_changed.emit(FileChanges.listing([
-        FileBadge("src/parse.py", "pending"),
-        FileBadge("src/client.py", "in_view"),
-        FileBadge("src/__init__.py", "in_view"),
-        FileBadge("tests/test_parse.py", "in_view"),
-        FileBadge("tests/test_client.py", "in_view"),
-        FileBadge("README.md", "in_view"),
-        FileBadge("pyproject.toml", "in_view"),
-        FileBadge("docs/logo.png", "summarised", "binary"),
-        FileBadge("data/fixtures.json", "summarised", "too large"),
-        FileBadge(".env", "excluded", "secret"),
-        FileBadge("build/out.o", "excluded", "gitignored"),
-    ]))
+    fake.files_changed.emit(
+        FileChanges.listing(
+            [
+                FileBadge("src/parse.py", "pending"),
+                FileBadge("src/client.py", "in_view"),
+                FileBadge("src/__init__.py", "in_view"),
+                FileBadge("tests/test_parse.py", "in_view"),
+                FileBadge("tests/test_client.py", "in_view"),
+                FileBadge("README.md", "in_view"),
+                FileBadge("pyproject.toml", "in_view"),
+                FileBadge("docs/logo.png", "summarised", "binary"),
+                FileBadge("data/fixtures.json", "summarised", "too large"),
+                FileBadge(".env", "excluded", "secret"),
+                FileBadge("build/out.o", "excluded", "gitignored"),
+            ]
+        )
+    )
     run = fake.test_run
     names = [name for name, *_ in TESTS]
     run.apply({"kind": "run_started"})
     run.apply({"kind": "collected", "count": len(names), "nodeids": names})
     for name, outcome, dur, text in TESTS:
         run.apply({"kind": "started", "nodeid": name})
-        run.apply({"kind": "phase", "nodeid": name, "when": "call", "category": outcome, "duration": dur,
-                   "text": text})
+        run.apply(
+            {
+                "kind": "phase",
+                "nodeid": name,
+                "when": "call",
+                "category": outcome,
+                "duration": dur,
+                "text": text,
+            }
+        )
     run.apply({"kind": "run_finished", "exitstatus": 1, "duration": 0.19})
     fake.sessions[:] = [
         SessionInfo("s3", "Why does test_parse_header fail?", str(fake.project_root), now - 20, 1),
@@ -170,9 +188,34 @@ def populate_cards(fake: FakeServices) -> None:
     t.apply(st.item_done("fc_2"))
     t.apply(st.completed("resp_1"))
     t.add_tool_output("call_1", "patch applied: src/client.py (+1 -1)", True)
-    t.add_tool_output("call_2", "\n".join(f"tests/test_client.py::test_{n} PASSED" for n in (
-        "fetch", "retry", "timeout", "proxy", "headers", "redirect", "cookies", "gzip", "chunked", "auth",
-        "keepalive", "close", "unicode", "large", "empty", "stream", "cancel", "pool")) + "\n18 passed in 0.41s\n", True)
+    t.add_tool_output(
+        "call_2",
+        "\n".join(
+            f"tests/test_client.py::test_{n} PASSED"
+            for n in (
+                "fetch",
+                "retry",
+                "timeout",
+                "proxy",
+                "headers",
+                "redirect",
+                "cookies",
+                "gzip",
+                "chunked",
+                "auth",
+                "keepalive",
+                "close",
+                "unicode",
+                "large",
+                "empty",
+                "stream",
+                "cancel",
+                "pool",
+            )
+        )
+        + "\n18 passed in 0.41s\n",
+        True,
+    )
     t.apply(ev.ResponseCreated(response={"id": "resp_2", "model": "gpt-5.3-codex"}))
     t.apply(st.text("msg_2", "All 18 client tests pass now.\n"))
     t.apply(st.item_done("msg_2"))
@@ -192,14 +235,20 @@ def main(argv: list[str]) -> int:
     p.add_argument("--screen", action="store_true")
     p.add_argument("--dialog", choices=["none", "patch", "command", "settings"], default="none")
     p.add_argument("--tab", type=int, default=0)
-    p.add_argument("--banner", choices=["demo", "settings-failure"], default="demo",
-                   help="settings-failure: the banner after Settings named OpenAI without a key")
+    p.add_argument(
+        "--banner",
+        choices=["demo", "settings-failure"],
+        default="demo",
+        help="settings-failure: the banner after Settings named OpenAI without a key",
+    )
     p.add_argument("--no-keychain", action="store_true", help="the settings dialog without an OS keychain")
     p.add_argument("--scene", choices=["demo", "cards", "empty", "help"], default="demo")
     p.add_argument("--top", action="store_true", help="show the start of the conversation")
     a = p.parse_args(argv)
     app = QApplication.instance() or QApplication(sys.argv[:1])
-    fake = FakeServices(project_root=Path("/home/dev/parsekit"), settings=Settings(theme=a.theme, pins=["src/client.py"]))
+    fake = FakeServices(
+        project_root=Path("/home/dev/parsekit"), settings=Settings(theme=a.theme, pins=["src/client.py"])
+    )
     fake.settings.recent_projects = ["/home/dev/parsekit", "/home/dev/webapp"]
     win, ctl = open_window(fake)
     if a.no_keychain:
@@ -210,32 +259,78 @@ def main(argv: list[str]) -> int:
     elif a.scene == "cards":
         populate_cards(fake)
     else:
-        fake.connection_changed.emit(ConnectionStatus("warm", "connected to ws://127.0.0.1:8765",
-                                                      "scripted — no model", "ws://127.0.0.1:8765/v1/responses"))
+        fake.connection_changed.emit(
+            ConnectionStatus(
+                "warm",
+                "connected to ws://127.0.0.1:8765",
+                "scripted — no model",
+                "ws://127.0.0.1:8765/v1/responses",
+            )
+        )
     if a.banner == "settings-failure":
         from app.services.app import failure_banner
 
         s = Settings(provider="openai", model="gpt-5.3-codex")
-        fake.banner_changed.emit(failure_banner(s, ["No API key for OpenAI in the keychain (Settings → API key)."]))
-    fake.files_changed.emit(FileChanges({}, counts={"in_view": 6, "pending": 1, "summarised": 2, "excluded": 2},
-                                        snapshot=SnapshotSummary(
-        32_000, 21_400, ("README.md", "pyproject.toml", "src/__init__.py", "src/client.py", "src/parse.py"), 6)))
+        fake.banner_changed.emit(
+            failure_banner(s, ["No API key for OpenAI in the keychain (Settings → API key)."])
+        )
+    fake.files_changed.emit(
+        FileChanges(
+            {},
+            counts={"in_view": 6, "pending": 1, "summarised": 2, "excluded": 2},
+            snapshot=SnapshotSummary(
+                32_000,
+                21_400,
+                ("README.md", "pyproject.toml", "src/__init__.py", "src/client.py", "src/parse.py"),
+                6,
+            ),
+        )
+    )
     if a.scene == "help":
         win.show_help().move(320, 90)
     ctl.refresh_sessions()
     win.side.setCurrentIndex(a.tab)
     if a.dialog == "patch":
-        ctl.show_approval(ApprovalRequest("patch", "Apply patch to 1 file?", {"files": [{
-            "path": "src/parse.py", "op": "update", "hunks": [
-                {"header": "@@ -12,7 +12,7 @@ def parse_header", "lines": [
-                    "     for line in lines:", "         if not line.strip():", "-            break",
-                    "+            continue", "         key, _, value = line.partition(\":\")"]},
-                {"header": "@@ -30,3 +30,4 @@", "lines": [" def helper():", "+    # keep order", "     pass"]},
-            ]}]}, lambda d: None)).move(190, 80)
+        ctl.show_approval(
+            ApprovalRequest(
+                "patch",
+                "Apply patch to 1 file?",
+                {
+                    "files": [
+                        {
+                            "path": "src/parse.py",
+                            "op": "update",
+                            "hunks": [
+                                {
+                                    "header": "@@ -12,7 +12,7 @@ def parse_header",
+                                    "lines": [
+                                        "     for line in lines:",
+                                        "         if not line.strip():",
+                                        "-            break",
+                                        "+            continue",
+                                        '         key, _, value = line.partition(":")',
+                                    ],
+                                },
+                                {
+                                    "header": "@@ -30,3 +30,4 @@",
+                                    "lines": [" def helper():", "+    # keep order", "     pass"],
+                                },
+                            ],
+                        }
+                    ]
+                },
+                lambda d: None,
+            )
+        ).move(190, 80)
     elif a.dialog == "command":
-        ctl.show_approval(ApprovalRequest("command", "Run a command?",
-                                          {"command": "pytest -q tests/test_client.py", "cwd": "/home/dev/parsekit"},
-                                          lambda d: None)).move(360, 260)
+        ctl.show_approval(
+            ApprovalRequest(
+                "command",
+                "Run a command?",
+                {"command": "pytest -q tests/test_client.py", "cwd": "/home/dev/parsekit"},
+                lambda d: None,
+            )
+        ).move(360, 260)
     elif a.dialog == "settings":
         dlg = ctl.show_settings()
         if dlg is not None:

@@ -35,8 +35,10 @@ from tests.services.test_session_stop import drop_sockets_at_first_token
 from tests.ui.fakes import FakeServices
 from tests.ui.screenshot_demo import open_window
 
-PARSE = "def parse_header(lines):\n    out = {}\n    for line in lines:\n        if not line.strip():\n" \
-        "            break\n        key, _, value = line.partition(':')\n        out[key] = value\n    return out\n"
+PARSE = (
+    "def parse_header(lines):\n    out = {}\n    for line in lines:\n        if not line.strip():\n"
+    "            break\n        key, _, value = line.partition(':')\n        out[key] = value\n    return out\n"
+)
 
 
 async def real_inspector(tmp: Path) -> tuple[Inspector, list[tuple[str, str, str]]]:
@@ -47,7 +49,9 @@ async def real_inspector(tmp: Path) -> tuple[Inspector, list[tuple[str, str, str
     (root / "parse.py").write_text(PARSE)
     (root / "README.md").write_text("# parsekit\n\nHeader parsing.\n")
     for n in range(6):  # a small project: the snapshot is most of what a full resend costs
-        (root / f"module_{n}.py").write_text("".join(f"def f{i}(x):\n    return x * {i}\n\n" for i in range(120)))
+        (root / f"module_{n}.py").write_text(
+            "".join(f"def f{i}(x):\n    return x * {i}\n\n" for i in range(120))
+        )
     svc = AppServices(root, Settings(), store=HistoryStore(tmp / "h.db"), persist_settings=False)
     await svc.start()
     talk: list[tuple[str, str, str]] = []
@@ -57,7 +61,9 @@ async def real_inspector(tmp: Path) -> tuple[Inspector, list[tuple[str, str, str
         await wait_until(lambda: svc.sync is not None and svc.sync.pushes >= 1 and not session.busy, 20)
         svc.send_message("Why does parse_header stop early?")
         await wait_until(lambda: not svc.busy, 20)
-        (root / "parse.py").write_text(PARSE.replace("            break", "            continue  # blank lines"))
+        (root / "parse.py").write_text(
+            PARSE.replace("            break", "            continue  # blank lines")
+        )
         await wait_until(lambda: svc.sync is not None and svc.sync.pushes >= 2 and not session.busy, 20)
         svc.send_message("/long 50000")
         await wait_until(lambda: svc.stats.chars_total > 400, 20)
@@ -65,8 +71,12 @@ async def real_inspector(tmp: Path) -> tuple[Inspector, list[tuple[str, str, str
         await wait_until(lambda: not svc.busy, 20)
         await session.settled()
         svc.send_message("Thanks, that is enough. Does it handle blank lines now?")
-        await wait_until(lambda: not svc.busy and svc.inspector.last is not None
-                         and svc.inspector.last.status == "completed", 20)
+        await wait_until(
+            lambda: (
+                not svc.busy and svc.inspector.last is not None and svc.inspector.last.status == "completed"
+            ),
+            20,
+        )
         drain(svc.conversation)
         return svc.inspector, talk
     finally:
@@ -78,8 +88,9 @@ async def real_states() -> tuple[ConnectionStatus, ConnectionStatus, ConnectionS
     got: list[ConnectionStatus] = []
     async with run_server(ScriptedEngine(rate_tps=2000)) as srv:
         now = [1000.0]
-        session = ResponsesSession(Endpoint(srv.url, srv.token, max_age_s=3600), initial_delay=0.2,
-                                   clock=lambda: now[0])
+        session = ResponsesSession(
+            Endpoint(srv.url, srv.token, max_age_s=3600), initial_delay=0.2, clock=lambda: now[0]
+        )
         shell = AppServices(Path(tempfile.gettempdir()), Settings(), persist_settings=False)
         shell.session, shell.endpoint = session, session.endpoint
         shell._engine_label = "scripted — no model"
@@ -98,9 +109,11 @@ async def real_states() -> tuple[ConnectionStatus, ConnectionStatus, ConnectionS
         shell.history.close()
     mono = time.monotonic()
     # rotate_at is on the injected clock; the status bar counts down on time.monotonic()
-    return (dataclasses.replace(reconnecting, rotate_at=None),
-            dataclasses.replace(rotating, rotate_at=None),
-            dataclasses.replace(after, rotate_at=mono + (after.rotate_at or now[0]) - now[0]))
+    return (
+        dataclasses.replace(reconnecting, rotate_at=None),
+        dataclasses.replace(rotating, rotate_at=None),
+        dataclasses.replace(after, rotate_at=mono + (after.rotate_at or now[0]) - now[0]),
+    )
 
 
 def _user(text: str) -> dict[str, Any]:
@@ -158,13 +171,29 @@ def main(argv: list[str]) -> int:
         print(path)
 
     # 1. the inspector on the push that carried a diff
-    base = ConnectionStatus("warm", "connected to ws://127.0.0.1:8765/v1/responses", "scripted — no model",
-                            "ws://127.0.0.1:8765/v1/responses", transport="websocket",
-                            rotate_at=time.monotonic() + 3240, ttft_ms=recs[-1].ttft_ms,
-                            sent_ratio=insp.ratio, rebuilds=insp.rebuild_count)
+    base = ConnectionStatus(
+        "warm",
+        "connected to ws://127.0.0.1:8765/v1/responses",
+        "scripted — no model",
+        "ws://127.0.0.1:8765/v1/responses",
+        transport="websocket",
+        rotate_at=time.monotonic() + 3240,
+        ttft_ms=recs[-1].ttft_ms,
+        sent_ratio=insp.ratio,
+        rebuilds=insp.rebuild_count,
+    )
     fake.connection_changed.emit(base)
-    fake.stats_changed.emit(StreamStats(0.0, 2400.0, last.input_tokens or 0, last.input_tokens or 0,
-                                        last.cached_tokens or 0, insp.input_tokens, insp.cached_tokens))
+    fake.stats_changed.emit(
+        StreamStats(
+            0.0,
+            2400.0,
+            last.input_tokens or 0,
+            last.input_tokens or 0,
+            last.cached_tokens or 0,
+            insp.input_tokens,
+            insp.cached_tokens,
+        )
+    )
     diff_push = next(r for r in recs if r.items and any(i.kind == "context update" for i in r.items))
     win_i = ctl.show_inspector(diff_push.response_id)
     assert win_i is not None

@@ -30,7 +30,7 @@ PROJECT = {
         "    return out\n"
     ),
     "tests/test_parse.py": "from parsekit.parse import parse_header\n\n\ndef test_blank():\n"
-                           "    assert parse_header(['a: 1', '', 'b: 2']) == {'a': '1', 'b': '2'}\n",
+    "    assert parse_header(['a: 1', '', 'b: 2']) == {'a': '1', 'b': '2'}\n",
     "README.md": "# parsekit\n\nA tiny header parser.\n",
 }
 
@@ -52,8 +52,14 @@ async def shoot(out: Path, screen: bool, theme: ThemeChoice) -> None:
             (root / rel).parent.mkdir(parents=True, exist_ok=True)
             (root / rel).write_text(text)
         server = await start_local_server(extra_args=["--rate", "250"])
-        svc = AppServices(root, Settings(theme=theme), endpoint=Endpoint(server.url, server.token, label="scripted"),
-                          store=HistoryStore(Path(tmp) / "h.db"), persist_settings=False, watch=False)
+        svc = AppServices(
+            root,
+            Settings(theme=theme),
+            endpoint=Endpoint(server.url, server.token, label="scripted"),
+            store=HistoryStore(Path(tmp) / "h.db"),
+            persist_settings=False,
+            watch=False,
+        )
         win = MainWindow()
         ctl = Controller(win)
         ctl.bind(svc)

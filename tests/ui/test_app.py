@@ -42,8 +42,12 @@ def test_run_gui_smoke_in_process(qapp, tmp_path: Path, capsys: pytest.CaptureFi
     assert made[0].settings.recent_projects[0] == str(project.resolve())
 
 
-def test_run_gui_offline_when_factory_fails(qapp, tmp_path: Path, capsys: pytest.CaptureFixture[str],  # type: ignore[no-untyped-def]
-                                             monkeypatch: pytest.MonkeyPatch) -> None:
+def test_run_gui_offline_when_factory_fails(  # type: ignore[no-untyped-def]
+    qapp,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
     """A failing factory: the window still opens offline; smoke says why and exits non-zero."""
 
     def factory(root: Path, settings: Settings) -> Any:
@@ -62,8 +66,9 @@ def test_bad_arguments_return_2(capsys: pytest.CaptureFixture[str], tmp_path: Pa
     assert load_settings().settings == Settings()
 
 
-def test_pyside_source_check_keeps_its_answer_but_not_the_lines(monkeypatch: pytest.MonkeyPatch,
-                                                                 tmp_path: Path) -> None:
+def test_pyside_source_check_keeps_its_answer_but_not_the_lines(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
     """The wrapped PySide6 source check answers as before and leaves nothing in linecache."""
     import linecache
     import types

@@ -12,10 +12,19 @@ def test_forwards_and_disconnects(qtbot) -> None:  # type: ignore[no-untyped-def
     fake = FakeServices()
     bridge = Bridge(fake)
     got: list[object] = []
-    for qt_signal in (bridge.connection_changed, bridge.stats_changed, bridge.files_changed,
-                      bridge.busy_changed, bridge.banner_changed):
+    for qt_signal in (
+        bridge.connection_changed,
+        bridge.stats_changed,
+        bridge.files_changed,
+        bridge.busy_changed,
+        bridge.banner_changed,
+    ):
         qt_signal.connect(got.append)
-    status, stats, files = ConnectionStatus("warm", "ok"), StreamStats(1.0), FileChanges.listing([FileBadge("a", "pending")])
+    status, stats, files = (
+        ConnectionStatus("warm", "ok"),
+        StreamStats(1.0),
+        FileChanges.listing([FileBadge("a", "pending")]),
+    )
     fake.connection_changed.emit(status)
     fake.stats_changed.emit(stats)
     fake.files_changed.emit(files)

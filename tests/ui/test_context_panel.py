@@ -10,8 +10,12 @@ from app.services.api import FileBadge, FileChanges
 from app.ui.context_panel import SMALL_CHANGE, ContextPanel
 
 
-def change(*rows: FileBadge, added: tuple[str, ...] = (), removed: tuple[str, ...] = (),
-           counts: dict[str, int] | None = None) -> FileChanges:
+def change(
+    *rows: FileBadge,
+    added: tuple[str, ...] = (),
+    removed: tuple[str, ...] = (),
+    counts: dict[str, int] | None = None,
+) -> FileChanges:
     return FileChanges({b.path: b for b in rows}, sorted(added), sorted(removed), counts or {})
 
 
@@ -19,20 +23,30 @@ def test_rows_follow_the_changes(qtbot: QtBot) -> None:
     """Adds, changes and removes rows one by one; rows stay sorted by path; the summary uses the totals."""
     panel = ContextPanel()
     qtbot.addWidget(panel)
-    panel.update_files(FileChanges.listing([
-        FileBadge("src/b.py", "in_view"),
-        FileBadge("src/a.py", "in_view"),
-        FileBadge(".env", "excluded", "secret"),
-    ]))
+    panel.update_files(
+        FileChanges.listing(
+            [
+                FileBadge("src/b.py", "in_view"),
+                FileBadge("src/a.py", "in_view"),
+                FileBadge(".env", "excluded", "secret"),
+            ]
+        )
+    )
     assert panel.visible_paths() == [".env", "src/a.py", "src/b.py"]
     assert panel.summary.text() == "3 files  ·  2 in view  ·  1 excluded"
     resets: list[int] = []
     changed: list[int] = []
     panel.model.modelReset.connect(lambda: resets.append(1))
     panel.model.dataChanged.connect(lambda a, b: changed.append(a.row()))
-    panel.update_files(change(FileBadge("src/b.py", "pending"), FileBadge("logo.png", "summarised", "binary"),
-                              added=("logo.png",), removed=(".env",),
-                              counts={"in_view": 1, "pending": 1, "summarised": 1}))
+    panel.update_files(
+        change(
+            FileBadge("src/b.py", "pending"),
+            FileBadge("logo.png", "summarised", "binary"),
+            added=("logo.png",),
+            removed=(".env",),
+            counts={"in_view": 1, "pending": 1, "summarised": 1},
+        )
+    )
     assert not resets  # a small change moves no other row
     assert panel.visible_paths() == ["logo.png", "src/a.py", "src/b.py"]
     assert changed == [2]  # only src/b.py's row repaints
@@ -53,11 +67,13 @@ def test_a_big_batch_is_one_reset_or_one_repaint(qtbot: QtBot) -> None:
     panel.show()
     names = [f"pkg/m{i:05}.py" for i in range(5000)]
     panel.update_files(FileChanges.listing([FileBadge(p, "pending") for p in names[::2]]))
-    panel.tree.scrollTo(panel.model.index(panel.model.row_of("pkg/m02000.py") or 0, 0),
-                        panel.tree.ScrollHint.PositionAtTop)
+    panel.tree.scrollTo(
+        panel.model.index(panel.model.row_of("pkg/m02000.py") or 0, 0), panel.tree.ScrollHint.PositionAtTop
+    )
     more = names[1::2]
-    panel.update_files(change(*(FileBadge(p, "pending") for p in more), added=tuple(more),
-                              counts={"pending": 5000}))
+    panel.update_files(
+        change(*(FileBadge(p, "pending") for p in more), added=tuple(more), counts={"pending": 5000})
+    )
     assert panel.visible_paths() == names
     assert panel._top_path() == "pkg/m02000.py"  # the view did not jump to the top
     signals: list[int] = []
@@ -71,8 +87,15 @@ def test_filters_and_pins(qtbot: QtBot) -> None:
     """The text and state filters narrow the rows and follow later changes; pinning marks the row."""
     panel = ContextPanel()
     qtbot.addWidget(panel)
-    panel.update_files(FileChanges.listing([FileBadge("src/a.py", "in_view"), FileBadge("README.md", "in_view"),
-                                            FileBadge("src/c.py", "pending")]))
+    panel.update_files(
+        FileChanges.listing(
+            [
+                FileBadge("src/a.py", "in_view"),
+                FileBadge("README.md", "in_view"),
+                FileBadge("src/c.py", "pending"),
+            ]
+        )
+    )
     panel.filter.setText("readme")
     assert panel.visible_paths() == ["README.md"]
     panel.filter.setText("")
@@ -110,8 +133,9 @@ def test_a_batch_with_the_whole_order_is_swapped_in(qtbot: QtBot) -> None:
     panel.update_files(FileChanges.listing([FileBadge("b.py", "pending")]))
     names = [f"m{i:04}.py" for i in range(200)]
     order = sorted([*names, "b.py"])
-    panel.update_files(FileChanges({p: FileBadge(p, "pending") for p in names}, names, (), {"pending": 201},
-                                   order=order))
+    panel.update_files(
+        FileChanges({p: FileBadge(p, "pending") for p in names}, names, (), {"pending": 201}, order=order)
+    )
     assert panel.visible_paths() == order and panel.summary.text().startswith("201 files")
 
 
@@ -129,7 +153,8 @@ def test_the_first_context_budget_and_choices_are_shown(qtbot: QtBot) -> None:
     panel.update_files(dataclasses.replace(FileChanges.listing(rows), snapshot=snap))
     assert not panel.budget_line.isHidden()
     assert panel.budget_line.text().replace("\u2060", "") == (
-        "32k budget, 30k used: 5 files in full, 120 listed; README.md, app/main.py, app/x.py, b.py, …")
+        "32k budget, 30k used: 5 files in full, 120 listed; README.md, app/main.py, app/x.py, b.py, …"
+    )
     m = panel.model
     why = {m.path_at(r): m.index(r, 2).data() for r in range(m.rowCount())}
     assert why["README.md"] == "first context #1" and why["app/main.py"] == "first context #2"

@@ -11,10 +11,14 @@ from app.ui.diff_review import CommandApprovalDialog, DiffReviewDialog, approval
 
 PAYLOAD = {
     "files": [
-        {"path": "src/a.py", "op": "update", "hunks": [
-            {"header": "@@ -1,2 +1,2 @@", "lines": ["-old", "+new", " same"]},
-            {"header": "@@ -10 +10 @@", "lines": ["-x = 1", "+x = 2"]},
-        ]},
+        {
+            "path": "src/a.py",
+            "op": "update",
+            "hunks": [
+                {"header": "@@ -1,2 +1,2 @@", "lines": ["-old", "+new", " same"]},
+                {"header": "@@ -10 +10 @@", "lines": ["-x = 1", "+x = 2"]},
+            ],
+        },
         {"path": "docs/b.md", "op": "add", "hunks": [{"header": "@@ -0,0 +1 @@", "lines": ["+hello"]}]},
     ],
     "patch": "*** Begin Patch ...",
@@ -77,8 +81,17 @@ def test_a_link_shows_the_file_it_really_writes(qtbot) -> None:  # type: ignore[
     """A patch to an in-tree link names the link's target in the review, so `M docs/x` cannot hide it."""
     from PySide6.QtWidgets import QLabel
 
-    payload = {"files": [{"path": "docs/notes.md", "op": "update", "resolved": "README.md",
-                          "hunks": [{"header": "@@", "lines": ["-a", "+b"]}]}], "patch": ""}
+    payload = {
+        "files": [
+            {
+                "path": "docs/notes.md",
+                "op": "update",
+                "resolved": "README.md",
+                "hunks": [{"header": "@@", "lines": ["-a", "+b"]}],
+            }
+        ],
+        "patch": "",
+    }
     req, _ = _request("patch", payload)
     dlg = approval_dialog(req)
     qtbot.addWidget(dlg)

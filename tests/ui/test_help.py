@@ -58,7 +58,12 @@ def test_f1_opens_help_with_every_shortcut(window) -> None:  # type: ignore[no-u
     dlg = window.help_dialog
     assert isinstance(dlg, HelpDialog) and dlg.isVisible()
     text = dlg.browser.toPlainText()
-    for act in (window.new_session_action, window.run_tests_action, window.open_action, window.settings_action):
+    for act in (
+        window.new_session_action,
+        window.run_tests_action,
+        window.open_action,
+        window.settings_action,
+    ):
         assert act.shortcut().toString() in text
     for keys, what in TranscriptView.KEYS:
         assert keys in text and what in text

@@ -20,7 +20,9 @@ def test_rows_totals_and_a_diff_painted_as_a_diff(qtbot) -> None:  # type: ignor
     assert "context push" in rows[0] and "new chain" in rows[0]
     assert "stopped, chain kept" in rows[3]
     assert "new chain" not in rows[4] and "1 item · 9.8k cached / 13 new tokens" in rows[4]
-    assert "resent" not in totals_text(insp) and "sent again 1× (connection lost (code 1006) ×1)" in totals_text(insp)
+    assert "resent" not in totals_text(
+        insp
+    ) and "sent again 1× (connection lost (code 1006) ×1)" in totals_text(insp)
     assert win.show_request("resp_a3")
     html = win.detail.toHtml()
     assert "context update" in html and "continues #2: resp_a2" in html
@@ -46,7 +48,9 @@ def test_old_requests_keep_only_their_figures(qtbot) -> None:  # type: ignore[no
     win.close()
 
 
-def test_status_bar_click_and_transcript_notice_open_it(qtbot, window: MainWindow, fake: FakeServices) -> None:  # type: ignore[no-untyped-def]
+def test_status_bar_click_and_transcript_notice_open_it(  # type: ignore[no-untyped-def]
+    qtbot, window: MainWindow, fake: FakeServices
+) -> None:
     ctl = window.findChild(Controller)
     assert ctl is not None
     fake.record_wire_demo()

@@ -44,8 +44,9 @@ def _factory(cls: type[FakeServices], made: list[FakeServices]) -> Any:
 
 
 @pytest.mark.parametrize("route", ["close", "ctrl-q", "app-quit"])
-def test_every_route_quits_with_0(qapp: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
-                                  route: str) -> None:
+def test_every_route_quits_with_0(
+    qapp: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, route: str
+) -> None:
     """Window close, the Quit action and QApplication.quit(): status 0, the services closed, no
     "Event loop stopped before Future completed"."""
     monkeypatch.setenv("SLIPSTREAM_LIFECYCLE_PROBE", route)
@@ -55,7 +56,8 @@ def test_every_route_quits_with_0(qapp: Any, tmp_path: Path, monkeypatch: pytest
 
 
 def test_a_hanging_close_and_a_task_that_ignores_cancel_cannot_wedge_the_quit(
-        qapp: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture) -> None:
+    qapp: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
     """The services' close never ends and a foreign task ignores its cancellation (what wedged
     `asyncio.run` in the suite): the quit still returns 0; both are logged by name and abandoned."""
     monkeypatch.setenv("SLIPSTREAM_LIFECYCLE_PROBE", "close")

@@ -69,8 +69,16 @@ def test_panels_banner_tests_and_sessions(qtbot, window: MainWindow, fake: FakeS
     assert not window.banner.isVisible()
     assert window.tests_panel.run is fake.test_run and window.transcript.model is fake.conversation
     fake.test_run.apply({"kind": "run_started"})
-    fake.test_run.apply({"kind": "phase", "nodeid": "t.py::x", "when": "call", "category": "failed",
-                         "duration": 0.1, "text": "E boom"})
+    fake.test_run.apply(
+        {
+            "kind": "phase",
+            "nodeid": "t.py::x",
+            "when": "call",
+            "category": "failed",
+            "duration": 0.1,
+            "text": "E boom",
+        }
+    )
     fake.test_run.apply({"kind": "run_finished", "exitstatus": 1})
     qtbot.waitUntil(lambda: "✗" in window.side.tabText(window.side.indexOf(window.tests_panel)), timeout=3000)
     assert window.side.tabText(window.side.indexOf(window.tests_panel)) == "Tests · 1 ✗"
@@ -89,7 +97,9 @@ def test_panels_banner_tests_and_sessions(qtbot, window: MainWindow, fake: FakeS
 def test_approval_opens_dialog_and_unbind_refuses(qtbot, window: MainWindow, fake: FakeServices) -> None:  # type: ignore[no-untyped-def]
     """approval_requested shows the prompt; rebinding closes it as refused (never left hanging)."""
     got: list[ApprovalDecision] = []
-    fake.approval_requested.emit(ApprovalRequest("command", "Run?", {"command": "ls", "cwd": "/"}, got.append))
+    fake.approval_requested.emit(
+        ApprovalRequest("command", "Run?", {"command": "ls", "cwd": "/"}, got.append)
+    )
     ctl = _controller(window)
     assert len(ctl.dialogs) == 1 and isinstance(ctl.dialogs[0], CommandApprovalDialog)
     other = FakeServices(project_root=fake.project_root.parent)

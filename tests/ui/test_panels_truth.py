@@ -27,9 +27,14 @@ def test_status_text_never_widens_the_window(qtbot, window: MainWindow) -> None:
     window.resize(1280, 800)
     qtbot.waitUntil(lambda: window.width() == 1280)
     long = "attempt 7 of many: " + "the endpoint closed the connection without a reason " * 6
-    window.status.set_connection(ConnectionStatus("reconnecting", long, "gpt-5.3-codex via openai " * 4,
-                                                  "wss://api.openai.com/v1/responses"))
-    window.status.set_stats(StreamStats(123_456.0, 987_654.0, 12_345_678, 9_876_543, 1_234_567, 98_765_432, 7))
+    window.status.set_connection(
+        ConnectionStatus(
+            "reconnecting", long, "gpt-5.3-codex via openai " * 4, "wss://api.openai.com/v1/responses"
+        )
+    )
+    window.status.set_stats(
+        StreamStats(123_456.0, 987_654.0, 12_345_678, 9_876_543, 1_234_567, 98_765_432, 7)
+    )
     QApplication.processEvents()
     assert window.minimumSizeHint().width() <= 1280
     assert window.width() == 1280

@@ -62,7 +62,9 @@ def test_a_complete_system_has_nothing_missing() -> None:
 def test_missing_library_is_reported_with_package() -> None:
     """A soname that cannot be loaded is reported with the package to install; offscreen needs less."""
     have = _have(*(s for s in ALL if s != "libxcb-icccm.so.4"))
-    assert check_qt_libs("xcb", have=have) == ["libxcb-icccm.so.4 not found (Debian/Ubuntu package: libxcb-icccm4)"]
+    assert check_qt_libs("xcb", have=have) == [
+        "libxcb-icccm.so.4 not found (Debian/Ubuntu package: libxcb-icccm4)"
+    ]
     assert check_qt_libs("offscreen", have=have) == []
 
 
@@ -86,8 +88,11 @@ def test_bundled_copy_counts(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) ->
 
 def test_message_names_the_apt_line() -> None:
     """The message lists each library and one apt-get line with every package once."""
-    libs = [QtLib("libxcb-cursor.so.0", "libxcb-cursor0"), QtLib("libxcb-icccm.so.4", "libxcb-icccm4"),
-            QtLib("libxcb-icccm.so.4", "libxcb-icccm4")]
+    libs = [
+        QtLib("libxcb-cursor.so.0", "libxcb-cursor0"),
+        QtLib("libxcb-icccm.so.4", "libxcb-icccm4"),
+        QtLib("libxcb-icccm.so.4", "libxcb-icccm4"),
+    ]
     text = format_problems("xcb", libs)
     assert "sudo apt-get install libxcb-cursor0 libxcb-icccm4\n" in text + "\n"
     assert "libxcb-cursor.so.0" in text
@@ -98,15 +103,19 @@ def test_message_names_the_apt_line() -> None:
 
 def test_preflight_does_not_import_qt() -> None:
     """Importing and running the check leaves PySide6 unimported (it must run before Qt loads)."""
-    code = ("import sys; from app.ui.preflight import preflight; preflight({'QT_QPA_PLATFORM': 'offscreen'});"
-            "sys.exit(1 if any(m.startswith('PySide6') for m in sys.modules) else 0)")
+    code = (
+        "import sys; from app.ui.preflight import preflight; preflight({'QT_QPA_PLATFORM': 'offscreen'});"
+        "sys.exit(1 if any(m.startswith('PySide6') for m in sys.modules) else 0)"
+    )
     root = Path(__file__).resolve().parents[2]
     assert subprocess.run([sys.executable, "-c", code], cwd=root, timeout=60).returncode == 0
 
 
 def _plan(installed: set[str], commands: set[str], **kw: bool) -> DebianPlan:
     opts = {"has_apt": True, "is_root": False, "sudo_without_prompt": False} | kw
-    return debian_plan("test", have_lib=lambda s: s in installed, have_command=lambda c: c in commands, **opts)
+    return debian_plan(
+        "test", have_lib=lambda s: s in installed, have_command=lambda c: c in commands, **opts
+    )
 
 
 FRESH = set(ALL_XCB) - {"libxcb-icccm.so.4", "libxcb-keysyms.so.1"}  # this project's CI image before .ci/run
@@ -118,23 +127,41 @@ def test_debian_plan_names_what_is_missing_in_order() -> None:
     assert plan.missing == ("libxcb-icccm4", "libxcb-keysyms1", "xvfb")
     assert _plan(set(ALL_XCB), {"Xvfb", "xauth"}) == DebianPlan(())
     assert _plan(set(ALL_XCB), {"Xvfb", "xauth"}).ok
-    run = debian_plan("run", have_lib=lambda s: s in FRESH, have_command=lambda c: False, has_apt=True,
-                      is_root=False, sudo_without_prompt=False)
+    run = debian_plan(
+        "run",
+        have_lib=lambda s: s in FRESH,
+        have_command=lambda c: False,
+        has_apt=True,
+        is_root=False,
+        sudo_without_prompt=False,
+    )
     assert run.missing == ("libxcb-icccm4", "libxcb-keysyms1")  # a window needs no Xvfb
 
 
 def test_debian_plan_installs_as_root_or_with_sudo_without_a_prompt() -> None:
     """Root runs apt-get itself; a user with password-less sudo goes through sudo -n; else nothing runs."""
     root = _plan(FRESH, {"xauth"}, is_root=True)
-    assert root.commands == (("apt-get", "update", "-qq"),
-                             ("apt-get", "install", "-y", "-qq", "--no-install-recommends",
-                              "libxcb-icccm4", "libxcb-keysyms1", "xvfb"))
+    assert root.commands == (
+        ("apt-get", "update", "-qq"),
+        (
+            "apt-get",
+            "install",
+            "-y",
+            "-qq",
+            "--no-install-recommends",
+            "libxcb-icccm4",
+            "libxcb-keysyms1",
+            "xvfb",
+        ),
+    )
     sudo = _plan(FRESH, {"xauth"}, sudo_without_prompt=True)
     assert [c[:3] for c in sudo.commands] == [("sudo", "-n", "apt-get")] * 2
     user = _plan(FRESH, {"xauth"})
     assert user.commands == ()
-    assert user.manual == ("sudo apt-get update && sudo apt-get install -y --no-install-recommends "
-                           "libxcb-icccm4 libxcb-keysyms1 xvfb")
+    assert user.manual == (
+        "sudo apt-get update && sudo apt-get install -y --no-install-recommends "
+        "libxcb-icccm4 libxcb-keysyms1 xvfb"
+    )
 
 
 def test_debian_plan_without_apt_names_the_packages() -> None:
@@ -174,7 +201,9 @@ def test_ensure_runs_the_plan_or_prints_the_exact_command(monkeypatch: pytest.Mo
     plan_with()
     lines.clear()
     assert preflight.ensure_debian_packages("test", out=lines.append) == 1
-    assert lines == ["slipstream: missing Debian packages: libxcb-icccm4",
-                     "slipstream: run this, then try again:\n  sudo apt-get install -y libxcb-icccm4"]
+    assert lines == [
+        "slipstream: missing Debian packages: libxcb-icccm4",
+        "slipstream: run this, then try again:\n  sudo apt-get install -y libxcb-icccm4",
+    ]
     monkeypatch.setattr(preflight, "debian_plan", lambda *a, **k: DebianPlan(()))
     assert preflight.ensure_debian_packages("test", out=lines.append) == 0

@@ -84,9 +84,16 @@ def _read_until(proc: subprocess.Popen[bytes], marker: bytes, timeout: float) ->
     return seen
 
 
-def run_app(project: Path, profile: Path, *, route: str, args: list[str] | None = None,
-            send: signal.Signals | None = None, ready: bytes = b"lifecycle: ready",
-            env_extra: dict[str, str] | None = None) -> Run:
+def run_app(
+    project: Path,
+    profile: Path,
+    *,
+    route: str,
+    args: list[str] | None = None,
+    send: signal.Signals | None = None,
+    ready: bytes = b"lifecycle: ready",
+    env_extra: dict[str, str] | None = None,
+) -> Run:
     """Start `slipstream` (or a subcommand via `args`), wait until it is ready, quit it by `route`
     (the app's own probe) or by `send`-ing a signal, and return how it ended."""
     env = _env(profile, SLIPSTREAM_LIFECYCLE_PROBE=route, **(env_extra or {}))
@@ -106,8 +113,13 @@ def run_app(project: Path, profile: Path, *, route: str, args: list[str] | None 
             proc.kill()
             proc.wait()
     text = head.decode(errors="replace")
-    return Run(proc.returncode, text + out.decode(errors="replace"), text + err.decode(errors="replace"),
-               quit_s, children)
+    return Run(
+        proc.returncode,
+        text + out.decode(errors="replace"),
+        text + err.decode(errors="replace"),
+        quit_s,
+        children,
+    )
 
 
 def assert_clean(run: Run, profile: Path) -> None:
@@ -135,8 +147,10 @@ def _close_many(project: Path, tmp_path: Path, n: int, label: str, **kw: str) ->
         run = run_app(project, profile, route="close", env_extra=kw)
         assert_clean(run, profile)
         times.append(run.quit_s)
-    print(f"\nclosing the window ({label}), {n} runs: median {statistics.median(times):.2f} s, "
-          f"max {max(times):.2f} s (ready line -> process exit)")
+    print(
+        f"\nclosing the window ({label}), {n} runs: median {statistics.median(times):.2f} s, "
+        f"max {max(times):.2f} s (ready line -> process exit)"
+    )
     return times
 
 
@@ -152,8 +166,12 @@ def xvfb_display(tmp_path: Path) -> Iterator[str]:
     if xvfb is None:
         pytest.skip("Xvfb is not installed (make test installs it; apt-get install xvfb)")
     read_fd, write_fd = os.pipe()
-    proc = subprocess.Popen([xvfb, "-displayfd", str(write_fd), "-screen", "0", "1280x800x24", "-nolisten", "tcp"],
-                            pass_fds=(write_fd,), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    proc = subprocess.Popen(
+        [xvfb, "-displayfd", str(write_fd), "-screen", "0", "1280x800x24", "-nolisten", "tcp"],
+        pass_fds=(write_fd,),
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     os.close(write_fd)
     try:
         with os.fdopen(read_fd, "rb") as f:
@@ -196,7 +214,9 @@ def test_signals_to_the_app_leave_no_child(project: Path, tmp_path: Path, sig: s
 def test_signals_to_watch_leave_no_child(project: Path, tmp_path: Path, sig: signal.Signals) -> None:
     """`slipstream watch`: SIGTERM/SIGINT is how it normally stops: exit 0, its server child gone."""
     profile = tmp_path / "profile"
-    run = run_app(project, profile, route="", args=["watch", str(project)], send=sig, ready=b"[info] watching")
+    run = run_app(
+        project, profile, route="", args=["watch", str(project)], send=sig, ready=b"[info] watching"
+    )
     assert run.children_at_ready, "watch had no child server to stop: the test would prove nothing"
     assert_clean(run, profile)
 
@@ -219,8 +239,13 @@ def test_the_token_is_not_on_any_command_line(project: Path, tmp_path: Path) -> 
     """The child server's token travels in its environment: no process shows it in its arguments."""
     profile = tmp_path / "profile"
     env = _env(profile, SLIPSTREAM_LIFECYCLE_PROBE="ready")
-    proc = subprocess.Popen([sys.executable, "-m", "app", "watch", str(project)], cwd=ROOT, env=env,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "app", "watch", str(project)],
+        cwd=ROOT,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
     try:
         assert b"[info] watching" in _read_until(proc, b"[info] watching", 60)
         (child,) = [p for p in _with_profile(profile) if p.pid != proc.pid]
@@ -244,8 +269,14 @@ def test_no_display_is_one_line_and_status_2(project: Path, tmp_path: Path) -> N
     """No $DISPLAY/$WAYLAND_DISPLAY and no platform chosen: one line saying so, status 2, no Qt abort."""
     env = _env(tmp_path / "profile")
     del env["QT_QPA_PLATFORM"]
-    proc = subprocess.run([sys.executable, "-m", "app", str(project)], cwd=ROOT, env=env, capture_output=True,
-                          text=True, timeout=60)
+    proc = subprocess.run(
+        [sys.executable, "-m", "app", str(project)],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert proc.returncode == 2
     assert proc.stderr.count("\n") == 1 and "no display" in proc.stderr and proc.stdout == ""
 
@@ -256,10 +287,20 @@ def test_smoke_without_a_display_runs_offscreen_in_a_throwaway_profile(project: 
     env = _env(tmp_path / "unused")
     for key in ("QT_QPA_PLATFORM", PROFILE_ENV):
         del env[key]
-    env.update(HOME=str(home), XDG_CONFIG_HOME=str(home / ".config"), XDG_DATA_HOME=str(home / ".local/share"),
-               XDG_STATE_HOME=str(home / ".local/state"))
-    proc = subprocess.run([sys.executable, "-m", "app", str(project), "--smoke"], cwd=ROOT, env=env,
-                          capture_output=True, text=True, timeout=120)
+    env.update(
+        HOME=str(home),
+        XDG_CONFIG_HOME=str(home / ".config"),
+        XDG_DATA_HOME=str(home / ".local/share"),
+        XDG_STATE_HOME=str(home / ".local/state"),
+    )
+    proc = subprocess.run(
+        [sys.executable, "-m", "app", str(project), "--smoke"],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert proc.stdout.strip().splitlines()[-1].startswith("smoke: ok")
     assert "Traceback" not in proc.stderr

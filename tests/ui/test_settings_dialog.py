@@ -39,8 +39,13 @@ def test_round_trip_never_stores_key_in_file(qtbot) -> None:  # type: ignore[no-
     assert "sk-test" not in text and "0123456789abcdef" not in text
     loaded = load_settings().settings
     assert loaded == Settings(
-        provider="openai", endpoint="wss://api.openai.com/v1/responses", model="gpt-5.3-codex",
-        context_budget_tokens=64_000, pins=["a.py", "src/b.py"], approval_policy="auto_patches", theme="light",
+        provider="openai",
+        endpoint="wss://api.openai.com/v1/responses",
+        model="gpt-5.3-codex",
+        context_budget_tokens=64_000,
+        pins=["a.py", "src/b.py"],
+        approval_policy="auto_patches",
+        theme="light",
     )
     assert dlg.api_key.text() == ""
 
@@ -60,7 +65,9 @@ def test_key_in_wrong_field_is_refused(qtbot) -> None:  # type: ignore[no-untype
 
 def test_no_keychain_says_so_and_offers_opt_in(qtbot) -> None:  # type: ignore[no-untyped-def]
     """Without a keychain the key field is disabled, the reason shown, the env opt-in offered."""
-    host = FileHost(keychain=KeychainInfo(False, "fail Keyring", "No OS keychain is available (fail Keyring)."))
+    host = FileHost(
+        keychain=KeychainInfo(False, "fail Keyring", "No OS keychain is available (fail Keyring).")
+    )
     dlg = SettingsDialog(host)
     qtbot.addWidget(dlg)
     dlg.show()

@@ -57,8 +57,13 @@ def test_key_typed_into_every_field_reaches_no_file_log_or_history(  # type: ign
     (root / "main.py").write_text("print('hi')\n")
     backend: KeyringBackend = MemoryKeyring() if keychain else null.Keyring()  # type: ignore[no-untyped-call]
     store = HistoryStore()
-    services = AppServices(root, Settings(provider="openai", model="gpt-5.3-codex"), store=store,
-                           secrets=SecretStore(backend), watch=False)
+    services = AppServices(
+        root,
+        Settings(provider="openai", model="gpt-5.3-codex"),
+        store=store,
+        secrets=SecretStore(backend),
+        watch=False,
+    )
     services.history.open()
     services.save_settings(services.settings)  # a settings file exists to be (not) overwritten
     typed_into: list[str] = []
@@ -102,9 +107,14 @@ def test_key_typed_into_every_field_reaches_no_file_log_or_history(  # type: ign
         assert isinstance(backend, MemoryKeyring) and KEY in backend.data.values()
 
 
-@pytest.mark.parametrize("value", [
-    "gpt-5.3-codexsk-proj-Zq8Xv2Lm9Tr4Wb7Nc1Yd6Kp3", "xai-AbCdEfGh0123456789xyzXYZ", "Zq8Xv2Lm9Tr4Wb7Nc1Yd6Kp3Hs",
-])
+@pytest.mark.parametrize(
+    "value",
+    [
+        "gpt-5.3-codexsk-proj-Zq8Xv2Lm9Tr4Wb7Nc1Yd6Kp3",
+        "xai-AbCdEfGh0123456789xyzXYZ",
+        "Zq8Xv2Lm9Tr4Wb7Nc1Yd6Kp3Hs",
+    ],
+)
 @pytest.mark.parametrize("field", ["model", "endpoint", "pins", "ignore_patterns"])
 def test_validate_refuses_key_shapes_without_quoting_them(field: str, value: str) -> None:
     bad = {"endpoint": "https://example.com/" + value}.get(field, value)
@@ -114,10 +124,17 @@ def test_validate_refuses_key_shapes_without_quoting_them(field: str, value: str
     assert value not in str(err.value)
 
 
-@pytest.mark.parametrize("model", [
-    "gpt-5.3-codex", "mistral-task-specific-instruct-v1", "Qwen3-Coder-30B-A3B-Instruct-GGUF",
-    "hf.co/unsloth/Qwen3-Coder-30B-A3B-Instruct-GGUF:Q4_K_M", "meta-llama/Llama-3.3-70B-Instruct-Turbo",
-    "qwen2.5-coder-32b-instruct-q4_k_m", "grok-code-fast-1",
-])
+@pytest.mark.parametrize(
+    "model",
+    [
+        "gpt-5.3-codex",
+        "mistral-task-specific-instruct-v1",
+        "Qwen3-Coder-30B-A3B-Instruct-GGUF",
+        "hf.co/unsloth/Qwen3-Coder-30B-A3B-Instruct-GGUF:Q4_K_M",
+        "meta-llama/Llama-3.3-70B-Instruct-Turbo",
+        "qwen2.5-coder-32b-instruct-q4_k_m",
+        "grok-code-fast-1",
+    ],
+)
 def test_real_model_names_pass(model: str) -> None:
     Settings(model=model, endpoint="http://127.0.0.1:11434/v1").validate()

@@ -15,16 +15,29 @@ from tests.ui.fakes import FakeServices
 
 
 def _stream(model: Transcript, rid: str, text: str) -> None:
-    model.apply(ev.ResponseCreated(sequence_number=0, response={"id": rid, "status": "in_progress", "output": []}))
-    model.apply(ev.OutputItemAdded(sequence_number=1, output_index=0,
-                                   item={"type": "message", "id": f"m-{rid}", "role": "assistant", "content": []}))
+    model.apply(
+        ev.ResponseCreated(sequence_number=0, response={"id": rid, "status": "in_progress", "output": []})
+    )
+    model.apply(
+        ev.OutputItemAdded(
+            sequence_number=1,
+            output_index=0,
+            item={"type": "message", "id": f"m-{rid}", "role": "assistant", "content": []},
+        )
+    )
     for i in range(0, len(text), 8):
-        model.apply(ev.OutputTextDelta(sequence_number=2, item_id=f"m-{rid}", output_index=0, content_index=0,
-                                       delta=text[i:i + 8]))
+        model.apply(
+            ev.OutputTextDelta(
+                sequence_number=2, item_id=f"m-{rid}", output_index=0, content_index=0, delta=text[i : i + 8]
+            )
+        )
 
 
-def test_side_question_opens_a_pane_beside_the_transcript(qtbot, window: MainWindow,  # type: ignore[no-untyped-def]
-                                                          fake: FakeServices) -> None:
+def test_side_question_opens_a_pane_beside_the_transcript(  # type: ignore[no-untyped-def]
+    qtbot,
+    window: MainWindow,
+    fake: FakeServices,
+) -> None:
     """Ctrl+Shift+Enter: ask_side on the services, a tab with its own transcript; the agent's
     transcript is untouched; continue, promote and close go back to the services."""
     assert window.side_pane.isHidden()

@@ -12,7 +12,9 @@ from app.ui.smoke import run_smoke
 from tests.ui.fakes import FakeServices
 
 
-def test_smoke_ok_with_screenshot(qtbot, qloop, window: MainWindow, fake: FakeServices, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+def test_smoke_ok_with_screenshot(  # type: ignore[no-untyped-def]
+    qtbot, qloop, window: MainWindow, fake: FakeServices, tmp_path: Path
+) -> None:
     """A completed turn gives exit 0, a PNG of the window, and a line naming the engine."""
     fake.scripted_reply = "hello world"
     qloop.run_until_complete(fake.start())
@@ -31,7 +33,9 @@ def test_smoke_times_out_with_reason(qtbot, qloop, window: MainWindow, fake: Fak
     fake.connection_changed.emit(ConnectionStatus("offline", "endpoint unreachable"))
     result = qloop.run_until_complete(run_smoke(window, fake, timeout=0.2))
     assert not result.ok and result.exit_code == 1
-    assert result.line == "smoke: FAIL — no response end within 0.2 s (connection: offline endpoint unreachable)"
+    assert (
+        result.line == "smoke: FAIL — no response end within 0.2 s (connection: offline endpoint unreachable)"
+    )
 
 
 def test_smoke_without_services(qtbot, qloop, window: MainWindow) -> None:  # type: ignore[no-untyped-def]

@@ -24,13 +24,19 @@ from app.ui.status import (
     [
         ("connecting", "ws://127.0.0.1:8765", "Connecting…"),
         ("warm", "", "Connected"),
-        ("warm", "stopped; the connection and the conversation are kept",
-         "Connected — stopped; the connection and the conversation are kept"),
+        (
+            "warm",
+            "stopped; the connection and the conversation are kept",
+            "Connected — stopped; the connection and the conversation are kept",
+        ),
         ("streaming", "", "Working…"),
         ("reconnecting", "connection lost (code 1006)", "Reconnecting… — connection lost (code 1006)"),
         ("rotating", "before its 60-min limit", "Renewing the connection… — before its 60-min limit"),
-        ("idle", "stopped; the next message opens a new connection",
-         "Not connected — stopped; the next message opens a new connection"),
+        (
+            "idle",
+            "stopped; the next message opens a new connection",
+            "Not connected — stopped; the next message opens a new connection",
+        ),
         ("offline", "endpoint unreachable", "Offline — endpoint unreachable"),
         ("error", "401: wrong API key", "Problem — 401: wrong API key"),
     ],
@@ -77,12 +83,19 @@ def test_compact_and_empty_session() -> None:
 def test_connection_text_tells_transport_attempt_renewal_and_first_token() -> None:
     """The whole truth in words: WebSocket or HTTP, which reconnect attempt, when the socket is renewed
     early, the last turn's time to first token; a stopped turn reads as connected, not offline."""
-    warm = ConnectionStatus("warm", "connected to ws://127.0.0.1:8765/v1/responses", transport="websocket",
-                            rotate_at=1000.0 + 3240, ttft_ms=118.4)
+    warm = ConnectionStatus(
+        "warm",
+        "connected to ws://127.0.0.1:8765/v1/responses",
+        transport="websocket",
+        rotate_at=1000.0 + 3240,
+        ttft_ms=118.4,
+    )
     assert connection_text(warm, now=1000.0) == "Connected · WebSocket · renews in 54 min"
     assert connection_text(warm, now=1000.0 + 3200) == "Connected · WebSocket · renews in 40 s"
     assert first_token_text(warm) == "first token 118 ms"
-    http = ConnectionStatus("streaming", "over HTTP: the WebSocket is unavailable (HTTP 426)", transport="http")
+    http = ConnectionStatus(
+        "streaming", "over HTTP: the WebSocket is unavailable (HTTP 426)", transport="http"
+    )
     assert connection_text(http) == "Working… · HTTP — over HTTP: the WebSocket is unavailable (HTTP 426)"
     again = ConnectionStatus("reconnecting", "connection lost (code 1006)", attempt=2, max_attempts=6)
     assert connection_text(again) == "Reconnecting, attempt 2 of 6… — connection lost (code 1006)"
@@ -90,8 +103,12 @@ def test_connection_text_tells_transport_attempt_renewal_and_first_token() -> No
 
 def test_sent_figure_and_rebuild_causes(qtbot) -> None:  # type: ignore[no-untyped-def]
     """Bytes sent against a full resend; resends counted with their causes; a click asks for the inspector."""
-    status = ConnectionStatus("warm", sent_ratio=0.042, rebuilds=2,
-                              rebuild_causes=(("connection lost (code 1006)", 1), ("renewed early", 1)))
+    status = ConnectionStatus(
+        "warm",
+        sent_ratio=0.042,
+        rebuilds=2,
+        rebuild_causes=(("connection lost (code 1006)", 1), ("renewed early", 1)),
+    )
     assert sent_text(status) == "sent 4% of full · 2 resends"
     assert "connection lost (code 1006) (×1)" in sent_tooltip(status)
     assert sent_text(ConnectionStatus("warm")) == "nothing sent yet"

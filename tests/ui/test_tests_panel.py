@@ -14,16 +14,30 @@ TRACE = "def test_b():\n>       assert 1 == 2\nE       assert 1 == 2\n\ntests/te
 
 
 def _phase(nodeid: str, category: str, duration: float, text: str = "", when: str = "call") -> dict[str, Any]:
-    return {"kind": "phase", "nodeid": nodeid, "when": when, "category": category, "duration": duration,
-            "text": text}
+    return {
+        "kind": "phase",
+        "nodeid": nodeid,
+        "when": when,
+        "category": category,
+        "duration": duration,
+        "text": text,
+    }
 
 
 def _stream() -> list[dict[str, Any]]:
     """Plugin events as `app/adapters/pytest_plugin.py` writes them."""
     return [
         {"kind": "run_started"},
-        {"kind": "collected", "count": 4, "nodeids": ["tests/test_x.py::test_a", "tests/test_x.py::test_b",
-                                                      "tests/test_y.py::test_c", "tests/test_y.py::test_d"]},
+        {
+            "kind": "collected",
+            "count": 4,
+            "nodeids": [
+                "tests/test_x.py::test_a",
+                "tests/test_x.py::test_b",
+                "tests/test_y.py::test_c",
+                "tests/test_y.py::test_d",
+            ],
+        },
         {"kind": "started", "nodeid": "tests/test_x.py::test_a"},
         _phase("tests/test_x.py::test_a", "passed", 0.012),
         {"kind": "started", "nodeid": "tests/test_x.py::test_b"},

@@ -56,7 +56,7 @@ def test_rendered_text_of_a_turn(view: TranscriptView) -> None:
     view.model.apply(st.created("r1"))
     text = "# Title\n\nSome *text*.\n\n```python\ndef f(x):\n    return x\n```\n- a\n- b\n"
     for i in range(0, len(text), 3):
-        view.model.apply(st.text("m", text[i:i + 3]))
+        view.model.apply(st.text("m", text[i : i + 3]))
         view.flush()
     view.model.apply(st.tool_call("t", "read_file", "c1"))
     for ch in '{"path": "a.py"}':
@@ -181,8 +181,10 @@ def test_clear(view: TranscriptView) -> None:
     assert view.toPlainText() == "" and view.model.blocks == [] and not view.pending
 
 
-_MD = ("## Step {i}\n\nThe **ledger** keeps `state` per [file](https://example.invalid/{i}).\n\n"
-       "```python\ndef f{i}(x):\n    return x + {i}  # add\n```\n\n- one\n- two\n\n")
+_MD = (
+    "## Step {i}\n\nThe **ledger** keeps `state` per [file](https://example.invalid/{i}).\n\n"
+    "```python\ndef f{i}(x):\n    return x + {i}  # add\n```\n\n- one\n- two\n\n"
+)
 
 
 def test_zero_time_budget_still_makes_progress(view: TranscriptView, qtbot) -> None:  # type: ignore[no-untyped-def]
@@ -209,7 +211,7 @@ def test_timer_slices_render_the_same_document(view: TranscriptView, qtbot) -> N
     ref.model.apply(st.text("m", text))
     _drain(ref)
     for i in range(0, len(text), 997):
-        view.model.apply(st.text("m", text[i:i + 997]))
+        view.model.apply(st.text("m", text[i : i + 997]))
     qtbot.waitUntil(lambda: not view.pending, timeout=10_000)
     assert view.toPlainText() == ref.toPlainText()
     qtbot.waitUntil(lambda: not view._timer.isActive(), timeout=3000)  # an idle frame stops the clock
@@ -239,7 +241,10 @@ def test_links_keep_their_own_targets(view: TranscriptView) -> None:
         fmt = fr.charFormat()
         if fmt.isAnchor():
             links[fr.text()] = (fmt.anchorHref(), fmt.fontUnderline(), fmt.foreground().color().name())
-    assert links == {"a": ("https://a.invalid/x", True, LIGHT.link), "b": ("https://b.invalid/y", True, LIGHT.link)}
+    assert links == {
+        "a": ("https://a.invalid/x", True, LIGHT.link),
+        "b": ("https://b.invalid/y", True, LIGHT.link),
+    }
 
 
 def test_theme_switch_recolours_code_background(view: TranscriptView) -> None:
@@ -271,7 +276,7 @@ def test_incremental_painting_matches_a_full_repaint(qtbot) -> None:  # type: ig
 
     def stream(a: int, b: int) -> None:
         for i in range(a, b, 500):
-            v.model.apply(st.text("m", text[i:i + 500]))
+            v.model.apply(st.text("m", text[i : i + 500]))
             _drain(v)
             QGuiApplication.processEvents()
 
@@ -290,7 +295,7 @@ def test_incremental_painting_matches_a_full_repaint(qtbot) -> None:  # type: ig
 
 def _stream(v: TranscriptView, text: str, step: int = 8192) -> None:
     for i in range(0, len(text), step):
-        v.model.apply(st.text("m", text[i:i + step]))
+        v.model.apply(st.text("m", text[i : i + step]))
         _drain(v)
         QGuiApplication.processEvents()
 
@@ -519,8 +524,10 @@ def test_empty_view_is_shown_only_for_an_empty_conversation(view: TranscriptView
     assert empty.isHidden()
 
 
-_CARDS = ("| k{i} | v |\n|---|--:|\n| a | {i} |\n| b | 2 |\n\nText {i} after the table.\n\n"
-          "```python\nx{i} = {i}\n```\n\n")
+_CARDS = (
+    "| k{i} | v |\n|---|--:|\n| a | {i} |\n| b | 2 |\n\nText {i} after the table.\n\n"
+    "```python\nx{i} = {i}\n```\n\n"
+)
 
 
 def test_tables_and_cards_are_released_and_restored_like_text(view: TranscriptView) -> None:

@@ -113,4 +113,3 @@ async def compact(conn: EngineConnection, job: CompactJob, new_id: Callable[[str
         return compaction_items(job.items, new_id)
     result: list[Item] = await method(job, new_id)
     return result
-

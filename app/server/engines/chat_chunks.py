@@ -241,7 +241,7 @@ def freeform_input(name: str, arguments: str) -> str:
         return str(value["input"])
     raise UpstreamError(
         "invalid_tool_call",
-        f"the model's call to the freeform tool {name} must give its text as a string \"input\": {arguments[:300]}",
+        f'the model\'s call to the freeform tool {name} must give its text as a string "input": {arguments[:300]}',
     )
 
 

@@ -87,7 +87,6 @@ def pick_replica(key: str, n: int) -> int:
     return int.from_bytes(digest, "big") % n
 
 
-
 async def sse_payloads(
     parser: SSEParser, chunks: AsyncIterator[bytes], head: bytearray
 ) -> AsyncIterator[bytes]:
@@ -206,7 +205,6 @@ class ChatCompletionsEngine:
         except (httpx.HTTPError, msgspec.DecodeError, AttributeError):
             return None
         return slots if isinstance(slots, int) and slots > 0 else None
-
 
 
 class ChatConnection:

@@ -219,7 +219,9 @@ def _freeform_parameters(tool: Mapping[str, Any]) -> dict[str, Any]:
 
 def custom_tool_names(tools: Sequence[Mapping[str, Any]]) -> frozenset[str]:
     """Names of the custom (freeform) tools among a request's tools."""
-    return frozenset(str(t["name"]) for t in tools if t.get("type") == "custom" and isinstance(t.get("name"), str))
+    return frozenset(
+        str(t["name"]) for t in tools if t.get("type") == "custom" and isinstance(t.get("name"), str)
+    )
 
 
 def tools_to_chat(tools: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:

@@ -149,13 +149,20 @@ class LlamaCppEngine:
         state_budget_bytes: int = 1 << 30,
     ) -> None:
         self.model_file = Path(model_file)
-        options = {"n_ctx": n_ctx, "n_threads": n_threads, "n_threads_batch": n_threads_batch, "verbose": False}
+        options = {
+            "n_ctx": n_ctx,
+            "n_threads": n_threads,
+            "n_threads_batch": n_threads_batch,
+            "verbose": False,
+        }
         try:
             self.llama = _counting_llama(self.model_file, flash_attn=flash_attn, **options)
         except Exception as exc:  # a model or build without flash attention: the plain kernels then
             if not flash_attn:
                 raise
-            log.warning("flash attention unavailable for %s (%s); using the plain kernels", self.model_file, exc)
+            log.warning(
+                "flash attention unavailable for %s (%s); using the plain kernels", self.model_file, exc
+            )
             self.llama = _counting_llama(self.model_file, flash_attn=False, **options)
         self.extra = dict(extra or {})
         self.prefill_warmups = prefill_warmups

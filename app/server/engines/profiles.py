@@ -66,17 +66,13 @@ PROFILES: dict[str, BackendProfile] = {
         BackendProfile(
             "ollama", "Ollama", default_port=11434, extra_body={"keep_alive": "30m"}, prefill=_ONE_TOKEN
         ),
-        BackendProfile(
-            "vllm", "vLLM", default_port=8000, session_header="X-Session-Id", prefill=_ONE_TOKEN
-        ),
+        BackendProfile("vllm", "vLLM", default_port=8000, session_header="X-Session-Id", prefill=_ONE_TOKEN),
         BackendProfile(
             "sglang", "SGLang", default_port=30000, session_header="X-Session-Id", prefill=_ONE_TOKEN
         ),
         BackendProfile("lmstudio", "LM Studio", default_port=1234),
         BackendProfile("localai", "LocalAI", default_port=8080),
-        BackendProfile(
-            "llama-cpp-python", "llama-cpp-python server", default_port=8000, prefill=_ONE_TOKEN
-        ),
+        BackendProfile("llama-cpp-python", "llama-cpp-python server", default_port=8000, prefill=_ONE_TOKEN),
     )
 }
 

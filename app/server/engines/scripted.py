@@ -692,7 +692,63 @@ class ScriptedConnection:
 _WORD = re.compile(r"[a-z0-9]+")
 # Words too common in tool descriptions to say what a tool is about.
 _GENERIC = frozenset(
-    ["a", "an", "the", "of", "for", "to", "in", "on", "at", "by", "with", "and", "or", "from", "into", "this", "that", "these", "those", "it", "its", "is", "are", "be", "get", "set", "read", "write", "run", "list", "make", "create", "return", "returns", "given", "current", "some", "any", "all", "one", "each", "file", "files", "data", "value", "values", "item", "items", "thing", "things", "tool", "function", "call", "use", "using"]
+    [
+        "a",
+        "an",
+        "the",
+        "of",
+        "for",
+        "to",
+        "in",
+        "on",
+        "at",
+        "by",
+        "with",
+        "and",
+        "or",
+        "from",
+        "into",
+        "this",
+        "that",
+        "these",
+        "those",
+        "it",
+        "its",
+        "is",
+        "are",
+        "be",
+        "get",
+        "set",
+        "read",
+        "write",
+        "run",
+        "list",
+        "make",
+        "create",
+        "return",
+        "returns",
+        "given",
+        "current",
+        "some",
+        "any",
+        "all",
+        "one",
+        "each",
+        "file",
+        "files",
+        "data",
+        "value",
+        "values",
+        "item",
+        "items",
+        "thing",
+        "things",
+        "tool",
+        "function",
+        "call",
+        "use",
+        "using",
+    ]
 )
 
 
@@ -715,7 +771,9 @@ def match_tool(tools: Sequence[Mapping[str, Any]], prompt: str) -> str | None:
         if name.lower() in prompt.lower() or (parts and " ".join(parts) in flat):
             return name
         desc = tool.get("description")
-        subject = {w for w in _words(desc if isinstance(desc, str) else "") | set(parts) if len(w) >= 4} - _GENERIC
+        subject = {
+            w for w in _words(desc if isinstance(desc, str) else "") | set(parts) if len(w) >= 4
+        } - _GENERIC
         hits = len(subject & said)
         if hits and (best is None or hits > best[0]):
             best = (hits, name)

@@ -390,7 +390,7 @@ async def test_sse_framing_handles_split_lines_line_ends_bom_comments_multiline_
 ) -> None:
     """Events split anywhere, LF/CRLF/CR-only line ends, a BOM, comments and multi-line data are
     parsed by the protocol's one SSE parser; [DONE] ends the stream (what follows is ignored)."""
-    raw = b": keepalive\n\ndata: {\"a\":\ndata: 1}\n\nevent: x\ndata: tail\n\ndata: [DONE]\n\ndata: late\n\n"
+    raw = b': keepalive\n\ndata: {"a":\ndata: 1}\n\nevent: x\ndata: tail\n\ndata: [DONE]\n\ndata: late\n\n'
     raw = b"\xef\xbb\xbf" + raw.replace(b"\n", newline)
 
     async def pieces() -> AsyncIterator[bytes]:
@@ -844,11 +844,21 @@ async def test_warm_up_is_prefilled_on_the_pinned_slot_and_the_turn_waits_for_it
             aiohttp.ClientSession() as http,
             http.ws_connect(srv.url, headers={"Authorization": "Bearer t"}) as ws,
         ):
-            warm = await _ws_events(ws, input=[user("the project: " + "x" * 300)], generate=False,
-                                    instructions="be brief", tools=[READ_FILE])
+            warm = await _ws_events(
+                ws,
+                input=[user("the project: " + "x" * 300)],
+                generate=False,
+                instructions="be brief",
+                tools=[READ_FILE],
+            )
             assert [e["type"] for e in warm][-1] == "response.completed" and order == []
-            done = await _ws_events(ws, input=[user("what changed?")], instructions="be brief",
-                                    tools=[READ_FILE], previous_response_id=warm[-1]["response"]["id"])
+            done = await _ws_events(
+                ws,
+                input=[user("what changed?")],
+                instructions="be brief",
+                tools=[READ_FILE],
+                previous_response_id=warm[-1]["response"]["id"],
+            )
             assert done[-1]["type"] == "response.completed"
     assert order == ["prefill start", "prefill end", "turn"]
     prefill, asked = up.requests

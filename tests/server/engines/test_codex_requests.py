@@ -91,7 +91,12 @@ async def test_codex_recorded_turns_with_apply_patch_through_the_bridge() -> Non
     assert patch_tool["parameters"]["required"] == ["input"]
     assert "*** Begin Patch" in patch_tool["parameters"]["properties"]["input"]["description"]  # its grammar
     assert body["tool_choice"] == {"type": "function", "function": {"name": "apply_patch"}}
-    assert [m["role"] for m in body["messages"]] == ["system", "system", "user", "user"]  # developer -> system
+    assert [m["role"] for m in body["messages"]] == [
+        "system",
+        "system",
+        "user",
+        "user",
+    ]  # developer -> system
     assert body["messages"][-1]["content"] == "add hello.txt"
     assert after["tool_choice"] == "auto"  # answering a tool result: the client's choice again
     call_msg, tool_msg = after["messages"][-2:]

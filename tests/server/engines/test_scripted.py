@@ -346,8 +346,17 @@ def test_auto_calls_the_tool_the_prompt_asks_for() -> None:
 
 def test_auto_answers_the_tool_result_in_text() -> None:
     """Once the tool's output came back, the engine answers in text instead of calling again."""
-    history = (user("weather in Paris?"), {"type": "function_call", "call_id": "c1", "name": "get_weather", "arguments": "{}"})
-    out = run(turn({"type": "function_call_output", "call_id": "c1", "output": "18 C"}, history=history, tools=(WEATHER,)))
+    history = (
+        user("weather in Paris?"),
+        {"type": "function_call", "call_id": "c1", "name": "get_weather", "arguments": "{}"},
+    )
+    out = run(
+        turn(
+            {"type": "function_call_output", "call_id": "c1", "output": "18 C"},
+            history=history,
+            tools=(WEATHER,),
+        )
+    )
     assert calls(out) == [] and "get_weather" in text_of(out)
 
 
