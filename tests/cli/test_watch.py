@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import select
+import signal
 import subprocess
 import sys
 import time
@@ -135,3 +136,20 @@ def test_a_move_before_the_check_starts_is_still_noticed(tmp_path: Path) -> None
         await asyncio.wait_for(_root_lost(folder, first, asyncio.Event(), interval=0.01), 10)
 
     asyncio.run(main())
+
+
+@pytest.mark.parametrize(("sig", "status"), [(signal.SIGTERM, 0), (signal.SIGINT, 0)])
+def test_a_signal_ends_watch_with_its_status_and_no_child(
+    watch: tuple[Watch, Path], sig: signal.Signals, status: int
+) -> None:
+    """SIGTERM / SIGINT (Ctrl-C) is how watch is stopped: status 0 as documented, no traceback, the
+    server child gone."""
+    w, _ = watch
+    w.next_push()
+    children = psutil.Process(w.proc.pid).children(recursive=True)
+    assert children, "watch had no server child: nothing to prove"
+    w.proc.send_signal(sig)
+    _, err = w.proc.communicate(timeout=30)
+    assert w.proc.returncode == status, err
+    assert b"Traceback" not in err
+    assert not psutil.wait_procs(children, timeout=5)[1]
