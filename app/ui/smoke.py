@@ -16,10 +16,11 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+from PySide6.QtCore import QTimer
 from PySide6.QtWidgets import QApplication
 
 from app.render.transcript import BlockKind
-from app.services.api import FileChanges, Services
+from app.services.api import ApprovalDecision, ApprovalRequest, FileChanges, Services
 from app.ui.main_window import MainWindow
 
 SMOKE_MESSAGE = "Smoke test: say hello and show me some code."
@@ -78,7 +79,21 @@ async def run_smoke(
     def ended() -> bool:  # the model shows a response that began after the send, and its end
         return conv.response_id != before and bool(conv.status)
 
+    asked: list[str] = []
+
+    def refuse(request: ApprovalRequest) -> None:
+        # Nobody answers a smoke run, and it must never run a project's code or patch it: every
+        # question (a test command, a patch) is refused, as a user pressing "Refuse" would.
+        asked.append(request.kind)
+
+        def answer() -> None:
+            request.resolve(ApprovalDecision(False, reason="a smoke run approves nothing"))
+            request.withdrawn.emit()  # and its dialog closes
+
+        QTimer.singleShot(0, answer)  # after the controller has shown its dialog
+
     services.busy_changed.connect(on_busy)
+    services.approval_requested.connect(refuse)
     try:
         window.composer.edit.setPlainText(message)
         window.composer.edit.submit()
@@ -114,10 +129,11 @@ async def run_smoke(
         return SmokeResult(
             ok,
             f"smoke: {verdict} — response {status} in {elapsed:.2f} s, {chars} chars, "
-            f"{synced.line}, {engine}{shot}",
+            f"{synced.line}, {engine}{shot}" + (f", refused {len(asked)} approval(s)" if asked else ""),
         )
     finally:
         services.busy_changed.disconnect(on_busy)
+        services.approval_requested.disconnect(refuse)
 
 
 _NOT_ANSWER = frozenset({BlockKind.USER, BlockKind.NOTICE, BlockKind.TOOL_CALL, BlockKind.TOOL_OUTPUT})

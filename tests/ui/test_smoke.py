@@ -5,8 +5,9 @@ from __future__ import annotations
 from pathlib import Path
 
 from PySide6.QtGui import QImage
+from PySide6.QtWidgets import QDialog
 
-from app.services.api import ConnectionStatus
+from app.services.api import ApprovalDecision, ApprovalRequest, ConnectionStatus
 from app.ui.main_window import MainWindow
 from app.ui.smoke import run_smoke
 from tests.ui.fakes import FakeServices
@@ -54,3 +55,33 @@ def test_smoke_waits_for_the_tool_loop(qtbot, qloop, window: MainWindow, fake: F
     fake.send_message = send  # type: ignore[method-assign]
     result = qloop.run_until_complete(run_smoke(window, fake, timeout=0.2))
     assert result.line.startswith("smoke: FAIL — no end of the tool loop within 0.2 s")
+
+
+def test_smoke_refuses_every_approval(qtbot, qloop, window: MainWindow, fake: FakeServices) -> None:  # type: ignore[no-untyped-def]
+    """A tool loop that asks to run the project's tests: the smoke refuses (it never runs a project's
+    code), the loop ends, the line says so, and the approval dialog is closed."""
+    decisions: list[ApprovalDecision] = []
+
+    def send(text: str) -> None:
+        fake.busy_changed.emit(True)
+        fake.reply("calling run_tests")
+
+        def answered(d: ApprovalDecision) -> None:
+            decisions.append(d)  # the dialog closing answers again; like Approvals, only the first counts
+            if len(decisions) > 1:
+                return
+            fake.reply("the user refused", response_id="resp_2")
+            fake.busy_changed.emit(False)
+
+        fake.approval_requested.emit(
+            ApprovalRequest("command", "Run this test command?", {"command": "pytest"}, answered)
+        )
+
+    qloop.run_until_complete(fake.start())
+    fake.send_message = send  # type: ignore[method-assign]
+    result = qloop.run_until_complete(run_smoke(window, fake, timeout=10))
+    assert result.ok, result.line
+    assert result.line.endswith("refused 1 approval(s)")
+    assert decisions and not any(d.accept for d in decisions)
+    assert not [w for w in window.findChildren(QDialog) if w.isVisible()]  # the dialog was closed
+    qloop.run_until_complete(fake.aclose())
