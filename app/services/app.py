@@ -167,6 +167,8 @@ class AppServices:
             indexing.cancel()
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await indexing
+            with contextlib.suppress(Exception):  # the watcher may have started meanwhile: stop it too
+                await ws.aclose()
             raise
         self._connect(self.endpoint)
         self._open_history()
