@@ -37,9 +37,17 @@ def recent_commits(root: Path, commits: int = 50, *, timeout_s: float = GIT_TIME
         done = subprocess.run(
             [
                 git,
+                "--no-pager",
+                # a repository's own config must not run anything: no signature program, no fsmonitor
+                "-c",
+                "log.showSignature=false",
+                "-c",
+                "core.fsmonitor=false",
                 "-C",
                 str(root),
                 "log",
+                "--no-show-signature",
+                "--no-ext-diff",
                 "--name-only",
                 "--relative",
                 "--no-renames",

@@ -132,10 +132,11 @@ def test_a_move_before_the_check_starts_is_still_noticed(tmp_path: Path) -> None
     folder.rename(tmp_path / "moved")
     (tmp_path / "p").mkdir()  # and another folder took its name: not the one we watched
 
-    async def main() -> None:
+    async def main() -> bool:
         await asyncio.wait_for(_root_lost(folder, first, asyncio.Event(), interval=0.01), 10)
+        return True  # reached only when the wait ended (a timeout raises)
 
-    asyncio.run(main())
+    assert asyncio.run(main())
 
 
 @pytest.mark.parametrize(("sig", "status"), [(signal.SIGTERM, 0), (signal.SIGINT, 0)])

@@ -156,7 +156,8 @@ def _close_many(project: Path, tmp_path: Path, n: int, label: str, **kw: str) ->
 
 def test_closing_the_window_twenty_times_offscreen(project: Path, tmp_path: Path) -> None:
     """The real window (offscreen), closed 20 times: exit 0, no traceback, nothing left running."""
-    _close_many(project, tmp_path, CLOSES, "offscreen")
+    times = _close_many(project, tmp_path, CLOSES, "offscreen")  # each run checked by assert_clean
+    assert len(times) == CLOSES and max(times) < HANG_GUARD_S
 
 
 @pytest.fixture
@@ -189,7 +190,8 @@ def xvfb_display(tmp_path: Path) -> Iterator[str]:
 
 def test_closing_the_window_twenty_times_under_xvfb(project: Path, tmp_path: Path, xvfb_display: str) -> None:
     """The same on a real X server (xcb platform): the window manager's close path, 20 times."""
-    _close_many(project, tmp_path, CLOSES, "Xvfb", DISPLAY=xvfb_display, QT_QPA_PLATFORM="xcb")
+    times = _close_many(project, tmp_path, CLOSES, "Xvfb", DISPLAY=xvfb_display, QT_QPA_PLATFORM="xcb")
+    assert len(times) == CLOSES and max(times) < HANG_GUARD_S
 
 
 @pytest.mark.parametrize("route", ["ctrl-q", "app-quit"])

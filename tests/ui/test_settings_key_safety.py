@@ -18,7 +18,7 @@ from app import profile
 from app.adapters.secrets import SecretStore
 from app.adapters.store import HistoryStore
 from app.services.app import AppServices
-from app.services.settings import Settings, SettingsError, config_path, load_settings
+from app.services.settings import Settings, SettingsError, config_path, load_settings, looks_like_key
 from app.ui.settings_dialog import SettingsDialog
 from tests.adapters.test_secrets import MemoryKeyring
 
@@ -137,4 +137,5 @@ def test_validate_refuses_key_shapes_without_quoting_them(field: str, value: str
     ],
 )
 def test_real_model_names_pass(model: str) -> None:
-    Settings(model=model, endpoint="http://127.0.0.1:11434/v1").validate()
+    assert not looks_like_key(model)
+    Settings(model=model, endpoint="http://127.0.0.1:11434/v1").validate()  # raises on a key-like value

@@ -19,7 +19,6 @@ detection, prefills). The stream is framed by the protocol's `SSEParser` and tra
 from __future__ import annotations
 
 import asyncio
-import hashlib
 import itertools
 import logging
 import re
@@ -79,12 +78,12 @@ def normalize_base_url(url: str) -> str:
     return urlunsplit((parts.scheme, parts.netloc, path, "", ""))
 
 
-def pick_replica(key: str, n: int) -> int:
-    """A stable replica index for a connection key (same key, same replica)."""
+def pick_replica(seq: int, n: int) -> int:
+    """The replica for the `seq`-th connection: round robin, so connections spread evenly (a hash of a
+    random key left whole runs of connections on one replica); the connection keeps it (pinned)."""
     if n <= 0:
         raise ValueError("no replicas")
-    digest = hashlib.blake2b(key.encode(), digest_size=8).digest()
-    return int.from_bytes(digest, "big") % n
+    return seq % n
 
 
 async def sse_payloads(
@@ -160,10 +159,10 @@ class ChatCompletionsEngine:
         self._seq = itertools.count()
 
     def connect(self) -> ChatConnection:
-        """A connection pinned to one replica by a hash of its key."""
+        """A connection pinned to one replica (round robin over the connections)."""
         n = next(self._seq)
         key = f"conn-{n}-{secrets.token_hex(6)}"
-        return ChatConnection(self, key, n, pick_replica(key, len(self.upstreams)))
+        return ChatConnection(self, key, n, pick_replica(n, len(self.upstreams)))
 
     async def aclose(self) -> None:
         """Close the pooled HTTP connections."""
