@@ -33,7 +33,7 @@ import os
 import stat
 import threading
 import time
-from collections.abc import Callable, Generator, Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Container, Generator, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -106,6 +106,16 @@ class Target:
     @property
     def via_link(self) -> bool:
         return self.rel != self.real
+
+
+class _ScanPlan:
+    """Which regular files a walk reads and hashes (see `ProjectFS.iter_tree`)."""
+
+    __slots__ = ("left", "only")
+
+    def __init__(self, hash_first: int | None, only: Container[str] | None) -> None:
+        self.left = hash_first  # files still to read before listing by metadata (None: all)
+        self.only = only
 
 
 class ProjectFS:
@@ -411,8 +421,14 @@ class ProjectFS:
         under: str = "",
         max_bytes: int = DEFAULT_MAX_FILE_BYTES,
         on_error: Callable[[str, OSError], None] | None = None,
+        hash_first: int | None = None,
+        only: Container[str] | None = None,
     ) -> Generator[FileVersion, None, None]:
         """Index the tree (path, size, hash, kind; no text kept).
+
+        `hash_first`: read and hash only that many regular files; the rest are listed by their
+        metadata (`FileVersion.hashed` False), so a huge tree is known in a fraction of the time and
+        hashed later. `only`: read just these paths (other regular files are skipped unread).
 
         Excluded directories are not entered; excluded files are listed as excluded so the UI can
         show why; directory links are never followed. Unreadable directories go to `on_error`.
@@ -425,8 +441,9 @@ class ProjectFS:
         """
         check_root(self.root)
         start = normalise_rel(under) if under else ""
+        plan = _ScanPlan(hash_first, only)
         if not DIRFD:
-            yield from self._iter_tree_paths(start, max_bytes, on_error)
+            yield from self._iter_tree_paths(start, max_bytes, on_error, plan)
             return
         try:
             with open_dir(self.root, start) as start_fd:
@@ -451,7 +468,7 @@ class ProjectFS:
                             on_error(d or ".", exc)
                         entries = []
                     for entry in entries:
-                        v = self._entry(entry, d, dfd, subs, max_bytes, on_error)
+                        v = self._entry(entry, d, dfd, subs, max_bytes, on_error, plan)
                         if v is not None:
                             yield v
                 elif subs:
@@ -468,6 +485,18 @@ class ProjectFS:
         finally:
             for _d, dfd, _subs in stack:
                 os.close(dfd)
+
+    def _stat_file(self, rel: str, entry: os.DirEntry[str], max_bytes: int) -> FileVersion:
+        """A regular file listed by its metadata only (not opened: `FileVersion.hashed` is False)."""
+        excl = self.exclusion(rel)
+        try:
+            st = entry.stat(follow_symlinks=False)
+        except OSError:  # gone since it was listed: the careful path decides
+            return self.read_version(rel, max_bytes=max_bytes, keep_text=False, parent_clean=True)
+        if excl is not None:
+            return make_version(rel, None, size=st.st_size, mtime=st.st_mtime, exclusion=excl)
+        dig = f"size:{st.st_size}:mtime:{st.st_mtime_ns}" if st.st_size > max_bytes else ""
+        return make_version(rel, None, size=st.st_size, mtime=st.st_mtime, digest=dig, max_bytes=max_bytes)
 
     def _scan_file(
         self, dfd: int, name: str, rel: str, entry: os.DirEntry[str], max_bytes: int
@@ -508,7 +537,11 @@ class ProjectFS:
         )
 
     def _iter_tree_paths(
-        self, start: str, max_bytes: int, on_error: Callable[[str, OSError], None] | None
+        self,
+        start: str,
+        max_bytes: int,
+        on_error: Callable[[str, OSError], None] | None,
+        plan: _ScanPlan,
     ) -> Iterator[FileVersion]:
         """`iter_tree` where folders cannot be opened as descriptors (Windows): by path."""
         stack = [start]
@@ -523,7 +556,7 @@ class ProjectFS:
                 continue
             subs: list[str] = []
             for entry in entries:
-                v = self._entry(entry, d, -1, subs, max_bytes, on_error)
+                v = self._entry(entry, d, -1, subs, max_bytes, on_error, plan)
                 if v is not None:
                     yield v
             stack.extend(f"{d}/{name}" if d else name for name in subs)
@@ -536,10 +569,14 @@ class ProjectFS:
         subs: list[str],
         max_bytes: int,
         on_error: Callable[[str, OSError], None] | None,
+        plan: _ScanPlan,
     ) -> FileVersion | None:
         """One listed entry of folder `d` (descriptor `dfd`, -1: none): a file's version, a secret
-        folder's row, or None (a folder to enter is appended to `subs`; links to folders are skipped)."""
+        folder's row, or None (a folder to enter is appended to `subs`; links to folders are skipped;
+        a file `plan` leaves out)."""
         rel = f"{d}/{entry.name}" if d else entry.name
+        if plan.only is not None and rel not in plan.only and not entry.is_dir(follow_symlinks=False):
+            return None
         try:
             if entry.is_symlink():
                 if entry.is_dir():
@@ -553,9 +590,15 @@ class ProjectFS:
                     return FileVersion(rel + "/", "excluded", reason=excl.reason)
                 return None
             if entry.is_file(follow_symlinks=False):
+                if plan.left is not None and plan.left <= 0:
+                    return self._stat_file(rel, entry, max_bytes)
                 if dfd < 0:
-                    return self.read_version(rel, max_bytes=max_bytes, keep_text=False, parent_clean=True)
-                return self._scan_file(dfd, entry.name, rel, entry, max_bytes)
+                    v = self.read_version(rel, max_bytes=max_bytes, keep_text=False, parent_clean=True)
+                else:
+                    v = self._scan_file(dfd, entry.name, rel, entry, max_bytes)
+                if plan.left is not None and v.kind in ("text", "binary"):
+                    plan.left -= 1  # one more file read and hashed
+                return v
         except OSError as exc:  # a link loop, a permission problem: listed, never silently dropped
             if on_error is not None:
                 on_error(rel, exc)

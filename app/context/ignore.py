@@ -204,6 +204,12 @@ class IgnoreRules:
         self._protected = _matcher(_spec(p.lower() for p in protected))
         self._secrets = _matcher(_spec(p.lower() for p in secrets))
         self._defaults = _matcher(_spec(fold(p) for p in defaults))
+        # Quick negatives, one match instead of three for almost every file of a tree: no pattern of
+        # the protected and secret lists (on the lower-case path), nor of the defaults (as written),
+        # matches. A spec's matcher answers None exactly when none of its patterns matches at all.
+        low_lists = [p.lower() for p in (*protected, *secrets)]
+        self._guarded = _matcher(_spec(low_lists))
+        self._builtin = _matcher(_spec([*low_lists, *(fold(p) for p in defaults)]))
         # directory ("" for the root) -> matcher of that directory's .gitignore (None: no patterns)
         self._gitignores: dict[str, _Match | None] = {}
         self._dir_cache: dict[str, Exclusion | None] = {}
@@ -279,9 +285,12 @@ class IgnoreRules:
             if hit is not None:  # only the user's own settings may opt a secret or .git in
                 return Exclusion("settings", "settings") if hit else None
         low = probe.lower()
-        if self._protected is not None and self._protected(low):
+        builtin = self._builtin
+        quiet = builtin is None or (low == probe and builtin(low) is None)  # no built-in list matches
+        guarded = not quiet and (self._guarded is None or self._guarded(low) is not None)
+        if guarded and self._protected is not None and self._protected(low):
             return Exclusion("protected", "defaults")
-        if self._secrets is not None and self._secrets(low):
+        if guarded and self._secrets is not None and self._secrets(low):
             return Exclusion("secret", "defaults")
         if self._project is not None:
             hit = self._project(probe)
@@ -299,7 +308,7 @@ class IgnoreRules:
                         if hit
                         else None
                     )
-        if self._defaults is not None and self._defaults(probe):
+        if not quiet and self._defaults is not None and self._defaults(probe):
             return Exclusion("default", "defaults")
         return None
 

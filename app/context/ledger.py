@@ -78,7 +78,7 @@ class _View:
 
 
 class _Entry:
-    __slots__ = ("acked", "acked_seq", "disk", "path", "sent")
+    __slots__ = ("acked", "acked_seq", "disk", "filled", "path", "sent")
 
     def __init__(self, disk: FileVersion) -> None:
         self.path = disk.path
@@ -86,6 +86,9 @@ class _Entry:
         self.sent: _View | None = None
         self.acked: _View | None = None
         self.acked_seq = -1
+        # The digest found by `Ledger.fill` for a file first listed unhashed: what a view without a
+        # digest (sent while the file was unhashed) stands for.
+        self.filled = ""
 
 
 class FileStatus(NamedTuple):
@@ -267,6 +270,28 @@ class Ledger:
         for v in versions:
             self.observe(v)
 
+    def fill(self, version: FileVersion) -> None:
+        """The hashed `version` of a file that was indexed by its metadata only (see
+        `FileVersion.hashed`). Unchanged size and modification time: the same file, so nothing the
+        model was told about it changes (views sent without a digest now stand for this one).
+        Otherwise it is observed as any change. A file read since (an event) or gone is left alone."""
+        e = self._entries.get(version.path)
+        if e is None or e.disk.hashed:
+            return
+        d = e.disk
+        if not version.hashed:
+            return
+        if version.kind not in ("text", "binary") or (version.size, version.mtime) != (d.size, d.mtime):
+            self.observe(version)  # changed, gone, grown too large, unreadable or excluded since: news
+            return
+        e.disk, e.filled = version, version.digest
+        if version.kind != d.kind:
+            self._dirty.add(version.path)  # a badge may say "binary" now
+
+    def unhashed_paths(self) -> list[str]:
+        """Files listed by their metadata only, still to be read and hashed (`fill`)."""
+        return [p for p, e in self._entries.items() if not e.disk.hashed]
+
     def rename(self, src: str, dst: str) -> None:
         """`src` was moved to `dst`: the model's view travels with it (observe `dst` afterwards)."""
         e = self._entries.pop(src, None)
@@ -353,7 +378,9 @@ class Ledger:
                 e.sent = _view_of(d)
             if e.sent is not None:
                 carried.append((e, e.sent))
-        self._dirty.update(self._entries)  # every badge leaves "pending (no chain yet)"
+        # Every file is "pending" until the snapshot is acknowledged. It already was when a snapshot
+        # was due (the usual case: O(gone files) here, not O(files)); otherwise every badge changes.
+        self._dirty.update(self._gone if self._needs_snapshot else self._entries)
         self._touched.clear()  # every sent view is the disk now
         self._drop_gone()
         self._needs_snapshot = False
@@ -645,7 +672,7 @@ class Ledger:
         assert view is not None
         if view.path != e.path:
             return "renamed"
-        if view.digest != d.digest or (not d.digest and view.text != d.text):
+        if (view.digest or e.filled) != d.digest or (not d.digest and view.text != d.text):
             return "modified"
         return None
 

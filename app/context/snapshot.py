@@ -78,6 +78,12 @@ class FileVersion(NamedTuple):
         """False when the file is gone (deleted, or vanished before it could be read)."""
         return self.kind != "missing"
 
+    @property
+    def hashed(self) -> bool:
+        """False for a file listed by its metadata only (a huge tree is indexed that way first and
+        hashed afterwards): its kind may still turn out binary, and it has no digest to compare."""
+        return bool(self.digest) or self.kind not in ("text", "binary")
+
 
 def is_binary(data: bytes) -> bool:
     """Git's heuristic: a NUL byte in the first 8 KB."""

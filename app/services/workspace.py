@@ -23,6 +23,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import gc
+import itertools
 import logging
 import sys
 import threading
@@ -56,6 +57,11 @@ BIG_PROJECT = (
     20_000  # files: from here a fresh chain's snapshot and its acknowledgement keep the collector off
 )
 GIL_SWITCH_S = 0.001  # see `_share_the_gil`
+# Files read and hashed by the first index; the rest of a bigger tree is listed by its metadata and
+# hashed after the first snapshot went out, so a 100,000-file project is ready in a fraction of the
+# time. The listing of a tree this size is cut to folders anyway, so no badge there needs a read.
+HASH_FIRST = 2_000
+HASH_CHUNK = 512  # files hashed per worker job afterwards: a save or an acknowledgement waits for one
 
 
 _indexing = 0  # indexes running now (another project may be opening)
@@ -122,6 +128,7 @@ class Workspace:
         force_polling: bool = False,
         clock: Callable[[], float] = time.time,
         files: ProjectFS | None = None,
+        hash_first: int | None = HASH_FIRST,
     ) -> None:
         self.root = Path(root).resolve()
         # The one owner of the project's files, shared with the tools: its rules apply to both.
@@ -132,6 +139,8 @@ class Workspace:
         self._quiet, self._window = quiet_s, max_window_s
         self._force_polling = force_polling
         self._clock = clock
+        self._hash_first = hash_first
+        self._hasher: asyncio.Task[None] | None = None  # hashes what the index only listed
         self.ledger = Ledger()  # touched only on the worker thread (`_job`)
         _share_the_gil()
         self._worker = ThreadPoolExecutor(max_workers=1, thread_name_prefix="slipstream-context")
@@ -212,7 +221,10 @@ class Workspace:
         def index() -> StatusChanges:
             led, last, shown = self.ledger, time.monotonic(), threading.Event()
             taken = 0  # files observed when the last batch went to the UI
-            for n, v in enumerate(self.files.iter_tree(on_error=lambda p, e: errors.append(f"{p}: {e}"))):
+            walk = self.files.iter_tree(
+                on_error=lambda p, e: errors.append(f"{p}: {e}"), hash_first=self._hash_first
+            )
+            for n, v in enumerate(walk):
                 led.observe(v)
                 # Rows reach the UI in batches, less often as the table grows (each costs the GUI a
                 # merge of sorted rows) but never too many at once; the walk waits while the GUI
@@ -255,13 +267,40 @@ class Workspace:
             self._watcher = None
         if self._pump is not None:
             self._pump.close()
-        for task in (self._reader, self._resync_task):
+        for task in (self._reader, self._resync_task, self._hasher):
             if task is not None:
                 task.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
                     await task
         self._worker.shutdown(wait=False, cancel_futures=True)
         await asyncio.get_running_loop().run_in_executor(None, self._worker.shutdown)  # join the thread
+
+    async def _hash_rest(self) -> None:
+        """Read and hash the files the index listed by their metadata only (`Ledger.fill`), a chunk
+        per worker job, so other jobs (a save, an acknowledgement) never wait for more than a chunk.
+        A file that changed meanwhile is news like any change, and is pushed."""
+        paths = await self._job(lambda: frozenset(self.ledger.unhashed_paths()))
+        if not paths:
+            return
+        walk = self.files.iter_tree(only=paths)
+
+        def chunk() -> tuple[StatusChanges, bool]:
+            led, n = self.ledger, 0
+            for v in itertools.islice(walk, HASH_CHUNK):
+                led.fill(v)
+                n += 1
+            return led.take_changes(), n < HASH_CHUNK  # fewer: the walk is over
+
+        try:
+            done = False
+            while not done and not self._closing.is_set():
+                changes, done = await self._job(chunk)
+                self._emit(changes)
+                if self._pending:
+                    self.changed.emit()
+        finally:
+            with contextlib.suppress(RuntimeError):  # the worker is shut down: the walk dies with it
+                self._worker.submit(walk.close)
 
     async def settle(self) -> None:
         """Take a batch that is still in the coalescer now (tests, shutdown)."""
@@ -453,6 +492,9 @@ class Workspace:
         snapshot = self.last_snapshot is not None and self.last_snapshot.id in carried
         with self._collector_off() if snapshot else contextlib.nullcontext():
             self._emit(await self._job(settle))
+        if snapshot and self._hasher is None and not self._closing.is_set():
+            # the first snapshot went out (or failed): now the rest of a big tree is hashed
+            self._hasher = asyncio.ensure_future(self._hash_rest())
 
     def _collector_off(self) -> contextlib.AbstractContextManager[None]:
         """A fresh chain touches every file: in a big project, no collections meanwhile (see above)."""

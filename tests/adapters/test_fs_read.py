@@ -192,3 +192,21 @@ def test_a_file_swapped_for_a_link_mid_scan_is_judged_as_a_link(tmp_path: Path) 
     (root / "b.py").symlink_to(tmp_path / "secret.txt")
     b = next(it)
     assert b.path == "b.py" and b.kind == "excluded" and b.reason == "link outside the project"
+
+
+def test_a_walk_can_list_by_metadata_then_hash_only_what_it_listed(tmp_path: Path) -> None:
+    """`hash_first`: that many regular files are read and hashed, the rest listed by metadata (the
+    same rules apply to both); `only` then reads exactly those, and agrees with a full walk."""
+    _tree(tmp_path)
+    fs = _fs(tmp_path)
+    full = {v.path: v for v in fs.scan_tree()}
+    first = {v.path: v for v in fs.iter_tree(hash_first=2)}
+    assert first.keys() == full.keys()
+    listed = {p for p, v in first.items() if not v.hashed}
+    read = [v for v in first.values() if v.kind in ("text", "binary") and v.hashed]
+    assert len(read) == 2 and all(v == full[v.path] for v in read) and listed
+    for p in listed:  # a file's kind needs its bytes: listed ones are text until hashed
+        assert (first[p].kind, first[p].size, first[p].text) == ("text", full[p].size, None)
+    assert all(v == full[p] for p, v in first.items() if v.kind not in ("text", "binary"))  # same rules
+    later = {v.path: v for v in fs.iter_tree(only=listed)}
+    assert later == {p: full[p] for p in listed}

@@ -4,7 +4,14 @@ from __future__ import annotations
 
 import pytest
 
-from app.context.ignore import Exclusion, IgnoreRules, normalise_rel
+from app.context.ignore import (
+    DEFAULT_EXCLUDES,
+    PROTECTED_PATTERNS,
+    SECRET_PATTERNS,
+    Exclusion,
+    IgnoreRules,
+    normalise_rel,
+)
 
 
 def _rules() -> IgnoreRules:
@@ -240,3 +247,32 @@ def test_very_deep_paths_are_decided_without_recursion() -> None:
     assert r.exclusion(deep) is None
     r.add_gitignore("d/d", "x.py\n")
     assert r.exclusion(deep) == Exclusion("gitignored", "d/d/.gitignore")
+
+
+@pytest.mark.parametrize("casefold", [False, True])
+def test_quick_negatives_answer_as_every_list_would(casefold: bool) -> None:
+    """The one-match shortcut for files no built-in list names gives the answer of checking the
+    protected, secret and default lists one by one, for every spelling (case matters to it)."""
+    names = [
+        *(p.strip("/*") for p in (*SECRET_PATTERNS, *PROTECTED_PATTERNS, *DEFAULT_EXCLUDES)),
+        "id_rsa",
+        "ID_RSA",
+        ".ENV",
+        "Credentials.JSON",
+        "main.py",
+        "README.md",
+        "Thumbs.db",
+        "node_modules",
+        "x.PEM",
+        ".Git",
+        "app.log",
+        "keep.log",
+    ]
+    paths = [f"{d}{n}" for n in names if n for d in ("", "src/", "Src/Deep/", "pkg/sub/")]
+    quick = _rules() if not casefold else IgnoreRules(casefold=True)
+    slow = _rules() if not casefold else IgnoreRules(casefold=True)
+    slow._builtin = slow._guarded = lambda p: True  # no shortcut: every list is asked
+    for path in paths:
+        for is_dir in (False, True):
+            assert quick.exclusion(path, is_dir=is_dir) == slow.exclusion(path, is_dir=is_dir), (path, is_dir)
+    assert sum(quick.exclusion(p) is not None for p in paths) > len(paths) // 3  # the corpus does hit

@@ -325,3 +325,58 @@ def test_many_new_rows_come_with_the_whole_order() -> None:
     led.observe_many(v(f"z/n{i:05}.py", "y\n") for i in range(ORDER_AT))
     more = led.take_changes()
     assert more.order == sorted(["a.py", *names, *(f"z/n{i:05}.py" for i in range(ORDER_AT))])
+
+
+def listed(path: str, text: str, mtime: float = 0.0) -> FileVersion:
+    """`path` as a huge tree's first index sees it: its metadata only (`FileVersion.hashed` False)."""
+    return make_version(path, None, size=len(text.encode()), mtime=mtime)
+
+
+@pytest.mark.parametrize("ack_first", [True, False])
+def test_hashing_a_listed_file_later_is_not_a_change(ack_first: bool) -> None:
+    """Files listed unhashed in the snapshot and hashed afterwards (before or after the snapshot's
+    acknowledgement): nothing to tell the model, and their badges settle as for any listed file."""
+    led = Ledger()
+    led.observe_many(
+        [v("main.py", "print(1)\n"), listed("big/a.py", "a = 1\n"), listed("big/b.py", "b = 2\n")]
+    )
+    assert sorted(led.unhashed_paths()) == ["big/a.py", "big/b.py"]
+    snap = led.build_snapshot(BUDGET, now=0.0)
+    led.mark_sent(snap.id, "c1")
+    if ack_first:
+        led.acknowledge(snap.id)
+    led.fill(v("big/a.py", "a = 1\n"))
+    led.fill(v("big/b.py", "b = 2\n"))
+    if not ack_first:
+        led.acknowledge(snap.id)
+    assert led.unhashed_paths() == [] and not led.has_pending()
+    assert led.build_update(BUDGET) is None
+    assert badges(led) == {
+        "main.py": ("in_view", ""),
+        "big/a.py": ("summarised", "listed only"),
+        "big/b.py": ("summarised", "listed only"),
+    }
+
+
+def test_a_listed_file_that_changed_before_its_hash_is_news() -> None:
+    """Size or time differs from the listing, or the file is gone: an update says so; a file an
+    event already read is left alone (that read is newer than the hashing walk's)."""
+    led = started(v("main.py", "print(1)\n"))
+    for f in (listed("a.py", "a = 1\n"), listed("b.py", "b = 2\n"), listed("c.py", "c = 3\n")):
+        led.observe(f)
+    up = led.build_update(BUDGET)  # the three appear (listed, content not read)
+    assert up is not None
+    led.mark_sent(up.id, "c1")
+    led.acknowledge(up.id)
+    led.fill(v("a.py", "a = 100\n", mtime=5.0))  # edited since it was listed
+    led.fill(gone("b.py"))  # deleted since
+    led.observe(v("c.py", "c = 4\n", mtime=6.0))  # an event read it first
+    led.fill(v("c.py", "c = 3\n"))  # the hashing walk's older read: ignored
+    up = led.build_update(BUDGET)
+    assert up is not None
+    assert {(c.kind, c.path) for c in up.changes} == {
+        ("changed", "a.py"),
+        ("deleted", "b.py"),
+        ("changed", "c.py"),
+    }
+    assert "c = 4" in up.text and "a = 100" in up.text

@@ -390,3 +390,31 @@ async def test_index_batches_are_bounded_however_fast_the_walk(
     got = await _index_900_files(tmp_path)
     assert sum(len(c.added) for c in got) == 900
     assert len(got) >= 3 and max(len(c.added) for c in got) <= 256 + 256
+
+
+async def test_a_big_tree_is_ready_before_it_is_hashed_and_loses_nothing(tmp_path: Path) -> None:
+    """`hash_first=2`: the index reads two files and lists the rest by metadata; the snapshot goes
+    out, then the rest is hashed on the worker. Hashing pushes nothing (nothing changed), every file
+    ends up hashed, and an edit to a file that was only listed reaches the model in full."""
+    for i in range(8):  # m4-m7 are too big for this budget: listed, never read for the snapshot
+        (tmp_path / f"m{i}.py").write_text(f"v = {i}\n" + ("# padding\n" * 300 if i >= 4 else ""))
+    rec = Recorder()
+    async with run_server(rec) as srv:
+        ws = Workspace(tmp_path, budget_tokens=1000, quiet_s=0.03, max_window_s=0.3, hash_first=2)
+        session = ResponsesSession(Endpoint(srv.url, srv.token), rebuild=ws.rebuild, initial_delay=0.01)
+        pushes: list[Push] = []
+        sync = ContextSync(ws, session, on_push=pushes.append)
+        await ws.start()
+        assert len(await ws._job(ws.ledger.unhashed_paths)) == 6
+        assert await sync.push()
+        assert ws._hasher is not None  # the snapshot settled: hashing started
+        await ws._hasher
+        assert await ws._job(ws.ledger.unhashed_paths) == [] and not ws.has_pending()
+        assert [p.kind for p in pushes] == ["snapshot"] and "m6.py" not in pushes[0].paths
+        (tmp_path / "m6.py").write_text("v = 60\n")
+        await wait_until(lambda: len(pushes) > 1, 10)
+        assert pushes[1].ok and [c.path for c in pushes[1].changes] == ["m6.py"]
+        assert "v = 60" in await probe(sync, rec)
+        await sync.aclose()
+        await ws.aclose()
+        await session.aclose()
