@@ -54,6 +54,20 @@ INOTIFY_LIMIT_TEXT = (
 )
 
 
+# The events `FsWatcher._convert` turns into changes. Asked of the kernel by type, so reads are not
+# events at all: with every type, each file the app reads (an index, a search, hashing a big tree)
+# came back as an "opened" and a "closed" event, each a hop to the loop only to be dropped there.
+WATCHED_EVENTS: list[type[FileSystemEvent]] = [
+    FileCreatedEvent,
+    FileModifiedEvent,
+    FileDeletedEvent,
+    FileMovedEvent,
+    DirCreatedEvent,
+    DirDeletedEvent,
+    DirMovedEvent,
+]
+
+
 class _Handler(FileSystemEventHandler):
     """Runs on watchdog's thread: cheap filtering, then a hop to the loop."""
 
@@ -117,7 +131,9 @@ class FsWatcher:
 
     def _start_observer(self, observer: BaseObserver) -> BaseObserver:
         try:
-            observer.schedule(_Handler(self), os.fspath(self.root), recursive=True)
+            observer.schedule(
+                _Handler(self), os.fspath(self.root), recursive=True, event_filter=WATCHED_EVENTS
+            )
             observer.start()
         except BaseException:
             try:

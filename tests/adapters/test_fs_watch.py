@@ -143,3 +143,29 @@ async def test_save_to_update_message_end_to_end(tmp_path: Path) -> None:
     up = ledger.build_update(4000)
     assert up is not None and "-a = 1\n+a = 2" in up.text and ".m.py.tmp" not in up.text
     assert hashlib.blake2b(b"a = 2\n", digest_size=16).hexdigest() == ledger.disk_version("m.py").digest  # type: ignore[union-attr]
+
+
+async def test_reading_files_is_not_an_event(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The app reads whole trees (index, search, hashing): the kernel is asked only for the events
+    that are changes, so reads never reach the watcher's thread or the loop."""
+    for i in range(30):
+        (tmp_path / f"f{i}.py").write_text(f"x = {i}\n")
+    seen: list[str] = []
+    real_hop = FsWatcher._hop
+
+    def hop(self: FsWatcher, event: object, src: str, dest: str) -> None:
+        seen.append(type(event).__name__)
+        real_hop(self, event, src, dest)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(FsWatcher, "_hop", hop)
+    rec = _Recorder()
+    w = _watch(tmp_path, rec)
+    try:
+        assert w.mode == "native"
+        fs = _fs(tmp_path)
+        assert len(fs.scan_tree()) == 30 and len(fs.read_many([f"f{i}.py" for i in range(30)])) == 30
+        (tmp_path / "f0.py").write_text("x = 100\n")  # a real change, to know the reads' events are in
+        await wait_until(lambda: "f0.py" in rec.paths())
+        assert seen and not [t for t in seen if "Opened" in t or "Closed" in t], seen
+    finally:
+        w.stop()
