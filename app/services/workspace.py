@@ -61,6 +61,7 @@ GIL_SWITCH_S = 0.001  # see `_share_the_gil`
 # hashed after the first snapshot went out, so a 100,000-file project is ready in a fraction of the
 # time. The listing of a tree this size is cut to folders anyway, so no badge there needs a read.
 HASH_FIRST = 2_000
+WATCH_START_WAIT_S = 10.0  # closing waits this long at most for a watcher still starting
 HASH_CHUNK = 512  # files hashed per worker job afterwards: a save or an acknowledgement waits for one
 
 
@@ -141,6 +142,7 @@ class Workspace:
         self._clock = clock
         self._hash_first = hash_first
         self._hasher: asyncio.Task[None] | None = None  # hashes what the index only listed
+        self._watching: asyncio.Future[str] | None = None  # the watcher's start, on another thread
         self.ledger = Ledger()  # touched only on the worker thread (`_job`)
         _share_the_gil()
         self._worker = ThreadPoolExecutor(max_workers=1, thread_name_prefix="slipstream-context")
@@ -241,11 +243,6 @@ class Workspace:
                     last, taken = time.monotonic(), n
             return led.take_changes()
 
-        with _settled_by_the_collector():
-            changes = await self._job(index)
-        for e in errors[:5]:
-            self.notice.emit("warning", f"Cannot read {e}")
-        self._emit(changes)
         if watch and not self._closing.is_set():
             self._pump = BatchPump(Coalescer(self._quiet, self._window), self._batches.put_nowait, loop)
             self._watcher = FsWatcher(
@@ -256,17 +253,39 @@ class Workspace:
                 on_notice=self.notice.emit,
                 force_polling=self._force_polling,
             )
-            # watchdog adds a watch per folder while starting: a walk of the tree, so not on the loop
-            self.watch_mode = await loop.run_in_executor(None, self._watcher.start)
-            self._reader = asyncio.ensure_future(self._read_batches())
+            # Watching starts with the index, not after it: a change made while the tree is walked is
+            # not missed (its batch waits for the index), and watchdog's own walk of the tree (a watch
+            # per folder, not on the loop) overlaps ours instead of delaying the first snapshot.
+            self._watching = loop.run_in_executor(None, self._watcher.start)
+        try:
+            with _settled_by_the_collector():
+                changes = await self._job(index)
+            for e in errors[:5]:
+                self.notice.emit("warning", f"Cannot read {e}")
+            self._emit(changes)
+            if self._watching is not None and not self._closing.is_set():
+                self.watch_mode = await self._watching
+                self._reader = asyncio.ensure_future(self._read_batches())
+        except BaseException:
+            await self._unwatch()
+            raise
 
-    async def aclose(self) -> None:
-        self._closing.set()
+    async def _unwatch(self) -> None:
+        """Stop the watcher, once its start (on another thread) is over: stopping one that is still
+        starting would leave its thread running."""
+        if self._watching is not None:
+            await asyncio.wait([self._watching], timeout=WATCH_START_WAIT_S)
+            if self._watching.done() and not self._watching.cancelled():
+                self._watching.exception()  # retrieved: a failed start was said by start() already
         if self._watcher is not None:
             self._watcher.stop()
             self._watcher = None
         if self._pump is not None:
             self._pump.close()
+
+    async def aclose(self) -> None:
+        self._closing.set()
+        await self._unwatch()
         for task in (self._reader, self._resync_task, self._hasher):
             if task is not None:
                 task.cancel()

@@ -418,3 +418,43 @@ async def test_a_big_tree_is_ready_before_it_is_hashed_and_loses_nothing(tmp_pat
         await sync.aclose()
         await ws.aclose()
         await session.aclose()
+
+
+async def test_a_file_changed_while_the_index_runs_is_not_missed(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The watcher starts with the index, not after it: an edit made behind the walk (to a file it
+    already read) arrives as a change once the index is done."""
+    import time
+
+    from app.adapters.project_fs import ProjectFS
+
+    for i in range(3):
+        (tmp_path / f"m{i}.py").write_text(f"x = {i}\n")
+    real_walk = ProjectFS.iter_tree
+    ws = Workspace(tmp_path, quiet_s=0.02, max_window_s=0.2)
+
+    def walk(*a: Any, **k: Any) -> Any:
+        for n, v in enumerate(real_walk(*a, **k)):
+            yield v
+            if n == 0:  # m0.py was read: wait for the watcher, then change it behind the walk
+                deadline = time.monotonic() + 10
+                while ws._watcher is not None and ws._watcher.mode is None and time.monotonic() < deadline:
+                    time.sleep(0.01)
+                (tmp_path / "m0.py").write_text("x = 'changed while indexing'\n")
+
+    monkeypatch.setattr(ProjectFS, "iter_tree", walk)
+    try:
+        await ws.start()
+        want = (await ws._job(lambda: ws.files.read_version("m0.py"))).digest
+        for _ in range(200):  # the event's batch is applied after the index, through the pump
+            await ws.settle()
+            got = await ws._job(lambda: ws.ledger.disk_version("m0.py"))
+            if got is not None and got.digest == want:
+                break
+            await asyncio.sleep(0.05)
+        else:
+            pytest.fail("the edit made while indexing never reached the ledger")
+        assert ws.has_pending()
+    finally:
+        await ws.aclose()
