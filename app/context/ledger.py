@@ -68,8 +68,7 @@ class LedgerStateError(RuntimeError):
     """The caller used the ledger out of order (a stale update, no snapshot yet)."""
 
 
-@dataclass(frozen=True, slots=True)
-class _View:
+class _View(NamedTuple):  # one per file per snapshot: a tuple is built three times faster
     path: str  # the path the model knows this content under
     kind: ViewKind
     digest: str = ""
@@ -570,6 +569,8 @@ class Ledger:
         added: list[str] = []
         removed: list[str] = []
         badge = self._badge
+        was: list[str] = []  # the states that rows left and entered, counted in C afterwards
+        now: list[str] = []
         for p in dirty:
             e = entries.get(p)
             new = badge(e) if e is not None else None
@@ -577,7 +578,7 @@ class Ledger:
             if new == old:
                 continue
             if old is not None:
-                counts[old.state] -= 1
+                was.append(old.state)
             if new is None:
                 del reported[p]
                 removed.append(p)
@@ -585,7 +586,9 @@ class Ledger:
             if old is None:
                 added.append(p)
             reported[p] = rows[p] = new
-            counts[new.state] += 1
+            now.append(new.state)
+        counts.subtract(was)
+        counts.update(now)
         added.sort()
         removed.sort()
         order = self._reorder(added, removed)
