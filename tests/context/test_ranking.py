@@ -6,6 +6,8 @@ from __future__ import annotations
 import itertools
 import json
 
+import pytest
+
 from app.adapters.git_facts import committed_paths
 from app.context.snapshot import (
     COMMITTED,
@@ -176,3 +178,14 @@ def test_a_big_tree_ranks_as_a_full_sort_would() -> None:
         assert rank_key(fv(f"src/{name}"), (), RankFacts())[0] == TESTS, name
     for name in ("latest.py", "contest.py", "spec.ts", "test.py", "mapper.py"):
         assert rank_key(fv(f"src/{name}"), (), RankFacts())[0] == SOURCE, name
+
+
+def test_ranking_in_small_batches_is_still_the_full_order(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Batches of 4, 16, 16, ... (the bounds made tiny) give the order of one full sort."""
+    from app.context import snapshot
+
+    monkeypatch.setattr(snapshot, "RANK_FIRST", 4)
+    monkeypatch.setattr(snapshot, "RANK_BATCH_MAX", 16)
+    tree = [fv(f"d{i % 5}/m{i}.py", size=50 + (i * 53) % 700) for i in range(300)] + FRESH_CLONE
+    expected = sorted(tree, key=lambda v: (*rank_key(v, (), RankFacts()), v.path))
+    assert [v.path for v in rank(tree, ())] == [v.path for v in expected]
