@@ -110,6 +110,7 @@ class TranscriptView(QTextBrowser):
         self._todo: dict[int, None] = {}  # dirty ids not yet rendered (frame budget ran out)
         self._restore_due = False  # the viewport moved: an evicted page may have come near
         self._evict_blocked = False  # the last eviction pass found nothing far enough away
+        self._evicted_frame = -1  # the pacer frame of the last eviction forced past the budget
         self._click_pos: int | None = None  # document position of the click being handled
         self._layout: QAbstractTextDocumentLayout | None = None
         self._following = True
@@ -315,13 +316,19 @@ class TranscriptView(QTextBrowser):
         self._todo.update(dict.fromkeys(self._model.take_dirty()))
         if self._todo:
             self._render_pending(deadline)
-        if (
-            not self._todo
-            and self._live_chars > LIVE_BUDGET_CHARS
-            and not self._evict_blocked
-            and time.perf_counter() < deadline
-        ):
+        if self._live_chars > LIVE_BUDGET_CHARS and not self._evict_blocked and self._evict_due(deadline):
             self._evict_far(deadline)
+
+    def _evict_due(self, deadline: float) -> bool:
+        """Eviction runs in a slice's spare time; once the document holds twice the budget (rendering
+        lags behind a fast stream, so no slice has spare time) it runs anyway, once per frame: memory
+        stays bounded whatever the rate."""
+        if not self._todo and time.perf_counter() < deadline:
+            return True
+        if self._live_chars > 2 * LIVE_BUDGET_CHARS and self._evicted_frame != self.pacer.frames:
+            self._evicted_frame = self.pacer.frames
+            return True
+        return False
 
     # -- rendering -------------------------------------------------------------------------------
 

@@ -90,3 +90,61 @@ def test_warm_builds_the_lexers_ahead() -> None:
     highlight._LEXER_CACHE.pop("rust", None)
     highlight.warm(["rust"])
     assert highlight._LEXER_CACHE.get("rust") is not None
+
+
+SAMPLES = [
+    (ROOT / "app/render/highlight.py").read_text(),
+    JS,
+    JSON,
+    '#!/bin/bash\nfor f in *.py; do echo "$f ${x:-y}" $(ls) `pwd`; done\ncat <<EOF\nhi $x\nEOF\n',
+    "--- a/x\n+++ b/x\n@@ -1 +1 @@\n-a\n+b\n",
+    'fn main() { let s = "a\\n"; /* c */ let r = r#"raw"#; }\n',
+    "<p class='x'>hi &amp; <b>there</b><script>var x = 1;</script></p>\n",
+    "SELECT a FROM t WHERE x = 'y' -- c\n/* d */ ORDER BY 1;\n",
+    "déjà = 'vu' # naïve ünïcode → ✓\nπ = 3.14\n",
+]
+
+
+LANGS = ["python", "bash", "javascript", "typescript", "rust", "go", "diff", "html", "css", "sql"]
+LANGS += ["java", "toml"]
+
+
+@pytest.mark.parametrize("lang", LANGS)
+def test_dispatching_lexer_gives_pygments_tokens(lang: str) -> None:
+    """Trying only the rules that can start with the next character picks the rule pygments picks:
+    the same tokens as pygments' own loop (which also emits empty matches past the end of the text)."""
+    from pygments.lexer import RegexLexer
+
+    from app.render.highlight import _lex
+
+    lexer = lexer_for(lang)
+    assert isinstance(lexer, RegexLexer)
+    for text in SAMPLES:
+        ref = [t for t in lexer.get_tokens_unprocessed(text) if t[0] < len(text) or t[2]]
+        assert _lex(lexer, text, ["root"])[0] == ref
+
+
+@pytest.mark.parametrize(
+    ("pattern", "yes", "no"),
+    [
+        (r"(?<!\.)def\b", "d", "e."),
+        (r"[^\S\n]+", " \t", "\nx"),
+        (r"(?:ab)?c", "ac", "bd"),
+        (r"x*|y", "xyz", ""),  # can match empty: tried at every character
+        (r"\d+\.?", "7", "a ."),
+        (r"(?i:abc)", "aAzZ", ""),  # case folding is not read: always tried
+        (r"(a)\1", "a", "b"),
+    ],
+)
+def test_can_start_over_approximates(pattern: str, yes: str, no: str) -> None:
+    """A rule is skipped at a character only where its regex cannot match starting with it."""
+    import re
+
+    from app.render.highlight import _NO, _can_start, _parser
+
+    parsed = list(_parser.parse(pattern, 0))
+    for c in yes:
+        assert _can_start(parsed, c) != _NO, c
+    for c in no:
+        assert _can_start(parsed, c) == _NO, c
+        assert re.match(pattern, c + "zz") is None

@@ -555,3 +555,30 @@ def test_tables_and_cards_are_released_and_restored_like_text(view: TranscriptVi
     view.follow()
     _drain(view)
     assert "$ echo 59" in view.toPlainText()
+
+
+def test_eviction_keeps_up_when_rendering_lags(view: TranscriptView) -> None:
+    """When rendering never catches up with a fast stream (no slice has spare time: here a zero
+    budget, one block a frame) far pages are still released, once a frame past twice the budget, so
+    memory stays bounded while the stream runs; nothing is lost."""
+    para = ("word " * 400).strip()  # ~2 KB paragraphs: one block a frame, one feed chunk a frame
+    text = "".join(f"{i} {para}\n\n" for i in range(160))  # ~320 KB
+    view.pacer.budget_s = 0.0
+    view.pacer.slice_s = 0.0
+    peak = 0
+    for i in range(0, len(text), 8192):
+        view.model.apply(st.text("m", text[i : i + 8192]))
+        for _ in range(4):
+            view.flush()
+            peak = max(peak, view.live_chars)
+    while view.model.pending or view._todo:
+        view.flush()
+        peak = max(peak, view.live_chars)
+    assert view.evicted_pages
+    assert peak <= 2 * tv.LIVE_BUDGET_CHARS + 2 * len(para)
+    view.pacer.budget_s = 0.01  # with spare time the rest goes down to the budget
+    view.pacer.slice_s = 0.004
+    _drain(view)
+    assert view.live_chars <= tv.LIVE_BUDGET_CHARS
+    _check_positions(view)
+    assert view.model.plain_text() == text.strip()
