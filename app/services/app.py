@@ -17,7 +17,7 @@ import logging
 from pathlib import Path
 from typing import get_args
 
-from app.adapters.local_server import LocalServer
+from app.adapters.local_server import ServerHandle
 from app.adapters.secrets import SecretStore
 from app.adapters.store import HistoryStore
 from app.protocol import events as ev
@@ -91,7 +91,7 @@ class AppServices:
         self.files_changed: Signal[[FileChanges]] = Signal("files_changed")
         self.busy_changed: Signal[[bool]] = Signal("busy_changed")
         self.banner_changed: Signal[[str]] = Signal("banner_changed")
-        self._server: LocalServer | None = None
+        self._server: ServerHandle | None = None
         self.endpoint: Endpoint | None = None
         self.session: ResponsesSession | None = None
         self.workspace: Workspace | None = None
