@@ -1,6 +1,9 @@
 """Start `slipstream serve` as a child process and learn its URL; stop it on every exit path.
 
 Used by `slipstream ask`/`watch` without --endpoint and by the app when no model is configured.
+The desktop app serves its scripted engine on a thread of its own instead (`host_scripted_here`,
+installed by app.main; app.server.inprocess): `start_scripted_server` is the one way in for both,
+and either way the caller gets a `ServerHandle` (url, token, `aclose()`) it owns and stops.
 The child prints `slipstream serve: listening on ws://HOST:PORT/v1/responses ...` as its first
 stdout line; we read the port from it rather than racing for a free port.
 
@@ -26,8 +29,9 @@ import re
 import secrets
 import signal
 import sys
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
+from typing import Protocol
 
 log = logging.getLogger(__name__)
 
@@ -42,6 +46,30 @@ _LIVE: dict[int, asyncio.subprocess.Process] = {}
 
 class LocalServerError(RuntimeError):
     """The child server did not start; the message carries what it printed."""
+
+
+class ServerHandle(Protocol):
+    """A local server someone started and owns: where it listens, its token, how to stop it."""
+
+    @property
+    def url(self) -> str: ...  # ws://127.0.0.1:PORT/v1/responses
+
+    @property
+    def token(self) -> str: ...
+
+    async def aclose(self, grace: float = ...) -> None: ...
+
+
+# token -> a scripted server serving in this process (None: a `slipstream serve` child).
+ScriptedHost = Callable[[str], Awaitable[ServerHandle]]
+_scripted_host: ScriptedHost | None = None
+
+
+def host_scripted_here(host: ScriptedHost | None) -> None:
+    """From now on `start_scripted_server` serves the scripted engine with `host(token)` in this
+    process (the desktop app: app.main installs app.server.inprocess); None: children again."""
+    global _scripted_host
+    _scripted_host = host
 
 
 @dataclass
@@ -191,6 +219,21 @@ async def start_local_server(
     server = LocalServer(url=m.group(1), token=token, process=proc)
     server._drains = [asyncio.ensure_future(_drain(proc.stdout)), asyncio.ensure_future(_drain(proc.stderr))]
     return server
+
+
+async def start_scripted_server(timeout: float = 20.0) -> ServerHandle:
+    """The scripted engine on 127.0.0.1 with an ephemeral port and a fresh token: in this process
+    when a host is installed (`host_scripted_here`), else a `slipstream serve` child."""
+    host = _scripted_host
+    if host is None:
+        return await start_local_server(timeout=timeout)
+    try:
+        async with asyncio.timeout(timeout):
+            return await host(secrets.token_urlsafe(24))
+    except TimeoutError:
+        raise LocalServerError(f"the scripted engine did not start within {timeout:.0f} s") from None
+    except Exception as exc:  # words for the banner, not a traceback
+        raise LocalServerError(f"the scripted engine did not start: {exc}") from exc
 
 
 async def _drain(stream: asyncio.StreamReader) -> None:

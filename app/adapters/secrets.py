@@ -4,6 +4,9 @@ Where keyring finds no real backend (it falls back to `keyring.backends.fail` or
 module says so in words and refuses to store anything. Reading a key from an environment variable
 is the only fallback, and only when the caller passes `allow_env_fallback=True` — the user's
 explicit opt-in, asked for by the UI. Keys never appear in reprs or exception messages.
+
+keyring is imported when a store is first made, not with this module: it drags in importlib.metadata,
+email, tarfile and friends (~4 MB resident), and an app on the scripted engine never needs it.
 """
 
 from __future__ import annotations
@@ -12,13 +15,12 @@ import logging
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass
-
-import keyring
-import keyring.errors
-from keyring.backend import KeyringBackend
-from keyring.backends import chainer, fail, null
+from typing import TYPE_CHECKING
 
 from app import profile
+
+if TYPE_CHECKING:
+    from keyring.backend import KeyringBackend
 
 SERVICE = "slipstream"
 log = logging.getLogger(__name__)
@@ -58,6 +60,8 @@ def _backend_name(backend: KeyringBackend) -> str:
 
 
 def _is_usable(backend: KeyringBackend) -> bool:
+    from keyring.backends import chainer, fail, null
+
     if isinstance(backend, fail.Keyring | null.Keyring):
         return False
     if isinstance(backend, chainer.ChainerBackend):
@@ -81,6 +85,9 @@ class SecretStore:
         service: str = SERVICE,
     ) -> None:
         if backend is None:
+            import keyring
+            from keyring.backends import null
+
             # A throwaway profile (smoke runs, benchmarks, tests) never touches the user's keychain.
             backend = null.Keyring() if profile.is_throwaway() else keyring.get_keyring()  # type: ignore[no-untyped-call]
         self._backend = backend
@@ -108,6 +115,8 @@ class SecretStore:
 
     def get(self, provider: str) -> str | None:
         """The key, or None when none is stored. Raises NoKeychainError without a keychain and opt-in."""
+        import keyring.errors
+
         if _is_usable(self._backend):
             try:
                 value = self._backend.get_password(self._service, provider)
@@ -130,6 +139,8 @@ class SecretStore:
 
     def set(self, provider: str, key: str) -> None:
         """Store a key in the keychain. There is no fallback store: without a keychain this raises."""
+        import keyring.errors
+
         key = key.strip()
         if not key:
             raise ValueError("the API key is empty")
@@ -148,6 +159,8 @@ class SecretStore:
 
     def delete(self, provider: str) -> bool:
         """Remove the key; True if one was there."""
+        import keyring.errors
+
         if not _is_usable(self._backend):
             raise NoKeychainError(self.status(provider).message)
         try:

@@ -18,18 +18,73 @@ Detection is layered:
 3. An entropy check on values assigned to secret-sounding keys (token, credential, bearer, ...).
 
 Values that are clearly placeholders (`changeme`, `<your key>`, `${VAR}`, `os.environ[...]`) pass.
+
+detect-secrets imports `requests` at module level for its `verify()` step, which is never run here;
+`requests` is ~6 MB resident (urllib3, charset_normalizer, idna, certifi, ...), 5% of the idle app.
+The plugins are imported with a stand-in for it (`_RequestsOnUse`) that loads the real `requests` the
+first time anything uses it.
 """
 
 from __future__ import annotations
 
+import importlib
 import math
 import re
+import sys
+import types
 from collections import Counter
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-from detect_secrets.plugins.keyword import CONFIG_DENYLIST_REGEX_TO_GROUP, KeywordDetector
+
+class _RequestsOnUse(types.ModuleType):
+    """What detect-secrets' modules see as `requests`: the real module, loaded on first use.
+
+    While the plugins are being imported an attribute read can only be an annotation evaluated at
+    definition time (`-> requests.Response` in two plugins); it gets `Any`. After that, any use (a
+    `verify()`, which this module never calls) imports the real `requests` and forwards to it.
+    """
+
+    def __init__(self) -> None:
+        super().__init__("requests", "Loaded on first use by app.context.secrets_scan.")
+        self.importing = True
+
+    def __getattr__(self, name: str) -> Any:
+        if name.startswith("__"):
+            raise AttributeError(name)
+        if self.importing:
+            return Any
+        return getattr(importlib.import_module("requests"), name)
+
+
+def _import_detect_secrets() -> None:
+    """Import the detect-secrets plugins without loading `requests` (see the module docstring)."""
+    if "requests" in sys.modules:  # loaded already (by someone else): nothing to save
+        return
+    stand_in = _RequestsOnUse()
+    sys.modules["requests"] = stand_in
+    try:
+        import detect_secrets.plugins.keyword  # noqa: F401
+        from detect_secrets import plugins
+
+        for name in _PLUGIN_MODULES:
+            importlib.import_module(f"{plugins.__name__}.{name}")
+    finally:
+        if sys.modules.get("requests") is stand_in:
+            del sys.modules["requests"]  # whoever imports `requests` next gets the real one
+        stand_in.importing = False
+
+
+# detect-secrets' regex plugins used here (module names under detect_secrets.plugins).
+_PLUGIN_MODULES = (
+    "artifactory", "aws", "azure_storage_key", "basic_auth", "cloudant", "discord", "github_token",
+    "gitlab_token", "ibm_cloud_iam", "ibm_cos_hmac", "jwt", "mailchimp", "npm", "openai", "private_key",
+    "pypi_token", "sendgrid", "slack", "softlayer", "square_oauth", "stripe", "telegram_token", "twilio",
+)  # fmt: skip
+_import_detect_secrets()
+
+from detect_secrets.plugins.keyword import CONFIG_DENYLIST_REGEX_TO_GROUP, KeywordDetector  # noqa: E402
 
 __all__ = ["PLACEHOLDER", "Finding", "redact_for_model", "scan", "scan_lines"]
 

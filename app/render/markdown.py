@@ -27,8 +27,11 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 from enum import StrEnum
+from functools import cache
+from typing import TYPE_CHECKING
 
-from markdown_it import MarkdownIt
+if TYPE_CHECKING:
+    from markdown_it import MarkdownIt
 
 __all__ = [
     "HARD_LINE",
@@ -44,6 +47,7 @@ __all__ = [
     "render_inline",
     "split_all",
     "split_row",
+    "warm_inline",
 ]
 
 SOFT_LINE = 2048
@@ -514,7 +518,20 @@ class InlineSpan:
     href: str = ""
 
 
-_md = MarkdownIt("commonmark", {"html": False, "linkify": False}).enable("strikethrough")
+@cache
+def _parser() -> MarkdownIt:
+    """The inline parser, built on first use: markdown-it is ~70 modules (~3 MB resident) that an app
+    with no conversation yet never needs (`warm_inline` builds it in a worker before a turn)."""
+    from markdown_it import MarkdownIt
+
+    return MarkdownIt("commonmark", {"html": False, "linkify": False}).enable("strikethrough")
+
+
+def warm_inline() -> None:
+    """Build the inline parser now (safe in a worker thread: a race only builds it twice)."""
+    render_inline("*x*")
+
+
 _FLAG_OPEN = {"strong_open": BOLD, "em_open": ITALIC, "s_open": STRIKE}
 _FLAG_CLOSE = {"strong_close": BOLD, "em_close": ITALIC, "s_close": STRIKE}
 _SAFE_SCHEMES = ("http://", "https://", "mailto:", "file://")
@@ -529,7 +546,7 @@ def render_inline(text: str) -> list[InlineSpan]:
         return []
     if not any(c in text for c in "*_`[~<\\&!"):
         return [InlineSpan(text)]
-    tokens = _md.parseInline(text)
+    tokens = _parser().parseInline(text)
     out: list[InlineSpan] = []
     flags = 0
     href_stack: list[str] = []

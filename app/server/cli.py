@@ -15,7 +15,7 @@ import os
 import signal
 import sys
 from pathlib import Path
-from typing import NoReturn
+from typing import Any, NoReturn
 
 from app.adapters.local_server import TOKEN_ENV
 from app.server.auth import is_loopback, new_token, remove_token_file, write_token_file
@@ -23,7 +23,7 @@ from app.server.engines.base import Engine
 from app.server.engines.profiles import PROFILES
 from app.server.engines.scripted import ScriptedEngine, ScriptError, load_script
 
-__all__ = ["build_engine", "build_parser", "main"]
+__all__ = ["build_engine", "build_parser", "main", "server_options"]
 
 DEFAULT_PORT = 8765
 ENGINES = ("scripted", "chat", "gguf")
@@ -162,6 +162,18 @@ def _gguf_engine(args: argparse.Namespace) -> Engine:
     return LlamaCppEngine(args.model_file)
 
 
+def server_options(args: argparse.Namespace) -> dict[str, Any]:
+    """`run_server`'s settings from the parsed arguments (shared with the in-process host,
+    app.server.inprocess, so the app's own scripted engine behaves as `slipstream serve` does)."""
+    return {
+        "max_age_s": args.max_age,
+        "max_frame_bytes": args.max_frame_bytes,
+        "ws_deflate": args.ws_deflate,
+        "websocket": not args.no_websocket,
+        "coalesce_writes": not args.no_coalesce,
+    }
+
+
 def _fail(message: str) -> int:
     print(f"slipstream serve: error: {message}", file=sys.stderr)
     return 2
@@ -207,17 +219,7 @@ async def _serve(args: argparse.Namespace, engine: Engine) -> None:
     for sig in (signal.SIGINT, signal.SIGTERM):
         with contextlib.suppress(NotImplementedError, RuntimeError):  # Windows: no signal handlers
             loop.add_signal_handler(sig, stop.set)
-    async with run_server(
-        engine,
-        host=args.host,
-        port=args.port,
-        token=token,
-        max_age_s=args.max_age,
-        max_frame_bytes=args.max_frame_bytes,
-        ws_deflate=args.ws_deflate,
-        websocket=not args.no_websocket,
-        coalesce_writes=not args.no_coalesce,
-    ) as srv:
+    async with run_server(engine, host=args.host, port=args.port, token=token, **server_options(args)) as srv:
         token_file = None if args.token else write_token_file(token, srv.port)
         where = f"token file: {token_file}" if token_file else "token: given with --token"
         try:

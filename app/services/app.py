@@ -17,11 +17,12 @@ import logging
 from pathlib import Path
 from typing import get_args
 
-from app.adapters.local_server import LocalServer
+from app.adapters.local_server import ServerHandle
 from app.adapters.secrets import SecretStore
 from app.adapters.store import HistoryStore
 from app.protocol import events as ev
 from app.render.highlight import warm as warm_highlighting
+from app.render.markdown import warm_inline
 from app.render.transcript import NoticeKind, Transcript, ends_in_failure
 from app.services import endpoints
 from app.services.agent import Agent, AgentConfig
@@ -91,7 +92,7 @@ class AppServices:
         self.files_changed: Signal[[FileChanges]] = Signal("files_changed")
         self.busy_changed: Signal[[bool]] = Signal("busy_changed")
         self.banner_changed: Signal[[str]] = Signal("banner_changed")
-        self._server: LocalServer | None = None
+        self._server: ServerHandle | None = None
         self.endpoint: Endpoint | None = None
         self.session: ResponsesSession | None = None
         self.workspace: Workspace | None = None
@@ -145,10 +146,15 @@ class AppServices:
 
     # ---- lifecycle -----------------------------------------------------------------------------
 
+    def _warm_rendering(self) -> None:
+        """Build the syntax highlighter's lexers and the inline markdown parser in a worker, once, as soon
+        as a conversation may show them (a turn is asked for, a session restored): not in the first frame
+        with code, and not in an app that has no conversation yet (~4 MB it would hold for nothing)."""
+        if self._warm is None:
+            self._warm = asyncio.get_running_loop().run_in_executor(None, _build_renderers)
+
     async def start(self) -> None:
         """Connect (starting a scripted server when no model is configured), index, warm up."""
-        # The syntax highlighter's lexers are built in a worker meanwhile, not in the first frame with code.
-        self._warm = asyncio.get_running_loop().run_in_executor(None, warm_highlighting)
         ws = Workspace(
             self.project_root,
             budget_tokens=self.settings.context_budget_tokens,
@@ -308,6 +314,7 @@ class AppServices:
         if self.busy:
             self._notice("warning", "A request is still running; press Stop first.")
             return
+        self._warm_rendering()
         self.conversation.add_user_message(text)
         self._task = asyncio.ensure_future(self._run(text))
 
@@ -371,6 +378,7 @@ class AppServices:
         if self.side is None:
             self._notice("error", "Not connected yet.")
             return None
+        self._warm_rendering()
         if side_id is None:
             return self.side.open(text)
         lane = self.side.lanes.get(side_id)
@@ -485,6 +493,7 @@ class AppServices:
     def _open_history(self, session_id: str | None = None) -> None:
         items = self.history.open(session_id)
         if items and self.session is not None:
+            self._warm_rendering()
             self.session.client.restore(items)
             self.conversation.restore(items)
             self._notice(
@@ -634,6 +643,11 @@ _NOTICE_KINDS = frozenset(get_args(NoticeKind))
 RESTART_FIELDS = ("provider", "endpoint", "model", "allow_env_key_fallback")
 UNREACHABLE = "**Cannot reach**"
 PROVIDER_LABELS = {p.id: p.label for p in PROVIDERS.values()}
+
+
+def _build_renderers() -> None:
+    warm_highlighting()
+    warm_inline()
 
 
 def needs_restart(old: Settings, new: Settings) -> bool:

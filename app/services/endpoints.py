@@ -5,7 +5,7 @@ Responses endpoint, a local Chat Completions server behind a bridge of our own, 
 configured or the configured one cannot be used — a scripted `slipstream serve` of our own. The
 headless commands resolve from their command line (`from_command_line`): an explicit --endpoint, or
 the same scripted server. Whatever child server this starts comes back in `Resolved.server`; the
-caller owns it and stops it (`LocalServer.aclose`).
+caller owns it and stops it (`ServerHandle.aclose`).
 """
 
 from __future__ import annotations
@@ -15,7 +15,12 @@ from collections.abc import Callable
 from dataclasses import dataclass, replace
 from urllib.parse import urlsplit
 
-from app.adapters.local_server import LocalServer, LocalServerError, start_local_server
+from app.adapters.local_server import (
+    LocalServerError,
+    ServerHandle,
+    start_local_server,
+    start_scripted_server,
+)
 from app.adapters.secrets import NoKeychainError, SecretsError
 from app.runtime import is_loopback, serve_token_path
 from app.services.providers import PROVIDERS, endpoint_for
@@ -53,7 +58,7 @@ class EndpointUnavailable(Exception):
 @dataclass(slots=True)
 class Resolved:
     endpoint: Endpoint
-    server: LocalServer | None = None  # a child server we started: the caller stops it
+    server: ServerHandle | None = None  # a server we started (a child, or in-process): the caller stops it
     banner: str = ""  # the scripted engine's explanation, "" otherwise
     encrypted_reasoning: bool = False  # ask the provider for encrypted reasoning items (hosted, store=false)
 
@@ -63,9 +68,10 @@ class Resolved:
 
 
 async def scripted() -> Resolved:
-    """A scripted `slipstream serve` of our own (offline, no model)."""
+    """A scripted server of our own (offline, no model): a `slipstream serve` child, or in the desktop
+    app a thread of its own (app.adapters.local_server.start_scripted_server)."""
     try:
-        server = await start_local_server()
+        server = await start_scripted_server()
     except LocalServerError as exc:
         raise EndpointUnavailable(str(exc)) from exc
     return Resolved(

@@ -1,8 +1,9 @@
 """The whole app at scale: the real window, services and `slipstream serve` child, on generated projects.
 
 Each run is a fresh process that opens a generated project through the real GUI entry
-(`app.ui.app.run_gui`, the services from `create_services`, so a scripted `slipstream serve` child),
-with a 1 ms probe timer on the Qt event loop recording every stall. Measured per project size:
+(`app.main.prepare_gui` as `slipstream` does, then `app.ui.app.run_gui` with the services from
+`create_services`, so the scripted engine the app serves on a thread of its own; any child process
+the app starts is counted in the RSS figures), with a 1 ms probe timer on the Qt event loop recording every stall. Measured per project size:
 
 - opening: from the window being shown (the services factory is called) until the first snapshot is
   acknowledged ("ready"), stall p99 and max on the GUI thread throughout, and ready against the raw
@@ -86,9 +87,11 @@ def child(project: Path, restart: bool, out: Path) -> None:
     from PySide6.QtCore import QTimer
     from PySide6.QtWidgets import QApplication
 
+    from app.main import prepare_gui
     from app.services.app import create_services
     from app.ui import app as gui_app
 
+    prepare_gui()  # what `slipstream` does before its window
     qapp = QApplication.instance() or QApplication(sys.argv[:1])
     ticks: list[tuple[float, float]] = []  # (time, gap since the previous tick) in seconds
     last = [0.0]

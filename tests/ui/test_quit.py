@@ -12,6 +12,7 @@ import os
 import selectors
 import shutil
 import signal
+import socket
 import statistics
 import subprocess
 import sys
@@ -39,6 +40,24 @@ class Run:
     stderr: str
     quit_s: float  # from the "ready" line (services up) to the process's exit
     children_at_ready: list[int]
+    commands_at_ready: list[str]  # their command lines (e.g. a `git` the app ran for its facts)
+    ports_at_ready: list[int]  # TCP ports the process itself listened on (the in-process scripted server)
+
+
+def _listening(pid: int) -> list[int]:
+    try:
+        conns = psutil.Process(pid).net_connections(kind="tcp")
+    except psutil.Error:
+        return []
+    return sorted({c.laddr.port for c in conns if c.status == psutil.CONN_LISTEN})
+
+
+def _accepts(port: int) -> bool:
+    try:
+        with socket.create_connection(("127.0.0.1", port), timeout=1.0):
+            return True
+    except OSError:
+        return False
 
 
 def _with_profile(pid_profile: Path) -> list[psutil.Process]:
@@ -103,7 +122,10 @@ def run_app(
         head = _read_until(proc, ready, 60)
         assert ready in head, head.decode(errors="replace")
         t0 = time.monotonic()
-        children = [p.pid for p in _with_profile(profile) if p.pid != proc.pid]
+        kids = [p for p in _with_profile(profile) if p.pid != proc.pid]
+        children = [p.pid for p in kids]
+        commands = [" ".join(_cmdline(p)) for p in kids]
+        ports = _listening(proc.pid)
         if send is not None:
             proc.send_signal(send)
         out, err = proc.communicate(timeout=HANG_GUARD_S + 20)
@@ -119,6 +141,8 @@ def run_app(
         text + err.decode(errors="replace"),
         quit_s,
         children,
+        commands,
+        ports,
     )
 
 
@@ -202,14 +226,15 @@ def test_other_quit_routes(project: Path, tmp_path: Path, route: str) -> None:
 
 
 @pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT, signal.SIGHUP])
-def test_signals_to_the_app_leave_no_child(project: Path, tmp_path: Path, sig: signal.Signals) -> None:
-    """SIGTERM/SIGINT/SIGHUP: exit 0 and the app's `slipstream serve` child is gone with it."""
+def test_signals_to_the_app_leave_nothing(project: Path, tmp_path: Path, sig: signal.Signals) -> None:
+    """SIGTERM/SIGINT/SIGHUP: exit 0, nothing left. The app serves its scripted engine on a thread of
+    its own (app.server.inprocess), not by a child: its port is closed once the app is gone."""
     profile = tmp_path / "profile"
     run = run_app(project, profile, route="ready", send=sig)
-    assert run.children_at_ready, "the app had no child server to stop: the test would prove nothing"
+    assert not [c for c in run.commands_at_ready if " serve" in c], "the desktop app started a child server"
+    assert run.ports_at_ready, "the app served no scripted engine: the test would prove nothing"
     assert_clean(run, profile)
-    for pid in run.children_at_ready:
-        assert not psutil.pid_exists(pid) or psutil.Process(pid).status() == psutil.STATUS_ZOMBIE
+    assert not any(_accepts(port) for port in run.ports_at_ready)
 
 
 @pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT])
@@ -223,12 +248,32 @@ def test_signals_to_watch_leave_no_child(project: Path, tmp_path: Path, sig: sig
     assert_clean(run, profile)
 
 
-def test_killing_the_app_outright_takes_its_child_along(project: Path, tmp_path: Path) -> None:
-    """SIGKILL leaves no chance to clean up: the child's parent-death signal (Linux) ends it anyway."""
+def test_killing_the_app_outright_leaves_nothing(project: Path, tmp_path: Path) -> None:
+    """SIGKILL leaves no chance to clean up: the in-process server ends with the process."""
+    profile = tmp_path / "profile"
+    run = run_app(project, profile, route="ready", send=signal.SIGKILL)
+    assert run.ports_at_ready and not [c for c in run.commands_at_ready if " serve" in c]
+    assert run.rc == -signal.SIGKILL
+    end = time.monotonic() + 5.0  # a command the app had started may still be finishing
+    while (left := _with_profile(profile)) and time.monotonic() < end:
+        time.sleep(0.05)
+    assert not left, [" ".join(p.cmdline()) for p in left]
+    assert not any(_accepts(port) for port in run.ports_at_ready)
+
+
+def test_killing_watch_outright_takes_its_child_along(project: Path, tmp_path: Path) -> None:
+    """SIGKILL to `slipstream watch`: the child's parent-death signal (Linux) ends it anyway."""
     if not sys.platform.startswith("linux"):
         pytest.skip("the parent-death signal is Linux's")
     profile = tmp_path / "profile"
-    run = run_app(project, profile, route="ready", send=signal.SIGKILL)
+    run = run_app(
+        project,
+        profile,
+        route="",
+        args=["watch", str(project)],
+        send=signal.SIGKILL,
+        ready=b"[info] watching",
+    )
     assert run.children_at_ready
     assert run.rc == -signal.SIGKILL
     end = time.monotonic() + 5.0
