@@ -317,6 +317,10 @@ class Workspace:
                 self._emit(changes)
                 if self._pending:
                     self.changed.emit()
+        except (FileNotFoundError, RootMissingError):
+            pass  # the folder went away: the watcher says so; files stay listed, unhashed
+        except Exception:  # a file the walk could not take is listed as unreadable, so this is a bug
+            log.exception("hashing the rest of the tree failed; its files stay listed, unhashed")
         finally:
             with contextlib.suppress(RuntimeError):  # the worker is shut down: the walk dies with it
                 self._worker.submit(walk.close)
