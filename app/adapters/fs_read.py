@@ -40,6 +40,7 @@ __all__ = [
     "read_open",
     "rel_path",
     "remove_file",
+    "stat_digest",
     "write_file",
 ]
 
@@ -68,6 +69,11 @@ def check_root(root: Path) -> None:
 def digest(data: bytes) -> str:
     """The content hash the context uses (blake2b, 128 bits)."""
     return hashlib.blake2b(data, digest_size=16).hexdigest()
+
+
+def stat_digest(st: os.stat_result) -> str:
+    """The digest of a file too large to read: its size and modification time stand for the content."""
+    return f"size:{st.st_size}:mtime:{st.st_mtime_ns}"
 
 
 def rel_path(root: Path, path: str | os.PathLike[str]) -> str | None:

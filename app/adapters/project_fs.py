@@ -54,6 +54,7 @@ from app.adapters.fs_read import (
     read_open,
     rel_path,
     remove_file,
+    stat_digest,
     stray_temp_files,
     write_file,
 )
@@ -379,7 +380,7 @@ class ProjectFS:
         if excl is not None:
             return make_version(rel, None, size=st.st_size, mtime=st.st_mtime, exclusion=excl)
         if st.st_size > max_bytes:
-            dig = f"size:{st.st_size}:mtime:{st.st_mtime_ns}"
+            dig = stat_digest(st)
             return make_version(
                 rel, None, size=st.st_size, mtime=st.st_mtime, digest=dig, max_bytes=max_bytes
             )
@@ -495,7 +496,7 @@ class ProjectFS:
             return self.read_version(rel, max_bytes=max_bytes, keep_text=False, parent_clean=True)
         if excl is not None:
             return make_version(rel, None, size=st.st_size, mtime=st.st_mtime, exclusion=excl)
-        dig = f"size:{st.st_size}:mtime:{st.st_mtime_ns}" if st.st_size > max_bytes else ""
+        dig = stat_digest(st) if st.st_size > max_bytes else ""
         return make_version(rel, None, size=st.st_size, mtime=st.st_mtime, digest=dig, max_bytes=max_bytes)
 
     def _scan_file(
@@ -516,7 +517,7 @@ class ProjectFS:
             return self.read_version(rel, max_bytes=max_bytes, keep_text=False, parent_clean=True)
         try:
             if st.st_size > max_bytes:
-                dig = f"size:{st.st_size}:mtime:{st.st_mtime_ns}"
+                dig = stat_digest(st)
                 return make_version(
                     rel, None, size=st.st_size, mtime=st.st_mtime, digest=dig, max_bytes=max_bytes
                 )
