@@ -99,6 +99,9 @@ class FileStatus(NamedTuple):
     reason: str = ""
 
 
+_new_status = tuple.__new__  # FileStatus(...) without the Python-level __new__ of a named tuple
+
+
 ChangeKind = Literal["added", "changed", "deleted", "renamed", "excluded"]
 _CHANGE_KINDS: dict[str, ChangeKind] = {
     "A": "added",
@@ -568,17 +571,17 @@ class Ledger:
         rows: dict[str, FileStatus] = {}
         added: list[str] = []
         removed: list[str] = []
-        badge = self._badge
+        badge, entry_of, reported_of = self._badge, entries.get, reported.get
         was: list[str] = []  # the states that rows left and entered, counted in C afterwards
         now: list[str] = []
         for p in dirty:
-            e = entries.get(p)
+            e = entry_of(p)
             new = badge(e) if e is not None else None
-            old = reported.get(p)
+            old = reported_of(p)
             if new == old:
                 continue
             if old is not None:
-                was.append(old.state)
+                was.append(old[1])
             if new is None:
                 del reported[p]
                 removed.append(p)
@@ -586,7 +589,7 @@ class Ledger:
             if old is None:
                 added.append(p)
             reported[p] = rows[p] = new
-            now.append(new.state)
+            now.append(new[1])
         counts.subtract(was)
         counts.update(now)
         added.sort()
@@ -619,18 +622,19 @@ class Ledger:
         return list(order) if many else None
 
     def _badge(self, e: _Entry) -> FileStatus | None:
-        d = e.disk
+        # tuple.__new__ skips the named tuple's Python-level __new__: a flush builds 100,000 of these
+        d, acked = e.disk, e.acked
         if d.kind == "excluded":
-            return FileStatus(e.path, "excluded", d.reason)
+            return _new_status(FileStatus, (e.path, "excluded", d.reason))
         if not d.present:
-            if e.acked is not None and e.acked.kind != "gone":
-                return FileStatus(e.path, "pending", "deleted")
+            if acked is not None and acked.kind != "gone":
+                return _new_status(FileStatus, (e.path, "pending", "deleted"))
             return None
-        if self._needs_snapshot or self._delta(e, e.acked):
-            return FileStatus(e.path, "pending", "")
-        if e.acked is not None and e.acked.kind == "content":
-            return FileStatus(e.path, "in_view", "")
-        return FileStatus(e.path, "summarised", e.acked.reason if e.acked else "")
+        if self._needs_snapshot or self._delta(e, acked):
+            return _new_status(FileStatus, (e.path, "pending", ""))
+        if acked is not None and acked.kind == "content":
+            return _new_status(FileStatus, (e.path, "in_view", ""))
+        return _new_status(FileStatus, (e.path, "summarised", acked.reason if acked else ""))
 
     # ---- internals -------------------------------------------------------------------------------
 

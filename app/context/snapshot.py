@@ -381,6 +381,8 @@ def rank(
 
 RANK_FIRST = 512  # files ranked by a partial sort first; the rest only when a caller reads past them
 RANK_BATCH_MAX = 8192  # the most files one later partial sort ranks (a C sort of that many: ~3 ms)
+CANDIDATES_FULL_SHARE = 0.02  # snapshot candidates stop when less than this share of the bytes is left
+CANDIDATES_MISSES = 2048  # ... or when this many files in a row did not fit
 
 
 def ranked(
@@ -501,12 +503,19 @@ def snapshot_candidates(
     (`now` is kept for callers; modification times no longer rank files.)"""
     out: list[str] = []
     room = budget_tokens * 4 * 1.5  # bytes; a little slack because decoding and fences change sizes
+    nearly_full = room * CANDIDATES_FULL_SHARE
     per_file = budget_tokens * 4 // 4  # bytes; a file over a quarter of the budget is not sent in full
+    misses = 0  # files in a row that did not fit
     for v in ranked(index, pins, facts):
         if (v.size <= room and v.size <= per_file * 1.5) or v.path in pins:
             out.append(v.path)
             room -= v.size
-        if room <= 0:
+            misses = 0
+        else:
+            misses += 1
+        # Stop once the budget is (nearly) spent or nothing has fitted for a long run: a few hundred
+        # bytes left over once made the ranking walk all 100,000 files of a tree looking for a tinier one.
+        if room <= nearly_full or misses >= CANDIDATES_MISSES:
             break
     return out
 

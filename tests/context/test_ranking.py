@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import itertools
 import json
+from collections.abc import Iterator
+from typing import Any
 
 import pytest
 
@@ -189,3 +191,33 @@ def test_ranking_in_small_batches_is_still_the_full_order(monkeypatch: pytest.Mo
     tree = [fv(f"d{i % 5}/m{i}.py", size=50 + (i * 53) % 700) for i in range(300)] + FRESH_CLONE
     expected = sorted(tree, key=lambda v: (*rank_key(v, (), RankFacts()), v.path))
     assert [v.path for v in rank(tree, ())] == [v.path for v in expected]
+
+
+def test_candidates_stop_once_the_budget_is_spent(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A few bytes left over must not send the ranking through the rest of a big tree looking for a
+    file small enough (it walked all 100,000 files of one): it stops when the room is nearly spent,
+    or when a long run of files did not fit."""
+    import app.context.snapshot as snapshot
+
+    yielded = 0
+    real = snapshot.ranked
+
+    def counting(*args: Any, **kw: Any) -> Iterator[FileVersion]:
+        nonlocal yielded
+        for v in real(*args, **kw):
+            yielded += 1
+            yield v
+
+    monkeypatch.setattr(snapshot, "ranked", counting)
+    # 299 small sources fill a 1,000-token budget (6,000 bytes with slack) but for 20 bytes; 20,000
+    # bigger ones follow, none of which fits
+    tree = [fv(f"src/a{i:03}.py", 20) for i in range(299)]
+    tree += [fv(f"src/z/b{i:05}.py", 500) for i in range(20_000)]
+    out = snapshot_candidates(tree, 1000, ())
+    assert len(out) == int(6000 * (1 - snapshot.CANDIDATES_FULL_SHARE)) // 20  # nearly full: done
+    assert yielded == len(out)
+    # a long run that does not fit ends it too, though plenty of room is left
+    yielded = 0
+    huge = [fv(f"src/h{i:05}.py", 50_000) for i in range(10_000)]
+    out = snapshot_candidates([*huge, fv("src/z/late.py", 10)], 1000, ())
+    assert yielded == snapshot.CANDIDATES_MISSES
