@@ -223,8 +223,20 @@ _LONG = DEMO_COMMANDS[0].pattern
 _CALL = DEMO_COMMANDS[1].pattern
 
 
+# Files without an extension that projects hold at their top (Slipstream's own snapshot labels a
+# fence with the bare path: "```Makefile"); a language tag never takes one of these names.
+_BARE_FILE_NAMES = frozenset(
+    {"Makefile", "GNUmakefile", "Dockerfile", "Containerfile", "Jenkinsfile", "Procfile", "Gemfile",
+     "Rakefile", "Vagrantfile", "Brewfile", "Justfile", "justfile", "LICENSE", "COPYING", "NOTICE",
+     "AUTHORS", "CHANGELOG", "README", "CODEOWNERS"}
+)  # fmt: skip
+
+
 def _looks_like_path(token: str) -> bool:
-    return bool(token) and ("/" in token or "." in token) and not token.startswith(("http:", "https:"))
+    return bool(token) and (
+        (("/" in token or "." in token) and not token.startswith(("http:", "https:")))
+        or token in _BARE_FILE_NAMES
+    )
 
 
 @dataclass

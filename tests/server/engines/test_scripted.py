@@ -110,9 +110,11 @@ def test_scan_files_tolerates_fenced_blocks_and_new_files() -> None:
         "--- /dev/null\n+++ b/new.txt\n@@ -0,0 +1,2 @@\n+one\n+two\n"
         "```diff\n--- a/c.py\n+++ b/c.py\n-x\n+y\n```\n"
         "```python\nprint('no path here')\n```\n"
+        "```Makefile\nall:\n\t-true\n```\n"  # a file without an extension, as snapshots label it
+        "```make\n+not a path\n```\n"
     )
     files, stats = scan_files(text)
-    assert files == {"app/a.py", "docs/b.md", "new.txt", "c.py"}
+    assert files == {"app/a.py", "docs/b.md", "new.txt", "c.py", "Makefile"}
     assert (stats["new.txt"].added, stats["new.txt"].removed) == (2, 0)
     assert (stats["c.py"].added, stats["c.py"].removed) == (1, 1)
     assert "app/a.py" not in stats
