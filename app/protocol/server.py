@@ -219,8 +219,10 @@ class ServerSession:
         store: ResponseStore | None = None,
         id_factory: IdFactory = random_id,
         default_model: str | None = None,
+        coalesce_deltas: bool = False,
     ) -> None:
         self.max_age_s = max_age_s
+        self.coalesce_deltas = coalesce_deltas  # hold deltas until `frames_to_send` (see there)
         self.max_in_flight = max_in_flight
         self.max_named_lanes = max_named_lanes
         self.max_frame_bytes = max_frame_bytes
@@ -550,7 +552,7 @@ class ServerSession:
             items=items,
             input_end=len(items),
             input_chars=input_chars + len(instructions or ""),
-            writer=OutputWriter(lane, self._new_id, self._emit),
+            writer=OutputWriter(lane, self._new_id, self._emit, coalesce=self.coalesce_deltas),
             base_chars=base_chars,
         )
         self._emit_response(active, ResponseCreated, self._response_obj(active, "in_progress"))
@@ -764,9 +766,21 @@ class ServerSession:
     # ---- output ------------------------------------------------------------------------------
 
     def frames_to_send(self) -> list[bytes]:
-        """Frames queued since the last call (WebSocket: JSON text frames; HTTP: SSE chunks)."""
+        """Frames queued since the last call (WebSocket: JSON text frames; HTTP: SSE chunks).
+
+        With `coalesce_deltas`, delta text fed since the last call is held and goes out here as one
+        delta event per open item (see `app.protocol.writer`): calling this once per engine output
+        sends one event per delta, calling it less often coalesces them. Without it every delta is
+        its own event whenever this is called."""
+        for active in self._active.values():
+            active.writer.flush()
         out, self._out = self._out, []
         return out
+
+    @property
+    def held_chars(self) -> int:
+        """Delta characters fed and not yet in a frame (the next `frames_to_send` emits them)."""
+        return sum(a.writer.held_chars for a in self._active.values())
 
     def final_response(self, response_id: str) -> dict[str, Any] | None:
         """HTTP mode: the final response object once the response ended (for `stream: false`)."""

@@ -8,6 +8,14 @@ it in one place):
     delta  -> the kind's delta event
     close  -> the kind's done event (+ `response.content_part.done`) -> `response.output_item.done`
 
+With `coalesce=True`, deltas are held, not emitted at once: consecutive deltas of the open item merge
+into one event, emitted (with the next sequence number) by `flush()` or before any other event of
+the response. A
+delta event's text is any string, so the concatenated text and the order of events are exactly what
+one event per delta would give; only the number of delta events changes. How often `flush()` runs is
+the caller's choice: once per engine output gives one event per delta; once per writer turn of the
+socket coalesces whatever the engine produced while the writer was busy.
+
 Event names and item shapes follow the Open Responses spec (2026-04-24): reasoning streams as
 `response.reasoning.delta`/`.done` and a reasoning item has no `status` field.
 """
@@ -164,11 +172,29 @@ KINDS: Final[dict[str, ItemKind]] = {
 class OutputWriter:
     """Sequence numbers, the open item and the finished output of one response."""
 
-    __slots__ = ("_emit", "_new_id", "open", "out_chars", "output", "reasoning_chars", "seq", "sid")
+    __slots__ = (
+        "_emit",
+        "_held",
+        "_new_id",
+        "coalesce",
+        "held_chars",
+        "open",
+        "out_chars",
+        "output",
+        "reasoning_chars",
+        "seq",
+        "sid",
+    )
 
     def __init__(
-        self, lane: str | None, new_id: Callable[[str], str], emit: Callable[[ServerEvent], None]
+        self,
+        lane: str | None,
+        new_id: Callable[[str], str],
+        emit: Callable[[ServerEvent], None],
+        *,
+        coalesce: bool = False,
     ) -> None:
+        self.coalesce = coalesce  # hold deltas until `flush()` (or the response's next other event)
         self.sid: Any = lane if lane is not None else UNSET
         self._new_id = new_id
         self._emit = emit
@@ -177,11 +203,29 @@ class OutputWriter:
         self.open: OpenItem | None = None
         self.out_chars = 0
         self.reasoning_chars = 0
+        self._held: list[str] = []  # delta text of the open item not yet emitted
+        self.held_chars = 0
 
     def next_seq(self) -> int:
+        """The sequence number of the next event; a held delta goes out first, with its own."""
+        if self._held:
+            self.flush()
         seq = self.seq
         self.seq = seq + 1
         return seq
+
+    def flush(self) -> None:
+        """Emit the held delta text of the open item as one delta event (nothing if none is held)."""
+        held = self._held
+        item = self.open
+        if not held or item is None:
+            return
+        self._held = []
+        self.held_chars = 0
+        text = held[0] if len(held) == 1 else "".join(held)
+        seq = self.seq
+        self.seq = seq + 1
+        self._emit(item.kind.delta(seq, self.sid, item, text))
 
     def open_item(self, kind_name: str, *, call_id: str = "", name: str = "") -> OpenItem:
         """Close whatever is open and open a new item of `kind_name`."""
@@ -222,16 +266,20 @@ class OutputWriter:
                 )
             item = self.open_item(kind_name)
         item.parts.append(text)
+        self._held.append(text)
+        self.held_chars += len(text)
         self.out_chars += len(text)
         if item.kind.counts_as_reasoning:
             self.reasoning_chars += len(text)
-        self._emit(item.kind.delta(self.next_seq(), self.sid, item, text))
+        if not self.coalesce:
+            self.flush()
 
     def close(self, status: str) -> None:
         """Close the open item, if any, with `status`."""
         item = self.open
         if item is None:
             return
+        self.flush()
         self.open = None
         kind = item.kind
         text = "".join(item.parts)

@@ -335,6 +335,7 @@ class Transcript:
         self._waker: Callable[[], None] | None = None
         self._woken = False
         self.epoch = 0  # bumped by clear(): a view drops what it drew
+        self.fed_chars = 0  # delta characters fed into blocks so far (drawn within a frame after)
         self.response_id = ""
         self.status = ""
         self._headed = False  # the model's part of the current turn has its header block
@@ -534,6 +535,7 @@ class Transcript:
                     break
         finally:
             del ops[:i]
+            self.fed_chars += fed
             if len(self._open) >= 2 * PACK_BLOCKS:
                 self._pack()
         return fed

@@ -14,7 +14,12 @@ bounded. Usage bookkeeping happens after a turn ends, never per token.
 
 Writes are coalesced: the writer takes every frame queued since its last turn and writes them with
 one `transport.write` (one `send()` for many ~60-byte frames, where one write per frame cost half the
-server's CPU). permessage-deflate is off by default (`ServerConfig.ws_deflate`): on loopback it costs
+server's CPU). Deltas are coalesced too: a turn feeds the engine's output to the session and only
+wakes the writer, which takes the session's frames when it runs, so the text deltas an engine produced
+while the writer was busy (a fast engine between two of its yields, or a client reading slower than
+the engine writes) go out as one larger `*.delta` event per item (`app.protocol.writer`), at most
+`coalesce_chars` characters held. At a paced rate the writer runs between two deltas and every delta
+is its own event, as before. permessage-deflate is off by default (`ServerConfig.ws_deflate`): on loopback it costs
 throughput and saves nothing that matters (see the `server_deflate` bench row); when a client
 negotiates it because the server allows it, frames go one by one through aiohttp's compressor.
 
@@ -75,6 +80,7 @@ class ServerConfig:
     )
     ws_deflate: bool = False  # allow permessage-deflate when a client offers it
     coalesce_writes: bool = True  # False: one write per frame (only a same-run bench baseline)
+    coalesce_chars: int = 16 * 1024  # delta text held for the writer at most; 0: one event per delta
     header_timeout_s: float = 10.0  # a connection must authenticate a request within this
     keepalive_timeout_s: float = 75.0  # idle HTTP keep-alive connections close after this
     body_timeout_s: float = 30.0  # a request body must arrive within this
@@ -131,9 +137,18 @@ class Outbox:
         except TimeoutError:
             raise ClientStalled(f"client read nothing for {self.stall_timeout_s:g} s") from None
 
-    async def get_batch(self) -> list[bytes] | None:
-        """Every frame queued so far (at least one) for the writer; None once closed and empty."""
-        while not self._frames:
+    def wake(self) -> None:
+        """Wake the writer without queueing anything: its `pull` has frames to give."""
+        self._ready.set()
+
+    async def get_batch(self, pull: Callable[[], None] | None = None) -> list[bytes] | None:
+        """Every frame queued so far (at least one) for the writer; None once closed and empty.
+        `pull` runs before each look at the queue (it may `put_many` frames held elsewhere)."""
+        while True:
+            if pull is not None and not self.closed:
+                pull()
+            if self._frames:
+                break
             if self.closed:
                 return None
             self._ready.clear()
@@ -224,6 +239,7 @@ class _Connection:
             max_frame_bytes=cfg.max_frame_bytes,
             store=server.store,
             default_model=server.engine.name,
+            coalesce_deltas=cfg.coalesce_chars > 0,
         )
         self.engine: EngineConnection = server.engine.connect()
         self.outbox = Outbox(cfg.high_water_bytes, cfg.stall_timeout_s)
@@ -263,7 +279,10 @@ class _Connection:
             async with _closing(self.engine.run(turn)) as outputs:
                 async for out in outputs:
                     self.session.feed(rid, out)
-                    self.flush()
+                    if 0 < self.session.held_chars < self.server.config.coalesce_chars:
+                        self.outbox.wake()  # the writer takes it, merged with what follows meanwhile
+                    else:
+                        self.flush()
                     await self.outbox.wait_room()
             self.session.finish(rid, time.time())
         except asyncio.CancelledError:
@@ -300,7 +319,7 @@ class _Connection:
         transport = self.request.transport
         protocol: Any = self.request.protocol
         with contextlib.suppress(ConnectionError, RuntimeError):
-            while (frames := await self.outbox.get_batch()) is not None:
+            while (frames := await self.outbox.get_batch(self.flush)) is not None:
                 if self.ws.compress or transport is None or not self.server.config.coalesce_writes:
                     for frame in frames:
                         await self.ws.send_frame(frame, WSMsgType.TEXT)

@@ -106,6 +106,9 @@ def build_parser() -> argparse.ArgumentParser:
         help="HTTP/SSE only: answer WebSocket upgrades with 426, like servers without WebSocket mode",
     )
     p.add_argument("--no-coalesce", action="store_true", help=argparse.SUPPRESS)  # bench baseline only
+    p.add_argument(  # 0: one event per engine delta (bench baselines that count frames)
+        "--coalesce-chars", type=int, default=None, help=argparse.SUPPRESS
+    )
     p.add_argument(
         "--allow-remote", action="store_true", help="allow a non-loopback --host (needs an explicit --token)"
     )
@@ -165,13 +168,16 @@ def _gguf_engine(args: argparse.Namespace) -> Engine:
 def server_options(args: argparse.Namespace) -> dict[str, Any]:
     """`run_server`'s settings from the parsed arguments (shared with the in-process host,
     app.server.inprocess, so the app's own scripted engine behaves as `slipstream serve` does)."""
-    return {
+    options: dict[str, Any] = {
         "max_age_s": args.max_age,
         "max_frame_bytes": args.max_frame_bytes,
         "ws_deflate": args.ws_deflate,
         "websocket": not args.no_websocket,
         "coalesce_writes": not args.no_coalesce,
     }
+    if args.coalesce_chars is not None:
+        options["coalesce_chars"] = max(0, args.coalesce_chars)
+    return options
 
 
 def _fail(message: str) -> int:

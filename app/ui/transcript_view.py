@@ -316,19 +316,25 @@ class TranscriptView(QTextBrowser):
         self._todo.update(dict.fromkeys(self._model.take_dirty()))
         if self._todo:
             self._render_pending(deadline)
-        if self._live_chars > LIVE_BUDGET_CHARS and not self._evict_blocked and self._evict_due(deadline):
-            self._evict_far(deadline)
+        if self._live_chars > LIVE_BUDGET_CHARS and not self._evict_blocked:
+            down_to = self._evict_due(deadline)
+            if down_to is not None:
+                self._evict_far(deadline, down_to)
 
-    def _evict_due(self, deadline: float) -> bool:
-        """Eviction runs in a slice's spare time; once the document holds twice the budget (rendering
-        lags behind a fast stream, so no slice has spare time) it runs anyway, once per frame: memory
-        stays bounded whatever the rate."""
+    def _evict_due(self, deadline: float) -> int | None:
+        """How far to evict now (live characters to keep at most), or None: not now.
+
+        Eviction runs in a slice's spare time, down to half the budget; once the document holds 1.25x
+        the budget (rendering lags behind a fast stream, so no slice has spare time) it runs anyway,
+        once per frame, down to the budget: memory stays bounded whatever the rate, and each forced
+        pass removes about what a spare-time pass does (one pass of three times that size stalled the
+        loop ~25 ms)."""
         if not self._todo and time.perf_counter() < deadline:
-            return True
-        if self._live_chars > 2 * LIVE_BUDGET_CHARS and self._evicted_frame != self.pacer.frames:
+            return LIVE_BUDGET_CHARS // 2
+        if self._live_chars > LIVE_BUDGET_CHARS * 5 // 4 and self._evicted_frame != self.pacer.frames:
             self._evicted_frame = self.pacer.frames
-            return True
-        return False
+            return LIVE_BUDGET_CHARS
+        return None
 
     # -- rendering -------------------------------------------------------------------------------
 
@@ -507,7 +513,7 @@ class TranscriptView(QTextBrowser):
         h = float(max(self.viewport().height(), 1))
         return top - screens * h, top + h + screens * h
 
-    def _evict_far(self, deadline: float) -> None:
+    def _evict_far(self, deadline: float, down_to: int = LIVE_BUDGET_CHARS // 2) -> None:
         """Release settled blocks more than two screens away, in pages, down to half the budget.
 
         An edit above the viewport costs Qt a pass over everything after it (~6 ms per 100 KB), so a
@@ -522,7 +528,7 @@ class TranscriptView(QTextBrowser):
         last = len(ids) - TAIL_KEEP
         above = self._first_entry(lambda k: self._entry_bottom(k) > keep_top, 0, last)
         below = self._first_entry(lambda k: self._entry_top(k) >= keep_bottom, above, last)
-        excess = self._live_chars - LIVE_BUDGET_CHARS // 2
+        excess = self._live_chars - down_to
         runs: list[tuple[int, int, int]] = []  # (i, j, chars): entries [i, j) become one page
         for lo, hi in ((0, above), (below, last)):
             i = lo

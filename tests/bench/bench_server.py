@@ -95,9 +95,10 @@ async def drain(url: str, token: str, pid: int, *, deflate: bool) -> tuple[float
 
 async def bench_writes() -> list[Row]:
     cases = {
-        "coalesced": ((), False),
-        "per-frame": (("--no-coalesce",), False),
-        "deflate": (("--ws-deflate",), True),
+        # one event per token in every case (`--coalesce-chars 0`): these rows compare write paths
+        "coalesced": (("--coalesce-chars", "0"), False),
+        "per-frame": (("--no-coalesce", "--coalesce-chars", "0"), False),
+        "deflate": (("--ws-deflate", "--coalesce-chars", "0"), True),
     }
     rates: dict[str, list[float]] = {k: [] for k in cases}
     cpus: dict[str, list[float]] = {k: [] for k in cases}

@@ -619,3 +619,79 @@ def test_cancel_of_an_ended_or_unknown_response_is_ignored() -> None:
     cancel(s, turn.response_id)
     cancel(s, "resp_unknown")
     assert drain(s) == [] and s.cancelled() == []
+
+
+def _delta_stream(s: ServerSession, turn: Turn, outputs: list[Any], drain_every: int) -> list[dict[str, Any]]:
+    events: list[dict[str, Any]] = []
+    for n, out in enumerate(outputs, 1):
+        s.feed(turn.response_id, out)
+        if n % drain_every == 0:
+            events += drain(s)
+    s.finish(turn.response_id, now=T0 + 1)
+    return events + drain(s)
+
+
+def test_coalesced_deltas_keep_the_text_order_and_sequence_numbers() -> None:
+    """With `coalesce_deltas`, the deltas fed between two `frames_to_send` calls go out as one event
+    per item: the same events otherwise, in the same order, the concatenated texts identical, every
+    event valid (the spec's schema) and sequence numbers 0, 1, 2... without gaps."""
+    outputs: list[Any] = [TextDelta(f"t{n} ") for n in range(10)]
+    outputs += [
+        ItemDone(),
+        ReasoningDelta("why "),
+        ReasoningDelta("so"),
+        ToolCallStart("call_1", "get_weather"),
+    ]
+    outputs += [ToolCallArgsDelta('{"city":'), ToolCallArgsDelta('"Paris"}'), TextDelta("end")]
+    plain_session, held_session = make(), make(coalesce_deltas=True)
+    runs = []
+    for s, every in ((plain_session, 1), (held_session, 4)):
+        send(s, store=False, input=[USER], tools=[TOOL])
+        (turn,) = s.ready_turns()
+        runs.append(_delta_stream(s, turn, outputs, every))
+    plain, held = runs
+    for events in runs:
+        assert [e["sequence_number"] for e in events] == list(range(len(events)))
+
+    def squeeze(events: list[dict[str, Any]]) -> list[tuple[str, str]]:
+        out: list[tuple[str, str]] = []
+        for e in events:
+            if e["type"].endswith(".delta") and out and out[-1][0] == e["type"]:
+                out[-1] = (e["type"], out[-1][1] + e["delta"])
+            else:
+                out.append((e["type"], e.get("delta", "")))
+        return out
+
+    assert squeeze(held) == squeeze(plain)
+    assert len(held) < len(plain)
+    assert plain[-1]["response"]["output"] == held[-1]["response"]["output"]
+    text_deltas = [e["delta"] for e in held if e["type"] == "response.output_text.delta"]
+    assert text_deltas[:3] == ["t0 t1 t2 t3 ", "t4 t5 t6 t7 ", "t8 t9 "]
+
+
+def test_without_coalescing_every_delta_is_an_event() -> None:
+    """The default: one delta event per engine delta, however rarely frames are taken."""
+    s = make()
+    send(s, store=False, input=[USER])
+    (turn,) = s.ready_turns()
+    run(s, turn, [TextDelta("a"), TextDelta("b"), TextDelta("c")])
+    deltas = [e["delta"] for e in drain(s) if e["type"] == "response.output_text.delta"]
+    assert deltas == ["a", "b", "c"] and s.held_chars == 0
+
+
+def test_held_deltas_go_out_before_any_other_event_of_the_response() -> None:
+    """A held delta is emitted before a later event (a cancel's terminal event here), and
+    `held_chars` counts what is held."""
+    s = make(coalesce_deltas=True)
+    send(s, store=False, input=[USER])
+    (turn,) = s.ready_turns()
+    s.feed(turn.response_id, TextDelta("abc"))
+    s.feed(turn.response_id, TextDelta("de"))
+    assert s.held_chars == 5
+    s.abort(turn.response_id, "boom")
+    assert s.held_chars == 0
+    ev = drain(s)
+    kinds = types(ev)
+    assert kinds.index("response.output_text.delta") < kinds.index("response.output_text.done")
+    assert [e["delta"] for e in ev if e["type"] == "response.output_text.delta"] == ["abcde"]
+    assert [e["sequence_number"] for e in ev] == list(range(len(ev)))

@@ -72,6 +72,7 @@ def test_advance_stops_at_the_deadline_and_the_feed_limit() -> None:
     assert t.advance(float("inf"), lambda: 0.0, max_chars=10) == 10
     assert drain(t) == FEED_CHUNK * 2 - 10 and not t.pending
     assert "".join(b.text for b in t.blocks) == "x" * (FEED_CHUNK * 3)
+    assert t.fed_chars == FEED_CHUNK * 3  # the running total of what advance() fed
 
 
 def test_one_wake_per_batch_not_per_token() -> None:

@@ -394,7 +394,8 @@ async def test_cancel_stops_the_engine_at_once_and_the_chain_continues() -> None
         assert ws._response.headers.get("X-Slipstream-Client-Events") == "response.cancel"
         await ws.send_str(create(input="go on forever"))
         seen: list[dict[str, Any]] = []
-        while sum(e["type"] == "response.output_text.delta" for e in seen) < 5:
+        # deltas the engine yields without a pause may arrive coalesced: count the text, not events
+        while sum(e["delta"].count("tick") for e in seen if e["type"] == "response.output_text.delta") < 5:
             seen.append(json.loads((await asyncio.wait_for(ws.receive(), 10)).data))
         rid = seen[0]["response"]["id"]
         await ws.send_str(json.dumps({"type": "response.cancel", "response_id": rid}))
@@ -411,3 +412,21 @@ async def test_cancel_stops_the_engine_at_once_and_the_chain_continues() -> None
         assert nxt[-1]["response"]["previous_response_id"] == rid
         assert engine.produced[rid] == stopped_at  # not iterated again while the next turn ran
         assert srv.app[STATE].connections and not any(c.turns for c in srv.app[STATE].connections)
+
+
+@pytest.mark.parametrize("coalesce_chars", [0, 512])
+async def test_unpaced_deltas_are_coalesced_up_to_the_cap(coalesce_chars: int) -> None:
+    """At the maximum rate the writer takes what the engine produced since its last turn: fewer,
+    larger delta events (none over the cap by more than one delta), the same text, sequence numbers
+    without gaps. `coalesce_chars=0`: one event per engine delta (4 characters)."""
+    async with socket_to(ScriptedEngine(rate_tps=0), coalesce_chars=coalesce_chars) as ws:
+        await ws.send_str(create(input="/long 3000"))
+        events = await until_terminal(ws)
+    assert events[-1]["type"] == "response.completed"
+    assert [e["sequence_number"] for e in events] == list(range(len(events)))
+    deltas = [e["delta"] for e in events if e["type"] == "response.output_text.delta"]
+    assert "".join(deltas) == events[-1]["response"]["output"][0]["content"][0]["text"]
+    if coalesce_chars:
+        assert len(deltas) < 3000 // 8 and max(map(len, deltas)) <= coalesce_chars + 4
+    else:
+        assert max(map(len, deltas)) <= 4 and len(deltas) >= 3000

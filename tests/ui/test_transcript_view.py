@@ -559,8 +559,9 @@ def test_tables_and_cards_are_released_and_restored_like_text(view: TranscriptVi
 
 def test_eviction_keeps_up_when_rendering_lags(view: TranscriptView) -> None:
     """When rendering never catches up with a fast stream (no slice has spare time: here a zero
-    budget, one block a frame) far pages are still released, once a frame past twice the budget, so
-    memory stays bounded while the stream runs; nothing is lost."""
+    budget, one block a frame) far pages are still released, once a frame past 1.25x the budget and
+    down to the budget (small passes, not one long one), so memory stays bounded while the stream
+    runs; nothing is lost."""
     para = ("word " * 400).strip()  # ~2 KB paragraphs: one block a frame, one feed chunk a frame
     text = "".join(f"{i} {para}\n\n" for i in range(160))  # ~320 KB
     view.pacer.budget_s = 0.0
@@ -575,7 +576,7 @@ def test_eviction_keeps_up_when_rendering_lags(view: TranscriptView) -> None:
         view.flush()
         peak = max(peak, view.live_chars)
     assert view.evicted_pages
-    assert peak <= 2 * tv.LIVE_BUDGET_CHARS + 2 * len(para)
+    assert peak <= tv.LIVE_BUDGET_CHARS * 5 // 4 + 2 * len(para)
     view.pacer.budget_s = 0.01  # with spare time the rest goes down to the budget
     view.pacer.slice_s = 0.004
     _drain(view)
