@@ -313,28 +313,38 @@ class TranscriptView(QTextBrowser):
         self._update_empty()
         if self._restore_due:
             self._restore_near(deadline)
+        elif self._forced_evict_due():
+            # A slice of its own: a forced pass (~6 ms at the budget) after a render pass in the same
+            # slice was the longest stall of a fast stream (render 4 ms + its layout + the pass ~13 ms).
+            self._evict_far(deadline, LIVE_BUDGET_CHARS)
+            return
         self._todo.update(dict.fromkeys(self._model.take_dirty()))
         if self._todo:
             self._render_pending(deadline)
-        if self._live_chars > LIVE_BUDGET_CHARS and not self._evict_blocked:
-            down_to = self._evict_due(deadline)
-            if down_to is not None:
-                self._evict_far(deadline, down_to)
+        if (
+            self._live_chars > LIVE_BUDGET_CHARS
+            and not self._evict_blocked
+            and not self._todo
+            and time.perf_counter() < deadline
+        ):
+            self._evict_far(deadline, LIVE_BUDGET_CHARS // 2)
 
-    def _evict_due(self, deadline: float) -> int | None:
-        """How far to evict now (live characters to keep at most), or None: not now.
+    def _forced_evict_due(self) -> bool:
+        """Whether this slice is a forced eviction pass (down to the budget) instead of rendering.
 
         Eviction runs in a slice's spare time, down to half the budget; once the document holds 1.25x
         the budget (rendering lags behind a fast stream, so no slice has spare time) it runs anyway,
-        once per frame, down to the budget: memory stays bounded whatever the rate, and each forced
-        pass removes about what a spare-time pass does (one pass of three times that size stalled the
-        loop ~25 ms)."""
-        if not self._todo and time.perf_counter() < deadline:
-            return LIVE_BUDGET_CHARS // 2
-        if self._live_chars > LIVE_BUDGET_CHARS * 5 // 4 and self._evicted_frame != self.pacer.frames:
+        once per frame, down to the budget, in a slice that does nothing else: memory stays bounded
+        whatever the rate, and each forced pass removes about what a spare-time pass does (one pass of
+        three times that size stalled the loop ~25 ms)."""
+        if (
+            self._live_chars > LIVE_BUDGET_CHARS * 5 // 4
+            and not self._evict_blocked
+            and self._evicted_frame != self.pacer.frames
+        ):
             self._evicted_frame = self.pacer.frames
-            return LIVE_BUDGET_CHARS
-        return None
+            return True
+        return False
 
     # -- rendering -------------------------------------------------------------------------------
 

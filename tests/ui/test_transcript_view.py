@@ -583,3 +583,31 @@ def test_eviction_keeps_up_when_rendering_lags(view: TranscriptView) -> None:
     assert view.live_chars <= tv.LIVE_BUDGET_CHARS
     _check_positions(view)
     assert view.model.plain_text() == text.strip()
+
+
+def test_forced_eviction_has_a_slice_of_its_own(view: TranscriptView, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    """While rendering lags (no spare time), the forced eviction pass runs in a slice that renders
+    nothing: a render pass, its layout and an eviction pass in one slice were the longest stall of a
+    fast stream. Rendering still goes on in the other slices, and nothing is lost."""
+    para = ("word " * 400).strip()
+    text = "".join(f"{i} {para}\n\n" for i in range(160))
+    view.pacer.budget_s = 0.0
+    view.pacer.slice_s = 0.0
+    work: dict[int, set[str]] = {}
+    for name in ("_render_pending", "_evict_far"):
+        orig = getattr(view, name)
+
+        def logged(*a, _orig=orig, _name=name):  # type: ignore[no-untyped-def]
+            work.setdefault(view.pacer.slices, set()).add(_name)
+            return _orig(*a)
+
+        monkeypatch.setattr(view, name, logged)
+    for i in range(0, len(text), 8192):
+        view.model.apply(st.text("m", text[i : i + 8192]))
+        for _ in range(4):
+            view.flush()
+    _drain(view)
+    assert any("_evict_far" in w for w in work.values())
+    assert not any(w == {"_render_pending", "_evict_far"} for w in work.values())
+    assert view.evicted_pages and view.model.plain_text() == text.strip()
+    _check_positions(view)
