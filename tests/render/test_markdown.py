@@ -240,3 +240,53 @@ def test_a_huge_table_continues_with_its_alignments() -> None:
     assert blocks[1].cont and parse_table(blocks[1].text, "-r", cont=True).header == []
     rows = [r for b in blocks for r in parse_table(b.text, b.lang, cont=b.cont).rows]
     assert rows == [[f"key{i}", str(i)] for i in range(800)]
+
+
+def _markdown_it_inline(text: str, monkeypatch) -> list[object]:  # type: ignore[no-untyped-def]
+    import app.render.markdown as md
+
+    with monkeypatch.context() as m:
+        m.setattr(md, "_simple_inline", lambda _t: None)
+        return list(render_inline(text))
+
+
+def test_simple_inline_matches_markdown_it(monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    """The fast path for plain prose (`code`, *em*, **strong**) gives exactly markdown-it's spans
+    wherever it takes the text, and leaves the doubtful cases (intraword or nested delimiters, longer
+    backtick runs, padded code, newlines, links...) to markdown-it."""
+    import random
+
+    from app.render.markdown import ITALIC, _simple_inline
+
+    prose = 'It has **bold**, *italic* and `inline code`, so (the *renderer*) sees "**real**" markdown.'
+    assert _simple_inline(prose) is not None
+    assert render_inline(prose) == _markdown_it_inline(prose, monkeypatch)
+    assert [(s.text, s.flags) for s in render_inline("a *b* **c** `d`")] == [
+        ("a ", 0),
+        ("b", ITALIC),
+        (" ", 0),
+        ("c", BOLD),
+        (" ", 0),
+        ("d", CODE),
+    ]
+    for doubtful in (
+        "2*3*4",
+        "**a*",
+        "*a **b** c*",
+        "`a``b`",
+        "` a `",
+        "a\nb",
+        "*a* [l](https://x)",
+        "***a***",
+    ):
+        assert _simple_inline(doubtful) is None, doubtful
+    frags = ["a", "word", "b2", "é", " ", " ", "*", "**", "***", "`", "``", ".", ",", "(", ")", "'", '"', ":"]
+    frags += ["-", "→", "😀", "1", "?", "*a*", "**b c**", "`c d`", "` c`", "_", "~", "#", "|", "/", ">", "+"]
+    rnd = random.Random(13)
+    taken = 0
+    for _ in range(20_000):
+        text = "".join(rnd.choice(frags) for _ in range(rnd.randint(1, 12)))
+        if _simple_inline(text) is not None:
+            taken += 1
+            assert render_inline(text) == _markdown_it_inline(text, monkeypatch), text
+    assert taken > 2_000
