@@ -13,7 +13,14 @@ import app.ui.transcript_view as tv
 from app.render.transcript import BlockKind, Transcript
 from app.ui.theme import DARK, LIGHT
 from app.ui.transcript_view import TranscriptView
-from app.ui.transcript_writer import CARD_STYLE_PROPERTY, FOLD_PREVIEW
+from app.ui.transcript_writer import (
+    CARD_STYLE_PROPERTY,
+    CODE_BOX_END,
+    CODE_BOX_LINE,
+    CODE_BOX_PROPERTY,
+    CODE_BOX_TOP,
+    FOLD_PREVIEW,
+)
 from tests.render import stream as st
 
 
@@ -248,20 +255,66 @@ def test_links_keep_their_own_targets(view: TranscriptView) -> None:
 
 
 def test_theme_switch_recolours_code_background(view: TranscriptView) -> None:
-    """Cached block formats are rebuilt on a theme switch."""
+    """The code box is painted in the theme's colours: a theme switch repaints it in the new ones."""
     view.model.apply(st.text("m", "```sh\nls\n```\n"))
     _drain(view)
 
     def bg() -> str:
         cur = QTextCursor(view.document())
         cur.setPosition(view.toPlainText().index("ls"))
-        frame = cur.currentFrame()
-        assert frame is not None
-        return frame.frameFormat().background().color().name()
+        y = view.cursorRect(cur).center().y()
+        return view.viewport().grab().toImage().pixelColor(view.viewport().width() - 40, y).name()
 
     assert bg() == LIGHT.code_background
     view.set_theme(DARK)
     assert bg() == DARK.code_background
+
+
+def _code_parts(view: TranscriptView) -> list[int]:
+    parts = []
+    block = view.document().begin()
+    while block.isValid():
+        parts.append(block.blockFormat().intProperty(CODE_BOX_PROPERTY))
+        block = block.next()
+    return parts
+
+
+def test_code_is_boxed_paragraphs_that_grow_inside_their_box(view: TranscriptView) -> None:
+    """A code block is plain paragraphs (no frame: Qt lays frames out slower) between the box's top
+    (the header) and its bottom edge; lines streamed in small pieces land inside the box, in order."""
+    code = "".join(f"line_{i} = {i}\n" for i in range(30))
+    text = f"before\n\n```python\n{code}```\n\nafter\n"
+    for i in range(0, len(text), 7):
+        view.model.apply(st.text("m", text[i : i + 7]))
+        view.flush()
+    _drain(view)
+    parts = [p for p in _code_parts(view) if p]
+    assert parts == [CODE_BOX_TOP] + [CODE_BOX_LINE] * 30 + [CODE_BOX_END]
+    doc = view.document()
+    cur = QTextCursor(doc)
+    cur.setPosition(view.toPlainText().index("line_29"))
+    assert cur.currentFrame() == doc.rootFrame()
+    assert cur.block().text() == "line_29 = 29"
+    plain = view.toPlainText()
+    assert plain.index("before") < plain.index("line_0 = 0") < plain.index("line_29") < plain.index("after")
+
+
+def test_a_code_box_cut_by_the_viewport_is_painted(view: TranscriptView) -> None:
+    """Scrolled into the middle of a long code block, the box still fills the viewport behind it."""
+    code = "".join(f"x{i} = {i}\n" for i in range(200))
+    view.model.apply(st.text("m", f"```python\n{code}```\n\nafter\n"))
+    _drain(view)
+    view.stop_following()
+    cur = QTextCursor(view.document())
+    cur.setPosition(view.toPlainText().index("x100 ="))
+    bar = view.verticalScrollBar()
+    bar.setValue(bar.value() + view.cursorRect(cur).top() - 20)
+    QGuiApplication.processEvents()
+    img = view.viewport().grab().toImage()
+    x = view.viewport().width() - 40
+    assert {img.pixelColor(x, y).name() for y in (1, img.height() // 2, img.height() - 2)} == {
+        LIGHT.code_background
+    }
 
 
 def test_incremental_painting_matches_a_full_repaint(qtbot) -> None:  # type: ignore[no-untyped-def]
