@@ -664,3 +664,25 @@ def test_forced_eviction_has_a_slice_of_its_own(view: TranscriptView, monkeypatc
     assert not any(w == {"_render_pending", "_evict_far"} for w in work.values())
     assert view.evicted_pages and view.model.plain_text() == text.strip()
     _check_positions(view)
+
+
+def test_releasing_pages_above_keeps_what_the_user_reads_still(view: TranscriptView) -> None:
+    """Pages released above the viewport (the stream goes on below while the user reads) take exactly
+    the height their entries had, margins included: what the user reads does not move a pixel, whatever
+    kind of entry (a code box, a heading, a list) starts or ends a page."""
+    _stream(view, "".join(_MD.format(i=i) for i in range(1000)))
+    view.stop_following()
+    bar = view.verticalScrollBar()
+    bar.setValue(bar.maximum() - 3 * view.viewport().height())
+    _drain(view)
+    pages = view.evicted_pages
+    probe = view.viewport().rect().center()
+    while not view.cursorForPosition(probe).block().text():  # a line of text, not a gap
+        probe.setY(probe.y() + 4)
+    cur = view.cursorForPosition(probe)
+    anchor, y = cur.block().text(), view.cursorRect(cur).top()
+    _stream(view, "".join(_MD.format(i=i) for i in range(1000, 2000)))
+    assert view.evicted_pages > pages and not view.following
+    cur = view.cursorForPosition(probe)
+    assert cur.block().text() == anchor
+    assert view.cursorRect(cur).top() == y
