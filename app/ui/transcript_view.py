@@ -480,7 +480,7 @@ class TranscriptView(QTextBrowser):
         if r.kind is not blk.kind or r.collapsed != blk.collapsed or blk.frozen != r.frozen:
             return False
         idx = self._index(blk.id)
-        inner = end - r.trail  # a card's last text position: appends stay inside its frame
+        inner = end - r.trail  # the last text position: appends stay inside a card's frame or a code box
         if blk.kind is BlockKind.CODE and r.lang == blk.lang and blk.committed >= r.appended:
             cur.setPosition(r.start + r.body + r.appended)
             cur.setPosition(inner, QTextCursor.MoveMode.KeepAnchor)

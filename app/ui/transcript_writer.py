@@ -100,7 +100,8 @@ class BlockWriter:
 
     def write(self, cur: QTextCursor, blk: Block, r: Drawn) -> None:
         """Insert the whole block at the cursor (which sits at the start of an empty paragraph) and
-        leave the cursor at the end of the block's range (after a card's frame: see `_frame`)."""
+        leave the cursor at the end of the block's range (after a card's frame: see `_frame`; after a
+        code box's bottom edge: see `code_format`)."""
         r.kind, r.version, r.frozen, r.collapsed, r.lang = (
             blk.kind,
             blk.version,
