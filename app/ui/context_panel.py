@@ -232,9 +232,9 @@ class FileTableModel(QAbstractTableModel):
             self._refilter()
             self.endResetModel()
             return True
-        table = self.table
-        removed = [p for p in changes.removed if p in table]
-        added = [p for p in changes.added if p not in table]
+        had = self.table.paths  # a set: no Python-level __contains__ per row
+        removed = [p for p in changes.removed if p in had]
+        added = [p for p in changes.added if p not in had]
         # a new base badge under a state filter: any row may come or go
         if len(removed) + len(added) > SMALL_CHANGE or (changes.rebased and self._state):
             self.beginResetModel()
@@ -258,8 +258,8 @@ class FileTableModel(QAbstractTableModel):
         return False
 
     def _take(self, changes: FileChanges, *, insert: bool = True) -> None:
-        table = self.table
-        fresh = [p for p in changes.added if p not in table] if insert and changes.order is None else []
+        table, had = self.table, self.table.paths
+        fresh = [p for p in changes.added if p not in had] if insert and changes.order is None else []
         table.take(changes)
         self.counts = dict(changes.counts)
         if insert and changes.order is not None:
