@@ -7,8 +7,9 @@ large...). Right-click pins or unpins a file.
 Built for 100,000 files: a model/view table (`FileTableModel`) fed the rows that changed
 (`FileChanges`), never the whole list. Rows stay sorted by path, so a badge that changes touches one
 row and moves none; a fresh chain's 100,000 badges (its snapshot acknowledged) arrive as a new base
-badge plus the few rows that differ (`BadgeTable`), and are one `dataChanged` for the visible range. Row heights are uniform and no column sizes itself to
-its contents, so the view never measures rows it does not show. A text filter and a state filter
+badge plus the few rows that differ (`BadgeTable`), and are one `dataChanged` for the visible range.
+Row heights are uniform and no column sizes itself to its contents, so the view never measures rows
+it does not show. A text filter and a state filter
 narrow the rows; the summary line counts every state from the totals the services send.
 """
 
