@@ -21,7 +21,9 @@ A storm is capped at the token budget: the files that do not fit are listed with
 Everything a save touches costs O(changed files), not O(project): the ledger keeps a dirty set of
 paths whose badge may have changed (`take_changes` reports only those) and a set of paths whose
 disk differs from the sent view (`has_pending`, `build_update` look at those only). Only a fresh
-chain (`chain_lost`, `build_snapshot`, its acknowledgement) touches every file.
+chain (`chain_lost`, `build_snapshot`, its acknowledgement) touches every file, and its badges change
+in bulk: a new base badge for every row plus the few rows that differ (`StatusChanges`), found by
+set operations, never a row built per file.
 """
 
 from __future__ import annotations
@@ -31,7 +33,7 @@ import itertools
 from collections import Counter
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Literal, NamedTuple
+from typing import Any, Literal, NamedTuple, Protocol
 
 from app.context.diffing import diff_text, human_size
 from app.context.secrets_scan import Finding, scan
@@ -49,6 +51,7 @@ from app.context.tokens import estimate_tokens
 __all__ = [
     "UPDATE_MARKER",
     "BadgeState",
+    "BadgeTable",
     "ContextUpdate",
     "FileStatus",
     "Ledger",
@@ -62,6 +65,10 @@ BadgeState = Literal["in_view", "pending", "excluded", "summarised"]
 ViewKind = Literal["content", "summary", "gone"]
 _MAX_LIST_LINES = 40
 ORDER_AT = 1000  # rows added or removed at once from which `StatusChanges.order` is handed out
+Base = tuple[BadgeState, str]  # (state, reason) of every row not listed on its own (`StatusChanges.base`)
+PENDING: Base = ("pending", "")
+LISTED_ONLY = "listed only"  # the summary reason of a file a snapshot lists without its content
+SUMMARISED: Base = ("summarised", LISTED_ONLY)  # most files of a big tree once its snapshot is acknowledged
 
 
 class LedgerStateError(RuntimeError):
@@ -126,19 +133,103 @@ class PathChange:
 class StatusChanges:
     """The badges that changed since the last `Ledger.take_changes()`, for a UI that keeps rows.
 
-    `rows` holds every new or changed badge by path; `added` the paths among them that had no row
-    before and `removed` the paths whose row is gone, both sorted; `counts` the totals per state
-    after the change (so a view need not count 100,000 rows itself); `order`, when many rows came or
-    went, every path with a row, sorted (a view takes it instead of merging), else None."""
+    A row's badge is its entry in `rows`, else the *base* badge (`base`: state and reason): so a
+    fresh chain (every file pending) or its acknowledged snapshot (most files summarised, "listed
+    only") changes 100,000 badges without 100,000 rows being built, handed over and stored.
+
+    `rows` holds the new or changed badges by path that differ from the base (a row that changed to
+    the base badge is listed too); `added` the paths that had no row before (those not in `rows` have
+    the base badge) and `removed` the paths whose row is gone, both sorted; `rebased`: the base
+    changed, so every row not in `rows` now has the new base badge (a receiver drops the badges it
+    holds per row: `rows` then lists every row that differs from the base); `counts` the totals per
+    state after the change (so a view need not count 100,000 rows itself); `order`, when many rows
+    came or went, every path with a row, sorted (a view takes it instead of merging), else None.
+    `BadgeTable` is the receiving side."""
 
     rows: dict[str, FileStatus]
     added: list[str]
     removed: list[str]
     counts: dict[str, int]
     order: list[str] | None = None
+    base: Base = PENDING
+    rebased: bool = False
 
     def __bool__(self) -> bool:
-        return bool(self.rows or self.removed)
+        return bool(self.rows or self.removed or self.added or self.rebased)
+
+
+class _Changes(Protocol):
+    """What `BadgeTable.take` reads: a `StatusChanges`, or the services' `FileChanges` (`reset` too)."""
+
+    @property
+    def rows(self) -> Mapping[str, FileStatus]: ...
+    @property
+    def added(self) -> Sequence[str]: ...
+    @property
+    def removed(self) -> Sequence[str]: ...
+    @property
+    def base(self) -> Base: ...
+    @property
+    def rebased(self) -> bool: ...
+
+
+class BadgeTable:
+    """The badges a receiver of `StatusChanges` holds (the services' copy, the Context panel): the
+    rows that differ from the base badge by path, the base, and the set of paths with a row.
+    Taking a change costs O(rows in it); a rebase of 100,000 badges costs O(rows that differ)."""
+
+    __slots__ = ("base", "odd", "paths")
+
+    def __init__(self) -> None:
+        self.base: Base = PENDING
+        self.odd: dict[str, FileStatus] = {}  # rows whose badge is their own (any not here: `base`)
+        self.paths: set[str] = set()  # every path with a row
+
+    def take(self, changes: _Changes) -> None:
+        """Fold `changes` in (a `reset` attribute, when true, drops every row first)."""
+        if getattr(changes, "reset", False):
+            self.clear()
+        odd, paths = self.odd, self.paths
+        for p in changes.removed:
+            paths.discard(p)
+            odd.pop(p, None)
+        if changes.rebased:
+            self.base = changes.base
+            self.odd = dict(changes.rows)
+        else:
+            odd.update(changes.rows)
+        paths.update(changes.added)
+        paths.update(changes.rows)
+
+    def clear(self) -> None:
+        self.odd.clear()
+        self.paths.clear()
+        self.base = PENDING
+
+    def get(self, path: str) -> FileStatus | None:
+        """The badge of `path`, or None when it has no row."""
+        b = self.odd.get(path)
+        if b is not None or path not in self.paths:
+            return b
+        return _new_status(FileStatus, (path, *self.base))
+
+    def state(self, path: str) -> str:
+        """The state of `path`'s row (a path without a row: "")."""
+        b = self.odd.get(path)
+        if b is not None:
+            return b.state
+        return self.base[0] if path in self.paths else ""
+
+    def __contains__(self, path: object) -> bool:
+        return path in self.paths
+
+    def __len__(self) -> int:
+        return len(self.paths)
+
+    def rows(self) -> list[FileStatus]:
+        """Every badge, sorted by path (O(rows): listings and tests)."""
+        get = self.get
+        return [b for p in sorted(self.paths) if (b := get(p)) is not None]
 
 
 @dataclass(frozen=True, slots=True)
@@ -175,6 +266,8 @@ class _Outstanding:
     generation: int
     carried: list[tuple[_Entry, _View | None]]
     chain_id: str | None = None
+    # A snapshot: the paths it carried as anything but a "listed only" summary (None: an update)
+    odd: set[str] | None = None
 
 
 def is_context_item(item: Mapping[str, Any]) -> bool:
@@ -199,7 +292,7 @@ _SUMMARY_REASONS = {"binary": "binary", "oversized": "too large", "unreadable": 
 
 
 def _summary_reason(v: FileVersion) -> str:
-    return _SUMMARY_REASONS.get(v.kind, "listed only")
+    return _SUMMARY_REASONS.get(v.kind, LISTED_ONLY)
 
 
 def _group_by_dir(paths: Iterable[str]) -> list[str]:
@@ -242,11 +335,16 @@ class Ledger:
         self._seq = itertools.count()
         self._outstanding: dict[str, _Outstanding] = {}
         self._dirty: set[str] = set()  # paths whose badge may differ from the one reported
-        self._reported: dict[str, FileStatus] = {}  # the badge last reported per path
+        # The badges last reported: per path where it is not the base badge, else the base
+        self._reported: dict[str, FileStatus] = {}
+        self._base: Base = PENDING
+        self._listed: set[str] = set()  # every path with a reported row
+        self._next_base: Base | None = None  # a bulk change of badges, reported by the next flush
         self._order: list[str] = []  # the reported paths, sorted (never mutated once handed out)
         self._counts: Counter[str] = Counter()  # of the reported badges, per state
         self._touched: set[str] = set()  # paths whose disk may differ from the sent view
         self._gone: set[str] = set()  # entries whose disk version is not present
+        self._excluded: set[str] = set()  # entries whose disk version is excluded
 
     # ---- disk side -------------------------------------------------------------------------------
 
@@ -264,6 +362,10 @@ class Ledger:
             self._gone.discard(path)
         else:
             self._gone.add(path)
+        if version.kind == "excluded":
+            self._excluded.add(path)
+        else:
+            self._excluded.discard(path)
         self._dirty.add(path)
         self._touched.add(path)
 
@@ -318,6 +420,11 @@ class Ledger:
             self._gone.discard(dst)
         else:
             self._gone.add(dst)
+        self._excluded.discard(src)
+        if e.disk.kind == "excluded":
+            self._excluded.add(dst)
+        else:
+            self._excluded.discard(dst)
         self._dirty.update((src, dst))
         self._touched.update((src, dst))
 
@@ -368,25 +475,34 @@ class Ledger:
         held = {v.path: v for v in index if v.text is not None}
         ctx = build_initial_context(index, held, budget_tokens, pins, now, facts=facts)
         carried: list[tuple[_Entry, _View | None]] = []
+        odd: set[str] = set()  # carried as anything but a "listed only" summary
+        included = ctx.included
         for e in self._entries.values():
             e.acked = None
             e.acked_seq = -1
             d = e.disk
             if not d.present or d.kind == "excluded":
                 e.sent = None
-            elif d.path in ctx.included:
-                e.sent = _view_of(d, ctx.included[d.path].text)
+                continue
+            if d.path in included:
+                e.sent = view = _view_of(d, included[d.path].text)
+                odd.add(e.path)
             else:
-                e.sent = _view_of(d)
-            if e.sent is not None:
-                carried.append((e, e.sent))
+                e.sent = view = _view_of(d)
+                if view.reason != LISTED_ONLY:
+                    odd.add(e.path)
+            carried.append((e, view))
         # Every file is "pending" until the snapshot is acknowledged. It already was when a snapshot
         # was due (the usual case: O(gone files) here, not O(files)); otherwise every badge changes.
-        self._dirty.update(self._gone if self._needs_snapshot else self._entries)
+        if self._needs_snapshot:
+            self._dirty.update(self._gone)
+        else:
+            self._rebase(PENDING, self._gone | self._excluded)
         self._touched.clear()  # every sent view is the disk now
         self._drop_gone()
         self._needs_snapshot = False
         uid = self._register(carried)
+        self._outstanding[uid].odd = odd
         findings = {p: tuple(f) for p, f in ctx.findings.items()}
         return ContextUpdate(
             uid,
@@ -510,12 +626,30 @@ class Ledger:
         out = self._outstanding.pop(update_id, None)
         if out is None or out.generation != self._generation:
             return
-        dirty = self._dirty
+        if out.odd is not None:  # a snapshot: its files settle at once (see `_settle_snapshot`)
+            self._settle_snapshot(out)
+        else:
+            dirty = self._dirty
+            for e, view in out.carried:
+                if out.seq > e.acked_seq:
+                    e.acked, e.acked_seq = view, out.seq
+                    dirty.add(e.path)
+        self._drop_gone()
+
+    def _settle_snapshot(self, out: _Outstanding) -> None:
+        """A snapshot was acknowledged: every file it listed only is now "summarised, listed only" (the
+        new base badge), except the paths that may differ, which are looked at one by one: what it
+        carried otherwise (`out.odd`), files whose disk changed since (`_touched`) or that later
+        updates carry, excluded and gone files, and any view a later acknowledgement had set."""
+        special = out.odd | self._touched | self._gone | self._excluded if out.odd is not None else set()
         for e, view in out.carried:
             if out.seq > e.acked_seq:
                 e.acked, e.acked_seq = view, out.seq
-                dirty.add(e.path)
-        self._drop_gone()
+            else:
+                special.add(e.path)
+        for o in self._outstanding.values():
+            special.update(e.path for e, _ in o.carried)
+        self._rebase(SUMMARISED, special)
 
     def fail(self, update_id: str) -> None:
         """The carrying response failed but the chain lives: roll it and later updates back."""
@@ -534,8 +668,8 @@ class Ledger:
         self._generation += 1
         self._chain_id = None
         self._outstanding.clear()
-        if not self._needs_snapshot:
-            self._dirty.update(self._entries)  # every file is pending until the snapshot is acknowledged
+        if not self._needs_snapshot:  # every file is pending until the snapshot is acknowledged
+            self._rebase(PENDING, self._gone | self._excluded)
         self._needs_snapshot = True
 
     def seen_text(self, path: str) -> str | None:
@@ -565,11 +699,33 @@ class Ledger:
         """The badges that changed since the last call (all of them on the first): O(changed files)."""
         return self._flush_status()
 
+    def _rebase(self, base: Base, special: Iterable[str]) -> None:
+        """Every row's badge becomes `base` at the next flush, except `special` paths (looked at one
+        by one, with those already dirty and those whose reported badge is their own)."""
+        self._next_base = base
+        self._dirty.update(special)
+
     def _flush_status(self) -> StatusChanges:
         dirty, self._dirty = self._dirty, set()
-        entries, reported, counts = self._entries, self._reported, self._counts
-        rows: dict[str, FileStatus] = {}
+        rebase, self._next_base = self._next_base, None
+        if rebase is not None:
+            return self._flush_rebase(dirty, rebase)
+        entries, reported, counts, listed = self._entries, self._reported, self._counts, self._listed
+        base = self._base
         added: list[str] = []
+        if self._needs_snapshot and base == PENDING and len(dirty) > 64:
+            # Indexing (or any change before the first snapshot): a present file that is not
+            # excluded is pending, which is the base badge. Found by set operations, no row built.
+            quick = entries.keys() & dirty  # iterates the smaller of the two
+            quick -= self._gone
+            quick -= self._excluded
+            quick.difference_update(reported)
+            fresh = quick - listed
+            listed |= fresh
+            added += fresh
+            counts["pending"] += len(fresh)
+            dirty -= quick
+        rows: dict[str, FileStatus] = {}
         removed: list[str] = []
         badge, entry_of, reported_of = self._badge, entries.get, reported.get
         was: list[str] = []  # the states that rows left and entered, counted in C afterwards
@@ -578,24 +734,63 @@ class Ledger:
             e = entry_of(p)
             new = badge(e) if e is not None else None
             old = reported_of(p)
+            if old is None and p in listed:
+                old = _new_status(FileStatus, (p, *base))
             if new == old:
                 continue
             if old is not None:
                 was.append(old[1])
             if new is None:
-                del reported[p]
+                reported.pop(p, None)
+                listed.discard(p)
                 removed.append(p)
                 continue
             if old is None:
                 added.append(p)
-            reported[p] = rows[p] = new
+                listed.add(p)
+            if (new[1], new[2]) == base:
+                reported.pop(p, None)
+            else:
+                reported[p] = new
+            rows[p] = new
             now.append(new[1])
-        counts.subtract(was)
+        counts.subtract(Counter(was))
         counts.update(now)
         added.sort()
         removed.sort()
         order = self._reorder(added, removed)
-        return StatusChanges(rows, added, removed, {k: n for k, n in counts.items() if n}, order)
+        return StatusChanges(rows, added, removed, {k: n for k, n in counts.items() if n}, order, base)
+
+    def _flush_rebase(self, dirty: set[str], base: Base) -> StatusChanges:
+        """A bulk change (`_rebase`): every row not looked at takes the new base badge."""
+        old_reported, listed = self._reported, self._listed
+        dirty.update(old_reported)
+        reported: dict[str, FileStatus] = {}
+        added: list[str] = []
+        removed: list[str] = []
+        badge, entry_of = self._badge, self._entries.get
+        for p in dirty:
+            e = entry_of(p)
+            new = badge(e) if e is not None else None
+            if new is None:
+                if p in listed:
+                    listed.discard(p)
+                    removed.append(p)
+                continue
+            if p not in listed:
+                listed.add(p)
+                added.append(p)
+            if (new[1], new[2]) != base:
+                reported[p] = new
+        self._reported, self._base = reported, base
+        counts = self._counts = Counter(b[1] for b in reported.values())
+        counts[base[0]] += len(listed) - len(reported)
+        added.sort()
+        removed.sort()
+        order = self._reorder(added, removed)
+        return StatusChanges(
+            dict(reported), added, removed, {k: n for k, n in counts.items() if n}, order, base, rebased=True
+        )
 
     def _reorder(self, added: list[str], removed: list[str]) -> list[str] | None:
         """Keep the sorted list of reported paths; a copy of it when many rows came or went."""

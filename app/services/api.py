@@ -12,8 +12,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal, Protocol
 
+from app.context.ledger import PENDING, Base, FileStatus
 from app.context.ledger import BadgeState as BadgeState
-from app.context.ledger import FileStatus
+from app.context.ledger import BadgeTable as BadgeTable
 from app.render.transcript import Transcript
 from app.services.approvals import ApprovalDecision, ApprovalKind, ApprovalRequest
 from app.services.inspector import Inspector
@@ -26,6 +27,7 @@ __all__ = [
     "ApprovalKind",
     "ApprovalRequest",
     "BadgeState",
+    "BadgeTable",
     "ConnectionState",
     "ConnectionStatus",
     "FileBadge",
@@ -94,11 +96,13 @@ class FileChanges:
     """The Context panel rows that changed since the last `files_changed` (never the whole list:
     a save in a 100,000-file project hands over one row).
 
-    `rows`: new or changed badges by path; `added`: the paths among them without a row before, and
-    `removed`: the paths whose row goes, both sorted; `counts`: totals per state after the change;
-    `reset`: drop every row first (another project); `indexing`: the first index is still running;
-    `order`: when many rows came or went, every path with a row, sorted (built off the GUI thread);
-    `snapshot`: what a fresh chain's first context chose, when one was just built."""
+    `rows`: new or changed badges by path (a row not in it has the base badge, `base`); `added`: the
+    paths without a row before, and `removed`: the paths whose row goes, both sorted; `rebased`: the
+    base badge changed, every row not in `rows` now has it (`rows` lists every row that differs);
+    `counts`: totals per state after the change; `reset`: drop every row first (another project);
+    `indexing`: the first index is still running; `order`: when many rows came or went, every path
+    with a row, sorted (built off the GUI thread); `snapshot`: what a fresh chain's first context
+    chose, when one was just built. `BadgeTable.take` folds these in (see `StatusChanges`)."""
 
     rows: Mapping[str, FileBadge]
     added: Sequence[str] = ()
@@ -108,6 +112,8 @@ class FileChanges:
     indexing: bool = False
     order: Sequence[str] | None = None
     snapshot: SnapshotSummary | None = None  # set when a fresh chain's first context was just built
+    base: Base = PENDING
+    rebased: bool = False
 
     @classmethod
     def listing(cls, badges: Iterable[FileBadge], *, reset: bool = True) -> FileChanges:

@@ -39,7 +39,15 @@ from app.adapters.fs_watch import BatchPump, FsWatcher
 from app.adapters.git_facts import recent_commits
 from app.adapters.project_fs import ProjectFS
 from app.context.coalesce import Batch, Coalescer
-from app.context.ledger import ContextUpdate, FileStatus, Ledger, PathChange, StatusChanges, is_context_item
+from app.context.ledger import (
+    BadgeTable,
+    ContextUpdate,
+    FileStatus,
+    Ledger,
+    PathChange,
+    StatusChanges,
+    is_context_item,
+)
 from app.context.snapshot import RankFacts, entry_points
 from app.services.api import FileChanges, SnapshotSummary
 from app.services.session import ResponsesSession, TurnResult
@@ -156,7 +164,7 @@ class Workspace:
         self._resync_task: asyncio.Task[None] | None = None
         self._pending = False  # the ledger's has_pending() after the last job
         self._needs_snapshot = True
-        self._rows: dict[str, FileStatus] = {}  # the badges handed out so far (the loop's copy)
+        self._rows = BadgeTable()  # the badges handed out so far (the loop's copy)
         self._emitted = False
         self.files_changed: Signal[[FileChanges]] = Signal("files_changed")
         self.notice: Signal[[str, str]] = Signal("notice")  # kind, text
@@ -186,10 +194,7 @@ class Workspace:
         """On the loop: hand the changed rows to the UI (and keep the loop's copy of them)."""
         if not changes and snapshot is None and (self._emitted or indexing):
             return
-        rows = self._rows
-        rows.update(changes.rows)
-        for p in changes.removed:
-            rows.pop(p, None)
+        self._rows.take(changes)
         reset = not self._emitted
         self._emitted = True
         self.files_changed.emit(
@@ -202,6 +207,8 @@ class Workspace:
                 indexing=indexing,
                 order=changes.order,
                 snapshot=snapshot,
+                base=changes.base,
+                rebased=changes.rebased,
             )
         )
 
@@ -525,7 +532,7 @@ class Workspace:
 
     def status(self) -> list[FileStatus]:
         """Every badge handed out so far, sorted by path (O(files): listings and tests)."""
-        return [self._rows[p] for p in sorted(self._rows)]
+        return self._rows.rows()
 
 
 class ContextSync:

@@ -6,9 +6,10 @@ large...). Right-click pins or unpins a file.
 
 Built for 100,000 files: a model/view table (`FileTableModel`) fed the rows that changed
 (`FileChanges`), never the whole list. Rows stay sorted by path, so a badge that changes touches one
-row and moves none; a batch of thousands (a fresh chain's snapshot acknowledged) is one dict update
-and one `dataChanged` for the visible range. Row heights are uniform and no column sizes itself to
-its contents, so the view never measures rows it does not show. A text filter and a state filter
+row and moves none; a fresh chain's 100,000 badges (its snapshot acknowledged) arrive as a new base
+badge plus the few rows that differ (`BadgeTable`), and are one `dataChanged` for the visible range.
+Row heights are uniform and no column sizes itself to its contents, so the view never measures rows
+it does not show. A text filter and a state filter
 narrow the rows; the summary line counts every state from the totals the services send.
 """
 
@@ -45,7 +46,7 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from app.services.api import FileBadge, FileChanges, SnapshotSummary
+from app.services.api import BadgeTable, FileBadge, FileChanges, SnapshotSummary
 
 BADGE_TEXT = {"in_view": "in view", "pending": "pending", "excluded": "excluded", "summarised": "summarised"}
 BADGE_TIP = {
@@ -121,7 +122,9 @@ class FileTableModel(QAbstractTableModel):
 
     def __init__(self, parent: QWidget | None = None) -> None:
         super().__init__(parent)
-        self.badges: dict[str, FileBadge] = {}
+        # The badges: one per row that differs from the base badge, which every other row has (a
+        # fresh chain's 100,000 badges arrive as a new base and the few rows that differ)
+        self.table = BadgeTable()
         self._all: list[str] = []  # every path, sorted
         self._rows: list[str] = self._all  # the visible paths (the filtered subset), sorted
         self._needle = ""
@@ -155,7 +158,9 @@ class FileTableModel(QAbstractTableModel):
         if not index.isValid() or row >= len(self._rows):
             return None
         path = self._rows[row]
-        b = self.badges[path]
+        b = self.table.get(path)
+        if b is None:
+            return None
         col = index.column()
         if role == Qt.ItemDataRole.DisplayRole:
             if col == 0:
@@ -193,7 +198,7 @@ class FileTableModel(QAbstractTableModel):
     def _visible(self, path: str) -> bool:
         if self._needle and self._needle not in path.lower():
             return False
-        return not self._state or self.badges[path].state == self._state
+        return not self._state or self.table.state(path) == self._state
 
     def set_filter(self, text: str, state: str) -> None:
         """Show the rows whose path contains `text` (any case) and whose state is `state` ("" = all)."""
@@ -209,27 +214,30 @@ class FileTableModel(QAbstractTableModel):
         if not self._needle and not self._state:
             self._rows = self._all
             return
-        badges, needle, state = self.badges, self._needle, self._state
+        odd, base, needle, state = self.table.odd, self.table.base[0], self._needle, self._state
         self._rows = [
             p
             for p in self._all
-            if (not needle or needle in p.lower()) and (not state or badges[p].state == state)
+            if (not needle or needle in p.lower())
+            and (not state or (odd[p].state if p in odd else base) == state)
         ]
 
     def apply(self, changes: FileChanges) -> bool:
         """Take the rows that changed; True when the rows were reset (the view loses its place)."""
         if changes.reset:
             self.beginResetModel()
-            self.badges.clear()
+            self.table.clear()
             self._all.clear()
             self._rows = self._all
             self._take(changes)
             self._refilter()
             self.endResetModel()
             return True
-        removed = [p for p in changes.removed if p in self.badges]
-        added = [p for p in changes.added if p not in self.badges]
-        if len(removed) + len(added) > SMALL_CHANGE:
+        had = self.table.paths  # a set: no Python-level __contains__ per row
+        removed = [p for p in changes.removed if p in had]
+        added = [p for p in changes.added if p not in had]
+        # a new base badge under a state filter: any row may come or go
+        if len(removed) + len(added) > SMALL_CHANGE or (changes.rebased and self._state):
             self.beginResetModel()
             if changes.order is None:
                 gone = set(removed)
@@ -247,14 +255,13 @@ class FileTableModel(QAbstractTableModel):
             for p in changes.rows:
                 if p not in added:
                     self._follow(p)
-        self._changed(changes, set(added))
+        self._changed(changes, set(added), every=changes.rebased)
         return False
 
     def _take(self, changes: FileChanges, *, insert: bool = True) -> None:
-        for p in changes.removed:
-            self.badges.pop(p, None)
-        fresh = [p for p in changes.added if p not in self.badges] if insert and changes.order is None else []
-        self.badges.update(changes.rows)
+        table, had = self.table, self.table.paths
+        fresh = [p for p in changes.added if p not in had] if insert and changes.order is None else []
+        table.take(changes)
         self.counts = dict(changes.counts)
         if insert and changes.order is not None:
             self._all[:] = changes.order  # the services sorted every row already: a copy, no merge
@@ -304,11 +311,11 @@ class FileTableModel(QAbstractTableModel):
             del self._rows[row]
             self.endRemoveRows()
 
-    def _changed(self, changes: FileChanges, added: set[str]) -> None:
+    def _changed(self, changes: FileChanges, added: set[str], *, every: bool = False) -> None:
         n = len(self._rows)
-        if not n or not changes.rows:
+        if not n or not (changes.rows or every):
             return
-        if len(changes.rows) > SMALL_CHANGE:  # one signal; the view repaints what it shows
+        if every or len(changes.rows) > SMALL_CHANGE:  # one signal; the view repaints what it shows
             self.dataChanged.emit(self.index(0, 0), self.index(n - 1, 2))
             return
         for p in changes.rows:
@@ -421,7 +428,7 @@ class ContextPanel(QWidget):
         return self.model.pinned
 
     def badge(self, path: str) -> FileBadge | None:
-        return self.model.badges.get(path)
+        return self.model.table.get(path)
 
     def update_files(self, changes: FileChanges) -> None:
         """Take the rows that changed (the services never send the whole list)."""

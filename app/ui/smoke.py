@@ -20,7 +20,7 @@ from PySide6.QtCore import QTimer
 from PySide6.QtWidgets import QApplication
 
 from app.render.transcript import BlockKind
-from app.services.api import ApprovalDecision, ApprovalRequest, FileChanges, Services
+from app.services.api import ApprovalDecision, ApprovalRequest, BadgeTable, FileChanges, Services
 from app.ui.main_window import MainWindow
 
 SMOKE_MESSAGE = "Smoke test: say hello and show me some code."
@@ -155,15 +155,11 @@ async def _edit_synced(services: Services, timeout: float) -> SmokeResult:
     loop = asyncio.get_running_loop()
     name = f"slipstream-smoke-{os.getpid()}.txt"
     path = services.project_root / name
-    states: dict[str, str] = {}
+    states = BadgeTable()
     changed = asyncio.Event()
 
     def on_files(changes: FileChanges) -> None:
-        if changes.reset:
-            states.clear()
-        for p in changes.removed:
-            states.pop(p, None)
-        states.update((p, b.state) for p, b in changes.rows.items())
+        states.take(changes)
         changed.set()
 
     async def until(pred: Callable[[], bool], what: str) -> None:
@@ -180,7 +176,7 @@ async def _edit_synced(services: Services, timeout: float) -> SmokeResult:
     t0 = time.perf_counter()
     try:
         path.write_text("edited by slipstream --smoke\n", encoding="utf-8")
-        await until(lambda: states.get(name) == "in_view", f"{name} in the model's view")
+        await until(lambda: states.state(name) == "in_view", f"{name} in the model's view")
         took = time.perf_counter() - t0
         path.unlink()
         await until(lambda: name not in states, f"the deletion of {name} synced")

@@ -7,7 +7,14 @@ import hashlib
 import pytest
 
 from app.context.ignore import Exclusion
-from app.context.ledger import UPDATE_MARKER, Ledger, LedgerStateError, is_context_item
+from app.context.ledger import (
+    UPDATE_MARKER,
+    BadgeTable,
+    Ledger,
+    LedgerStateError,
+    StatusChanges,
+    is_context_item,
+)
 from app.context.snapshot import FileVersion, make_version
 
 BUDGET = 4000
@@ -244,11 +251,20 @@ def test_seen_text_is_what_the_chain_was_sent() -> None:
 
 
 def test_take_changes_reports_only_rows_that_changed() -> None:
-    """First call: every row; a save: that row only; a chain loss and its snapshot: every row; a
-    deletion: the row goes once the model has it gone. Counts are the totals after each change."""
+    """First call: every row; a save: that row only; a chain loss and its snapshot: a new base badge
+    and the rows that differ from it; a deletion: the row goes once the model has it gone. Counts are
+    the totals after each change, and the rows folded in are the listing at every step."""
     led = Ledger()
+    table = BadgeTable()
+
+    def take() -> StatusChanges:
+        ch = led.take_changes()
+        table.take(ch)
+        assert {b.path: (b.state, b.reason) for b in table.rows()} == badges(led)
+        return ch
+
     led.observe_many([v("b.py", "b\n"), v("a.py", "a\n"), FileVersion(".env", "excluded", reason="secret")])
-    first = led.take_changes()
+    first = take()
     assert first.added == [".env", "a.py", "b.py"] and first.removed == []
     assert {p: s.state for p, s in first.rows.items()} == {
         ".env": "excluded",
@@ -256,31 +272,43 @@ def test_take_changes_reports_only_rows_that_changed() -> None:
         "b.py": "pending",
     }
     assert first.counts == {"excluded": 1, "pending": 2}
-    assert not led.take_changes()  # nothing changed since
+    assert not take()  # nothing changed since
     snap = led.build_snapshot(BUDGET, now=0.0)
     led.mark_sent(snap.id, "c1")
-    assert not led.take_changes()  # sent, not acknowledged: still pending
+    assert not take()  # sent, not acknowledged: still pending
     led.acknowledge(snap.id)
-    acked = led.take_changes()
-    assert set(acked.rows) == {"a.py", "b.py"} and acked.added == []
+    acked = take()
+    # a new base (what a file listed only becomes), and every row that differs from it
+    assert acked.rebased and acked.base == ("summarised", "listed only") and acked.added == []
+    assert {p: s.state for p, s in acked.rows.items()} == {
+        ".env": "excluded",
+        "a.py": "in_view",
+        "b.py": "in_view",
+    }
     assert acked.counts == {"excluded": 1, "in_view": 2}
     led.observe(v("a.py", "a2\n"))
     assert badges(led)["a.py"] == ("pending", "")  # a listing in between takes nothing away
-    saved = led.take_changes()
-    assert list(saved.rows) == ["a.py"] and saved.rows["a.py"].state == "pending"
+    saved = take()
+    assert list(saved.rows) == ["a.py"] and saved.rows["a.py"].state == "pending" and not saved.rebased
     led.chain_lost()
-    assert set(led.take_changes().rows) == {"b.py"}  # a.py was pending already
+    lost = take()  # every file is pending (the base): only the rows that differ are listed
+    assert lost.rebased and lost.base == ("pending", "") and set(lost.rows) == {".env"}
+    assert lost.counts == {"excluded": 1, "pending": 2}
     snap = led.build_snapshot(BUDGET, now=0.0)
     led.mark_sent(snap.id, "c2")
     led.acknowledge(snap.id)
-    assert {p: s.state for p, s in led.take_changes().rows.items()} == {"a.py": "in_view", "b.py": "in_view"}
+    assert {p: s.state for p, s in take().rows.items()} == {
+        ".env": "excluded",
+        "a.py": "in_view",
+        "b.py": "in_view",
+    }
     led.observe(gone("b.py"))
-    assert led.take_changes().rows["b.py"].reason == "deleted"
+    assert take().rows["b.py"].reason == "deleted"
     up = led.build_update(BUDGET)
     assert up is not None
     led.mark_sent(up.id, "c2")
     led.acknowledge(up.id)
-    done = led.take_changes()
+    done = take()
     assert done.removed == ["b.py"] and not done.rows and done.counts == {"excluded": 1, "in_view": 1}
     assert badges(led) == {".env": ("excluded", "secret"), "a.py": ("in_view", "")}
 
@@ -380,3 +408,102 @@ def test_a_listed_file_that_changed_before_its_hash_is_news() -> None:
         ("changed", "c.py"),
     }
     assert "c = 4" in up.text and "a = 100" in up.text
+
+
+@pytest.mark.parametrize("seed", range(12))
+def test_badges_folded_from_changes_are_the_listing(seed: int) -> None:
+    """Whatever happens (edits, deletions, renames, exclusions, chains lost, snapshots and updates
+    acknowledged or failed, files hashed later), the rows a receiver folds from `take_changes` (a
+    base badge plus the rows that differ) are `status()`, and the counts are its totals. Enough files
+    that bulk changes take the set-based paths (indexing, a new base), few enough to check them all."""
+    import random
+    from collections import Counter
+
+    rng = random.Random(seed)
+    led = Ledger()
+    table = BadgeTable()
+    names = [f"d{i % 7}/f{i:03}.py" for i in range(150)] + ["img.png", ".env"]
+    chain = 0
+    out: list[str] = []  # update ids sent, not yet settled
+
+    def disk(p: str) -> FileVersion:
+        if p == ".env" or (p.endswith("3.py") and rng.random() < 0.5):
+            return FileVersion(p, "excluded", reason="secret")
+        if p == "img.png":
+            return make_version(p, b"\0png", size=4, mtime=0.0, digest="png")
+        if rng.random() < 0.3:
+            return make_version(p, None, size=rng.randint(1, 9), mtime=float(rng.randint(0, 2)))  # listed
+        return v(p, f"x = {rng.randint(0, 3)}\n")
+
+    def check() -> None:
+        ch = led.take_changes()
+        table.take(ch)
+        listing = {s.path: s for s in led.status()}
+        assert {b.path: b for b in table.rows()} == listing
+        assert ch.counts == {k: n for k, n in Counter(s.state for s in listing.values()).items() if n}
+
+    led.observe_many(disk(p) for p in names)
+    check()
+    for _ in range(60):
+        op = rng.choice(["edit", "edit", "delete", "rename", "lose", "push", "ack", "fail", "fill", "flush"])
+        p = rng.choice(names)
+        if op == "edit":
+            led.observe(disk(p))
+        elif op == "delete":
+            led.observe(gone(p))
+        elif op == "rename" and (e := led.disk_version(p)) is not None and e.present:
+            dst = p + ".moved"
+            led.rename(p, dst)
+            led.observe(e._replace(path=dst))
+        elif op == "lose":
+            led.chain_lost()
+            out.clear()
+        elif op == "push":
+            if led.needs_snapshot:
+                chain += 1
+                snap = led.build_snapshot(BUDGET, now=0.0)
+                led.mark_sent(snap.id, f"c{chain}")
+                out.append(snap.id)
+            elif (up := led.build_update(BUDGET)) is not None:
+                led.mark_sent(up.id, f"c{chain}")
+                out.append(up.id)
+        elif op == "ack" and out:
+            led.acknowledge(out.pop(0))
+        elif op == "fail" and out:
+            led.fail(out.pop(0))
+            out.clear()  # later updates are rolled back too
+        elif op == "fill":
+            for q in led.unhashed_paths()[:20]:
+                d = led.disk_version(q)
+                assert d is not None
+                led.fill(v(q, "filled\n")._replace(size=d.size, mtime=d.mtime))
+        if op == "flush" or rng.random() < 0.5:
+            check()
+    check()
+
+
+def test_a_big_tree_settles_without_a_row_per_file() -> None:
+    """Indexing adds pending rows and a snapshot's acknowledgement makes most files "summarised,
+    listed only" without building a row for each: only the rows that differ are handed out."""
+    led = Ledger()
+    led.observe_many(v(f"m{i:04}.py", f"x = {i}\n" * 40) for i in range(3000))
+    led.observe(FileVersion(".env", "excluded", reason="secret"))
+    first = led.take_changes()
+    assert len(first.added) == 3001 and set(first.rows) == {".env"} and first.base == ("pending", "")
+    assert first.counts == {"pending": 3000, "excluded": 1}
+    snap = led.build_snapshot(BUDGET, now=0.0)
+    led.mark_sent(snap.id, "c1")
+    led.observe(v("m2999.py", "changed\n"))  # after the snapshot was built: pending once it is acked
+    led.acknowledge(snap.id)
+    acked = led.take_changes()
+    assert acked.rebased and acked.base == ("summarised", "listed only")
+    in_view = {p for p, b in acked.rows.items() if b.state == "in_view"}
+    assert in_view == set(snap.paths) and 0 < len(in_view) < 100
+    assert acked.rows["m2999.py"].state == "pending" and acked.rows[".env"].state == "excluded"
+    assert len(acked.rows) == len(in_view) + 2
+    assert acked.counts == {
+        "in_view": len(in_view),
+        "pending": 1,
+        "excluded": 1,
+        "summarised": 2999 - len(in_view),
+    }

@@ -11,6 +11,7 @@ import pytest
 
 from app.adapters.store import HistoryStore
 from app.render.transcript import Block, BlockKind
+from app.services.api import BadgeTable
 from app.services.app import AppServices
 from app.services.endpoints import SCRIPTED_LABEL
 from app.services.settings import Settings
@@ -70,14 +71,10 @@ class Recorder:
 
 def fold(changes: list[Any]) -> dict[str, str]:
     """The rows a UI holds after taking `changes` (FileChanges) in order."""
-    rows: dict[str, str] = {}
+    table = BadgeTable()
     for ch in changes:
-        if ch.reset:
-            rows.clear()
-        for p in ch.removed:
-            rows.pop(p, None)
-        rows.update((p, b.state) for p, b in ch.rows.items())
-    return rows
+        table.take(ch)
+    return {b.path: b.state for b in table.rows()}
 
 
 def make(tmp_path: Path, root: Path, settings: Settings | None = None) -> AppServices:

@@ -7,7 +7,7 @@ import dataclasses
 from pytestqt.qtbot import QtBot
 
 from app.services.api import FileBadge, FileChanges
-from app.ui.context_panel import SMALL_CHANGE, ContextPanel
+from app.ui.context_panel import SMALL_CHANGE, STATE_FILTERS, ContextPanel
 
 
 def change(
@@ -163,3 +163,59 @@ def test_the_first_context_budget_and_choices_are_shown(qtbot: QtBot) -> None:
     long = SnapshotSummary(32_000, 1, tuple(f"very/long/path/number/{i}/" + "x" * 80 for i in range(4)), 1)
     panel.set_first_context(long)
     assert panel.sizeHint().width() == width  # a long header wraps: the panel never widens
+
+
+def test_a_new_base_badge_changes_every_other_row(qtbot: QtBot) -> None:
+    """Rows added without a badge of their own show the base badge; a rebase (a snapshot acknowledged,
+    a chain lost) changes every row not listed, in the table, the state filter and the summary, and
+    moves no row when no filter is set."""
+    panel = ContextPanel()
+    qtbot.addWidget(panel)
+    names = [f"m{i:03}.py" for i in range(100)]
+    panel.update_files(
+        FileChanges(
+            {".env": FileBadge(".env", "excluded", "secret")},
+            sorted([*names, ".env"]),
+            (),
+            {"pending": 100, "excluded": 1},
+            indexing=True,
+        )
+    )
+    m = panel.model
+    assert panel.badge("m007.py") == FileBadge("m007.py", "pending") and panel.badge("nope.py") is None
+    assert m.index(8, 1).data() == "pending" and m.index(8, 2).data() == "changed on disk"
+    resets: list[int] = []
+    changed: list[tuple[int, int]] = []
+    m.modelReset.connect(lambda: resets.append(1))
+    m.dataChanged.connect(lambda a, b: changed.append((a.row(), b.row())))
+    ack = FileChanges(
+        {
+            ".env": FileBadge(".env", "excluded", "secret"),
+            "m001.py": FileBadge("m001.py", "in_view"),
+            "m002.py": FileBadge("m002.py", "summarised", "binary"),
+        },
+        counts={"excluded": 1, "in_view": 1, "summarised": 99},
+        base=("summarised", "listed only"),
+        rebased=True,
+    )
+    panel.update_files(ack)
+    assert not resets and changed == [(0, 100)]  # one repaint of every row, none moved
+    assert panel.badge("m007.py") == FileBadge("m007.py", "summarised", "listed only")
+    assert panel.badge("m001.py") == FileBadge("m001.py", "in_view")
+    assert m.index(8, 1).data() == "summarised" and m.index(8, 2).data() == "listed only"
+    assert panel.summary.text() == "101 files  ·  1 in view  ·  99 summarised  ·  1 excluded"
+    panel.state_filter.setCurrentIndex([s for _, s in STATE_FILTERS].index("in_view"))
+    assert panel.visible_paths() == ["m001.py"]
+    # the chain is lost: every file pending again, under the filter "pending"
+    panel.state_filter.setCurrentIndex([s for _, s in STATE_FILTERS].index("pending"))
+    assert panel.visible_paths() == []
+    panel.update_files(
+        FileChanges(
+            {".env": FileBadge(".env", "excluded", "secret")},
+            counts={"excluded": 1, "pending": 100},
+            base=("pending", ""),
+            rebased=True,
+        )
+    )
+    assert panel.visible_paths() == names
+    assert panel.badge("m001.py") == FileBadge("m001.py", "pending")
