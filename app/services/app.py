@@ -168,9 +168,6 @@ class AppServices:
         # The index runs on the workspace's worker while the endpoint (maybe a server child) comes up.
         indexing = asyncio.ensure_future(ws.start(watch=self._watch))
         try:
-            # The index is handed to the worker first: a server started before it (its thread
-            # importing aiohttp) held the loop's GIL and delayed the index ~20 ms (100k files).
-            await asyncio.sleep(0)
             self.endpoint = await self._resolve_endpoint()
         except BaseException:
             indexing.cancel()
