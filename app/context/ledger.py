@@ -754,7 +754,7 @@ class Ledger:
                 reported[p] = new
             rows[p] = new
             now.append(new[1])
-        counts.subtract(Counter(was))
+        counts.subtract(was)
         counts.update(now)
         added.sort()
         removed.sort()

@@ -262,7 +262,7 @@ class BlockWriter:
             f.setBackground(QColor(th.code_background))
             f.setPadding(8)
             f.setBorder(1)
-            f.setTopMargin(0 if style == "code-cont" else 8)
+            f.setTopMargin(8)
             f.setBottomMargin(2)
             if style in ("tool-ok", "tool-failed"):
                 f.setBorderBrush(QBrush(QColor(th.ok if style == "tool-ok" else th.error)))
