@@ -67,9 +67,9 @@ def test_side_question_opens_a_pane_beside_the_transcript(  # type: ignore[no-un
     assert tab.view not in window.frames.views
 
 
-def test_one_frame_tick_paces_both_transcripts(qtbot) -> None:  # type: ignore[no-untyped-def]
-    """Two streaming views on one FrameTicker: each frame paces both, within one frame's budget
-    shared between them, until both are painted."""
+def _two_streams(qtbot) -> tuple[QWidget, FrameTicker, list[TranscriptView]]:  # type: ignore[no-untyped-def]
+    """The agent's and a side transcript on one FrameTicker, both with a stream to paint (the holder
+    owns them: keep it)."""
     holder = QWidget()
     qtbot.addWidget(holder)
     ticker = FrameTicker(holder)
@@ -79,6 +79,13 @@ def test_one_frame_tick_paces_both_transcripts(qtbot) -> None:  # type: ignore[n
         ticker.add(v)
     _stream(main, "a", "agent text " * 400)
     _stream(side, "b", "side text " * 400)
+    return holder, ticker, views
+
+
+def test_one_frame_tick_paces_both_transcripts(qtbot) -> None:  # type: ignore[no-untyped-def]
+    """Two streaming views on one FrameTicker: each frame paces both, within one frame's budget
+    shared between them, until both are painted."""
+    _holder, ticker, views = _two_streams(qtbot)
     paced: list[int] = []
     ticker.on_frame = paced.append
     frames = 0
@@ -93,3 +100,22 @@ def test_one_frame_tick_paces_both_transcripts(qtbot) -> None:  # type: ignore[n
     assert "side text" not in views[0].toPlainText()
     ticker.remove(views[1])
     assert views[1] not in ticker.views
+
+
+def test_a_frame_tick_lets_the_event_loop_turn_before_its_first_round(qtbot) -> None:  # type: ignore[no-untyped-def]
+    """Qt fires every timer that is due in one pass: the slice timer (a round of the last frame) and
+    the frame timer behind it. Had the tick run its first round at once, the two rounds ran back to
+    back with no paint or input between (the two-lane stream's 18-20 ms stalls); one pass runs at
+    most one round, and the tick's round follows on the slice timer."""
+    _holder, ticker, views = _two_streams(qtbot)
+    ticker.group.budget_s = 0.0  # each frame feeds and renders each view once: work stays for later
+    _stream(views[0].model, "c", "more agent text " * 3000)  # more than a frame may feed
+    ticker.run_frame()
+    assert ticker.group.pending
+    rounds = ticker.group.rounds
+    ticker._on_slice()  # one timer pass: the slice timer, then the frame timer, both due
+    ticker._on_frame()
+    assert ticker.group.rounds == rounds + 1
+    qtbot.waitUntil(lambda: ticker.group.rounds > rounds + 1)  # the loop turned: the frame goes on
+    ticker._timer.stop()
+    ticker._slice.stop()
