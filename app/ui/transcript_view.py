@@ -347,10 +347,14 @@ class TranscriptView(QTextBrowser):
         whatever the rate, and each forced pass removes about what a spare-time pass does (one pass of
         three times that size stalled the loop ~25 ms). Beside other views on one frame clock, views
         take turns (`FramePacer.may_evict`): one pass a round over all of them."""
+        return self.pass_due() and self.pacer.may_evict(forced=True)
+
+    def pass_due(self) -> bool:
+        """Whether the next draw runs a forced eviction pass (a `PacerGroup` runs it first in its round)."""
         return (
             self._live_chars > LIVE_BUDGET_CHARS * 5 // 4
             and not self._evict_blocked
-            and self.pacer.may_evict(forced=True)
+            and self.pacer.forced_left
         )
 
     # -- rendering -------------------------------------------------------------------------------
