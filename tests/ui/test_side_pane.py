@@ -6,11 +6,13 @@ from __future__ import annotations
 from PySide6.QtCore import Qt
 from PySide6.QtWidgets import QWidget
 
+import app.ui.transcript_view as tv
 from app.protocol import events as ev
 from app.render.transcript import Transcript
 from app.ui.main_window import MainWindow
 from app.ui.side_pane import FrameTicker
 from app.ui.transcript_view import TranscriptView
+from tests.render import stream as st
 from tests.ui.fakes import FakeServices
 
 
@@ -119,3 +121,51 @@ def test_a_frame_tick_lets_the_event_loop_turn_before_its_first_round(qtbot) -> 
     qtbot.waitUntil(lambda: ticker.group.rounds > rounds + 1)  # the loop turned: the frame goes on
     ticker._timer.stop()
     ticker._slice.stop()
+
+
+def test_two_lagging_views_take_turns_to_evict_and_stay_bounded(qtbot, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    """Two fast streams that rendering never catches up with (a zero budget): their forced eviction
+    passes never share a round, and a round with a pass renders nothing else, yet both documents
+    stay within what one view alone keeps (1.25x the live budget and a block or two): eviction is
+    delayed by a round at most, never starved. Nothing is lost."""
+    ticker = FrameTicker()
+    views = [TranscriptView(Transcript()), TranscriptView(Transcript())]
+    for v in views:
+        qtbot.addWidget(v)
+        v.resize(500, 300)
+        v.show()
+        ticker.add(v)
+    ticker.group.budget_s = 0.0
+    ticker.group.slice_s = 0.0
+    work: dict[int, list[str]] = {}  # group round: what ran in it
+    for n, v in enumerate(views):
+        for name in ("_render_pending", "_evict_far"):
+
+            def logged(*a, _orig=getattr(v, name), _name=f"{name}{n}"):  # type: ignore[no-untyped-def]
+                work.setdefault(ticker.group.rounds, []).append(_name)
+                return _orig(*a)
+
+            monkeypatch.setattr(v, name, logged)
+    para = ("word " * 400).strip()  # ~2 KB paragraphs: about one block a frame
+    text = "".join(f"{i} {para}\n\n" for i in range(160))  # ~320 KB each
+    for v in views:
+        v.model.apply(st.text("m", ""))
+    peak = [0, 0]
+    for i in range(0, len(text), 8192):
+        for v in views:
+            v.model.apply(st.text("m", text[i : i + 8192]))
+        for _ in range(4):
+            ticker.run_frame()
+            peak = [max(p, v.live_chars) for p, v in zip(peak, views, strict=True)]
+    while ticker.group.pending:
+        ticker.run_frame()
+        peak = [max(p, v.live_chars) for p, v in zip(peak, views, strict=True)]
+    passes = [w for w in work.values() if any(x.startswith("_evict_far") for x in w)]
+    assert len(passes) >= 2 * 4 and all(len(w) == 1 for w in passes)
+    assert {w[0] for w in passes} == {"_evict_far0", "_evict_far1"}
+    for v, p in zip(views, peak, strict=True):
+        assert v.evicted_pages and p <= tv.LIVE_BUDGET_CHARS * 5 // 4 + 3 * len(para)
+        assert v.model.plain_text() == text.strip()
+    for v in views:
+        ticker.remove(v)
+    ticker.deleteLater()
