@@ -23,6 +23,7 @@ __all__ = [
     "MODEL_SHARE",
     "SLICE_S",
     "FramePacer",
+    "GroupRenderer",
     "Model",
     "PacerGroup",
     "Renderer",
@@ -51,6 +52,14 @@ class Renderer(Protocol):
     def draw(self, deadline: float) -> None: ...
 
 
+class GroupRenderer(Renderer, Protocol):
+    """A renderer beside others on one frame clock (`PacerGroup`)."""
+
+    def pass_due(self) -> bool:
+        """Whether its next draw would run a forced eviction pass (see `FramePacer.may_evict`)."""
+        ...
+
+
 class FramePacer:
     """Splits each frame's work into model and render slices by time (see the module docstring)."""
 
@@ -73,6 +82,8 @@ class FramePacer:
         self._time_left = 0.0  # seconds of work the current frame may still do
         self._fed = False  # each frame feeds and renders at least once
         self._rendered = False
+        self._forced_frame = -1  # the frame that ran a forced pass
+        self.gate: Callable[[FramePacer], bool] | None = None  # a PacerGroup's: one pass a round
         self.frames = 0
         self.slices = 0
 
@@ -102,6 +113,26 @@ class FramePacer:
             return renderer.has_work() and not self._rendered and not self._model_may_run(model)
         return self._model_may_run(model) or renderer.has_work()
 
+    @property
+    def forced_left(self) -> bool:
+        """This frame has not run its forced pass yet."""
+        return self._forced_frame != self.frames
+
+    def may_evict(self, forced: bool) -> bool:
+        """Whether the renderer may run an eviction pass in this slice; a True answer is the pass taken.
+
+        A pass (~6 ms: Qt lays out everything after the released pages again) is the longest piece
+        of work a slice holds. A forced one (memory over budget while rendering lags, so no slice has
+        spare time) runs at most once a frame; in a `PacerGroup` at most one pass of either kind runs
+        in a round over all views, so two views' passes never add up in one stall."""
+        if forced and not self.forced_left:
+            return False
+        if self.gate is not None and not self.gate(self):
+            return False
+        if forced:
+            self._forced_frame = self.frames
+        return True
+
     def _model_may_run(self, model: Model) -> bool:
         return model.pending and self._feed_left > 0 and (self._model_left > 0 or not self._fed)
 
@@ -116,6 +147,14 @@ class PacerGroup:
     the longest stall is still one slice. (Alternating whole slices instead would spread one frame
     over twice the rounds, with the event loop's other work between each, and the next tick would cut
     it before the views rendered.)
+
+    An eviction pass (`FramePacer.may_evict`, ~6.5 ms) is the longest slice a view has: a round runs
+    at most one over all views and ends with it (a pass beside another view's render slice and both
+    paints was the longest stall of two fast streams), and a member whose forced pass is due goes first
+    in its round, so the pass mostly runs alone; the others get their slices in the next round. The
+    member that ran a pass goes to the back of the members' order (the order of every round), so views
+    that all need passes take turns: a view waits at most one round per other view with work (every
+    member runs at least one round a frame), so its memory stays bounded, only later.
 
     Each extra view also paints its viewport once a frame, outside any budget. So while several views
     stream, the group watches the frame period it is given (`start_frame(now)`): a frame that came
@@ -135,20 +174,26 @@ class PacerGroup:
         self.slice_s = slice_s
         self.frame_s = frame_s
         self.reserve_s = 0.0
-        self._members: list[tuple[FramePacer, Model, Renderer]] = []
-        self._turn: list[tuple[FramePacer, Model, Renderer]] = []
+        self._members: list[tuple[FramePacer, Model, GroupRenderer]] = []
+        self._turn: list[tuple[FramePacer, Model, GroupRenderer]] = []
         self._last_start: float | None = None
+        self._pass_taken = False  # this round ran one
         self.frames = 0
+        self.rounds = 0
 
-    def add(self, pacer: FramePacer, model: Model, renderer: Renderer) -> None:
+    def add(self, pacer: FramePacer, model: Model, renderer: GroupRenderer) -> None:
         self.remove(renderer)
+        pacer.gate = self._take_pass
         self._members.append((pacer, model, renderer))
 
-    def remove(self, renderer: Renderer) -> None:
+    def remove(self, renderer: GroupRenderer) -> None:
+        for pacer, _m, r in self._members:
+            if r is renderer:
+                pacer.gate = None
         self._members = [m for m in self._members if m[2] is not renderer]
         self._turn = [m for m in self._turn if m[2] is not renderer]
 
-    def set_model(self, renderer: Renderer, model: Model) -> None:
+    def set_model(self, renderer: GroupRenderer, model: Model) -> None:
         """The member painted by `renderer` now paints `model`."""
         self._members = [(p, model if r is renderer else m, r) for p, m, r in self._members]
         self._turn = [(p, model if r is renderer else m, r) for p, m, r in self._turn]
@@ -180,5 +225,24 @@ class PacerGroup:
 
     def run_slice(self) -> bool:
         """One round: a slice of every member whose frame has work left; True while any has."""
-        self._turn = [m for m in self._turn if m[0].run_slice(m[1], m[2])]
-        return bool(self._turn)
+        self._pass_taken = False
+        self.rounds += 1
+        order = {id(m[0]): n for n, m in enumerate(self._members)}
+        # a due forced pass first, then the members' order (the last to run a pass is last)
+        turn = sorted(self._turn, key=lambda m: (not m[2].pass_due(), order.get(id(m[0]), 0)))
+        left: list[tuple[FramePacer, Model, GroupRenderer]] = []
+        for n, (pacer, model, renderer) in enumerate(turn):
+            if self._pass_taken:  # the round ends with a pass: the rest run their slices next round
+                left += turn[n:]
+                break
+            if pacer.run_slice(model, renderer):
+                left.append((pacer, model, renderer))
+        self._turn = left
+        return bool(left)
+
+    def _take_pass(self, pacer: FramePacer) -> bool:
+        if self._pass_taken:
+            return False
+        self._pass_taken = True
+        self._members.sort(key=lambda m: m[0] is pacer)  # to the back of the queue for passes
+        return True

@@ -119,7 +119,6 @@ class TranscriptView(QTextBrowser):
         self._todo: dict[int, None] = {}  # dirty ids not yet rendered (frame budget ran out)
         self._restore_due = False  # the viewport moved: an evicted page may have come near
         self._evict_blocked = False  # the last eviction pass found nothing far enough away
-        self._evicted_frame = -1  # the pacer frame of the last eviction forced past the budget
         self._click_pos: int | None = None  # document position of the click being handled
         self._layout: QAbstractTextDocumentLayout | None = None
         self._following = True
@@ -335,6 +334,7 @@ class TranscriptView(QTextBrowser):
             and not self._evict_blocked
             and not self._todo
             and time.perf_counter() < deadline
+            and self.pacer.may_evict(forced=False)
         ):
             self._evict_far(deadline, LIVE_BUDGET_CHARS // 2)
 
@@ -345,15 +345,17 @@ class TranscriptView(QTextBrowser):
         the budget (rendering lags behind a fast stream, so no slice has spare time) it runs anyway,
         once per frame, down to the budget, in a slice that does nothing else: memory stays bounded
         whatever the rate, and each forced pass removes about what a spare-time pass does (one pass of
-        three times that size stalled the loop ~25 ms)."""
-        if (
+        three times that size stalled the loop ~25 ms). Beside other views on one frame clock, views
+        take turns (`FramePacer.may_evict`): one pass a round over all of them."""
+        return self.pass_due() and self.pacer.may_evict(forced=True)
+
+    def pass_due(self) -> bool:
+        """Whether the next draw runs a forced eviction pass (a `PacerGroup` runs it first in its round)."""
+        return (
             self._live_chars > LIVE_BUDGET_CHARS * 5 // 4
             and not self._evict_blocked
-            and self._evicted_frame != self.pacer.frames
-        ):
-            self._evicted_frame = self.pacer.frames
-            return True
-        return False
+            and self.pacer.forced_left
+        )
 
     # -- rendering -------------------------------------------------------------------------------
 

@@ -51,6 +51,9 @@ class FakeRenderer:
     def has_work(self) -> bool:
         return self.todo > 0 or self.seen != self.model.left
 
+    def pass_due(self) -> bool:
+        return False
+
     def draw(self, deadline: float) -> None:
         self.todo += self.seen - self.model.left
         self.seen = self.model.left
@@ -190,3 +193,99 @@ def test_group_reserves_paint_time_while_frames_come_late_and_gives_it_back() ->
     group.remove(b[2])
     group.start_frame(t)
     assert a[0].budget_s == FRAME_BUDGET_S  # alone: no reserve
+
+
+class EvictingRenderer(FakeRenderer):
+    """A view whose document is over its budget while rendering lags: every slice it asks for a
+    forced eviction pass (`cost` 6 ms), and renders when it may not run one."""
+
+    def __init__(self, clock: Clock, model: FakeModel, pacer: FramePacer) -> None:
+        super().__init__(clock, model, cost=0.0005)
+        self.pacer = pacer
+        self.over = True
+        self.passes: list[int] = []  # the group round of each pass
+        self.group_rounds: Callable[[], int] = lambda: 0
+
+    def has_work(self) -> bool:
+        return self.over or super().has_work()
+
+    def pass_due(self) -> bool:
+        return self.over and self.pacer.forced_left
+
+    def draw(self, deadline: float) -> None:
+        if self.over and self.pacer.may_evict(forced=True):
+            self.clock.now += 0.006
+            self.passes.append(self.group_rounds())
+            self.log.append("evict")
+            return
+        super().draw(deadline)
+
+
+def _evicting_group(n: int, chunks: int = 100_000) -> tuple[object, list[EvictingRenderer]]:
+    from app.render.pacer import PacerGroup
+
+    clock = Clock()
+    group = PacerGroup()
+    views = []
+    for _ in range(n):
+        model = FakeModel(clock, chunks, cost=0.0005)
+        pacer = FramePacer(clock)
+        view = EvictingRenderer(clock, model, pacer)
+        view.group_rounds = lambda: group.rounds
+        group.add(pacer, model, view)
+        views.append(view)
+    return group, views
+
+
+def test_a_group_round_runs_one_eviction_pass_and_lagging_views_take_turns() -> None:
+    """Two views both over their memory budget: a round with a pass runs nothing else (two passes, or
+    a pass and the other view's render slice, with both viewports' paints after them were the
+    longest stalls), and each view still gets its pass at least every other frame: eviction is
+    delayed, not starved."""
+    from app.render.pacer import PacerGroup
+
+    group, views = _evicting_group(2)
+    assert isinstance(group, PacerGroup)
+    frames = 40
+    for _ in range(frames):
+        group.start_frame()
+        more = True
+        while more:
+            slices = [v.pacer.slices for v in views]
+            passes = [len(v.passes) for v in views]
+            more = group.run_slice()
+            ran = [v.pacer.slices - n for v, n in zip(views, slices, strict=True)]
+            if [len(v.passes) for v in views] != passes:  # a round with a pass runs nothing else
+                assert sum(ran) == 1
+    rounds = [r for v in views for r in v.passes]
+    assert len(rounds) == len(set(rounds))  # one pass a round over all views
+    for v in views:
+        assert len(v.passes) >= frames // 2
+        assert v.pacer.frames == frames
+
+
+def test_a_view_that_is_always_first_in_the_round_does_not_starve_the_others() -> None:
+    """Three views over budget (nothing left to feed), frames one round long (the next tick cuts each
+    frame after its first round): the pass goes round among them, each waits at most two frames."""
+    from app.render.pacer import PacerGroup
+
+    group, views = _evicting_group(3, chunks=0)
+    assert isinstance(group, PacerGroup)
+    for _ in range(30):
+        group.start_frame()
+        group.run_slice()  # the frame is cut after one round (the next tick came)
+    for v in views:
+        assert len(v.passes) == 10
+        gaps = [b - a for a, b in zip(v.passes, v.passes[1:], strict=False)]
+        assert max(gaps) <= 3
+
+
+def test_a_lone_pacer_runs_one_forced_pass_a_frame_and_any_spare_time_pass() -> None:
+    clock = Clock()
+    pacer = FramePacer(clock)
+    pacer.start_frame()
+    assert pacer.may_evict(forced=True)
+    assert not pacer.may_evict(forced=True)
+    assert pacer.may_evict(forced=False)
+    pacer.start_frame()
+    assert pacer.may_evict(forced=True)
