@@ -8,8 +8,8 @@ intents (`ask_requested`, `close_requested`, `promote_requested`); the controlle
 
 `FrameTicker` is one frame timer for every transcript view (the agent's and each side's): each tick
 runs `app.render.pacer.PacerGroup`, which gives every view with work a share of one frame's budget
-and alternates their slices, so two streams at once cost the GUI thread what one did and both keep
-the full frame rate.
+and runs a slice of each in every round (one eviction pass a round over all of them), so two
+streams at once cost the GUI thread what one did and both keep the full frame rate.
 """
 
 from __future__ import annotations
