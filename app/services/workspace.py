@@ -260,10 +260,11 @@ class Workspace:
                 on_notice=self.notice.emit,
                 force_polling=self._force_polling,
             )
-            # Watching starts with the index, not after it: a change made while the tree is walked is
-            # not missed (its batch waits for the index), and watchdog's own walk of the tree (a watch
-            # per folder, not on the loop) overlaps ours instead of delaying the first snapshot.
-            self._watching = loop.run_in_executor(None, self._watcher.start)
+            # Watching starts before the index, not after it: a change made while the tree is walked
+            # is not missed (its batch waits for the index). Started by the worker as the job before
+            # the index: watchdog's own walk of the tree (a watch per folder) is Python under the GIL,
+            # and run beside the index on another thread the two fought over it, the GUI as well.
+            self._watching = asyncio.wrap_future(self._worker.submit(self._watcher.start))
         try:
             with _settled_by_the_collector():
                 changes = await self._job(index)

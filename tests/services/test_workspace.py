@@ -420,6 +420,32 @@ async def test_a_big_tree_is_ready_before_it_is_hashed_and_loses_nothing(tmp_pat
         await session.aclose()
 
 
+async def test_the_watch_is_armed_before_the_index_walks(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The watcher starts on the worker as the job before the index (not beside it on another thread,
+    where the two fought over the GIL): when the walk lists its first folder, every change from then
+    on already reaches the watcher, so no edit can fall between the walk and the watch."""
+    from app.adapters.project_fs import ProjectFS
+
+    (tmp_path / "m0.py").write_text("x = 0\n")
+    real_walk = ProjectFS.iter_tree
+    ws = Workspace(tmp_path, quiet_s=0.02, max_window_s=0.2)
+    modes: list[str | None] = []
+
+    def walk(*a: Any, **k: Any) -> Any:
+        assert ws._watcher is not None
+        modes.append(ws._watcher.mode)
+        yield from real_walk(*a, **k)
+
+    monkeypatch.setattr(ProjectFS, "iter_tree", walk)
+    try:
+        await ws.start()
+        assert modes == [ws.watch_mode] and ws.watch_mode in ("native", "polling")
+    finally:
+        await ws.aclose()
+
+
 async def test_a_file_changed_while_the_index_runs_is_not_missed(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
