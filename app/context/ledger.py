@@ -350,21 +350,21 @@ class Ledger:
 
     def observe(self, version: FileVersion) -> None:
         """Record the disk state of one file (a read, a deletion as kind "missing", an exclusion)."""
-        path = version.path
+        path, kind = version.path, version.kind
         e = self._entries.get(path)
         if e is None:
-            if not version.present:
+            if kind == "missing":  # not `present`: an index observes every file, plain reads are faster
                 return
             self._entries[path] = _Entry(version)
         else:
             e.disk = version
-        if version.present:
-            self._gone.discard(path)
-        else:
+        if kind == "missing":
             self._gone.add(path)
-        if version.kind == "excluded":
+        elif self._gone:
+            self._gone.discard(path)
+        if kind == "excluded":
             self._excluded.add(path)
-        else:
+        elif self._excluded:
             self._excluded.discard(path)
         self._dirty.add(path)
         self._touched.add(path)
