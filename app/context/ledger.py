@@ -436,6 +436,10 @@ class Ledger:
         prefix = under.rstrip("/") + "/" if under else ""
         return sorted(p for p, e in self._entries.items() if e.disk.present and p.startswith(prefix))
 
+    def present_paths(self) -> list[str]:
+        """`known_paths()` of the whole tree, unsorted (a 100,000-path sort holds the GIL ~50 ms)."""
+        return [p for p, e in self._entries.items() if e.disk.kind != "missing"]
+
     def index(self) -> list[FileVersion]:
         """The disk versions of all present files (for listings and the snapshot)."""
         return [d for e in self._entries.values() if (d := e.disk).kind != "missing"]  # `present`, faster
