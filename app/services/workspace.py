@@ -307,7 +307,8 @@ class Workspace:
             return
         self._watching = asyncio.wrap_future(self._worker.submit(self._watcher.start))
         try:
-            self.watch_mode = await self._watching
+            # shielded: closing meanwhile waits for the start to end, then stops it (`_unwatch`)
+            self.watch_mode = await asyncio.shield(self._watching)
         except (FileNotFoundError, RootMissingError):
             self.root_missing.emit()
             return

@@ -581,3 +581,34 @@ async def test_the_watch_is_armed_after_ready_even_without_an_acknowledgement(
         assert ws.watch_mode in ("native", "polling")
     finally:
         await ws.aclose()
+
+
+async def test_closing_while_the_watch_is_being_armed_stops_it(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """aclose() while the arming's watcher start runs on the worker: the start ends, then the watcher
+    is stopped (none left running)."""
+    import threading
+
+    from app.adapters.fs_watch import FsWatcher
+
+    (tmp_path / "a.py").write_text("a = 1\n")
+    started, go = threading.Event(), threading.Event()
+    real_start = FsWatcher.start
+
+    def slow_start(self: FsWatcher) -> Any:
+        started.set()
+        go.wait(5)
+        return real_start(self)
+
+    monkeypatch.setattr(FsWatcher, "start", slow_start)
+    ws = Workspace(tmp_path, quiet_s=0.02, max_window_s=0.2, watch_after_ready=True)
+    await ws.start()
+    watcher = ws._watcher
+    ws._settled_once.set()
+    await wait_until(started.is_set, 10)
+    closing = asyncio.ensure_future(ws.aclose())
+    await asyncio.sleep(0.05)
+    go.set()
+    await closing
+    assert watcher is not None and watcher._observer is None
