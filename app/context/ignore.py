@@ -252,6 +252,20 @@ class IgnoreRules:
             return self._dir_verdict(rel)
         return self._decide(rel, is_dir=False)
 
+    def file_judge(self, folder: str) -> Callable[[str], Exclusion | None]:
+        """`exclusion(path)` for files of `folder` ("" for the root), the folder's share decided once:
+        an index asks it of every file. `path` must be normal and in `folder`, as `normalise_rel`
+        leaves it (the caller checks)."""
+        if self.casefold:
+            folder = folder.lower()
+        verdict = self._chain(folder) if folder else None
+        if verdict is not None:
+            return lambda path: verdict
+        decide = self._decide
+        if self.casefold:
+            return lambda path: decide(path.lower(), is_dir=False)
+        return lambda path: decide(path, is_dir=False)
+
     def is_excluded(self, path: str, *, is_dir: bool = False) -> bool:
         """Shorthand for `exclusion(...) is not None`."""
         return self.exclusion(path, is_dir=is_dir) is not None

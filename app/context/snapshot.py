@@ -157,7 +157,7 @@ def _badge(v: FileVersion) -> str:
 
 def tree_listing(index: Sequence[FileVersion], budget_tokens: int) -> str:
     """All paths with badges; when that is too long, directories with file counts instead."""
-    present = [v for v in index if v.present]
+    present = [v for v in index if v.kind != "missing"]  # `present`, without a property call per file
     # The paths alone over the budget: the full listing cannot fit, so the tree is not sorted for it
     # (a 100,000-path sort holds the GIL, and so the window, for tens of milliseconds).
     if tokens_for_chars(sum(len(v.path) + 1 for v in present)) <= budget_tokens:
@@ -310,19 +310,29 @@ def _is_test_or_generated_name(base: str) -> bool:
     )
 
 
-def _path_tier(path: str, test_dirs: dict[str, bool]) -> tuple[int, float]:
+_FolderFacts = tuple[float, bool, bool]  # (depth, a test/generated folder, a README in it ranks as one)
+
+
+def _folder_facts(folder: str) -> _FolderFacts:
+    """What `_path_tier` needs of a folder (with its trailing "/", "" at the top), once per folder."""
+    depth = float(folder.count("/"))
+    low = folder.lower()
+    test_dir = bool(folder and _TEST_OR_GENERATED_DIR.search(low))
+    return depth, test_dir, depth <= 1 and not low.startswith(("tests/", "test/"))
+
+
+def _path_tier(path: str, folders: dict[str, _FolderFacts]) -> tuple[int, float]:
     """The tier a path earns by its name alone (README, ENTRY, TESTS, SOURCE or OTHER) and its depth.
-    `test_dirs` caches per folder whether it is a test, fixture, build or vendored one."""
+    `folders` caches `_folder_facts` per folder (ranking asks this of every file of the tree)."""
     slash = path.rfind("/")
-    base = path[slash + 1 :]
-    depth = float(path.count("/"))
-    low = base.lower()
-    if low.startswith("readme") and depth <= 1 and not path.lower().startswith(("tests/", "test/")):
-        return (README, depth)
     folder = path[: slash + 1]  # with its trailing "/" ("" at the top)
-    test_dir = test_dirs.get(folder)
-    if test_dir is None:
-        test_dir = test_dirs[folder] = bool(folder and _TEST_OR_GENERATED_DIR.search(folder.lower()))
+    facts = folders.get(folder)
+    if facts is None:
+        facts = folders[folder] = _folder_facts(folder)
+    depth, test_dir, readme_here = facts
+    base = path[slash + 1 :]
+    if readme_here and base.lower().startswith("readme"):
+        return (README, depth)
     if test_dir or _is_test_or_generated_name(base):
         return (TESTS, depth)
     if (base in _CONVENTIONAL_ENTRIES and depth <= 2) or (base in _MANIFESTS and depth == 0):
@@ -342,7 +352,7 @@ def rank_key(
     *,
     touched_at: Mapping[str, int] | None = None,
     committed_at: Mapping[str, int] | None = None,
-    test_dirs: dict[str, bool] | None = None,
+    test_dirs: dict[str, _FolderFacts] | None = None,
 ) -> tuple[int, float, float]:
     """Sort key of one file for the first context: (tier, order within the tier, size).
 
@@ -396,7 +406,7 @@ def ranked(
     touched_at = {p: i for i, p in enumerate(facts.touched)}
     committed_at = {p: i for i, p in enumerate(facts.committed)}
     named = {*pins, *touched_at, *committed_at, *facts.entry_points}  # the files the facts name
-    test_dirs: dict[str, bool] = {}
+    test_dirs: dict[str, _FolderFacts] = {}
     tier = _path_tier
     # (tier, order, size, path, version); paths are unique, so a comparison never reaches the version
     keyed: list[tuple[int, float, float, str, FileVersion]] = []
@@ -571,6 +581,6 @@ def build_initial_context(
         included[v.path] = FileVersion(v.path, "text", v.size, v.mtime, v.digest, clean, v.lossy)
         if found:
             findings[v.path] = found
-    listed_only = [v.path for v in index if v.present and v.kind != "excluded" and v.path not in included]
+    listed_only = [v.path for v in index if v.kind not in ("missing", "excluded") and v.path not in included]
     text = "".join(parts)
     return InitialContext([message_item(text)], text, included, listed_only, findings, used)

@@ -160,6 +160,9 @@ class AppServices:
             budget_tokens=self.settings.context_budget_tokens,
             pins=self.settings.pins,
             user_ignores=self.settings.ignore_patterns,
+            # the watch is armed once the first snapshot settled, then catches up: watchdog's walk of
+            # the tree (Python, under the GIL) is not in the way of the first snapshot
+            watch_after_ready=True,
         )
         self.workspace = ws
         ws.files_changed.connect(self.files_changed.emit)  # changed rows only, built off the loop

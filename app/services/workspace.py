@@ -37,7 +37,7 @@ from typing import Any, TypeVar
 from app.adapters.fs_read import RootMissingError
 from app.adapters.fs_watch import BatchPump, FsWatcher
 from app.adapters.git_facts import recent_commits
-from app.adapters.project_fs import ProjectFS
+from app.adapters.project_fs import IGNORE_FILES, ProjectFS
 from app.context.coalesce import Batch, Coalescer
 from app.context.ledger import (
     BadgeTable,
@@ -48,7 +48,7 @@ from app.context.ledger import (
     StatusChanges,
     is_context_item,
 )
-from app.context.snapshot import RankFacts, entry_points
+from app.context.snapshot import FileVersion, RankFacts, entry_points
 from app.services.api import FileChanges, SnapshotSummary
 from app.services.session import ResponsesSession, TurnResult
 from app.services.signals import Signal
@@ -71,6 +71,13 @@ GIL_SWITCH_S = 0.001  # see `_share_the_gil`
 HASH_FIRST = 2_000
 WATCH_START_WAIT_S = 10.0  # closing waits this long at most for a watcher still starting
 HASH_CHUNK = 512  # files hashed per worker job afterwards: a save or an acknowledgement waits for one
+# `watch_after_ready`: the watch is armed once the first snapshot settled, or this long after the
+# index at the latest (no endpoint, a failed push): the catch-up finds what changed meanwhile anyway.
+ARM_WAIT_S = 2.0
+# The catch-up trusts an unchanged size and modification time, except for a file modified this close
+# to the index (or later): a file system stamps times coarsely (a few ms; FAT: 2 s), so an edit of the
+# same size right after the index read it can keep both. Those are read again and compared by digest.
+RACY_S = 3.0
 
 
 _indexing = 0  # indexes running now (another project may be opening)
@@ -138,6 +145,7 @@ class Workspace:
         clock: Callable[[], float] = time.time,
         files: ProjectFS | None = None,
         hash_first: int | None = HASH_FIRST,
+        watch_after_ready: bool = False,
     ) -> None:
         self.root = Path(root).resolve()
         # The one owner of the project's files, shared with the tools: its rules apply to both.
@@ -150,7 +158,11 @@ class Workspace:
         self._clock = clock
         self._hash_first = hash_first
         self._hasher: asyncio.Task[None] | None = None  # hashes what the index only listed
-        self._watching: asyncio.Future[str] | None = None  # the watcher's start, on another thread
+        self._watching: asyncio.Future[str] | None = None  # the watcher's start, on the worker
+        # Arm the watch after the first snapshot settled, then catch up (see `_arm_after_ready`).
+        self._watch_after_ready = watch_after_ready
+        self._settled_once = asyncio.Event()  # the first snapshot was acknowledged (or failed)
+        self._arming: asyncio.Task[None] | None = None
         self.ledger = Ledger()  # touched only on the worker thread (`_job`)
         _share_the_gil()
         self._worker = ThreadPoolExecutor(max_workers=1, thread_name_prefix="slipstream-context")
@@ -260,22 +272,114 @@ class Workspace:
                 on_notice=self.notice.emit,
                 force_polling=self._force_polling,
             )
-            # Watching starts with the index, not after it: a change made while the tree is walked is
-            # not missed (its batch waits for the index), and watchdog's own walk of the tree (a watch
-            # per folder, not on the loop) overlaps ours instead of delaying the first snapshot.
-            self._watching = loop.run_in_executor(None, self._watcher.start)
+            # Watching starts before the index, not after it: a change made while the tree is walked
+            # is not missed (its batch waits for the index). Started by the worker as the job before
+            # the index: watchdog's own walk of the tree (a watch per folder) is Python under the GIL,
+            # and run beside the index on another thread the two fought over it, the GUI as well.
+            # Or, `watch_after_ready`, armed once the first snapshot settled, with a catch-up.
+            if not self._watch_after_ready:
+                self._watching = asyncio.wrap_future(self._worker.submit(self._watcher.start))
         try:
+            listed_at = time.time()  # the file system's clock, for the catch-up's racy files
             with _settled_by_the_collector():
                 changes = await self._job(index)
             for e in errors[:5]:
                 self.notice.emit("warning", f"Cannot read {e}")
             self._emit(changes)
-            if self._watching is not None and not self._closing.is_set():
+            if self._watcher is not None and self._watching is None and not self._closing.is_set():
+                self._arming = asyncio.ensure_future(self._arm_after_ready(listed_at))
+            elif self._watching is not None and not self._closing.is_set():
                 self.watch_mode = await self._watching
                 self._reader = asyncio.ensure_future(self._read_batches())
         except BaseException:
             await self._unwatch()
             raise
+
+    async def _arm_after_ready(self, listed_at: float) -> None:
+        """`watch_after_ready`: start the watcher once the first snapshot settled (its walk of the
+        tree is not in the way of the first snapshot then), then compare the disk with what the index
+        found, so that nothing changed between the index and the watch is lost: a new file, a changed
+        size, modification time or exclusion, a file gone, and a file modified close to the index
+        (`RACY_S`) read again and compared by digest. An ignore file among them: a full rescan."""
+        with contextlib.suppress(asyncio.TimeoutError):
+            await asyncio.wait_for(self._settled_once.wait(), ARM_WAIT_S)
+        if self._closing.is_set() or self._watcher is None:
+            return
+        self._watching = asyncio.wrap_future(self._worker.submit(self._watcher.start))
+        try:
+            # shielded: closing meanwhile waits for the start to end, then stops it (`_unwatch`)
+            self.watch_mode = await asyncio.shield(self._watching)
+        except (FileNotFoundError, RootMissingError):
+            self.root_missing.emit()
+            return
+        except Exception as exc:
+            log.exception("starting the file watcher failed")
+            self.notice.emit("error", f"Watching the project for changes failed: {exc}")
+            return
+        self._reader = asyncio.ensure_future(self._read_batches())
+        walk = self.files.iter_tree(hash_first=0)
+        seen: set[str] = set()
+        rules_changed = False
+
+        def changed(v: FileVersion, d: FileVersion | None) -> bool:
+            if d is None or v.kind == "excluded" or d.kind == "excluded":
+                return d is None or (v.kind, v.reason) != (d.kind, d.reason)
+            return (
+                d.kind not in ("text", "binary", "oversized")
+                or v.kind not in ("text", "oversized")
+                or (v.size, v.mtime) != (d.size, d.mtime)
+            )
+
+        def look(path: str, d: FileVersion | None, listed: FileVersion | None) -> None:
+            """Read `path` again where the listing leaves a doubt, and observe what differs."""
+            nonlocal rules_changed
+            racy = d is not None and d.hashed and d.mtime >= listed_at - RACY_S
+            if listed is not None and not changed(listed, d) and not racy:
+                return
+            now = self.files.read_version(path, keep_text=False)
+            if d is None or (now.kind, now.size, now.mtime, now.digest, now.reason) != (
+                d.kind,
+                d.size,
+                d.mtime,
+                d.digest,
+                d.reason,
+            ):
+                if listed is None and d is not None and not d.hashed and now.hashed and not changed(now, d):
+                    return  # only listed, still the same size and time: the hasher will take it
+                self.ledger.observe(now)
+                rules_changed = rules_changed or path.rsplit("/", 1)[-1] in IGNORE_FILES
+
+        def chunk() -> tuple[StatusChanges, bool]:
+            led, n = self.ledger, 0
+            for v in itertools.islice(walk, HASH_CHUNK):
+                n += 1
+                seen.add(v.path)
+                look(v.path, led.disk_version(v.path), v)
+            if n == HASH_CHUNK:
+                return led.take_changes(), False
+            for p in led.present_paths():  # the walk is over: what it did not find is gone (or excluded)
+                if p not in seen and not p.endswith("/"):
+                    look(p, led.disk_version(p), None)
+            return led.take_changes(), True
+
+        try:
+            done = False
+            while not done and not self._closing.is_set():
+                changes, done = await self._job(chunk)
+                self._emit(changes)
+                if self._pending:
+                    self.changed.emit()
+            if rules_changed and not self._closing.is_set():
+                await self._resync_and_push()
+        except (FileNotFoundError, RootMissingError):
+            pass  # the folder went away: the watcher says so
+        except Exception:
+            log.exception("catching up with changes made before the watcher started failed")
+            self.notice.emit("error", "Catching up with changes failed; see the log. Resyncing.")
+            await self._resync_and_push()
+        finally:
+            with contextlib.suppress(RuntimeError):  # the worker is shut down: the walk dies with it
+                self._worker.submit(walk.close)
 
     async def _unwatch(self) -> None:
         """Stop the watcher, once its start (on another thread) is over: stopping one that is still
@@ -293,6 +397,11 @@ class Workspace:
     async def aclose(self) -> None:
         self._closing.set()
         await self._unwatch()
+        if self._arming is not None:
+            self._arming.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._arming
+            await self._unwatch()  # a watcher the arming started meanwhile
         for task in (self._reader, self._resync_task, self._hasher):
             if task is not None:
                 task.cancel()
@@ -520,6 +629,8 @@ class Workspace:
             return led.take_changes()
 
         snapshot = self.last_snapshot is not None and self.last_snapshot.id in carried
+        if snapshot:
+            self._settled_once.set()  # `watch_after_ready`: the watch may be armed now
         with self._collector_off() if snapshot else contextlib.nullcontext():
             self._emit(await self._job(settle))
         if snapshot and self._hasher is None and not self._closing.is_set():

@@ -210,3 +210,72 @@ def test_a_walk_can_list_by_metadata_then_hash_only_what_it_listed(tmp_path: Pat
     assert all(v == full[p] for p, v in first.items() if v.kind not in ("text", "binary"))  # same rules
     later = {v.path: v for v in fs.iter_tree(only=listed)}
     assert later == {p: full[p] for p in listed}
+
+
+def _awkward_tree(root: Path) -> None:
+    """Names every ignore rule and spelling check has an opinion on, in nested folders."""
+    (root / ".gitignore").write_text("*.log\n/top_only.txt\ndocs/*.tmp\n!keep.log\nbuild/\n")
+    (root / ".slipstreamignore").write_text("private_*\n")
+    for d in ("", "docs", "src/pkg", "src/pkg/deep", "src/tests", "Docs"):
+        (root / d).mkdir(parents=True, exist_ok=True)
+        for name in (
+            "a.py",
+            "x.log",
+            "keep.log",
+            "top_only.txt",
+            "n.tmp",
+            ".env",
+            ".env.example",
+            "id_rsa",
+            "credentials.json",
+            "private_notes.md",
+            ".hidden",
+            "trailing.",
+            "trailing ",
+            "back\\slash.py",
+            "co:lon.py",
+            "README.MD",
+            "Secrets.YAML",
+        ):
+            (root / d / name).write_text("x\n")
+    (root / "src" / "pkg" / ".gitignore").write_text("deep/*.py\n*.md\n")
+
+
+@pytest.mark.parametrize("casefold", [False, True])
+def test_a_listing_by_metadata_excludes_exactly_what_a_full_walk_does(tmp_path: Path, casefold: bool) -> None:
+    """Files listed by their metadata take the folder's share of the rules once (`_folder_judge`):
+    every verdict equals the file-by-file one of a full walk, in both case modes."""
+    root = tmp_path / "p"
+    root.mkdir()
+    _awkward_tree(root)
+
+    def fresh() -> ProjectFS:
+        return ProjectFS(
+            root,
+            state_dir=tmp_path / "state",
+            case_insensitive=casefold,
+            user_patterns=["*.yaml", "!docs/keep.log"],
+        )
+
+    full = {v.path: (v.kind, v.reason) for v in fresh().scan_tree()}
+    listed = {v.path: (v.kind, v.reason) for v in fresh().iter_tree(hash_first=0)}
+    assert listed == full
+    fs = fresh()
+    singly = {p: fs.exclusion(p) for p in full}
+    assert {p: e.reason for p, e in singly.items() if e is not None} == {
+        p: r for p, (k, r) in listed.items() if k == "excluded"
+    }
+    assert any(k == "excluded" for k, _ in listed.values()) and any(k == "text" for k, _ in listed.values())
+
+
+def test_rules_reloaded_during_a_listing_apply_to_the_rest_of_the_folder(tmp_path: Path) -> None:
+    """A folder's share of the rules is decided once, but new rules (Settings) count from the next file."""
+    for i in range(6):
+        (tmp_path / f"m{i}.py").write_text("x\n")
+    fs = _fs(tmp_path)
+    walk = fs.iter_tree(hash_first=0)
+    first = next(walk)
+    assert first.kind == "text"
+    fs.reload_rules(["*.py"])
+    rest = list(walk)
+    assert len(rest) == 5 and all((v.kind, v.reason) == ("excluded", "settings") for v in rest)

@@ -221,3 +221,52 @@ def test_candidates_stop_once_the_budget_is_spent(monkeypatch: pytest.MonkeyPatc
     huge = [fv(f"src/h{i:05}.py", 50_000) for i in range(10_000)]
     out = snapshot_candidates([*huge, fv("src/z/late.py", 10)], 1000, ())
     assert yielded == snapshot.CANDIDATES_MISSES
+
+
+def _tier_path_by_path(path: str) -> tuple[int, float]:
+    """The name tiers as first written, everything decided from the path alone (the reference for
+    `_path_tier`, which decides a folder's share once)."""
+    from app.context import snapshot as s
+
+    slash = path.rfind("/")
+    base, folder = path[slash + 1 :], path[: slash + 1]
+    depth = float(path.count("/"))
+    if base.lower().startswith("readme") and depth <= 1 and not path.lower().startswith(("tests/", "test/")):
+        return (README, depth)
+    if (folder and s._TEST_OR_GENERATED_DIR.search(folder.lower())) or s._is_test_or_generated_name(base):
+        return (TESTS, depth)
+    if (base in s._CONVENTIONAL_ENTRIES and depth <= 2) or (base in s._MANIFESTS and depth == 0):
+        return (ENTRY, depth)
+    bare = base.lstrip(".")
+    dot = bare.rfind(".")
+    ext = bare[dot:] if dot > 0 else base
+    return (SOURCE if ext in s.SOURCE_EXTENSIONS and ext not in s._DOC_OR_DATA else OTHER, depth)
+
+
+def test_name_tiers_decided_per_folder_equal_the_path_by_path_rule() -> None:
+    """`_path_tier` caches what a folder decides (depth, test/generated folder, whether a README
+    there leads): for paths at every depth, in test folders of any case and next to them, each tier
+    equals the path-by-path rule."""
+    from app.context.snapshot import _path_tier
+
+    folders = [
+        "",
+        "Tests/",
+        "test/",
+        "tests/x/",
+        "docs/",
+        "docs/a/",
+        "src/",
+        "src/vendor/",
+        "TEST/",
+        "é/",
+        "a/b/c/",
+    ]
+    names = ["README.md", "readme", "ReadMe.txt", "READMEX", "main.py", "pyproject.toml", "setup.py",
+             "index.ts", "test_x.py", "x_test.go", "a.spec.ts", "conftest.py", "yarn.lock", "x.min.js",
+             ".hidden", ".env.py", "notes.md", "data.json", "Makefile", "lib.rs", "İreadme", "x.PY"]  # fmt: skip
+    cache: dict[str, Any] = {}
+    paths = [f + n for f, n in itertools.product(folders, names)]
+    for p in paths * 2:  # the second round answers from the cache
+        assert _path_tier(p, cache) == _tier_path_by_path(p), p
+    assert {t for t, _ in map(_tier_path_by_path, paths)} == {README, ENTRY, TESTS, SOURCE, OTHER}

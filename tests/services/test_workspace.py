@@ -420,6 +420,32 @@ async def test_a_big_tree_is_ready_before_it_is_hashed_and_loses_nothing(tmp_pat
         await session.aclose()
 
 
+async def test_the_watch_is_armed_before_the_index_walks(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The watcher starts on the worker as the job before the index (not beside it on another thread,
+    where the two fought over the GIL): when the walk lists its first folder, every change from then
+    on already reaches the watcher, so no edit can fall between the walk and the watch."""
+    from app.adapters.project_fs import ProjectFS
+
+    (tmp_path / "m0.py").write_text("x = 0\n")
+    real_walk = ProjectFS.iter_tree
+    ws = Workspace(tmp_path, quiet_s=0.02, max_window_s=0.2)
+    modes: list[str | None] = []
+
+    def walk(*a: Any, **k: Any) -> Any:
+        assert ws._watcher is not None
+        modes.append(ws._watcher.mode)
+        yield from real_walk(*a, **k)
+
+    monkeypatch.setattr(ProjectFS, "iter_tree", walk)
+    try:
+        await ws.start()
+        assert modes == [ws.watch_mode] and ws.watch_mode in ("native", "polling")
+    finally:
+        await ws.aclose()
+
+
 async def test_a_file_changed_while_the_index_runs_is_not_missed(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -458,3 +484,131 @@ async def test_a_file_changed_while_the_index_runs_is_not_missed(
         assert ws.has_pending()
     finally:
         await ws.aclose()
+
+
+async def _armed_after_gap(ws: Workspace, gap: Any) -> None:
+    """Start a `watch_after_ready` workspace, make the changes of `gap` before the watch is armed,
+    then let it arm (as the first snapshot settling does) and wait for the catch-up to end."""
+    if ws._arming is None:
+        await ws.start()
+    assert ws._watcher is not None and ws._watcher.mode is None and ws._arming is not None  # not armed yet
+    gap()
+    ws._settled_once.set()
+    await ws._arming
+    assert ws._watcher is not None and ws._watcher.mode is not None
+
+
+def _disk(ws: Workspace, path: str) -> Any:
+    return ws._job(lambda: ws.ledger.disk_version(path))
+
+
+async def test_watch_armed_after_ready_loses_no_change_made_before_it(tmp_path: Path) -> None:
+    """`watch_after_ready`: whatever changed between the index and the watch (a file created, edited,
+    deleted, renamed, an edit that kept the size and the modification time of a file the index had
+    read, a file listed only) is found by the catch-up and pending for the model."""
+    import os
+
+    for i in range(6):
+        (tmp_path / f"m{i}.py").write_text(f"x = {i}\n" + "# pad\n" * (200 if i >= 4 else 0))
+    ws = Workspace(tmp_path, quiet_s=0.02, max_window_s=0.2, hash_first=4, watch_after_ready=True)
+
+    def gap() -> None:
+        (tmp_path / "new.py").write_text("fresh = 1\n")
+        (tmp_path / "m0.py").write_text("x = 'edited, longer'\n")
+        (tmp_path / "m1.py").unlink()
+        (tmp_path / "m2.py").rename(tmp_path / "moved.py")
+        same = tmp_path / "m3.py"  # read and hashed by the index: same size, same time, other bytes
+        st = same.stat()
+        same.write_text("x = 9\n")
+        os.utime(same, ns=(st.st_atime_ns, st.st_mtime_ns))
+        (tmp_path / "m5.py").write_text("listed only, now shorter\n")
+
+    try:
+        await ws.start()
+        before = await _disk(ws, "m3.py")
+        await _armed_after_gap(ws, gap)
+        assert (await _disk(ws, "new.py")).kind == "text"
+        assert (await _disk(ws, "moved.py")).kind == "text"
+        assert (await _disk(ws, "m1.py")) is None or not (await _disk(ws, "m1.py")).present
+        assert (await _disk(ws, "m2.py")) is None or not (await _disk(ws, "m2.py")).present
+        want = await ws._job(lambda: ws.files.read_version("m0.py").digest)
+        assert (await _disk(ws, "m0.py")).digest == want
+        m3 = await _disk(ws, "m3.py")
+        assert before is not None and before.digest and m3.digest != before.digest
+        assert m3.digest == await ws._job(lambda: ws.files.read_version("m3.py").digest)
+        assert (await _disk(ws, "m5.py")).size == len("listed only, now shorter\n")
+        assert ws.has_pending()
+        # and the watch is live from here on
+        (tmp_path / "after.py").write_text("y = 1\n")
+        for _ in range(200):
+            await ws.settle()
+            if await _disk(ws, "after.py") is not None:
+                break
+            await asyncio.sleep(0.05)
+        else:
+            pytest.fail("the watch armed after the catch-up never saw a later file")
+    finally:
+        await ws.aclose()
+
+
+async def test_an_ignore_file_changed_before_the_watch_reloads_the_rules(tmp_path: Path) -> None:
+    """A .gitignore edited between the index and the watch: the catch-up reloads the rules and rescans,
+    as the watcher's batch would have."""
+    (tmp_path / "a.log").write_text("log\n")
+    (tmp_path / "b.py").write_text("b = 1\n")
+    ws = Workspace(tmp_path, quiet_s=0.02, max_window_s=0.2, watch_after_ready=True)
+    try:
+        await _armed_after_gap(ws, lambda: (tmp_path / ".gitignore").write_text("*.log\n"))
+        assert (await _disk(ws, "a.log")).kind == "excluded"
+        assert (await _disk(ws, "b.py")).kind == "text"
+    finally:
+        await ws.aclose()
+
+
+async def test_the_watch_is_armed_after_ready_even_without_an_acknowledgement(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """No endpoint, no snapshot ever settles: the watch is armed `ARM_WAIT_S` after the index anyway."""
+    from app.services import workspace
+
+    monkeypatch.setattr(workspace, "ARM_WAIT_S", 0.05)
+    (tmp_path / "a.py").write_text("a = 1\n")
+    ws = Workspace(tmp_path, quiet_s=0.02, max_window_s=0.2, watch_after_ready=True)
+    try:
+        await ws.start()
+        assert ws._arming is not None
+        await ws._arming
+        assert ws.watch_mode in ("native", "polling")
+    finally:
+        await ws.aclose()
+
+
+async def test_closing_while_the_watch_is_being_armed_stops_it(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """aclose() while the arming's watcher start runs on the worker: the start ends, then the watcher
+    is stopped (none left running)."""
+    import threading
+
+    from app.adapters.fs_watch import FsWatcher
+
+    (tmp_path / "a.py").write_text("a = 1\n")
+    started, go = threading.Event(), threading.Event()
+    real_start = FsWatcher.start
+
+    def slow_start(self: FsWatcher) -> Any:
+        started.set()
+        go.wait(5)
+        return real_start(self)
+
+    monkeypatch.setattr(FsWatcher, "start", slow_start)
+    ws = Workspace(tmp_path, quiet_s=0.02, max_window_s=0.2, watch_after_ready=True)
+    await ws.start()
+    watcher = ws._watcher
+    ws._settled_once.set()
+    await wait_until(started.is_set, 10)
+    closing = asyncio.ensure_future(ws.aclose())
+    await asyncio.sleep(0.05)
+    go.set()
+    await closing
+    assert watcher is not None and watcher._observer is None
