@@ -378,6 +378,11 @@ class RunningServer:
         return "ws" + self.http_url.removeprefix("http")
 
     @property
+    def state(self) -> ServerState:
+        """What every connection shares (its `connections`, `stats`, `guard`)."""
+        return self.app[STATE]
+
+    @property
     def stats(self) -> Stats:
         return self.app[STATE].stats
 

@@ -30,7 +30,7 @@ from typing import Any
 from app.adapters.project_fs import ProjectFS
 from app.context.ledger import UPDATE_MARKER, is_context_item
 from app.context.snapshot import SNAPSHOT_MARKER
-from app.server.app import STATE, run_server
+from app.server.app import run_server
 from app.server.engines.base import EngineOutput, Turn
 from app.server.engines.scripted import Script, ScriptedConnection, ScriptedEngine
 from app.services.session import Endpoint, ResponsesSession, TurnResult
@@ -293,7 +293,7 @@ class RestartableServer:
         self.srv = srv
 
     async def kill(self) -> None:
-        for conn in list(self.srv.app[STATE].connections):
+        for conn in list(self.srv.state.connections):
             conn._abort_transport()
         cm, self._cm = self._cm, None
         if cm is not None:
