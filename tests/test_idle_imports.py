@@ -35,6 +35,11 @@ NOT_AT_IDLE = [
     "httpx",
     "markdown_it",
     "pygments.lexers.python",
+    # the dialogs and the smoke run load when first used
+    "app.ui.diff_review",
+    "app.ui.inspector",
+    "app.ui.settings_dialog",
+    "app.ui.smoke",
 ]
 
 

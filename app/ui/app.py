@@ -252,7 +252,6 @@ async def gui_main(
     from app.services.settings import Settings, SettingsError, load_settings, save_settings
     from app.ui.controller import Controller, settings_host
     from app.ui.main_window import MainWindow, app_icon
-    from app.ui.smoke import run_smoke, save_screenshot
 
     quit_request = quit_request or QuitRequest()
     icon = app_icon()
@@ -367,6 +366,8 @@ async def gui_main(
                     window, "Slipstream is offline", f"Slipstream could not start its services:\n\n{reason}"
                 )
             if args.smoke:
+                from app.ui.smoke import run_smoke
+
                 result = await _until_quit(
                     run_smoke(
                         window,
@@ -382,6 +383,8 @@ async def gui_main(
                     rc = result.exit_code
             else:
                 if args.screenshot is not None:
+                    from app.ui.smoke import save_screenshot
+
                     await asyncio.sleep(0.3)
                     save_screenshot(window, args.screenshot, screen=args.screen)
                 _probe(window, quit_request)
