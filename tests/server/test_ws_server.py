@@ -195,7 +195,7 @@ async def test_the_apps_client_sees_the_cancel_event_named_and_a_turn_streams() 
         try:
             assert ws.header(CLIENT_EVENTS_HEADER) == "response.cancel"
             assert await ws.send(json.dumps({"type": "response.create", "model": "m", "input": "hi"}))
-            types = []
+            types: list[str] = []
             while not types or types[-1] != "response.completed":
                 frame = await asyncio.wait_for(ws.recv(), 10)
                 assert frame is not None
