@@ -35,7 +35,8 @@ NOT_AT_IDLE = [
     "httpx",
     "markdown_it",
     "pygments.lexers.python",
-    # the dialogs and the smoke run load when first used
+    # the dialogs, the smoke run and the patch engine load when first used
+    "app.tools.patch",
     "app.ui.diff_review",
     "app.ui.inspector",
     "app.ui.settings_dialog",
