@@ -2,8 +2,9 @@
 
 Each check runs in a fresh interpreter (this test process has imported everything already). Modules
 here are loaded later, when their feature is used: `requests` never (detect-secrets' verify step, not
-run), keyring with the first key lookup, aiohttp on the in-process server's own thread, markdown-it
-and the pygments lexers when a conversation may show them, httpx with the HTTP/SSE transport.
+run), keyring with the first key lookup, markdown-it and the pygments lexers when a conversation may
+show them, httpx with the HTTP/SSE transport. aiohttp never: the in-process scripted server is served
+with websockets (app.server.ws_server), which the client has loaded anyway.
 """
 
 from __future__ import annotations
@@ -34,6 +35,12 @@ NOT_AT_IDLE = [
     "httpx",
     "markdown_it",
     "pygments.lexers.python",
+    # the dialogs, the smoke run and the patch engine load when first used
+    "app.tools.patch",
+    "app.ui.diff_review",
+    "app.ui.inspector",
+    "app.ui.settings_dialog",
+    "app.ui.smoke",
 ]
 
 
@@ -73,3 +80,29 @@ import requests
 print(json.dumps([before, exc is requests.exceptions.RequestException, sys.modules["requests"] is requests]))
 """
     assert _run(code) == [False, True, True]
+
+
+def test_the_in_process_scripted_server_serves_a_turn_without_aiohttp() -> None:
+    """aiohttp's imports (~0.2 s with the GIL held, at every start) and memory stay out of the app."""
+    code = """
+import asyncio, json, sys
+import app.main
+app.main.prepare_gui()
+from app.server.inprocess import start_scripted
+from app.services.session import Endpoint, ResponsesSession
+
+async def main():
+    server = await start_scripted("idle-imports-token")
+    try:
+        session = ResponsesSession(Endpoint(server.url, server.token))
+        user = {"type": "message", "role": "user", "content": [{"type": "input_text", "text": "hi"}]}
+        ok = (await session.run_turn([user])).ok
+        await session.aclose()
+    finally:
+        await server.aclose()
+    return ok
+
+ok = asyncio.run(main())
+print(json.dumps({"ok": ok, "aiohttp": sorted(m for m in sys.modules if m.split(".")[0] == "aiohttp")}))
+"""
+    assert _run(code) == {"ok": True, "aiohttp": []}

@@ -36,6 +36,7 @@ import time
 from collections.abc import Callable, Container, Generator, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from app import profile
 from app.adapters.checkpoints import Checkpoint, CheckpointStore
@@ -63,8 +64,10 @@ from app.context.ignore import Exclusion, IgnoreRules, normalise_rel
 from app.context.secrets_scan import redact_for_model
 from app.context.snapshot import DEFAULT_MAX_FILE_BYTES, FileVersion, make_version
 from app.tools.fileops import Entry
-from app.tools.patch import ChangeSet, PatchApplyError, PatchConflict, PatchError, decode_text, merge3
 from app.tools.paths import PathRefused, confine, rule_spellings, touches_protected, windows_refusal
+
+if TYPE_CHECKING:  # app.tools.patch (~850 lines) loads with the first apply, undo or recovery
+    from app.tools.patch import ChangeSet
 
 __all__ = [
     "AppliedChange",
@@ -718,8 +721,12 @@ class ProjectFS:
         except (FileNotFoundError, NotADirectoryError):
             return None
         except IsADirectoryError:
+            from app.tools.patch import PatchApplyError
+
             raise PatchApplyError(f"{t.rel} is a folder; nothing was written") from None
         except OSError as exc:
+            from app.tools.patch import PatchApplyError
+
             raise PatchApplyError(f"{t.rel}: {exc.strerror or exc}; nothing was written") from None
 
     def apply(
@@ -745,6 +752,8 @@ class ProjectFS:
     def _apply_locked(
         self, change_set: ChangeSet, accepted: Mapping[str, Sequence[bool]] | None, *, turn: int, now: float
     ) -> AppliedChange:
+        from app.tools.patch import PatchApplyError, PatchConflict, decode_text, merge3
+
         writes: list[tuple[Target, bytes | None]] = []  # new bytes, or None to delete
         pre: dict[str, bytes | None] = {}
         skipped: list[str] = []
@@ -855,6 +864,8 @@ class ProjectFS:
         notes: list[str] = []
         if not (self.checkpoints.folder / "index.json").exists():
             return notes  # nothing was ever applied here: do not even create the folder
+        from app.tools.patch import PatchError
+
         try:
             with self.checkpoints.locked():
                 pending = self.checkpoints.pending()
@@ -916,6 +927,8 @@ class ProjectFS:
         raise UndoError(f"no changes to undo from turn {turn} on")
 
     def _undo_one(self, cp: Checkpoint) -> None:
+        from app.tools.patch import PatchError, decode_text, merge3
+
         plan: list[tuple[Target, bytes | None]] = []
         for path, post_sha in cp.post.items():
             try:

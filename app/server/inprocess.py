@@ -7,8 +7,11 @@ exactly as to a child, and `run_server` gets the settings `slipstream serve` wou
 (`app.server.cli.server_options` of its default arguments).
 
 The thread is the server's alone: its own `asyncio` loop (a plain selector loop, never the GUI's Qt
-loop), so the server's work never runs inside a GUI frame. aiohttp and the engine are imported on
-that thread, off the GUI thread, only when the scripted engine is first needed.
+loop), so the server's work never runs inside a GUI frame. It serves WebSocket mode with `websockets`
+(`app.server.ws_server`: the same connection pump and checks as `slipstream serve`'s aiohttp route),
+which the app's client has loaded already: aiohttp's ~0.2 s of imports, which held the GIL while the
+window and the first index wanted it, are never paid in the app. The engine is imported on that
+thread when the scripted engine is first needed.
 
 Lifetime, as for a child: the owner (`AppServices`, through `app.adapters.local_server`) awaits
 `aclose()`, which stops the loop within a bound and waits for the thread to end; the thread is a
@@ -96,12 +99,12 @@ class InProcessServer:
                 self._loop = self._stop = None
 
     async def _serve(self) -> None:
-        from app.server.app import run_server  # aiohttp loads here, on this thread, only when used
         from app.server.cli import build_engine, build_parser, server_options
+        from app.server.ws_server import run_ws_server
 
         args = build_parser().parse_args(["--engine", "scripted", "--host", "127.0.0.1", "--port", "0"])
         stop = asyncio.Event()
-        async with run_server(
+        async with run_ws_server(
             build_engine(args), host=args.host, port=args.port, token=self.token, **server_options(args)
         ) as srv:
             with self._lock:

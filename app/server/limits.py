@@ -10,8 +10,9 @@
 - `UploadBudget` bounds the bytes of request bodies being received at once, across all uploads:
   a body that does not fit is refused (503 with Retry-After) before it is read.
 
-Both are plain objects driven by the aiohttp adapter (`app.server.app`); drops are counted, never
-logged per connection, so a flood cannot fill the disk with log lines.
+Both are plain objects driven by the server adapters (`app.server.app` on aiohttp; the guard also by
+`app.server.ws_server` on websockets, which has no bodies); drops are counted, never logged per
+connection, so a flood cannot fill the disk with log lines.
 """
 
 from __future__ import annotations
@@ -66,7 +67,7 @@ class ConnectionGuard:
         return len(self._authenticated)
 
     def connection_made(self, key: Any, transport: Any) -> None:
-        """A new TCP connection (key: aiohttp's request handler)."""
+        """A new TCP connection (key: aiohttp's request handler, or websockets' connection)."""
         peer = _peer_host(transport)
         conn = _Conn(peer, transport)
         self._pending[key] = conn

@@ -25,7 +25,7 @@ import time
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from app.adapters.proc import detect_test_command, run_process, run_tests
 from app.adapters.project_fs import AppliedChange, ProjectFS
@@ -38,9 +38,11 @@ from app.services.settings import ApprovalPolicy
 from app.services.workspace import ContextSync
 from app.tools.digest import DEFAULT_BUDGET, Digest, build_digest, rerun_targets
 from app.tools.fileops import ToolContext, ToolResult, execute
-from app.tools.patch import ChangeSet, PatchError
 from app.tools.specs import CommandPolicy, responses_tools, split_command
 from app.tools.testrun import TestRun, stuck
+
+if TYPE_CHECKING:  # app.tools.patch loads with the first patch (startup time)
+    from app.tools.patch import ChangeSet
 
 log = logging.getLogger(__name__)
 
@@ -286,6 +288,8 @@ class Agent:
         return ApprovalDecision(False, reason="the user pressed Stop")
 
     async def _apply_patch(self, change_set: ChangeSet) -> ToolResult:
+        from app.tools.patch import PatchError
+
         payload = self.fs.describe(change_set.payload())  # shows where a link really writes
         if self.config.approval_policy in ("auto_patches", "auto_all"):
             decision = ApprovalDecision(True)

@@ -16,13 +16,15 @@ import fnmatch
 import re
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 import re2
 
-from app.tools.patch import ChangeSet, PatchError, plan_patch
 from app.tools.paths import PathRefused, confine
 from app.tools.specs import ToolArgumentError, parse_arguments
+
+if TYPE_CHECKING:  # app.tools.patch (~850 lines) loads with the first apply_patch, not at startup
+    from app.tools.patch import ChangeSet
 
 __all__ = [
     "Entry",
@@ -252,13 +254,16 @@ def execute(name: str, arguments_json: str | dict[str, Any] | None, ctx: ToolCon
         if name == "search":
             return _search(ctx, args)
         if name == "apply_patch":
-            cs: ChangeSet = plan_patch(args["patch"], ctx.fs.read_bytes, ctx.seen)
+            from app.tools.patch import PatchError, plan_patch
+
+            try:
+                cs = plan_patch(args["patch"], ctx.fs.read_bytes, ctx.seen)
+            except PatchError as exc:  # a ValueError: answered before the generic ValueError below
+                return ToolResult(False, f"error: patch not applied: {exc}", {"error": "patch"})
             text = "proposed change, waiting for the user's review:\n" + cs.summary()
             return ToolResult(True, text, change_set=cs)
     except PathRefused as exc:
         return ToolResult(False, f"error: {exc}", {"error": "path"})
-    except PatchError as exc:
-        return ToolResult(False, f"error: patch not applied: {exc}", {"error": "patch"})
     except ValueError as exc:
         return ToolResult(False, f"error: {exc}", {"error": "value"})
     return ToolResult(False, f"error: {name} has no executor here", {"error": "unknown"})

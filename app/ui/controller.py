@@ -11,7 +11,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any, cast
+from typing import TYPE_CHECKING, Any, cast
 
 from PySide6.QtCore import QObject, Qt, Signal
 from PySide6.QtWidgets import QApplication, QFileDialog, QMessageBox, QWidget
@@ -19,12 +19,13 @@ from PySide6.QtWidgets import QApplication, QFileDialog, QMessageBox, QWidget
 from app.services.api import ApprovalRequest, ConnectionStatus, Services
 from app.services.settings import SettingsFacade
 from app.ui.bridge import Bridge
-from app.ui.diff_review import approval_dialog
-from app.ui.inspector import InspectorWindow
 from app.ui.main_window import MainWindow, app_icon
-from app.ui.settings_dialog import SettingsDialog
 from app.ui.style import apply_theme, theme_for
 from app.ui.tests_panel import outcome_counts
+
+if TYPE_CHECKING:  # the dialogs load when first opened, not before the window (startup time)
+    from app.ui.inspector import InspectorWindow
+    from app.ui.settings_dialog import SettingsDialog
 
 log = logging.getLogger(__name__)
 
@@ -179,6 +180,8 @@ class Controller(QObject):
         self.window.set_tests_tab_text(label)
 
     def show_approval(self, request: ApprovalRequest) -> QWidget:
+        from app.ui.diff_review import approval_dialog
+
         dlg = approval_dialog(request, self.window)
         self.dialogs.append(dlg)
         dlg.finished.connect(lambda _r, d=dlg: self.dialogs.remove(d) if d in self.dialogs else None)
@@ -195,6 +198,8 @@ class Controller(QObject):
             return None
         win = self.inspector_window
         if win is None:
+            from app.ui.inspector import InspectorWindow
+
             win = InspectorWindow(self.services.inspector, self.window, theme=self.window.transcript.theme)
             win.setAttribute(Qt.WidgetAttribute.WA_DeleteOnClose)
             win.finished.connect(self._inspector_closed)
@@ -219,6 +224,8 @@ class Controller(QObject):
                 self.window, "Settings", "Settings are not available until a project is open."
             )
             return None
+        from app.ui.settings_dialog import SettingsDialog
+
         dlg = SettingsDialog(host, self.window)
         dlg.setAttribute(Qt.WidgetAttribute.WA_DeleteOnClose)
         dlg.accepted.connect(self.apply_theme)

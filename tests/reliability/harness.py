@@ -30,7 +30,7 @@ from typing import Any
 from app.adapters.project_fs import ProjectFS
 from app.context.ledger import UPDATE_MARKER, is_context_item
 from app.context.snapshot import SNAPSHOT_MARKER
-from app.server.app import STATE, run_server
+from app.server.app import run_server
 from app.server.engines.base import EngineOutput, Turn
 from app.server.engines.scripted import Script, ScriptedConnection, ScriptedEngine
 from app.services.session import Endpoint, ResponsesSession, TurnResult
@@ -293,7 +293,7 @@ class RestartableServer:
         self.srv = srv
 
     async def kill(self) -> None:
-        for conn in list(self.srv.app[STATE].connections):
+        for conn in list(self.srv.state.connections):
             conn._abort_transport()
         cm, self._cm = self._cm, None
         if cm is not None:
@@ -464,18 +464,26 @@ class StepClock:
 
 
 def _server_clock(clock: StepClock) -> Callable[[], None]:
-    """Point the in-process server's wall clock (`app.server.app` reads `time.time()`) at `clock`;
-    returns the undo. The server takes no clock argument, so its module's `time` is swapped."""
+    """Point the in-process server's wall clock (`app.server.app` and `app.server.connection` read
+    `time.time()`) at `clock`; returns the undo. The server takes no clock argument, so its modules'
+    `time` is swapped."""
     import types
     from unittest import mock
 
     import app.server.app as server_app
+    import app.server.connection as server_connection
 
     fake = types.SimpleNamespace(**{n: getattr(time, n) for n in dir(time) if not n.startswith("__")})
     fake.time = clock
-    patcher = mock.patch.object(server_app, "time", fake)
-    patcher.start()
-    return patcher.stop
+    patchers = [mock.patch.object(module, "time", fake) for module in (server_app, server_connection)]
+    for patcher in patchers:
+        patcher.start()
+
+    def undo() -> None:
+        for patcher in patchers:
+            patcher.stop()
+
+    return undo
 
 
 async def _wait(pred: Callable[[], bool], timeout: float) -> None:

@@ -18,6 +18,7 @@ from app.adapters.ws_client import TransportError, WsTransport
 from app.server import cli
 from app.server.app import run_server
 from app.server.engines.scripted import Script, ScriptedEngine
+from app.server.ws_server import run_ws_server
 from app.services.agent import Agent, AgentConfig
 from app.services.approvals import ApprovalDecision
 from app.services.session import Endpoint, ResponsesSession
@@ -27,6 +28,11 @@ from app.tools.fileops import ToolContext, execute
 from app.tools.specs import CommandPolicy
 from tests.adapters.test_secrets import MemoryKeyring
 from tests.security.escapes import run_escapes
+
+# WebSocket mode has two servers: aiohttp's (`slipstream serve`) and websockets' (the app's own
+# scripted engine, in process); the auth and key-leak checks run against both.
+SERVERS: dict[str, Any] = {"aiohttp": run_server, "websockets": run_ws_server}
+both_servers = pytest.mark.parametrize("backend", sorted(SERVERS))
 
 
 def test_fifty_path_escape_attempts_zero_escapes(tmp_path: Path) -> None:
@@ -62,9 +68,10 @@ def test_the_escape_detector_catches_a_leak(tmp_path: Path) -> None:
 
 
 @pytest.mark.asyncio
-async def test_server_refuses_missing_and_wrong_tokens() -> None:
+@both_servers
+async def test_server_refuses_missing_and_wrong_tokens(backend: str) -> None:
     """The upgrade and the POST need exactly `Bearer <token>`: anything else is a 401."""
-    async with run_server(ScriptedEngine(rate_tps=0), token="right-token") as srv:
+    async with SERVERS[backend](ScriptedEngine(rate_tps=0), token="right-token") as srv:
         for token, headers in [
             (None, {}),
             ("wrong-token", {}),
@@ -79,6 +86,8 @@ async def test_server_refuses_missing_and_wrong_tokens() -> None:
             assert info.value.status == 401, (token, headers)
         ok = await WsTransport.open(srv.url, token="right-token")
         await ok.aclose()
+        if backend == "websockets":
+            return  # WebSocket mode only
         import httpx
 
         async with httpx.AsyncClient() as http:
@@ -111,7 +120,9 @@ def test_non_loopback_bind_refused_without_the_flag(
 PLANTED = "sk-planted-" + "Q7" * 20
 
 
-async def _planted_key_leaks(tmp_path: Path, caplog: pytest.LogCaptureFixture, level: int) -> list[str]:
+async def _planted_key_leaks(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture, level: int, backend: str
+) -> list[str]:
     """Plant a key, use it for a session (settings, transcript store, logs, a crash); where does it show?"""
     caplog.set_level(level)
     keychain = MemoryKeyring()
@@ -130,7 +141,7 @@ async def _planted_key_leaks(tmp_path: Path, caplog: pytest.LogCaptureFixture, l
     history = HistoryStore(tmp_path / "data" / "history.sqlite3")
     key = secrets.get("openai")
     crash = ""
-    async with run_server(ScriptedEngine(rate_tps=0), token=key) as srv:
+    async with SERVERS[backend](ScriptedEngine(rate_tps=0), token=key) as srv:
         ws = Workspace(project)
         endpoint = Endpoint(srv.url, key, model="m")
         session = ResponsesSession(endpoint, rebuild=ws.rebuild)
@@ -170,19 +181,21 @@ async def _planted_key_leaks(tmp_path: Path, caplog: pytest.LogCaptureFixture, l
 
 
 @pytest.mark.asyncio
+@both_servers
 async def test_planted_api_key_appears_in_no_file_log_transcript_or_crash_report(
-    tmp_path: Path, caplog: pytest.LogCaptureFixture
+    tmp_path: Path, caplog: pytest.LogCaptureFixture, backend: str
 ) -> None:
     """The key goes keychain -> Authorization header only; config, history, INFO logs and crash text are clean."""
-    assert await _planted_key_leaks(tmp_path, caplog, logging.INFO) == []
+    assert await _planted_key_leaks(tmp_path, caplog, logging.INFO, backend) == []
 
 
 @pytest.mark.asyncio
+@both_servers
 async def test_planted_api_key_stays_out_of_debug_logs(
-    tmp_path: Path, caplog: pytest.LogCaptureFixture
+    tmp_path: Path, caplog: pytest.LogCaptureFixture, backend: str
 ) -> None:
     """Even with every logger at DEBUG, the key never reaches a log record."""
-    assert await _planted_key_leaks(tmp_path, caplog, logging.DEBUG) == []
+    assert await _planted_key_leaks(tmp_path, caplog, logging.DEBUG, backend) == []
 
 
 # ---- approvals -------------------------------------------------------------------------------

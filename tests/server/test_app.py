@@ -14,9 +14,10 @@ from typing import Any
 import aiohttp
 import pytest
 
-from app.server.app import STATE, RunningServer, run_server
+from app.server.app import run_server
 from app.server.engines.base import EngineOutput, TextDelta, Turn
 from app.server.engines.scripted import ScriptedEngine
+from app.server.ws_server import run_ws_server
 from tests.conftest import wait_until
 from tests.server.spec import check_error_body
 
@@ -25,6 +26,10 @@ pytestmark = pytest.mark.asyncio
 TOKEN = "test-token"
 AUTH = {"Authorization": f"Bearer {TOKEN}"}
 TERMINAL = {"response.completed", "response.failed", "response.incomplete"}
+# WebSocket mode has two adapters around the same connection pump: aiohttp (`slipstream serve`) and
+# websockets (the app's in-process scripted engine); every WebSocket test runs against both.
+BACKENDS: dict[str, Any] = {"aiohttp": run_server, "websockets": run_ws_server}
+both = pytest.mark.parametrize("backend", sorted(BACKENDS))
 
 DIFF = "diff --git a/a.py b/a.py\n--- a/a.py\n+++ b/a.py\n@@ -1 +1,2 @@\n-x = 1\n+x = 2\n+y = 3\n"
 
@@ -52,19 +57,23 @@ async def until_terminal(ws: aiohttp.ClientWebSocketResponse, count: int = 1) ->
 
 
 @contextlib.asynccontextmanager
-async def served(engine: Any = None, **kw: Any) -> AsyncIterator[tuple[RunningServer, aiohttp.ClientSession]]:
-    """A server on 127.0.0.1:0 and an HTTP client session."""
+async def served(
+    engine: Any = None, backend: str = "aiohttp", **kw: Any
+) -> AsyncIterator[tuple[Any, aiohttp.ClientSession]]:
+    """A server on 127.0.0.1:0 (aiohttp's unless `backend` says) and an HTTP client session."""
     async with (
-        run_server(engine or ScriptedEngine(rate_tps=0), token=TOKEN, **kw) as srv,
+        BACKENDS[backend](engine or ScriptedEngine(rate_tps=0), token=TOKEN, **kw) as srv,
         aiohttp.ClientSession() as http,
     ):
         yield srv, http
 
 
 @contextlib.asynccontextmanager
-async def socket_to(engine: Any = None, **kw: Any) -> AsyncIterator[aiohttp.ClientWebSocketResponse]:
+async def socket_to(
+    engine: Any = None, backend: str = "aiohttp", **kw: Any
+) -> AsyncIterator[aiohttp.ClientWebSocketResponse]:
     """A server and one authenticated WebSocket to it."""
-    async with served(engine, **kw) as (srv, http), http.ws_connect(srv.url, headers=AUTH) as ws:
+    async with served(engine, backend, **kw) as (srv, http), http.ws_connect(srv.url, headers=AUTH) as ws:
         yield ws
 
 
@@ -72,9 +81,10 @@ def text_of(events: list[dict[str, Any]]) -> str:
     return "".join(e["delta"] for e in events if e["type"] == "response.output_text.delta")
 
 
-async def test_healthz_needs_no_auth() -> None:
+@both
+async def test_healthz_needs_no_auth(backend: str) -> None:
     """GET /healthz answers without a token and names the engine."""
-    async with served() as (srv, http), http.get(f"{srv.base_url}/healthz") as resp:
+    async with served(backend=backend) as (srv, http), http.get(f"{srv.base_url}/healthz") as resp:
         assert resp.status == 200
         assert await resp.json() == {"ok": True, "engine": "scripted"}
 
@@ -82,21 +92,32 @@ async def test_healthz_needs_no_auth() -> None:
 @pytest.mark.parametrize(
     "headers", [{}, {"Authorization": "Bearer wrong"}, {"Authorization": f"Basic {TOKEN}"}]
 )
-async def test_wrong_or_missing_token_is_refused_before_upgrade(headers: dict[str, str]) -> None:
+@both
+async def test_wrong_or_missing_token_is_refused_before_upgrade(
+    headers: dict[str, str], backend: str
+) -> None:
     """No upgrade and no POST without the exact bearer token: 401 with a JSON error."""
-    async with served() as (srv, http):
+    async with served(backend=backend) as (srv, http):
         with pytest.raises(aiohttp.WSServerHandshakeError) as info:
             await http.ws_connect(srv.url, headers=headers)
         assert info.value.status == 401
+        async with http.get(srv.url.replace("ws://", "http://", 1), headers=headers) as resp:
+            assert resp.status == 401  # the same answer without an upgrade
+            body = await resp.json()
+            assert body["error"]["code"] == "invalid_api_key"
+            assert body["error"]["type"] == "authentication_error"
+        if backend == "websockets":
+            return  # WebSocket mode only: no POST route
         async with http.post(srv.http_url, json={"model": "m", "input": "x"}, headers=headers) as resp:
             assert resp.status == 401
             body = await resp.json()
             assert body["error"]["code"] == "invalid_api_key"
 
 
-async def test_websocket_turn_streams_ordered_events() -> None:
+@both
+async def test_websocket_turn_streams_ordered_events(backend: str) -> None:
     """One text turn: standard event order, per-response sequence numbers, text = final output."""
-    async with served() as (srv, http):
+    async with served(backend=backend) as (srv, http):
         headers = {**AUTH, "OpenAI-Beta": "responses_websockets=2026-02-06"}
         async with http.ws_connect(srv.url, headers=headers) as ws:
             await ws.send_str(create(input=[user(DIFF), user("What changed?")], stream=True))
@@ -124,9 +145,10 @@ async def test_websocket_turn_streams_ordered_events() -> None:
     assert final["usage"]["output_tokens"] > 0
 
 
-async def test_bad_frames_get_error_events_and_connection_stays_usable() -> None:
+@both
+async def test_bad_frames_get_error_events_and_connection_stays_usable(backend: str) -> None:
     """Malformed JSON, unknown types and binary frames each get an error; a valid create still works."""
-    async with socket_to() as ws:
+    async with socket_to(backend=backend) as ws:
         await ws.send_str("{not json")
         await ws.send_str(json.dumps({"type": "response.append"}))
         await ws.send_bytes(b"\x00\x01")
@@ -141,9 +163,22 @@ async def test_bad_frames_get_error_events_and_connection_stays_usable() -> None
         assert events[-1]["type"] == "response.completed"
 
 
-async def test_oversized_frame_closes_with_1009() -> None:
+@both
+async def test_text_that_is_not_utf8_gets_invalid_json_and_the_socket_stays(backend: str) -> None:
+    """Frames are read as bytes and decoded as JSON once (no UTF-8 pass of their own): a text frame
+    that is not UTF-8 is one more malformed frame, under either library."""
+    async with socket_to(backend=backend) as ws:
+        await ws._writer.send_frame(b'{"type": "\xff"}', aiohttp.WSMsgType.TEXT)
+        event = json.loads((await asyncio.wait_for(ws.receive(), 10)).data)
+        assert event["type"] == "error" and event["error"]["code"] == "invalid_json"
+        await ws.send_str(create(input="still there?"))
+        assert (await until_terminal(ws))[-1]["type"] == "response.completed"
+
+
+@both
+async def test_oversized_frame_closes_with_1009(backend: str) -> None:
     """A frame above max_frame_bytes closes the socket with 1009 (message too big)."""
-    async with socket_to(max_frame_bytes=1024) as ws:
+    async with socket_to(backend=backend, max_frame_bytes=1024) as ws:
         await ws.send_str(create(input="x" * 4096))
         msg = await asyncio.wait_for(ws.receive(), 10)
         assert msg.type in (aiohttp.WSMsgType.CLOSE, aiohttp.WSMsgType.CLOSED)
@@ -172,9 +207,10 @@ class GatedEngine:
         yield TextDelta(f"lane {turn.lane}")
 
 
-async def test_lanes_run_concurrently_and_echo_stream_id() -> None:
+@both
+async def test_lanes_run_concurrently_and_echo_stream_id(backend: str) -> None:
     """Two named lanes overlap; every event of a named lane carries its stream_id."""
-    async with socket_to(GatedEngine()) as ws:
+    async with socket_to(GatedEngine(), backend) as ws:
         await ws.send_str(create(input="first", stream_id="a"))
         await ws.send_str(create(input="second", stream_id="b"))
         events = await until_terminal(ws, 2)
@@ -188,9 +224,10 @@ async def test_lanes_run_concurrently_and_echo_stream_id() -> None:
     assert order == ["b", "a"]  # b finished while a was still running
 
 
-async def test_default_lane_is_fifo() -> None:
+@both
+async def test_default_lane_is_fifo(backend: str) -> None:
     """Two creates on the default lane never overlap: the second starts after the first ends."""
-    async with socket_to() as ws:
+    async with socket_to(backend=backend) as ws:
         await ws.send_str(create(input="/long 300"))
         await ws.send_str(create(input="short"))
         events = await until_terminal(ws, 2)
@@ -199,9 +236,10 @@ async def test_default_lane_is_fifo() -> None:
     assert types.index("response.created", 1) > first_done
 
 
-async def test_warm_up_then_chained_turn_sees_the_context() -> None:
+@both
+async def test_warm_up_then_chained_turn_sees_the_context(backend: str) -> None:
     """generate:false completes with no output; a turn chained on it sees the warm-up's files."""
-    async with socket_to() as ws:
+    async with socket_to(backend=backend) as ws:
         await ws.send_str(create(input=[user(DIFF)], generate=False, store=False, instructions="be brief"))
         warm = await until_terminal(ws)
         assert [e["type"] for e in warm] == [
@@ -220,9 +258,10 @@ async def test_warm_up_then_chained_turn_sees_the_context() -> None:
         assert error["type"] == "error" and error["error"]["code"] == "previous_response_not_found"
 
 
-async def test_age_limit_sends_error_and_closes_1001() -> None:
+@both
+async def test_age_limit_sends_error_and_closes_1001(backend: str) -> None:
     """Past max_age the server sends websocket_connection_limit_reached and closes with 1001."""
-    async with socket_to(max_age_s=0.5) as ws:
+    async with socket_to(backend=backend, max_age_s=0.5) as ws:
         await ws.send_str(create(input="quick"))
         assert (await until_terminal(ws))[-1]["type"] == "response.completed"
         msg = await asyncio.wait_for(ws.receive(), 10)
@@ -253,10 +292,11 @@ class CrashingEngine(ScriptedEngine):
         return Conn()
 
 
-async def test_engine_crash_fails_one_response_only() -> None:
+@both
+async def test_engine_crash_fails_one_response_only(backend: str) -> None:
     """A crashing engine turn ends as response.failed; the same and other connections keep working."""
     async with (
-        served(CrashingEngine(rate_tps=0)) as (srv, http),
+        served(CrashingEngine(rate_tps=0), backend) as (srv, http),
         http.ws_connect(srv.url, headers=AUTH) as ws1,
         http.ws_connect(srv.url, headers=AUTH) as ws2,
     ):
@@ -270,12 +310,13 @@ async def test_engine_crash_fails_one_response_only() -> None:
         assert (await until_terminal(ws1))[-1]["type"] == "response.completed"
 
 
-async def test_client_that_never_reads_is_closed() -> None:
+@both
+async def test_client_that_never_reads_is_closed(backend: str) -> None:
     """A peer that stops reading is disconnected once the outbox stays full (memory stays bounded)."""
-    async with run_server(
+    async with BACKENDS[backend](
         ScriptedEngine(rate_tps=0), token=TOKEN, high_water_bytes=64 * 1024, stall_timeout_s=0.3
     ) as srv:
-        state = srv.app[STATE]
+        state = srv.state
         sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
         sock.setblocking(False)
@@ -341,10 +382,11 @@ async def test_http_stream_false_returns_final_response_and_chains() -> None:
             assert (await resp.json())["output"] == []
 
 
-async def test_shutdown_closes_sockets_with_1001() -> None:
+@both
+async def test_shutdown_closes_sockets_with_1001(backend: str) -> None:
     """Stopping the server closes open WebSockets with 1001 (going away), not a reset."""
     async with aiohttp.ClientSession() as http:
-        async with run_server(ScriptedEngine(rate_tps=0), token=TOKEN) as srv:
+        async with BACKENDS[backend](ScriptedEngine(rate_tps=0), token=TOKEN) as srv:
             ws = await http.ws_connect(srv.url, headers=AUTH)
             await ws.send_str(create(input="hi"))
             await until_terminal(ws)
@@ -386,11 +428,12 @@ class EndlessEngine:
             self.closed[rid].set()
 
 
-async def test_cancel_stops_the_engine_at_once_and_the_chain_continues() -> None:
+@both
+async def test_cancel_stops_the_engine_at_once_and_the_chain_continues(backend: str) -> None:
     """response.cancel: the engine generator is closed (no more iterations), the response ends as
     incomplete/cancelled with its partial text, and a create chained on it runs with only the new input."""
     engine = EndlessEngine()
-    async with served(engine) as (srv, http), http.ws_connect(srv.url, headers=AUTH) as ws:
+    async with served(engine, backend) as (srv, http), http.ws_connect(srv.url, headers=AUTH) as ws:
         assert ws._response.headers.get("X-Slipstream-Client-Events") == "response.cancel"
         await ws.send_str(create(input="go on forever"))
         seen: list[dict[str, Any]] = []
@@ -411,15 +454,16 @@ async def test_cancel_stops_the_engine_at_once_and_the_chain_continues() -> None
         assert nxt[-1]["type"] == "response.completed"
         assert nxt[-1]["response"]["previous_response_id"] == rid
         assert engine.produced[rid] == stopped_at  # not iterated again while the next turn ran
-        assert srv.app[STATE].connections and not any(c.turns for c in srv.app[STATE].connections)
+        assert srv.state.connections and not any(c.turns for c in srv.state.connections)
 
 
+@both
 @pytest.mark.parametrize("coalesce_chars", [0, 512])
-async def test_unpaced_deltas_are_coalesced_up_to_the_cap(coalesce_chars: int) -> None:
+async def test_unpaced_deltas_are_coalesced_up_to_the_cap(coalesce_chars: int, backend: str) -> None:
     """At the maximum rate the writer takes what the engine produced since its last turn: fewer,
     larger delta events (none over the cap by more than one delta), the same text, sequence numbers
     without gaps. `coalesce_chars=0`: one event per engine delta (4 characters)."""
-    async with socket_to(ScriptedEngine(rate_tps=0), coalesce_chars=coalesce_chars) as ws:
+    async with socket_to(ScriptedEngine(rate_tps=0), backend, coalesce_chars=coalesce_chars) as ws:
         await ws.send_str(create(input="/long 3000"))
         events = await until_terminal(ws)
     assert events[-1]["type"] == "response.completed"

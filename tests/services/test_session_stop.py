@@ -13,7 +13,7 @@ import pytest
 
 from app.adapters.ws_client import WsTransport
 from app.protocol.events import OutputTextDelta, ServerEvent
-from app.server.app import STATE, run_server
+from app.server.app import run_server
 from app.server.engines.scripted import ScriptedEngine
 from app.services.inspector import Inspector
 from app.services.session import Endpoint, ResponsesSession, SentFrame
@@ -62,7 +62,7 @@ def drop_sockets_at_first_token(srv: Any) -> Callable[[ServerEvent], None]:
         nonlocal killed
         if isinstance(e, OutputTextDelta) and not killed:
             killed = True
-            for conn in list(srv.app[STATE].connections):
+            for conn in list(srv.state.connections):
                 conn._abort_transport()
 
     return on_event
