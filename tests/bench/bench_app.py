@@ -88,9 +88,11 @@ def child(project: Path, restart: bool, out: Path) -> None:
     from PySide6.QtWidgets import QApplication
 
     from app.main import prepare_gui
-    from app.services.app import create_services
     from app.ui import app as gui_app
 
+    # As `slipstream` runs: its wrapper of PySide6's per-module source check before the app's modules
+    # load, and the services imported after the window shows (`gui_app.load_factory`), not before it.
+    gui_app._uncache_inspected_sources()
     prepare_gui()  # what `slipstream` does before its window
     qapp = QApplication.instance() or QApplication(sys.argv[:1])
     ticks: list[tuple[float, float]] = []  # (time, gap since the previous tick) in seconds
@@ -113,9 +115,12 @@ def child(project: Path, restart: bool, out: Path) -> None:
         return [g * 1e3 for t, g in ticks if t0 <= t - g and t <= t1]
 
     def factory(root: Path, settings: Any) -> Any:
+        # called once the window is shown and the settings loaded, before the services are imported
+        res["startup_window_s"] = gui_app._seconds_since_process_start()
+        create_services, reason = gui_app.load_factory()
+        assert create_services is not None, reason
         svc = create_services(root, settings)
         shown = time.perf_counter()
-        res["startup_window_s"] = gui_app._seconds_since_process_start()
         tasks.append(asyncio.ensure_future(drive(svc, shown)))
         return svc
 
