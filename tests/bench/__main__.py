@@ -65,6 +65,17 @@ def main(argv: list[str]) -> int:
         shutil.rmtree(root, ignore_errors=True)
 
 
+def _kept(names: list[str], failed: list[str]) -> list[dict[str, object]]:
+    """The rows of `OUT` that this run does not replace: a run of some benchmarks (or one that failed)
+    keeps the other benchmarks' figures of the last run instead of wiping them."""
+    try:
+        old = json.loads(OUT.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return []
+    ran = set(names) - set(failed)
+    return [r for r in old if isinstance(r, dict) and r.get("bench") and r["bench"] not in ran]
+
+
 def _main(argv: list[str]) -> int:
     wanted = set(argv)
     names = sorted(m.name for m in pkgutil.iter_modules([str(HERE)]) if m.name.startswith("bench_"))
@@ -83,6 +94,7 @@ def _main(argv: list[str]) -> int:
             got = json.loads(Path(out.name).read_text(encoding="utf-8"))
         for row in got:
             row = {
+                "bench": name,
                 "name": row["name"],
                 "value": row.get("value"),
                 "unit": row.get("unit", ""),
@@ -100,7 +112,7 @@ def _main(argv: list[str]) -> int:
             f"{_fmt(r['baseline']):>14}  {_fmt(r['ratio']):>9}"
         )
     OUT.parent.mkdir(parents=True, exist_ok=True)
-    OUT.write_text(json.dumps(rows, indent=2), encoding="utf-8")
+    OUT.write_text(json.dumps(_kept(names, failed) + rows, indent=2), encoding="utf-8")
     print(f"\nwrote {OUT}")
     if failed:
         print(f"FAILED: {', '.join(failed)}", file=sys.stderr)

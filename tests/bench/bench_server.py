@@ -22,6 +22,7 @@ import secrets
 import statistics
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import AsyncIterator
 from typing import Any
@@ -42,30 +43,36 @@ TOKENS = 60_000  # ~ events of the long answer (one per ~4-char token)
 async def serve(*flags: str) -> AsyncIterator[tuple[str, str, int]]:
     """`slipstream serve --rate 0` in its own process: (ws url, token, pid)."""
     token = secrets.token_urlsafe(16)
-    proc = await asyncio.create_subprocess_exec(
-        sys.executable,
-        "-m",
-        "app.main",
-        "serve",
-        "--port",
-        "0",
-        "--rate",
-        "0",
-        "--token",
-        token,
-        *flags,
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.DEVNULL,
-        env=dict(os.environ, PYTHONUNBUFFERED="1"),
-    )
-    assert proc.stdout is not None
-    try:
-        line = (await asyncio.wait_for(proc.stdout.readline(), 60)).decode()
-        url = line.split("listening on ", 1)[1].split()[0]
-        yield url, token, proc.pid
-    finally:
-        proc.terminate()
-        await proc.wait()
+    with tempfile.TemporaryFile() as log:  # its stderr, to say why it did not start
+        proc = await asyncio.create_subprocess_exec(
+            sys.executable,
+            "-m",
+            "app.main",
+            "serve",
+            "--port",
+            "0",
+            "--rate",
+            "0",
+            f"--token={token}",  # "=": a token may start with "-"
+            *flags,
+            stdout=asyncio.subprocess.PIPE,
+            stderr=log,
+            env=dict(os.environ, PYTHONUNBUFFERED="1"),
+        )
+        assert proc.stdout is not None
+        try:
+            line = (await asyncio.wait_for(proc.stdout.readline(), 60)).decode()
+            if "listening on " not in line:
+                await proc.wait()
+                log.seek(0)
+                err = log.read().decode(errors="replace")[-2000:]
+                raise RuntimeError(f"serve {flags} did not start (rc {proc.returncode}): {line!r}\n{err}")
+            url = line.split("listening on ", 1)[1].split()[0]
+            yield url, token, proc.pid
+        finally:
+            if proc.returncode is None:
+                proc.terminate()
+                await proc.wait()
 
 
 async def drain(url: str, token: str, pid: int, *, deflate: bool) -> tuple[float, float]:
@@ -169,7 +176,7 @@ async def bench_ask_http() -> list[Row]:
     rows: list[Row] = []
     async with serve("--no-websocket") as (url, token, _pid):
         http_url = "http://" + url.removeprefix("ws://")
-        ask = [sys.executable, "-m", "app.main", "ask", "--endpoint", http_url, "--token", token, "hi"]
+        ask = [sys.executable, "-m", "app.main", "ask", "--endpoint", http_url, f"--token={token}", "hi"]
         direct = [sys.executable, "-c", DIRECT, http_url, token]
         asks, directs = [], []
         _wall(ask)

@@ -61,8 +61,7 @@ async def run_flood(sockets: int = 1100, hold_s: float = 5.0) -> FloodReport:
             "0",
             "--rate",
             "0",
-            "--token",
-            token,
+            f"--token={token}",  # "=": a token may start with "-"
             stdout=asyncio.subprocess.PIPE,
             stderr=errlog,
             preexec_fn=_server_limits,
