@@ -42,7 +42,6 @@ from app.protocol.ids import random_id
 from app.protocol.server import ServerSession
 from app.server.auth import bearer_ok, new_token
 from app.server.connection import (
-    CLOSE_GOING_AWAY,
     Connection,
     MiB,
     Outbox,
@@ -318,10 +317,7 @@ async def _post_json(state: ServerState, session: ServerSession, turn: Turn | No
 
 async def _on_shutdown(app: web.Application) -> None:
     """Close every WebSocket with 1001 so clients reconnect elsewhere instead of seeing a reset."""
-    for conn in list(app[STATE].connections):
-        conn.going_away("server shutting down")
-        with contextlib.suppress(Exception):
-            await asyncio.wait_for(conn.sock.close(CLOSE_GOING_AWAY, "server shutting down"), 2)
+    await app[STATE].going_away()
 
 
 def build_app(engine: Engine, config: ServerConfig) -> web.Application:

@@ -429,3 +429,14 @@ class ServerState:
             max_per_client=config.max_connections_per_client,
         )
         self.uploads = UploadBudget(config.upload_budget_bytes)
+
+    async def going_away(self, reason: str = "server shutting down") -> None:
+        """Close every WebSocket with 1001 so clients reconnect instead of seeing a reset (each gets
+        2 s, all at once)."""
+
+        async def one(conn: Connection) -> None:
+            conn.going_away(reason)
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(conn.sock.close(CLOSE_GOING_AWAY, reason), 2)
+
+        await asyncio.gather(*(one(c) for c in list(self.connections)))

@@ -50,7 +50,6 @@ from app.protocol import codec
 from app.protocol.events import CLIENT_EVENTS_HEADER
 from app.server.auth import bearer_ok, is_loopback, new_token
 from app.server.connection import (
-    CLOSE_GOING_AWAY,
     Connection,
     MiB,
     ServerConfig,
@@ -258,17 +257,6 @@ class _Handlers:
             state.connections.discard(conn)
 
 
-async def _going_away(state: ServerState) -> None:
-    """Close every WebSocket with 1001 so clients reconnect instead of seeing a reset."""
-
-    async def one(conn: Connection) -> None:
-        conn.going_away("server shutting down")
-        with contextlib.suppress(Exception):
-            await asyncio.wait_for(conn.sock.close(CLOSE_GOING_AWAY, "server shutting down"), 2)
-
-    await asyncio.gather(*(one(c) for c in list(state.connections)))
-
-
 @contextlib.asynccontextmanager
 async def run_ws_server(
     engine: Engine,
@@ -317,7 +305,7 @@ async def run_ws_server(
         yield RunningWsServer(host=host, port=real_port, token=config.token, state=state)
     finally:
         if server is not None:
-            await _going_away(state)
+            await state.going_away()
             server.close()
             await server.wait_closed()
         await engine.aclose()

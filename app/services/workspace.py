@@ -363,12 +363,7 @@ class Workspace:
             return led.take_changes(), True
 
         try:
-            done = False
-            while not done and not self._closing.is_set():
-                changes, done = await self._job(chunk)
-                self._emit(changes)
-                if self._pending:
-                    self.changed.emit()
+            await self._chunks(chunk)
             if rules_changed and not self._closing.is_set():
                 await self._resync_and_push()
         except (FileNotFoundError, RootMissingError):
@@ -380,6 +375,16 @@ class Workspace:
         finally:
             with contextlib.suppress(RuntimeError):  # the worker is shut down: the walk dies with it
                 self._worker.submit(walk.close)
+
+    async def _chunks(self, chunk: Callable[[], tuple[StatusChanges, bool]]) -> None:
+        """Run `chunk` as worker jobs until it says it is done (or the workspace closes), handing each
+        job's changes on as it ends: a save or an acknowledgement waits for one chunk at most."""
+        done = False
+        while not done and not self._closing.is_set():
+            changes, done = await self._job(chunk)
+            self._emit(changes)
+            if self._pending:
+                self.changed.emit()
 
     async def _unwatch(self) -> None:
         """Stop the watcher, once its start (on another thread) is over: stopping one that is still
@@ -427,12 +432,7 @@ class Workspace:
             return led.take_changes(), n < HASH_CHUNK  # fewer: the walk is over
 
         try:
-            done = False
-            while not done and not self._closing.is_set():
-                changes, done = await self._job(chunk)
-                self._emit(changes)
-                if self._pending:
-                    self.changed.emit()
+            await self._chunks(chunk)
         except (FileNotFoundError, RootMissingError):
             pass  # the folder went away: the watcher says so; files stay listed, unhashed
         except Exception:  # a file the walk could not take is listed as unreadable, so this is a bug

@@ -89,7 +89,15 @@ def test_one_frame_tick_paces_both_transcripts(qtbot) -> None:  # type: ignore[n
     shared between them, until both are painted."""
     _holder, ticker, views = _two_streams(qtbot)
     paced: list[int] = []
-    ticker.on_frame = paced.append
+    shares: list[tuple[float, float, float]] = []  # each view's budget in frames that paced both
+
+    def on_frame(n: int) -> None:
+        paced.append(n)
+        if n == 2:
+            g = ticker.group  # the shared budget less the paint reserve late frames build up
+            shares.append((views[0].pacer.budget_s, views[1].pacer.budget_s, g.budget_s - g.reserve_s))
+
+    ticker.on_frame = on_frame
     frames = 0
     while any(v.pending for v in views):
         ticker.run_frame()
@@ -97,7 +105,8 @@ def test_one_frame_tick_paces_both_transcripts(qtbot) -> None:  # type: ignore[n
         assert frames < 500
     assert paced[0] == 2 and ticker.shared_frames >= 1
     assert views[0].pacer.frames == views[1].pacer.frames or min(v.pacer.frames for v in views) >= 1
-    assert views[0].pacer.budget_s == views[1].pacer.budget_s == ticker.group.budget_s / 2
+    # (the view that ends last may get a frame alone, with the whole budget, on a slow machine)
+    assert shares and all(a == b == total / 2 for a, b, total in shares)
     assert "agent text" in views[0].toPlainText() and "side text" in views[1].toPlainText()
     assert "side text" not in views[0].toPlainText()
     ticker.remove(views[1])
